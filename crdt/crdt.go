@@ -1,0 +1,342 @@
+package crdt
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"time"
+
+	"github.com/automerge/automerge-go"
+)
+
+// Kind is what a body holds.
+type Kind uint8
+
+const (
+	Register Kind = iota + 1 // opaque bytes, replaced whole
+	Document                 // a JSON object merged field by field
+)
+
+// Op is what a Change does.
+type Op uint8
+
+const (
+	OpCreate  Op = iota + 1 // start incarnation Inc with a body
+	OpReplace               // start a newer body epoch of incarnation Inc
+	OpUpdate                // edit the fields of body epoch Epoch (automerge change)
+	OpDelete                // end incarnation Inc
+)
+
+// Change is one write to one key, as shipped between sites.
+type Change struct {
+	Op    Op
+	Inc   Stamp // the incarnation written
+	Epoch Stamp // create, replace: the new body's epoch; update: the epoch edited
+	Kind  Kind  // create, replace: the body's kind
+	Data  []byte
+}
+
+// ErrMissingDependency is returned by Apply for a change that builds on a change this
+// replica has not seen; the caller must deliver changes in causal order.
+var ErrMissingDependency = errors.New("crdt: change depends on an unseen change")
+
+// maxConflicts bounds how many losing incarnations a Doc remembers.
+const maxConflicts = 16
+
+// Doc is the state of one key at one site. The zero Doc is a key never written.
+// A Doc is not safe for concurrent use.
+type Doc struct {
+	inc       Stamp
+	deleted   bool
+	epoch     Stamp
+	kind      Kind
+	value     []byte            // the materialised value
+	fields    map[string]string // documents: the flat fields, kept equal to am
+	clean     bool              // documents: fields == flatten(value), so value can rebuild them
+	am        *automerge.Doc    // documents: nil until needed
+	amBytes   []byte            // documents: saved form, when am is not loaded
+	conflicts []Stamp
+}
+
+// Value returns the materialised value and whether the key exists.
+func (d *Doc) Value() ([]byte, bool) {
+	if d.inc.IsZero() || d.deleted {
+		return nil, false
+	}
+	return d.value, true
+}
+
+// Incarnation returns the winning incarnation's stamp (zero if never created).
+func (d *Doc) Incarnation() Stamp { return d.inc }
+
+// Kind returns the kind of the current body (0 when the key does not exist).
+func (d *Doc) Kind() Kind {
+	if _, ok := d.Value(); !ok {
+		return 0
+	}
+	return d.kind
+}
+
+// Conflicts returns the losing incarnations this replica has seen, oldest first.
+func (d *Doc) Conflicts() []Stamp { return slices.Clone(d.conflicts) }
+
+// Digest summarises the visible state: replicas that have applied the same changes
+// have equal digests.
+func (d *Doc) Digest() [32]byte {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s|%t|%s|", d.inc, d.deleted, d.epoch)
+	v, _ := d.Value()
+	h.Write(v)
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// Put writes a whole value as site st.Site at Lamport time st and returns the change
+// to ship. A put of the value already held returns ok=false: nothing to ship.
+func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
+	if _, exists := d.Value(); !exists {
+		body, kind, err := newBody(value, st.Site)
+		if err != nil {
+			return Change{}, false, err
+		}
+		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: kind, Data: body}
+		_, err = d.Apply(c)
+		return c, err == nil, err
+	}
+	if fields, isDoc := flatten(value); isDoc && d.kind == Document {
+		return d.update(value, fields, st)
+	}
+	if d.kind == Register && bytes.Equal(d.value, value) {
+		return Change{}, false, nil
+	}
+	body, kind, err := newBody(value, st.Site)
+	if err != nil {
+		return Change{}, false, err
+	}
+	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
+	_, err = d.Apply(c)
+	return c, err == nil, err
+}
+
+// Delete ends the current incarnation. ok is false when the key does not exist.
+func (d *Doc) Delete() (c Change, ok bool, err error) {
+	if _, exists := d.Value(); !exists {
+		return Change{}, false, nil
+	}
+	c = Change{Op: OpDelete, Inc: d.inc}
+	_, err = d.Apply(c)
+	return c, err == nil, err
+}
+
+// update expresses a document write as the field edits it makes.
+func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, bool, error) {
+	set, del := diffFields(d.fields, fields)
+	if len(set) == 0 && len(del) == 0 {
+		return Change{}, false, nil
+	}
+	am, err := d.automerge(st.Site)
+	if err != nil {
+		return Change{}, false, err
+	}
+	if err := writeFields(am, set, del); err != nil {
+		return Change{}, false, err
+	}
+	hash, err := am.Commit("", commitOptions())
+	if err != nil {
+		return Change{}, false, fmt.Errorf("crdt: commit: %w", err)
+	}
+	ch, err := am.Change(hash)
+	if err != nil {
+		return Change{}, false, fmt.Errorf("crdt: read change: %w", err)
+	}
+	// The local replica already holds the edit; only the cached views move.
+	d.fields, d.value, d.amBytes, d.clean = fields, value, nil, true
+	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: ch.Save()}, true, nil
+}
+
+// Apply merges a change, local or remote, into the replica and reports whether the
+// visible value changed. Applying a change twice is a no-op.
+func (d *Doc) Apply(c Change) (changed bool, err error) {
+	switch cmp := c.Inc.Compare(d.inc); {
+	case cmp < 0:
+		// An older incarnation: either one this replica saw end, or a concurrent
+		// create that lost. Only the latter is news.
+		if c.Op == OpCreate && !slices.Contains(d.conflicts, c.Inc) {
+			d.recordConflict(c.Inc)
+		}
+		return false, nil
+	case cmp > 0:
+		if c.Op != OpCreate {
+			return false, ErrMissingDependency
+		}
+		if !d.inc.IsZero() && !d.deleted {
+			d.recordConflict(d.inc)
+		}
+		if err := d.setBody(c); err != nil {
+			return false, err
+		}
+		d.inc, d.deleted = c.Inc, false
+		return true, nil
+	}
+	if d.deleted {
+		return false, nil // the delete beats everything else in its incarnation
+	}
+	switch c.Op {
+	case OpDelete:
+		// Forget the body: what was merged into it before the delete arrived
+		// differs between replicas and must not show in their state.
+		d.deleted = true
+		d.epoch, d.kind, d.clean = Stamp{}, 0, false
+		d.value, d.fields, d.am, d.amBytes = nil, nil, nil, nil
+		return true, nil
+	case OpReplace:
+		if c.Epoch.Compare(d.epoch) <= 0 {
+			return false, nil
+		}
+		return true, d.setBody(c)
+	case OpUpdate:
+		switch cmp := c.Epoch.Compare(d.epoch); {
+		case cmp < 0:
+			return false, nil
+		case cmp > 0 || d.kind != Document:
+			return false, ErrMissingDependency
+		}
+		return d.applyEdit(c.Data)
+	}
+	return false, nil // a duplicate create
+}
+
+func (d *Doc) recordConflict(loser Stamp) {
+	d.conflicts = append(d.conflicts, loser)
+	if len(d.conflicts) > maxConflicts {
+		d.conflicts = d.conflicts[len(d.conflicts)-maxConflicts:]
+	}
+}
+
+func (d *Doc) setBody(c Change) error {
+	d.epoch, d.kind = c.Epoch, c.Kind
+	d.am, d.amBytes, d.fields = nil, nil, nil
+	switch c.Kind {
+	case Register:
+		d.value = bytes.Clone(c.Data)
+		return nil
+	case Document:
+		am, err := automerge.Load(c.Data)
+		if err != nil {
+			return fmt.Errorf("crdt: load document: %w", err)
+		}
+		d.am = am
+		return d.refresh()
+	}
+	return fmt.Errorf("crdt: unknown body kind %d", c.Kind)
+}
+
+func (d *Doc) applyEdit(raw []byte) (bool, error) {
+	am, err := d.automerge("")
+	if err != nil {
+		return false, err
+	}
+	if err := am.LoadIncremental(raw); err != nil {
+		return false, fmt.Errorf("crdt: apply change: %w", err)
+	}
+	before := d.value
+	d.amBytes = nil
+	if err := d.refresh(); err != nil {
+		return false, err
+	}
+	return !bytes.Equal(before, d.value), nil
+}
+
+// refresh re-reads the fields from automerge and re-materialises the value.
+func (d *Doc) refresh() error {
+	vals, err := d.am.RootMap().Values()
+	if err != nil {
+		return fmt.Errorf("crdt: read document: %w", err)
+	}
+	d.fields = make(map[string]string, len(vals))
+	for k, v := range vals {
+		if v.Kind() == automerge.KindStr {
+			d.fields[k] = v.Str()
+		}
+	}
+	d.value = materialize(d.fields)
+	flat, _ := flatten(d.value)
+	d.clean = maps.Equal(flat, d.fields)
+	return nil
+}
+
+// automerge returns the loaded document, acting as site when site is not empty.
+func (d *Doc) automerge(site string) (*automerge.Doc, error) {
+	if d.am == nil {
+		am, err := automerge.Load(d.amBytes)
+		if err != nil {
+			return nil, fmt.Errorf("crdt: load document: %w", err)
+		}
+		d.am = am
+	}
+	if site != "" && d.am.ActorID() != actorID(site) {
+		if err := d.am.SetActorID(actorID(site)); err != nil {
+			return nil, fmt.Errorf("crdt: set actor: %w", err)
+		}
+	}
+	return d.am, nil
+}
+
+// newBody builds the body a create or replace ships: the value itself for a
+// register, a fresh automerge document holding its fields for a document. The
+// document is built deterministically (sorted fields, no timestamp).
+func newBody(value []byte, site string) ([]byte, Kind, error) {
+	fields, isDoc := flatten(value)
+	if !isDoc {
+		return bytes.Clone(value), Register, nil
+	}
+	am := automerge.New()
+	if err := am.SetActorID(actorID(site)); err != nil {
+		return nil, 0, fmt.Errorf("crdt: set actor: %w", err)
+	}
+	if err := writeFields(am, fields, nil); err != nil {
+		return nil, 0, err
+	}
+	if _, err := am.Commit("", commitOptions()); err != nil {
+		return nil, 0, fmt.Errorf("crdt: commit: %w", err)
+	}
+	return am.Save(), Document, nil
+}
+
+func writeFields(am *automerge.Doc, set map[string]string, del []string) error {
+	root := am.RootMap()
+	keys := make([]string, 0, len(set))
+	for k := range set {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		if err := root.Set(k, set[k]); err != nil {
+			return fmt.Errorf("crdt: set field: %w", err)
+		}
+	}
+	for _, k := range del {
+		if err := root.Delete(k); err != nil {
+			return fmt.Errorf("crdt: delete field: %w", err)
+		}
+	}
+	return nil
+}
+
+func commitOptions() automerge.CommitOptions {
+	var noTime time.Time // no timestamp: the same edit saves to the same bytes anywhere
+	return automerge.CommitOptions{Time: &noTime}
+}
+
+// actorID derives a site's automerge actor from its name, so it is stable across
+// restarts and equal wherever it is computed.
+func actorID(site string) string {
+	sum := sha256.Sum256([]byte(site))
+	return hex.EncodeToString(sum[:16])
+}

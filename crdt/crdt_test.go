@@ -1,0 +1,236 @@
+package crdt
+
+import (
+	"bytes"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+)
+
+func TestRoundTripBytes(t *testing.T) {
+	cases := []struct {
+		name  string
+		value string
+		kind  Kind
+	}{
+		{"object", `{"a":1,"b":"x"}`, Document},
+		{"nested", `{"metadata":{"name":"n","labels":{"app":"web"}},"spec":{"replicas":3}}`, Document},
+		{"order kept", `{"z":1,"a":2,"m":{"y":1,"b":2}}`, Document},
+		{"empty object", `{}`, Document},
+		{"empty members", `{"a":{},"b":[],"c":null,"d":""}`, Document},
+		{"unicode", `{"é":"\u00e9 ü 日本","esc":"a\"b\\c\/d","slash/key":1,"tilde~key":{"x~1":2}}`, Document},
+		{"big numbers", `{"n":123456789012345678901234567890,"f":1.50,"e":-1e400,"z":0}`, Document},
+		{"arrays", `{"a":[1, 2,{"x": [ ]}],"b":[{"c":{}}]}`, Document},
+		{"bools", `{"t":true,"f":false}`, Document},
+		{"spaces are opaque", `{"a": 1}`, Register},
+		{"duplicate names are opaque", `{"a":1,"a":2}`, Register},
+		{"array is opaque", `[1,2]`, Register},
+		{"binary", "\x00\xffk8s\x00proto", Register},
+		{"empty", "", Register},
+		{"invalid json", `{"a":`, Register},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var d Doc
+			if _, ok, err := d.Put([]byte(tc.value), Stamp{1, "a"}); err != nil || !ok {
+				t.Fatalf("put: ok=%v err=%v", ok, err)
+			}
+			if d.Kind() != tc.kind {
+				t.Fatalf("kind %d, want %d", d.Kind(), tc.kind)
+			}
+			got, _ := d.Value()
+			if string(got) != tc.value {
+				t.Fatalf("value %q, want %q", got, tc.value)
+			}
+			if tc.kind == Document {
+				if m := materialize(d.fields); string(m) != tc.value {
+					t.Fatalf("materialize %q, want %q", m, tc.value)
+				}
+			}
+			d2, err := DecodeDoc(d.Encode())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v2, _ := d2.Value(); string(v2) != tc.value || d2.Digest() != d.Digest() {
+				t.Fatalf("decoded value %q", v2)
+			}
+		})
+	}
+}
+
+// replica is a site's copy of one key plus the changes it made.
+type replica struct {
+	site    string
+	clock   uint64
+	doc     Doc
+	changes []Change
+}
+
+func (r *replica) stamp() Stamp { r.clock++; return Stamp{r.clock, r.site} }
+
+func (r *replica) put(t *testing.T, v string) {
+	t.Helper()
+	c, ok, err := r.doc.Put([]byte(v), r.stamp())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		r.changes = append(r.changes, c)
+	}
+}
+
+func (r *replica) del(t *testing.T) {
+	t.Helper()
+	c, ok, err := r.doc.Delete()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok {
+		r.changes = append(r.changes, c)
+	}
+}
+
+// receive applies another replica's changes, as sync would (in causal order).
+func (r *replica) receive(t *testing.T, from *replica) {
+	t.Helper()
+	for _, c := range from.changes {
+		if _, err := r.doc.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+		if c.Inc.Counter > r.clock {
+			r.clock = c.Inc.Counter
+		}
+		if c.Epoch.Counter > r.clock {
+			r.clock = c.Epoch.Counter
+		}
+	}
+	r.changes = append(r.changes, from.changes...)
+}
+
+func value(d *Doc) string {
+	v, ok := d.Value()
+	if !ok {
+		return "<absent>"
+	}
+	return string(v)
+}
+
+func TestMergeRules(t *testing.T) {
+	t.Run("concurrent field edits both survive", func(t *testing.T) {
+		a, b := &replica{site: "a"}, &replica{site: "b"}
+		a.put(t, `{"metadata":{"name":"p"},"spec":{"replicas":1},"status":{"ready":0}}`)
+		b.receive(t, a)
+		a.changes, b.changes = nil, nil
+		a.put(t, `{"metadata":{"name":"p","labels":{"x":"1"}},"spec":{"replicas":3},"status":{"ready":0}}`)
+		b.put(t, `{"metadata":{"name":"p","annotations":{"y":"2"}},"spec":{"replicas":1},"status":{"ready":1}}`)
+		a.receive(t, b)
+		b.receive(t, a)
+		// Both member lists of metadata were edited concurrently: one wins (a's, by
+		// stamp) and the member it lacks follows it.
+		want := `{"metadata":{"name":"p","labels":{"x":"1"},"annotations":{"y":"2"}},"spec":{"replicas":3},"status":{"ready":1}}`
+		if value(&a.doc) != value(&b.doc) || a.doc.Digest() != b.doc.Digest() {
+			t.Fatalf("diverged:\n%s\n%s", value(&a.doc), value(&b.doc))
+		}
+		if value(&a.doc) != want {
+			t.Fatalf("merged %s, want %s", value(&a.doc), want)
+		}
+	})
+	t.Run("concurrent creates: one incarnation wins whole", func(t *testing.T) {
+		a, b := &replica{site: "a"}, &replica{site: "b"}
+		a.put(t, `{"from":"a","x":1}`)
+		b.put(t, `{"from":"b","y":2}`)
+		a.receive(t, b)
+		b.receive(t, a)
+		if value(&a.doc) != `{"from":"b","y":2}` || value(&b.doc) != value(&a.doc) {
+			t.Fatalf("got %s / %s", value(&a.doc), value(&b.doc))
+		}
+		if len(a.doc.Conflicts()) != 1 || len(b.doc.Conflicts()) != 1 {
+			t.Fatalf("conflicts a=%v b=%v", a.doc.Conflicts(), b.doc.Conflicts())
+		}
+	})
+	t.Run("delete beats concurrent update", func(t *testing.T) {
+		a, b := &replica{site: "a"}, &replica{site: "b"}
+		a.put(t, `{"v":1}`)
+		b.receive(t, a)
+		a.changes, b.changes = nil, nil
+		a.del(t)
+		b.put(t, `{"v":2}`)
+		b.put(t, "opaque now")
+		a.receive(t, b)
+		b.receive(t, a)
+		if value(&a.doc) != "<absent>" || value(&b.doc) != "<absent>" {
+			t.Fatalf("got %s / %s", value(&a.doc), value(&b.doc))
+		}
+	})
+	t.Run("create after delete stands", func(t *testing.T) {
+		a, b := &replica{site: "a"}, &replica{site: "b"}
+		a.put(t, `{"v":1}`)
+		a.del(t)
+		a.put(t, `{"v":3}`)
+		b.receive(t, a)
+		if value(&b.doc) != `{"v":3}` {
+			t.Fatalf("got %s", value(&b.doc))
+		}
+	})
+}
+
+// TestConvergenceAnyOrder applies random concurrent histories in random orders that
+// respect each site's own order, and checks every replica ends identical.
+func TestConvergenceAnyOrder(t *testing.T) {
+	for seed := uint64(1); seed <= 30; seed++ {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(seed, 0))
+			base := &replica{site: "base"}
+			base.put(t, `{"a":{"b":1},"c":[1],"d":"x"}`)
+			sites := []*replica{{site: "s1"}, {site: "s2"}, {site: "s3"}}
+			for _, s := range sites {
+				s.receive(t, base)
+				s.changes = nil
+			}
+			values := []string{`{"a":{"b":2},"c":[1],"d":"x"}`, `{"a":{"e":1},"d":"y"}`, `{"n":{"m":{}}}`, `{"a":{"b":1},"c":[2,3]}`, "raw", `{"d":"z","a":{"b":1,"q":null}}`}
+			for range 6 {
+				s := sites[rng.IntN(len(sites))]
+				if rng.IntN(5) == 0 {
+					s.del(t)
+				} else {
+					s.put(t, values[rng.IntN(len(values))])
+				}
+			}
+			var digests []string
+			for i := range 3 {
+				var d Doc
+				d.Apply(base.changes[0])
+				// interleave the three sites' logs in a random order
+				pos := make([]int, len(sites))
+				for {
+					var live []int
+					for j, s := range sites {
+						if pos[j] < len(s.changes) {
+							live = append(live, j)
+						}
+					}
+					if len(live) == 0 {
+						break
+					}
+					j := live[rng.IntN(len(live))]
+					c := sites[j].changes[pos[j]]
+					pos[j]++
+					if _, err := d.Apply(c); err != nil {
+						t.Fatalf("order %d: %v", i, err)
+					}
+					if rng.IntN(3) == 0 { // duplicates are harmless
+						d.Apply(c)
+					}
+				}
+				d2, err := DecodeDoc(d.Encode())
+				if err != nil {
+					t.Fatal(err)
+				}
+				digests = append(digests, fmt.Sprintf("%x %s", d2.Digest(), value(d2)))
+			}
+			if digests[0] != digests[1] || digests[1] != digests[2] {
+				t.Fatalf("diverged:\n%s", bytes.Join([][]byte{[]byte(digests[0]), []byte(digests[1]), []byte(digests[2])}, []byte("\n")))
+			}
+		})
+	}
+}
