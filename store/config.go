@@ -1,0 +1,72 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Config configures a Store.
+type Config struct {
+	// Dir holds the badger files. Ignored when InMemory.
+	Dir string
+	// InMemory keeps everything in memory (tests only: nothing survives Close).
+	InMemory bool
+	// Site names this site; it is the origin of the changes written here.
+	Site string
+	// SyncWrites fsyncs every commit before acknowledging it. Turning it off
+	// trades durability of the last acknowledged writes for latency.
+	SyncWrites bool
+	// MinLeaseTTL is the shortest lease granted, in seconds; shorter requests are
+	// raised to it, as etcd does (2 s with etcd's default election timeout).
+	MinLeaseTTL int64
+	// LeaseCheckInterval is how often expired leases are looked for.
+	LeaseCheckInterval time.Duration
+	// DocCacheSize is how many decoded key documents are kept in memory.
+	DocCacheSize int
+	// MaxBatch bounds how many requests share one commit.
+	MaxBatch int
+	// Now reads the clock (lease expiry). Injected so tests control time.
+	Now func() time.Time
+	// Logger receives the store's logs.
+	Logger *slog.Logger
+	// Registerer receives the store's metrics; nil registers nothing.
+	Registerer prometheus.Registerer
+}
+
+// DefaultConfig returns the configuration a site runs with unless told otherwise.
+func DefaultConfig() Config {
+	return Config{
+		Dir:                "default.rhizome",
+		Site:               "default",
+		SyncWrites:         true,
+		MinLeaseTTL:        2,
+		LeaseCheckInterval: 500 * time.Millisecond,
+		DocCacheSize:       10000,
+		MaxBatch:           1000,
+		Now:                time.Now,
+		Logger:             slog.Default(),
+	}
+}
+
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Dir == "" && !c.InMemory:
+		return errors.New("store: config: Dir is empty")
+	case c.Site == "":
+		return errors.New("store: config: Site is empty")
+	case c.MinLeaseTTL < 1:
+		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
+	case c.LeaseCheckInterval <= 0:
+		return errors.New("store: config: LeaseCheckInterval must be positive")
+	case c.DocCacheSize < 0 || c.MaxBatch < 1:
+		return errors.New("store: config: DocCacheSize must be >= 0 and MaxBatch >= 1")
+	case c.Now == nil || c.Logger == nil:
+		return errors.New("store: config: Now and Logger are required")
+	}
+	return nil
+}

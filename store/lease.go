@@ -1,0 +1,232 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sort"
+	"sync"
+	"time"
+)
+
+// leases tracks granted leases and the keys attached to them. Grants and revokes go
+// through the commit path (they are durable); renewals only move the in-memory
+// expiry, as in etcd, and every lease restarts its full TTL when the store opens.
+type leases struct {
+	mu   sync.Mutex
+	byID map[int64]*lease
+}
+
+type lease struct {
+	id     int64
+	ttl    int64
+	expiry time.Time
+	keys   map[string]struct{}
+}
+
+// LeaseStatus describes a granted lease.
+type LeaseStatus struct {
+	ID         int64
+	GrantedTTL int64
+	Remaining  int64 // seconds left, rounded up
+	Keys       [][]byte
+}
+
+func newLeases() *leases { return &leases{byID: make(map[int64]*lease)} }
+
+func (ls *leases) load(txn *badgerTxn, now time.Time) error {
+	it := txn.NewIterator(iteratorPrefix(prefixLease))
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		id := int64(binary.BigEndian.Uint64(it.Item().Key()[1:]))
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		ttl, err := bytesInt64(v)
+		if err != nil {
+			return fmt.Errorf("store: lease %d: %w", id, err)
+		}
+		ls.byID[id] = &lease{id: id, ttl: ttl, expiry: now.Add(time.Duration(ttl) * time.Second), keys: map[string]struct{}{}}
+	}
+	return nil
+}
+
+func (ls *leases) exists(id int64) bool {
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	_, ok := ls.byID[id]
+	return ok
+}
+
+func (ls *leases) attach(id int64, key []byte) {
+	if id == 0 {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l, ok := ls.byID[id]; ok {
+		l.keys[string(key)] = struct{}{}
+	}
+}
+
+func (ls *leases) detach(id int64, key []byte) {
+	if id == 0 {
+		return
+	}
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	if l, ok := ls.byID[id]; ok {
+		delete(l.keys, string(key))
+	}
+}
+
+// GrantLease grants a lease of ttl seconds; id 0 picks an unused id. It returns the
+// id and the TTL granted (raised to the minimum TTL).
+func (s *Store) GrantLease(ctx context.Context, id, ttl int64) (int64, int64, error) {
+	if ttl > MaxLeaseTTL {
+		return 0, 0, ErrLeaseTTLLarge
+	}
+	ttl = max(ttl, s.cfg.MinLeaseTTL)
+	_, err := s.Update(ctx, func(tx *WriteTxn) error {
+		ls := s.leases
+		ls.mu.Lock()
+		defer ls.mu.Unlock()
+		if id == 0 {
+			for id == 0 || ls.byID[id] != nil {
+				id = rand.Int64() // ids are random so that sites never collide
+			}
+		} else if ls.byID[id] != nil {
+			return ErrLeaseExists
+		}
+		ls.byID[id] = &lease{id: id, ttl: ttl, expiry: s.cfg.Now().Add(time.Duration(ttl) * time.Second), keys: map[string]struct{}{}}
+		tx.mutated = true
+		tx.writes = append(tx.writes, write{key: leaseKey(id), value: int64Bytes(ttl)})
+		return nil
+	})
+	return id, ttl, err
+}
+
+// RevokeLease revokes a lease and deletes its keys, in one revision.
+func (s *Store) RevokeLease(ctx context.Context, id int64) (int64, error) {
+	return s.Update(ctx, func(tx *WriteTxn) error { return tx.revokeLease(id) })
+}
+
+func (tx *WriteTxn) revokeLease(id int64) error {
+	ls := tx.s.leases
+	ls.mu.Lock()
+	l, ok := ls.byID[id]
+	var keys []string
+	if ok {
+		for k := range l.keys {
+			keys = append(keys, k)
+		}
+		delete(ls.byID, id)
+	}
+	ls.mu.Unlock()
+	if !ok {
+		return ErrLeaseNotFound
+	}
+	tx.mutated = true
+	sort.Strings(keys) // deterministic order, as etcd
+	for _, k := range keys {
+		if ki := tx.s.idx.get([]byte(k)); ki != nil {
+			if _, live := ki.live(); live {
+				if _, err := tx.deleteKey(ki); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	tx.writes = append(tx.writes, write{key: leaseKey(id), delete: true})
+	return nil
+}
+
+// RenewLease restarts a lease's TTL and returns it.
+func (s *Store) RenewLease(id int64) (int64, error) {
+	ls := s.leases
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l, ok := ls.byID[id]
+	now := s.cfg.Now()
+	if !ok || !now.Before(l.expiry) {
+		return 0, ErrLeaseNotFound
+	}
+	l.expiry = now.Add(time.Duration(l.ttl) * time.Second)
+	return l.ttl, nil
+}
+
+// LeaseTimeToLive describes a lease, with its keys when keys is set.
+func (s *Store) LeaseTimeToLive(id int64, keys bool) (LeaseStatus, error) {
+	ls := s.leases
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	l, ok := ls.byID[id]
+	if !ok {
+		return LeaseStatus{}, ErrLeaseNotFound
+	}
+	st := LeaseStatus{ID: id, GrantedTTL: l.ttl, Remaining: remaining(l.expiry, s.cfg.Now())}
+	if keys {
+		for k := range l.keys {
+			st.Keys = append(st.Keys, []byte(k))
+		}
+		sort.Slice(st.Keys, func(i, j int) bool { return string(st.Keys[i]) < string(st.Keys[j]) })
+	}
+	return st, nil
+}
+
+// Leases lists the granted lease ids in increasing order.
+func (s *Store) Leases() []int64 {
+	ls := s.leases
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	ids := make([]int64, 0, len(ls.byID))
+	for id := range ls.byID {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+func remaining(expiry, now time.Time) int64 {
+	d := expiry.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	return int64((d + time.Second - 1) / time.Second)
+}
+
+// runLeaseExpiry revokes expired leases through the commit path, so their key
+// deletes are ordinary committed (and replicated) deletes.
+func (s *Store) runLeaseExpiry() {
+	defer s.wg.Done()
+	t := time.NewTicker(s.cfg.LeaseCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-t.C:
+		}
+		now := s.cfg.Now()
+		var expired []int64
+		s.leases.mu.Lock()
+		for id, l := range s.leases.byID {
+			if !now.Before(l.expiry) {
+				expired = append(expired, id)
+			}
+		}
+		s.leases.mu.Unlock()
+		for _, id := range expired {
+			if _, err := s.RevokeLease(context.Background(), id); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+				if !errors.Is(err, ErrClosed) {
+					s.log.Error("revoking expired lease", "lease", id, "err", err)
+				}
+				break
+			}
+			s.metrics.leaseExpired()
+		}
+	}
+}

@@ -1,0 +1,615 @@
+package store
+
+import (
+	"bytes"
+	"container/list"
+	"context"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// Store is one site's MVCC store. Reads may run concurrently with each other and
+// with writes; writes are serialised through one committer goroutine.
+type Store struct {
+	cfg     Config
+	log     *slog.Logger
+	db      *badger.DB
+	metrics *metrics
+
+	// mu guards the index and compactRev. The committer holds it while applying a
+	// request; readers hold it shared while reading.
+	mu         sync.RWMutex
+	idx        *index
+	compactRev int64
+
+	committed atomic.Int64 // newest durable revision: what readers see
+
+	// Committer-owned state.
+	rev   int64     // newest applied revision (>= committed)
+	clock uint64    // Lamport clock for crdt stamps
+	seq   uint64    // sequence of the latest change originated here
+	docs  *docCache // decoded key documents
+	fail  error     // set when a commit failed: the store refuses further writes
+	reqs  chan *request
+
+	leases *leases
+
+	publisher atomic.Pointer[Publisher]
+	closing   chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+}
+
+type request struct {
+	fn   func(*WriteTxn) error
+	rev  int64
+	err  error
+	done chan struct{}
+}
+
+// Open opens (or creates) the store described by cfg and starts its committer and
+// lease expiry.
+func Open(cfg Config) (*Store, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	opts := badger.DefaultOptions(cfg.Dir).
+		WithInMemory(cfg.InMemory).
+		WithSyncWrites(cfg.SyncWrites).
+		WithLogger(badgerLogger{cfg.Logger}).
+		WithNumMemtables(2).
+		WithNumLevelZeroTables(2).
+		WithNumCompactors(2).
+		WithBlockCacheSize(32 << 20).
+		WithIndexCacheSize(16 << 20).
+		WithValueLogFileSize(256 << 20).
+		WithMetricsEnabled(false)
+	if cfg.InMemory {
+		opts.Dir, opts.ValueDir = "", ""
+	}
+	db, err := badger.Open(opts)
+	if err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
+	}
+	s := &Store{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		db:      db,
+		metrics: newMetrics(cfg.Registerer),
+		idx:     newIndex(),
+		docs:    newDocCache(cfg.DocCacheSize),
+		reqs:    make(chan *request, cfg.MaxBatch),
+		leases:  newLeases(),
+		closing: make(chan struct{}),
+	}
+	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.wg.Add(2)
+	go s.runCommitter()
+	go s.runLeaseExpiry()
+	return s, nil
+}
+
+// Close stops the store. Requests in flight finish first.
+func (s *Store) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.closing)
+		s.wg.Wait()
+		err = s.db.Close()
+	})
+	return err
+}
+
+// SetPublisher installs the receiver of committed events. Call it before the store
+// takes traffic.
+func (s *Store) SetPublisher(p Publisher) { s.publisher.Store(&p) }
+
+// Site returns the name of this site.
+func (s *Store) Site() string { return s.cfg.Site }
+
+// Rev returns the newest durable revision.
+func (s *Store) Rev() int64 { return s.committed.Load() }
+
+// CompactRev returns the revision of the last compaction (0 if none).
+func (s *Store) CompactRev() int64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.compactRev
+}
+
+// Size returns the bytes the store occupies on disk.
+func (s *Store) Size() int64 {
+	lsm, vlog := s.db.Size()
+	return lsm + vlog
+}
+
+// recover rebuilds the in-memory state from badger.
+func (s *Store) recover() error {
+	return s.db.View(func(txn *badger.Txn) error {
+		if err := s.readMeta(txn); err != nil {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRev}, PrefetchValues: true, PrefetchSize: 100})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			if main, _ := parseRevKey(item.Key()); main > s.rev {
+				// Written by a commit that crashed before its final transaction:
+				// never acknowledged, so never shown.
+				break
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return fmt.Errorf("store: recover: %w", err)
+			}
+			rec, err := decodeRecord(item.Key(), v)
+			if err != nil {
+				return err
+			}
+			main, sub := parseRevKey(item.Key())
+			ki := s.idx.getOrCreate(rec.kv.Key)
+			if n := len(ki.versions); n > 0 {
+				ki.versions[n-1].kv = nil
+			}
+			ver := version{rev: revision{main, sub}, tomb: rec.typ == EventDelete}
+			if !ver.tomb {
+				kv := rec.kv
+				ver.kv = &kv
+			}
+			ki.versions = append(ki.versions, ver)
+			ki.lease = rec.kv.Lease
+		}
+		// A compaction interrupted before its deletions finished left records
+		// that the index must not show.
+		s.pruneIndex(s.compactRev)
+		s.idx.tree.Ascend(func(ki *keyIndex) bool {
+			if _, ok := ki.live(); ok && ki.lease != 0 {
+				s.leases.attach(ki.lease, ki.key)
+			}
+			return true
+		})
+		s.committed.Store(s.rev)
+		return nil
+	})
+}
+
+func (s *Store) readMeta(txn *badger.Txn) error {
+	get := func(k []byte) (int64, error) {
+		item, err := txn.Get(k)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return 0, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("store: read meta: %w", err)
+		}
+		v, err := item.ValueCopy(nil)
+		if err != nil {
+			return 0, err
+		}
+		return bytesInt64(v)
+	}
+	var err error
+	if s.rev, err = get(metaRev); err != nil {
+		return err
+	}
+	if s.compactRev, err = get(metaCompact); err != nil {
+		return err
+	}
+	clock, err := get(metaClock)
+	if err != nil {
+		return err
+	}
+	s.clock = uint64(clock)
+	seq, err := get(vvKey(s.cfg.Site))
+	if err != nil {
+		return err
+	}
+	s.seq = uint64(seq)
+	return s.leases.load(txn, s.cfg.Now())
+}
+
+// Range reads keys at a revision (0: the newest durable one).
+func (s *Store) Range(key []byte, opts RangeOptions) (RangeResult, error) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.rangeAt(key, opts, s.committed.Load())
+}
+
+// rangeAt reads with mu held, seeing revisions up to cur.
+func (s *Store) rangeAt(key []byte, opts RangeOptions, cur int64) (RangeResult, error) {
+	rev := opts.Rev
+	switch {
+	case rev <= 0:
+		rev = cur
+	case rev > cur:
+		return RangeResult{}, ErrFutureRev
+	case rev < s.compactRev:
+		return RangeResult{}, ErrCompacted
+	}
+	res := RangeResult{Rev: cur}
+	var err error
+	s.idx.ascend(key, opts.End, func(ki *keyIndex) bool {
+		v, ok := ki.at(rev)
+		if !ok || v.tomb {
+			return true
+		}
+		res.Count++
+		if opts.CountOnly || (opts.Limit > 0 && int64(len(res.KVs)) >= opts.Limit) {
+			return true
+		}
+		var kv KeyValue
+		if kv, err = s.kvOf(v); err != nil {
+			return false
+		}
+		res.KVs = append(res.KVs, kv)
+		return true
+	})
+	return res, err
+}
+
+// kvOf returns the state a history entry names, from cache or from badger.
+func (s *Store) kvOf(v *version) (KeyValue, error) {
+	if v.kv != nil {
+		return *v.kv, nil
+	}
+	rec, err := s.readRecord(v.rev)
+	return rec.kv, err
+}
+
+func (s *Store) readRecord(r revision) (record, error) {
+	var rec record
+	err := s.db.View(func(txn *badger.Txn) error {
+		k := revKey(r.main, r.sub)
+		item, err := txn.Get(k)
+		if err != nil {
+			return fmt.Errorf("store: read revision %d.%d: %w", r.main, r.sub, err)
+		}
+		return item.Value(func(v []byte) error {
+			rec, err = decodeRecord(k, bytes.Clone(v))
+			return err
+		})
+	})
+	return rec, err
+}
+
+// Events returns committed events with revisions in [from, to], in order, at most
+// limit of them (a revision's events are never split), with their prev_kv.
+func (s *Store) Events(from, to int64, limit int) ([]Event, error) {
+	s.mu.RLock()
+	compact := s.compactRev
+	s.mu.RUnlock()
+	if from < compact {
+		return nil, ErrCompacted
+	}
+	to = min(to, s.committed.Load())
+	var evs []Event
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRev}, PrefetchValues: true, PrefetchSize: 64})
+		defer it.Close()
+		last := int64(0)
+		for it.Seek(revKey(from, 0)); it.Valid(); it.Next() {
+			item := it.Item()
+			main, _ := parseRevKey(item.Key())
+			if main > to || (len(evs) >= limit && main != last) {
+				break
+			}
+			v, err := item.ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			rec, err := decodeRecord(item.KeyCopy(nil), v)
+			if err != nil {
+				return err
+			}
+			ev := Event{Type: rec.typ, KV: rec.kv}
+			// The previous state of an event at exactly the compacted revision is
+			// gone; like etcd, such an event carries no prev_kv.
+			if rec.prevRev.main != 0 {
+				prev, err := s.readRecordIn(txn, rec.prevRev)
+				switch {
+				case err == nil:
+					ev.PrevKV = &prev.kv
+				case !isNotFound(err):
+					return err
+				}
+			}
+			evs = append(evs, ev)
+			last = main
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read events: %w", err)
+	}
+	return evs, nil
+}
+
+func (s *Store) readRecordIn(txn *badger.Txn, r revision) (record, error) {
+	k := revKey(r.main, r.sub)
+	item, err := txn.Get(k)
+	if err != nil {
+		return record{}, err
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return record{}, err
+	}
+	return decodeRecord(k, v)
+}
+
+// HashKV hashes every key-value change from the compacted revision up to rev
+// (0: newest). Equal stores have equal hashes.
+func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err error) {
+	s.mu.RLock()
+	compactRev = s.compactRev
+	s.mu.RUnlock()
+	cur := s.committed.Load()
+	switch {
+	case rev <= 0:
+		rev = cur
+	case rev > cur:
+		return 0, 0, 0, ErrFutureRev
+	case rev < compactRev:
+		return 0, 0, 0, ErrCompacted
+	}
+	h := crc32.New(crc32.MakeTable(crc32.Castagnoli))
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixRev}, PrefetchValues: true})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			main, _ := parseRevKey(it.Item().Key())
+			if main > rev {
+				break
+			}
+			h.Write(it.Item().Key())
+			if err := it.Item().Value(func(v []byte) error { h.Write(v); return nil }); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return h.Sum32(), rev, compactRev, err
+}
+
+// Update runs fn as one atomic write. fn reads and writes through tx; if it made any
+// change, the changes commit as the next revision, and Update returns once they are
+// durable and visible. fn must validate before it writes: an error returned after a
+// write stops the store, because a half-applied request cannot be undone.
+func (s *Store) Update(ctx context.Context, fn func(tx *WriteTxn) error) (int64, error) {
+	r := &request{fn: fn, done: make(chan struct{})}
+	select {
+	case s.reqs <- r:
+	case <-s.closing:
+		return 0, ErrClosed
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	// Once queued, the request will be applied; wait for it whatever ctx says, so
+	// the caller never reports failure for a write that then commits.
+	<-r.done
+	return r.rev, r.err
+}
+
+func (s *Store) runCommitter() {
+	defer s.wg.Done()
+	for {
+		var batch []*request
+		select {
+		case r := <-s.reqs:
+			batch = append(batch, r)
+		case <-s.closing:
+			// Drain what was queued before the close.
+			for {
+				select {
+				case r := <-s.reqs:
+					s.commit([]*request{r})
+				default:
+					return
+				}
+			}
+		}
+	fill:
+		for len(batch) < s.cfg.MaxBatch {
+			select {
+			case r := <-s.reqs:
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commit(batch)
+	}
+}
+
+// commit applies a batch of requests and makes them durable with one fsync.
+func (s *Store) commit(batch []*request) {
+	var (
+		events []Event
+		writes []write
+		dirty  = make(map[string]*crdt.Doc)
+		cached []*keyIndex
+	)
+	for _, r := range batch {
+		if s.fail != nil {
+			r.err = s.fail
+			continue
+		}
+		tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty}
+		s.mu.Lock()
+		err := r.fn(tx)
+		s.mu.Unlock()
+		if err != nil {
+			r.err = err
+			if tx.mutated {
+				s.fail = fmt.Errorf("store: stopped after a failed write: %w", err)
+				s.log.Error("write failed after applying part of it; refusing further writes", "err", err)
+			}
+			continue
+		}
+		if len(tx.events) > 0 {
+			s.rev++
+		}
+		r.rev = s.rev
+		events = append(events, tx.events...)
+		writes = append(writes, tx.writes...)
+		cached = append(cached, tx.cached...)
+	}
+	for key, doc := range dirty {
+		writes = append(writes, write{key: docKey([]byte(key)), value: doc.Encode()})
+	}
+	if len(writes) > 0 && s.fail == nil {
+		writes = append(writes,
+			write{key: metaRev, value: int64Bytes(s.rev)},
+			write{key: metaClock, value: int64Bytes(int64(s.clock))},
+			write{key: vvKey(s.cfg.Site), value: int64Bytes(int64(s.seq))})
+		timer := s.metrics.commitDuration()
+		if err := s.persist(writes); err != nil {
+			s.fail = fmt.Errorf("store: commit: %w", err)
+			s.log.Error("commit failed; refusing further writes", "err", err)
+			for _, r := range batch {
+				r.err = s.fail
+			}
+		}
+		timer()
+	}
+	s.metrics.batch(len(batch))
+	if s.fail == nil {
+		s.mu.Lock()
+		// Only the newest entry of a key keeps its value in memory once durable.
+		for _, ki := range cached {
+			for i := range len(ki.versions) - 1 {
+				ki.versions[i].kv = nil
+			}
+		}
+		s.committed.Store(s.rev)
+		s.mu.Unlock()
+		s.docs.settle()
+		if p := s.publisher.Load(); p != nil && len(events) > 0 {
+			(*p).Publish(s.rev, events)
+		}
+	} else {
+		s.docs.reset() // cached documents may hold changes that never committed
+	}
+	for _, r := range batch {
+		close(r.done)
+	}
+}
+
+type badgerTxn = badger.Txn
+
+func isNotFound(err error) bool { return errors.Is(err, badger.ErrKeyNotFound) }
+
+type write struct {
+	key, value []byte
+	delete     bool
+}
+
+// persist writes in as few badger transactions as its size limits allow. Requests
+// larger than one transaction are split; the store's revision meta is written last,
+// so recovery never sees a revision without its records.
+func (s *Store) persist(writes []write) error {
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for _, w := range writes {
+		var err error
+		for range 2 {
+			if w.delete {
+				err = txn.Delete(w.key)
+			} else {
+				err = txn.Set(w.key, w.value)
+			}
+			if !errors.Is(err, badger.ErrTxnTooBig) {
+				break
+			}
+			if err = txn.Commit(); err != nil {
+				return err
+			}
+			txn = s.db.NewTransaction(true)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return txn.Commit()
+}
+
+// docCache keeps recently used key documents, least recently used evicted first.
+// Documents changed by the batch being committed are pinned until it settles.
+type docCache struct {
+	size   int
+	lru    *list.List // of *cachedDoc, most recent at front
+	byKey  map[string]*list.Element
+	pinned map[string]*crdt.Doc
+}
+
+type cachedDoc struct {
+	key string
+	doc *crdt.Doc
+}
+
+func newDocCache(size int) *docCache {
+	return &docCache{size: size, lru: list.New(), byKey: make(map[string]*list.Element), pinned: make(map[string]*crdt.Doc)}
+}
+
+func (c *docCache) get(key string) (*crdt.Doc, bool) {
+	if d, ok := c.pinned[key]; ok {
+		return d, true
+	}
+	if e, ok := c.byKey[key]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*cachedDoc).doc, true
+	}
+	return nil, false
+}
+
+func (c *docCache) pin(key string, d *crdt.Doc) { c.pinned[key] = d }
+
+// settle moves the batch's documents into the LRU once they are durable.
+func (c *docCache) settle() {
+	for key, d := range c.pinned {
+		if e, ok := c.byKey[key]; ok {
+			e.Value.(*cachedDoc).doc = d
+			c.lru.MoveToFront(e)
+		} else {
+			c.byKey[key] = c.lru.PushFront(&cachedDoc{key, d})
+		}
+		delete(c.pinned, key)
+	}
+	for c.lru.Len() > c.size {
+		e := c.lru.Back()
+		delete(c.byKey, e.Value.(*cachedDoc).key)
+		c.lru.Remove(e)
+	}
+}
+
+func (c *docCache) reset() {
+	c.lru.Init()
+	clear(c.byKey)
+	clear(c.pinned)
+}
+
+// badgerLogger sends badger's logs to slog at matching levels.
+type badgerLogger struct{ log *slog.Logger }
+
+func (l badgerLogger) Errorf(f string, a ...any) {
+	l.log.Error(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (l badgerLogger) Warningf(f string, a ...any) {
+	l.log.Warn(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (l badgerLogger) Infof(f string, a ...any) {
+	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
+}
+func (l badgerLogger) Debugf(f string, a ...any) {
+	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
+}

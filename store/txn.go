@@ -1,0 +1,202 @@
+package store
+
+import (
+	"fmt"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// WriteTxn is one atomic write, run by the committer with the index locked. Its
+// reads see the writes it has made so far. All its changes share one revision.
+type WriteTxn struct {
+	s       *Store
+	rev     int64 // the revision this write commits as
+	sub     int32
+	events  []Event
+	writes  []write
+	cached  []*keyIndex
+	dirty   map[string]*crdt.Doc // documents changed in this batch
+	mutated bool
+}
+
+// Rev returns the store's revision before this write.
+func (tx *WriteTxn) Rev() int64 { return tx.rev - 1 }
+
+// Changed reports whether the write has changed anything yet.
+func (tx *WriteTxn) Changed() bool { return len(tx.events) > 0 }
+
+// CompactRev returns the revision of the last compaction.
+func (tx *WriteTxn) CompactRev() int64 { return tx.s.compactRev }
+
+// Range reads like Store.Range, seeing this write's own changes.
+func (tx *WriteTxn) Range(key []byte, opts RangeOptions) (RangeResult, error) {
+	cur := tx.rev - 1
+	if tx.Changed() {
+		cur = tx.rev
+	}
+	return tx.s.rangeAt(key, opts, cur)
+}
+
+// LeaseExists reports whether a lease is granted.
+func (tx *WriteTxn) LeaseExists(id int64) bool { return tx.s.leases.exists(id) }
+
+// Put writes a key and attaches it to a lease (0: none).
+func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
+	if lease != 0 && !tx.s.leases.exists(lease) {
+		return ErrLeaseNotFound
+	}
+	doc, err := tx.doc(key)
+	if err != nil {
+		return err
+	}
+	change, changed, err := doc.Put(value, tx.stamp())
+	if err != nil {
+		return fmt.Errorf("store: put %q: %w", key, err)
+	}
+	tx.mutated = true
+	if changed {
+		tx.logChange(key, change)
+	}
+	ki := tx.s.idx.getOrCreate(key)
+	kv := KeyValue{Key: ki.key, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
+	kv.Value, _ = doc.Value()
+	var prev *KeyValue
+	var prevRev revision
+	if v, ok := ki.live(); ok {
+		p, err := tx.s.kvOf(v)
+		if err != nil {
+			return err
+		}
+		prev, prevRev = &p, v.rev
+		kv.CreateRevision, kv.Version = p.CreateRevision, p.Version+1
+	}
+	if ki.lease != lease {
+		tx.s.leases.detach(ki.lease, key)
+		tx.s.leases.attach(lease, ki.key)
+		ki.lease = lease
+	}
+	tx.appendVersion(ki, EventPut, kv, prev, prevRev)
+	return nil
+}
+
+// DeleteRange deletes the live keys in a range (etcd's key/end convention) and
+// returns their states before the delete.
+func (tx *WriteTxn) DeleteRange(key, end []byte) ([]KeyValue, error) {
+	var targets []*keyIndex
+	tx.s.idx.ascend(key, end, func(ki *keyIndex) bool {
+		if _, ok := ki.live(); ok {
+			targets = append(targets, ki)
+		}
+		return true
+	})
+	var deleted []KeyValue
+	for _, ki := range targets {
+		prev, err := tx.deleteKey(ki)
+		if err != nil {
+			return nil, err
+		}
+		deleted = append(deleted, prev)
+	}
+	return deleted, nil
+}
+
+func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
+	v, _ := ki.live()
+	prev, err := tx.s.kvOf(v)
+	if err != nil {
+		return KeyValue{}, err
+	}
+	doc, err := tx.doc(ki.key)
+	if err != nil {
+		return KeyValue{}, err
+	}
+	change, changed, err := doc.Delete()
+	if err != nil {
+		return KeyValue{}, fmt.Errorf("store: delete %q: %w", ki.key, err)
+	}
+	tx.mutated = true
+	if changed {
+		tx.logChange(ki.key, change)
+	}
+	tx.s.leases.detach(ki.lease, ki.key)
+	ki.lease = 0
+	tx.appendVersion(ki, EventDelete, KeyValue{Key: ki.key, ModRevision: tx.rev}, &prev, v.rev)
+	return prev, nil
+}
+
+func (tx *WriteTxn) appendVersion(ki *keyIndex, typ EventType, kv KeyValue, prev *KeyValue, prevRev revision) {
+	r := revision{tx.rev, tx.sub}
+	tx.sub++
+	ver := version{rev: r, tomb: typ == EventDelete}
+	if !ver.tomb {
+		ver.kv = &kv
+	}
+	ki.versions = append(ki.versions, ver)
+	tx.cached = append(tx.cached, ki)
+	rec := record{typ: typ, kv: kv, prevRev: prevRev}
+	tx.writes = append(tx.writes, write{key: revKey(r.main, r.sub), value: rec.encode()})
+	tx.events = append(tx.events, Event{Type: typ, KV: kv, PrevKV: prev})
+}
+
+// doc returns the key's document, loading it on first use in this batch.
+func (tx *WriteTxn) doc(key []byte) (*crdt.Doc, error) {
+	k := string(key)
+	if d, ok := tx.dirty[k]; ok {
+		return d, nil
+	}
+	d, ok := tx.s.docs.get(k)
+	if !ok {
+		raw, err := tx.s.getRaw(docKey(key))
+		if err != nil {
+			return nil, err
+		}
+		d = &crdt.Doc{}
+		if raw != nil {
+			if d, err = crdt.DecodeDoc(raw); err != nil {
+				return nil, fmt.Errorf("store: document %q: %w", key, err)
+			}
+		}
+	}
+	tx.dirty[k] = d
+	tx.s.docs.pin(k, d)
+	return d, nil
+}
+
+// stamp advances the Lamport clock for a change made here.
+func (tx *WriteTxn) stamp() crdt.Stamp {
+	tx.s.clock++
+	return crdt.Stamp{Counter: tx.s.clock, Site: tx.s.cfg.Site}
+}
+
+// logChange records a change originated here for shipping to other sites.
+func (tx *WriteTxn) logChange(key []byte, c crdt.Change) {
+	tx.s.seq++
+	entry := appendChangeEntry(nil, key, c.Encode())
+	tx.writes = append(tx.writes, write{key: changeKey(tx.s.cfg.Site, tx.s.seq), value: entry})
+}
+
+func appendChangeEntry(b, key, change []byte) []byte {
+	b = append(b, byte(len(key)>>24), byte(len(key)>>16), byte(len(key)>>8), byte(len(key)))
+	b = append(b, key...)
+	return append(b, change...)
+}
+
+// getRaw reads one badger value; nil when absent.
+func (s *Store) getRaw(key []byte) ([]byte, error) {
+	var out []byte
+	err := s.db.View(func(txn *badgerTxn) error {
+		item, err := txn.Get(key)
+		if isNotFound(err) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		out, err = item.ValueCopy(nil)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read %q: %w", key, err)
+	}
+	return out, nil
+}
