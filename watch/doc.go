@@ -1,0 +1,11 @@
+// Package watch fans committed events out to watchers. It is fed only by the store's
+// commit path (Hub.Publish runs after an event is durable), so a watcher never sees
+// an event a reader could not.
+//
+// Each watcher delivers at its own pace from a shared window of recent events, or
+// from the store's event log when it falls behind that window. A slow watcher holds
+// no buffer of its own, so it cannot grow memory; it only reads further back.
+// Events reach a watcher in revision order, exactly once, with nothing skipped;
+// a watcher whose next revision has been compacted is cancelled with the compacted
+// revision, as etcd does.
+package watch

@@ -1,0 +1,113 @@
+package watch
+
+import (
+	"bytes"
+	"sync"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+// Source is the event log behind the hub: the store.
+type Source interface {
+	Events(from, to int64, limit int) ([]store.Event, error)
+	Rev() int64
+	CompactRev() int64
+}
+
+// Config configures a Hub.
+type Config struct {
+	// Window is how many recent events are kept in memory for watchers to share.
+	Window int
+	// ReadBatch bounds the events a lagging watcher reads from the store at once.
+	ReadBatch int
+}
+
+// DefaultConfig returns the hub's defaults.
+func DefaultConfig() Config { return Config{Window: 8192, ReadBatch: 1000} }
+
+// Hub receives committed events and wakes the watchers.
+type Hub struct {
+	cfg Config
+	src Source
+
+	mu     sync.Mutex
+	rev    int64         // newest published revision
+	window []store.Event // recent events, oldest first, whole revisions only
+	wake   chan struct{} // closed (and replaced) at every publish
+}
+
+// NewHub returns a hub over src, starting at its current revision.
+func NewHub(cfg Config, src Source) *Hub {
+	return &Hub{cfg: cfg, src: src, rev: src.Rev(), wake: make(chan struct{})}
+}
+
+// Publish implements store.Publisher.
+func (h *Hub) Publish(rev int64, events []store.Event) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.window = append(h.window, events...)
+	if over := len(h.window) - h.cfg.Window; over > 0 {
+		// Drop whole revisions only, so a read from the window never splits one.
+		cut := over
+		for cut < len(h.window) && h.window[cut].KV.ModRevision == h.window[cut-1].KV.ModRevision {
+			cut++
+		}
+		h.window = append([]store.Event(nil), h.window[cut:]...)
+	}
+	h.rev = rev
+	close(h.wake)
+	h.wake = make(chan struct{})
+}
+
+// Rev returns the newest published revision.
+func (h *Hub) Rev() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev
+}
+
+// state returns the newest revision and the channel closed at the next publish.
+func (h *Hub) state() (int64, <-chan struct{}) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.rev, h.wake
+}
+
+// read returns the events with revisions in [from, to], whole revisions, from the
+// window when it reaches back far enough and from the store otherwise.
+func (h *Hub) read(from, to int64) ([]store.Event, error) {
+	if from < h.src.CompactRev() {
+		return nil, store.ErrCompacted
+	}
+	h.mu.Lock()
+	if len(h.window) > 0 && h.window[0].KV.ModRevision <= from {
+		i := 0
+		for i < len(h.window) && h.window[i].KV.ModRevision < from {
+			i++
+		}
+		j := i
+		for j < len(h.window) && h.window[j].KV.ModRevision <= to && j-i < h.cfg.ReadBatch {
+			j++
+		}
+		for j < len(h.window) && j > i && h.window[j].KV.ModRevision == h.window[j-1].KV.ModRevision {
+			j++
+		}
+		evs := h.window[i:j:j]
+		h.mu.Unlock()
+		return evs, nil
+	}
+	h.mu.Unlock()
+	return h.src.Events(from, to, h.cfg.ReadBatch)
+}
+
+// inRange reports whether key is selected by etcd's (key, end) convention.
+func inRange(key, start, end []byte) bool {
+	switch {
+	case len(end) == 0:
+		return bytes.Equal(key, start)
+	case len(end) == 1 && end[0] == 0:
+		return bytes.Compare(key, start) >= 0
+	default:
+		return bytes.Compare(key, start) >= 0 && bytes.Compare(key, end) < 0
+	}
+}

@@ -1,0 +1,248 @@
+package watch
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+// Request creates a watcher.
+type Request struct {
+	ID             int64 // 0: pick the next free id
+	Key, End       []byte
+	StartRev       int64 // 0: from the next revision
+	PrevKV         bool
+	NoPut          bool
+	NoDelete       bool
+	ProgressNotify bool
+}
+
+// Response is what a stream sends. Exactly one of Created, Canceled, Events or a
+// progress notification (no events) is meaningful per response.
+type Response struct {
+	WatchID         int64 // -1 for a stream-wide progress notification
+	Revision        int64 // the header revision
+	Created         bool
+	Canceled        bool
+	CancelReason    string
+	CompactRevision int64
+	Events          []store.Event
+}
+
+// ErrWatchIDExists is returned when a client asks for an id already in use.
+var ErrWatchIDExists = errors.New("watch: watch id already exists")
+
+// Stream is one client stream's set of watchers. Its send function is called from
+// several goroutines, never concurrently (the stream serialises calls).
+type Stream struct {
+	hub              *Hub
+	progressInterval time.Duration
+	ctx              context.Context
+	cancel           context.CancelFunc
+
+	sendMu sync.Mutex
+	send   func(Response) error
+
+	mu              sync.Mutex
+	watchers        map[int64]*watcher
+	nextID          int64
+	pendingProgress bool
+	wg              sync.WaitGroup
+}
+
+type watcher struct {
+	req    Request
+	cancel context.CancelFunc
+	next   int64 // next revision to deliver; guarded by Stream.mu
+}
+
+// NewStream starts a stream whose responses go to send. progressInterval is how
+// often watchers that asked for progress notifications get one (0: never).
+func (h *Hub) NewStream(ctx context.Context, progressInterval time.Duration, send func(Response) error) *Stream {
+	ctx, cancel := context.WithCancel(ctx)
+	return &Stream{hub: h, progressInterval: progressInterval, ctx: ctx, cancel: cancel, send: send, watchers: make(map[int64]*watcher)}
+}
+
+func (s *Stream) emit(r Response) error { return s.emitFor(s.ctx, r) }
+
+// emitFor sends unless ctx (a watcher's, or the stream's) has ended, so nothing of a
+// watcher follows its Canceled response.
+func (s *Stream) emitFor(ctx context.Context, r Response) error {
+	s.sendMu.Lock()
+	defer s.sendMu.Unlock()
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	err := s.send(r)
+	if err != nil {
+		s.cancel()
+	}
+	return err
+}
+
+// Watch creates a watcher, sends its Created response and starts delivering.
+func (s *Stream) Watch(req Request) error {
+	s.mu.Lock()
+	if req.ID == 0 {
+		for s.watchers[s.nextID] != nil {
+			s.nextID++
+		}
+		req.ID = s.nextID
+		s.nextID++
+	} else if req.ID < 0 || s.watchers[req.ID] != nil {
+		s.mu.Unlock()
+		return ErrWatchIDExists
+	}
+	rev := s.hub.Rev()
+	next := req.StartRev
+	if next <= 0 {
+		next = rev + 1
+	}
+	ctx, cancel := context.WithCancel(s.ctx)
+	w := &watcher{req: req, cancel: cancel, next: next}
+	s.watchers[req.ID] = w
+	s.wg.Add(1)
+	// Created goes out before any event: the goroutine starts after it is sent,
+	// and the stream lock keeps a concurrent progress reply from overtaking it.
+	err := s.emit(Response{WatchID: req.ID, Revision: rev, Created: true})
+	s.mu.Unlock()
+	if err != nil {
+		s.wg.Done()
+		return err
+	}
+	go s.run(ctx, w)
+	return nil
+}
+
+// Cancel stops a watcher and sends its Canceled response. It reports whether the
+// watcher existed.
+func (s *Stream) Cancel(id int64) bool {
+	s.mu.Lock()
+	w, ok := s.watchers[id]
+	if ok {
+		delete(s.watchers, id)
+		w.cancel()
+	}
+	s.mu.Unlock()
+	if ok {
+		s.emit(Response{WatchID: id, Revision: s.hub.Rev(), Canceled: true})
+		s.maybeProgress()
+	}
+	return ok
+}
+
+// RequestProgress asks for a stream-wide progress notification. It is sent, with
+// watch id -1 and revision R, as soon as every event up to R has been delivered to
+// every watcher of the stream.
+func (s *Stream) RequestProgress() {
+	s.mu.Lock()
+	s.pendingProgress = true
+	s.mu.Unlock()
+	s.maybeProgress()
+}
+
+func (s *Stream) maybeProgress() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.pendingProgress {
+		return
+	}
+	rev := s.hub.Rev()
+	for _, w := range s.watchers {
+		if w.next <= rev {
+			return
+		}
+	}
+	s.pendingProgress = false
+	s.emit(Response{WatchID: -1, Revision: rev})
+}
+
+// Close stops every watcher and waits for them.
+func (s *Stream) Close() {
+	s.cancel()
+	s.wg.Wait()
+}
+
+// run delivers a watcher's events until it is cancelled or the stream ends.
+func (s *Stream) run(ctx context.Context, w *watcher) {
+	defer s.wg.Done()
+	var tick <-chan time.Time
+	if w.req.ProgressNotify && s.progressInterval > 0 {
+		t := time.NewTicker(s.progressInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		rev, wake := s.hub.state()
+		s.mu.Lock()
+		next := w.next
+		s.mu.Unlock()
+		if next <= rev {
+			if !s.deliver(ctx, w, next, rev) {
+				return
+			}
+			continue
+		}
+		s.maybeProgress()
+		select {
+		case <-ctx.Done():
+			return
+		case <-wake:
+		case <-tick:
+			// Only a caught-up watcher may claim progress.
+			if cur := s.hub.Rev(); next > cur {
+				s.emitFor(ctx, Response{WatchID: w.req.ID, Revision: cur})
+			}
+		}
+	}
+}
+
+// deliver sends the watcher's events from next up to at most rev and advances it.
+// It returns false when the watcher is finished.
+func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool {
+	evs, err := s.hub.read(next, rev)
+	if errors.Is(err, store.ErrCompacted) {
+		s.mu.Lock()
+		delete(s.watchers, w.req.ID)
+		s.mu.Unlock()
+		s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CompactRevision: s.hub.src.CompactRev(),
+			CancelReason: "mvcc: required revision has been compacted"})
+		s.maybeProgress()
+		return false
+	}
+	if err != nil || len(evs) == 0 {
+		s.mu.Lock()
+		delete(s.watchers, w.req.ID)
+		s.mu.Unlock()
+		reason := "watch: no events to deliver"
+		if err != nil {
+			reason = err.Error()
+		}
+		s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CancelReason: reason})
+		return false
+	}
+	var out []store.Event
+	for _, ev := range evs {
+		if !inRange(ev.KV.Key, w.req.Key, w.req.End) ||
+			(ev.Type == store.EventPut && w.req.NoPut) || (ev.Type == store.EventDelete && w.req.NoDelete) {
+			continue
+		}
+		if !w.req.PrevKV {
+			ev.PrevKV = nil
+		}
+		out = append(out, ev)
+	}
+	last := evs[len(evs)-1].KV.ModRevision
+	if len(out) > 0 {
+		if s.emitFor(ctx, Response{WatchID: w.req.ID, Revision: max(rev, last), Events: out}) != nil {
+			return false
+		}
+	}
+	s.mu.Lock()
+	w.next = last + 1
+	s.mu.Unlock()
+	return ctx.Err() == nil
+}
