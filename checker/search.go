@@ -60,7 +60,7 @@ func (r *run[S, A]) check(s S, fp, ebits uint64, path func() []uint64) uint64 {
 	if mask != 0 {
 		holds := r.m.Evaluate(s, mask)
 		ebits &^= holds
-		found := (r.alwaysMask &^ holds | r.sometimesMask&holds) & mask &^ settled
+		found := (r.alwaysMask&^holds | r.sometimesMask&holds) & mask &^ settled
 		for found != 0 {
 			i := bits.TrailingZeros64(found)
 			found &^= 1 << i

@@ -1,0 +1,105 @@
+package consistency
+
+// MaxFields is the number of leaf fields in a Doc; models map their object
+// fields onto these slots.
+const MaxFields = 14
+
+// Stamp orders writes across sites: a Lamport counter, ties broken by site.
+// A write that causally follows another always carries a greater Counter.
+type Stamp struct {
+	Counter uint32
+	Site    uint8
+}
+
+// Less reports whether a orders before b.
+func (a Stamp) Less(b Stamp) bool {
+	return a.Counter < b.Counter || a.Counter == b.Counter && a.Site < b.Site
+}
+
+// IsZero reports whether the stamp names no write.
+func (a Stamp) IsZero() bool { return a == Stamp{} }
+
+// Doc is one key's replicated state at one site. The zero Doc is a key never
+// written.
+type Doc struct {
+	Key     uint64
+	Inc     Stamp // the incarnation; zero if never created
+	Prev    Stamp // the deleted incarnation this one's create followed, if any
+	Deleted bool  // the incarnation has ended; its body is forgotten
+	Vals    [MaxFields]int32
+	Stamps  [MaxFields]Stamp
+}
+
+// Live reports whether the key exists.
+func (d *Doc) Live() bool { return !d.Inc.IsZero() && !d.Deleted }
+
+// Create starts a new incarnation of the key over d, which must not be live,
+// with the given field values, all stamped st.
+func Create(d Doc, vals [MaxFields]int32, st Stamp) Doc {
+	n := Doc{Key: d.Key, Inc: st, Prev: d.Inc, Vals: vals}
+	for i := range n.Stamps {
+		n.Stamps[i] = st
+	}
+	return n
+}
+
+// Update writes vals into the live incarnation d, stamping only the fields
+// whose value changes, as a field-level diff would.
+func Update(d Doc, vals [MaxFields]int32, st Stamp) Doc {
+	for i, v := range vals {
+		if d.Vals[i] != v {
+			d.Vals[i] = v
+			d.Stamps[i] = st
+		}
+	}
+	return d
+}
+
+// Delete ends the incarnation d and forgets its body, so that whatever
+// concurrent updates a replica merged before the delete arrived cannot show.
+func Delete(d Doc) Doc {
+	d.Deleted = true
+	d.Vals = [MaxFields]int32{}
+	d.Stamps = [MaxFields]Stamp{}
+	return d
+}
+
+// Merge combines two replicas' states of one key. It is commutative,
+// associative and idempotent. The second result reports an event, not state:
+// a live incarnation lost to a create that did not follow its delete (a
+// concurrent create). Like crdt/'s conflict log it depends on the order of
+// merges, so it is kept out of the Doc, whose value must converge.
+func Merge(a, b Doc) (Doc, bool) {
+	if a.Inc != b.Inc {
+		w, l := a, b
+		if a.Inc.Less(b.Inc) {
+			w, l = b, a
+		}
+		// A live loser that the winner's create did not follow is a concurrent
+		// create: record it. A loser the winner followed was deleted first.
+		return w, l.Live() && l.Inc != w.Prev
+	}
+	m := a
+	m.Prev = maxStamp(a.Prev, b.Prev)
+	if a.Deleted || b.Deleted {
+		return Delete(m), false
+	}
+	for i := range m.Vals {
+		switch {
+		case a.Stamps[i].Less(b.Stamps[i]):
+			m.Vals[i], m.Stamps[i] = b.Vals[i], b.Stamps[i]
+		case a.Stamps[i] == b.Stamps[i] && b.Vals[i] > a.Vals[i]:
+			// Equal stamps name one write; this only keeps Merge
+			// deterministic if a caller ever breaks that rule.
+			m.Vals[i] = b.Vals[i]
+		}
+	}
+	return m, false
+}
+
+func maxStamp(a, b Stamp) Stamp {
+	if a.Less(b) {
+		return b
+	}
+	return a
+}
