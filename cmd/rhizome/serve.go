@@ -1,0 +1,112 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/rhizome-kv/rhizome/site"
+)
+
+// runServe runs one site until SIGINT or SIGTERM. Flags follow etcd's names so
+// existing recipes work.
+func runServe(args []string) int {
+	cfg := site.DefaultConfig()
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.StringVar(&cfg.Name, "name", cfg.Name, "human-readable name of this site")
+	dataDir := fs.String("data-dir", "", "directory for the site's data (default: ${name}.rhizome)")
+	listen := fs.String("listen-client-urls", strings.Join(cfg.ListenClientURLs, ","), "comma-separated URLs to serve clients on")
+	advertise := fs.String("advertise-client-urls", "", "comma-separated client URLs to report to the cluster (default: the listen URLs)")
+	metricsURLs := fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics and /health")
+	fs.StringVar(&cfg.CertFile, "cert-file", "", "client server TLS certificate file")
+	fs.StringVar(&cfg.KeyFile, "key-file", "", "client server TLS key file")
+	fs.StringVar(&cfg.TrustedCAFile, "trusted-ca-file", "", "CA bundle that client certificates must chain to")
+	fs.BoolVar(&cfg.ClientCertAuth, "client-cert-auth", false, "require client certificates signed by --trusted-ca-file")
+	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest write request accepted, in bytes")
+	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "period of progress notifications to watchers that ask for them")
+	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "rhizome serve: unexpected arguments %q\n", fs.Args())
+		return 2
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome serve: --log-level: %v\n", err)
+		return 2
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	cfg.DataDir = *dataDir
+	if cfg.DataDir == "" {
+		cfg.DataDir = cfg.Name + ".rhizome"
+	}
+	cfg.ListenClientURLs = splitList(*listen)
+	cfg.AdvertiseClientURLs = splitList(*advertise)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registerer = reg
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome serve: %v\n", err)
+		return 2
+	}
+
+	s, err := site.Start(cfg)
+	if err != nil {
+		cfg.Logger.Error("cannot start", "err", err)
+		return 1
+	}
+	for _, u := range splitList(*metricsURLs) {
+		addr := strings.TrimPrefix(u, "http://")
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+		mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, `{"health":"true"}`) })
+		go func() {
+			if err := http.ListenAndServe(addr, mux); err != nil {
+				cfg.Logger.Error("metrics listener", "url", u, "err", err)
+			}
+		}()
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	code := 0
+	select {
+	case <-ctx.Done():
+		cfg.Logger.Info("shutting down")
+	case err := <-s.Err():
+		cfg.Logger.Error("client listener failed", "err", err)
+		code = 1
+	}
+	if err := s.Close(); err != nil {
+		cfg.Logger.Error("closing", "err", err)
+		code = 1
+	}
+	return code
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}

@@ -1,0 +1,106 @@
+package etcdshim
+
+import (
+	"context"
+
+	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
+	"google.golang.org/grpc"
+)
+
+type maintenanceServer struct {
+	pb.UnimplementedMaintenanceServer
+	s *Server
+}
+
+func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
+	rev := m.s.be.Rev()
+	size := m.s.be.Size()
+	return &pb.StatusResponse{
+		Header:           m.s.header(rev),
+		Version:          Version,
+		DbSize:           size,
+		DbSizeInUse:      size,
+		DbSizeQuota:      0,
+		Leader:           m.s.cfg.MemberID, // every site leads itself
+		RaftIndex:        uint64(rev),
+		RaftTerm:         1,
+		RaftAppliedIndex: uint64(rev),
+		StorageVersion:   Version,
+	}, nil
+}
+
+func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
+	return &pb.AlarmResponse{Header: m.s.header(m.s.be.Rev())}, nil
+}
+
+func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
+	// badger reclaims space continuously; there is nothing to do on demand.
+	return &pb.DefragmentResponse{Header: m.s.header(m.s.be.Rev())}, nil
+}
+
+func (m *maintenanceServer) Hash(ctx context.Context, r *pb.HashRequest) (*pb.HashResponse, error) {
+	h, rev, _, err := m.s.be.HashKV(0)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.HashResponse{Header: m.s.header(rev), Hash: h}, nil
+}
+
+func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*pb.HashKVResponse, error) {
+	h, rev, compact, err := m.s.be.HashKV(r.Revision)
+	if err != nil {
+		return nil, toGRPC(err)
+	}
+	return &pb.HashKVResponse{Header: m.s.header(m.s.be.Rev()), Hash: h, CompactRevision: compact, HashRevision: rev}, nil
+}
+
+func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
+	return unimplemented("Snapshot (back up the data directory instead)")
+}
+
+func (m *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {
+	return nil, unimplemented("MoveLeader (sites have no leader)")
+}
+
+func (m *maintenanceServer) Downgrade(context.Context, *pb.DowngradeRequest) (*pb.DowngradeResponse, error) {
+	return nil, unimplemented("Downgrade")
+}
+
+type clusterServer struct {
+	pb.UnimplementedClusterServer
+	s *Server
+}
+
+func (c *clusterServer) MemberList(ctx context.Context, r *pb.MemberListRequest) (*pb.MemberListResponse, error) {
+	members := []Member{{Name: c.s.cfg.Name, ClientURLs: c.s.cfg.AdvertiseClientURLs}}
+	if c.s.cfg.Members != nil {
+		members = c.s.cfg.Members()
+	}
+	resp := &pb.MemberListResponse{Header: c.s.header(c.s.be.Rev())}
+	for _, m := range members {
+		resp.Members = append(resp.Members, &pb.Member{ID: hashID("member/" + m.Name), Name: m.Name, PeerURLs: m.PeerURLs, ClientURLs: m.ClientURLs})
+	}
+	return resp, nil
+}
+
+func (c *clusterServer) MemberAdd(context.Context, *pb.MemberAddRequest) (*pb.MemberAddResponse, error) {
+	return nil, unimplemented("MemberAdd (sites join with --join)")
+}
+
+func (c *clusterServer) MemberRemove(context.Context, *pb.MemberRemoveRequest) (*pb.MemberRemoveResponse, error) {
+	return nil, unimplemented("MemberRemove")
+}
+
+func (c *clusterServer) MemberUpdate(context.Context, *pb.MemberUpdateRequest) (*pb.MemberUpdateResponse, error) {
+	return nil, unimplemented("MemberUpdate")
+}
+
+func (c *clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest) (*pb.MemberPromoteResponse, error) {
+	return nil, unimplemented("MemberPromote")
+}
+
+// authServer answers every Auth call with a clear Unimplemented error: Rhizome
+// authenticates clients with TLS client certificates only.
+type authServer struct {
+	pb.UnimplementedAuthServer
+}

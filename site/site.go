@@ -1,0 +1,226 @@
+package site
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rhizome-kv/rhizome/etcdshim"
+	"github.com/rhizome-kv/rhizome/store"
+	"github.com/rhizome-kv/rhizome/watch"
+)
+
+// Config configures a site. Field names follow etcd's flags.
+type Config struct {
+	Name                string
+	DataDir             string
+	ListenClientURLs    []string
+	AdvertiseClientURLs []string // default: the listen URLs
+	// Client TLS, as etcd's --cert-file, --key-file, --trusted-ca-file and
+	// --client-cert-auth.
+	CertFile, KeyFile, TrustedCAFile string
+	ClientCertAuth                   bool
+	MaxRequestBytes                  int
+	WatchProgressNotifyInterval      time.Duration
+	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
+	UnsafeNoFsync bool
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// DefaultConfig is what `rhizome serve` runs with no flags: like etcd, a data
+// directory named after the site in the working directory and clients on
+// 127.0.0.1:2379.
+func DefaultConfig() Config {
+	return Config{
+		Name:                        "default",
+		DataDir:                     "default.rhizome",
+		ListenClientURLs:            []string{"http://127.0.0.1:2379"},
+		MaxRequestBytes:             etcdshim.DefaultConfig().MaxRequestBytes,
+		WatchProgressNotifyInterval: etcdshim.DefaultConfig().WatchProgressNotifyInterval,
+		Logger:                      slog.Default(),
+	}
+}
+
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Name == "":
+		return errors.New("site: config: name is empty")
+	case c.DataDir == "":
+		return errors.New("site: config: data dir is empty")
+	case len(c.ListenClientURLs) == 0:
+		return errors.New("site: config: no client URLs to listen on")
+	case (c.CertFile == "") != (c.KeyFile == ""):
+		return errors.New("site: config: --cert-file and --key-file go together")
+	case c.ClientCertAuth && c.TrustedCAFile == "":
+		return errors.New("site: config: --client-cert-auth needs --trusted-ca-file")
+	case c.Logger == nil:
+		return errors.New("site: config: Logger is required")
+	}
+	for _, u := range c.ListenClientURLs {
+		secure, _, err := parseURL(u)
+		if err != nil {
+			return err
+		}
+		// One gRPC server answers every listener, so all are TLS or none is.
+		if secure != (c.CertFile != "") {
+			return fmt.Errorf("site: config: %s: https client URLs need --cert-file and --key-file, and TLS needs https URLs", u)
+		}
+	}
+	return nil
+}
+
+// Site is a running site.
+type Site struct {
+	cfg       Config
+	Store     *store.Store
+	Hub       *watch.Hub
+	api       *etcdshim.Server
+	listeners []net.Listener
+	errc      chan error
+}
+
+// Start opens the store and serves clients. The returned site runs until Close.
+func Start(cfg Config) (*Site, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("site: data dir: %w", err)
+	}
+	scfg := store.DefaultConfig()
+	scfg.Dir = filepath.Join(cfg.DataDir, "store")
+	scfg.Site = cfg.Name
+	scfg.SyncWrites = !cfg.UnsafeNoFsync
+	scfg.Logger = cfg.Logger
+	scfg.Registerer = cfg.Registerer
+	st, err := store.Open(scfg)
+	if err != nil {
+		return nil, err
+	}
+	hub := watch.NewHub(watch.DefaultConfig(), st)
+	st.SetPublisher(hub)
+
+	s := &Site{cfg: cfg, Store: st, Hub: hub, errc: make(chan error, len(cfg.ListenClientURLs))}
+	fail := func(err error) (*Site, error) {
+		for _, l := range s.listeners {
+			l.Close()
+		}
+		st.Close()
+		return nil, err
+	}
+	tlsCfg, err := cfg.clientTLS()
+	if err != nil {
+		return fail(err)
+	}
+	for _, u := range cfg.ListenClientURLs {
+		_, addr, _ := parseURL(u)
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return fail(fmt.Errorf("site: listen %s: %w", u, err))
+		}
+		s.listeners = append(s.listeners, l)
+	}
+	advertise := cfg.AdvertiseClientURLs
+	if len(advertise) == 0 {
+		advertise = s.ClientURLs()
+	}
+	ecfg := etcdshim.DefaultConfig()
+	ecfg.Name = cfg.Name
+	ecfg.AdvertiseClientURLs = advertise
+	ecfg.MaxRequestBytes = cfg.MaxRequestBytes
+	ecfg.WatchProgressNotifyInterval = cfg.WatchProgressNotifyInterval
+	ecfg.TLS = tlsCfg
+	ecfg.Logger = cfg.Logger
+	if s.api, err = etcdshim.New(ecfg, st, hub); err != nil {
+		return fail(err)
+	}
+	for _, l := range s.listeners {
+		go func() { s.errc <- s.api.Serve(l) }()
+	}
+	cfg.Logger.Info("site serving", "name", cfg.Name, "data-dir", cfg.DataDir, "clients", s.ClientURLs(), "revision", st.Rev())
+	return s, nil
+}
+
+// ClientURLs returns the URLs clients reach the site on (with the real ports when
+// the configuration asked for port 0).
+func (s *Site) ClientURLs() []string {
+	urls := make([]string, len(s.listeners))
+	for i, l := range s.listeners {
+		scheme := "http"
+		if secure, _, _ := parseURL(s.cfg.ListenClientURLs[i]); secure {
+			scheme = "https"
+		}
+		urls[i] = scheme + "://" + l.Addr().String()
+	}
+	return urls
+}
+
+// Endpoints returns host:port of each client listener, as etcd clients take them.
+func (s *Site) Endpoints() []string {
+	eps := make([]string, len(s.listeners))
+	for i, l := range s.listeners {
+		eps[i] = l.Addr().String()
+	}
+	return eps
+}
+
+// Err returns a channel that receives an error if a listener fails.
+func (s *Site) Err() <-chan error { return s.errc }
+
+// Close stops serving and closes the store.
+func (s *Site) Close() error {
+	s.api.GracefulStop()
+	return s.Store.Close()
+}
+
+func parseURL(raw string) (secure bool, addr string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		return false, "", fmt.Errorf("site: bad client URL %q: want http://HOST:PORT or https://HOST:PORT", raw)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "http":
+		return false, u.Host, nil
+	case "https":
+		return true, u.Host, nil
+	}
+	return false, "", fmt.Errorf("site: bad client URL %q: scheme must be http or https", raw)
+}
+
+func (c Config) clientTLS() (*tls.Config, error) {
+	if c.CertFile == "" {
+		return nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("site: client TLS: %w", err)
+	}
+	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.TrustedCAFile != "" {
+		pem, err := os.ReadFile(c.TrustedCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("site: trusted CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("site: trusted CA %s: no certificates", c.TrustedCAFile)
+		}
+		cfg.ClientCAs = pool
+		if c.ClientCertAuth {
+			cfg.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return cfg, nil
+}
