@@ -9,20 +9,20 @@ import (
 
 // Action kinds.
 const (
-	ActStep          uint8 = iota // controller C reads view V and acts
-	ActScale                      // user scales workload X by V (+1/-1)
-	ActImage                      // user changes workload X's image
-	ActPause                      // user toggles Deployment X's pause
-	ActAnnotate                   // user changes Deployment X's annotations
-	ActDeletePod                  // user deletes pod X
-	ActDeleteWorkload             // user deletes workload X
-	ActRestart                    // controller C restarts, losing local state
-	ActNodeFail                   // kubelet C's node fails
-	ActNodeRestart                // kubelet C's node comes back
-	ActPartition                  // every site is cut off from the others
-	ActHeal                       // the partition heals
-	ActSync                       // site C sends its state to site V
-	ActNodeLost                   // site C's node lifecycle marks node X NotReady
+	ActStep           uint8 = iota // controller C reads view V and acts
+	ActScale                       // user scales workload X by V (+1/-1)
+	ActImage                       // user changes workload X's image
+	ActPause                       // user toggles Deployment X's pause
+	ActAnnotate                    // user changes Deployment X's annotations
+	ActDeletePod                   // user deletes pod X
+	ActDeleteWorkload              // user deletes workload X
+	ActRestart                     // controller C restarts, losing local state
+	ActNodeFail                    // kubelet C's node fails
+	ActNodeRestart                 // kubelet C's node comes back
+	ActPartition                   // every site is cut off from the others
+	ActHeal                        // the partition heals
+	ActSync                        // site C sends its state to site V
+	ActNodeLost                    // site C's node lifecycle marks node X NotReady
 )
 
 // Action is one transition of the model; it marshals to the JSON kept in
@@ -64,6 +64,7 @@ type Model struct {
 	sites     int
 	target    int
 	bound     int
+	actBound  int
 	sel       []int // selected property ids
 }
 
@@ -82,7 +83,7 @@ func New(cfg Config) (*Model, error) {
 	if len(b.ctrls) > 64 {
 		return nil, fmt.Errorf("%w: %d controllers, at most 64", ErrInvalidConfig, len(b.ctrls))
 	}
-	m := &Model{cfg: cfg, names: b.names, ctrls: b.ctrls, nodeSite: b.nodeSite, sites: sites, target: b.target, bound: b.bound}
+	m := &Model{cfg: cfg, names: b.names, ctrls: b.ctrls, nodeSite: b.nodeSite, sites: sites, target: b.target, bound: b.bound, actBound: b.activeBound}
 	for i, c := range m.ctrls {
 		g := uint64(c.Kind)<<8 | uint64(c.Site)
 		if c.Kind == CKubelet {
@@ -130,9 +131,9 @@ func New(cfg Config) (*Model, error) {
 // Config returns the model's configuration.
 func (m *Model) Config() Config { return m.cfg }
 
-// Bound returns the derived over-replication bound (0 when not checked) and
-// the number of pods that should run.
-func (m *Model) Bound() (bound, target int) { return m.bound, m.target }
+// Bounds returns the derived over-replication bounds (0 when not checked):
+// running pods, active pods in one replica, and the pods that should run.
+func (m *Model) Bounds() (running, active, target int) { return m.bound, m.actBound, m.target }
 
 // seal computes a state's fingerprints.
 func (m *Model) seal(s *State) *State {
@@ -567,16 +568,39 @@ func (m *Model) step(n *State, c int, v int32) bool {
 
 // Gauges implements checker.Gauged.
 func (m *Model) Gauges() []string {
-	return []string{"running-pods", "history-length", "merge-conflicts"}
+	return []string{"running-pods", "replica-active-pods", "history-length", "merge-conflicts"}
 }
 
 // Measure implements checker.Gauged.
 func (m *Model) Measure(s *State, out []int64) {
 	out[0] = int64(runningPods(m, s))
-	out[1] = int64(len(s.Vers))
+	out[1] = int64(maxActive(s))
+	out[2] = int64(len(s.Vers))
 	for _, r := range s.Sites {
-		out[2] += int64(r.Conflicts)
+		out[3] += int64(r.Conflicts)
 	}
+}
+
+// maxActive is the largest number of active ReplicaSet pods in one replica
+// (or the latest version).
+func maxActive(s *State) int {
+	count := func(v *Snapshot) int {
+		c := 0
+		for _, p := range v.Of(KindPod) {
+			if p.F[FOwnerKind] == int32(KindReplicaSet) && podActive(&p) {
+				c++
+			}
+		}
+		return c
+	}
+	if s.Sites == nil {
+		return count(s.Vers[len(s.Vers)-1])
+	}
+	best := 0
+	for _, r := range s.Sites {
+		best = max(best, count(r.Snap))
+	}
+	return best
 }
 
 func runningPods(m *Model, s *State) int {

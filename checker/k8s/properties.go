@@ -22,6 +22,7 @@ const (
 	propEventuallySteady
 	propRunningBound
 	propRunningReturns
+	propReplicaActiveBound
 )
 
 type property struct {
@@ -251,7 +252,7 @@ var properties = []property{
 			return e.isStable(m, s) && satisfied(m.latest(s))
 		}},
 	{checker.Property{Name: "running-bound", Expect: checker.Always,
-		Doc: "pods running at once never exceed the derived over-replication bound (S*R)"},
+		Doc: "pods running at once never exceed the derived over-replication bound (N*S*R)"},
 		func(m *Model, s *State, e *evalCtx) bool {
 			return m.bound == 0 || runningPods(m, s) <= m.bound
 		}},
@@ -259,6 +260,11 @@ var properties = []property{
 		Doc: "after the partition heals, exactly R pods run again"},
 		func(m *Model, s *State, e *evalCtx) bool {
 			return m.target == 0 || !s.Cut && runningPods(m, s) == m.target
+		}},
+	{checker.Property{Name: "replica-active-bound", Expect: checker.Always,
+		Doc: "no replica ever holds more active ReplicaSet pods than the derived bound (S*R)"},
+		func(m *Model, s *State, e *evalCtx) bool {
+			return m.actBound == 0 || maxActive(s) <= m.actBound
 		}},
 }
 

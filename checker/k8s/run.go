@@ -32,7 +32,8 @@ func Check(cfg Config, ccfg checker.Config) (*checker.Report, error) {
 		rep.Labels["replicas"] = fmt.Sprint(cfg.Replicas)
 	}
 	if m.bound > 0 {
-		rep.Labels["derived_bound"] = fmt.Sprint(m.bound)
+		rep.Labels["derived_running_bound"] = fmt.Sprint(m.bound)
+		rep.Labels["derived_active_bound"] = fmt.Sprint(m.actBound)
 		rep.Labels["target"] = fmt.Sprint(m.target)
 	}
 	return rep, nil

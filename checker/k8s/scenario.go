@@ -46,6 +46,8 @@ type builder struct {
 	replicas int
 	target   int // over-replication: pods that should run (0: not checked)
 	bound    int // over-replication: derived bound on running pods (0: none)
+	// activeBound is the derived bound on active pods in one replica.
+	activeBound int
 }
 
 func (b *builder) name(s string) uint16 {
@@ -199,7 +201,7 @@ func Scenarios() []*Scenario {
 		{
 			Name: "over-replication",
 			Doc: "R pods of a ReplicaSet run at site 0; the sites are partitioned, each site's node-lifecycle may declare the " +
-				"other sites' nodes lost, then the sites heal. Checks running pods <= S*R and a return to R.",
+				"other sites' nodes lost, then the sites heal. Checks the derived bounds (S*R active pods per replica, N*S*R running) and a return to R.",
 			Defaults: "ReplicaSet (1) already running, one node per site; per site: replicaset, scheduler, podgc; env: 1 partition, node-lost declarations, heal",
 			build: func(b *builder) {
 				r := b.r(1)
@@ -222,11 +224,16 @@ func Scenarios() []*Scenario {
 				b.budget[BPartition] = 1
 				b.budget[BNodeLost] = int8(b.sites * (b.sites - 1))
 				b.target = r
-				// Derivation (see RESULTS.md): each site's ReplicaSet
-				// controller keeps at most R active pods in its own replica,
-				// and a kubelet only runs pods its site's replica shows bound
-				// to it, so at most R pods per site run at once: S*R.
-				b.bound = b.sites * r
+				// Derivation (RESULTS.md): a site's ReplicaSet controllers
+				// create a pod only while their replica shows fewer than R
+				// active, deletes never un-happen, and a replica merges
+				// past states of the others, so any one replica holds at
+				// most S*R active pods. A kubelet stops stale containers
+				// before it starts one, so what it runs is a subset of the
+				// active pods bound to it in one replica version: N nodes
+				// run at most N*S*R, here N = S.
+				b.activeBound = b.sites * r
+				b.bound = len(ns) * b.sites * r
 			},
 		},
 	}
