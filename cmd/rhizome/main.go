@@ -11,6 +11,7 @@ import (
 // commands maps each subcommand to its entry point; each lives in its own file.
 var commands = map[string]func(args []string) int{
 	"serve": runServe,
+	"check": runCheck,
 }
 
 func main() {
