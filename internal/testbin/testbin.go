@@ -1,0 +1,139 @@
+package testbin
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// KubeBinaries are absolute paths to the Kubernetes control-plane binaries.
+type KubeBinaries struct {
+	Dir               string // the directory holding all of them
+	APIServer         string // kube-apiserver
+	ControllerManager string // kube-controller-manager
+	Scheduler         string // kube-scheduler
+	Kubectl           string // kubectl
+}
+
+// Etcd returns absolute paths to the etcd and etcdctl binaries pinned in
+// scripts/bins.sh, building them on first use. It fails t if they cannot be
+// built.
+func Etcd(t testing.TB) (etcd, etcdctl string) {
+	t.Helper()
+	dir := etcdSet.dir(t)
+	return filepath.Join(dir, "etcd"), filepath.Join(dir, "etcdctl")
+}
+
+// Kube returns absolute paths to the Kubernetes binaries pinned in
+// scripts/bins.sh, building them on first use (minutes when cold; see the
+// package doc). It fails t if they cannot be built.
+func Kube(t testing.TB) KubeBinaries {
+	t.Helper()
+	dir := kubeSet.dir(t)
+	return KubeBinaries{
+		Dir:               dir,
+		APIServer:         filepath.Join(dir, "kube-apiserver"),
+		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
+		Scheduler:         filepath.Join(dir, "kube-scheduler"),
+		Kubectl:           filepath.Join(dir, "kubectl"),
+	}
+}
+
+var (
+	etcdSet = &binSet{name: "etcd"}
+	kubeSet = &binSet{name: "kube"}
+)
+
+// binSet is one argument of scripts/bins.sh, built at most once per process.
+type binSet struct {
+	name string
+	once sync.Once
+	path string
+	err  error
+}
+
+func (s *binSet) dir(t testing.TB) string {
+	t.Helper()
+	s.once.Do(func() { s.path, s.err = runScript(t, s.name) })
+	if s.err != nil {
+		t.Fatalf("testbin: %v", s.err)
+	}
+	return s.path
+}
+
+// tailLines is how much of the script's output a failure message repeats.
+const tailLines = 30
+
+// runScript runs scripts/bins.sh set from the module root, logs its progress
+// (stderr) to t line by line, and returns the directory it prints last on
+// stdout.
+func runScript(t testing.TB, set string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	script := filepath.Join(root, "scripts", "bins.sh")
+	if _, err := os.Stat(script); err != nil {
+		return "", fmt.Errorf("no build script: %w", err)
+	}
+
+	var stdout bytes.Buffer
+	cmd := exec.Command("bash", script, set)
+	cmd.Dir = root
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return "", fmt.Errorf("scripts/bins.sh %s: %w", set, err)
+	}
+	t.Logf("testbin: running scripts/bins.sh %s (a cold build takes minutes)", set)
+	if err := cmd.Start(); err != nil {
+		return "", fmt.Errorf("scripts/bins.sh %s: %w", set, err)
+	}
+	var tail []string
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		line := sc.Text()
+		t.Log(line)
+		if tail = append(tail, line); len(tail) > tailLines {
+			tail = tail[1:]
+		}
+	}
+	if err := cmd.Wait(); err != nil {
+		return "", fmt.Errorf("scripts/bins.sh %s failed (%w); its last output:\n%s\n"+
+			"Run `scripts/bins.sh %s` in %s to see all of it.",
+			set, err, strings.Join(tail, "\n"), set, root)
+	}
+
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	dir := lines[len(lines)-1]
+	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || !filepath.IsAbs(dir) {
+		return "", fmt.Errorf("scripts/bins.sh %s printed %q, not an absolute directory", set, dir)
+	}
+	return dir, nil
+}
+
+// moduleRoot walks up from the working directory (a test's package
+// directory) to the first directory holding a go.mod.
+func moduleRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
