@@ -155,6 +155,9 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	if _, _, err := checkIntervals(r.Failure); err != nil {
 		return nil, err
 	}
+	if ignoresDeletedKey(r, nil) {
+		return nil, rpctypes.ErrGRPCKeyNotFound
+	}
 	var resp *pb.TxnResponse
 	run := func(v txnView) error {
 		path := compareToPath(v, r)
@@ -338,6 +341,36 @@ func checkIntervals(reqs []*pb.RequestOp) (map[string]struct{}, []interval, erro
 	return puts, dels, nil
 }
 
+// ignoresDeletedKey reports whether a Txn puts with ignore_value or ignore_lease a
+// key that one of its deletes to the end of the key space ("\x00" range end) may
+// remove first. checkIntervals does not see those deletes (etcd treats "\x00" as
+// an ordinary bound there), and etcd crashes on such a Txn; Rhizome refuses it as
+// it refuses any ignore_value put of a missing key.
+func ignoresDeletedKey(r *pb.TxnRequest, from [][]byte) bool {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if d := op.GetRequestDeleteRange(); d != nil && len(d.RangeEnd) == 1 && d.RangeEnd[0] == 0 {
+				from = append(from, d.Key)
+			}
+		}
+	}
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if p := op.GetRequestPut(); p != nil && (p.IgnoreValue || p.IgnoreLease) {
+				for _, k := range from {
+					if bytes.Compare(p.Key, k) >= 0 {
+						return true
+					}
+				}
+			}
+			if t := op.GetRequestTxn(); t != nil && ignoresDeletedKey(t, from) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // --- execution, as etcd's etcdserver/txn ---
 
 func toPB(kv store.KeyValue) *mvccpb.KeyValue {
@@ -364,8 +397,14 @@ func executeRange(v interface {
 		resp.More = true
 	}
 	if r.KeysOnly {
+		// etcd answers keys-only ranges from its index unless it must sort by
+		// value, and its index knows no leases.
+		fromIndex := r.SortTarget != pb.RangeRequest_VALUE
 		for _, kv := range kvs {
 			kv.Value = nil
+			if fromIndex {
+				kv.Lease = 0
+			}
 		}
 	}
 	resp.Kvs = kvs
@@ -482,6 +521,9 @@ func put(v txnView, p *pb.PutRequest) (*pb.PutResponse, error) {
 	prev, err := prevKV(v, p)
 	if err != nil {
 		return nil, err
+	}
+	if prev == nil && (p.IgnoreValue || p.IgnoreLease) {
+		return nil, errKeyNotFound // checkPut ran before; unreachable unless a bug
 	}
 	val, lease := p.Value, p.Lease
 	if p.IgnoreValue {

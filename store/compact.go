@@ -45,7 +45,7 @@ func (s *Store) Compact(ctx context.Context, rev int64) error {
 // pruneIndex drops from the index the history that compaction at rev discards and
 // returns the revisions dropped. Callers hold mu (or own the store exclusively).
 func (s *Store) pruneIndex(rev int64) []revision {
-	if rev <= 0 {
+	if rev < 0 {
 		return nil
 	}
 	var removed []revision

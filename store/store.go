@@ -120,7 +120,7 @@ func (s *Store) Site() string { return s.cfg.Site }
 // Rev returns the newest durable revision.
 func (s *Store) Rev() int64 { return s.committed.Load() }
 
-// CompactRev returns the revision of the last compaction (0 if none).
+// CompactRev returns the revision of the last compaction (-1 if none).
 func (s *Store) CompactRev() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -171,7 +171,7 @@ func (s *Store) recover() error {
 		}
 		// A compaction interrupted before its deletions finished left records
 		// that the index must not show.
-		s.pruneIndex(s.compactRev)
+		s.pruneIndex(max(s.compactRev, 0))
 		s.idx.tree.Ascend(func(ki *keyIndex) bool {
 			if _, ok := ki.live(); ok && ki.lease != 0 {
 				s.leases.attach(ki.lease, ki.key)
@@ -184,10 +184,11 @@ func (s *Store) recover() error {
 }
 
 func (s *Store) readMeta(txn *badger.Txn) error {
-	get := func(k []byte) (int64, error) {
+	// get returns def for a value never written.
+	get := func(k []byte, def int64) (int64, error) {
 		item, err := txn.Get(k)
 		if errors.Is(err, badger.ErrKeyNotFound) {
-			return 0, nil
+			return def, nil
 		}
 		if err != nil {
 			return 0, fmt.Errorf("store: read meta: %w", err)
@@ -199,18 +200,20 @@ func (s *Store) readMeta(txn *badger.Txn) error {
 		return bytesInt64(v)
 	}
 	var err error
-	if s.rev, err = get(metaRev); err != nil {
+	// Like etcd, a fresh store is at revision 1 (the first write is 2) and has
+	// never been compacted (-1: a compaction at revision 0 is accepted).
+	if s.rev, err = get(metaRev, 1); err != nil {
 		return err
 	}
-	if s.compactRev, err = get(metaCompact); err != nil {
+	if s.compactRev, err = get(metaCompact, -1); err != nil {
 		return err
 	}
-	clock, err := get(metaClock)
+	clock, err := get(metaClock, 0)
 	if err != nil {
 		return err
 	}
 	s.clock = uint64(clock)
-	seq, err := get(vvKey(s.cfg.Site))
+	seq, err := get(vvKey(s.cfg.Site), 0)
 	if err != nil {
 		return err
 	}
@@ -227,13 +230,15 @@ func (s *Store) Range(key []byte, opts RangeOptions) (RangeResult, error) {
 
 // rangeAt reads with mu held, seeing revisions up to cur.
 func (s *Store) rangeAt(key []byte, opts RangeOptions, cur int64) (RangeResult, error) {
+	// The order of these checks is etcd's: a revision <= 0 means the newest.
 	rev := opts.Rev
-	switch {
-	case rev <= 0:
-		rev = cur
-	case rev > cur:
+	if rev > cur {
 		return RangeResult{}, ErrFutureRev
-	case rev < s.compactRev:
+	}
+	if rev <= 0 {
+		rev = cur
+	}
+	if rev < s.compactRev {
 		return RangeResult{}, ErrCompacted
 	}
 	res := RangeResult{Rev: cur}

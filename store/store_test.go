@@ -44,11 +44,11 @@ func get(t *testing.T, s *Store, k string, rev int64) (KeyValue, bool) {
 func TestRevisionsAndRecovery(t *testing.T) {
 	dir := t.TempDir()
 	s := openTest(t, dir)
-	if s.Rev() != 0 {
+	if s.Rev() != 1 {
 		t.Fatalf("fresh store at revision %d", s.Rev())
 	}
 	for i := 1; i <= 5; i++ {
-		if rev := put(t, s, "k", fmt.Sprintf(`{"v":%d}`, i)); rev != int64(i) {
+		if rev := put(t, s, "k", fmt.Sprintf(`{"v":%d}`, i)); rev != int64(i+1) {
 			t.Fatalf("put %d committed as revision %d", i, rev)
 		}
 	}
@@ -57,39 +57,39 @@ func TestRevisionsAndRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	kv, _ := get(t, s, "k", 0)
-	if kv.Version != 5 || kv.CreateRevision != 1 || kv.ModRevision != 5 || string(kv.Value) != `{"v":5}` {
+	if kv.Version != 5 || kv.CreateRevision != 2 || kv.ModRevision != 6 || string(kv.Value) != `{"v":5}` {
 		t.Fatalf("latest %+v", kv)
 	}
-	if kv, _ := get(t, s, "k", 3); string(kv.Value) != `{"v":3}` || kv.Version != 3 {
+	if kv, _ := get(t, s, "k", 4); string(kv.Value) != `{"v":3}` || kv.Version != 3 {
 		t.Fatalf("at rev 3: %+v", kv)
 	}
 	s.Close()
 
 	s = openTest(t, dir)
 	defer s.Close()
-	if s.Rev() != 7 {
-		t.Fatalf("reopened at revision %d, want 7", s.Rev())
+	if s.Rev() != 8 {
+		t.Fatalf("reopened at revision %d, want 8", s.Rev())
 	}
-	if kv, _ := get(t, s, "k", 2); string(kv.Value) != `{"v":2}` {
+	if kv, _ := get(t, s, "k", 3); string(kv.Value) != `{"v":2}` {
 		t.Fatalf("after reopen at rev 2: %+v", kv)
 	}
 	if _, ok := get(t, s, "other", 0); ok {
 		t.Fatal("deleted key came back")
 	}
-	if rev := put(t, s, "k", `{"v":6}`); rev != 8 {
+	if rev := put(t, s, "k", `{"v":6}`); rev != 9 {
 		t.Fatalf("next revision %d", rev)
 	}
-	if err := s.Compact(context.Background(), 4); err != nil {
+	if err := s.Compact(context.Background(), 5); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Range([]byte("k"), RangeOptions{Rev: 3}); !errors.Is(err, ErrCompacted) {
+	if _, err := s.Range([]byte("k"), RangeOptions{Rev: 4}); !errors.Is(err, ErrCompacted) {
 		t.Fatalf("read below compaction: %v", err)
 	}
-	if kv, _ := get(t, s, "k", 4); string(kv.Value) != `{"v":4}` {
+	if kv, _ := get(t, s, "k", 5); string(kv.Value) != `{"v":4}` {
 		t.Fatalf("at compaction revision: %+v", kv)
 	}
-	evs, err := s.Events(4, 100, 100)
-	if err != nil || len(evs) != 5 || evs[0].KV.ModRevision != 4 {
+	evs, err := s.Events(5, 100, 100)
+	if err != nil || len(evs) != 5 || evs[0].KV.ModRevision != 5 {
 		t.Fatalf("events from 4: %d %v", len(evs), err)
 	}
 	if evs[1].PrevKV == nil || string(evs[1].PrevKV.Value) != `{"v":4}` {

@@ -60,15 +60,20 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	ki := tx.s.idx.getOrCreate(key)
 	kv := KeyValue{Key: ki.key, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
 	kv.Value, _ = doc.Value()
-	var prev *KeyValue
-	var prevRev revision
 	if v, ok := ki.live(); ok {
 		p, err := tx.s.kvOf(v)
 		if err != nil {
 			return err
 		}
-		prev, prevRev = &p, v.rev
 		kv.CreateRevision, kv.Version = p.CreateRevision, p.Version+1
+	}
+	var prev *KeyValue
+	var prevRev revision
+	if kv.CreateRevision != tx.rev { // like etcd, a create event has no prev_kv
+		var err error
+		if prev, prevRev, err = tx.before(ki); err != nil {
+			return err
+		}
 	}
 	if ki.lease != lease {
 		tx.s.leases.detach(ki.lease, key)
@@ -120,8 +125,23 @@ func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
 	}
 	tx.s.leases.detach(ki.lease, ki.key)
 	ki.lease = 0
-	tx.appendVersion(ki, EventDelete, KeyValue{Key: ki.key, ModRevision: tx.rev}, &prev, v.rev)
+	before, beforeRev, err := tx.before(ki)
+	if err != nil {
+		return KeyValue{}, err
+	}
+	tx.appendVersion(ki, EventDelete, KeyValue{Key: ki.key, ModRevision: tx.rev}, before, beforeRev)
 	return prev, nil
+}
+
+// before returns a key's state before this write: what a watcher gets as prev_kv,
+// as etcd reads it at the previous revision.
+func (tx *WriteTxn) before(ki *keyIndex) (*KeyValue, revision, error) {
+	v, ok := ki.at(tx.rev - 1)
+	if !ok || v.tomb {
+		return nil, revision{}, nil
+	}
+	kv, err := tx.s.kvOf(v)
+	return &kv, v.rev, err
 }
 
 func (tx *WriteTxn) appendVersion(ki *keyIndex, typ EventType, kv KeyValue, prev *KeyValue, prevRev revision) {

@@ -208,21 +208,25 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 		s.mu.Lock()
 		delete(s.watchers, w.req.ID)
 		s.mu.Unlock()
-		s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CompactRevision: s.hub.src.CompactRev(),
+		// etcd leaves the header revision of this response at 0.
+		s.emit(Response{WatchID: w.req.ID, Canceled: true, CompactRevision: s.hub.src.CompactRev(),
 			CancelReason: "mvcc: required revision has been compacted"})
 		s.maybeProgress()
 		return false
 	}
-	if err != nil || len(evs) == 0 {
+	if err != nil {
 		s.mu.Lock()
 		delete(s.watchers, w.req.ID)
 		s.mu.Unlock()
-		reason := "watch: no events to deliver"
-		if err != nil {
-			reason = err.Error()
-		}
-		s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CancelReason: reason})
+		s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CancelReason: err.Error()})
 		return false
+	}
+	if len(evs) == 0 {
+		// Only the initial revision of a fresh store has no events.
+		s.mu.Lock()
+		w.next = rev + 1
+		s.mu.Unlock()
+		return ctx.Err() == nil
 	}
 	var out []store.Event
 	for _, ev := range evs {
