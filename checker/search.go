@@ -280,8 +280,11 @@ func (r *run[S, A]) bfs() bool {
 						break
 					}
 					hi := min(lo+chunk, len(frontier))
-					for _, n := range frontier[lo:hi] {
-						r.expand(n, &buf, emit, &count)
+					for i := lo; i < hi; i++ {
+						r.expand(frontier[i], &buf, emit, &count)
+						// Let the collector take expanded states: a BFS
+						// level can hold millions of them.
+						frontier[i] = node[S]{}
 					}
 					r.states.Add(count)
 					count = 0

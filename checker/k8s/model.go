@@ -49,6 +49,9 @@ type State struct {
 	Ghost uint32
 	fp    uint64
 	cfp   uint64
+	// locFP and locCFP are the positional and symmetric sums of the local
+	// state hashes, kept up to date by setLoc so that seal is O(1) in them.
+	locFP, locCFP uint64
 }
 
 // Model is the Kubernetes model under one consistency model; it implements
@@ -115,6 +118,11 @@ func New(cfg Config) (*Model, error) {
 			s.Par = []int32{-1}
 		}
 	}
+	for i := range s.Loc {
+		f, c := m.locTerms(i, &s.Loc[i])
+		s.locFP += f
+		s.locCFP += c
+	}
 	m.init = m.seal(s)
 	if len(cfg.Properties) == 0 {
 		for i := range properties {
@@ -135,6 +143,25 @@ func (m *Model) Config() Config { return m.cfg }
 // running pods, active pods in one replica, and the pods that should run.
 func (m *Model) Bounds() (running, active, target int) { return m.bound, m.actBound, m.target }
 
+func (m *Model) locTerms(i int, l *Local) (uint64, uint64) {
+	lh := l.hash()
+	return mix64(lh ^ uint64(i+1)*0xc2b2ae3d27d4eb4f), mix64(lh ^ m.group[i]*0xc2b2ae3d27d4eb4f)
+}
+
+// setLoc replaces controller i's local state, copying the slice on first
+// write and keeping the fingerprint sums current.
+func (m *Model) setLoc(n *State, i int, l Local) {
+	if n.Loc[i] == l {
+		return
+	}
+	of, oc := m.locTerms(i, &n.Loc[i])
+	nf, nc := m.locTerms(i, &l)
+	n.Loc = slices.Clone(n.Loc)
+	n.Loc[i] = l
+	n.locFP += nf - of
+	n.locCFP += nc - oc
+}
+
 // seal computes a state's fingerprints.
 func (m *Model) seal(s *State) *State {
 	var h uint64 = 0x84222325cbf29ce4
@@ -154,12 +181,7 @@ func (m *Model) seal(s *State) *State {
 		h ^= uint64(uint8(b)) << (i * 5 % 59)
 	}
 	h = mix64(h ^ uint64(s.Ghost)<<40)
-	fp, cfp := h, h
-	for i := range s.Loc {
-		lh := s.Loc[i].hash()
-		fp += mix64(lh ^ uint64(i+1)*0xc2b2ae3d27d4eb4f)
-		cfp += mix64(lh ^ m.group[i]*0xc2b2ae3d27d4eb4f)
-	}
+	fp, cfp := h+s.locFP, h+s.locCFP
 	s.fp, s.cfp = fp, cfp
 	return s
 }
@@ -297,8 +319,6 @@ func clone(s *State) *State {
 	return &n
 }
 
-func (n *State) ownLoc() { n.Loc = slices.Clone(n.Loc) }
-
 // restartSession is the session a restarted controller starts with.
 func (m *Model) restartSession(old int32) int32 {
 	if m.cfg.Consistency == MonotonicSession {
@@ -377,15 +397,13 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 	case ActRestart:
 		if n.Env[BRestart] > 0 {
 			n.Env[BRestart]--
-			n.ownLoc()
-			n.Loc[a.C] = Local{Session: m.restartSession(n.Loc[a.C].Session)}
+			m.setLoc(n, int(a.C), Local{Session: m.restartSession(n.Loc[a.C].Session)})
 			ok = true
 		}
 	case ActNodeFail:
 		if n.Env[BNodeFail] > 0 && !n.Loc[a.C].Down {
 			n.Env[BNodeFail]--
-			n.ownLoc()
-			n.Loc[a.C] = Local{Session: n.Loc[a.C].Session, Down: true}
+			m.setLoc(n, int(a.C), Local{Session: n.Loc[a.C].Session, Down: true})
 			// The node lifecycle controller at the node's site notices.
 			node := m.ctrls[a.C].Node
 			m.envWrite(n, m.nodeSite[node], func(v *Snapshot) (Op, bool) {
@@ -402,8 +420,7 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 	case ActNodeRestart:
 		if n.Env[BNodeRestart] > 0 && n.Loc[a.C].Down {
 			n.Env[BNodeRestart]--
-			n.ownLoc()
-			n.Loc[a.C] = Local{Session: m.restartSession(n.Loc[a.C].Session)}
+			m.setLoc(n, int(a.C), Local{Session: m.restartSession(n.Loc[a.C].Session)})
 			ok = true
 		}
 	case ActScale, ActImage, ActPause, ActAnnotate, ActDeleteWorkload:
@@ -561,8 +578,7 @@ func (m *Model) step(n *State, c int, v int32) bool {
 			nl.Session = max(nl.Session, v)
 		}
 	}
-	n.ownLoc()
-	n.Loc[c] = nl
+	m.setLoc(n, c, nl)
 	return true
 }
 
