@@ -229,12 +229,15 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 		return ctx.Err() == nil
 	}
 	var out []store.Event
+	compact := s.hub.src.CompactRev()
 	for _, ev := range evs {
 		if !inRange(ev.KV.Key, w.req.Key, w.req.End) ||
 			(ev.Type == store.EventPut && w.req.NoPut) || (ev.Type == store.EventDelete && w.req.NoDelete) {
 			continue
 		}
-		if !w.req.PrevKV {
+		// Like etcd, prev_kv is the key at the previous revision, which is gone
+		// once that revision is compacted.
+		if !w.req.PrevKV || ev.KV.ModRevision-1 < compact {
 			ev.PrevKV = nil
 		}
 		out = append(out, ev)

@@ -1,0 +1,130 @@
+package upstream
+
+import (
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+
+	// The suites run are dependencies of this module: these imports keep them,
+	// at the versions in go.mod, in the module graph.
+	_ "k8s.io/apiserver/pkg/storage/cacher"
+	_ "k8s.io/apiserver/pkg/storage/etcd3"
+	_ "k8s.io/apiserver/pkg/storage/testing"
+)
+
+// suites are the upstream packages run against Rhizome.
+var suites = []string{
+	"k8s.io/apiserver/pkg/storage/etcd3",
+	"k8s.io/apiserver/pkg/storage/cacher",
+}
+
+// skipped lists upstream tests not run, each with its reason (also in the README).
+var skipped = map[string]string{}
+
+func TestUpstreamStorageSuite(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the upstream suites (minutes); not in -short")
+	}
+	root, modfile := prepare(t)
+	var skip []string
+	for name := range skipped {
+		skip = append(skip, "^"+name+"$")
+	}
+	for _, pkg := range suites {
+		t.Run(filepath.Base(pkg), func(t *testing.T) {
+			args := []string{"test", "-modfile", modfile, "-count=1", "-timeout=20m"}
+			if len(skip) > 0 {
+				args = append(args, "-skip", strings.Join(skip, "|"))
+			}
+			cmd := exec.Command(goBin(), append(args, pkg)...)
+			cmd.Dir = root
+			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+			out, err := cmd.CombinedOutput()
+			if err != nil {
+				t.Fatalf("upstream suite %s failed: %v\n%s", pkg, err, tail(string(out), 200))
+			}
+			t.Logf("%s", tail(string(out), 5))
+		})
+	}
+}
+
+func goBin() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
+
+// prepare copies k8s.io/apiserver, at the version in go.mod, to a temporary
+// directory with the drop-in test server in place, and writes a go.mod that
+// replaces the module with that copy. The module cache itself stays untouched
+// (and `go test -overlay` may not replace files in it).
+func prepare(t *testing.T) (root, modfile string) {
+	t.Helper()
+	out, err := exec.Command(goBin(), "list", "-m", "-f", "{{.Dir}}|{{.GoMod}}", "k8s.io/apiserver").Output()
+	if err != nil {
+		t.Fatalf("locate k8s.io/apiserver: %v", err)
+	}
+	src, _, _ := strings.Cut(strings.TrimSpace(string(out)), "|")
+	out, err = exec.Command(goBin(), "env", "GOMOD").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gomod := strings.TrimSpace(string(out))
+	root = filepath.Dir(gomod)
+
+	tmp := t.TempDir()
+	dst := filepath.Join(tmp, "apiserver")
+	if err := copyTree(src, dst); err != nil {
+		t.Fatalf("copy k8s.io/apiserver: %v", err)
+	}
+	dropIn, err := os.ReadFile("testdata/test_server.go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dst, "pkg/storage/etcd3/testserver/test_server.go"), dropIn, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	mod, err := os.ReadFile(gomod)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod = append(mod, []byte("\nreplace k8s.io/apiserver => "+dst+"\n")...)
+	modfile = filepath.Join(tmp, "go.mod")
+	if err := os.WriteFile(modfile, mod, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, "go.sum"), sum, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return root, modfile
+}
+
+func copyTree(src, dst string) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		target := filepath.Join(dst, rel)
+		if d.IsDir() {
+			return os.MkdirAll(target, 0o755)
+		}
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(target, data, 0o644)
+	})
+}
+
+func tail(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
