@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Kind is what a body holds.
@@ -100,6 +102,11 @@ func (d *Doc) Digest() [32]byte {
 // Put writes a whole value as site st.Site at Lamport time st and returns the change
 // to ship. A put of the value already held returns ok=false: nothing to ship.
 func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
+	// kube-apiserver's protobuf encoding becomes the document its JSON encoding
+	// would have written, so both encodings merge alike.
+	if j, isKube := kube.ToJSON(value); isKube {
+		value = j
+	}
 	if _, exists := d.Value(); !exists {
 		body, kind, err := newBody(value, st.Site)
 		if err != nil {

@@ -3,8 +3,15 @@ package crdt
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
+	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/client-go/kubernetes/scheme"
 )
 
 func TestRoundTripBytes(t *testing.T) {
@@ -22,6 +29,8 @@ func TestRoundTripBytes(t *testing.T) {
 		{"big numbers", `{"n":123456789012345678901234567890,"f":1.50,"e":-1e400,"z":0}`, Document},
 		{"arrays", `{"a":[1, 2,{"x": [ ]}],"b":[{"c":{}}]}`, Document},
 		{"bools", `{"t":true,"f":false}`, Document},
+		{"trailing newline", "{\"kind\":\"Pod\",\"metadata\":{}}\n", Document},
+		{"two newlines are opaque", "{\"a\":1}\n\n", Register},
 		{"spaces are opaque", `{"a": 1}`, Register},
 		{"duplicate names are opaque", `{"a":1,"a":2}`, Register},
 		{"array is opaque", `[1,2]`, Register},
@@ -232,5 +241,36 @@ func TestConvergenceAnyOrder(t *testing.T) {
 				t.Fatalf("diverged:\n%s", bytes.Join([][]byte{[]byte(digests[0]), []byte(digests[1]), []byte(digests[2])}, []byte("\n")))
 			}
 		})
+	}
+}
+
+func TestProtobufAndJSONWritesAreOneDocument(t *testing.T) {
+	pod := &corev1.Pod{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Pod"},
+		ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Labels: map[string]string{"app": "web"}},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "nginx"}}},
+	}
+	var pb, js bytes.Buffer
+	if err := protobuf.NewSerializer(scheme.Scheme, scheme.Scheme).Encode(pod, &pb); err != nil {
+		t.Fatal(err)
+	}
+	if err := kjson.NewSerializerWithOptions(kjson.DefaultMetaFactory, scheme.Scheme, scheme.Scheme, kjson.SerializerOptions{}).Encode(pod, &js); err != nil {
+		t.Fatal(err)
+	}
+	var fromPB, fromJSON Doc
+	if _, _, err := fromPB.Put(pb.Bytes(), Stamp{1, "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := fromJSON.Put(js.Bytes(), Stamp{1, "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if fromPB.Kind() != Document || fromJSON.Kind() != Document {
+		t.Fatalf("kinds %d %d, want documents", fromPB.Kind(), fromJSON.Kind())
+	}
+	if v1, v2 := value(&fromPB), value(&fromJSON); v1 != v2 || fromPB.Digest() != fromJSON.Digest() {
+		t.Fatalf("protobuf-written:\n%s\nJSON-written:\n%s", v1, v2)
+	}
+	if !maps.Equal(fromPB.fields, fromJSON.fields) {
+		t.Fatal("same value, different documents")
 	}
 }

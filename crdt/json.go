@@ -15,6 +15,9 @@ const (
 	orderPrefix = "#"
 	leafPrefix  = "="
 	orderSep    = "\x00" // cannot occur in JSON text, so it can join raw member names
+	// newlineField marks a value written with one trailing newline, as Go's
+	// json.Encoder (and so kube-apiserver's JSON storage encoding) writes them.
+	newlineField = "\n"
 )
 
 // flatten returns the fields of value when value is a document: a JSON object written
@@ -22,12 +25,16 @@ const (
 // names. Exactly such values are rebuilt byte for byte by materialize; anything else
 // is an opaque register, so a client always reads back the bytes it wrote.
 func flatten(value []byte) (map[string]string, bool) {
-	if len(value) < 2 || value[0] != '{' || !json.Valid(value) {
+	body, newline := bytes.CutSuffix(value, []byte("\n"))
+	if len(body) < 2 || body[0] != '{' || !json.Valid(body) {
 		return nil, false
 	}
-	p := flattener{src: value, fields: make(map[string]string)}
-	if !p.object("") || p.pos != len(value) {
+	p := flattener{src: body, fields: make(map[string]string)}
+	if !p.object("") || p.pos != len(body) {
 		return nil, false
+	}
+	if newline {
+		p.fields[newlineField] = ""
 	}
 	return p.fields, true
 }
@@ -156,6 +163,9 @@ func materialize(fields map[string]string) []byte {
 		children[parent] = append(children[parent], seg)
 	}
 	for k := range fields {
+		if k == newlineField {
+			continue
+		}
 		path := k[1:]
 		// Register every ancestor, so a field whose parent entry was removed
 		// concurrently is still reachable.
@@ -167,6 +177,9 @@ func materialize(fields map[string]string) []byte {
 	}
 	var buf bytes.Buffer
 	writeObject(&buf, "", fields, children)
+	if _, ok := fields[newlineField]; ok {
+		buf.WriteByte('\n')
+	}
 	return buf.Bytes()
 }
 

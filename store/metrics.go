@@ -13,6 +13,7 @@ type metrics struct {
 	batchSize     prometheus.Histogram
 	leasesExpired prometheus.Counter
 	compactedRevs prometheus.Counter
+	opaqueKube    prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -35,9 +36,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "rhizome", Subsystem: "store", Name: "compacted_records_total",
 			Help: "Revision records removed by compaction.",
 		}),
+		opaqueKube: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "rhizome", Subsystem: "store", Name: "opaque_kubernetes_values_total",
+			Help: "Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitSeconds, m.batchSize, m.leasesExpired, m.compactedRevs)
+		reg.MustRegister(m.commitSeconds, m.batchSize, m.leasesExpired, m.compactedRevs, m.opaqueKube)
 	}
 	return m
 }
@@ -47,6 +52,7 @@ func (m *metrics) commitDuration() func() {
 	return func() { m.commitSeconds.Observe(time.Since(start).Seconds()) }
 }
 
-func (m *metrics) batch(n int)     { m.batchSize.Observe(float64(n)) }
-func (m *metrics) leaseExpired()   { m.leasesExpired.Inc() }
-func (m *metrics) compacted(n int) { m.compactedRevs.Add(float64(n)) }
+func (m *metrics) batch(n int)      { m.batchSize.Observe(float64(n)) }
+func (m *metrics) leaseExpired()    { m.leasesExpired.Inc() }
+func (m *metrics) compacted(n int)  { m.compactedRevs.Add(float64(n)) }
+func (m *metrics) opaqueKubeValue() { m.opaqueKube.Inc() }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // WriteTxn is one atomic write, run by the committer with the index locked. Its
@@ -56,6 +57,9 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	tx.mutated = true
 	if changed {
 		tx.logChange(key, change)
+	}
+	if doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
+		tx.s.metrics.opaqueKubeValue()
 	}
 	ki := tx.s.idx.getOrCreate(key)
 	kv := KeyValue{Key: ki.key, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
