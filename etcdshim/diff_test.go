@@ -456,3 +456,160 @@ func runDifferential(t *testing.T, seed uint64, n int) {
 		la.mu.Unlock()
 	}
 }
+
+// TestDifferentialConcurrent has several clients write and read Rhizome at once,
+// then replays every request against etcd one at a time, in the order Rhizome's
+// revisions say they took effect: each write right after the revision before it,
+// each read or no-op at the revision it reported. Every response must be identical,
+// so Rhizome's concurrent behaviour is a sequential history etcd agrees with.
+func TestDifferentialConcurrent(t *testing.T) {
+	const clients = 8
+	perClient := opsPerSeed() / 4
+	opts := etcdpair.Options{NoFsync: true}
+	_, rhEP := etcdpair.StartRhizome(t, opts)
+	rh := dial(t, "rhizome", rhEP)
+	etcd := dial(t, "etcd", etcdpair.StartEtcd(t, opts))
+	ctx := context.Background()
+
+	type record struct {
+		desc     string
+		call     func(tg target) (proto.Message, error)
+		got      string
+		rev      int64
+		mutating bool
+	}
+	var mu sync.Mutex
+	var history []record
+	var maxRev atomicMax
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			g := &gen{rng: rand.New(rand.NewPCG(uint64(c), 7)), rev: 1}
+			for range perClient {
+				g.rev = maxRev.get()
+				var r record
+				switch op := g.rng.IntN(10); {
+				case op < 3:
+					req := g.rangeReq()
+					req.Revision = min(req.Revision, g.rev)
+					r.desc, r.call = "range "+prototext.Format(req), func(tg target) (proto.Message, error) { return tg.kv.Range(ctx, req) }
+				case op < 6:
+					req := g.putReq()
+					req.Lease, req.IgnoreLease, req.IgnoreValue = 0, false, false
+					r.desc, r.call = "put "+prototext.Format(req), func(tg target) (proto.Message, error) { return tg.kv.Put(ctx, req) }
+				case op < 7:
+					req := g.deleteReq()
+					r.desc, r.call = "delete "+prototext.Format(req), func(tg target) (proto.Message, error) { return tg.kv.DeleteRange(ctx, req) }
+				default:
+					req := g.txnReq(0)
+					stateless(req, g.rev)
+					r.desc, r.call = "txn "+prototext.Format(req), func(tg target) (proto.Message, error) { return tg.kv.Txn(ctx, req) }
+				}
+				m, err := r.call(rh)
+				if err == nil {
+					r.rev, r.mutating = revisionOf(m), mutates(m)
+				} else {
+					// Only validation errors remain (stateless below); they may be
+					// replayed at any revision.
+					r.rev = maxRev.get()
+				}
+				r.got = show(m, err)
+				maxRev.set(r.rev)
+				mu.Lock()
+				history = append(history, r)
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+
+	// Writes take effect at their revision; everything else observed the state at
+	// the revision it reports, after the write that made it.
+	sort.SliceStable(history, func(i, j int) bool {
+		if history[i].rev != history[j].rev {
+			return history[i].rev < history[j].rev
+		}
+		return history[i].mutating && !history[j].mutating
+	})
+	writes := 0
+	for i, r := range history {
+		m, err := r.call(etcd)
+		if want := show(m, err); want != r.got {
+			t.Fatalf("replayed request %d of %d (revision %d): %s\netcd:    %s\nrhizome: %s", i, len(history), r.rev, r.desc, want, r.got)
+		}
+		if r.mutating {
+			writes++
+		}
+	}
+	t.Logf("%d clients, %d requests (%d writes) replayed identically on etcd", clients, len(history), writes)
+}
+
+type atomicMax struct {
+	mu sync.Mutex
+	v  int64
+}
+
+func (a *atomicMax) get() int64 { a.mu.Lock(); defer a.mu.Unlock(); return max(a.v, 1) }
+func (a *atomicMax) set(v int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.v = max(a.v, v)
+}
+
+// stateless removes from a Txn what could fail depending on when it runs (leases,
+// revisions not yet reached), so that errors, like responses, can be replayed.
+func stateless(r *pb.TxnRequest, rev int64) {
+	for _, ops := range [][]*pb.RequestOp{r.Success, r.Failure} {
+		for _, op := range ops {
+			if p := op.GetRequestPut(); p != nil {
+				p.Lease, p.IgnoreLease = 0, false
+			}
+			if rr := op.GetRequestRange(); rr != nil {
+				rr.Revision = min(rr.Revision, rev)
+			}
+			if t := op.GetRequestTxn(); t != nil {
+				stateless(t, rev)
+			}
+		}
+	}
+	for _, c := range r.Compare {
+		if c.Target == pb.Compare_LEASE {
+			c.TargetUnion = &pb.Compare_Lease{Lease: 0}
+		}
+	}
+}
+
+func revisionOf(m proto.Message) int64 {
+	if m == nil {
+		return 0
+	}
+	h := m.ProtoReflect().Get(m.ProtoReflect().Descriptor().Fields().ByName("header"))
+	if !h.IsValid() || !h.Message().IsValid() {
+		return 0
+	}
+	return h.Message().Interface().(*pb.ResponseHeader).Revision
+}
+
+// mutates reports whether a response shows its request changed the store.
+func mutates(m proto.Message) bool {
+	switch r := m.(type) {
+	case *pb.PutResponse:
+		return true
+	case *pb.DeleteRangeResponse:
+		return r.Deleted > 0
+	case *pb.TxnResponse:
+		for _, op := range r.Responses {
+			switch {
+			case op.GetResponsePut() != nil:
+				return true
+			case op.GetResponseDeleteRange() != nil && op.GetResponseDeleteRange().Deleted > 0:
+				return true
+			case op.GetResponseTxn() != nil && mutates(op.GetResponseTxn()):
+				return true
+			}
+		}
+	}
+	return false
+}
