@@ -60,6 +60,7 @@ type Doc struct {
 	value     []byte            // the materialised value
 	fields    map[string]string // documents: the flat fields, kept equal to am
 	clean     bool              // documents: fields == flatten(value), so value can rebuild them
+	edits     int               // documents: field edits applied since the body's epoch began
 	am        *automerge.Doc    // documents: nil until needed
 	amBytes   []byte            // documents: saved form, when am is not loaded
 	conflicts []Stamp
@@ -141,6 +142,28 @@ func (d *Doc) Delete() (c Change, ok bool, err error) {
 	return c, err == nil, err
 }
 
+// Edits returns how many field edits the document's history holds: what Rebase
+// would drop.
+func (d *Doc) Edits() int { return d.edits }
+
+// Rebase restarts the document's history: a new body epoch holding the current value
+// and nothing of how it got there, so a steadily updated object stays small. It does
+// not change the value. It beats edits made concurrently on the old epoch, so the
+// caller rebases only when no site can still be editing that epoch (causal
+// stability). ok is false when there is no document to rebase.
+func (d *Doc) Rebase(st Stamp) (c Change, ok bool, err error) {
+	if _, exists := d.Value(); !exists || d.kind != Document {
+		return Change{}, false, nil
+	}
+	body, kind, err := newBody(d.value, st.Site)
+	if err != nil {
+		return Change{}, false, err
+	}
+	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
+	_, err = d.Apply(c)
+	return c, err == nil, err
+}
+
 // update expresses a document write as the field edits it makes.
 func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, bool, error) {
 	set, del := diffFields(d.fields, fields)
@@ -164,6 +187,7 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	}
 	// The local replica already holds the edit; only the cached views move.
 	d.fields, d.value, d.amBytes, d.clean = fields, value, nil, true
+	d.edits++
 	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: ch.Save()}, true, nil
 }
 
@@ -227,7 +251,7 @@ func (d *Doc) recordConflict(loser Stamp) {
 }
 
 func (d *Doc) setBody(c Change) error {
-	d.epoch, d.kind = c.Epoch, c.Kind
+	d.epoch, d.kind, d.edits = c.Epoch, c.Kind, 0
 	d.am, d.amBytes, d.fields = nil, nil, nil
 	switch c.Kind {
 	case Register:
@@ -254,6 +278,7 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 	}
 	before := d.value
 	d.amBytes = nil
+	d.edits++
 	if err := d.refresh(); err != nil {
 		return false, err
 	}

@@ -274,3 +274,35 @@ func TestProtobufAndJSONWritesAreOneDocument(t *testing.T) {
 		t.Fatal("same value, different documents")
 	}
 }
+
+// TestRebaseBoundsHistory updates one object many times and rebases as the store
+// does; the stored document stays within a small factor of one version.
+func TestRebaseBoundsHistory(t *testing.T) {
+	var d Doc
+	clock := uint64(0)
+	stamp := func() Stamp { clock++; return Stamp{clock, "a"} }
+	one, largest := 0, 0
+	for i := range 5000 {
+		v := fmt.Sprintf(`{"metadata":{"name":"node-1","resourceVersion":"%d"},"spec":{"holderIdentity":"node-1","renewTime":"2026-11-22T04:%02d:%02d.%06dZ"}}`, i, i/60%60, i%60, i)
+		if _, _, err := d.Put([]byte(v), stamp()); err != nil {
+			t.Fatal(err)
+		}
+		if d.Edits() >= 64 {
+			if _, ok, err := d.Rebase(stamp()); err != nil || !ok {
+				t.Fatalf("rebase: %v %v", ok, err)
+			}
+			if got := value(&d); got != v {
+				t.Fatalf("rebase changed the value: %s", got)
+			}
+		}
+		size := len(d.Encode())
+		if i == 0 {
+			one = size
+		}
+		largest = max(largest, size)
+	}
+	t.Logf("one version %d bytes; largest over 5000 updates %d bytes", one, largest)
+	if largest > 20*one {
+		t.Fatalf("over 5000 updates the document reached %d bytes, one version is %d", largest, one)
+	}
+}

@@ -22,6 +22,7 @@ func (d *Doc) Encode() []byte {
 	b = appendStamp(b, d.epoch)
 	b = append(b, byte(d.kind))
 	b = appendBool(b, d.clean)
+	b = binary.AppendUvarint(b, uint64(d.edits))
 	b = appendBytes(b, d.value)
 	var am []byte
 	if d.kind == Document && !d.deleted {
@@ -51,6 +52,7 @@ func DecodeDoc(b []byte) (*Doc, error) {
 	d.epoch = r.stamp()
 	d.kind = Kind(r.byte())
 	d.clean = r.byte() == 1
+	d.edits = int(r.uvarint())
 	d.value = r.bytes()
 	d.amBytes = r.bytes()
 	n := r.uvarint()

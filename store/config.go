@@ -27,6 +27,10 @@ type Config struct {
 	LeaseCheckInterval time.Duration
 	// DocCacheSize is how many decoded key documents are kept in memory.
 	DocCacheSize int
+	// RebaseEdits is how many field edits a document's history may hold before the
+	// store restarts it from the current value (crdt.Doc.Rebase), so steadily
+	// updated objects stay small. 0 never rebases.
+	RebaseEdits int
 	// MaxBatch bounds how many requests share one commit.
 	MaxBatch int
 	// Now reads the clock (lease expiry). Injected so tests control time.
@@ -46,6 +50,7 @@ func DefaultConfig() Config {
 		MinLeaseTTL:        2,
 		LeaseCheckInterval: 500 * time.Millisecond,
 		DocCacheSize:       10000,
+		RebaseEdits:        64,
 		MaxBatch:           1000,
 		Now:                time.Now,
 		Logger:             slog.Default(),
@@ -63,8 +68,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
 	case c.LeaseCheckInterval <= 0:
 		return errors.New("store: config: LeaseCheckInterval must be positive")
-	case c.DocCacheSize < 0 || c.MaxBatch < 1:
-		return errors.New("store: config: DocCacheSize must be >= 0 and MaxBatch >= 1")
+	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
+		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
 	case c.Now == nil || c.Logger == nil:
 		return errors.New("store: config: Now and Logger are required")
 	}

@@ -58,6 +58,16 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if changed {
 		tx.logChange(key, change)
 	}
+	if n := tx.s.cfg.RebaseEdits; n > 0 && doc.Edits() >= n {
+		// Single site: every edit is already stable, so history can restart.
+		rebase, ok, err := doc.Rebase(tx.stamp())
+		if err != nil {
+			return fmt.Errorf("store: rebase %q: %w", key, err)
+		}
+		if ok {
+			tx.logChange(key, rebase)
+		}
+	}
 	if doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
 		tx.s.metrics.opaqueKubeValue()
 	}
