@@ -14,6 +14,7 @@ type metrics struct {
 	leasesExpired prometheus.Counter
 	compactedRevs prometheus.Counter
 	opaqueKube    prometheus.Counter
+	conflicts     prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -40,9 +41,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Namespace: "rhizome", Subsystem: "store", Name: "opaque_kubernetes_values_total",
 			Help: "Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field).",
 		}),
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "rhizome", Subsystem: "store", Name: "conflicts_total",
+			Help: "Concurrent creates of one key resolved by keeping one incarnation whole.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitSeconds, m.batchSize, m.leasesExpired, m.compactedRevs, m.opaqueKube)
+		reg.MustRegister(m.commitSeconds, m.batchSize, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
 	}
 	return m
 }
@@ -56,3 +61,4 @@ func (m *metrics) batch(n int)      { m.batchSize.Observe(float64(n)) }
 func (m *metrics) leaseExpired()    { m.leasesExpired.Inc() }
 func (m *metrics) compacted(n int)  { m.compactedRevs.Add(float64(n)) }
 func (m *metrics) opaqueKubeValue() { m.opaqueKube.Inc() }
+func (m *metrics) conflict()        { m.conflicts.Inc() }

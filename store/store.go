@@ -41,14 +41,22 @@ type Store struct {
 
 	leases *leases
 
+	// vv is the version vector: per origin site, the highest sequence number up to
+	// which every change is held. Written by the committer under mu.
+	vv      map[string]uint64
+	changes broadcast // fires when changes are logged, for the sync layer
+
 	publisher atomic.Pointer[Publisher]
+	rebaseOK  atomic.Pointer[func() bool]
 	closing   chan struct{}
 	wg        sync.WaitGroup
 	closeOnce sync.Once
 }
 
+// request is one caller's write: usually one fn; a batch of merged remote changes
+// has one fn per change, each committed as its own revision.
 type request struct {
-	fn   func(*WriteTxn) error
+	fns  []func(*WriteTxn) error
 	rev  int64
 	err  error
 	done chan struct{}
@@ -87,6 +95,8 @@ func Open(cfg Config) (*Store, error) {
 		docs:    newDocCache(cfg.DocCacheSize),
 		reqs:    make(chan *request, cfg.MaxBatch),
 		leases:  newLeases(),
+		vv:      make(map[string]uint64),
+		changes: newBroadcast(),
 		closing: make(chan struct{}),
 	}
 	if err := s.recover(); err != nil {
@@ -113,6 +123,16 @@ func (s *Store) Close() error {
 // SetPublisher installs the receiver of committed events. Call it before the store
 // takes traffic.
 func (s *Store) SetPublisher(p Publisher) { s.publisher.Store(&p) }
+
+// SetRebaseAllowed installs the test of whether document histories may restart now
+// (see crdt.Doc.Rebase): only when no other site can be editing concurrently. A
+// store on its own always may.
+func (s *Store) SetRebaseAllowed(ok func() bool) { s.rebaseOK.Store(&ok) }
+
+func (s *Store) rebaseAllowed() bool {
+	ok := s.rebaseOK.Load()
+	return ok == nil || (*ok)()
+}
 
 // Site returns the name of this site.
 func (s *Store) Site() string { return s.cfg.Site }
@@ -213,11 +233,19 @@ func (s *Store) readMeta(txn *badger.Txn) error {
 		return err
 	}
 	s.clock = uint64(clock)
-	seq, err := get(vvKey(s.cfg.Site), 0)
-	if err != nil {
-		return err
+	it := txn.NewIterator(iteratorPrefix(prefixVV))
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		seq, err := bytesInt64(v)
+		if err != nil {
+			return fmt.Errorf("store: version vector: %w", err)
+		}
+		s.vv[string(it.Item().Key()[1:])] = uint64(seq)
 	}
-	s.seq = uint64(seq)
 	return s.leases.load(txn, s.cfg.Now())
 }
 
@@ -391,7 +419,10 @@ func (s *Store) HashKV(rev int64) (hash uint32, hashRev, compactRev int64, err e
 // durable and visible. fn must validate before it writes: an error returned after a
 // write stops the store, because a half-applied request cannot be undone.
 func (s *Store) Update(ctx context.Context, fn func(tx *WriteTxn) error) (int64, error) {
-	r := &request{fn: fn, done: make(chan struct{})}
+	return s.submit(ctx, &request{fns: []func(*WriteTxn) error{fn}, done: make(chan struct{})})
+}
+
+func (s *Store) submit(ctx context.Context, r *request) (int64, error) {
 	select {
 	case s.reqs <- r:
 	case <-s.closing:
@@ -443,31 +474,35 @@ func (s *Store) commit(batch []*request) {
 		writes []write
 		dirty  = make(map[string]*crdt.Doc)
 		cached []*keyIndex
+		logged bool
 	)
 	for _, r := range batch {
-		if s.fail != nil {
-			r.err = s.fail
-			continue
-		}
-		tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty}
-		s.mu.Lock()
-		err := r.fn(tx)
-		s.mu.Unlock()
-		if err != nil {
-			r.err = err
-			if tx.mutated {
-				s.fail = fmt.Errorf("store: stopped after a failed write: %w", err)
-				s.log.Error("write failed after applying part of it; refusing further writes", "err", err)
+		for _, fn := range r.fns {
+			if s.fail != nil {
+				r.err = s.fail
+				break
 			}
-			continue
+			tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty}
+			s.mu.Lock()
+			err := fn(tx)
+			s.mu.Unlock()
+			if err != nil {
+				r.err = err
+				if tx.mutated {
+					s.fail = fmt.Errorf("store: stopped after a failed write: %w", err)
+					s.log.Error("write failed after applying part of it; refusing further writes", "err", err)
+				}
+				break
+			}
+			if len(tx.events) > 0 {
+				s.rev++
+			}
+			r.rev = s.rev
+			logged = logged || tx.logged
+			events = append(events, tx.events...)
+			writes = append(writes, tx.writes...)
+			cached = append(cached, tx.cached...)
 		}
-		if len(tx.events) > 0 {
-			s.rev++
-		}
-		r.rev = s.rev
-		events = append(events, tx.events...)
-		writes = append(writes, tx.writes...)
-		cached = append(cached, tx.cached...)
 	}
 	for key, doc := range dirty {
 		writes = append(writes, write{key: docKey([]byte(key)), value: doc.Encode()})
@@ -475,8 +510,12 @@ func (s *Store) commit(batch []*request) {
 	if len(writes) > 0 && s.fail == nil {
 		writes = append(writes,
 			write{key: metaRev, value: int64Bytes(s.rev)},
-			write{key: metaClock, value: int64Bytes(int64(s.clock))},
-			write{key: vvKey(s.cfg.Site), value: int64Bytes(int64(s.seq))})
+			write{key: metaClock, value: int64Bytes(int64(s.clock))})
+		s.mu.RLock()
+		for origin, seq := range s.vv {
+			writes = append(writes, write{key: vvKey(origin), value: int64Bytes(int64(seq))})
+		}
+		s.mu.RUnlock()
 		timer := s.metrics.commitDuration()
 		if err := s.persist(writes); err != nil {
 			s.fail = fmt.Errorf("store: commit: %w", err)
@@ -501,6 +540,9 @@ func (s *Store) commit(batch []*request) {
 		s.docs.settle()
 		if p := s.publisher.Load(); p != nil && len(events) > 0 {
 			(*p).Publish(s.rev, events)
+		}
+		if logged {
+			s.changes.notify()
 		}
 	} else {
 		s.docs.reset() // cached documents may hold changes that never committed

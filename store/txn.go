@@ -18,6 +18,7 @@ type WriteTxn struct {
 	cached  []*keyIndex
 	dirty   map[string]*crdt.Doc // documents changed in this batch
 	mutated bool
+	logged  bool // a change was added to the change log
 }
 
 // Rev returns the store's revision before this write.
@@ -58,8 +59,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if changed {
 		tx.logChange(key, change)
 	}
-	if n := tx.s.cfg.RebaseEdits; n > 0 && doc.Edits() >= n {
-		// Single site: every edit is already stable, so history can restart.
+	if n := tx.s.cfg.RebaseEdits; n > 0 && doc.Edits() >= n && tx.s.rebaseAllowed() {
 		rebase, ok, err := doc.Rebase(tx.stamp())
 		if err != nil {
 			return fmt.Errorf("store: rebase %q: %w", key, err)
@@ -71,9 +71,13 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
 		tx.s.metrics.opaqueKubeValue()
 	}
-	ki := tx.s.idx.getOrCreate(key)
-	kv := KeyValue{Key: ki.key, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
-	kv.Value, _ = doc.Value()
+	v, _ := doc.Value()
+	return tx.indexPut(tx.s.idx.getOrCreate(key), v, lease)
+}
+
+// indexPut records a key's new value as a version at this write's revision.
+func (tx *WriteTxn) indexPut(ki *keyIndex, value []byte, lease int64) error {
+	kv := KeyValue{Key: ki.key, Value: value, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
 	if v, ok := ki.live(); ok {
 		p, err := tx.s.kvOf(v)
 		if err != nil {
@@ -90,7 +94,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		}
 	}
 	if ki.lease != lease {
-		tx.s.leases.detach(ki.lease, key)
+		tx.s.leases.detach(ki.lease, ki.key)
 		tx.s.leases.attach(lease, ki.key)
 		ki.lease = lease
 	}
@@ -120,11 +124,6 @@ func (tx *WriteTxn) DeleteRange(key, end []byte) ([]KeyValue, error) {
 }
 
 func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
-	v, _ := ki.live()
-	prev, err := tx.s.kvOf(v)
-	if err != nil {
-		return KeyValue{}, err
-	}
 	doc, err := tx.doc(ki.key)
 	if err != nil {
 		return KeyValue{}, err
@@ -136,6 +135,17 @@ func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
 	tx.mutated = true
 	if changed {
 		tx.logChange(ki.key, change)
+	}
+	return tx.indexDelete(ki)
+}
+
+// indexDelete records a tombstone for a live key at this write's revision and
+// returns the key's state before it.
+func (tx *WriteTxn) indexDelete(ki *keyIndex) (KeyValue, error) {
+	v, _ := ki.live()
+	prev, err := tx.s.kvOf(v)
+	if err != nil {
+		return KeyValue{}, err
 	}
 	tx.s.leases.detach(ki.lease, ki.key)
 	ki.lease = 0
@@ -204,9 +214,15 @@ func (tx *WriteTxn) stamp() crdt.Stamp {
 
 // logChange records a change originated here for shipping to other sites.
 func (tx *WriteTxn) logChange(key []byte, c crdt.Change) {
-	tx.s.seq++
-	entry := appendChangeEntry(nil, key, c.Encode())
-	tx.writes = append(tx.writes, write{key: changeKey(tx.s.cfg.Site, tx.s.seq), value: entry})
+	site := tx.s.cfg.Site
+	tx.record(site, tx.s.vv[site]+1, key, c.Encode())
+}
+
+// record adds a change to the change log and the version vector.
+func (tx *WriteTxn) record(origin string, seq uint64, key, change []byte) {
+	tx.s.vv[origin] = seq
+	tx.logged = true
+	tx.writes = append(tx.writes, write{key: changeKey(origin, seq), value: appendChangeEntry(nil, key, change)})
 }
 
 func appendChangeEntry(b, key, change []byte) []byte {

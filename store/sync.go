@@ -1,0 +1,202 @@
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// This file is the seam the sync layer sees: the version vector, the change log, and
+// ApplyRemote, which takes changes from other sites down the one commit path.
+
+// Change is one logged change as it travels between sites: the origin site and its
+// sequence number there name it; Body is the crdt.Change.
+type Change struct {
+	Origin string
+	Seq    uint64
+	Key    []byte
+	Body   []byte
+}
+
+// Conflict records that two sites created the same key concurrently.
+type Conflict struct {
+	Key    []byte
+	Winner crdt.Stamp // the incarnation that stands
+	Loser  crdt.Stamp
+}
+
+// VersionVector returns, per origin site, the highest sequence number up to which
+// this site holds every change.
+func (s *Store) VersionVector() map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.vv)
+}
+
+// ChangesLogged returns a channel closed when the next change is logged (local or
+// merged), so the sync layer can push without polling.
+func (s *Store) ChangesLogged() <-chan struct{} { return s.changes.Wait() }
+
+// Changes returns up to limit logged changes of one origin with sequence numbers
+// after after, in order. Fewer than limit means the log has no more yet.
+func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error) {
+	var out []Change
+	prefix := changeKey(origin, 0)[:2+len(origin)]
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, PrefetchValues: true, PrefetchSize: min(limit, 100)})
+		defer it.Close()
+		next := after + 1
+		for it.Seek(changeKey(origin, next)); it.Valid() && len(out) < limit; it.Next() {
+			k := it.Item().Key()
+			seq := binary.BigEndian.Uint64(k[len(k)-8:])
+			if seq != next {
+				break // not logged yet (or collected): stop at the gap
+			}
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			key, body, err := parseChangeEntry(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, Change{Origin: origin, Seq: seq, Key: key, Body: body})
+			next++
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read change log: %w", err)
+	}
+	return out, nil
+}
+
+// ApplyRemote merges changes received from other sites. A change is applied only in
+// its origin's order (the next sequence number after the version vector) and only
+// once its causal dependencies are here; others are left for a later delivery, so
+// duplicates, reordering and gaps are harmless. Each change that alters what a
+// client reads commits as its own revision and reaches watchers as an ordinary event.
+// It returns how many changes were applied.
+func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) {
+	applied := 0
+	r := &request{done: make(chan struct{})}
+	for _, c := range changes {
+		r.fns = append(r.fns, func(tx *WriteTxn) error {
+			ok, err := tx.applyRemote(c)
+			if ok {
+				applied++
+			}
+			return err
+		})
+	}
+	_, err := s.submit(ctx, r)
+	return applied, err
+}
+
+func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
+	if c.Origin == tx.s.cfg.Site || c.Seq != tx.s.vv[c.Origin]+1 {
+		return false, nil // ours, a duplicate, or ahead of a gap
+	}
+	change, err := crdt.DecodeChange(c.Body)
+	if err != nil {
+		return false, fmt.Errorf("store: change %s/%d: %w", c.Origin, c.Seq, err)
+	}
+	doc, err := tx.doc(c.Key)
+	if err != nil {
+		return false, err
+	}
+	conflicts := len(doc.Conflicts())
+	changed, err := doc.Apply(change)
+	if errors.Is(err, crdt.ErrMissingDependency) {
+		return false, nil // its causes have not arrived yet
+	}
+	if err != nil {
+		return false, fmt.Errorf("store: apply change %s/%d to %q: %w", c.Origin, c.Seq, c.Key, err)
+	}
+	tx.mutated = true
+	tx.s.clock = max(tx.s.clock, change.Inc.Counter, change.Epoch.Counter)
+	tx.record(c.Origin, c.Seq, c.Key, c.Body)
+	if cs := doc.Conflicts(); len(cs) > conflicts {
+		tx.recordConflict(c.Key, doc.Incarnation(), cs[len(cs)-1])
+	}
+	if !changed {
+		return true, nil
+	}
+	ki := tx.s.idx.getOrCreate(c.Key)
+	if value, exists := doc.Value(); exists {
+		return true, tx.indexPut(ki, value, ki.lease)
+	}
+	if _, live := ki.live(); live {
+		_, err = tx.indexDelete(ki)
+	}
+	return true, err
+}
+
+func (tx *WriteTxn) recordConflict(key []byte, winner, loser crdt.Stamp) {
+	tx.s.metrics.conflict()
+	tx.s.log.Warn("concurrent creates of one key: one incarnation wins whole",
+		"key", string(key), "winner", winner.String(), "loser", loser.String())
+	v := crdt.Change{Op: crdt.OpCreate, Inc: winner, Epoch: loser}.Encode() // two stamps, reusing the codec
+	tx.writes = append(tx.writes, write{key: append([]byte{prefixConflict}, key...), value: v})
+}
+
+// Conflicts lists the keys whose concurrent creates were resolved by dropping an
+// incarnation (the latest such resolution per key), in key order.
+func (s *Store) Conflicts() ([]Conflict, error) {
+	var out []Conflict
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(iteratorPrefix(prefixConflict))
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			c, err := crdt.DecodeChange(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, Conflict{Key: slices.Clone(it.Item().Key()[1:]), Winner: c.Inc, Loser: c.Epoch})
+		}
+		return nil
+	})
+	return out, err
+}
+
+func parseChangeEntry(b []byte) (key, body []byte, err error) {
+	if len(b) < 4 {
+		return nil, nil, errCorrupt
+	}
+	n := int(binary.BigEndian.Uint32(b))
+	if len(b) < 4+n {
+		return nil, nil, errCorrupt
+	}
+	return b[4 : 4+n], b[4+n:], nil
+}
+
+// Digest summarises the live keys and their values at the newest revision: sites
+// holding the same data have the same digest, whatever their revisions.
+func (s *Store) Digest() ([32]byte, error) {
+	h := sha256.New()
+	res, err := s.Range([]byte{0}, RangeOptions{End: []byte{0}})
+	if err != nil {
+		return [32]byte{}, err
+	}
+	for _, kv := range res.KVs {
+		binary.Write(h, binary.BigEndian, uint32(len(kv.Key)))
+		h.Write(kv.Key)
+		binary.Write(h, binary.BigEndian, uint32(len(kv.Value)))
+		h.Write(kv.Value)
+	}
+	var sum [32]byte
+	h.Sum(sum[:0])
+	return sum, nil
+}
