@@ -1,0 +1,202 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"testing"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+func openStore(t *testing.T, site string) *store.Store {
+	t.Helper()
+	cfg := store.DefaultConfig()
+	cfg.InMemory, cfg.Site = true, site
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := store.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.SetRebaseAllowed(func() bool { return false }) // several sites: history must stay
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func seeds() int {
+	if n, err := strconv.Atoi(os.Getenv("RHIZOME_SYNC_SEEDS")); err == nil && n > 0 {
+		return n
+	}
+	return 20
+}
+
+// TestConvergence writes at random sites under random partitions, message loss,
+// duplication and reordering; after healing every site must hold identical data,
+// and every key only one site wrote must end as that site's last acknowledged
+// write. A failure names its seed; RHIZOME_SYNC_SEED=N replays exactly that one.
+func TestConvergence(t *testing.T) {
+	first, last := uint64(1), uint64(seeds())
+	if s, err := strconv.ParseUint(os.Getenv("RHIZOME_SYNC_SEED"), 10, 64); err == nil {
+		first, last = s, s
+	}
+	for seed := first; seed <= last; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runConvergence(t, seed) })
+	}
+}
+
+func runConvergence(t *testing.T, seed uint64) {
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(seed, 1))
+	names := []string{"a", "b", "c"}
+	stores := map[string]*store.Store{}
+	net := NewNetwork(seed)
+	net.DropRate, net.DupRate = 0.1, 0.1
+	for _, n := range names {
+		stores[n] = openStore(t, n)
+		net.Add(n, NewEngine(stores[n], 50))
+	}
+	// last[key] is the final acknowledged write to a key only one site writes.
+	type final struct {
+		value  string
+		exists bool
+	}
+	last := map[string]final{}
+	shared := []string{"/registry/pods/ns/p", "/registry/pods/ns/q", "/x"}
+	docs := []string{
+		`{"metadata":{"name":"p"},"spec":{"replicas":1}}`,
+		`{"metadata":{"name":"p","labels":{"a":"1"}},"spec":{"replicas":2}}`,
+		`{"metadata":{"name":"p"},"status":{"ready":3}}`,
+		"opaque",
+	}
+	for step := range 300 {
+		switch r := rng.IntN(100); {
+		case r < 45: // a write at a random site
+			site := names[rng.IntN(len(names))]
+			st := stores[site]
+			own := rng.IntN(2) == 0
+			key := shared[rng.IntN(len(shared))]
+			if own {
+				key = fmt.Sprintf("/own/%s/%d", site, rng.IntN(4))
+			}
+			del := rng.IntN(5) == 0
+			val := docs[rng.IntN(len(docs))]
+			if rng.IntN(3) == 0 {
+				val = fmt.Sprintf(`{"metadata":{"name":"p"},"spec":{"n":%d,"by":"%s"}}`, step, site)
+			}
+			_, err := st.Update(ctx, func(tx *store.WriteTxn) error {
+				if del {
+					_, err := tx.DeleteRange([]byte(key), nil)
+					return err
+				}
+				return tx.Put([]byte(key), []byte(val), 0)
+			})
+			if err != nil {
+				t.Fatalf("seed %d step %d: write at %s: %v", seed, step, site, err)
+			}
+			if own {
+				if del {
+					last[key] = final{}
+				} else {
+					last[key] = final{val, true}
+				}
+			}
+		case r < 50:
+			a := names[rng.IntN(3)]
+			net.Partition([]string{a}) // one site cut off from the other two
+		case r < 55:
+			net.Heal()
+		case r < 70:
+			if err := net.Tick(); err != nil {
+				t.Fatalf("seed %d: %v", seed, err)
+			}
+		default:
+			for range rng.IntN(10) {
+				if _, err := net.Step(ctx); err != nil {
+					t.Fatalf("seed %d: %v", seed, err)
+				}
+			}
+		}
+	}
+	net.Heal()
+	rounds, err := net.Settle(ctx, 50)
+	if err != nil {
+		t.Fatalf("seed %d: %v", seed, err)
+	}
+
+	var want [32]byte
+	var wantKVs []store.KeyValue
+	for i, n := range names {
+		d, err := stores[n].Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := stores[n].Range([]byte{0}, store.RangeOptions{End: []byte{0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			want, wantKVs = d, res.KVs
+			continue
+		}
+		if d != want {
+			t.Fatalf("seed %d: site %s digest differs from site a after %d rounds:\na: %s\n%s: %s", seed, n, rounds, dump(wantKVs), n, dump(res.KVs))
+		}
+	}
+	for key, f := range last {
+		res, err := stores["a"].Range([]byte(key), store.RangeOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := final{}
+		if len(res.KVs) == 1 {
+			got = final{string(res.KVs[0].Value), true}
+		}
+		if got != f {
+			t.Fatalf("seed %d: %s ended %+v, its only writer last wrote %+v", seed, key, got, f)
+		}
+	}
+	t.Logf("seed %d: converged in %d rounds; %d messages delivered, %d lost; %d keys", seed, rounds, net.Delivered, net.Dropped, len(wantKVs))
+}
+
+func dump(kvs []store.KeyValue) string {
+	s := ""
+	for _, kv := range kvs {
+		s += fmt.Sprintf("  %s = %s\n", kv.Key, kv.Value)
+	}
+	return s
+}
+
+// TestChainForwarding: a and c never talk, yet each ends with the other's writes,
+// forwarded by b.
+func TestChainForwarding(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(1)
+	stores := map[string]*store.Store{}
+	for _, n := range []string{"a", "b", "c"} {
+		stores[n] = openStore(t, n)
+		net.Add(n, NewEngine(stores[n], 10))
+	}
+	net.Cut("a", "c")
+	for i := range 25 { // more than one batch each way
+		for _, n := range []string{"a", "c"} {
+			if _, err := stores[n].Update(ctx, func(tx *store.WriteTxn) error {
+				return tx.Put([]byte(fmt.Sprintf("/%s/%d", n, i)), []byte(`{"v":1}`), 0)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"a", "c"} {
+		res, err := stores[n].Range([]byte("/"), store.RangeOptions{End: []byte("0"), CountOnly: true})
+		if err != nil || res.Count != 50 {
+			t.Fatalf("site %s holds %d keys (%v), want 50", n, res.Count, err)
+		}
+	}
+}

@@ -1,0 +1,137 @@
+package peer
+
+import (
+	"context"
+	"maps"
+	"slices"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+// Store is the seam between sync and a site's store.
+type Store interface {
+	Site() string
+	VersionVector() map[string]uint64
+	Changes(origin string, after uint64, limit int) ([]store.Change, error)
+	ApplyRemote(ctx context.Context, changes []store.Change) (int, error)
+}
+
+// Kind is what a Message is.
+type Kind uint8
+
+const (
+	KindPull  Kind = iota + 1 // "here is what I hold; send what I lack"
+	KindBatch                 // changes; More says a Pull would get more
+)
+
+// Message is the unit sent between sites.
+type Message struct {
+	Kind    Kind
+	From    string
+	VV      map[string]uint64 // Pull: the sender's version vector
+	Changes []store.Change    // Batch
+	More    bool              // Batch: the sender held back changes over the size limit
+}
+
+// Envelope is a message addressed to a site.
+type Envelope struct {
+	To  string
+	Msg Message
+}
+
+// Engine is one site's side of the protocol. It is not safe for concurrent use.
+type Engine struct {
+	st       Store
+	maxBatch int
+	// sent is, per peer, how far (per origin) this site has already pushed, so a
+	// push sends only what is new. A Pull from the peer resets it to the truth.
+	sent map[string]map[string]uint64
+}
+
+// NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
+func NewEngine(st Store, maxBatch int) *Engine {
+	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64)}
+}
+
+// Pull returns the anti-entropy request to send to a peer.
+func (e *Engine) Pull(to string) Envelope {
+	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), VV: e.st.VersionVector()}}
+}
+
+// Push returns the changes a peer has not been sent yet, if any.
+func (e *Engine) Push(to string) ([]Envelope, error) {
+	sent := e.sent[to]
+	if sent == nil {
+		return nil, nil // nothing known of the peer yet: its first Pull says what it has
+	}
+	b, err := e.batch(sent, to)
+	if err != nil || len(b.Changes) == 0 {
+		return nil, err
+	}
+	return []Envelope{{To: to, Msg: b}}, nil
+}
+
+// Handle processes a received message and returns the replies to send.
+func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
+	switch m.Kind {
+	case KindPull:
+		// The peer's vector is the truth about what it holds: push from there.
+		e.sent[m.From] = maps.Clone(m.VV)
+		b, err := e.batch(e.sent[m.From], m.From)
+		if err != nil {
+			return nil, err
+		}
+		return []Envelope{{To: m.From, Msg: b}}, nil
+	case KindBatch:
+		if err := e.apply(ctx, m.Changes); err != nil {
+			return nil, err
+		}
+		if m.More {
+			return []Envelope{e.Pull(m.From)}, nil
+		}
+	}
+	return nil, nil
+}
+
+// batch collects changes beyond have (per origin) and advances have past them.
+func (e *Engine) batch(have map[string]uint64, to string) (Message, error) {
+	m := Message{Kind: KindBatch, From: e.st.Site()}
+	vv := e.st.VersionVector()
+	origins := slices.Sorted(maps.Keys(vv))
+	for _, o := range origins {
+		if o == to || vv[o] <= have[o] {
+			continue // the peer made those itself, or has them
+		}
+		room := e.maxBatch - len(m.Changes)
+		if room <= 0 {
+			m.More = true
+			break
+		}
+		cs, err := e.st.Changes(o, have[o], room)
+		if err != nil {
+			return Message{}, err
+		}
+		m.Changes = append(m.Changes, cs...)
+		if len(cs) > 0 {
+			have[o] = cs[len(cs)-1].Seq
+		}
+		if have[o] < vv[o] {
+			m.More = true
+		}
+	}
+	return m, nil
+}
+
+// apply merges changes, retrying those that waited on others in the same batch
+// until no more can be applied; what is left comes again with a later batch.
+func (e *Engine) apply(ctx context.Context, changes []store.Change) error {
+	for len(changes) > 0 {
+		n, err := e.st.ApplyRemote(ctx, changes)
+		if err != nil || n == 0 {
+			return err
+		}
+		vv := e.st.VersionVector()
+		changes = slices.DeleteFunc(changes, func(c store.Change) bool { return c.Seq <= vv[c.Origin] })
+	}
+	return nil
+}
