@@ -1,0 +1,496 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+const (
+	crashCycles  = 3  // SIGKILLs on one data directory
+	crashWriters = 16 // concurrent clients
+	// minAcks is how many writes must be acknowledged before the kill can
+	// come, so that every cycle kills a loaded server.
+	minAcks = 100
+	// maxKillDelay bounds the seeded random time between minAcks and the kill.
+	maxKillDelay = 1500 * time.Millisecond
+	opTimeout    = 10 * time.Second
+)
+
+// TestCrashSafety SIGKILLs `rhizome serve` (fsync on, the default) under
+// concurrent write load, restarts it on the same data directory, and checks
+// against the acknowledged writes:
+//
+//   - every acknowledged write is in the history at its revision, with its
+//     exact changes, and every revision since the last check is there;
+//   - a revision no write was acknowledged for holds exactly the changes of
+//     one write that was in flight at the kill (which may or may not
+//     survive, but all of a Txn or nothing);
+//   - the keys hold exactly the acknowledged state plus the surviving
+//     in-flight writes, with their mod revisions;
+//   - the restarted server gives the next write the next revision;
+//   - a physical compaction acknowledged under load survived too.
+//
+// Each writer owns its keys, so it knows their values, and at most its last
+// write (the one the kill interrupted) is in doubt.
+func TestCrashSafety(t *testing.T) {
+	if testing.Short() {
+		t.Skip("e2e: starts real processes")
+	}
+	seed := crashSeed(t)
+	rng := rand.New(rand.NewPCG(seed, 0))
+	bin := rhizomeBinary(t)
+	dataDir := t.TempDir()
+
+	h := &crashHistory{base: 1} // a fresh store is at revision 1
+	for i := range crashWriters {
+		h.writers = append(h.writers, newWriter(i, rand.New(rand.NewPCG(seed, uint64(i)+1))))
+	}
+	h.probe = newWriter(-1, nil)
+	var totalAcks int
+	for cycle := 0; ; cycle++ {
+		p := startRhizome(t, bin, dataDir)
+		cli, err := newClient(p.ep)
+		if err != nil {
+			t.Fatal(err)
+		}
+		h.verify(t, cli, cycle)
+		h.probeWrite(t, cli, cycle)
+		if t.Failed() || cycle == crashCycles {
+			cli.Close()
+			p.stop()
+			break
+		}
+		totalAcks += h.load(t, cli, p, rng, cycle+1)
+		cli.Close()
+	}
+	if !t.Failed() {
+		t.Logf("seed %d: %d writes acknowledged under load over %d kills, all found after restart", seed, totalAcks, crashCycles)
+	}
+}
+
+// crashSeed is RHIZOME_E2E_SEED if set, else a new seed, logged for replay.
+func crashSeed(t *testing.T) uint64 {
+	if s := os.Getenv("RHIZOME_E2E_SEED"); s != "" {
+		seed, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			t.Fatalf("RHIZOME_E2E_SEED=%q: %v", s, err)
+		}
+		return seed
+	}
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d (set RHIZOME_E2E_SEED=%d to replay the kill schedule and op mix)", seed, seed)
+	return seed
+}
+
+// crashHistory is what the clients know the store must hold.
+type crashHistory struct {
+	writers []*writer
+	probe   *writer // the single writes made right after each restart
+	base    int64   // the revision verified last; history is checked after it
+	keys    int64   // how many keys there were at base
+	// compacted is the last acknowledged compaction's revision, and
+	// compactedKeys how many keys there were at it.
+	compacted, compactedKeys int64
+}
+
+// load runs the writers until the server is SIGKILLed at a seeded random
+// moment, and returns how many writes were acknowledged.
+func (h *crashHistory) load(t *testing.T, cli *clientv3.Client, p *proc, rng *rand.Rand, kill int) int {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var (
+		killed atomic.Bool
+		acks   atomic.Int64
+		wg     sync.WaitGroup
+	)
+	start := time.Now()
+	for _, w := range h.writers {
+		wg.Go(func() { w.run(ctx, t, cli, &killed, &acks) })
+	}
+	var delay time.Duration
+	for acks.Load() < minAcks && !t.Failed() && time.Since(start) < time.Minute {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if h.base > 1 {
+		// A physical compaction of everything verified so far, under load;
+		// once acknowledged it must survive the kill.
+		cctx, ccancel := context.WithTimeout(ctx, opTimeout)
+		_, err := cli.Compact(cctx, h.base, clientv3.WithCompactPhysical())
+		ccancel()
+		if err != nil {
+			t.Errorf("kill %d: compact at %d under load: %v", kill, h.base, err)
+		} else {
+			h.compacted, h.compactedKeys = h.base, h.keys
+			t.Logf("kill %d: compacted at revision %d under load", kill, h.base)
+		}
+	}
+	if acks.Load() >= minAcks {
+		// The kill point is the seeded random part; it is not waiting for
+		// anything.
+		delay = time.Duration(rng.Int64N(int64(maxKillDelay)))
+		time.Sleep(delay)
+	} else {
+		t.Errorf("kill %d: only %d writes acknowledged in %v", kill, acks.Load(), time.Since(start))
+	}
+	killed.Store(true)
+	p.kill()
+	n := acks.Load()
+	cancel()
+	wg.Wait()
+	inFlight := 0
+	for _, w := range h.writers {
+		if w.pending != nil {
+			inFlight++
+		}
+	}
+	t.Logf("kill %d: SIGKILL after %v of load (%v past %d acks): %d writes acknowledged, %d in flight",
+		kill, time.Since(start).Round(time.Millisecond), delay.Round(time.Millisecond), minAcks, n, inFlight)
+	return int(n)
+}
+
+// verify checks the restarted server against the history (see
+// TestCrashSafety) and makes the state it found the new base.
+func (h *crashHistory) verify(t *testing.T, cli *clientv3.Client, cycle int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	state, err := cli.Get(ctx, "", clientv3.WithPrefix())
+	if err != nil {
+		t.Fatalf("restart %d: read all keys: %v", cycle, err)
+	}
+	cur := state.Header.Revision
+	if h.compacted > 0 {
+		h.verifyCompaction(ctx, t, cli, cycle)
+	}
+	byRev, err := history(ctx, cli, h.base, cur)
+	if err != nil {
+		t.Fatalf("restart %d: %v", cycle, err)
+	}
+	for r := h.base + 1; r <= cur; r++ {
+		if len(byRev[r]) == 0 {
+			t.Errorf("restart %d: revision %d (of %d..%d) missing from the history", cycle, r, h.base+1, cur)
+		}
+	}
+
+	// Each revision must be one acknowledged write, or one in-flight write.
+	explained := map[int64]bool{}
+	acked := 0
+	all := append(slices.Clone(h.writers), h.probe)
+	for _, w := range all {
+		for _, o := range w.acked {
+			acked++
+			switch got := changes(byRev[o.rev]); {
+			case explained[o.rev]:
+				t.Errorf("restart %d: revision %d acknowledged twice", cycle, o.rev)
+			case o.rev > cur:
+				t.Errorf("restart %d: LOST acknowledged write at revision %d: server is at %d: %s", cycle, o.rev, cur, o)
+			case got != o.changes():
+				t.Errorf("restart %d: acknowledged write at revision %d: history holds %q, want %q", cycle, o.rev, got, o.changes())
+			}
+			explained[o.rev] = true
+		}
+	}
+	applied, lost := 0, 0
+	for _, w := range all {
+		if w.pending == nil {
+			continue
+		}
+		var at int64
+		for r, evs := range byRev {
+			if !explained[r] && changes(evs) == w.pending.changes() {
+				at = r
+				break
+			}
+		}
+		if at == 0 {
+			lost++
+			w.pending = nil
+			continue
+		}
+		applied++
+		explained[at] = true
+		w.pending.rev = at
+		w.apply(*w.pending)
+		w.pending = nil
+	}
+	for r, evs := range byRev {
+		if !explained[r] {
+			t.Errorf("restart %d: revision %d holds %q, which no client wrote", cycle, r, changes(evs))
+		}
+	}
+
+	// The keys must be exactly what the writes left.
+	want := map[string]keyState{}
+	for _, w := range all {
+		for k, s := range w.keys {
+			want[k] = s
+		}
+	}
+	for _, kv := range state.Kvs {
+		k := string(kv.Key)
+		s, ok := want[k]
+		switch {
+		case !ok:
+			t.Errorf("restart %d: key %q = %q (mod %d) should not exist", cycle, k, kv.Value, kv.ModRevision)
+		case s.value != string(kv.Value) || s.mod != kv.ModRevision:
+			t.Errorf("restart %d: key %q = %q (mod %d), want %q (mod %d)", cycle, k, kv.Value, kv.ModRevision, s.value, s.mod)
+		}
+		delete(want, k)
+	}
+	for k, s := range want {
+		t.Errorf("restart %d: LOST key %q: want %q (mod %d)", cycle, k, s.value, s.mod)
+	}
+	if cycle > 0 {
+		t.Logf("restart %d: revision %d, %d keys; %d acknowledged writes (with the last probe) checked at their revisions; of the writes in flight at the kill %d survived, %d did not",
+			cycle, cur, len(state.Kvs), acked, applied, lost)
+	}
+	for _, w := range all {
+		w.acked = nil
+	}
+	h.base, h.keys = cur, int64(len(state.Kvs))
+}
+
+// verifyCompaction checks that the acknowledged compaction survived: reads
+// below it fail as compacted, reads at it see the keys there were.
+func (h *crashHistory) verifyCompaction(ctx context.Context, t *testing.T, cli *clientv3.Client, cycle int) {
+	t.Helper()
+	_, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(h.compacted-1))
+	if !errors.Is(err, rpctypes.ErrCompacted) {
+		t.Errorf("restart %d: read at %d, below the compaction at %d: got error %v, want %v", cycle, h.compacted-1, h.compacted, err, rpctypes.ErrCompacted)
+	}
+	resp, err := cli.Get(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(h.compacted), clientv3.WithCountOnly())
+	switch {
+	case err != nil:
+		t.Errorf("restart %d: read at the compaction revision %d: %v", cycle, h.compacted, err)
+	case resp.Count != h.compactedKeys:
+		t.Errorf("restart %d: %d keys at the compaction revision %d, want %d", cycle, resp.Count, h.compacted, h.compactedKeys)
+	}
+}
+
+// probeWrite checks that a write right after a restart gets the next
+// revision, above every acknowledged one.
+func (h *crashHistory) probeWrite(t *testing.T, cli *clientv3.Client, cycle int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
+	defer cancel()
+	o := op{puts: map[string]string{fmt.Sprintf("probe/%d", cycle): "after restart " + strconv.Itoa(cycle)}}
+	resp, err := cli.Txn(ctx).Then(o.ops()...).Commit()
+	if err != nil {
+		t.Fatalf("restart %d: first write: %v", cycle, err)
+	}
+	if o.rev = resp.Header.Revision; o.rev != h.base+1 {
+		t.Errorf("restart %d: first write got revision %d, want %d", cycle, o.rev, h.base+1)
+	}
+	h.probe.apply(o)
+	h.probe.acked = append(h.probe.acked, o)
+}
+
+// history returns the events of revisions (from, to], by revision.
+func history(ctx context.Context, cli *clientv3.Client, from, to int64) (map[int64][]*mvccpb.Event, error) {
+	byRev := map[int64][]*mvccpb.Event{}
+	if to <= from {
+		return byRev, nil
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wch := cli.Watch(ctx, "", clientv3.WithPrefix(), clientv3.WithRev(from+1))
+	for resp := range wch {
+		if err := resp.Err(); err != nil {
+			return nil, fmt.Errorf("watch history from %d: %w", from+1, err)
+		}
+		// A revision's events all come in one response.
+		for _, ev := range resp.Events {
+			byRev[ev.Kv.ModRevision] = append(byRev[ev.Kv.ModRevision], ev)
+		}
+		if n := len(resp.Events); n > 0 && resp.Events[n-1].Kv.ModRevision >= to {
+			return byRev, nil
+		}
+	}
+	return nil, fmt.Errorf("watch history from %d: ended before revision %d: %w", from+1, to, ctx.Err())
+}
+
+// changes renders events the way op.changes renders a write.
+func changes(evs []*mvccpb.Event) string {
+	var cs []string
+	for _, ev := range evs {
+		if ev.Type == mvccpb.DELETE {
+			cs = append(cs, "del "+string(ev.Kv.Key))
+		} else {
+			cs = append(cs, "put "+string(ev.Kv.Key)+"="+string(ev.Kv.Value))
+		}
+	}
+	slices.Sort(cs)
+	return strings.Join(cs, " ")
+}
+
+// op is one write as a client sent it.
+type op struct {
+	kind string
+	puts map[string]string
+	dels []string
+	rev  int64 // of its acknowledgement, or where the history shows it
+}
+
+func (o op) changes() string {
+	var cs []string
+	for k, v := range o.puts {
+		cs = append(cs, "put "+k+"="+v)
+	}
+	for _, k := range o.dels {
+		cs = append(cs, "del "+k)
+	}
+	slices.Sort(cs)
+	return strings.Join(cs, " ")
+}
+
+func (o op) String() string { return o.kind + " " + o.changes() }
+
+// ops are the write's operations, as a Txn's Then branch.
+func (o op) ops() []clientv3.Op {
+	var ops []clientv3.Op
+	for k, v := range o.puts {
+		ops = append(ops, clientv3.OpPut(k, v))
+	}
+	for _, k := range o.dels {
+		ops = append(ops, clientv3.OpDelete(k))
+	}
+	return ops
+}
+
+type keyState struct {
+	value string
+	mod   int64
+}
+
+// writer is one client goroutine. It alone writes its keys, so it knows
+// their values and mod revisions.
+type writer struct {
+	id      int
+	rng     *rand.Rand
+	seq     int
+	keys    map[string]keyState // live keys, as acknowledged
+	live    []string            // the same keys, to pick from
+	acked   []op                // acknowledged since the last verify
+	pending *op                 // the write a failure interrupted
+	lastRev int64
+}
+
+func newWriter(id int, rng *rand.Rand) *writer {
+	return &writer{id: id, rng: rng, keys: map[string]keyState{}}
+}
+
+// run writes until ctx ends or a write fails; a failure before the kill is
+// an error.
+func (w *writer) run(ctx context.Context, t *testing.T, cli *clientv3.Client, killed *atomic.Bool, acks *atomic.Int64) {
+	for ctx.Err() == nil {
+		o, err := w.write(ctx, cli)
+		if err != nil {
+			if !killed.Load() {
+				t.Errorf("writer %d: %s failed before the kill: %v", w.id, o, err)
+			}
+			w.pending = &o
+			return
+		}
+		if o.rev <= w.lastRev {
+			t.Errorf("writer %d: %s acknowledged at revision %d, after one at %d", w.id, o, o.rev, w.lastRev)
+		}
+		w.lastRev = o.rev
+		w.apply(o)
+		w.acked = append(w.acked, o)
+		acks.Add(1)
+	}
+}
+
+// write sends one seeded random write: a put of a new key, an overwrite that
+// checks the previous value, a Txn guarded by a mod revision that puts two
+// keys, or a delete.
+func (w *writer) write(ctx context.Context, cli *clientv3.Client) (op, error) {
+	ctx, cancel := context.WithTimeout(ctx, opTimeout)
+	defer cancel()
+	w.seq++
+	val := fmt.Sprintf("w%d-%d-%s", w.id, w.seq, strings.Repeat("v", w.rng.IntN(200)))
+	newKey := fmt.Sprintf("crash/w%02d/%06d", w.id, w.seq)
+	n := w.rng.IntN(100)
+	if len(w.live) == 0 {
+		n = 0
+	}
+	old := ""
+	if len(w.live) > 0 {
+		old = w.live[w.rng.IntN(len(w.live))]
+	}
+	switch {
+	case n < 55:
+		o := op{kind: "put", puts: map[string]string{newKey: val}}
+		resp, err := cli.Put(ctx, newKey, val)
+		if err != nil {
+			return o, err
+		}
+		o.rev = resp.Header.Revision
+		return o, nil
+	case n < 70:
+		o := op{kind: "overwrite", puts: map[string]string{old: val}}
+		resp, err := cli.Put(ctx, old, val, clientv3.WithPrevKV())
+		if err != nil {
+			return o, err
+		}
+		o.rev = resp.Header.Revision
+		if s := w.keys[old]; resp.PrevKv == nil || string(resp.PrevKv.Value) != s.value || resp.PrevKv.ModRevision != s.mod {
+			return o, fmt.Errorf("previous value %v, want %q at mod revision %d", resp.PrevKv, s.value, s.mod)
+		}
+		return o, nil
+	case n < 85:
+		o := op{kind: "txn", puts: map[string]string{old: val, newKey: val}}
+		resp, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(old), "=", w.keys[old].mod)).
+			Then(o.ops()...).
+			Commit()
+		if err != nil {
+			return o, err
+		}
+		o.rev = resp.Header.Revision
+		if !resp.Succeeded {
+			return o, fmt.Errorf("compare mod_revision(%s) = %d failed", old, w.keys[old].mod)
+		}
+		return o, nil
+	default:
+		o := op{kind: "delete", dels: []string{old}}
+		resp, err := cli.Delete(ctx, old)
+		if err != nil {
+			return o, err
+		}
+		o.rev = resp.Header.Revision
+		if resp.Deleted != 1 {
+			return o, fmt.Errorf("deleted %d keys, want 1", resp.Deleted)
+		}
+		return o, nil
+	}
+}
+
+// apply records a write's effect on the writer's keys.
+func (w *writer) apply(o op) {
+	for k, v := range o.puts {
+		if _, ok := w.keys[k]; !ok {
+			w.live = append(w.live, k)
+		}
+		w.keys[k] = keyState{value: v, mod: o.rev}
+	}
+	for _, k := range o.dels {
+		delete(w.keys, k)
+		w.live = slices.DeleteFunc(w.live, func(l string) bool { return l == k })
+	}
+}
