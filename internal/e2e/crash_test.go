@@ -42,7 +42,8 @@ const (
 //   - the keys hold exactly the acknowledged state plus the surviving
 //     in-flight writes, with their mod revisions;
 //   - the restarted server gives the next write the next revision;
-//   - a physical compaction acknowledged under load survived too.
+//   - a physical compaction acknowledged under load survived too, and so
+//     did a lease with its key.
 //
 // Each writer owns its keys, so it knows their values, and at most its last
 // write (the one the kill interrupted) is in doubt.
@@ -68,7 +69,7 @@ func TestCrashSafety(t *testing.T) {
 			t.Fatal(err)
 		}
 		h.verify(t, cli, cycle)
-		h.probeWrite(t, cli, cycle)
+		h.afterRestart(t, cli, cycle)
 		if t.Failed() || cycle == crashCycles {
 			cli.Close()
 			p.stop()
@@ -99,12 +100,15 @@ func crashSeed(t *testing.T) uint64 {
 // crashHistory is what the clients know the store must hold.
 type crashHistory struct {
 	writers []*writer
-	probe   *writer // the single writes made right after each restart
+	probe   *writer // the writes made right after each restart
 	base    int64   // the revision verified last; history is checked after it
 	keys    int64   // how many keys there were at base
 	// compacted is the last acknowledged compaction's revision, and
 	// compactedKeys how many keys there were at it.
 	compacted, compactedKeys int64
+	// lease was granted after the last restart, with leaseKey attached.
+	lease    clientv3.LeaseID
+	leaseKey string
 }
 
 // load runs the writers until the server is SIGKILLed at a seeded random
@@ -176,6 +180,9 @@ func (h *crashHistory) verify(t *testing.T, cli *clientv3.Client, cycle int) {
 	cur := state.Header.Revision
 	if h.compacted > 0 {
 		h.verifyCompaction(ctx, t, cli, cycle)
+	}
+	if h.lease != 0 {
+		h.verifyLease(ctx, t, cli, cycle)
 	}
 	byRev, err := history(ctx, cli, h.base, cur)
 	if err != nil {
@@ -256,7 +263,7 @@ func (h *crashHistory) verify(t *testing.T, cli *clientv3.Client, cycle int) {
 		t.Errorf("restart %d: LOST key %q: want %q (mod %d)", cycle, k, s.value, s.mod)
 	}
 	if cycle > 0 {
-		t.Logf("restart %d: revision %d, %d keys; %d acknowledged writes (with the last probe) checked at their revisions; of the writes in flight at the kill %d survived, %d did not",
+		t.Logf("restart %d: revision %d, %d keys; %d acknowledged writes (with those right after the last restart) checked at their revisions; of the writes in flight at the kill %d survived, %d did not",
 			cycle, cur, len(state.Kvs), acked, applied, lost)
 	}
 	for _, w := range all {
@@ -282,13 +289,15 @@ func (h *crashHistory) verifyCompaction(ctx context.Context, t *testing.T, cli *
 	}
 }
 
-// probeWrite checks that a write right after a restart gets the next
-// revision, above every acknowledged one.
-func (h *crashHistory) probeWrite(t *testing.T, cli *clientv3.Client, cycle int) {
+// afterRestart checks that a write right after a restart gets the next
+// revision, above every acknowledged one. Then it revokes the lease granted
+// after the previous restart (deleting its key) and grants a new one with a
+// key attached, for the next restart to find.
+func (h *crashHistory) afterRestart(t *testing.T, cli *clientv3.Client, cycle int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), opTimeout)
 	defer cancel()
-	o := op{puts: map[string]string{fmt.Sprintf("probe/%d", cycle): "after restart " + strconv.Itoa(cycle)}}
+	o := op{kind: "probe", puts: map[string]string{fmt.Sprintf("probe/%d", cycle): "after restart " + strconv.Itoa(cycle)}}
 	resp, err := cli.Txn(ctx).Then(o.ops()...).Commit()
 	if err != nil {
 		t.Fatalf("restart %d: first write: %v", cycle, err)
@@ -296,8 +305,44 @@ func (h *crashHistory) probeWrite(t *testing.T, cli *clientv3.Client, cycle int)
 	if o.rev = resp.Header.Revision; o.rev != h.base+1 {
 		t.Errorf("restart %d: first write got revision %d, want %d", cycle, o.rev, h.base+1)
 	}
-	h.probe.apply(o)
-	h.probe.acked = append(h.probe.acked, o)
+	h.probe.ack(o)
+
+	if h.lease != 0 {
+		resp, err := cli.Revoke(ctx, h.lease)
+		if err != nil {
+			t.Fatalf("restart %d: revoke lease %x: %v", cycle, h.lease, err)
+		}
+		h.probe.ack(op{kind: "revoke", dels: []string{h.leaseKey}, rev: resp.Header.Revision})
+	}
+	grant, err := cli.Grant(ctx, 600)
+	if err != nil {
+		t.Fatalf("restart %d: grant lease: %v", cycle, err)
+	}
+	h.lease, h.leaseKey = grant.ID, fmt.Sprintf("lease/%d", cycle)
+	put, err := cli.Put(ctx, h.leaseKey, "leased", clientv3.WithLease(grant.ID))
+	if err != nil {
+		t.Fatalf("restart %d: put with lease: %v", cycle, err)
+	}
+	h.probe.ack(op{kind: "put", puts: map[string]string{h.leaseKey: "leased"}, rev: put.Header.Revision})
+}
+
+// verifyLease checks that the lease granted after the previous restart
+// survived the kill with its TTL and key.
+func (h *crashHistory) verifyLease(ctx context.Context, t *testing.T, cli *clientv3.Client, cycle int) {
+	t.Helper()
+	ttl, err := cli.TimeToLive(ctx, h.lease, clientv3.WithAttachedKeys())
+	if err != nil {
+		t.Errorf("restart %d: lease %x: %v", cycle, h.lease, err)
+		return
+	}
+	var keys []string
+	for _, k := range ttl.Keys {
+		keys = append(keys, string(k))
+	}
+	if ttl.GrantedTTL != 600 || ttl.TTL <= 0 || !slices.Equal(keys, []string{h.leaseKey}) {
+		t.Errorf("restart %d: lease %x: granted TTL %d, TTL %d, keys %q; want 600, > 0, [%s]",
+			cycle, h.lease, ttl.GrantedTTL, ttl.TTL, keys, h.leaseKey)
+	}
 }
 
 // history returns the events of revisions (from, to], by revision.
@@ -410,8 +455,7 @@ func (w *writer) run(ctx context.Context, t *testing.T, cli *clientv3.Client, ki
 			t.Errorf("writer %d: %s acknowledged at revision %d, after one at %d", w.id, o, o.rev, w.lastRev)
 		}
 		w.lastRev = o.rev
-		w.apply(o)
-		w.acked = append(w.acked, o)
+		w.ack(o)
 		acks.Add(1)
 	}
 }
@@ -479,6 +523,12 @@ func (w *writer) write(ctx context.Context, cli *clientv3.Client) (op, error) {
 		}
 		return o, nil
 	}
+}
+
+// ack records an acknowledged write.
+func (w *writer) ack(o op) {
+	w.apply(o)
+	w.acked = append(w.acked, o)
 }
 
 // apply records a write's effect on the writer's keys.

@@ -78,9 +78,9 @@ func TestEtcdctl(t *testing.T) {
 			ran++
 			outs := make([]string, len(targets))
 			var rhizomeFailures []string
-			for i, tg := range targets {
+			for j, tg := range targets {
 				out, err := tg.run(t, st)
-				outs[i] = out
+				outs[j] = out
 				if err != nil {
 					err = fmt.Errorf("%s: %w", tg.name, err)
 				}
@@ -299,15 +299,24 @@ func scenario() []step {
 		{name: "lock", args: a("lock", "mylock", "echo", "locked"), want: "locked\n"}, // 31 lock key, 32 its lease revoked
 		{name: "lock released", args: a("get", "mylock", "--prefix", "-w", "json"),
 			want: `{"header":{"cluster_id":_,"member_id":_,"revision":32,"raft_term":_}}` + "\n"},
+		{name: "lease grant for ignore-lease", args: a("lease", "grant", "600"), save: "L5", want: "lease {L5} granted with TTL(600s)\n"},
+		{name: "put leased", args: a("put", "q2", "x", "--lease={L5}"), want: "OK\n"},         // 33
+		{name: "put ignore-lease", args: a("put", "q2", "y", "--ignore-lease"), want: "OK\n"}, // 34
+		{name: "get after ignore-lease", args: a("get", "q2", "-w", "json"),
+			want: `{"header":{"cluster_id":_,"member_id":_,"revision":34,"raft_term":_},"kvs":[{"key":"cTI=","create_revision":33,"mod_revision":34,"version":2,"value":"eQ==","lease":{L5}}],"count":1}` + "\n"},
+		{name: "get sort by value limit", args: a("get", "q", "--prefix", "--sort-by=VALUE", "--order=DESCEND", "--limit", "1"), want: "q2\ny\n"},
+		{name: "get rev 0", args: a("get", "q2", "--rev", "0"), want: "q2\ny\n"},
+		{name: "lease revoke ignore-lease", args: a("lease", "revoke", "{L5}"), want: "lease {L5} revoked\n"}, // 35
+		{name: "revoke deleted kept lease", args: a("get", "q", "--prefix", "--keys-only"), want: "q1\n\n"},
 		{name: "defrag", args: a("defrag"), want: "Finished defragmenting etcd member[{EP}]. took _\n"},
 		{name: "alarm list", args: a("alarm", "list"), want: ""},
-		{name: "endpoint hashkv", args: a("endpoint", "hashkv"), summary: hashKVRevision, want: "{EP} revision 32\n"},
+		{name: "endpoint hashkv", args: a("endpoint", "hashkv"), summary: hashKVRevision, want: "{EP} revision 35\n"},
 
 		// Endpoint and member commands.
 		{name: "endpoint health", args: a("endpoint", "health"), want: "{EP} is healthy: successfully committed proposal: took = _\n"},
 		{name: "endpoint health json", args: a("endpoint", "health", "-w", "json"), want: `[{"endpoint":"{EP}","health":true,"took":"_"}]` + "\n"},
 		{name: "endpoint status json", args: a("endpoint", "status", "-w", "json"), summary: statusSummary, check: versionAtLeast,
-			want: "endpoint={EP} revision=32 leader=self\n"},
+			want: "endpoint={EP} revision=35 leader=self\n"},
 		{name: "endpoint status db size", args: a("endpoint", "status", "-w", "json"), summary: statusSummary, check: dbSizeReported,
 			knownBug: "Status reports db size 0 (store.Size reads badger's expvar metrics, which store/store.go disables with WithMetricsEnabled(false)); etcd reports the backend file size"},
 		{name: "endpoint status table", args: a("endpoint", "status"), summary: statusTable,
