@@ -17,6 +17,8 @@ import (
 
 	"github.com/rhizome-kv/rhizome/etcdshim"
 	"github.com/rhizome-kv/rhizome/store"
+	"github.com/rhizome-kv/rhizome/sync/gossip"
+	"github.com/rhizome-kv/rhizome/sync/peer"
 	"github.com/rhizome-kv/rhizome/watch"
 )
 
@@ -32,6 +34,20 @@ type Config struct {
 	ClientCertAuth                   bool
 	MaxRequestBytes                  int
 	WatchProgressNotifyInterval      time.Duration
+	// Multi-site. Without ListenPeerURLs the site runs alone.
+	ClusterToken      string   // sites gossip only with sites of the same token
+	ListenPeerURLs    []string // sync (gRPC) between sites
+	AdvertisePeerURLs []string // default: the listen URLs
+	GossipAddr        string   // HOST:PORT memberlist binds and advertises
+	Join              []string // gossip addresses of existing sites
+	GossipKey         []byte   // encrypts gossip (16, 24 or 32 bytes)
+	// Peer TLS, as etcd's --peer-cert-file, --peer-key-file, --peer-trusted-ca-file
+	// and --peer-client-cert-auth.
+	PeerCertFile, PeerKeyFile, PeerTrustedCAFile string
+	PeerClientCertAuth                           bool
+	AntiEntropyInterval                          time.Duration
+	// GossipLAN uses LAN failure-detection timing instead of the WAN default.
+	GossipLAN bool
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
 	UnsafeNoFsync bool
 	Logger        *slog.Logger
@@ -48,6 +64,8 @@ func DefaultConfig() Config {
 		ListenClientURLs:            []string{"http://127.0.0.1:2379"},
 		MaxRequestBytes:             etcdshim.DefaultConfig().MaxRequestBytes,
 		WatchProgressNotifyInterval: etcdshim.DefaultConfig().WatchProgressNotifyInterval,
+		ClusterToken:                "rhizome-cluster",
+		AntiEntropyInterval:         peer.DefaultConfig().AntiEntropyInterval,
 		Logger:                      slog.Default(),
 	}
 }
@@ -67,6 +85,23 @@ func (c Config) Validate() error {
 		return errors.New("site: config: --client-cert-auth needs --trusted-ca-file")
 	case c.Logger == nil:
 		return errors.New("site: config: Logger is required")
+	case len(c.ListenPeerURLs) > 1:
+		return errors.New("site: config: one peer URL at most")
+	case len(c.ListenPeerURLs) == 1 && c.GossipAddr == "":
+		return errors.New("site: config: --listen-peer-urls needs --gossip-addr")
+	case (c.PeerCertFile == "") != (c.PeerKeyFile == ""):
+		return errors.New("site: config: --peer-cert-file and --peer-key-file go together")
+	case c.PeerClientCertAuth && c.PeerTrustedCAFile == "":
+		return errors.New("site: config: --peer-client-cert-auth needs --peer-trusted-ca-file")
+	}
+	for _, u := range c.ListenPeerURLs {
+		secure, _, err := parseURL(u)
+		if err != nil {
+			return err
+		}
+		if secure != (c.PeerCertFile != "") {
+			return fmt.Errorf("site: config: %s: https peer URLs need --peer-cert-file and --peer-key-file, and peer TLS needs https URLs", u)
+		}
 	}
 	for _, u := range c.ListenClientURLs {
 		secure, _, err := parseURL(u)
@@ -89,6 +124,13 @@ type Site struct {
 	api       *etcdshim.Server
 	listeners []net.Listener
 	errc      chan error
+
+	// Multi-site only.
+	Sync       *peer.Runner
+	Gossip     *gossip.Gossip
+	peerLn     net.Listener
+	membership chan struct{} // a membership change to act on
+	stop       chan struct{}
 }
 
 // Start opens the store and serves clients. The returned site runs until Close.
@@ -117,6 +159,7 @@ func Start(cfg Config) (*Site, error) {
 		for _, l := range s.listeners {
 			l.Close()
 		}
+		s.stopSync()
 		st.Close()
 		return nil, err
 	}
@@ -143,6 +186,12 @@ func Start(cfg Config) (*Site, error) {
 	ecfg.WatchProgressNotifyInterval = cfg.WatchProgressNotifyInterval
 	ecfg.TLS = tlsCfg
 	ecfg.Logger = cfg.Logger
+	if len(cfg.ListenPeerURLs) > 0 {
+		if err := s.startSync(advertise); err != nil {
+			return fail(err)
+		}
+		ecfg.Members = s.members
+	}
 	if s.api, err = etcdshim.New(ecfg, st, hub); err != nil {
 		return fail(err)
 	}
@@ -182,6 +231,7 @@ func (s *Site) Err() <-chan error { return s.errc }
 // Close stops serving and closes the store.
 func (s *Site) Close() error {
 	s.api.GracefulStop()
+	s.stopSync()
 	return s.Store.Close()
 }
 

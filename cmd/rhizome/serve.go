@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"flag"
 	"fmt"
@@ -35,6 +36,18 @@ func runServe(args []string) int {
 	fs.BoolVar(&cfg.ClientCertAuth, "client-cert-auth", false, "require client certificates signed by --trusted-ca-file")
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest write request accepted, in bytes")
 	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "period of progress notifications to watchers that ask for them")
+	fs.StringVar(&cfg.ClusterToken, "initial-cluster-token", cfg.ClusterToken, "cluster name: sites only join sites with the same token")
+	listenPeer := fs.String("listen-peer-urls", "", "URL to serve other sites on (sync); empty runs a lone site")
+	advertisePeer := fs.String("advertise-peer-urls", "", "peer URL to tell other sites (default: the listen URL)")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "HOST:PORT for membership gossip (bind and advertise)")
+	join := fs.String("join", "", "comma-separated gossip HOST:PORT of existing sites")
+	gossipKey := fs.String("gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts and authenticates gossip")
+	fs.StringVar(&cfg.PeerCertFile, "peer-cert-file", "", "peer TLS certificate file")
+	fs.StringVar(&cfg.PeerKeyFile, "peer-key-file", "", "peer TLS key file")
+	fs.StringVar(&cfg.PeerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that peer certificates must chain to")
+	fs.BoolVar(&cfg.PeerClientCertAuth, "peer-client-cert-auth", false, "require peer client certificates signed by --peer-trusted-ca-file")
+	fs.DurationVar(&cfg.AntiEntropyInterval, "anti-entropy-interval", cfg.AntiEntropyInterval, "how often each site asks its peers for changes it lacks")
+	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
@@ -59,6 +72,17 @@ func runServe(args []string) int {
 	}
 	cfg.ListenClientURLs = splitList(*listen)
 	cfg.AdvertiseClientURLs = splitList(*advertise)
+	cfg.ListenPeerURLs = splitList(*listenPeer)
+	cfg.AdvertisePeerURLs = splitList(*advertisePeer)
+	cfg.Join = splitList(*join)
+	if *gossipKey != "" {
+		key, err := base64.StdEncoding.DecodeString(*gossipKey)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "rhizome serve: --gossip-key: %v\n", err)
+			return 2
+		}
+		cfg.GossipKey = key
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer = reg

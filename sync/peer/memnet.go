@@ -20,7 +20,7 @@ type Network struct {
 	group    map[string]int // partition group of each site; sites talk within a group
 	cut      map[[2]string]bool
 	// DropRate and DupRate are the chances that a sent message is lost or doubled.
-	DropRate, DupRate float64
+	DropRate, DupRate  float64
 	Delivered, Dropped int
 }
 
@@ -57,7 +57,9 @@ func (n *Network) Heal() {
 	clear(n.cut)
 }
 
-func (n *Network) reachable(a, b string) bool { return n.group[a] == n.group[b] && !n.cut[[2]string{a, b}] }
+func (n *Network) reachable(a, b string) bool {
+	return n.group[a] == n.group[b] && !n.cut[[2]string{a, b}]
+}
 
 // send puts messages in flight, losing or doubling some.
 func (n *Network) send(from string, envs []Envelope) {

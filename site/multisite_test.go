@@ -1,0 +1,141 @@
+package site
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// startSites starts n sites on loopback that find each other through gossip.
+func startSites(t *testing.T, n int) []*Site {
+	t.Helper()
+	var sites []*Site
+	var seed string
+	for i := range n {
+		cfg := DefaultConfig()
+		cfg.Name = fmt.Sprintf("site-%d", i)
+		cfg.DataDir = t.TempDir()
+		cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
+		cfg.ListenPeerURLs = []string{"http://127.0.0.1:0"}
+		cfg.GossipAddr = freeAddr(t)
+		cfg.GossipLAN = true
+		cfg.GossipKey = []byte("0123456789abcdef")
+		cfg.AntiEntropyInterval = 200 * time.Millisecond
+		cfg.UnsafeNoFsync = true
+		if seed != "" {
+			cfg.Join = []string{seed}
+		} else {
+			seed = cfg.GossipAddr
+		}
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		s, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		sites = append(sites, s)
+	}
+	return sites
+}
+
+func client(t *testing.T, s *Site) *clientv3.Client {
+	t.Helper()
+	c, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestThreeSitesConverge writes concurrently at three real sites (gossip and sync
+// over loopback sockets) and checks they converge, that watchers see remote
+// changes as ordinary events, and that MemberList reports every site.
+func TestThreeSitesConverge(t *testing.T) {
+	sites := startSites(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var clients []*clientv3.Client
+	var watches []clientv3.WatchChan
+	for _, s := range sites {
+		c := client(t, s)
+		clients = append(clients, c)
+		watches = append(watches, c.Watch(ctx, "/k/", clientv3.WithPrefix(), clientv3.WithPrevKV()))
+	}
+	const perSite = 50
+	for i := range perSite {
+		for j, c := range clients {
+			if _, err := c.Put(ctx, fmt.Sprintf("/k/%d/%d", j, i), fmt.Sprintf(`{"site":%d,"i":%d}`, j, i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// A key every site writes at once: one value must win everywhere.
+	for j, c := range clients {
+		if _, err := c.Put(ctx, "/k/shared", fmt.Sprintf(`{"spec":{"by%d":true}}`, j)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := 3*perSite + 1
+	var first []string
+	for j, c := range clients {
+		for {
+			res, err := c.Get(ctx, "/k/", clientv3.WithPrefix())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(res.Kvs) == want {
+				var got []string
+				for _, kv := range res.Kvs {
+					got = append(got, string(kv.Key)+"="+string(kv.Value))
+				}
+				if j == 0 {
+					first = got
+				} else if fmt.Sprint(got) != fmt.Sprint(first) {
+					// Values may still be merging; wait for agreement.
+					time.Sleep(50 * time.Millisecond)
+					continue
+				}
+				break
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("site %d holds %d keys, want %d", j, len(res.Kvs), want)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for j, w := range watches {
+		seen := map[string]bool{}
+		for len(seen) < 3*perSite {
+			select {
+			case resp := <-w:
+				for _, ev := range resp.Events {
+					seen[string(ev.Kv.Key)] = true
+				}
+			case <-ctx.Done():
+				t.Fatalf("site %d's watch saw %d of %d keys", j, len(seen), 3*perSite)
+			}
+		}
+	}
+	members, err := clients[0].MemberList(ctx)
+	if err != nil || len(members.Members) != 3 {
+		t.Fatalf("member list: %v %v", members, err)
+	}
+}

@@ -1,0 +1,142 @@
+package site
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"os"
+
+	"github.com/rhizome-kv/rhizome/etcdshim"
+	"github.com/rhizome-kv/rhizome/sync/gossip"
+	"github.com/rhizome-kv/rhizome/sync/peer"
+)
+
+// startSync starts the peer service and gossip, and keeps the set of peers the
+// sync runner talks to equal to the live sites gossip reports.
+func (s *Site) startSync(clientURLs []string) error {
+	cfg := s.cfg
+	_, addr, _ := parseURL(cfg.ListenPeerURLs[0])
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("site: listen %s: %w", cfg.ListenPeerURLs[0], err)
+	}
+	s.peerLn = ln
+	advertise := ln.Addr().String()
+	if len(cfg.AdvertisePeerURLs) > 0 {
+		if _, advertise, err = parseURL(cfg.AdvertisePeerURLs[0]); err != nil {
+			return err
+		}
+	}
+	pcfg := peer.DefaultConfig()
+	pcfg.AntiEntropyInterval = cfg.AntiEntropyInterval
+	pcfg.Logger = cfg.Logger
+	if pcfg.ServerTLS, pcfg.ClientTLS, err = cfg.peerTLS(); err != nil {
+		return err
+	}
+	if s.Sync, err = peer.NewRunner(pcfg, s.Store); err != nil {
+		return err
+	}
+	go s.Sync.Serve(ln)
+
+	s.membership = make(chan struct{}, 1)
+	s.stop = make(chan struct{})
+	gcfg := gossip.Config{
+		Meta:     gossip.Meta{Site: cfg.Name, Cluster: cfg.ClusterToken, PeerAddr: advertise, ClientURLs: clientURLs},
+		BindAddr: cfg.GossipAddr,
+		Join:     cfg.Join,
+		Key:      cfg.GossipKey,
+		LAN:      cfg.GossipLAN,
+		OnChange: func() {
+			select {
+			case s.membership <- struct{}{}:
+			default:
+			}
+		},
+		Logger: cfg.Logger,
+	}
+	if s.Gossip, err = gossip.Start(gcfg); err != nil {
+		return err
+	}
+	// Restarting a document's history is only safe when no other site could be
+	// editing it: with peers, histories are kept.
+	s.Store.SetRebaseAllowed(func() bool { return len(s.Gossip.Members()) <= 1 })
+	go s.followMembership()
+	return nil
+}
+
+func (s *Site) followMembership() {
+	for {
+		peers := map[string]string{}
+		for _, m := range s.Gossip.Members() {
+			if m.Alive && m.Site != s.cfg.Name {
+				peers[m.Site] = m.PeerAddr
+			}
+		}
+		s.Sync.SetPeers(peers)
+		select {
+		case <-s.stop:
+			return
+		case <-s.membership:
+		}
+	}
+}
+
+// members reports the live sites for etcd's MemberList.
+func (s *Site) members() []etcdshim.Member {
+	scheme := "http://"
+	if s.cfg.PeerCertFile != "" {
+		scheme = "https://"
+	}
+	var out []etcdshim.Member
+	for _, m := range s.Gossip.Members() {
+		if m.Alive {
+			out = append(out, etcdshim.Member{Name: m.Site, PeerURLs: []string{scheme + m.PeerAddr}, ClientURLs: m.ClientURLs})
+		}
+	}
+	return out
+}
+
+func (s *Site) stopSync() {
+	if s.stop != nil {
+		close(s.stop)
+		s.stop = nil
+	}
+	if s.Gossip != nil {
+		s.Gossip.Close()
+	}
+	if s.Sync != nil {
+		s.Sync.Close()
+	}
+	if s.peerLn != nil {
+		s.peerLn.Close()
+	}
+}
+
+// peerTLS builds the TLS configurations of the peer service and of its clients.
+func (c Config) peerTLS() (server, client *tls.Config, err error) {
+	if c.PeerCertFile == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(c.PeerCertFile, c.PeerKeyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("site: peer TLS: %w", err)
+	}
+	server = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	client = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if c.PeerTrustedCAFile != "" {
+		pem, err := os.ReadFile(c.PeerTrustedCAFile)
+		if err != nil {
+			return nil, nil, fmt.Errorf("site: peer trusted CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, nil, fmt.Errorf("site: peer trusted CA %s: no certificates", c.PeerTrustedCAFile)
+		}
+		server.ClientCAs, client.RootCAs = pool, pool
+		if c.PeerClientCertAuth {
+			server.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+	}
+	return server, client, nil
+}

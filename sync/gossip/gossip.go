@@ -1,0 +1,192 @@
+package gossip
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Meta is what a site tells the others about itself.
+type Meta struct {
+	Site       string   `json:"site"`
+	Cluster    string   `json:"cluster"`
+	PeerAddr   string   `json:"peer"`
+	ClientURLs []string `json:"clients,omitempty"`
+}
+
+// Config configures gossip.
+type Config struct {
+	Meta Meta
+	// BindAddr is the HOST:PORT memberlist listens on (TCP and UDP) and
+	// advertises.
+	BindAddr string
+	// Join lists HOST:PORT gossip addresses of existing sites (any one suffices).
+	Join []string
+	// Key, when set, encrypts and authenticates gossip (16, 24 or 32 bytes).
+	Key []byte
+	// LAN selects memberlist's LAN timing (faster failure detection) instead of
+	// the WAN default; tests use it.
+	LAN bool
+	// OnChange is called (from memberlist's goroutines) when membership changes.
+	OnChange func()
+	Logger   *slog.Logger
+}
+
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.Meta.Site == "" || c.Meta.Cluster == "":
+		return errors.New("gossip: config: site and cluster names are required")
+	case c.Meta.PeerAddr == "":
+		return errors.New("gossip: config: peer address is required")
+	case len(c.Key) != 0 && len(c.Key) != 16 && len(c.Key) != 24 && len(c.Key) != 32:
+		return fmt.Errorf("gossip: config: key must be 16, 24 or 32 bytes, not %d", len(c.Key))
+	case c.Logger == nil:
+		return errors.New("gossip: config: Logger is required")
+	}
+	if _, _, err := splitHostPort(c.BindAddr); err != nil {
+		return err
+	}
+	return nil
+}
+
+// Member is a site as gossip knows it.
+type Member struct {
+	Meta
+	Addr  string // gossip address
+	Alive bool
+}
+
+// Gossip is a running membership.
+type Gossip struct {
+	cfg  Config
+	list *memberlist.Memberlist
+	meta []byte
+
+	mu   sync.Mutex
+	seen map[string]time.Time // when each site was last seen alive
+}
+
+// Start joins (or founds) the cluster.
+func Start(cfg Config) (*Gossip, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	host, port, _ := splitHostPort(cfg.BindAddr)
+	mc := memberlist.DefaultWANConfig()
+	if cfg.LAN {
+		mc = memberlist.DefaultLANConfig()
+	}
+	mc.Name = cfg.Meta.Site
+	mc.BindAddr, mc.BindPort = host, port
+	mc.AdvertiseAddr, mc.AdvertisePort = host, port
+	mc.SecretKey = cfg.Key
+	mc.Logger = log.New(io.Discard, "", 0)
+	meta, err := json.Marshal(cfg.Meta)
+	if err != nil {
+		return nil, err
+	}
+	g := &Gossip{cfg: cfg, meta: meta, seen: map[string]time.Time{}}
+	mc.Delegate = delegate{g}
+	mc.Events = events{g}
+	if g.list, err = memberlist.Create(mc); err != nil {
+		return nil, fmt.Errorf("gossip: start on %s: %w", cfg.BindAddr, err)
+	}
+	if len(cfg.Join) > 0 {
+		if _, err := g.list.Join(cfg.Join); err != nil {
+			// Not fatal: a site cut off at start joins when a peer reaches it.
+			cfg.Logger.Warn("gossip: could not join yet", "join", cfg.Join, "err", err)
+		}
+	}
+	return g, nil
+}
+
+// Join contacts more sites.
+func (g *Gossip) Join(addrs []string) error {
+	_, err := g.list.Join(addrs)
+	return err
+}
+
+// Members lists the sites of this cluster that memberlist knows, this one included.
+func (g *Gossip) Members() []Member {
+	var out []Member
+	for _, n := range g.list.Members() {
+		var m Meta
+		if json.Unmarshal(n.Meta, &m) != nil || m.Cluster != g.cfg.Meta.Cluster {
+			continue
+		}
+		out = append(out, Member{Meta: m, Addr: n.Address(), Alive: n.State == memberlist.StateAlive})
+	}
+	slices.SortFunc(out, func(a, b Member) int { return cmpString(a.Site, b.Site) })
+	return out
+}
+
+// LastSeen returns when a site was last known alive (zero if never).
+func (g *Gossip) LastSeen(site string) time.Time {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.seen[site]
+}
+
+// Close leaves the cluster and stops.
+func (g *Gossip) Close() error {
+	g.list.Leave(time.Second)
+	return g.list.Shutdown()
+}
+
+type delegate struct{ g *Gossip }
+
+func (d delegate) NodeMeta(limit int) []byte                  { return d.g.meta }
+func (d delegate) NotifyMsg([]byte)                           {}
+func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d delegate) LocalState(join bool) []byte                { return nil }
+func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+type events struct{ g *Gossip }
+
+func (e events) NotifyJoin(n *memberlist.Node)   { e.touch(n) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.touch(n) }
+func (e events) NotifyLeave(n *memberlist.Node) {
+	e.touch(n)
+}
+
+func (e events) touch(n *memberlist.Node) {
+	e.g.mu.Lock()
+	e.g.seen[n.Name] = time.Now()
+	e.g.mu.Unlock()
+	if e.g.cfg.OnChange != nil {
+		e.g.cfg.OnChange()
+	}
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, fmt.Errorf("gossip: address %q: %w", addr, err)
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("gossip: address %q: bad port", addr)
+	}
+	return host, port, nil
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,314 @@
+package peer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// LiveStore is a Store that also says when new changes are logged.
+type LiveStore interface {
+	Store
+	ChangesLogged() <-chan struct{}
+}
+
+// Config configures a Runner.
+type Config struct {
+	// AntiEntropyInterval is how often every peer is asked for what this site lacks.
+	AntiEntropyInterval time.Duration
+	// MaxBatch bounds the changes in one message.
+	MaxBatch int
+	// ServerTLS and ClientTLS, when set, secure peer traffic (mutual TLS when the
+	// server requires client certificates). Without them peers talk in plain text.
+	ServerTLS, ClientTLS *tls.Config
+	Logger               *slog.Logger
+}
+
+// DefaultConfig returns WAN-suitable defaults.
+func DefaultConfig() Config {
+	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, Logger: slog.Default()}
+}
+
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	switch {
+	case c.AntiEntropyInterval <= 0:
+		return errors.New("peer: config: AntiEntropyInterval must be positive")
+	case c.MaxBatch < 1:
+		return errors.New("peer: config: MaxBatch must be at least 1")
+	case c.Logger == nil:
+		return errors.New("peer: config: Logger is required")
+	}
+	return nil
+}
+
+// Runner runs the protocol for a real site over gRPC: it serves peers' messages on
+// a listener and keeps one outgoing stream to every peer it is told about.
+type Runner struct {
+	cfg    Config
+	st     LiveStore
+	server *grpc.Server
+
+	mu     sync.Mutex // guards engine
+	engine *Engine
+
+	peersMu sync.Mutex
+	peers   map[string]*link // by site name
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// link is the outgoing side towards one peer: a small mailbox drained by one
+// goroutine, so a slow peer delays only itself. A full mailbox drops the message:
+// the protocol is idempotent and the next anti-entropy round repairs the loss.
+type link struct {
+	addr   string
+	out    chan Message
+	cancel context.CancelFunc
+	// lastContact is when a message last arrived from the peer.
+	lastContact time.Time
+	connected   bool
+}
+
+// NewRunner returns a runner for st; call Serve and SetPeers, then Close.
+func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), peers: map[string]*link{}, ctx: ctx, cancel: cancel}
+	opts := []grpc.ServerOption{grpc.ForceServerCodec(codec{})}
+	if cfg.ServerTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+	}
+	r.server = grpc.NewServer(opts...)
+	r.server.RegisterService(&serviceDesc, r)
+	r.wg.Add(1)
+	go r.loop()
+	return r, nil
+}
+
+// Serve answers peers on l until Close.
+func (r *Runner) Serve(l net.Listener) error { return r.server.Serve(l) }
+
+// SetPeers replaces the set of peers (site name to peer address).
+func (r *Runner) SetPeers(peers map[string]string) {
+	var added []string
+	defer func() {
+		for _, name := range added {
+			r.enqueue(name, r.pull(name)) // ask at once for what we lack
+		}
+	}()
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	for name, l := range r.peers {
+		if addr, ok := peers[name]; !ok || addr != l.addr {
+			l.cancel()
+			delete(r.peers, name)
+		}
+	}
+	for name, addr := range peers {
+		if name == r.st.Site() || r.peers[name] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(r.ctx)
+		l := &link{addr: addr, out: make(chan Message, 4), cancel: cancel}
+		r.peers[name] = l
+		r.wg.Add(1)
+		go r.send(ctx, name, l)
+		added = append(added, name)
+	}
+}
+
+// PeerStatus is what this site knows of a peer.
+type PeerStatus struct {
+	Site        string
+	Addr        string
+	Connected   bool
+	LastContact time.Time
+}
+
+// Peers reports the peers' link state.
+func (r *Runner) Peers() []PeerStatus {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	var out []PeerStatus
+	for name, l := range r.peers {
+		out = append(out, PeerStatus{Site: name, Addr: l.addr, Connected: l.connected, LastContact: l.lastContact})
+	}
+	return out
+}
+
+// Close stops serving and sending.
+func (r *Runner) Close() {
+	r.cancel()
+	r.server.Stop()
+	r.wg.Wait()
+}
+
+func (r *Runner) pull(to string) Message {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.engine.Pull(to).Msg
+}
+
+// loop pushes new changes as they are logged and pulls from every peer on a timer.
+func (r *Runner) loop() {
+	defer r.wg.Done()
+	tick := time.NewTicker(r.cfg.AntiEntropyInterval)
+	defer tick.Stop()
+	for {
+		logged := r.st.ChangesLogged()
+		select {
+		case <-r.ctx.Done():
+			return
+		case <-logged:
+			r.pushAll()
+		case <-tick.C:
+			for _, name := range r.peerNames() {
+				r.enqueue(name, r.pull(name))
+			}
+		}
+	}
+}
+
+func (r *Runner) peerNames() []string {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	names := make([]string, 0, len(r.peers))
+	for n := range r.peers {
+		names = append(names, n)
+	}
+	return names
+}
+
+func (r *Runner) pushAll() {
+	for _, name := range r.peerNames() {
+		r.mu.Lock()
+		envs, err := r.engine.Push(name)
+		r.mu.Unlock()
+		if err != nil {
+			r.cfg.Logger.Error("preparing push", "peer", name, "err", err)
+			continue
+		}
+		for _, e := range envs {
+			r.enqueue(e.To, e.Msg)
+		}
+	}
+}
+
+func (r *Runner) enqueue(to string, m Message) {
+	r.peersMu.Lock()
+	l := r.peers[to]
+	r.peersMu.Unlock()
+	if l == nil {
+		return
+	}
+	select {
+	case l.out <- m:
+	default: // the peer is behind; anti-entropy will catch it up
+	}
+}
+
+// send keeps a stream open to one peer and writes its mailbox to it.
+func (r *Runner) send(ctx context.Context, name string, l *link) {
+	defer r.wg.Done()
+	creds := insecure.NewCredentials()
+	if r.cfg.ClientTLS != nil {
+		creds = credentials.NewTLS(r.cfg.ClientTLS)
+	}
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := r.stream(ctx, name, l, creds)
+		r.setConnected(l, false)
+		if ctx.Err() != nil {
+			return
+		}
+		r.cfg.Logger.Debug("peer stream ended", "peer", name, "addr", l.addr, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+func (r *Runner) stream(ctx context.Context, name string, l *link, creds credentials.TransportCredentials) error {
+	conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	s, err := conn.NewStream(ctx, &serviceDesc.Streams[0], "/"+serviceDesc.ServiceName+"/Deliver")
+	if err != nil {
+		return err
+	}
+	r.setConnected(l, true)
+	for {
+		select {
+		case <-ctx.Done():
+			s.CloseSend()
+			return ctx.Err()
+		case m := <-l.out:
+			if err := s.SendMsg(&m); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+func (r *Runner) setConnected(l *link, ok bool) {
+	r.peersMu.Lock()
+	defer r.peersMu.Unlock()
+	l.connected = ok
+}
+
+// deliver serves one peer's incoming stream.
+func (r *Runner) deliver(stream grpc.ServerStream) error {
+	for {
+		var m Message
+		if err := stream.RecvMsg(&m); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		r.peersMu.Lock()
+		if l := r.peers[m.From]; l != nil {
+			l.lastContact = time.Now()
+		}
+		r.peersMu.Unlock()
+		r.mu.Lock()
+		replies, err := r.engine.Handle(stream.Context(), m)
+		r.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("peer: handling message from %s: %w", m.From, err)
+		}
+		for _, e := range replies {
+			r.enqueue(e.To, e.Msg)
+		}
+	}
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "rhizome.peer.v1.Peer",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Deliver",
+		ClientStreams: true,
+		Handler:       func(srv any, s grpc.ServerStream) error { return srv.(*Runner).deliver(s) },
+	}},
+}

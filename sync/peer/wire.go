@@ -1,0 +1,134 @@
+package peer
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+// codec is the gRPC codec of the peer protocol: Messages in a small binary form
+// (no protobuf: the protocol is ours and two messages long).
+type codec struct{}
+
+func (codec) Name() string { return "rhizome-peer" }
+
+func (codec) Marshal(v any) ([]byte, error) {
+	m, ok := v.(*Message)
+	if !ok {
+		return nil, fmt.Errorf("peer: cannot encode %T", v)
+	}
+	return m.encode(), nil
+}
+
+func (codec) Unmarshal(data []byte, v any) error {
+	m, ok := v.(*Message)
+	if !ok {
+		return fmt.Errorf("peer: cannot decode into %T", v)
+	}
+	return m.decode(data)
+}
+
+const wireVersion = 1
+
+var errWire = errors.New("peer: malformed message")
+
+func (m *Message) encode() []byte {
+	b := []byte{wireVersion, byte(m.Kind)}
+	b = appendString(b, m.From)
+	b = binary.AppendUvarint(b, uint64(len(m.VV)))
+	for _, o := range slices.Sorted(maps.Keys(m.VV)) {
+		b = appendString(b, o)
+		b = binary.AppendUvarint(b, m.VV[o])
+	}
+	b = binary.AppendUvarint(b, uint64(len(m.Changes)))
+	for _, c := range m.Changes {
+		b = appendString(b, c.Origin)
+		b = binary.AppendUvarint(b, c.Seq)
+		b = appendString(b, string(c.Key))
+		b = appendString(b, string(c.Body))
+	}
+	if m.More {
+		return append(b, 1)
+	}
+	return append(b, 0)
+}
+
+func (m *Message) decode(b []byte) error {
+	d := decoder{b: b}
+	if d.byte() != wireVersion {
+		return fmt.Errorf("peer: unknown wire version: %w", errWire)
+	}
+	m.Kind = Kind(d.byte())
+	m.From = string(d.bytes())
+	n := d.uvarint()
+	if n > 0 {
+		m.VV = make(map[string]uint64, min(n, 1024))
+	}
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		m.VV[string(d.bytes())] = d.uvarint()
+	}
+	n = d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		m.Changes = append(m.Changes, store.Change{Origin: string(d.bytes()), Seq: d.uvarint(), Key: d.bytes(), Body: d.bytes()})
+	}
+	m.More = d.byte() == 1
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errWire
+	}
+	if d.err == nil && m.Kind != KindPull && m.Kind != KindBatch {
+		d.err = fmt.Errorf("peer: unknown message kind %d: %w", m.Kind, errWire)
+	}
+	return d.err
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) fail() {
+	if d.err == nil {
+		d.err = errWire
+	}
+	d.b = nil
+}
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	v := d.b[0]
+	d.b = d.b[1:]
+	return v
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if uint64(len(d.b)) < n {
+		d.fail()
+		return nil
+	}
+	v := d.b[:n:n]
+	d.b = d.b[n:]
+	return v
+}

@@ -1,0 +1,36 @@
+package peer
+
+import (
+	"reflect"
+	"testing"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+func TestWireRoundTrip(t *testing.T) {
+	for _, m := range []Message{
+		{Kind: KindPull, From: "a", VV: map[string]uint64{"a": 3, "b": 1 << 40}},
+		{Kind: KindBatch, From: "b", Changes: []store.Change{{Origin: "a", Seq: 7, Key: []byte("/k\x00"), Body: []byte{1, 2}}}, More: true},
+	} {
+		var got Message
+		if err := got.decode(m.encode()); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, m) {
+			t.Fatalf("round trip: %+v, want %+v", got, m)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add((&Message{Kind: KindBatch, From: "x", Changes: []store.Change{{Origin: "a", Seq: 1, Key: []byte("k")}}}).encode())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Message
+		if m.decode(b) == nil {
+			var again Message
+			if err := again.decode(m.encode()); err != nil {
+				t.Fatalf("re-decode: %v", err)
+			}
+		}
+	})
+}
