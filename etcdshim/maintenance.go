@@ -99,8 +99,22 @@ func (c *clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest)
 	return nil, unimplemented("MemberPromote")
 }
 
-// authServer answers every Auth call with a clear Unimplemented error: Rhizome
-// authenticates clients with TLS client certificates only.
+// authServer reports auth as disabled, as a fresh etcd does, and refuses to enable
+// it: Rhizome authenticates clients with TLS client certificates only. The other
+// Auth calls answer Unimplemented.
 type authServer struct {
 	pb.UnimplementedAuthServer
+	s *Server
+}
+
+func (a *authServer) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*pb.AuthStatusResponse, error) {
+	return &pb.AuthStatusResponse{Header: a.s.header(a.s.be.Rev()), Enabled: false, AuthRevision: 1}, nil
+}
+
+func (a *authServer) AuthEnable(context.Context, *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
+	return nil, unimplemented("auth (use TLS client certificates: --client-cert-auth)")
+}
+
+func (a *authServer) Authenticate(context.Context, *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
+	return nil, unimplemented("auth (use TLS client certificates: --client-cert-auth)")
 }

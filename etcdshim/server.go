@@ -140,7 +140,7 @@ func New(cfg Config, be Backend, hub *watch.Hub) (*Server, error) {
 	pb.RegisterLeaseServer(s.grpc, &leaseServer{s: s})
 	pb.RegisterMaintenanceServer(s.grpc, &maintenanceServer{s: s})
 	pb.RegisterClusterServer(s.grpc, &clusterServer{s: s})
-	pb.RegisterAuthServer(s.grpc, &authServer{})
+	pb.RegisterAuthServer(s.grpc, &authServer{s: s})
 	return s, nil
 }
 

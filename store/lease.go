@@ -30,7 +30,7 @@ type lease struct {
 type LeaseStatus struct {
 	ID         int64
 	GrantedTTL int64
-	Remaining  int64 // seconds left, rounded up
+	Remaining  int64 // whole seconds left
 	Keys       [][]byte
 }
 
@@ -190,12 +190,9 @@ func (s *Store) Leases() []int64 {
 	return ids
 }
 
+// remaining is the whole seconds left, rounded down as etcd reports them.
 func remaining(expiry, now time.Time) int64 {
-	d := expiry.Sub(now)
-	if d <= 0 {
-		return 0
-	}
-	return int64((d + time.Second - 1) / time.Second)
+	return max(int64(expiry.Sub(now)/time.Second), 0)
 }
 
 // runLeaseExpiry revokes expired leases through the commit path, so their key

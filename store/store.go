@@ -7,9 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rhizome-kv/rhizome/crdt"
@@ -147,10 +150,36 @@ func (s *Store) CompactRev() int64 {
 	return s.compactRev
 }
 
-// Size returns the bytes the store occupies on disk.
+// Size returns the bytes the store occupies: the disk blocks its files use (badger
+// preallocates files sparsely, so their length would overstate it), or for an
+// in-memory store the size of the live values. Never 0: clients divide by it.
 func (s *Store) Size() int64 {
-	lsm, vlog := s.db.Size()
-	return lsm + vlog
+	var size int64
+	if s.cfg.InMemory {
+		s.mu.RLock()
+		s.idx.tree.Ascend(func(ki *keyIndex) bool {
+			if v, ok := ki.live(); ok && v.kv != nil {
+				size += int64(len(ki.key) + len(v.kv.Value))
+			}
+			return true
+		})
+		s.mu.RUnlock()
+	} else {
+		filepath.WalkDir(s.cfg.Dir, func(_ string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return nil
+			}
+			if info, err := d.Info(); err == nil {
+				if st, ok := info.Sys().(*syscall.Stat_t); ok {
+					size += st.Blocks * 512
+				} else {
+					size += info.Size()
+				}
+			}
+			return nil
+		})
+	}
+	return max(size, 1)
 }
 
 // recover rebuilds the in-memory state from badger.

@@ -224,8 +224,7 @@ func scenario() []step {
 		{name: "lease timetolive remaining", args: a("lease", "timetolive", "{L1}"),
 			// etcd truncates the seconds left, so a lease granted a moment ago
 			// has less than its full TTL remaining.
-			check:    remainingBelowTTL,
-			knownBug: "LeaseTimeToLive rounds the remaining TTL up (store/lease.go remaining); etcd truncates, 60s lease just granted: etcd remaining(59s), Rhizome remaining(60s)"},
+			check:    remainingBelowTTL},
 		{name: "lease timetolive keys", args: a("lease", "timetolive", "{L1}", "--keys"),
 			want: "lease {L1} granted with TTL(60s), remaining(_s), attached keys([lk/1 lk/2])\n"},
 		{name: "lease timetolive keys json", args: a("lease", "timetolive", "{L1}", "--keys", "-w", "json"),
@@ -319,11 +318,9 @@ func scenario() []step {
 		{name: "endpoint health json", args: a("endpoint", "health", "-w", "json"), want: `[{"endpoint":"{EP}","health":true,"took":"_"}]` + "\n"},
 		{name: "endpoint status json", args: a("endpoint", "status", "-w", "json"), summary: statusSummary, check: versionAtLeast,
 			want: "endpoint={EP} revision=35 leader=self\n"},
-		{name: "endpoint status db size", args: a("endpoint", "status", "-w", "json"), summary: statusSummary, check: dbSizeReported,
-			knownBug: "Status reports db size 0 (store.Size reads badger's expvar metrics, which store/store.go disables with WithMetricsEnabled(false)); etcd reports the backend file size"},
+		{name: "endpoint status db size", args: a("endpoint", "status", "-w", "json"), summary: statusSummary, check: dbSizeReported},
 		{name: "endpoint status table", args: a("endpoint", "status"), summary: statusTable,
-			want:     "{EP} leader=true learner=false errors=\n",
-			knownBug: "etcdctl endpoint status (table output) panics with integer divide by zero: it divides by the db size, which Rhizome reports as 0"},
+			want:     "{EP} leader=true learner=false errors=\n"},
 		{name: "member list", args: a("member", "list"), summary: memberLine, want: "started, e2e, http://{EP}, false\n"},
 		{name: "member list json", args: a("member", "list", "-w", "json"), summary: memberJSON,
 			want: `[{"name":"e2e","clientURLs":["http://{EP}"]}]` + "\n"},
