@@ -224,7 +224,7 @@ func scenario() []step {
 		{name: "lease timetolive remaining", args: a("lease", "timetolive", "{L1}"),
 			// etcd truncates the seconds left, so a lease granted a moment ago
 			// has less than its full TTL remaining.
-			check:    remainingBelowTTL},
+			check: remainingBelowTTL},
 		{name: "lease timetolive keys", args: a("lease", "timetolive", "{L1}", "--keys"),
 			want: "lease {L1} granted with TTL(60s), remaining(_s), attached keys([lk/1 lk/2])\n"},
 		{name: "lease timetolive keys json", args: a("lease", "timetolive", "{L1}", "--keys", "-w", "json"),
@@ -320,7 +320,7 @@ func scenario() []step {
 			want: "endpoint={EP} revision=35 leader=self\n"},
 		{name: "endpoint status db size", args: a("endpoint", "status", "-w", "json"), summary: statusSummary, check: dbSizeReported},
 		{name: "endpoint status table", args: a("endpoint", "status"), summary: statusTable,
-			want:     "{EP} leader=true learner=false errors=\n"},
+			want: "{EP} leader=true learner=false errors=\n"},
 		{name: "member list", args: a("member", "list"), summary: memberLine, want: "started, e2e, http://{EP}, false\n"},
 		{name: "member list json", args: a("member", "list", "-w", "json"), summary: memberJSON,
 			want: `[{"name":"e2e","clientURLs":["http://{EP}"]}]` + "\n"},
