@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,32 +95,26 @@ func TestThreeSitesConverge(t *testing.T) {
 		}
 	}
 	want := 3*perSite + 1
-	var first []string
-	for j, c := range clients {
-		for {
-			res, err := c.Get(ctx, "/k/", clientv3.WithPrefix())
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(res.Kvs) == want {
-				var got []string
-				for _, kv := range res.Kvs {
-					got = append(got, string(kv.Key)+"="+string(kv.Value))
-				}
-				if j == 0 {
-					first = got
-				} else if fmt.Sprint(got) != fmt.Sprint(first) {
-					// Values may still be merging; wait for agreement.
-					time.Sleep(50 * time.Millisecond)
-					continue
-				}
-				break
-			}
-			if ctx.Err() != nil {
-				t.Fatalf("site %d holds %d keys, want %d", j, len(res.Kvs), want)
-			}
-			time.Sleep(50 * time.Millisecond)
+	listing := func(c *clientv3.Client) string {
+		res, err := c.Get(ctx, "/k/", clientv3.WithPrefix())
+		if err != nil {
+			t.Fatal(err)
 		}
+		out := fmt.Sprint(len(res.Kvs))
+		for _, kv := range res.Kvs {
+			out += " " + string(kv.Key) + "=" + string(kv.Value)
+		}
+		return out
+	}
+	for {
+		a, b, c := listing(clients[0]), listing(clients[1]), listing(clients[2])
+		if a == b && b == c && strings.HasPrefix(a, fmt.Sprint(want)+" ") {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("sites did not converge:\n%.300s\n%.300s\n%.300s", a, b, c)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 	for j, w := range watches {
 		seen := map[string]bool{}

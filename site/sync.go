@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"time"
 
 	"github.com/rhizome-kv/rhizome/etcdshim"
 	"github.com/rhizome-kv/rhizome/sync/gossip"
@@ -139,4 +140,45 @@ func (c Config) peerTLS() (server, client *tls.Config, err error) {
 		}
 	}
 	return server, client, nil
+}
+
+// Status is a site's view of the cluster.
+type Status struct {
+	Site          string            `json:"site"`
+	Revision      int64             `json:"revision"`
+	VersionVector map[string]uint64 `json:"versionVector"`
+	Peers         []PeerStatus      `json:"peers"`
+}
+
+// PeerStatus is what a site knows of another.
+type PeerStatus struct {
+	Site        string    `json:"site"`
+	Alive       bool      `json:"alive"`     // gossip's verdict
+	Reachable   bool      `json:"reachable"` // a sync stream is open to it
+	Lacks       uint64    `json:"lacks"`     // changes held here it has not acknowledged
+	LastContact time.Time `json:"lastContact"`
+}
+
+// Status reports the site's revision, version vector and peers.
+func (s *Site) Status() Status {
+	st := Status{Site: s.cfg.Name, Revision: s.Store.Rev(), VersionVector: s.Store.VersionVector()}
+	if s.Gossip == nil {
+		return st
+	}
+	links := map[string]peer.PeerStatus{}
+	for _, p := range s.Sync.Peers() {
+		links[p.Site] = p
+	}
+	for _, m := range s.Gossip.Members() {
+		if m.Site == s.cfg.Name {
+			continue
+		}
+		l := links[m.Site]
+		last := l.LastContact
+		if seen := s.Gossip.LastSeen(m.Site); seen.After(last) {
+			last = seen
+		}
+		st.Peers = append(st.Peers, PeerStatus{Site: m.Site, Alive: m.Alive, Reachable: l.Connected, Lacks: l.Lacks, LastContact: last})
+	}
+	return st
 }

@@ -10,8 +10,9 @@ import (
 
 // commands maps each subcommand to its entry point; each lives in its own file.
 var commands = map[string]func(args []string) int{
-	"serve": runServe,
-	"check": runCheck,
+	"serve":  runServe,
+	"check":  runCheck,
+	"status": runStatus,
 }
 
 func main() {

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -29,7 +30,7 @@ func runServe(args []string) int {
 	dataDir := fs.String("data-dir", "", "directory for the site's data (default: ${name}.rhizome)")
 	listen := fs.String("listen-client-urls", strings.Join(cfg.ListenClientURLs, ","), "comma-separated URLs to serve clients on")
 	advertise := fs.String("advertise-client-urls", "", "comma-separated client URLs to report to the cluster (default: the listen URLs)")
-	metricsURLs := fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics and /health")
+	metricsURLs := fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics, /health and /status")
 	fs.StringVar(&cfg.CertFile, "cert-file", "", "client server TLS certificate file")
 	fs.StringVar(&cfg.KeyFile, "key-file", "", "client server TLS key file")
 	fs.StringVar(&cfg.TrustedCAFile, "trusted-ca-file", "", "CA bundle that client certificates must chain to")
@@ -101,6 +102,10 @@ func runServe(args []string) int {
 		mux := http.NewServeMux()
 		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 		mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, `{"health":"true"}`) })
+		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(s.Status())
+		})
 		go func() {
 			if err := http.ListenAndServe(addr, mux); err != nil {
 				cfg.Logger.Error("metrics listener", "url", u, "err", err)

@@ -7,7 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -136,18 +139,35 @@ func (r *Runner) SetPeers(peers map[string]string) {
 type PeerStatus struct {
 	Site        string
 	Addr        string
-	Connected   bool
-	LastContact time.Time
+	Connected   bool      // an outgoing stream is open
+	LastContact time.Time // a message last arrived from it
+	// Lacks counts the changes this site holds that the peer has not
+	// acknowledged holding (nor been sent yet).
+	Lacks uint64
 }
 
-// Peers reports the peers' link state.
+// Peers reports the peers' link state, in site order.
 func (r *Runner) Peers() []PeerStatus {
+	vv := r.st.VersionVector()
+	r.mu.Lock()
+	sent := map[string]map[string]uint64{}
+	for p, v := range r.engine.sent {
+		sent[p] = maps.Clone(v)
+	}
+	r.mu.Unlock()
 	r.peersMu.Lock()
 	defer r.peersMu.Unlock()
 	var out []PeerStatus
 	for name, l := range r.peers {
-		out = append(out, PeerStatus{Site: name, Addr: l.addr, Connected: l.connected, LastContact: l.lastContact})
+		ps := PeerStatus{Site: name, Addr: l.addr, Connected: l.connected, LastContact: l.lastContact}
+		for o, seq := range vv {
+			if o != name && seq > sent[name][o] {
+				ps.Lacks += seq - sent[name][o]
+			}
+		}
+		out = append(out, ps)
 	}
+	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Site, b.Site) })
 	return out
 }
 
