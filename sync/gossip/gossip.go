@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -127,7 +128,7 @@ func (g *Gossip) Members() []Member {
 		}
 		out = append(out, Member{Meta: m, Addr: n.Address(), Alive: n.State == memberlist.StateAlive})
 	}
-	slices.SortFunc(out, func(a, b Member) int { return cmpString(a.Site, b.Site) })
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Site, b.Site) })
 	return out
 }
 
@@ -179,14 +180,4 @@ func splitHostPort(addr string) (string, int, error) {
 		return "", 0, fmt.Errorf("gossip: address %q: bad port", addr)
 	}
 	return host, port, nil
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
