@@ -46,6 +46,9 @@ type Config struct {
 	PeerCertFile, PeerKeyFile, PeerTrustedCAFile string
 	PeerClientCertAuth                           bool
 	AntiEntropyInterval                          time.Duration
+	// LeaseTakeover is how long after membership declares a site dead another
+	// site takes over expiring the leases it granted.
+	LeaseTakeover time.Duration
 	// GossipLAN uses LAN failure-detection timing instead of the WAN default.
 	GossipLAN bool
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
@@ -66,6 +69,7 @@ func DefaultConfig() Config {
 		WatchProgressNotifyInterval: etcdshim.DefaultConfig().WatchProgressNotifyInterval,
 		ClusterToken:                "rhizome-cluster",
 		AntiEntropyInterval:         peer.DefaultConfig().AntiEntropyInterval,
+		LeaseTakeover:               store.DefaultConfig().LeaseTakeover,
 		Logger:                      slog.Default(),
 	}
 }
@@ -145,6 +149,7 @@ func Start(cfg Config) (*Site, error) {
 	scfg.Dir = filepath.Join(cfg.DataDir, "store")
 	scfg.Site = cfg.Name
 	scfg.SyncWrites = !cfg.UnsafeNoFsync
+	scfg.LeaseTakeover = cfg.LeaseTakeover
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = cfg.Registerer
 	st, err := store.Open(scfg)

@@ -62,6 +62,14 @@ func (s *Site) startSync(clientURLs []string) error {
 	// Restarting a document's history is only safe when no other site could be
 	// editing it: with peers, histories are kept.
 	s.Store.SetRebaseAllowed(func() bool { return len(s.Gossip.Members()) <= 1 })
+	s.Store.SetSiteAlive(func(site string) bool {
+		for _, m := range s.Gossip.Members() {
+			if m.Site == site {
+				return m.Alive
+			}
+		}
+		return false
+	})
 	go s.followMembership()
 	return nil
 }

@@ -23,6 +23,9 @@ type Config struct {
 	// MinLeaseTTL is the shortest lease granted, in seconds; shorter requests are
 	// raised to it, as etcd does (2 s with etcd's default election timeout).
 	MinLeaseTTL int64
+	// LeaseTakeover is how long another site's leases outlive the site: once
+	// membership has declared it dead this long, this site expires them.
+	LeaseTakeover time.Duration
 	// LeaseCheckInterval is how often expired leases are looked for.
 	LeaseCheckInterval time.Duration
 	// DocCacheSize is how many decoded key documents are kept in memory.
@@ -49,6 +52,7 @@ func DefaultConfig() Config {
 		SyncWrites:         true,
 		MinLeaseTTL:        2,
 		LeaseCheckInterval: 500 * time.Millisecond,
+		LeaseTakeover:      time.Minute,
 		DocCacheSize:       10000,
 		RebaseEdits:        64,
 		MaxBatch:           1000,

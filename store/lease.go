@@ -22,8 +22,34 @@ type leases struct {
 type lease struct {
 	id     int64
 	ttl    int64
+	owner  string // the site that granted it, and so expires it
 	expiry time.Time
 	keys   map[string]struct{}
+	// ownerGone is when this site first saw the owner declared dead (zero while
+	// it lives); after the takeover timeout this site expires the lease itself.
+	ownerGone time.Time
+}
+
+// Lease changes travel in the change log like key changes, with an empty key (which
+// no client can write). Their body: op, id, TTL, owner.
+const (
+	leaseGrant  = 1
+	leaseRevoke = 2
+)
+
+func encodeLeaseRecord(op byte, l *lease) []byte {
+	b := []byte{op}
+	b = binary.BigEndian.AppendUint64(b, uint64(l.id))
+	b = binary.BigEndian.AppendUint64(b, uint64(l.ttl))
+	return append(b, l.owner...)
+}
+
+func decodeLeaseRecord(b []byte) (op byte, l *lease, err error) {
+	if len(b) < 17 {
+		return 0, nil, fmt.Errorf("store: lease record: %w", errCorrupt)
+	}
+	l = &lease{id: int64(binary.BigEndian.Uint64(b[1:9])), ttl: int64(binary.BigEndian.Uint64(b[9:17])), owner: string(b[17:]), keys: map[string]struct{}{}}
+	return b[0], l, nil
 }
 
 // LeaseStatus describes a granted lease.
@@ -45,11 +71,12 @@ func (ls *leases) load(txn *badgerTxn, now time.Time) error {
 		if err != nil {
 			return err
 		}
-		ttl, err := bytesInt64(v)
-		if err != nil {
-			return fmt.Errorf("store: lease %d: %w", id, err)
+		_, l, err := decodeLeaseRecord(v)
+		if err != nil || l.id != id {
+			return fmt.Errorf("store: lease %d: %w", id, errCorrupt)
 		}
-		ls.byID[id] = &lease{id: id, ttl: ttl, expiry: now.Add(time.Duration(ttl) * time.Second), keys: map[string]struct{}{}}
+		l.expiry = now.Add(time.Duration(l.ttl) * time.Second)
+		ls.byID[id] = l
 	}
 	return nil
 }
@@ -101,9 +128,12 @@ func (s *Store) GrantLease(ctx context.Context, id, ttl int64) (int64, int64, er
 		} else if ls.byID[id] != nil {
 			return ErrLeaseExists
 		}
-		ls.byID[id] = &lease{id: id, ttl: ttl, expiry: s.cfg.Now().Add(time.Duration(ttl) * time.Second), keys: map[string]struct{}{}}
+		l := &lease{id: id, ttl: ttl, owner: s.cfg.Site, expiry: s.cfg.Now().Add(time.Duration(ttl) * time.Second), keys: map[string]struct{}{}}
+		ls.byID[id] = l
 		tx.mutated = true
-		tx.writes = append(tx.writes, write{key: leaseKey(id), value: int64Bytes(ttl)})
+		tx.writes = append(tx.writes, write{key: leaseKey(id), value: encodeLeaseRecord(leaseGrant, l)})
+		// Other sites learn of the lease so that they can take over its expiry.
+		tx.record(s.cfg.Site, tx.s.vv[s.cfg.Site]+1, nil, encodeLeaseRecord(leaseGrant, l))
 		return nil
 	})
 	return id, ttl, err
@@ -115,6 +145,16 @@ func (s *Store) RevokeLease(ctx context.Context, id int64) (int64, error) {
 }
 
 func (tx *WriteTxn) revokeLease(id int64) error {
+	if err := tx.dropLease(id); err != nil {
+		return err
+	}
+	site := tx.s.cfg.Site
+	tx.record(site, tx.s.vv[site]+1, nil, encodeLeaseRecord(leaseRevoke, &lease{id: id, owner: site}))
+	return nil
+}
+
+// dropLease forgets a lease and deletes the keys attached to it here.
+func (tx *WriteTxn) dropLease(id int64) error {
 	ls := tx.s.leases
 	ls.mu.Lock()
 	l, ok := ls.byID[id]
@@ -211,6 +251,9 @@ func (s *Store) runLeaseExpiry() {
 		var expired []int64
 		s.leases.mu.Lock()
 		for id, l := range s.leases.byID {
+			if l.owner != s.cfg.Site && !s.takenOver(l, now) {
+				continue // its own site expires it
+			}
 			if !now.Before(l.expiry) {
 				expired = append(expired, id)
 			}
@@ -226,4 +269,57 @@ func (s *Store) runLeaseExpiry() {
 			s.metrics.leaseExpired()
 		}
 	}
+}
+
+// takenOver reports whether this site now expires a lease another site granted:
+// once membership has declared the owner dead for the takeover timeout. The lease
+// then runs its full TTL from the takeover. Called with leases.mu held.
+func (s *Store) takenOver(l *lease, now time.Time) bool {
+	alive := s.ownerAlive.Load()
+	if alive == nil || (*alive)(l.owner) {
+		l.ownerGone = time.Time{}
+		return false
+	}
+	if l.ownerGone.IsZero() {
+		l.ownerGone = now
+	}
+	if now.Sub(l.ownerGone) < s.cfg.LeaseTakeover {
+		return false
+	}
+	if took := l.ownerGone.Add(s.cfg.LeaseTakeover); l.expiry.Before(took) {
+		l.expiry = took.Add(time.Duration(l.ttl) * time.Second)
+	}
+	return true
+}
+
+// SetSiteAlive installs membership's verdict on other sites, used to take over the
+// expiry of leases whose site is gone.
+func (s *Store) SetSiteAlive(alive func(site string) bool) { s.ownerAlive.Store(&alive) }
+
+// applyLeaseChange merges a lease granted or revoked at another site.
+func (tx *WriteTxn) applyLeaseChange(body []byte) error {
+	op, l, err := decodeLeaseRecord(body)
+	if err != nil {
+		return err
+	}
+	ls := tx.s.leases
+	switch op {
+	case leaseGrant:
+		ls.mu.Lock()
+		if ls.byID[l.id] == nil {
+			l.expiry = tx.s.cfg.Now().Add(time.Duration(l.ttl) * time.Second)
+			ls.byID[l.id] = l
+		}
+		ls.mu.Unlock()
+		tx.writes = append(tx.writes, write{key: leaseKey(l.id), value: encodeLeaseRecord(leaseGrant, l)})
+		return nil
+	case leaseRevoke:
+		// The revoking site deleted the keys; those deletes arrive as changes of
+		// their own. Here the lease and what this site attached to it go.
+		if err := tx.dropLease(l.id); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+			return err
+		}
+		return nil
+	}
+	return fmt.Errorf("store: lease change op %d: %w", op, errCorrupt)
 }

@@ -49,11 +49,12 @@ type Store struct {
 	vv      map[string]uint64
 	changes broadcast // fires when changes are logged, for the sync layer
 
-	publisher atomic.Pointer[Publisher]
-	rebaseOK  atomic.Pointer[func() bool]
-	closing   chan struct{}
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	publisher  atomic.Pointer[Publisher]
+	rebaseOK   atomic.Pointer[func() bool]
+	ownerAlive atomic.Pointer[func(site string) bool]
+	closing    chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
 }
 
 // request is one caller's write: usually one fn; a batch of merged remote changes

@@ -22,7 +22,8 @@ import (
 type Change struct {
 	Origin string
 	Seq    uint64
-	Key    []byte
+	Key    []byte // empty for a lease granted or revoked
+	Lease  int64  // the lease the key was attached to at its origin
 	Body   []byte
 }
 
@@ -64,11 +65,11 @@ func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error
 			if err != nil {
 				return err
 			}
-			key, body, err := parseChangeEntry(v)
+			key, lease, body, err := parseChangeEntry(v)
 			if err != nil {
 				return err
 			}
-			out = append(out, Change{Origin: origin, Seq: seq, Key: key, Body: body})
+			out = append(out, Change{Origin: origin, Seq: seq, Key: key, Lease: lease, Body: body})
 			next++
 		}
 		return nil
@@ -105,6 +106,14 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 	if c.Origin == tx.s.cfg.Site || c.Seq != tx.s.vv[c.Origin]+1 {
 		return false, nil // ours, a duplicate, or ahead of a gap
 	}
+	if len(c.Key) == 0 {
+		if err := tx.applyLeaseChange(c.Body); err != nil {
+			return false, fmt.Errorf("store: lease change %s/%d: %w", c.Origin, c.Seq, err)
+		}
+		tx.mutated = true
+		tx.record(c.Origin, c.Seq, nil, c.Body)
+		return true, nil
+	}
 	change, err := crdt.DecodeChange(c.Body)
 	if err != nil {
 		return false, fmt.Errorf("store: change %s/%d: %w", c.Origin, c.Seq, err)
@@ -123,7 +132,7 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 	}
 	tx.mutated = true
 	tx.s.clock = max(tx.s.clock, change.Inc.Counter, change.Epoch.Counter)
-	tx.record(c.Origin, c.Seq, c.Key, c.Body)
+	tx.recordWithLease(c.Origin, c.Seq, c.Key, c.Lease, c.Body)
 	if cs := doc.Conflicts(); len(cs) > conflicts {
 		tx.recordConflict(c.Key, doc.Incarnation(), cs[len(cs)-1])
 	}
@@ -132,7 +141,11 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 	}
 	ki := tx.s.idx.getOrCreate(c.Key)
 	if value, exists := doc.Value(); exists {
-		return true, tx.indexPut(ki, value, ki.lease)
+		lease := c.Lease
+		if !tx.s.leases.exists(lease) {
+			lease = 0 // revoked here meanwhile
+		}
+		return true, tx.indexPut(ki, value, lease)
 	}
 	if _, live := ki.live(); live {
 		_, err = tx.indexDelete(ki)
@@ -171,15 +184,23 @@ func (s *Store) Conflicts() ([]Conflict, error) {
 	return out, err
 }
 
-func parseChangeEntry(b []byte) (key, body []byte, err error) {
-	if len(b) < 4 {
-		return nil, nil, errCorrupt
+// A change-log entry: len(key) (4 bytes), key, lease (8 bytes), body.
+func appendChangeEntry(b, key []byte, lease int64, body []byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(key)))
+	b = append(b, key...)
+	b = binary.BigEndian.AppendUint64(b, uint64(lease))
+	return append(b, body...)
+}
+
+func parseChangeEntry(b []byte) (key []byte, lease int64, body []byte, err error) {
+	if len(b) < 12 {
+		return nil, 0, nil, errCorrupt
 	}
 	n := int(binary.BigEndian.Uint32(b))
-	if len(b) < 4+n {
-		return nil, nil, errCorrupt
+	if len(b) < 12+n {
+		return nil, 0, nil, errCorrupt
 	}
-	return b[4 : 4+n], b[4+n:], nil
+	return b[4 : 4+n], int64(binary.BigEndian.Uint64(b[4+n:])), b[12+n:], nil
 }
 
 // Digest summarises the live keys and their values at the newest revision: sites

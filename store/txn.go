@@ -57,7 +57,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	}
 	tx.mutated = true
 	if changed {
-		tx.logChange(key, change)
+		tx.logChange(key, lease, change)
 	}
 	if n := tx.s.cfg.RebaseEdits; n > 0 && doc.Edits() >= n && tx.s.rebaseAllowed() {
 		rebase, ok, err := doc.Rebase(tx.stamp())
@@ -65,7 +65,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 			return fmt.Errorf("store: rebase %q: %w", key, err)
 		}
 		if ok {
-			tx.logChange(key, rebase)
+			tx.logChange(key, lease, rebase)
 		}
 	}
 	if doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
@@ -134,7 +134,7 @@ func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
 	}
 	tx.mutated = true
 	if changed {
-		tx.logChange(ki.key, change)
+		tx.logChange(ki.key, 0, change)
 	}
 	return tx.indexDelete(ki)
 }
@@ -212,23 +212,22 @@ func (tx *WriteTxn) stamp() crdt.Stamp {
 	return crdt.Stamp{Counter: tx.s.clock, Site: tx.s.cfg.Site}
 }
 
-// logChange records a change originated here for shipping to other sites.
-func (tx *WriteTxn) logChange(key []byte, c crdt.Change) {
+// logChange records a change originated here for shipping to other sites, with the
+// lease its key is attached to.
+func (tx *WriteTxn) logChange(key []byte, lease int64, c crdt.Change) {
 	site := tx.s.cfg.Site
-	tx.record(site, tx.s.vv[site]+1, key, c.Encode())
+	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, c.Encode())
 }
 
 // record adds a change to the change log and the version vector.
 func (tx *WriteTxn) record(origin string, seq uint64, key, change []byte) {
-	tx.s.vv[origin] = seq
-	tx.logged = true
-	tx.writes = append(tx.writes, write{key: changeKey(origin, seq), value: appendChangeEntry(nil, key, change)})
+	tx.recordWithLease(origin, seq, key, 0, change)
 }
 
-func appendChangeEntry(b, key, change []byte) []byte {
-	b = append(b, byte(len(key)>>24), byte(len(key)>>16), byte(len(key)>>8), byte(len(key)))
-	b = append(b, key...)
-	return append(b, change...)
+func (tx *WriteTxn) recordWithLease(origin string, seq uint64, key []byte, lease int64, change []byte) {
+	tx.s.vv[origin] = seq
+	tx.logged = true
+	tx.writes = append(tx.writes, write{key: changeKey(origin, seq), value: appendChangeEntry(nil, key, lease, change)})
 }
 
 // getRaw reads one badger value; nil when absent.

@@ -48,6 +48,7 @@ func runServe(args []string) int {
 	fs.StringVar(&cfg.PeerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that peer certificates must chain to")
 	fs.BoolVar(&cfg.PeerClientCertAuth, "peer-client-cert-auth", false, "require peer client certificates signed by --peer-trusted-ca-file")
 	fs.DurationVar(&cfg.AntiEntropyInterval, "anti-entropy-interval", cfg.AntiEntropyInterval, "how often each site asks its peers for changes it lacks")
+	fs.DurationVar(&cfg.LeaseTakeover, "lease-takeover-timeout", cfg.LeaseTakeover, "how long after a site is declared dead another site expires the leases it granted")
 	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -49,6 +49,7 @@ func (m *Message) encode() []byte {
 		b = appendString(b, c.Origin)
 		b = binary.AppendUvarint(b, c.Seq)
 		b = appendString(b, string(c.Key))
+		b = binary.AppendVarint(b, c.Lease)
 		b = appendString(b, string(c.Body))
 	}
 	if m.More {
@@ -73,7 +74,7 @@ func (m *Message) decode(b []byte) error {
 	}
 	n = d.uvarint()
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		m.Changes = append(m.Changes, store.Change{Origin: string(d.bytes()), Seq: d.uvarint(), Key: d.bytes(), Body: d.bytes()})
+		m.Changes = append(m.Changes, store.Change{Origin: string(d.bytes()), Seq: d.uvarint(), Key: d.bytes(), Lease: d.varint(), Body: d.bytes()})
 	}
 	m.More = d.byte() == 1
 	if d.err == nil && len(d.b) != 0 {
@@ -114,6 +115,16 @@ func (d *decoder) byte() byte {
 
 func (d *decoder) uvarint() uint64 {
 	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
 	if n <= 0 {
 		d.fail()
 		return 0
