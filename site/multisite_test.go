@@ -26,9 +26,13 @@ func freeAddr(t *testing.T) string {
 
 // startSites starts n sites on loopback that find each other through gossip.
 func startSites(t *testing.T, n int) []*Site {
+	return startSitesWith(t, n, "", func(*Config) {})
+}
+
+func startSitesWith(t *testing.T, n int, join string, edit func(*Config)) []*Site {
 	t.Helper()
 	var sites []*Site
-	var seed string
+	seed := join
 	for i := range n {
 		cfg := DefaultConfig()
 		cfg.Name = fmt.Sprintf("site-%d", i)
@@ -46,6 +50,7 @@ func startSites(t *testing.T, n int) []*Site {
 			seed = cfg.GossipAddr
 		}
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		edit(&cfg)
 		s, err := Start(cfg)
 		if err != nil {
 			t.Fatal(err)
@@ -132,5 +137,54 @@ func TestThreeSitesConverge(t *testing.T) {
 	members, err := clients[0].MemberList(ctx)
 	if err != nil || len(members.Members) != 3 {
 		t.Fatalf("member list: %v %v", members, err)
+	}
+}
+
+// TestOutsiderCannotJoin: two sites with peer mutual TLS and a gossip key sync; a
+// site without the credentials (knowing their addresses) neither joins, reads nor
+// injects changes.
+func TestOutsiderCannotJoin(t *testing.T) {
+	p := newPKI(t)
+	secure := func(c *Config) {
+		c.ListenPeerURLs = []string{"https://127.0.0.1:0"}
+		c.PeerCertFile, c.PeerKeyFile, c.PeerTrustedCAFile, c.PeerClientCertAuth = p.peerCertFile, p.peerKeyFile, p.caFile, true
+	}
+	members := startSitesWith(t, 2, "", secure)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	outsider := startSitesWith(t, 1, members[0].cfg.GossipAddr, func(c *Config) {
+		c.Name = "outsider"
+		c.GossipKey = []byte("fedcba9876543210") // the wrong key
+	})[0]
+	ca, cb, co := client(t, members[0]), client(t, members[1]), client(t, outsider)
+	// The outsider also learns a member's peer address and tries it directly.
+	outsider.Sync.SetPeers(map[string]string{members[0].cfg.Name: members[0].Gossip.Members()[0].PeerAddr})
+	if _, err := ca.Put(ctx, "/secret", "from a"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := co.Put(ctx, "/injected", "from outsider"); err != nil {
+		t.Fatal(err)
+	}
+	for { // the members sync with each other
+		res, err := cb.Get(ctx, "/secret")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(res.Kvs) == 1 {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(time.Second) // several anti-entropy rounds for the outsider to try
+	if res, _ := co.Get(ctx, "/secret"); len(res.Kvs) != 0 {
+		t.Fatal("the outsider read a member's data")
+	}
+	for _, c := range []*clientv3.Client{ca, cb} {
+		if res, _ := c.Get(ctx, "/injected"); len(res.Kvs) != 0 {
+			t.Fatal("the outsider injected a change")
+		}
+	}
+	if n := len(members[0].Gossip.Members()); n != 2 {
+		t.Fatalf("gossip has %d members, want the 2 with the key", n)
 	}
 }

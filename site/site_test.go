@@ -26,6 +26,7 @@ import (
 type pki struct {
 	dir                       string
 	caFile, certFile, keyFile string
+	peerCertFile, peerKeyFile string // for sites: server and client use
 	clientCert                tls.Certificate
 	pool                      *x509.CertPool
 }
@@ -42,11 +43,11 @@ func newPKI(t *testing.T) pki {
 		t.Fatal(err)
 	}
 	ca, _ := x509.ParseCertificate(caDER)
-	issue := func(serial int64, usage x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
+	issue := func(serial int64, usage ...x509.ExtKeyUsage) ([]byte, *ecdsa.PrivateKey) {
 		key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 		tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: "rhizome"},
 			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-			ExtKeyUsage: []x509.ExtKeyUsage{usage}, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+			ExtKeyUsage: usage, IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
 		der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
 		if err != nil {
 			t.Fatal(err)
@@ -67,6 +68,10 @@ func newPKI(t *testing.T) pki {
 	p.certFile = write("server.crt", "CERTIFICATE", srvDER)
 	keyDER, _ := x509.MarshalECPrivateKey(srvKey)
 	p.keyFile = write("server.key", "EC PRIVATE KEY", keyDER)
+	peerDER, peerKey := issue(4, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
+	p.peerCertFile = write("peer.crt", "CERTIFICATE", peerDER)
+	peerKeyDER, _ := x509.MarshalECPrivateKey(peerKey)
+	p.peerKeyFile = write("peer.key", "EC PRIVATE KEY", peerKeyDER)
 	cliDER, cliKey := issue(3, x509.ExtKeyUsageClientAuth)
 	p.clientCert = tls.Certificate{Certificate: [][]byte{cliDER}, PrivateKey: cliKey}
 	return p

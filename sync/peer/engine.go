@@ -76,7 +76,11 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	switch m.Kind {
 	case KindPull:
 		// The peer's vector is the truth about what it holds: push from there.
-		e.sent[m.From] = maps.Clone(m.VV)
+		have := maps.Clone(m.VV)
+		if have == nil {
+			have = map[string]uint64{}
+		}
+		e.sent[m.From] = have
 		b, err := e.batch(e.sent[m.From], m.From)
 		if err != nil {
 			return nil, err

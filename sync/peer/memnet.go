@@ -61,9 +61,15 @@ func (n *Network) reachable(a, b string) bool {
 	return n.group[a] == n.group[b] && !n.cut[[2]string{a, b}]
 }
 
-// send puts messages in flight, losing or doubling some.
+// send puts messages in flight, losing or doubling some. Each message goes through
+// the wire encoding, as it would between real sites.
 func (n *Network) send(from string, envs []Envelope) {
 	for _, e := range envs {
+		var wire Message
+		if err := wire.decode(e.Msg.encode()); err != nil {
+			panic(fmt.Sprintf("peer: message does not survive the wire: %v", err))
+		}
+		e.Msg = wire
 		if !n.reachable(from, e.To) || n.rng.Float64() < n.DropRate {
 			n.Dropped++
 			continue

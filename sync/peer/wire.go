@@ -66,8 +66,11 @@ func (m *Message) decode(b []byte) error {
 	m.Kind = Kind(d.byte())
 	m.From = string(d.bytes())
 	n := d.uvarint()
-	if n > 0 {
+	if m.Kind == KindPull {
 		m.VV = make(map[string]uint64, min(n, 1024))
+	}
+	if m.Kind != KindPull && n > 0 {
+		d.err = fmt.Errorf("peer: version vector outside a pull: %w", errWire)
 	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		m.VV[string(d.bytes())] = d.uvarint()

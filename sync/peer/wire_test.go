@@ -10,6 +10,7 @@ import (
 func TestWireRoundTrip(t *testing.T) {
 	for _, m := range []Message{
 		{Kind: KindPull, From: "a", VV: map[string]uint64{"a": 3, "b": 1 << 40}},
+		{Kind: KindPull, From: "fresh", VV: map[string]uint64{}},
 		{Kind: KindBatch, From: "b", Changes: []store.Change{{Origin: "a", Seq: 7, Key: []byte("/k\x00"), Lease: 42, Body: []byte{1, 2}}}, More: true},
 	} {
 		var got Message
