@@ -134,7 +134,8 @@ type Site struct {
 	Gossip     *gossip.Gossip
 	peerLn     net.Listener
 	membership chan struct{} // a membership change to act on
-	stop       chan struct{}
+	stop       chan struct{} // closed by Close
+	following  chan struct{} // closed when followMembership has returned
 }
 
 // Start opens the store and serves clients. The returned site runs until Close.

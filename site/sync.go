@@ -70,11 +70,13 @@ func (s *Site) startSync(clientURLs []string) error {
 		}
 		return false
 	})
-	go s.followMembership()
+	s.following = make(chan struct{})
+	go s.followMembership(s.stop)
 	return nil
 }
 
-func (s *Site) followMembership() {
+func (s *Site) followMembership(stop <-chan struct{}) {
+	defer close(s.following)
 	for {
 		peers := map[string]string{}
 		for _, m := range s.Gossip.Members() {
@@ -84,7 +86,7 @@ func (s *Site) followMembership() {
 		}
 		s.Sync.SetPeers(peers)
 		select {
-		case <-s.stop:
+		case <-stop:
 			return
 		case <-s.membership:
 		}
@@ -109,7 +111,9 @@ func (s *Site) members() []etcdshim.Member {
 func (s *Site) stopSync() {
 	if s.stop != nil {
 		close(s.stop)
-		s.stop = nil
+		if s.following != nil {
+			<-s.following
+		}
 	}
 	if s.Gossip != nil {
 		s.Gossip.Close()
