@@ -1,0 +1,108 @@
+package watch
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+func newStore(t *testing.T) *store.Store {
+	t.Helper()
+	cfg := store.DefaultConfig()
+	cfg.InMemory, cfg.Site = true, "t"
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	s, err := store.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func put(t *testing.T, s *store.Store, k string) {
+	t.Helper()
+	if _, err := s.Update(context.Background(), func(tx *store.WriteTxn) error { return tx.Put([]byte(k), []byte("v"), 0) }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSlowWatcherCatchesUpFromTheStore: a watcher that cannot keep up holds no
+// buffer of its own; the hub keeps only its window, and the watcher later reads
+// what the window lost from the store, every event once and in order.
+func TestSlowWatcherCatchesUpFromTheStore(t *testing.T) {
+	st := newStore(t)
+	hub := NewHub(Config{Window: 16, ReadBatch: 10}, st)
+	st.SetPublisher(hub)
+
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var got []int64
+	var progress []int64
+	stream := hub.NewStream(context.Background(), 0, func(r Response) error {
+		if r.Created {
+			return nil
+		}
+		if r.WatchID == -1 {
+			mu.Lock()
+			progress = append(progress, r.Revision)
+			mu.Unlock()
+			return nil
+		}
+		<-release // a stuck client
+		mu.Lock()
+		for _, ev := range r.Events {
+			got = append(got, ev.KV.ModRevision)
+		}
+		mu.Unlock()
+		return nil
+	})
+	defer stream.Close()
+	if err := stream.Watch(Request{Key: []byte("k"), End: []byte{0}}); err != nil {
+		t.Fatal(err)
+	}
+	const n = 500
+	for i := range n {
+		put(t, st, fmt.Sprintf("k%03d", i))
+	}
+	hub.mu.Lock()
+	window := len(hub.window)
+	hub.mu.Unlock()
+	if window > 16 {
+		t.Fatalf("the hub holds %d events for a stuck watcher, window is 16", window)
+	}
+	stream.RequestProgress() // must wait: the watcher has not caught up
+	mu.Lock()
+	early := len(progress)
+	mu.Unlock()
+	if early != 0 {
+		t.Fatal("progress notified before the watcher caught up")
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		done := len(got) == n && len(progress) == 1
+		mu.Unlock()
+		if done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watcher got %d of %d events, %d progress notifications", len(got), n, len(progress))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for i, rev := range got {
+		if rev != int64(i+2) { // the first write of a fresh store is revision 2
+			t.Fatalf("event %d has revision %d", i, rev)
+		}
+	}
+	if progress[0] != int64(n+1) {
+		t.Fatalf("progress at revision %d, want %d", progress[0], n+1)
+	}
+}
