@@ -16,7 +16,8 @@ type Source interface {
 
 // Config configures a Hub.
 type Config struct {
-	// Window is how many recent events are kept in memory for watchers to share.
+	// Window is how many recent events are kept in memory for watchers to share
+	// (up to twice as many between trims).
 	Window int
 	// ReadBatch bounds the events a lagging watcher reads from the store at once.
 	ReadBatch int
@@ -46,7 +47,8 @@ func (h *Hub) Publish(rev int64, events []store.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.window = append(h.window, events...)
-	if over := len(h.window) - h.cfg.Window; over > 0 {
+	// Trim to Window once it holds twice that: amortised, copying is O(1) a publish.
+	if over := len(h.window) - h.cfg.Window; over > h.cfg.Window {
 		// Drop whole revisions only, so a read from the window never splits one.
 		cut := over
 		for cut < len(h.window) && h.window[cut].KV.ModRevision == h.window[cut-1].KV.ModRevision {
