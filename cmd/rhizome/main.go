@@ -13,6 +13,7 @@ var commands = map[string]func(args []string) int{
 	"serve":  runServe,
 	"check":  runCheck,
 	"status": runStatus,
+	"bench":  runBench,
 }
 
 func main() {

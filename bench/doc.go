@@ -1,0 +1,35 @@
+// Package bench measures Rhizome against real etcd with etcd's own benchmark
+// shapes, so every figure Rhizome quotes has an etcd figure from the same run
+// beside it.
+//
+// Run starts a real `rhizome serve` process and a real etcd v3.7 process (each
+// with its own temporary data directory on loopback ports, fsync on for both:
+// that is each server's default), drives both with identical workloads through
+// go.etcd.io/etcd/client/v3, and returns a Report: throughput and latency
+// quantiles per cell (workload × concurrency × system), the Rhizome/etcd
+// ratios, and whether the targets of the single-site milestone are met.
+// Report.Table, Report.JSON and Report.PNG render it; WriteFiles writes all
+// three.
+//
+// Workloads follow tools/benchmark in etcd: 8-byte keys, 256-byte values, a
+// fixed random value per client; Put over a sequential key space, single-key
+// Range (serializable and linearizable) over preloaded keys, and the
+// compare-and-put kube-apiserver sends for an update:
+// If(ModRevision(k) = rev) Then(Put(k, v)) Else(Get(k)). Each concurrency
+// level spreads its clients round-robin over up to Config.Conns gRPC
+// connections, as etcd's --conns/--clients do.
+//
+// What the numbers mean and do not mean:
+//   - Both servers and the load generator share one machine. The client's own
+//     CPU is part of every figure, for both systems alike; on a small machine it
+//     dilutes the ratios towards 1. The load average is recorded next to every
+//     cell, and so is each server's CPU time per request, which other load on
+//     the machine disturbs less than throughput does.
+//   - Each cell runs Rhizome and etcd back to back, alternating which goes first,
+//     so slow drift in the machine's load does not favour one side.
+//   - Latencies are recorded per request in a log-linear histogram (relative
+//     error under 1%), so long runs use constant memory.
+//
+// The package starts processes and reads /proc (server CPU time, load), so it
+// is meant for Linux; elsewhere those columns are left empty.
+package bench
