@@ -157,7 +157,11 @@ func Start(cfg Config) (*Site, error) {
 	if err != nil {
 		return nil, err
 	}
-	hub := watch.NewHub(watch.DefaultConfig(), st)
+	hub, err := watch.NewHub(watch.DefaultConfig(), st)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
 	st.SetPublisher(hub)
 
 	s := &Site{cfg: cfg, Store: st, Hub: hub, errc: make(chan error, len(cfg.ListenClientURLs))}

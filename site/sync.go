@@ -42,19 +42,14 @@ func (s *Site) startSync(clientURLs []string) error {
 
 	s.membership = make(chan struct{}, 1)
 	s.stop = make(chan struct{})
-	gcfg := gossip.Config{
-		Meta:     gossip.Meta{Site: cfg.Name, Cluster: cfg.ClusterToken, PeerAddr: advertise, ClientURLs: clientURLs},
-		BindAddr: cfg.GossipAddr,
-		Join:     cfg.Join,
-		Key:      cfg.GossipKey,
-		LAN:      cfg.GossipLAN,
-		OnChange: func() {
-			select {
-			case s.membership <- struct{}{}:
-			default:
-			}
-		},
-		Logger: cfg.Logger,
+	gcfg := gossip.DefaultConfig()
+	gcfg.Meta = gossip.Meta{Site: cfg.Name, Cluster: cfg.ClusterToken, PeerAddr: advertise, ClientURLs: clientURLs}
+	gcfg.BindAddr, gcfg.Join, gcfg.Key, gcfg.LAN, gcfg.Logger = cfg.GossipAddr, cfg.Join, cfg.GossipKey, cfg.GossipLAN, cfg.Logger
+	gcfg.OnChange = func() {
+		select {
+		case s.membership <- struct{}{}:
+		default:
+		}
 	}
 	if s.Gossip, err = gossip.Start(gcfg); err != nil {
 		return err

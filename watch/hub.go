@@ -2,6 +2,7 @@ package watch
 
 import (
 	"bytes"
+	"errors"
 	"sync"
 
 	"github.com/rhizome-kv/rhizome/store"
@@ -26,6 +27,14 @@ type Config struct {
 // DefaultConfig returns the hub's defaults.
 func DefaultConfig() Config { return Config{Window: 8192, ReadBatch: 1000} }
 
+// Validate reports the first problem with the configuration.
+func (c Config) Validate() error {
+	if c.Window < 1 || c.ReadBatch < 1 {
+		return errors.New("watch: config: Window and ReadBatch must be at least 1")
+	}
+	return nil
+}
+
 // Hub receives committed events and wakes the watchers.
 type Hub struct {
 	cfg Config
@@ -38,8 +47,11 @@ type Hub struct {
 }
 
 // NewHub returns a hub over src, starting at its current revision.
-func NewHub(cfg Config, src Source) *Hub {
-	return &Hub{cfg: cfg, src: src, rev: src.Rev(), wake: make(chan struct{})}
+func NewHub(cfg Config, src Source) (*Hub, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Hub{cfg: cfg, src: src, rev: src.Rev(), wake: make(chan struct{})}, nil
 }
 
 // Publish implements store.Publisher.

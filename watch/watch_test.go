@@ -37,7 +37,10 @@ func put(t *testing.T, s *store.Store, k string) {
 // what the window lost from the store, every event once and in order.
 func TestSlowWatcherCatchesUpFromTheStore(t *testing.T) {
 	st := newStore(t)
-	hub := NewHub(Config{Window: 16, ReadBatch: 10}, st)
+	hub, err := NewHub(Config{Window: 16, ReadBatch: 10}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
 	st.SetPublisher(hub)
 
 	release := make(chan struct{})

@@ -43,6 +43,12 @@ type Config struct {
 	Logger   *slog.Logger
 }
 
+// DefaultConfig returns a configuration with WAN timing and no encryption; the
+// site's metadata and addresses are the caller's to fill in.
+func DefaultConfig() Config {
+	return Config{Meta: Meta{Cluster: "rhizome-cluster"}, BindAddr: "0.0.0.0:7946", Logger: slog.Default()}
+}
+
 // Validate reports the first problem with the configuration.
 func (c Config) Validate() error {
 	switch {
