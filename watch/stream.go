@@ -150,6 +150,10 @@ func (s *Stream) maybeProgress() {
 	if !s.pendingProgress {
 		return
 	}
+	if len(s.watchers) == 0 {
+		s.pendingProgress = false // like etcd: no watchers, no notification
+		return
+	}
 	rev := s.hub.Rev()
 	for _, w := range s.watchers {
 		if w.next <= rev {
