@@ -1,0 +1,513 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"image"
+	"image/color"
+	"image/draw"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"text/tabwriter"
+)
+
+// kubeReport is everything one BenchmarkKube run measured. Its JSON form is
+// the archived result; Table and PNG are views of it.
+type kubeReport struct {
+	Started     string           `json:"started"`
+	Finished    string           `json:"finished"`
+	Host        Host             `json:"host"`
+	Config      kubeReportConfig `json:"config"`
+	Cells       []kubeCell       `json:"cells"`
+	Comparisons []kubeComparison `json:"comparisons"`
+	Targets     []Target         `json:"targets"`
+}
+
+// kubeReportConfig is the part of kubeBenchConfig that shapes the figures.
+type kubeReportConfig struct {
+	APIServer      string         `json:"kube_apiserver"`
+	Duration       string         `json:"duration_per_cell"`
+	Warmup         string         `json:"warmup"`
+	Clients        []int          `json:"clients"`
+	Conns          int            `json:"max_conns"`
+	Namespaces     int            `json:"namespaces"`
+	PoolPerClient  int            `json:"objects_per_client_and_kind"`
+	PageSize       int            `json:"list_page_size"`
+	Mix            map[string]int `json:"mix"`
+	Seed           uint64         `json:"seed"`
+	PodBytes       int            `json:"pod_json_bytes"`       // as the client sends it
+	ConfigMapBytes int            `json:"configmap_json_bytes"` // as the client sends it
+	Fsync          bool           `json:"fsync"`
+	DatastoreTLS   bool           `json:"datastore_tls"`
+}
+
+func (c kubeBenchConfig) report() kubeReportConfig {
+	mix := map[string]int{}
+	for op, w := range c.Mix {
+		mix[kubeOp(op).String()] = w
+	}
+	pod, _ := json.Marshal(benchPod("kb-c64-0", "c063-000001", 63, 1))
+	cm, _ := json.Marshal(benchConfigMap("kb-c64-0", "c063-000001", 63, 1))
+	return kubeReportConfig{
+		Duration: c.Duration.String(), Warmup: c.Warmup.String(), Clients: c.Clients, Conns: c.Conns,
+		Namespaces: c.Namespaces, PoolPerClient: c.PoolPerClient, PageSize: c.PageSize, Mix: mix, Seed: c.Seed,
+		PodBytes: len(pod), ConfigMapBytes: len(cm),
+		Fsync: true, // neither datastore gets --unsafe-no-fsync
+	}
+}
+
+// kubeCell is one concurrency level against one system.
+type kubeCell struct {
+	System    string  `json:"system"`
+	Datastore string  `json:"datastore"`
+	Encoding  string  `json:"encoding"`
+	Clients   int     `json:"clients"`
+	Conns     int     `json:"conns"`
+	Seconds   float64 `json:"seconds"`
+	// Ops has one row per operation, pods and ConfigMaps together, then
+	// the row "all"; Kinds splits each operation by resource.
+	Ops       []kubeOpStats `json:"ops"`
+	Kinds     []kubeOpStats `json:"by_kind"`
+	ListPages int64         `json:"list_pages"`
+	ListItems int64         `json:"list_items"`
+	Conflicts int64         `json:"update_conflicts"` // should be 0: clients own their objects
+	// Server CPU time (user+system) during the measured phase per call.
+	DatastoreCPUPerOpUs float64 `json:"datastore_cpu_us_per_op"`
+	APIServerCPUPerOpUs float64 `json:"apiserver_cpu_us_per_op"`
+	DatastoreRSSBytes   int64   `json:"datastore_rss_bytes"`
+	APIServerRSSBytes   int64   `json:"apiserver_rss_bytes"`
+	DatastoreDBBytes    int64   `json:"datastore_db_bytes"` // etcd Status dbSize after the cell
+	// OtherCores is the CPU the rest of the machine used during the measured
+	// phase, in processors: busy time minus the benchmark's and every
+	// control plane's datastore and apiserver. -1 when /proc cannot tell.
+	OtherCores float64 `json:"other_cores"`
+	LoadStart  float64 `json:"load1_start"`
+	LoadEnd    float64 `json:"load1_end"`
+}
+
+// kubeOpStats is one operation's figures in a cell.
+type kubeOpStats struct {
+	Op         string  `json:"op"`
+	Kind       string  `json:"kind,omitempty"`
+	Requests   int64   `json:"requests"` // that succeeded
+	Errors     int64   `json:"errors"`
+	Throughput float64 `json:"throughput_rps"`
+	MeanMs     float64 `json:"mean_ms"`
+	P50Ms      float64 `json:"p50_ms"`
+	P90Ms      float64 `json:"p90_ms"`
+	P99Ms      float64 `json:"p99_ms"`
+	P999Ms     float64 `json:"p999_ms"`
+	MaxMs      float64 `json:"max_ms"`
+	LastError  string  `json:"last_error,omitempty"`
+}
+
+// op returns the row of operation op ("all" for the sum).
+func (c kubeCell) op(op string) kubeOpStats {
+	i := slices.IndexFunc(c.Ops, func(s kubeOpStats) bool { return s.Op == op })
+	if i < 0 {
+		return kubeOpStats{Op: op}
+	}
+	return c.Ops[i]
+}
+
+func (c kubeCell) summary() string {
+	a := c.op(kubeOpAll)
+	s := fmt.Sprintf("%-12s clients=%-3d %7.0f calls/s  p50 %7.2f ms  p99 %7.2f ms  datastore %s us/call  apiserver %s us/call  (load1 %.2f, other cores %s)",
+		c.System, c.Clients, a.Throughput, a.P50Ms, a.P99Ms, fmtCPU(c.DatastoreCPUPerOpUs), fmtCPU(c.APIServerCPUPerOpUs), c.LoadEnd, fmtCores(c.OtherCores))
+	if a.Errors > 0 {
+		s += fmt.Sprintf("  %d errors, last: %s", a.Errors, a.LastError)
+	}
+	return s
+}
+
+// kubeComparison is one Rhizome system against etcd for one operation at one
+// level. A ratio above 1 means Rhizome's figure is the larger: better for
+// throughput, worse for latency and CPU.
+type kubeComparison struct {
+	System          string  `json:"system"`
+	Clients         int     `json:"clients"`
+	Op              string  `json:"op"`
+	ThroughputRatio float64 `json:"throughput_ratio"`
+	P50Ratio        float64 `json:"p50_ratio"`
+	P99Ratio        float64 `json:"p99_ratio"`
+}
+
+func (r *kubeReport) cell(system string, clients int) (kubeCell, bool) {
+	i := slices.IndexFunc(r.Cells, func(c kubeCell) bool { return c.System == system && c.Clients == clients })
+	if i < 0 {
+		return kubeCell{}, false
+	}
+	return r.Cells[i], true
+}
+
+// systems lists the systems measured, in the order of their first cell,
+// etcd last.
+func (r *kubeReport) systems() []string {
+	var s []string
+	for _, c := range r.Cells {
+		if !slices.Contains(s, c.System) && c.System != SystemEtcd {
+			s = append(s, c.System)
+		}
+	}
+	slices.SortStableFunc(s, func(a, b string) int { return strings.Compare(a, b) })
+	return append(s, SystemEtcd)
+}
+
+func kubeOpNames() []string {
+	var names []string
+	for op := range numKubeOps {
+		names = append(names, op.String())
+	}
+	return append(names, kubeOpAll)
+}
+
+// compare fills in Comparisons and Targets from Cells.
+func (r *kubeReport) compare() {
+	r.Comparisons = nil
+	for _, sys := range r.systems() {
+		if sys == SystemEtcd {
+			continue
+		}
+		for _, n := range r.Config.Clients {
+			rz, ok1 := r.cell(sys, n)
+			et, ok2 := r.cell(SystemEtcd, n)
+			if !ok1 || !ok2 {
+				continue
+			}
+			for _, op := range kubeOpNames() {
+				a, b := rz.op(op), et.op(op)
+				r.Comparisons = append(r.Comparisons, kubeComparison{
+					System: sys, Clients: n, Op: op,
+					ThroughputRatio: ratio(a.Throughput, b.Throughput),
+					P50Ratio:        ratio(a.P50Ms, b.P50Ms),
+					P99Ratio:        ratio(a.P99Ms, b.P99Ms),
+				})
+			}
+		}
+	}
+	// Issue 3: at least etcd's throughput through kube-apiserver, in its
+	// default (protobuf) encoding, at every level measured.
+	r.Targets = nil
+	for _, n := range r.Config.Clients {
+		i := slices.IndexFunc(r.Comparisons, func(c kubeComparison) bool {
+			return c.System == SystemRhizome && c.Clients == n && c.Op == kubeOpAll
+		})
+		t := Target{Name: fmt.Sprintf("all calls, %d clients: throughput", n), Want: ">= 1.0x etcd", Measured: i >= 0}
+		if i >= 0 {
+			t.Ratio = r.Comparisons[i].ThroughputRatio
+			t.Met = t.Ratio >= 1.0
+		}
+		r.Targets = append(r.Targets, t)
+	}
+}
+
+// Table renders the report as aligned text: per level and operation both
+// systems side by side with the ratios, then each cell's resources, then the
+// targets.
+func (r *kubeReport) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Rhizome %s vs %s through %s (storage only: no controller-manager, scheduler)\n",
+		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
+	fmt.Fprintf(&b, "%s per cell after %s warm-up; fsync on; protobuf storage unless the system says json; %d HTTP/2 connections\n",
+		r.Config.Duration, r.Config.Warmup, r.Config.Conns)
+	fmt.Fprintf(&b, "mix: %s; pods %d B, configmaps %d B (JSON as sent); %d of each per client; %d namespaces; list pages of %d\n",
+		mixString(r.Config.Mix), r.Config.PodBytes, r.Config.ConfigMapBytes, r.Config.PoolPerClient, r.Config.Namespaces, r.Config.PageSize)
+	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s; started %s; load1 %.2f before, %.2f after\n",
+		r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
+	if lo, hi, ok := r.otherCores(); ok {
+		fmt.Fprintf(&b, "other processes on the machine used %.2f to %.2f cores during the cells\n", lo, hi)
+	}
+	b.WriteString("\n")
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tclients\top\treq/s\tetcd req/s\tratio\tp50\tetcd p50\tp99\tetcd p99\tp99 ratio\t")
+	var notes []string
+	for _, c := range r.Comparisons {
+		rz, _ := r.cell(c.System, c.Clients)
+		et, _ := r.cell(SystemEtcd, c.Clients)
+		a, e := rz.op(c.Op), et.op(c.Op)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%.0f\t%.2fx\t%s\t%s\t%s\t%s\t%.2fx\t\n",
+			c.System, c.Clients, c.Op, a.Throughput, e.Throughput, c.ThroughputRatio,
+			fmtMs(a.P50Ms), fmtMs(e.P50Ms), fmtMs(a.P99Ms), fmtMs(e.P99Ms), c.P99Ratio)
+	}
+	tw.Flush()
+	b.WriteString("\nratio = system/etcd at the same level: above 1 is better for req/s, worse for p99. A list reads every page.\n\n")
+
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tclients\tcalls\tdatastore cpu us/call\tapiserver cpu us/call\tdatastore rss\tapiserver rss\tdb size\tlist pages\tother cores\tload1 start|end\t")
+	for _, n := range r.Config.Clients {
+		for _, sys := range r.systems() {
+			c, ok := r.cell(sys, n)
+			if !ok {
+				continue
+			}
+			a := c.op(kubeOpAll)
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.2f|%.2f\t\n",
+				sys, n, a.Requests, fmtCPU(c.DatastoreCPUPerOpUs), fmtCPU(c.APIServerCPUPerOpUs),
+				fmtBytes(c.DatastoreRSSBytes), fmtBytes(c.APIServerRSSBytes), fmtBytes(c.DatastoreDBBytes),
+				c.ListPages, fmtCores(c.OtherCores), c.LoadStart, c.LoadEnd)
+			if a.Errors > 0 {
+				notes = append(notes, fmt.Sprintf("%s clients=%d: %d errors, last: %s", sys, n, a.Errors, a.LastError))
+			}
+			if c.Conflicts > 0 {
+				notes = append(notes, fmt.Sprintf("%s clients=%d: %d updates conflicted (each client owns its objects: should be 0)", sys, n, c.Conflicts))
+			}
+		}
+	}
+	tw.Flush()
+	b.WriteString("\ncpu = process CPU time per call during the cell; other cores = CPU used by everything but this benchmark and the\n" +
+		"control planes (other users of the machine); load1 = 1-minute load average (includes the benchmark itself).\n")
+	for _, n := range notes {
+		b.WriteString("note: " + n + "\n")
+	}
+	b.WriteString("\ntargets (issue 3):\n")
+	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
+	for _, t := range r.Targets {
+		switch {
+		case !t.Measured:
+			fmt.Fprintf(tw, "  %s\t%s\tnot measured\t\n", t.Name, t.Want)
+		case t.Met:
+			fmt.Fprintf(tw, "  %s\t%s\t%.2fx\tmet\n", t.Name, t.Want, t.Ratio)
+		default:
+			fmt.Fprintf(tw, "  %s\t%s\t%.2fx\tNOT MET\n", t.Name, t.Want, t.Ratio)
+		}
+	}
+	tw.Flush()
+	return b.String()
+}
+
+func mixString(m map[string]int) string {
+	var parts []string
+	for op := range numKubeOps {
+		parts = append(parts, fmt.Sprintf("%s %d", op, m[op.String()]))
+	}
+	return strings.Join(parts, ", ")
+}
+
+func fmtBytes(n int64) string {
+	switch {
+	case n <= 0:
+		return "-"
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.0f MiB", float64(n)/(1<<20))
+	default:
+		return fmt.Sprintf("%.0f KiB", float64(n)/(1<<10))
+	}
+}
+
+func (r *kubeReport) otherCores() (lo, hi float64, ok bool) {
+	lo = math.Inf(1)
+	for _, c := range r.Cells {
+		if c.OtherCores >= 0 {
+			lo, hi, ok = min(lo, c.OtherCores), max(hi, c.OtherCores), true
+		}
+	}
+	return lo, hi, ok
+}
+
+// JSON returns the report as indented JSON.
+func (r *kubeReport) JSON() ([]byte, error) {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
+func (r *kubeReport) WriteFiles(dir, name string) ([]string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	js, err := r.JSON()
+	if err != nil {
+		return nil, err
+	}
+	var png bytes.Buffer
+	if err := r.PNG(&png); err != nil {
+		return nil, err
+	}
+	var paths []string
+	for ext, data := range map[string][]byte{".json": js, ".txt": []byte(r.Table()), ".png": png.Bytes()} {
+		p := filepath.Join(dir, name+ext)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	return paths, nil
+}
+
+// kubeSlot is one (level, operation) position on the plot's x axis.
+type kubeSlot struct {
+	clients int
+	op      string
+}
+
+// PNG draws the report with the KV plot's layout: the Rhizome/etcd
+// throughput ratio per level and operation, then every system's p99.
+func (r *kubeReport) PNG(w io.Writer) error {
+	pal := defaultPalette()
+	sysColour := map[string]color.RGBA{
+		SystemRhizome:     pal.rhizome,
+		SystemRhizomeJSON: {120, 80, 170, 255},
+		SystemEtcd:        pal.etcd,
+	}
+	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
+	draw.Draw(img, img.Bounds(), &image.Uniform{pal.background}, image.Point{}, draw.Src)
+	f := parseFont()
+
+	title := fmt.Sprintf("Rhizome %s vs %s via %s", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
+	f.drawText(img, marginL, 16, title, 3, pal.text)
+	sub := fmt.Sprintf("pods and configmaps, %s per cell after %s warm-up, fsync on; %d CPUs, load1 %.2f before, %.2f after; %s",
+		r.Config.Duration, r.Config.Warmup, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
+	if lo, hi, ok := r.otherCores(); ok {
+		sub += fmt.Sprintf("; others used %.2f-%.2f cores", lo, hi)
+	}
+	f.drawText(img, marginL, 48, sub, 1, pal.text)
+
+	var slots []kubeSlot
+	for _, n := range r.Config.Clients {
+		for _, op := range kubeOpNames() {
+			slots = append(slots, kubeSlot{n, op})
+		}
+	}
+	contenders := slices.DeleteFunc(r.systems(), func(s string) bool { return s == SystemEtcd })
+	cmp := func(sys string, s kubeSlot) (kubeComparison, bool) {
+		i := slices.IndexFunc(r.Comparisons, func(c kubeComparison) bool {
+			return c.System == sys && c.Clients == s.clients && c.Op == s.op
+		})
+		if i < 0 {
+			return kubeComparison{}, false
+		}
+		return r.Comparisons[i], true
+	}
+	if len(r.Comparisons) == 0 || len(slots) == 0 {
+		f.drawText(img, marginL, panel1Top+40, "no cells measured", labelScale, pal.text)
+		return encodePNG(w, img)
+	}
+	slot := float64(plotW-marginL-marginR) / float64(len(slots))
+	slotX := func(i int) int { return marginL + int(float64(i)*slot) }
+	labels := func(y int) {
+		for i, s := range slots {
+			mid := (slotX(i) + slotX(i+1)) / 2
+			f.drawText(img, mid-textWidth(s.op, labelScale)/2, y, s.op, labelScale, pal.text)
+			n := fmt.Sprintf("c=%d", s.clients)
+			f.drawText(img, mid-textWidth(n, labelScale)/2, y+glyphH*labelScale+6, n, labelScale, pal.text)
+		}
+	}
+
+	// Panel 1: throughput ratio, linear from 0.
+	maxRatio := 1.25
+	for _, c := range r.Comparisons {
+		maxRatio = max(maxRatio, c.ThroughputRatio*1.15)
+	}
+	step := niceStep(maxRatio / 5)
+	top := math.Ceil(maxRatio/step) * step
+	y1 := func(v float64) int { return panel1Top + panelH - int(v/top*panelH) }
+	f.drawText(img, marginL, panel1Top-26, "Throughput, Rhizome/etcd (higher is better; red line = parity)", labelScale, pal.text)
+	for v := 0.0; v <= top+step/2; v += step {
+		y := y1(v)
+		hline(img, marginL, plotW-marginR, y, pal.grid)
+		label := strings.TrimSuffix(fmt.Sprintf("%.2f", v), "0") + "x"
+		f.drawText(img, marginL-10-textWidth(label, labelScale), y-glyphH*labelScale/2, label, labelScale, pal.text)
+	}
+	for i, s := range slots {
+		x0, x1 := slotX(i), slotX(i+1)
+		bw := int(slot * 0.6 / float64(len(contenders)))
+		for j, sys := range contenders {
+			c, ok := cmp(sys, s)
+			if !ok {
+				continue
+			}
+			bx := (x0+x1)/2 - len(contenders)*bw/2 + j*bw
+			col := pal.better
+			if c.ThroughputRatio < 1 {
+				col = pal.worse
+			}
+			if len(contenders) > 1 {
+				col = sysColour[sys]
+			}
+			fill(img, image.Rect(bx+1, y1(c.ThroughputRatio), bx+bw-1, y1(0)), col)
+			v := fmt.Sprintf("%.2f", c.ThroughputRatio)
+			scale := valueScale
+			if len(contenders) > 1 {
+				scale = smallTextScale
+			}
+			f.drawText(img, bx+bw/2-textWidth(v, scale)/2, y1(c.ThroughputRatio)-glyphH*scale-6, v, scale, pal.text)
+		}
+	}
+	dashedHLine(img, marginL, plotW-marginR, y1(1), pal.parity)
+	axes(img, panel1Top, pal.axis)
+	labels(panel1Top + panelH + 8)
+
+	// Panel 2: p99 of every system, log scale over whole decades.
+	systems := r.systems()
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, c := range r.Cells {
+		for _, o := range c.Ops {
+			if o.P99Ms > 0 {
+				lo, hi = min(lo, o.P99Ms), max(hi, o.P99Ms)
+			}
+		}
+	}
+	if math.IsInf(lo, 1) {
+		lo, hi = 0.1, 1
+	}
+	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi)+0.15)
+	if dHi <= dLo {
+		dHi = dLo + 1
+	}
+	y2 := func(v float64) int {
+		v = max(v, math.Pow(10, dLo))
+		return panel2Top + panelH - int((math.Log10(v)-dLo)/(dHi-dLo)*panelH)
+	}
+	f.drawText(img, marginL, panel2Top-26, "p99 latency, ms (log scale; lower is better)", labelScale, pal.text)
+	for d := dLo; d <= dHi; d++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, d)
+			if d == dHi && m > 1 {
+				break
+			}
+			y := y2(v)
+			hline(img, marginL, plotW-marginR, y, pal.grid)
+			label := trimFloat(v)
+			scale := labelScale
+			if m > 1 {
+				scale = smallTextScale
+			}
+			f.drawText(img, marginL-10-textWidth(label, scale), y-glyphH*scale/2, label, scale, pal.text)
+		}
+	}
+	for i, s := range slots {
+		x0, x1 := slotX(i), slotX(i+1)
+		bw := int(slot * 0.8 / float64(len(systems)))
+		for j, sys := range systems {
+			c, ok := r.cell(sys, s.clients)
+			if !ok {
+				continue
+			}
+			p99 := c.op(s.op).P99Ms
+			bx := (x0+x1)/2 - len(systems)*bw/2 + j*bw
+			fill(img, image.Rect(bx+1, y2(p99), bx+bw-1, y2(0)), sysColour[sys])
+			v := trimFloat(p99)
+			f.drawText(img, bx+bw/2-textWidth(v, smallTextScale)/2, y2(p99)-glyphH*smallTextScale-4, v, smallTextScale, pal.text)
+		}
+	}
+	axes(img, panel2Top, pal.axis)
+	labels(panel2Top + panelH + 8)
+	lx := plotW - marginR - 200*len(systems)
+	for j, sys := range systems {
+		x := lx + j*200
+		fill(img, image.Rect(x, panel2Top-26, x+20, panel2Top-26+glyphH*labelScale), sysColour[sys])
+		f.drawText(img, x+28, panel2Top-26, sys, labelScale, pal.text)
+	}
+	return encodePNG(w, img)
+}
