@@ -40,13 +40,17 @@ type Config struct {
 	LAN bool
 	// OnChange is called (from memberlist's goroutines) when membership changes.
 	OnChange func()
-	Logger   *slog.Logger
+	// Reconnect is how often sites known but not alive (and the Join addresses,
+	// while alone) are contacted again: memberlist gives up on dead members, so
+	// without this a partition long enough to be detected would never heal.
+	Reconnect time.Duration
+	Logger    *slog.Logger
 }
 
 // DefaultConfig returns a configuration with WAN timing and no encryption; the
 // site's metadata and addresses are the caller's to fill in.
 func DefaultConfig() Config {
-	return Config{Meta: Meta{Cluster: "rhizome-cluster"}, BindAddr: "0.0.0.0:7946", Logger: slog.Default()}
+	return Config{Meta: Meta{Cluster: "rhizome-cluster"}, BindAddr: "0.0.0.0:7946", Reconnect: 10 * time.Second, Logger: slog.Default()}
 }
 
 // Validate reports the first problem with the configuration.
@@ -60,6 +64,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gossip: config: key must be 16, 24 or 32 bytes, not %d", len(c.Key))
 	case c.Logger == nil:
 		return errors.New("gossip: config: Logger is required")
+	case c.Reconnect <= 0:
+		return errors.New("gossip: config: Reconnect must be positive")
 	}
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
 		return err
@@ -80,8 +86,12 @@ type Gossip struct {
 	list *memberlist.Memberlist
 	meta []byte
 
-	mu   sync.Mutex
-	seen map[string]time.Time // when each site was last seen alive
+	mu    sync.Mutex
+	seen  map[string]time.Time // when each site was last seen alive
+	known map[string]string    // gossip address of every site ever seen
+
+	stop chan struct{}
+	done chan struct{}
 }
 
 // Start joins (or founds) the cluster.
@@ -103,7 +113,7 @@ func Start(cfg Config) (*Gossip, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gossip{cfg: cfg, meta: meta, seen: map[string]time.Time{}}
+	g := &Gossip{cfg: cfg, meta: meta, seen: map[string]time.Time{}, known: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
 	if g.list, err = memberlist.Create(mc); err != nil {
@@ -115,7 +125,44 @@ func Start(cfg Config) (*Gossip, error) {
 			cfg.Logger.Warn("gossip: could not join yet", "join", cfg.Join, "err", err)
 		}
 	}
+	go g.reconnect()
 	return g, nil
+}
+
+// reconnect periodically contacts the sites that are known but not alive.
+func (g *Gossip) reconnect() {
+	defer close(g.done)
+	t := time.NewTicker(g.cfg.Reconnect)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C:
+		}
+		alive := map[string]bool{}
+		for _, n := range g.list.Members() {
+			if n.State == memberlist.StateAlive {
+				alive[n.Name] = true
+			}
+		}
+		var addrs []string
+		g.mu.Lock()
+		for site, addr := range g.known {
+			if !alive[site] && site != g.cfg.Meta.Site {
+				addrs = append(addrs, addr)
+			}
+		}
+		g.mu.Unlock()
+		if len(alive) <= 1 {
+			addrs = append(addrs, g.cfg.Join...)
+		}
+		if len(addrs) > 0 {
+			if _, err := g.list.Join(addrs); err == nil {
+				g.cfg.Logger.Debug("gossip: reconnected", "addrs", addrs)
+			}
+		}
+	}
 }
 
 // Join contacts more sites.
@@ -147,6 +194,8 @@ func (g *Gossip) LastSeen(site string) time.Time {
 
 // Close leaves the cluster and stops.
 func (g *Gossip) Close() error {
+	close(g.stop)
+	<-g.done
 	g.list.Leave(time.Second)
 	return g.list.Shutdown()
 }
@@ -170,6 +219,7 @@ func (e events) NotifyLeave(n *memberlist.Node) {
 func (e events) touch(n *memberlist.Node) {
 	e.g.mu.Lock()
 	e.g.seen[n.Name] = time.Now()
+	e.g.known[n.Name] = n.Address()
 	e.g.mu.Unlock()
 	if e.g.cfg.OnChange != nil {
 		e.g.cfg.OnChange()

@@ -8,8 +8,8 @@
 //   - Batch carries changes, of any origin (so a chain A–B–C converges even if A and
 //     C never talk), and whether more are waiting.
 //
-// New local (and newly merged) changes are pushed eagerly as unsolicited Batches;
-// periodic Pulls repair whatever a push lost. Changes are read from the store's
+// New local changes are pushed eagerly as unsolicited Batches; periodic Pulls repair
+// whatever a push lost and carry changes onward from site to site. Changes are read from the store's
 // durable change log, never queued in memory, so a slow or distant peer costs no
 // memory and never holds up local writes: it only falls further behind in the log.
 //

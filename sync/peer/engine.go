@@ -58,13 +58,17 @@ func (e *Engine) Pull(to string) Envelope {
 	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), VV: e.st.VersionVector()}}
 }
 
-// Push returns the changes a peer has not been sent yet, if any.
+// Push returns the changes made here that a peer has not been sent yet, if any.
+// Only this site's own changes are pushed: in a full mesh every site gets them from
+// their origin, and pushing what was received would send each change n-1 times.
+// Changes of other origins travel in answers to Pulls, so a chain still converges,
+// one anti-entropy round per hop.
 func (e *Engine) Push(to string) ([]Envelope, error) {
 	sent := e.sent[to]
 	if sent == nil {
 		return nil, nil // nothing known of the peer yet: its first Pull says what it has
 	}
-	b, err := e.batch(sent, to)
+	b, err := e.batch(sent, to, e.st.Site())
 	if err != nil || len(b.Changes) == 0 {
 		return nil, err
 	}
@@ -81,7 +85,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 			have = map[string]uint64{}
 		}
 		e.sent[m.From] = have
-		b, err := e.batch(e.sent[m.From], m.From)
+		b, err := e.batch(e.sent[m.From], m.From, "")
 		if err != nil {
 			return nil, err
 		}
@@ -97,13 +101,14 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	return nil, nil
 }
 
-// batch collects changes beyond have (per origin) and advances have past them.
-func (e *Engine) batch(have map[string]uint64, to string) (Message, error) {
+// batch collects changes beyond have (per origin; of one origin if only is set) and
+// advances have past them.
+func (e *Engine) batch(have map[string]uint64, to, only string) (Message, error) {
 	m := Message{Kind: KindBatch, From: e.st.Site()}
 	vv := e.st.VersionVector()
 	origins := slices.Sorted(maps.Keys(vv))
 	for _, o := range origins {
-		if o == to || vv[o] <= have[o] {
+		if o == to || vv[o] <= have[o] || (only != "" && o != only) {
 			continue // the peer made those itself, or has them
 		}
 		room := e.maxBatch - len(m.Changes)

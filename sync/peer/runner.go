@@ -17,6 +17,12 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+const (
+	keepaliveTime    = 5 * time.Second
+	keepaliveTimeout = 3 * time.Second
 )
 
 // LiveStore is a Store that also says when new changes are logged.
@@ -92,7 +98,13 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), peers: map[string]*link{}, ctx: ctx, cancel: cancel}
-	opts := []grpc.ServerOption{grpc.ForceServerCodec(codec{})}
+	opts := []grpc.ServerOption{
+		grpc.ForceServerCodec(codec{}),
+		// Pings find a peer that vanished behind a silent network cut in seconds,
+		// rather than when TCP's retransmissions give up.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	}
 	if cfg.ServerTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
 	}
@@ -267,7 +279,8 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 }
 
 func (r *Runner) stream(ctx context.Context, name string, l *link, creds credentials.TransportCredentials) error {
-	conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})))
+	conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
 	if err != nil {
 		return err
 	}
