@@ -164,10 +164,6 @@ func partitionRound(ctx context.Context, t *testing.T, c *cluster, watches []*wa
 	err = c.WaitMembers(waitCtx, func(int) int { return 3 })
 	cancel()
 	if err != nil {
-		if detect {
-			t.Skipf("known rhizome bug: once gossip has declared a site dead, healing the network does not bring it back "+
-				"(memberlist never probes dead members and sync/gossip does not retry --join or past members), so the sites never sync again: %v", err)
-		}
 		t.Fatalf("MemberList did not list all three sites again after healing: %v", err)
 	}
 	t.Logf("all three sites listed as members %v after healing", time.Since(healAt).Round(time.Millisecond))
