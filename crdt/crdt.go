@@ -41,6 +41,9 @@ type Change struct {
 	Epoch Stamp // create, replace: the new body's epoch; update: the epoch edited
 	Kind  Kind  // create, replace: the body's kind
 	Data  []byte
+	// Value is, for a document's create or replace, its materialised value, so
+	// that a replica knows it without reading the automerge document.
+	Value []byte
 }
 
 // ErrMissingDependency is returned by Apply for a change that builds on a change this
@@ -114,6 +117,9 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 			return Change{}, false, err
 		}
 		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: kind, Data: body}
+		if kind == Document {
+			c.Value = value
+		}
 		_, err = d.Apply(c)
 		return c, err == nil, err
 	}
@@ -128,6 +134,9 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 		return Change{}, false, err
 	}
 	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
+	if kind == Document {
+		c.Value = value
+	}
 	_, err = d.Apply(c)
 	return c, err == nil, err
 }
@@ -159,7 +168,7 @@ func (d *Doc) Rebase(st Stamp) (c Change, ok bool, err error) {
 	if err != nil {
 		return Change{}, false, err
 	}
-	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
+	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body, Value: d.value}
 	_, err = d.Apply(c)
 	return c, err == nil, err
 }
@@ -258,6 +267,12 @@ func (d *Doc) setBody(c Change) error {
 		d.value = bytes.Clone(c.Data)
 		return nil
 	case Document:
+		// A fresh body is exactly its value's fields: no need to read automerge
+		// until an edit arrives.
+		if fields, ok := flatten(c.Value); ok {
+			d.value, d.fields, d.amBytes, d.clean = bytes.Clone(c.Value), fields, bytes.Clone(c.Data), true
+			return nil
+		}
 		am, err := automerge.Load(c.Data)
 		if err != nil {
 			return fmt.Errorf("crdt: load document: %w", err)

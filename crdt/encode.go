@@ -85,7 +85,8 @@ func (c Change) Encode() []byte {
 	b = appendStamp(b, c.Inc)
 	b = appendStamp(b, c.Epoch)
 	b = append(b, byte(c.Kind))
-	return appendBytes(b, c.Data)
+	b = appendBytes(b, c.Data)
+	return appendBytes(b, c.Value)
 }
 
 // DecodeChange reads a Change written by Encode.
@@ -99,6 +100,10 @@ func DecodeChange(b []byte) (Change, error) {
 	c.Epoch = r.stamp()
 	c.Kind = Kind(r.byte())
 	c.Data = r.bytes()
+	c.Value = r.bytes()
+	if len(c.Value) == 0 {
+		c.Value = nil
+	}
 	if r.err == nil && (c.Op < OpCreate || c.Op > OpDelete) {
 		r.err = fmt.Errorf("crdt: unknown op %d: %w", c.Op, errCorrupt)
 	}
