@@ -38,6 +38,9 @@ type Config struct {
 	// KeepGoing explores until the bounds even when every property has been
 	// decided; benchmarks set it so that runs have a fixed length.
 	KeepGoing bool
+	// NoCompact keeps BFS frontiers as live states even when the model
+	// implements Compact (for tests that compare the two).
+	NoCompact bool
 	// Progress, when not nil, receives a progress line every ProgressEvery.
 	Progress      io.Writer
 	ProgressEvery time.Duration

@@ -16,6 +16,13 @@
 //   - Sometimes: must hold in some reachable state; the path to it is a
 //     witness, and finding none is reported as a failure.
 //
+// Memory: a BFS level can hold tens of millions of states. A model that
+// implements Compact keeps them as compact, pointer-free encodings in
+// recycled blocks (see bfsCompact) rather than as live objects, and may
+// generate a state's successors in one call through an Expander, sharing the
+// work of actions that compute the same thing. The visited set keeps 16
+// bytes per state (fingerprint and parent fingerprint).
+//
 // Every violation comes with a counterexample path that is rebuilt by
 // replaying the model from an initial state, so it is a real execution. The
 // Report records each step's action in JSON and its fingerprint, which is how

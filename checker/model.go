@@ -74,3 +74,38 @@ type Gauged[S any] interface {
 	Gauges() []string
 	Measure(s S, out []int64)
 }
+
+// Compact is implemented by models whose states can wait in a BFS frontier
+// as compact, pointer-free bytes instead of as live objects. A BFS level can
+// hold tens of millions of states; stored this way they cost tens of bytes
+// each instead of kilobytes, and the garbage collector never scans them. The
+// checker uses it for BFS when the model offers it and Config.NoCompact is
+// not set.
+type Compact[S any] interface {
+	// NewCoder returns a coder for one worker goroutine; a coder may cache
+	// what it has decoded and is never used by two goroutines at once.
+	NewCoder() Coder[S]
+}
+
+// Coder encodes and decodes states. A decoded state must be equivalent to
+// the encoded one: the same fingerprints, actions, successors, property
+// values and gauges. Any coder of a model decodes what any other coder of
+// the same model encoded.
+type Coder[S any] interface {
+	// Append appends the encoding of s to dst.
+	Append(dst []byte, s S) []byte
+	// Decode returns the state that one Append wrote into src. The state,
+	// and the states Expand builds from it, need only stay valid until the
+	// next Decode on this coder, so a coder may reuse their memory.
+	Decode(src []byte) (S, error)
+}
+
+// Expander may be implemented by a Coder to generate every successor of a
+// state in one call, sharing work between actions (for example between
+// interchangeable controllers that compute the same step). Expand must put
+// Actions(s, buf) into the returned buffer and call yield, in that order,
+// for each action a whose Next(s, a) reports true, with a state equal to the
+// one Next returns. The state passed to yield is only valid during the call.
+type Expander[S, A any] interface {
+	Expand(s S, buf []A, yield func(a A, next S)) []A
+}

@@ -192,7 +192,7 @@ func (r *run[S, A]) report(start time.Time, complete, timedOut bool) (*Report, e
 	if r.gauge != nil {
 		rep.Gauges = map[string]int64{}
 		for i, n := range r.gaugeNames {
-			rep.Gauges[n] = r.gaugeMax[i]
+			rep.Gauges[n] = r.gaugeMax[i].Load()
 		}
 	}
 	var errs []error

@@ -42,7 +42,7 @@ type run[S, A any] struct {
 	mu          sync.Mutex
 	discoveries map[int]discovery
 	gaugeNames  []string
-	gaugeMax    []int64
+	gaugeMax    []atomic.Int64
 }
 
 func (r *run[S, A]) fingerprint(s S) uint64 {
@@ -53,8 +53,9 @@ func (r *run[S, A]) fingerprint(s S) uint64 {
 }
 
 // check evaluates the unsettled properties of a newly discovered state and
-// returns the eventually bits still pending after it.
-func (r *run[S, A]) check(s S, fp, ebits uint64, path func() []uint64) uint64 {
+// returns the eventually bits still pending after it. gauges is the
+// caller's scratch space for the model's measurements.
+func (r *run[S, A]) check(s S, fp, ebits uint64, path func() []uint64, gauges []int64) uint64 {
 	settled := r.settled.Load()
 	mask := (r.alwaysMask|r.sometimesMask)&^settled | ebits
 	if mask != 0 {
@@ -68,21 +69,25 @@ func (r *run[S, A]) check(s S, fp, ebits uint64, path func() []uint64) uint64 {
 		}
 	}
 	if r.gauge != nil {
-		r.measure(s)
+		r.measure(s, gauges)
 	}
 	return ebits
 }
 
-func (r *run[S, A]) measure(s S) {
-	vals := make([]int64, len(r.gaugeNames))
+// newGauges returns scratch space for check.
+func (r *run[S, A]) newGauges() []int64 { return make([]int64, len(r.gaugeNames)) }
+
+func (r *run[S, A]) measure(s S, vals []int64) {
+	clear(vals)
 	r.gauge.Measure(s, vals)
-	r.mu.Lock()
 	for i, v := range vals {
-		if v > r.gaugeMax[i] {
-			r.gaugeMax[i] = v
+		for {
+			cur := r.gaugeMax[i].Load()
+			if v <= cur || r.gaugeMax[i].CompareAndSwap(cur, v) {
+				break
+			}
 		}
 	}
-	r.mu.Unlock()
 }
 
 // terminal reports eventually properties still pending at a state without
@@ -140,9 +145,9 @@ func Run[S, A any](m Model[S, A], cfg Config) (*Report, error) {
 	if g, ok := m.(Gauged[S]); ok {
 		r.gauge = g
 		r.gaugeNames = g.Gauges()
-		r.gaugeMax = make([]int64, len(r.gaugeNames))
+		r.gaugeMax = make([]atomic.Int64, len(r.gaugeNames))
 		for i := range r.gaugeMax {
-			r.gaugeMax[i] = -1 << 63
+			r.gaugeMax[i].Store(-1 << 63)
 		}
 	}
 	for i, p := range props {
@@ -176,9 +181,14 @@ func Run[S, A any](m Model[S, A], cfg Config) (*Report, error) {
 	}
 
 	var complete bool
+	var runErr error
 	switch cfg.Mode {
 	case BFS:
-		complete = r.bfs()
+		if c, ok := m.(Compact[S]); ok && !cfg.NoCompact {
+			complete, runErr = r.bfsCompact(c)
+		} else {
+			complete = r.bfs()
+		}
 	case DFS:
 		complete = r.dfs()
 	case Simulation:
@@ -187,6 +197,9 @@ func Run[S, A any](m Model[S, A], cfg Config) (*Report, error) {
 	timedOut := r.stop.Load() && cfg.Timeout > 0 && time.Since(start) >= cfg.Timeout
 	close(done)
 	bg.Wait()
+	if runErr != nil {
+		return nil, runErr
+	}
 	return r.report(start, complete, timedOut)
 }
 
@@ -218,39 +231,88 @@ func (r *run[S, A]) roots() []node[S] {
 		if !r.vis.insert(fp, 0) {
 			continue
 		}
-		eb := r.check(s, fp, r.eventuallyMask, nil)
+		eb := r.check(s, fp, r.eventuallyMask, nil, r.newGauges())
 		out = append(out, node[S]{s: s, fp: fp, ebits: eb})
 	}
 	return out
 }
 
+// worker expands states for one goroutine of a search.
+type worker[S, A any] struct {
+	r      *run[S, A]
+	exp    Expander[S, A] // the model's, when it offers one
+	emit   func(node[S])  // takes each new state below the depth bound
+	count  uint64         // generated states not yet added to r.states
+	buf    []A
+	visit  func(A, S) // w.successor, bound once
+	gauges []int64
+
+	n    node[S] // the state being expanded
+	succ int
+	// Successors of one state often coincide (interchangeable controllers
+	// taking the same step); those after the first are known to be in the
+	// visited set already, so they skip its lookup.
+	local  [16]uint64
+	nlocal int
+}
+
+func newWorker[S, A any](r *run[S, A], exp Expander[S, A], emit func(node[S])) *worker[S, A] {
+	w := &worker[S, A]{r: r, exp: exp, emit: emit, gauges: r.newGauges()}
+	w.visit = w.successor
+	return w
+}
+
+// flush adds the generated states counted so far to the run's total.
+func (w *worker[S, A]) flush() {
+	w.r.states.Add(w.count)
+	w.count = 0
+}
+
 // expand generates the successors of n, checks the new ones and passes each
-// new one below the depth bound to emit; count tallies generated states.
-func (r *run[S, A]) expand(n node[S], buf *[]A, emit func(node[S]), count *uint64) {
-	acts := r.m.Actions(n.s, (*buf)[:0])
-	*buf = acts
-	succ := 0
-	for _, a := range acts {
-		ns, ok := r.m.Next(n.s, a)
-		if !ok {
-			continue
-		}
-		succ++
-		*count++
-		fp := r.fingerprint(ns)
-		if !r.vis.insert(fp, n.fp) {
-			continue
-		}
-		eb := r.check(ns, fp, n.ebits, nil)
-		d := n.depth + 1
-		if r.cfg.MaxDepth == 0 || int(d) < r.cfg.MaxDepth {
-			emit(node[S]{s: ns, fp: fp, ebits: eb, depth: d})
-		} else {
-			r.noteDepth(int(d))
+// new one below the depth bound to emit. A model's Expander, when given,
+// generates the successors instead of Actions and Next.
+func (w *worker[S, A]) expand(n node[S]) {
+	r := w.r
+	w.n, w.succ, w.nlocal = n, 0, 0
+	if w.exp != nil {
+		w.buf = w.exp.Expand(n.s, w.buf[:0], w.visit)
+	} else {
+		w.buf = r.m.Actions(n.s, w.buf[:0])
+		for _, a := range w.buf {
+			if ns, ok := r.m.Next(n.s, a); ok {
+				w.successor(a, ns)
+			}
 		}
 	}
-	if succ == 0 && n.ebits != 0 {
+	if w.succ == 0 && n.ebits != 0 {
 		r.terminal(n.fp, n.ebits, nil)
+	}
+	w.n = node[S]{}
+}
+
+func (w *worker[S, A]) successor(_ A, ns S) {
+	r, n := w.r, &w.n
+	w.succ++
+	w.count++
+	fp := r.fingerprint(ns)
+	for _, f := range w.local[:w.nlocal] {
+		if f == fp {
+			return
+		}
+	}
+	if w.nlocal < len(w.local) {
+		w.local[w.nlocal] = fp
+		w.nlocal++
+	}
+	if !r.vis.insert(fp, n.fp) {
+		return
+	}
+	eb := r.check(ns, fp, n.ebits, nil, w.gauges)
+	d := n.depth + 1
+	if r.cfg.MaxDepth == 0 || int(d) < r.cfg.MaxDepth {
+		w.emit(node[S]{s: ns, fp: fp, ebits: eb, depth: d})
+	} else {
+		r.noteDepth(int(d))
 	}
 }
 
@@ -270,10 +332,8 @@ func (r *run[S, A]) bfs() bool {
 		var wg sync.WaitGroup
 		for w := range threads {
 			wg.Go(func() {
-				var buf []A
 				var out []node[S]
-				var count uint64
-				emit := func(n node[S]) { out = append(out, n) }
+				wk := newWorker(r, nil, func(n node[S]) { out = append(out, n) })
 				for !r.stop.Load() {
 					lo := int(next.Add(chunk)) - chunk
 					if lo >= len(frontier) {
@@ -281,13 +341,12 @@ func (r *run[S, A]) bfs() bool {
 					}
 					hi := min(lo+chunk, len(frontier))
 					for i := lo; i < hi; i++ {
-						r.expand(frontier[i], &buf, emit, &count)
+						wk.expand(frontier[i])
 						// Let the collector take expanded states: a BFS
 						// level can hold millions of them.
 						frontier[i] = node[S]{}
 					}
-					r.states.Add(count)
-					count = 0
+					wk.flush()
 				}
 				outs[w] = out
 			})
@@ -345,14 +404,11 @@ func (r *run[S, A]) dfs() bool {
 	}
 	for range threads {
 		wg.Go(func() {
-			var buf []A
 			var stack []node[S]
-			var count uint64
-			emit := func(n node[S]) { stack = append(stack, n) }
+			wk := newWorker(r, nil, func(n node[S]) { stack = append(stack, n) })
 			for {
 				if len(stack) == 0 {
-					r.states.Add(count)
-					count = 0
+					wk.flush()
 					stack = take()
 					if stack == nil {
 						return
@@ -369,7 +425,7 @@ func (r *run[S, A]) dfs() bool {
 				stack = stack[:len(stack)-1]
 				if limit == 0 || int(n.depth) < limit {
 					r.noteDepth(int(n.depth))
-					r.expand(n, &buf, emit, &count)
+					wk.expand(n)
 				}
 				// Share the oldest (shallowest) half when others may be starving.
 				if len(stack) > 2*chunk && plen.Load() < int64(chunk) {
@@ -381,9 +437,8 @@ func (r *run[S, A]) dfs() bool {
 					mu.Unlock()
 					stack = append(stack[:0], stack[half:]...)
 				}
-				if count >= 1024 {
-					r.states.Add(count)
-					count = 0
+				if wk.count >= 1024 {
+					wk.flush()
 				}
 			}
 		})
@@ -409,6 +464,7 @@ func (r *run[S, A]) simulate() {
 			var buf []A
 			var succ []S
 			var path []uint64
+			gauges := r.newGauges()
 			for !r.stop.Load() {
 				if r.cfg.Walks > 0 && walks.Add(1) > int64(r.cfg.Walks) {
 					return
@@ -419,7 +475,7 @@ func (r *run[S, A]) simulate() {
 				getPath := func() []uint64 { return append([]uint64(nil), path...) }
 				r.states.Add(1)
 				r.vis.insert(fp, 0)
-				eb := r.check(s, fp, r.eventuallyMask, getPath)
+				eb := r.check(s, fp, r.eventuallyMask, getPath, gauges)
 				for depth := 0; !r.stop.Load(); depth++ {
 					if r.cfg.MaxDepth > 0 && depth >= r.cfg.MaxDepth {
 						break
@@ -444,7 +500,7 @@ func (r *run[S, A]) simulate() {
 					s, fp = ns, nfp
 					path = append(path, fp)
 					r.noteDepth(depth + 1)
-					eb = r.check(s, fp, eb, getPath)
+					eb = r.check(s, fp, eb, getPath, gauges)
 				}
 			}
 		})

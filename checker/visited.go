@@ -13,19 +13,24 @@ type visited struct {
 	shards [visitedShards]shard
 }
 
+// slot keeps a fingerprint next to its parent, so that an insert touches one
+// cache line.
+type slot struct {
+	key    uint64 // 0 marks an empty slot; fingerprints are never 0
+	parent uint64
+}
+
 type shard struct {
-	mu      sync.Mutex
-	keys    []uint64 // 0 marks an empty slot; fingerprints are never 0
-	parents []uint64
-	n       int
-	_       [24]byte // keep hot shards on separate cache lines
+	mu    sync.Mutex
+	slots []slot
+	n     int
+	_     [24]byte // keep hot shards on separate cache lines
 }
 
 func newVisited() *visited {
 	v := &visited{}
 	for i := range v.shards {
-		v.shards[i].keys = make([]uint64, 1024)
-		v.shards[i].parents = make([]uint64, 1024)
+		v.shards[i].slots = make([]slot, 1024)
 	}
 	return v
 }
@@ -42,18 +47,17 @@ func normFP(fp uint64) uint64 {
 func (v *visited) insert(fp, parent uint64) bool {
 	s := &v.shards[fp>>56&(visitedShards-1)]
 	s.mu.Lock()
-	if (s.n+1)*2 > len(s.keys) {
+	if (s.n+1)*2 > len(s.slots) {
 		s.grow()
 	}
-	mask := uint64(len(s.keys) - 1)
+	mask := uint64(len(s.slots) - 1)
 	for i := fp & mask; ; i = (i + 1) & mask {
-		switch s.keys[i] {
+		switch s.slots[i].key {
 		case fp:
 			s.mu.Unlock()
 			return false
 		case 0:
-			s.keys[i] = fp
-			s.parents[i] = parent
+			s.slots[i] = slot{key: fp, parent: parent}
 			s.n++
 			s.mu.Unlock()
 			return true
@@ -62,20 +66,18 @@ func (v *visited) insert(fp, parent uint64) bool {
 }
 
 func (s *shard) grow() {
-	oldK, oldP := s.keys, s.parents
-	s.keys = make([]uint64, len(oldK)*2)
-	s.parents = make([]uint64, len(oldK)*2)
-	mask := uint64(len(s.keys) - 1)
-	for j, k := range oldK {
-		if k == 0 {
+	old := s.slots
+	s.slots = make([]slot, len(old)*2)
+	mask := uint64(len(s.slots) - 1)
+	for _, e := range old {
+		if e.key == 0 {
 			continue
 		}
-		i := k & mask
-		for s.keys[i] != 0 {
+		i := e.key & mask
+		for s.slots[i].key != 0 {
 			i = (i + 1) & mask
 		}
-		s.keys[i] = k
-		s.parents[i] = oldP[j]
+		s.slots[i] = e
 	}
 }
 
@@ -85,11 +87,11 @@ func (v *visited) parent(fp uint64) (uint64, bool) {
 	s := &v.shards[fp>>56&(visitedShards-1)]
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	mask := uint64(len(s.keys) - 1)
+	mask := uint64(len(s.slots) - 1)
 	for i := fp & mask; ; i = (i + 1) & mask {
-		switch s.keys[i] {
+		switch s.slots[i].key {
 		case fp:
-			return s.parents[i], true
+			return s.slots[i].parent, true
 		case 0:
 			return 0, false
 		}

@@ -26,30 +26,41 @@ type Doc struct {
 	Inc     Stamp // the incarnation; zero if never created
 	Prev    Stamp // the deleted incarnation this one's create followed, if any
 	Deleted bool  // the incarnation has ended; its body is forgotten
-	Vals    [MaxFields]int32
-	Stamps  [MaxFields]Stamp
+	// Ops counts the field operations of the body: the highest operation
+	// counter it holds (automerge's max op). The next write's operations
+	// number on from it.
+	Ops  uint32
+	Vals [MaxFields]int32
+	// Stamps names the operation that wrote each field: its operation
+	// counter and the writing site. They order concurrent writes of one
+	// field, and are not the write's Stamp (see Update).
+	Stamps [MaxFields]Stamp
 }
 
 // Live reports whether the key exists.
 func (d *Doc) Live() bool { return !d.Inc.IsZero() && !d.Deleted }
 
 // Create starts a new incarnation of the key over d, which must not be live,
-// with the given field values, all stamped st.
+// named by the write's stamp st, with the given field values: a new body
+// whose operations 1..MaxFields write the fields in order, at st's site.
 func Create(d Doc, vals [MaxFields]int32, st Stamp) Doc {
-	n := Doc{Key: d.Key, Inc: st, Prev: d.Inc, Vals: vals}
+	n := Doc{Key: d.Key, Inc: st, Prev: d.Inc, Vals: vals, Ops: MaxFields}
 	for i := range n.Stamps {
-		n.Stamps[i] = st
+		n.Stamps[i] = Stamp{Counter: uint32(i + 1), Site: st.Site}
 	}
 	return n
 }
 
-// Update writes vals into the live incarnation d, stamping only the fields
-// whose value changes, as a field-level diff would.
-func Update(d Doc, vals [MaxFields]int32, st Stamp) Doc {
+// Update writes vals into the live incarnation d at site, as a field-level
+// diff does: each field whose value changes is one operation, numbered on
+// from d.Ops in field order, like automerge numbers the operations of one
+// change (crdt/ writes a document's changed fields in key order).
+func Update(d Doc, vals [MaxFields]int32, site uint8) Doc {
 	for i, v := range vals {
 		if d.Vals[i] != v {
+			d.Ops++
 			d.Vals[i] = v
-			d.Stamps[i] = st
+			d.Stamps[i] = Stamp{Counter: d.Ops, Site: site}
 		}
 	}
 	return d
@@ -59,6 +70,7 @@ func Update(d Doc, vals [MaxFields]int32, st Stamp) Doc {
 // concurrent updates a replica merged before the delete arrived cannot show.
 func Delete(d Doc) Doc {
 	d.Deleted = true
+	d.Ops = 0
 	d.Vals = [MaxFields]int32{}
 	d.Stamps = [MaxFields]Stamp{}
 	return d
@@ -84,6 +96,7 @@ func Merge(a, b Doc) (Doc, bool) {
 	if a.Deleted || b.Deleted {
 		return Delete(m), false
 	}
+	m.Ops = max(a.Ops, b.Ops)
 	for i := range m.Vals {
 		switch {
 		case a.Stamps[i].Less(b.Stamps[i]):

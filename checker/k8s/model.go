@@ -2,7 +2,6 @@ package k8s
 
 import (
 	"fmt"
-	"slices"
 
 	"github.com/rhizome-kv/rhizome/checker"
 )
@@ -69,6 +68,8 @@ type Model struct {
 	bound     int
 	actBound  int
 	sel       []int // selected property ids
+	interned  *interned
+	coderBits int // tests: cache size of new coders (0: the default)
 }
 
 // New builds the model cfg describes.
@@ -86,7 +87,8 @@ func New(cfg Config) (*Model, error) {
 	if len(b.ctrls) > 64 {
 		return nil, fmt.Errorf("%w: %d controllers, at most 64", ErrInvalidConfig, len(b.ctrls))
 	}
-	m := &Model{cfg: cfg, names: b.names, ctrls: b.ctrls, nodeSite: b.nodeSite, sites: sites, target: b.target, bound: b.bound, actBound: b.activeBound}
+	m := &Model{cfg: cfg, names: b.names, ctrls: b.ctrls, nodeSite: b.nodeSite, sites: sites, target: b.target, bound: b.bound,
+		actBound: b.activeBound, interned: newInterned()}
 	for i, c := range m.ctrls {
 		g := uint64(c.Kind)<<8 | uint64(c.Site)
 		if c.Kind == CKubelet {
@@ -148,15 +150,17 @@ func (m *Model) locTerms(i int, l *Local) (uint64, uint64) {
 	return mix64(lh ^ uint64(i+1)*0xc2b2ae3d27d4eb4f), mix64(lh ^ m.group[i]*0xc2b2ae3d27d4eb4f)
 }
 
-// setLoc replaces controller i's local state, copying the slice on first
-// write and keeping the fingerprint sums current.
-func (m *Model) setLoc(n *State, i int, l Local) {
+// setLoc replaces controller i's local state, copying the slice (into a)
+// and keeping the fingerprint sums current.
+func (m *Model) setLoc(n *State, i int, l Local, a *arena) {
 	if n.Loc[i] == l {
 		return
 	}
 	of, oc := m.locTerms(i, &n.Loc[i])
 	nf, nc := m.locTerms(i, &l)
-	n.Loc = slices.Clone(n.Loc)
+	loc := a.locals(len(n.Loc))
+	copy(loc, n.Loc)
+	n.Loc = loc
 	n.Loc[i] = l
 	n.locFP += nf - of
 	n.locCFP += nc - oc
@@ -313,11 +317,8 @@ func (m *Model) Actions(s *State, buf []Action) []Action {
 	return buf
 }
 
-// clone starts a successor of s.
-func clone(s *State) *State {
-	n := *s
-	return &n
-}
+// clone starts a successor of s on the heap.
+func clone(s *State) *State { return (*arena)(nil).clone(s) }
 
 // restartSession is the session a restarted controller starts with.
 func (m *Model) restartSession(old int32) int32 {
@@ -330,12 +331,15 @@ func (m *Model) restartSession(old int32) int32 {
 // write lands op on the store on behalf of a reader of version v at site
 // (v < 0: the latest version, for the environment). It returns the index of
 // the version the write produced (-1 if none), the snapshot the
-// compare-and-swap was evaluated against and the outcome.
-func (m *Model) write(n *State, v int32, site int, op *Op) (int32, *Snapshot, applied) {
+// compare-and-swap was evaluated against and the outcome. New parts of n
+// come from a.
+func (m *Model) write(n *State, v int32, site int, op *Op, a *arena) (int32, *Snapshot, applied) {
 	if n.Sites != nil {
-		r, base, res := n.Sites[site].write(op, site)
+		r, base, res := n.Sites[site].write(op, site, a)
 		if res.ok {
-			n.Sites = slices.Clone(n.Sites)
+			sites := a.replicas(len(n.Sites))
+			copy(sites, n.Sites)
+			n.Sites = sites
 			n.Sites[site] = r
 		}
 		return 0, base, res
@@ -348,62 +352,69 @@ func (m *Model) write(n *State, v int32, site int, op *Op) (int32, *Snapshot, ap
 	switch m.cfg.Consistency {
 	case Synchronous, MonotonicSession, ResettableSession:
 		base := n.Vers[last]
-		snap, res := base.apply(op, rev, 0)
+		snap, res := base.apply(op, rev, 0, a)
 		if !res.ok {
 			return -1, base, res
 		}
 		if m.cfg.Consistency == Synchronous {
-			n.Vers = []*Snapshot{snap}
+			n.Vers = a.snapshots(1)
+			n.Vers[0] = snap
 			return 0, base, res
 		}
-		n.Vers = append(slices.Clip(n.Vers), snap)
+		n.Vers = a.appendSnapshot(n.Vers, snap)
 		return last + 1, base, res
 	case OptimisticLinear:
 		base := n.Vers[v]
-		snap, res := base.apply(op, rev, 0)
+		snap, res := base.apply(op, rev, 0, a)
 		if !res.ok {
 			return -1, base, res
 		}
 		switch {
 		case v != last:
 			// A leader change: the new leader only has version v.
-			n.Vers = []*Snapshot{base, snap}
+			n.Vers = a.snapshots(2)
+			n.Vers[0], n.Vers[1] = base, snap
 		case len(n.Vers) >= m.cfg.CommitEvery:
-			n.Vers = []*Snapshot{snap} // everything up to here committed
+			n.Vers = a.snapshots(1) // everything up to here committed
+			n.Vers[0] = snap
 		default:
-			n.Vers = append(slices.Clip(n.Vers), snap)
+			n.Vers = a.appendSnapshot(n.Vers, snap)
 		}
 		return int32(len(n.Vers) - 1), base, res
 	case Causal:
 		base := n.Vers[v]
-		snap, res := base.apply(op, rev, 0)
+		snap, res := base.apply(op, rev, 0, a)
 		if !res.ok {
 			return -1, base, res
 		}
-		n.Vers = append(slices.Clip(n.Vers), snap)
-		n.Par = append(slices.Clip(n.Par), v)
+		n.Vers = a.appendSnapshot(n.Vers, snap)
+		n.Par = a.appendInt32(n.Par, v)
 		return last + 1, base, res
 	}
 	return -1, nil, applied{}
 }
 
 // Next implements checker.Model.
-func (m *Model) Next(s *State, a Action) (*State, bool) {
-	n := clone(s)
+func (m *Model) Next(s *State, a Action) (*State, bool) { return m.next(s, a, nil) }
+
+// next is Next building the successor in ar.
+func (m *Model) next(s *State, a Action, ar *arena) (*State, bool) {
+	if a.T == ActStep {
+		return m.nextStep(s, int(a.C), a.V, ar)
+	}
+	n := ar.clone(s)
 	ok := false
 	switch a.T {
-	case ActStep:
-		ok = m.step(n, int(a.C), a.V)
 	case ActRestart:
 		if n.Env[BRestart] > 0 {
 			n.Env[BRestart]--
-			m.setLoc(n, int(a.C), Local{Session: m.restartSession(n.Loc[a.C].Session)})
+			m.setLoc(n, int(a.C), Local{Session: m.restartSession(n.Loc[a.C].Session)}, ar)
 			ok = true
 		}
 	case ActNodeFail:
 		if n.Env[BNodeFail] > 0 && !n.Loc[a.C].Down {
 			n.Env[BNodeFail]--
-			m.setLoc(n, int(a.C), Local{Session: n.Loc[a.C].Session, Down: true})
+			m.setLoc(n, int(a.C), Local{Session: n.Loc[a.C].Session, Down: true}, ar)
 			// The node lifecycle controller at the node's site notices.
 			node := m.ctrls[a.C].Node
 			m.envWrite(n, m.nodeSite[node], func(v *Snapshot) (Op, bool) {
@@ -414,17 +425,17 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 				no := *o
 				no.F[NReady] = 0
 				return update(&no), true
-			})
+			}, ar)
 			ok = true
 		}
 	case ActNodeRestart:
 		if n.Env[BNodeRestart] > 0 && n.Loc[a.C].Down {
 			n.Env[BNodeRestart]--
-			m.setLoc(n, int(a.C), Local{Session: m.restartSession(n.Loc[a.C].Session)})
+			m.setLoc(n, int(a.C), Local{Session: m.restartSession(n.Loc[a.C].Session)}, ar)
 			ok = true
 		}
 	case ActScale, ActImage, ActPause, ActAnnotate, ActDeleteWorkload:
-		ok = m.userWorkload(n, a)
+		ok = m.userWorkload(n, a, ar)
 	case ActDeletePod:
 		if n.Env[BDeletePod] > 0 {
 			ok = m.envWrite(n, 0, func(v *Snapshot) (Op, bool) {
@@ -433,7 +444,7 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 					return Op{}, false
 				}
 				return remove(p), true
-			})
+			}, ar)
 			if ok {
 				n.Env[BDeletePod]--
 			}
@@ -449,8 +460,10 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 		}
 	case ActSync:
 		if n.Sites != nil && !n.Cut && behind(n.Sites[a.V], n.Sites[a.C]) {
-			n.Sites = slices.Clone(n.Sites)
-			n.Sites[a.V] = mergeInto(n.Sites[a.V], n.Sites[a.C])
+			sites := ar.replicas(len(n.Sites))
+			copy(sites, n.Sites)
+			n.Sites = sites
+			n.Sites[a.V] = mergeInto(n.Sites[a.V], n.Sites[a.C], ar)
 			ok = true
 		}
 	case ActNodeLost:
@@ -463,7 +476,7 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 				no := *o
 				no.F[NReady] = 0
 				return update(&no), true
-			})
+			}, ar)
 			if ok {
 				n.Env[BNodeLost]--
 			}
@@ -476,8 +489,8 @@ func (m *Model) Next(s *State, a Action) (*State, bool) {
 }
 
 // envWrite lets the environment write through the latest version (or the
-// given site's replica).
-func (m *Model) envWrite(n *State, site int, f func(v *Snapshot) (Op, bool)) bool {
+// given site's replica), building in a.
+func (m *Model) envWrite(n *State, site int, f func(v *Snapshot) (Op, bool), a *arena) bool {
 	var v *Snapshot
 	if n.Sites != nil {
 		v = n.Sites[site].Snap
@@ -488,12 +501,11 @@ func (m *Model) envWrite(n *State, site int, f func(v *Snapshot) (Op, bool)) boo
 	if !ok {
 		return false
 	}
-	idx, _, res := m.write(n, -1, site, &op)
-	_ = idx
+	_, _, res := m.write(n, -1, site, &op, a)
 	return res.ok
 }
 
-func (m *Model) userWorkload(n *State, a Action) bool {
+func (m *Model) userWorkload(n *State, a Action, ar *arena) bool {
 	slot := map[uint8]int{ActScale: BScale, ActImage: BImage, ActPause: BPause, ActAnnotate: BAnnotate, ActDeleteWorkload: BDeleteWorkload}[a.T]
 	if n.Env[slot] <= 0 || int(a.X) >= len(m.workloads) {
 		return false
@@ -537,32 +549,52 @@ func (m *Model) userWorkload(n *State, a Action) bool {
 			no.F[gen]++
 		}
 		return update(&no), true
-	})
+	}, ar)
 	if ok {
 		n.Env[slot]--
 	}
 	return ok
 }
 
-// step runs controller c on version v.
-func (m *Model) step(n *State, c int, v int32) bool {
+// nextStep runs controller c on version v, building the successor in a.
+// Most steps do nothing (the controller has nothing to do in that view), so
+// the successor is only built once the reconcile step is known to act.
+func (m *Model) nextStep(s *State, c int, v int32, a *arena) (*State, bool) {
+	if c < 0 || c >= len(m.ctrls) {
+		return s, false
+	}
 	ctrl := &m.ctrls[c]
 	var view *Snapshot
-	if n.Sites != nil {
-		view = n.Sites[ctrl.Site].Snap
+	if s.Sites != nil {
+		view = s.Sites[ctrl.Site].Snap
 	} else {
-		if v < 0 || int(v) >= len(n.Vers) {
-			return false
+		if v < 0 || int(v) >= len(s.Vers) {
+			return s, false
 		}
-		view = n.Vers[v]
+		view = s.Vers[v]
 	}
-	op, nl, changed := Reconcile(ctrl, view, &n.Loc[c])
+	op, nl, changed := Reconcile(ctrl, view, &s.Loc[c])
+	if op.Type == OpNone && !changed {
+		return s, false
+	}
+	n := a.clone(s)
+	if !m.step(n, c, v, &op, nl, changed, a) {
+		return s, false
+	}
+	return m.seal(n), true
+}
+
+// step lands what controller c decided on version v (op, its new local
+// state nl, and whether that changed) in n, building in a, and reports
+// whether anything happened.
+func (m *Model) step(n *State, c int, v int32, op *Op, nl Local, changed bool, a *arena) bool {
+	ctrl := &m.ctrls[c]
 	wrote := false
 	if op.Type != OpNone {
-		idx, base, res := m.write(n, v, ctrl.Site, &op)
+		idx, base, res := m.write(n, v, ctrl.Site, op, a)
 		if res.ok {
 			wrote = true
-			n.Ghost |= ghost(ctrl.Kind, base, &op, &res)
+			n.Ghost |= ghost(ctrl.Kind, base, op, &res)
 			switch m.cfg.Consistency {
 			case MonotonicSession, ResettableSession, Causal:
 				nl.Session = idx // read your writes
@@ -578,7 +610,7 @@ func (m *Model) step(n *State, c int, v int32) bool {
 			nl.Session = max(nl.Session, v)
 		}
 	}
-	m.setLoc(n, c, nl)
+	m.setLoc(n, c, nl, a)
 	return true
 }
 

@@ -184,6 +184,38 @@ type Snapshot struct {
 	Gen  int32 // counter behind generated names
 	sum  uint64
 	Objs []Object
+	// ids, when not nil, holds the intern id of each object (0 when not
+	// known yet), so that encoding a state interns only its new objects.
+	ids []uint32
+	// off[k] is the index of the first object of kind k (of any kind >= k
+	// when there is none), so that Of and Get need not search other kinds.
+	off [numKinds + 1]uint16
+	// sid, when not 0, is the intern id of the snapshot (codec.go).
+	sid uint32
+}
+
+// numKinds bounds Kind values: kinds are 1..numKinds-1.
+const numKinds = int(KindJob) + 1
+
+// index sets off from Objs.
+func (s *Snapshot) index() {
+	var n [numKinds + 1]uint16
+	for i := range s.Objs {
+		if k := int(s.Objs[i].Kind); k < numKinds {
+			n[k+1]++
+		}
+	}
+	for k := 1; k <= numKinds; k++ {
+		n[k] += n[k-1]
+	}
+	s.off = n
+}
+
+// shift adjusts off for one object of kind k added (d = 1) or removed (-1).
+func (s *Snapshot) shift(k Kind, d int) {
+	for j := int(k) + 1; j <= numKinds; j++ {
+		s.off[j] = uint16(int(s.off[j]) + d)
+	}
 }
 
 // Hash identifies the snapshot's content, revision included.
@@ -198,12 +230,16 @@ func newSnapshot(rev int32, objs []Object) *Snapshot {
 		objs[i].RV = rev
 		s.sum += objs[i].hash()
 	}
+	s.index()
 	return s
 }
 
 // search returns the index of key k or where it would be inserted.
 func (s *Snapshot) search(k uint64) (int, bool) {
 	lo, hi := 0, len(s.Objs)
+	if kind := k >> 32; kind > 0 && kind < uint64(numKinds) {
+		lo, hi = int(s.off[kind]), int(s.off[kind+1])
+	}
 	for lo < hi {
 		m := (lo + hi) >> 1
 		if s.Objs[m].Key() < k {
@@ -217,6 +253,9 @@ func (s *Snapshot) search(k uint64) (int, bool) {
 
 // Get returns the object or nil.
 func (s *Snapshot) Get(k Kind, n Name) *Object {
+	if k == 0 || int(k) >= numKinds {
+		return nil
+	}
 	if i, ok := s.search(key(k, n)); ok {
 		return &s.Objs[i]
 	}
@@ -225,9 +264,10 @@ func (s *Snapshot) Get(k Kind, n Name) *Object {
 
 // Of returns the objects of one kind (a sub-slice; do not modify).
 func (s *Snapshot) Of(k Kind) []Object {
-	lo, _ := s.search(key(k, 0))
-	hi, _ := s.search(key(k+1, 0))
-	return s.Objs[lo:hi]
+	if int(k) >= numKinds {
+		return s.Objs[len(s.Objs):]
+	}
+	return s.Objs[s.off[k]:s.off[k+1]]
 }
 
 // OpType is what a write does.
@@ -260,9 +300,10 @@ type applied struct {
 }
 
 // apply evaluates op against s (compare-and-swap against s) and returns the
-// new snapshot at revision rev. site is stamped into generated names so that
-// sites never generate the same name, as random suffixes would not.
-func (s *Snapshot) apply(op *Op, rev int32, site int) (*Snapshot, applied) {
+// new snapshot at revision rev, built in a. site is stamped into generated
+// names so that sites never generate the same name, as random suffixes would
+// not.
+func (s *Snapshot) apply(op *Op, rev int32, site int, a *arena) (*Snapshot, applied) {
 	o := op.Obj
 	gen := s.Gen
 	if op.Type == OpCreate && o.Name&0xffff == sufGenerated {
@@ -307,32 +348,44 @@ func (s *Snapshot) apply(op *Op, rev int32, site int) (*Snapshot, applied) {
 	default:
 		return s, res
 	}
-	n := &Snapshot{Rev: rev, Gen: gen, sum: s.sum}
+	n := a.snapshot()
+	*n = Snapshot{Rev: rev, Gen: gen, sum: s.sum, off: s.off}
 	switch {
 	case res.removed:
-		n.Objs = make([]Object, 0, len(s.Objs)-1)
-		n.Objs = append(n.Objs, s.Objs[:i]...)
-		n.Objs = append(n.Objs, s.Objs[i+1:]...)
+		n.shift(s.Objs[i].Kind, -1)
+		n.Objs = a.objects(len(s.Objs) - 1)
+		copy(n.Objs, s.Objs[:i])
+		copy(n.Objs[i:], s.Objs[i+1:])
 		n.sum -= s.Objs[i].hash()
+		if s.ids != nil {
+			n.ids = a.uint32s(len(s.ids) - 1)
+			copy(n.ids, s.ids[:i])
+			copy(n.ids[i:], s.ids[i+1:])
+		}
 	case exists:
-		n.Objs = make([]Object, len(s.Objs))
+		n.Objs = a.objects(len(s.Objs))
 		copy(n.Objs, s.Objs)
 		n.sum -= s.Objs[i].hash()
 		n.Objs[i] = res.obj
 		n.sum += res.obj.hash()
+		if s.ids != nil {
+			n.ids = a.uint32s(len(s.ids))
+			copy(n.ids, s.ids)
+			n.ids[i] = 0
+		}
 	default:
-		n.Objs = make([]Object, 0, len(s.Objs)+1)
-		n.Objs = append(n.Objs, s.Objs[:i]...)
-		n.Objs = append(n.Objs, res.obj)
-		n.Objs = append(n.Objs, s.Objs[i:]...)
+		n.shift(res.obj.Kind, 1)
+		n.Objs = a.objects(len(s.Objs) + 1)
+		copy(n.Objs, s.Objs[:i])
+		n.Objs[i] = res.obj
+		copy(n.Objs[i+1:], s.Objs[i:])
 		n.sum += res.obj.hash()
+		if s.ids != nil {
+			n.ids = a.uint32s(len(s.ids) + 1)
+			copy(n.ids, s.ids[:i])
+			n.ids[i] = 0
+			copy(n.ids[i+1:], s.ids[i:])
+		}
 	}
 	return n, res
-}
-
-// withRev returns s relabelled as revision rev (same objects).
-func (s *Snapshot) withRev(rev int32) *Snapshot {
-	n := *s
-	n.Rev = rev
-	return &n
 }

@@ -388,10 +388,20 @@ func (m *Model) quiescent(s *State) bool {
 		return false
 	}
 	v := m.latest(s)
+	// Controllers other than kubelets decide from the view alone, so one
+	// instance of each kind answers for all.
+	var done uint32
 	for i := range m.ctrls {
 		c := &m.ctrls[i]
-		if c.Kind == CKubelet && s.Loc[i].Down {
-			continue
+		if c.Kind == CKubelet {
+			if s.Loc[i].Down {
+				continue
+			}
+		} else {
+			if done&(1<<c.Kind) != 0 {
+				continue
+			}
+			done |= 1 << c.Kind
 		}
 		if op, _, changed := Reconcile(c, v, &s.Loc[i]); op.Type != OpNone || changed {
 			return false

@@ -16,6 +16,10 @@ type Replica struct {
 	VV        [MaxSites]uint32
 	Conflicts int32 // concurrent creates resolved here (a metric, not state)
 	h         uint64
+	docSum    uint64 // the sum of the documents' hashes, part of h
+	// docIDs, when not nil, holds the intern id of each document (0 when
+	// not known yet); see Snapshot.ids.
+	docIDs []uint32
 }
 
 func newReplica(snap *Snapshot) *Replica {
@@ -25,24 +29,24 @@ func newReplica(snap *Snapshot) *Replica {
 		d := consistency.Create(consistency.Doc{Key: o.Key()}, o.F, consistency.Stamp{})
 		d.Inc = consistency.Stamp{Counter: 0, Site: 0xff}
 		r.Docs = append(r.Docs, d)
+		r.docSum += docHash(&d)
 	}
-	r.rehash()
+	r.seal()
 	return r
 }
 
-func (r *Replica) rehash() {
+// seal computes the replica's hash from its parts; docSum must be current.
+func (r *Replica) seal() {
 	h := r.Snap.Hash() ^ uint64(r.Clock)*0x9e3779b97f4a7c15
 	for i, v := range r.VV {
 		h ^= mix64(uint64(v)<<8 | uint64(i))
 	}
-	for i := range r.Docs {
-		h += docHash(&r.Docs[i])
-	}
-	r.h = mix64(h)
+	r.h = mix64(h + r.docSum)
 }
 
 func docHash(d *consistency.Doc) uint64 {
-	h := d.Key*0xff51afd7ed558ccd ^ uint64(d.Inc.Counter)<<8 ^ uint64(d.Inc.Site) ^ uint64(d.Prev.Counter)<<40
+	h := d.Key*0xff51afd7ed558ccd ^ uint64(d.Inc.Counter)<<8 ^ uint64(d.Inc.Site) ^ uint64(d.Prev.Counter)<<40 ^
+		uint64(d.Ops)<<20
 	if d.Deleted {
 		h ^= 1 << 63
 	}
@@ -66,13 +70,15 @@ func (r *Replica) findDoc(k uint64) (int, bool) {
 }
 
 // write applies a local write at site: compare-and-swap against this
-// replica only, then stamps the change into the key's document.
-func (r *Replica) write(op *Op, site int) (*Replica, *Snapshot, applied) {
-	snap, res := r.Snap.apply(op, r.Snap.Rev+1, site)
+// replica only, then stamps the change into the key's document. The new
+// replica is built in a.
+func (r *Replica) write(op *Op, site int, a *arena) (*Replica, *Snapshot, applied) {
+	snap, res := r.Snap.apply(op, r.Snap.Rev+1, site, a)
 	if !res.ok {
 		return r, r.Snap, res
 	}
-	n := &Replica{Snap: snap, Clock: r.Clock + 1, VV: r.VV, Conflicts: r.Conflicts}
+	n := a.replica()
+	*n = Replica{Snap: snap, Clock: r.Clock + 1, VV: r.VV, Conflicts: r.Conflicts, docSum: r.docSum}
 	n.VV[site] = n.Clock
 	st := consistency.Stamp{Counter: n.Clock, Site: uint8(site)}
 	k := op.Obj.Key()
@@ -83,6 +89,7 @@ func (r *Replica) write(op *Op, site int) (*Replica, *Snapshot, applied) {
 	var d consistency.Doc
 	if found {
 		d = r.Docs[i]
+		n.docSum -= docHash(&d)
 	} else {
 		d = consistency.Doc{Key: k}
 	}
@@ -92,19 +99,31 @@ func (r *Replica) write(op *Op, site int) (*Replica, *Snapshot, applied) {
 	case !d.Live():
 		d = consistency.Create(d, res.obj.F, st)
 	default:
-		d = consistency.Update(d, res.obj.F, st)
+		d = consistency.Update(d, res.obj.F, uint8(site))
 	}
+	n.docSum += docHash(&d)
 	if found {
-		n.Docs = make([]consistency.Doc, len(r.Docs))
+		n.Docs = a.docs(len(r.Docs))
 		copy(n.Docs, r.Docs)
 		n.Docs[i] = d
+		if r.docIDs != nil {
+			n.docIDs = a.uint32s(len(r.docIDs))
+			copy(n.docIDs, r.docIDs)
+			n.docIDs[i] = 0
+		}
 	} else {
-		n.Docs = make([]consistency.Doc, 0, len(r.Docs)+1)
-		n.Docs = append(n.Docs, r.Docs[:i]...)
-		n.Docs = append(n.Docs, d)
-		n.Docs = append(n.Docs, r.Docs[i:]...)
+		n.Docs = a.docs(len(r.Docs) + 1)
+		copy(n.Docs, r.Docs[:i])
+		n.Docs[i] = d
+		copy(n.Docs[i+1:], r.Docs[i:])
+		if r.docIDs != nil {
+			n.docIDs = a.uint32s(len(r.docIDs) + 1)
+			copy(n.docIDs, r.docIDs[:i])
+			n.docIDs[i] = 0
+			copy(n.docIDs[i+1:], r.docIDs[i:])
+		}
 	}
-	n.rehash()
+	n.seal()
 	return n, r.Snap, res
 }
 
@@ -118,26 +137,40 @@ func behind(dst, src *Replica) bool {
 	return false
 }
 
-// mergeInto returns dst after receiving src's state (anti-entropy). Keys
-// whose materialised value changes get dst's next local revision.
-func mergeInto(dst, src *Replica) *Replica {
-	n := &Replica{Clock: max(dst.Clock, src.Clock), Conflicts: dst.Conflicts}
+// mergeInto returns dst after receiving src's state (anti-entropy), built in
+// a. Keys whose materialised value changes get dst's next local revision.
+func mergeInto(dst, src *Replica, a *arena) *Replica {
+	n := a.replica()
+	*n = Replica{Clock: max(dst.Clock, src.Clock), Conflicts: dst.Conflicts}
 	for i := range n.VV {
 		n.VV[i] = max(dst.VV[i], src.VV[i])
 	}
 	rev := dst.Snap.Rev + 1
-	objs := make([]Object, 0, len(dst.Snap.Objs)+2)
-	n.Docs = make([]consistency.Doc, 0, len(dst.Docs)+2)
+	most := len(dst.Docs) + len(src.Docs)
+	objs := a.objects(most)[:0]
+	oids := a.uint32s(most)[:0]
+	n.Docs = a.docs(most)[:0]
+	n.docIDs = a.uint32s(most)[:0]
+	// docID and objID carry known intern ids over to what is unchanged.
+	docID := func(r *Replica, i int, d *consistency.Doc) uint32 {
+		if r.docIDs == nil || r.Docs[i] != *d {
+			return 0
+		}
+		return r.docIDs[i]
+	}
 	i, j := 0, 0
 	for i < len(dst.Docs) || j < len(src.Docs) {
 		var d consistency.Doc
 		var old *consistency.Doc
+		var id uint32
 		switch {
 		case j == len(src.Docs) || i < len(dst.Docs) && dst.Docs[i].Key < src.Docs[j].Key:
 			d, old = dst.Docs[i], &dst.Docs[i]
+			id = docID(dst, i, &d)
 			i++
 		case i == len(dst.Docs) || src.Docs[j].Key < dst.Docs[i].Key:
 			d = src.Docs[j]
+			id = docID(src, j, &d)
 			j++
 		default:
 			var conflict bool
@@ -145,27 +178,40 @@ func mergeInto(dst, src *Replica) *Replica {
 			if conflict {
 				n.Conflicts++
 			}
+			if id = docID(dst, i, &d); id == 0 {
+				id = docID(src, j, &d)
+			}
 			old = &dst.Docs[i]
 			i++
 			j++
 		}
 		n.Docs = append(n.Docs, d)
+		n.docIDs = append(n.docIDs, id)
+		n.docSum += docHash(&d)
 		if !d.Live() {
 			continue
 		}
 		o := Object{Kind: Kind(d.Key >> 32), Name: Name(d.Key), RV: rev, F: d.Vals}
+		var oid uint32
 		if old != nil && old.Live() && old.Inc == d.Inc && old.Vals == d.Vals {
-			if cur := dst.Snap.Get(o.Kind, o.Name); cur != nil {
+			if k, ok := dst.Snap.search(o.Key()); ok {
+				cur := &dst.Snap.Objs[k]
 				o.RV = cur.RV
+				if dst.Snap.ids != nil && *cur == o {
+					oid = dst.Snap.ids[k]
+				}
 			}
 		}
 		objs = append(objs, o)
+		oids = append(oids, oid)
 	}
-	n.Snap = &Snapshot{Rev: rev, Gen: dst.Snap.Gen, Objs: objs}
+	n.Snap = a.snapshot()
+	*n.Snap = Snapshot{Rev: rev, Gen: dst.Snap.Gen, Objs: objs, ids: oids}
+	n.Snap.index()
 	for k := range objs {
 		n.Snap.sum += objs[k].hash()
 	}
-	n.rehash()
+	n.seal()
 	return n
 }
 
