@@ -33,7 +33,11 @@
 // Known approximations: owner references name the owner but not its UID;
 // generated pod names use a per-store counter (stamped with the site) instead
 // of random suffixes; eviction from NotReady nodes is immediate; eventually
-// properties are judged at terminal states only (as in stateright).
+// properties are judged at terminal states only (as in stateright); under
+// rhizome, site i is assumed to sort i-th both by name and by automerge
+// actor id, and every field is a member that is always present (a field
+// write of 0 that crdt/ would make a member removal can lose where the model
+// lets it win; see package consistency).
 //
 // Speed and memory (codec.go, intern.go, arena.go): the model implements
 // checker.Compact. Objects, documents and controller-state vectors are
