@@ -14,9 +14,13 @@
 //     update of that incarnation. A create that follows the delete is a newer
 //     incarnation and stands.
 //   - Bodies. A value that is a compact JSON object is a document: an automerge map
-//     of its fields, so concurrent edits of different fields both survive and
-//     concurrent edits of one field resolve last-writer-wins. Any other value is an
-//     opaque register. A write that cannot be expressed as a field diff of the
+//     of its fields, so concurrent edits of different fields both survive.
+//     Concurrent writes of one field resolve by automerge's operation ids (a
+//     Lamport counter that advances once per field a change writes; ties go to the
+//     greater actor), so a causally later write always wins; a member removed at
+//     one site and written concurrently at another stays (add-wins). The checker's
+//     pure model (checker/consistency) follows these rules, tied to this package by
+//     a seeded differential test. Any other value is an opaque register. A write that cannot be expressed as a field diff of the
 //     current document (a register, or a switch between kinds) starts a new body
 //     epoch, which replaces older epochs whole.
 //
