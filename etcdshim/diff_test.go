@@ -416,7 +416,6 @@ func runDifferential(t *testing.T, seed uint64, n int) {
 		default:
 			// A watcher started from an old revision replays history.
 			r := &pb.WatchCreateRequest{Key: []byte("a"), RangeEnd: []byte{0}, StartRevision: g.rng.Int64N(g.rev) + 1, PrevKv: true}
-			desc = "watch " + prototext.Format(r)
 			// Let both catch up before anything is compacted: how far an etcd
 			// watcher got before a compaction cancels it is a matter of timing.
 			for _, tg := range targets {

@@ -13,10 +13,6 @@ type revision struct {
 	sub  int32
 }
 
-func (a revision) less(b revision) bool {
-	return a.main < b.main || (a.main == b.main && a.sub < b.sub)
-}
-
 // version is one entry of a key's history.
 type version struct {
 	rev  revision

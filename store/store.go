@@ -37,7 +37,6 @@ type Store struct {
 	// Committer-owned state.
 	rev   int64     // newest applied revision (>= committed)
 	clock uint64    // Lamport clock for crdt stamps
-	seq   uint64    // sequence of the latest change originated here
 	docs  *docCache // decoded key documents
 	fail  error     // set when a commit failed: the store refuses further writes
 	reqs  chan *request
