@@ -107,7 +107,7 @@ func runScript(t testing.TB, set string) (string, error) {
 	}
 	if err := cmd.Wait(); err != nil {
 		return "", fmt.Errorf("scripts/bins.sh %s failed (%w); its last output:\n%s\n"+
-			"Run `scripts/bins.sh %s` in %s to see all of it.",
+			"run `scripts/bins.sh %s` in %s to see all of it",
 			set, err, strings.Join(tail, "\n"), set, root)
 	}
 

@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 
@@ -52,7 +51,13 @@ func TestUpstreamStorageSuite(t *testing.T) {
 	}
 }
 
-func goBin() string { return filepath.Join(runtime.GOROOT(), "bin", "go") }
+// goBin is the go command running this test (go test puts its GOROOT first on PATH).
+func goBin() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "go"
+}
 
 // prepare copies k8s.io/apiserver, at the version in go.mod, to a temporary
 // directory with the drop-in test server in place, and writes a go.mod that
