@@ -31,7 +31,8 @@ type kubeReport struct {
 // kubeReportConfig is the part of kubeBenchConfig that shapes the figures.
 type kubeReportConfig struct {
 	APIServer      string         `json:"kube_apiserver"`
-	Duration       string         `json:"duration_per_cell"`
+	Duration       string         `json:"duration_per_round"`
+	Rounds         int            `json:"rounds_per_cell"`
 	Warmup         string         `json:"warmup"`
 	Clients        []int          `json:"clients"`
 	Conns          int            `json:"max_conns"`
@@ -54,7 +55,7 @@ func (c kubeBenchConfig) report() kubeReportConfig {
 	pod, _ := json.Marshal(benchPod("kb-c64-0", "c063-000001", 63, 1))
 	cm, _ := json.Marshal(benchConfigMap("kb-c64-0", "c063-000001", 63, 1))
 	return kubeReportConfig{
-		Duration: c.Duration.String(), Warmup: c.Warmup.String(), Clients: c.Clients, Conns: c.Conns,
+		Duration: c.Duration.String(), Rounds: c.Rounds, Warmup: c.Warmup.String(), Clients: c.Clients, Conns: c.Conns,
 		Namespaces: c.Namespaces, PoolPerClient: c.PoolPerClient, PageSize: c.PageSize, Mix: mix, Seed: c.Seed,
 		PodBytes: len(pod), ConfigMapBytes: len(cm),
 		Fsync: true, // neither datastore gets --unsafe-no-fsync
@@ -68,7 +69,11 @@ type kubeCell struct {
 	Encoding  string  `json:"encoding"`
 	Clients   int     `json:"clients"`
 	Conns     int     `json:"conns"`
-	Seconds   float64 `json:"seconds"`
+	Seconds   float64 `json:"seconds"` // measured, all rounds together
+	Rounds    int     `json:"rounds"`
+	// RoundThroughputs are the calls per second of each round, to show
+	// how steady the cell was.
+	RoundThroughputs []float64 `json:"round_throughputs_rps"`
 	// Ops has one row per operation, pods and ConfigMaps together, then
 	// the row "all"; Kinds splits each operation by resource.
 	Ops       []kubeOpStats `json:"ops"`
@@ -213,8 +218,8 @@ func (r *kubeReport) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Rhizome %s vs %s through %s (storage only: no controller-manager, scheduler)\n",
 		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
-	fmt.Fprintf(&b, "%s per cell after %s warm-up; fsync on; protobuf storage unless the system says json; %d HTTP/2 connections\n",
-		r.Config.Duration, r.Config.Warmup, r.Config.Conns)
+	fmt.Fprintf(&b, "%d rounds of %s per cell, each after %s warm-up, interleaved across systems; fsync on; protobuf storage unless the system says json; %d HTTP/2 connections\n",
+		r.Config.Rounds, r.Config.Duration, r.Config.Warmup, r.Config.Conns)
 	fmt.Fprintf(&b, "mix: %s; pods %d B, configmaps %d B (JSON as sent); %d of each per client; %d namespaces; list pages of %d\n",
 		mixString(r.Config.Mix), r.Config.PodBytes, r.Config.ConfigMapBytes, r.Config.PoolPerClient, r.Config.Namespaces, r.Config.PageSize)
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s; started %s; load1 %.2f before, %.2f after\n",
@@ -238,7 +243,7 @@ func (r *kubeReport) Table() string {
 	b.WriteString("\nratio = system/etcd at the same level: above 1 is better for req/s, worse for p99. A list reads every page.\n\n")
 
 	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tclients\tcalls\tdatastore cpu us/call\tapiserver cpu us/call\tdatastore rss\tapiserver rss\tdb size\tlist pages\tother cores\tload1 start|end\t")
+	fmt.Fprintln(tw, "system\tclients\tcalls\tdatastore cpu us/call\tapiserver cpu us/call\tdatastore rss\tapiserver rss\tdb size\tlist pages\tother cores\tload1 start|end\treq/s by round\t")
 	for _, n := range r.Config.Clients {
 		for _, sys := range r.systems() {
 			c, ok := r.cell(sys, n)
@@ -246,10 +251,14 @@ func (r *kubeReport) Table() string {
 				continue
 			}
 			a := c.op(kubeOpAll)
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.2f|%.2f\t\n",
+			var byRound []string
+			for _, v := range c.RoundThroughputs {
+				byRound = append(byRound, fmt.Sprintf("%.0f", v))
+			}
+			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%.2f|%.2f\t%s\t\n",
 				sys, n, a.Requests, fmtCPU(c.DatastoreCPUPerOpUs), fmtCPU(c.APIServerCPUPerOpUs),
 				fmtBytes(c.DatastoreRSSBytes), fmtBytes(c.APIServerRSSBytes), fmtBytes(c.DatastoreDBBytes),
-				c.ListPages, fmtCores(c.OtherCores), c.LoadStart, c.LoadEnd)
+				c.ListPages, fmtCores(c.OtherCores), c.LoadStart, c.LoadEnd, orDash(strings.Join(byRound, " ")))
 			if a.Errors > 0 {
 				notes = append(notes, fmt.Sprintf("%s clients=%d: %d errors, last: %s", sys, n, a.Errors, a.LastError))
 			}
@@ -259,7 +268,7 @@ func (r *kubeReport) Table() string {
 		}
 	}
 	tw.Flush()
-	b.WriteString("\ncpu = process CPU time per call during the cell; other cores = CPU used by everything but this benchmark and the\n" +
+	b.WriteString("\ncpu = process CPU time per call during the measured rounds; other cores = CPU used by everything but this benchmark and the\n" +
 		"control planes (other users of the machine); load1 = 1-minute load average (includes the benchmark itself).\n")
 	for _, n := range notes {
 		b.WriteString("note: " + n + "\n")
@@ -366,8 +375,8 @@ func (r *kubeReport) PNG(w io.Writer) error {
 
 	title := fmt.Sprintf("Rhizome %s vs %s via %s", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
 	f.drawText(img, marginL, 16, title, 3, pal.text)
-	sub := fmt.Sprintf("pods and configmaps, %s per cell after %s warm-up, fsync on; %d CPUs, load1 %.2f before, %.2f after; %s",
-		r.Config.Duration, r.Config.Warmup, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
+	sub := fmt.Sprintf("pods and configmaps, %dx%s per cell, fsync on; %d CPUs, load1 %.2f before, %.2f after; %s",
+		r.Config.Rounds, r.Config.Duration, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
 	if lo, hi, ok := r.otherCores(); ok {
 		sub += fmt.Sprintf("; others used %.2f-%.2f cores", lo, hi)
 	}

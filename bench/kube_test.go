@@ -39,17 +39,20 @@ import (
 // Each system gets its own storage-only control plane (internal/kube: the
 // datastore and kube-apiserver v1.36, no controller-manager or scheduler)
 // in kube-apiserver's default protobuf storage encoding, fsync on for both.
-// Both control planes are up for the whole run; the cells run one at a time,
-// alternating which system goes first. Per concurrency level each client
-// fills its own pool of objects in one of a few namespaces, warms up, then
-// runs the measured phase: create, get, list (namespace-scoped, paged),
+// Both control planes are up for the whole run and only one is driven at a
+// time. Per concurrency level each client first fills its own pool of
+// objects in one of a few namespaces; then the level is measured in rounds
+// (warm-up, measured phase), every system's round 1, then every system's
+// round 2, rotating which goes first, so load from elsewhere on a shared
+// machine falls on all systems alike. A measured phase runs: create, get, list (namespace-scoped, paged),
 // update and delete of its own Pods (about 3 KB) and ConfigMaps (about 1 KB),
 // picked at random with weights, the same sequence on every system.
 //
 // Settings come from the environment (go test flags belong to go test):
 //
-//	RHIZOME_KUBE_BENCH_DURATION  measured time per cell (default 25s)
-//	RHIZOME_KUBE_BENCH_WARMUP    unrecorded time before it (default 5s)
+//	RHIZOME_KUBE_BENCH_DURATION  measured time per round of a cell (default 10s)
+//	RHIZOME_KUBE_BENCH_WARMUP    unrecorded time before each round (default 3s)
+//	RHIZOME_KUBE_BENCH_ROUNDS    rounds per cell, interleaved across systems (default 3)
 //	RHIZOME_KUBE_BENCH_CLIENTS   concurrency levels (default 16,64)
 //	RHIZOME_KUBE_BENCH_JSON      1: also Rhizome with JSON storage encoding
 //	RHIZOME_KUBE_BENCH_OUT       directory for kube.json, kube.txt, kube.png
@@ -110,21 +113,36 @@ func BenchmarkKube(b *testing.B) {
 		targets = append(targets, t)
 	}
 
-	total := len(cfg.Clients) * len(targets)
+	total := len(cfg.Clients) * len(targets) * cfg.Rounds
+	step := 0
 	for level, clients := range cfg.Clients {
-		// Rotate which system goes first, so drift in the machine's load
-		// does not always favour the same one.
-		order := slices.Clone(targets)
-		for range level % len(order) {
-			order = append(order[1:], order[0])
+		cells := make([]*kubeCellRun, len(targets))
+		for i, t := range targets {
+			run, err := prepareKubeCell(ctx, cfg, t, level, clients, progress)
+			if err != nil {
+				b.Fatal(err)
+			}
+			cells[i] = run
 		}
-		for _, t := range order {
-			cell, err := runKubeCell(ctx, cfg, t, targets, level, clients, progress)
+		for round := range cfg.Rounds {
+			// Rotate which system goes first, so drift in the machine's
+			// load does not always favour the same one.
+			for k := range cells {
+				run := cells[(k+level+round)%len(cells)]
+				if err := run.measure(ctx, cfg, targets, round, progress); err != nil {
+					b.Fatal(err)
+				}
+				step++
+				fmt.Fprintf(progress, "[%d/%d] round %d/%d: %s\n", step, total, round+1, cfg.Rounds, run.rounds[round].summary(run))
+			}
+		}
+		for _, run := range cells {
+			cell, err := run.cell()
 			if err != nil {
 				b.Fatal(err)
 			}
 			rep.Cells = append(rep.Cells, cell)
-			fmt.Fprintf(progress, "[%d/%d] %s\n", len(rep.Cells), total, cell.summary())
+			fmt.Fprintf(progress, "cell: %s\n", cell.summary())
 		}
 	}
 	rep.Host.LoadAfter = loadAvg()
@@ -154,8 +172,14 @@ func BenchmarkKube(b *testing.B) {
 
 // kubeBenchConfig says what BenchmarkKube measures.
 type kubeBenchConfig struct {
-	// Duration is how long each cell is measured, after Warmup unrecorded.
+	// Duration is how long each round of a cell is measured, after Warmup
+	// unrecorded.
 	Duration, Warmup time.Duration
+	// Rounds splits each cell: every system runs round 1, then every
+	// system round 2, and so on, so a burst of load from elsewhere on the
+	// machine hits all systems rather than one. A cell's figures merge
+	// its rounds.
+	Rounds int
 	// Clients are the concurrency levels: simulated API clients, each
 	// making one call at a time.
 	Clients []int
@@ -183,8 +207,9 @@ type kubeBenchConfig struct {
 
 func defaultKubeBenchConfig() kubeBenchConfig {
 	return kubeBenchConfig{
-		Duration:      25 * time.Second,
-		Warmup:        5 * time.Second,
+		Duration:      10 * time.Second,
+		Warmup:        3 * time.Second,
+		Rounds:        3,
 		Clients:       []int{16, 64},
 		Conns:         8,
 		Namespaces:    8,
@@ -198,6 +223,13 @@ func defaultKubeBenchConfig() kubeBenchConfig {
 
 // fromEnv overrides c with the RHIZOME_KUBE_BENCH_* variables that are set.
 func (c *kubeBenchConfig) fromEnv(getenv func(string) string) error {
+	if v := getenv("RHIZOME_KUBE_BENCH_ROUNDS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil {
+			return fmt.Errorf("bench: RHIZOME_KUBE_BENCH_ROUNDS: %w", err)
+		}
+		c.Rounds = n
+	}
 	for name, d := range map[string]*time.Duration{"DURATION": &c.Duration, "WARMUP": &c.Warmup} {
 		if v := getenv("RHIZOME_KUBE_BENCH_" + name); v != "" {
 			x, err := time.ParseDuration(v)
@@ -239,6 +271,8 @@ func (c kubeBenchConfig) Validate() error {
 		return errors.New("bench: kube: Warmup < 0")
 	case len(c.Clients) == 0:
 		return errors.New("bench: kube: no Clients levels")
+	case c.Rounds < 1:
+		return errors.New("bench: kube: Rounds < 1")
 	case c.Conns < 1 || c.Namespaces < 1 || c.PoolPerClient < 1 || c.PageSize < 1:
 		return errors.New("bench: kube: Conns, Namespaces, PoolPerClient and PageSize must be positive")
 	case c.ProgressEvery <= 0:
@@ -343,9 +377,53 @@ func pidServer(name string, pid int) (*server, error) {
 // kubeOpAll names the row of a cell that sums every operation.
 const kubeOpAll = "all"
 
-// runKubeCell measures one concurrency level on one system. all are every
-// target of the run, whose CPU does not count as other load.
-func runKubeCell(ctx context.Context, cfg kubeBenchConfig, t *kubeTarget, all []*kubeTarget, level, n int, progress io.Writer) (kubeCell, error) {
+// kubeCellRun is one concurrency level on one system while it is measured.
+type kubeCellRun struct {
+	t       *kubeTarget
+	name    string
+	n       int
+	clients []*kubeClient
+	rounds  []kubeRound
+}
+
+// kubeRound is what one measured phase of a cell saw.
+type kubeRound struct {
+	stats              kubeStats
+	elapsed            time.Duration
+	datastoreCPU       time.Duration
+	apiserverCPU       time.Duration
+	cpuOK              bool
+	otherCores         float64
+	loadStart, loadEnd float64
+}
+
+func (r kubeRound) calls() int64 {
+	var n int64
+	for op := range r.stats.hist {
+		for k := range r.stats.hist[op] {
+			n += int64(r.stats.hist[op][k].n)
+		}
+	}
+	return n
+}
+
+func (r kubeRound) summary(run *kubeCellRun) string {
+	n := r.calls()
+	return fmt.Sprintf("%-12s clients=%-3d %7.0f calls/s  datastore %s us/call  apiserver %s us/call  (load1 %.2f, other cores %s)",
+		run.t.sys.Name, run.n, float64(n)/r.elapsed.Seconds(),
+		fmtCPU(perCall(r.datastoreCPU, n, r.cpuOK)), fmtCPU(perCall(r.apiserverCPU, n, r.cpuOK)), r.loadEnd, fmtCores(r.otherCores))
+}
+
+func perCall(d time.Duration, n int64, ok bool) float64 {
+	if !ok || n == 0 {
+		return -1
+	}
+	return float64(d.Microseconds()) / float64(n)
+}
+
+// prepareKubeCell creates the level's namespaces on t and fills every
+// client's pool of objects.
+func prepareKubeCell(ctx context.Context, cfg kubeBenchConfig, t *kubeTarget, level, n int, progress io.Writer) (*kubeCellRun, error) {
 	name := fmt.Sprintf("%s %d clients", t.sys.Name, n)
 	fmt.Fprintf(progress, "kube bench: %s: creating namespaces and %d objects (load1 %.2f)\n", name, 2*n*cfg.PoolPerClient, loadAvg())
 	cs := t.conns[0]
@@ -353,34 +431,39 @@ func runKubeCell(ctx context.Context, cfg kubeBenchConfig, t *kubeTarget, all []
 	for j := range min(cfg.Namespaces, n) {
 		ns := fmt.Sprintf("kb-c%d-%d", n, j)
 		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return kubeCell{}, fmt.Errorf("bench: %s: namespace: %w", name, err)
+			return nil, fmt.Errorf("bench: %s: namespace: %w", name, err)
 		}
 		// Pods need their service account; without a controller manager
 		// nobody else creates it.
 		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}
 		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return kubeCell{}, fmt.Errorf("bench: %s: service account: %w", name, err)
+			return nil, fmt.Errorf("bench: %s: service account: %w", name, err)
 		}
 		namespaces = append(namespaces, ns)
 	}
-	clients := make([]*kubeClient, n)
-	for i := range clients {
-		clients[i] = newKubeClient(i, namespaces[i%len(namespaces)], t.conns[i%len(t.conns)], cfg, level)
+	run := &kubeCellRun{t: t, name: name, n: n, clients: make([]*kubeClient, n)}
+	for i := range run.clients {
+		run.clients[i] = newKubeClient(i, namespaces[i%len(namespaces)], t.conns[i%len(t.conns)], cfg, level)
 	}
-	if err := fillClients(ctx, clients); err != nil {
-		return kubeCell{}, fmt.Errorf("bench: %s: %w", name, err)
+	if err := fillClients(ctx, run.clients); err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
+	return run, nil
+}
+
+// measure runs one round: warm-up, then the measured phase. all are every
+// target of the run, whose CPU does not count as other load.
+func (run *kubeCellRun) measure(ctx context.Context, cfg kubeBenchConfig, all []*kubeTarget, round int, progress io.Writer) error {
+	t := run.t
 	var done atomic.Int64
 	if cfg.Warmup > 0 {
-		fmt.Fprintf(progress, "kube bench: %s: warming up for %v\n", name, cfg.Warmup)
-		runKubePhase(ctx, clients, time.Now().Add(cfg.Warmup), &done)
+		fmt.Fprintf(progress, "kube bench: %s, round %d: warming up for %v\n", run.name, round+1, cfg.Warmup)
+		runKubePhase(ctx, run.clients, time.Now().Add(cfg.Warmup), &done)
 	}
 	if err := t.cluster.Running(); err != nil {
-		return kubeCell{}, err
+		return err
 	}
-
-	cell := kubeCell{System: t.sys.Name, Datastore: string(t.sys.Datastore), Encoding: t.sys.Encoding.String(),
-		Clients: n, Conns: min(n, len(t.conns)), LoadStart: loadAvg()}
+	r := kubeRound{loadStart: loadAvg()}
 	meter := &cpuMeter{}
 	for _, o := range all {
 		meter.servers = append(meter.servers, o.datastore, o.apiserver)
@@ -389,21 +472,59 @@ func runKubeCell(ctx context.Context, cfg kubeBenchConfig, t *kubeTarget, all []
 	ds0, err0 := t.datastore.cpuTime()
 	as0, err1 := t.apiserver.cpuTime()
 	done.Store(0)
-	stopProgress := reportProgress(progress, name, cfg.ProgressEvery, &done)
-	st, elapsed := runKubePhase(ctx, clients, time.Now().Add(cfg.Duration), &done)
+	stopProgress := reportProgress(progress, fmt.Sprintf("%s, round %d", run.name, round+1), cfg.ProgressEvery, &done)
+	r.stats, r.elapsed = runKubePhase(ctx, run.clients, time.Now().Add(cfg.Duration), &done)
 	ds1, err2 := t.datastore.cpuTime()
 	as1, err3 := t.apiserver.cpuTime()
-	cell.OtherCores = meter.otherCores()
-	cell.LoadEnd = loadAvg()
+	r.otherCores = meter.otherCores()
+	r.loadEnd = loadAvg()
 	stopProgress()
 	if err := ctx.Err(); err != nil {
-		return kubeCell{}, err
+		return err
 	}
 	if err := t.cluster.Running(); err != nil {
-		return kubeCell{}, err
+		return err
 	}
+	if r.calls() == 0 {
+		return fmt.Errorf("bench: %s: no call succeeded: %w", run.name, r.stats.lastErr)
+	}
+	r.datastoreCPU, r.apiserverCPU = ds1-ds0, as1-as0
+	r.cpuOK = errors.Join(err0, err1, err2, err3) == nil
+	run.rounds = append(run.rounds, r)
+	return nil
+}
 
-	cell.Seconds = elapsed.Seconds()
+// cell merges the rounds into the cell's figures.
+func (run *kubeCellRun) cell() (kubeCell, error) {
+	t := run.t
+	c := kubeCell{System: t.sys.Name, Datastore: string(t.sys.Datastore), Encoding: t.sys.Encoding.String(),
+		Clients: run.n, Conns: min(run.n, len(t.conns)), Rounds: len(run.rounds), LoadStart: -1, OtherCores: -1}
+	var st kubeStats
+	var elapsed, dsCPU, asCPU time.Duration
+	cpuOK, coreSeconds, coresOK := true, 0.0, true
+	for i, r := range run.rounds {
+		st.merge(&r.stats)
+		elapsed += r.elapsed
+		dsCPU += r.datastoreCPU
+		asCPU += r.apiserverCPU
+		cpuOK = cpuOK && r.cpuOK
+		if r.otherCores < 0 {
+			coresOK = false
+		}
+		coreSeconds += r.otherCores * r.elapsed.Seconds()
+		if i == 0 {
+			c.LoadStart = r.loadStart
+		}
+		c.LoadEnd = r.loadEnd
+		c.RoundThroughputs = append(c.RoundThroughputs, float64(r.calls())/r.elapsed.Seconds())
+	}
+	if elapsed == 0 {
+		return kubeCell{}, fmt.Errorf("bench: %s: not measured", run.name)
+	}
+	if coresOK {
+		c.OtherCores = coreSeconds / elapsed.Seconds()
+	}
+	c.Seconds = elapsed.Seconds()
 	var total histogram
 	var totalErrs int64
 	for op := range numKubeOps {
@@ -411,11 +532,11 @@ func runKubeCell(ctx context.Context, cfg kubeBenchConfig, t *kubeTarget, all []
 		var errs int64
 		for k := range numKubeKinds {
 			h := &st.hist[op][k]
-			cell.Kinds = append(cell.Kinds, opStats(op.String(), k.String(), h, st.errors[op][k], elapsed))
+			c.Kinds = append(c.Kinds, opStats(op.String(), k.String(), h, st.errors[op][k], elapsed))
 			merged.merge(h)
 			errs += st.errors[op][k]
 		}
-		cell.Ops = append(cell.Ops, opStats(op.String(), "", &merged, errs, elapsed))
+		c.Ops = append(c.Ops, opStats(op.String(), "", &merged, errs, elapsed))
 		total.merge(&merged)
 		totalErrs += errs
 	}
@@ -423,26 +544,18 @@ func runKubeCell(ctx context.Context, cfg kubeBenchConfig, t *kubeTarget, all []
 	if st.lastErr != nil {
 		allOps.LastError = st.lastErr.Error()
 	}
-	cell.Ops = append(cell.Ops, allOps)
-	if total.n == 0 {
-		return kubeCell{}, fmt.Errorf("bench: %s: no call succeeded: %w", name, st.lastErr)
-	}
-	cell.ListPages, cell.ListItems, cell.Conflicts = st.pages, st.items, st.conflicts
-	cell.DatastoreCPUPerOpUs, cell.APIServerCPUPerOpUs = -1, -1
-	if errors.Join(err0, err2) == nil {
-		cell.DatastoreCPUPerOpUs = float64((ds1 - ds0).Microseconds()) / float64(total.n)
-	}
-	if errors.Join(err1, err3) == nil {
-		cell.APIServerCPUPerOpUs = float64((as1 - as0).Microseconds()) / float64(total.n)
-	}
-	cell.DatastoreRSSBytes, _ = t.datastore.rssBytes()
-	cell.APIServerRSSBytes, _ = t.apiserver.rssBytes()
-	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	c.Ops = append(c.Ops, allOps)
+	c.ListPages, c.ListItems, c.Conflicts = st.pages, st.items, st.conflicts
+	c.DatastoreCPUPerOpUs = perCall(dsCPU, int64(total.n), cpuOK)
+	c.APIServerCPUPerOpUs = perCall(asCPU, int64(total.n), cpuOK)
+	c.DatastoreRSSBytes, _ = t.datastore.rssBytes()
+	c.APIServerRSSBytes, _ = t.apiserver.rssBytes()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if s, err := t.etcd.Status(sctx, t.cluster.DatastoreEndpoint); err == nil {
-		cell.DatastoreDBBytes = s.DbSize
+	if s, err := t.etcd.Status(ctx, t.cluster.DatastoreEndpoint); err == nil {
+		c.DatastoreDBBytes = s.DbSize
 	}
-	return cell, nil
+	return c, nil
 }
 
 func opStats(op, kind string, h *histogram, errs int64, elapsed time.Duration) kubeOpStats {

@@ -101,6 +101,7 @@ func TestKubeBenchConfig(t *testing.T) {
 		"empty mix":     func(c *kubeBenchConfig) { c.Mix = kubeMix{} },
 		"negative mix":  func(c *kubeBenchConfig) { c.Mix[opGet] = -1 },
 		"no namespaces": func(c *kubeBenchConfig) { c.Namespaces = 0 },
+		"no rounds":     func(c *kubeBenchConfig) { c.Rounds = 0 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := defaultKubeBenchConfig()
@@ -129,7 +130,7 @@ func sampleKubeReport() *kubeReport {
 	for _, n := range cfg.Clients {
 		for _, sys := range cfg.systems() {
 			speed := map[string]float64{SystemRhizome: 1.1, SystemEtcd: 1, SystemRhizomeJSON: 0.9}[sys.Name]
-			c := kubeCell{System: sys.Name, Clients: n, Conns: 8, Seconds: 25, DatastoreCPUPerOpUs: 300, APIServerCPUPerOpUs: 900, OtherCores: 0.1, LoadEnd: 2}
+			c := kubeCell{System: sys.Name, Clients: n, Conns: 8, Seconds: 30, Rounds: 3, RoundThroughputs: []float64{100, 110, 120}, DatastoreCPUPerOpUs: 300, APIServerCPUPerOpUs: 900, OtherCores: 0.1, LoadEnd: 2}
 			var total float64
 			for op := range numKubeOps {
 				tp := speed * float64(n) * float64(10+int(op))
@@ -154,7 +155,7 @@ func TestKubeReport(t *testing.T) {
 		t.Errorf("targets %+v, want two met (rhizome is 1.1x)", r.Targets)
 	}
 	table := r.Table()
-	for _, want := range []string{"rhizome-json", "1.10x", "0.90x", "all calls, 64 clients: throughput", "met", "should be 0", "Kubernetes v1.36.3"} {
+	for _, want := range []string{"rhizome-json", "1.10x", "0.90x", "all calls, 64 clients: throughput", "met", "should be 0", "Kubernetes v1.36.3", "100 110 120"} {
 		if !strings.Contains(table, want) {
 			t.Errorf("table lacks %q:\n%s", want, table)
 		}
