@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 )
 
@@ -77,7 +76,7 @@ func etcdBinary(ctx context.Context, root string, progress io.Writer) (string, e
 func buildRhizome(ctx context.Context, root, dir string) (string, error) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+		return "", fmt.Errorf("bench: building rhizome needs the go command on PATH (or set the rhizome binary): %w", err)
 	}
 	out := filepath.Join(dir, "rhizome")
 	cmd := exec.CommandContext(ctx, goBin, "build", "-o", out, "./cmd/rhizome")

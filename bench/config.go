@@ -31,6 +31,10 @@ type Config struct {
 	Requests int
 	// Warmup runs each cell's workload unrecorded for this long first.
 	Warmup time.Duration
+	// Rounds splits each cell's measurement into this many turns per
+	// system, alternating between the systems, so a burst of load from
+	// elsewhere on a shared machine falls on both rather than on one.
+	Rounds int
 	// Clients are the concurrency levels; each is one row of the report.
 	Clients []int
 	// Conns bounds the gRPC connections per cell; clients share them
@@ -78,6 +82,7 @@ func DefaultConfig() Config {
 	return Config{
 		Duration:         10 * time.Second,
 		Warmup:           2 * time.Second,
+		Rounds:           5,
 		Clients:          []int{1, 100},
 		Conns:            10,
 		Workloads:        Workloads(),
@@ -104,6 +109,10 @@ func (c Config) Validate() error {
 		return errors.New("bench: config: need a positive Duration or Requests")
 	case c.Warmup < 0:
 		return errors.New("bench: config: Warmup < 0")
+	case c.Rounds < 1:
+		return errors.New("bench: config: Rounds < 1")
+	case c.Requests > 0 && c.Requests < c.Rounds:
+		return errors.New("bench: config: fewer Requests than Rounds")
 	case len(c.Clients) == 0:
 		return errors.New("bench: config: no Clients levels")
 	case len(c.Clients) > 36:

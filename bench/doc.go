@@ -25,8 +25,9 @@
 //     dilutes the ratios towards 1. The load average is recorded next to every
 //     cell, and so is each server's CPU time per request, which other load on
 //     the machine disturbs less than throughput does.
-//   - Each cell runs Rhizome and etcd back to back, alternating which goes first,
-//     so slow drift in the machine's load does not favour one side.
+//   - Each cell is measured in rounds (Config.Rounds) that take turns between
+//     Rhizome and etcd, alternating which goes first, so a burst of load from
+//     elsewhere falls on both sides rather than on one.
 //   - Latencies are recorded per request in a log-linear histogram (relative
 //     error under 1%), so long runs use constant memory.
 //

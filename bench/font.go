@@ -169,24 +169,3 @@ func (f font) drawText(img *image.RGBA, x, y int, s string, scale int, c color.C
 		x += (glyphW + 1) * scale
 	}
 }
-
-// drawTextVertical draws s rotated a quarter turn counter-clockwise, reading
-// bottom to top, with its bottom-left corner at (x, y).
-func (f font) drawTextVertical(img *image.RGBA, x, y int, s string, scale int, c color.Color) {
-	for _, r := range s {
-		g, ok := f[r]
-		if !ok {
-			g = f['?']
-		}
-		for gy := range glyphRows {
-			for gx := range glyphW {
-				if g[gy]&(1<<(glyphW-1-gx)) == 0 {
-					continue
-				}
-				px, py := x+gy*scale, y-(gx+1)*scale
-				fill(img, image.Rect(px, py, px+scale, py+scale), c)
-			}
-		}
-		y -= (glyphW + 1) * scale
-	}
-}

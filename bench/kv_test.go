@@ -24,7 +24,7 @@ import (
 // table, and b.ReportMetric repeats the headline ratios for benchstat.
 func BenchmarkKV(b *testing.B) {
 	cfg := DefaultConfig()
-	cfg.Duration, cfg.Warmup = time.Second, 250*time.Millisecond
+	cfg.Duration, cfg.Warmup, cfg.Rounds = time.Second, 250*time.Millisecond, 2
 	cfg.Progress = os.Stderr
 	rep, err := Run(b.Context(), cfg)
 	if err != nil {

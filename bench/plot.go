@@ -62,8 +62,8 @@ func (r *Report) PNG(w io.Writer) error {
 	if r.Config.Requests > 0 {
 		per = fmt.Sprintf("%d requests per cell", r.Config.Requests)
 	}
-	sub := fmt.Sprintf("%s, %s warm-up, fsync on, %dB keys, %dB values; %d CPUs, load1 %.2f before, %.2f after; %s",
-		per, r.Config.Warmup, r.Config.KeySize, r.Config.ValueSize, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
+	sub := fmt.Sprintf("%s in %d alternating rounds, %s warm-up, fsync on, %dB keys, %dB values; %d CPUs, load1 %.2f before, %.2f after; %s",
+		per, r.Config.Rounds, r.Config.Warmup, r.Config.KeySize, r.Config.ValueSize, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
 	if lo, hi, ok := r.otherCores(); ok {
 		sub += fmt.Sprintf("; other processes used %.2f-%.2f cores", lo, hi)
 	}
@@ -101,10 +101,17 @@ func (r *Report) PNG(w io.Writer) error {
 			col = pal.worse
 		}
 		fill(img, image.Rect(bx, y1(c.ThroughputRatio), bx+bw, y1(0)), col)
-		v := fmt.Sprintf("%.2fx", c.ThroughputRatio)
-		f.drawText(img, (x0+x1)/2-textWidth(v, valueScale)/2, y1(c.ThroughputRatio)-glyphH*valueScale-6, v, valueScale, pal.text)
 	}
 	dashedHLine(img, marginL, plotW-marginR, y1(1), pal.parity)
+	// Values go on top of the parity line, on a clear background, so a
+	// ratio near 1 stays legible.
+	for i, c := range r.Comparisons {
+		x0, x1 := slotX(i), slotX(i+1)
+		v := fmt.Sprintf("%.2fx", c.ThroughputRatio)
+		tx, ty := (x0+x1)/2-textWidth(v, valueScale)/2, y1(c.ThroughputRatio)-glyphH*valueScale-6
+		fill(img, image.Rect(tx-3, ty-3, tx+textWidth(v, valueScale)+3, ty+glyphH*valueScale+3), pal.background)
+		f.drawText(img, tx, ty, v, valueScale, pal.text)
+	}
 	axes(img, panel1Top, pal.axis)
 	cellLabels(img, f, r.Comparisons, slotX, panel1Top+panelH+8, pal.text)
 

@@ -43,6 +43,7 @@ type ReportConfig struct {
 	Duration         string `json:"duration_per_cell"`
 	Requests         int    `json:"requests_per_cell,omitempty"`
 	Warmup           string `json:"warmup"`
+	Rounds           int    `json:"rounds"`
 	Clients          []int  `json:"clients"`
 	Conns            int    `json:"max_conns"`
 	KeySize          int    `json:"key_size"`
@@ -55,7 +56,7 @@ type ReportConfig struct {
 
 func reportConfig(c Config) ReportConfig {
 	r := ReportConfig{
-		Duration: c.Duration.String(), Requests: c.Requests, Warmup: c.Warmup.String(),
+		Duration: c.Duration.String(), Requests: c.Requests, Warmup: c.Warmup.String(), Rounds: c.Rounds,
 		Clients: c.Clients, Conns: c.Conns, KeySize: c.KeySize, ValueSize: c.ValueSize,
 		KeySpace: c.KeySpace, RangeKeys: c.RangeKeys, TxnKeysPerClient: c.TxnKeysPerClient,
 		Fsync: true, // both servers run with their defaults, which fsync
@@ -196,8 +197,8 @@ func (r *Report) Table() string {
 	if r.Config.Requests > 0 {
 		per = fmt.Sprintf("%d requests per cell", r.Config.Requests)
 	}
-	fmt.Fprintf(&b, "Rhizome %s vs %s: %s after %s warm-up; fsync on; %d-byte keys, %d-byte values\n",
-		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), per, r.Config.Warmup, r.Config.KeySize, r.Config.ValueSize)
+	fmt.Fprintf(&b, "Rhizome %s vs %s: %s (%d alternating rounds) after %s warm-up; fsync on; %d-byte keys, %d-byte values\n",
+		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), per, r.Config.Rounds, r.Config.Warmup, r.Config.KeySize, r.Config.ValueSize)
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s; started %s; load1 %.2f before, %.2f after\n",
 		r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
 
@@ -206,15 +207,15 @@ func (r *Report) Table() string {
 	}
 	b.WriteString("\n")
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload          \tclients\tconns\trhizome req/s\tetcd req/s\tratio\trhizome p50\tetcd p50\trhizome p99\tetcd p99\tratio\tcpu us/req rz|etcd\tother cores rz|etcd\tload1 rz|etcd\t")
+	fmt.Fprintln(tw, "workload          \tclients\tconns\trhizome req/s\tetcd req/s\tratio\trhizome p50\tetcd p50\trhizome p99\tetcd p99\tratio\tcpu us/req rz|etcd\tother cores rz|etcd\tload1\t")
 	var notes []string
 	for _, c := range r.Comparisons {
 		rz, _ := r.cell(c.Workload, c.Clients, SystemRhizome)
 		et, _ := r.cell(c.Workload, c.Clients, SystemEtcd)
-		fmt.Fprintf(tw, "%-18s\t%d\t%d\t%.0f\t%.0f\t%.2fx\t%s\t%s\t%s\t%s\t%.2fx\t%s|%s\t%s|%s\t%.2f|%.2f\t\n",
+		fmt.Fprintf(tw, "%-18s\t%d\t%d\t%.0f\t%.0f\t%.2fx\t%s\t%s\t%s\t%s\t%.2fx\t%s|%s\t%s|%s\t%.2f\t\n",
 			c.Workload, c.Clients, rz.Conns, rz.Throughput, et.Throughput, c.ThroughputRatio,
 			fmtMs(rz.P50Ms), fmtMs(et.P50Ms), fmtMs(rz.P99Ms), fmtMs(et.P99Ms), c.P99Ratio,
-			fmtCPU(rz.ServerCPUPerRequestUs), fmtCPU(et.ServerCPUPerRequestUs), fmtCores(rz.OtherCores), fmtCores(et.OtherCores), rz.LoadEnd, et.LoadEnd)
+			fmtCPU(rz.ServerCPUPerRequestUs), fmtCPU(et.ServerCPUPerRequestUs), fmtCores(rz.OtherCores), fmtCores(et.OtherCores), max(rz.LoadEnd, et.LoadEnd))
 		for _, x := range []Cell{rz, et} {
 			if x.Errors > 0 {
 				notes = append(notes, fmt.Sprintf("%s %s clients=%d: %d errors, last: %s", x.System, x.Workload, x.Clients, x.Errors, x.LastError))
@@ -226,7 +227,7 @@ func (r *Report) Table() string {
 	}
 	tw.Flush()
 	b.WriteString("\nratio = rhizome/etcd: above 1 is better for req/s, worse for p99. cpu = server CPU time per request.\n" +
-		"other cores = CPU used by everything but this benchmark and its two servers during the cell (other users of the machine);\n" +
+		"other cores = CPU used by everything but this benchmark and its two servers during that system's rounds (other users of the machine);\n" +
 		"load1 = 1-minute load average at the end of the cell (includes the benchmark itself).\n")
 	for _, n := range notes {
 		b.WriteString("note: " + n + "\n")

@@ -125,17 +125,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			preloaded = true
 		}
 		for level, clients := range cfg.Clients {
-			// Alternate which system goes first, so drift in the machine's
-			// load does not always favour the same one.
-			order := slices.Clone(contenders)
-			if (len(rep.Cells)/len(contenders))%2 == 1 {
-				slices.Reverse(order)
+			cells, err := measure(ctx, cfg, contenders, w, level, clients)
+			if err != nil {
+				return nil, err
 			}
-			for _, c := range order {
-				res, err := measure(ctx, cfg, c, contenders, w, level, clients)
-				if err != nil {
-					return nil, err
-				}
+			for _, res := range cells {
 				rep.Cells = append(rep.Cells, res)
 				fmt.Fprintf(progress, "[%2d/%d] %s\n", len(rep.Cells), total, res.summary())
 			}
@@ -147,62 +141,129 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	return rep, nil
 }
 
-// measure runs one cell: warm-up, then the measured phase.
-// all are every contender, whose CPU is not counted as other load.
-func measure(ctx context.Context, cfg Config, c *contender, all []*contender, workload string, level, clients int) (Cell, error) {
-	cl := &cell{workload: workload, clients: clients, level: level, conns: c.conns[:min(clients, len(c.conns))], cfg: cfg}
-	ops := make([]op, clients)
-	for i := range ops {
-		ops[i] = cl.newOp(i)
-	}
-	if cfg.Warmup > 0 {
-		runPhase(ctx, ops, time.Now().Add(cfg.Warmup), nil)
-	}
-	if err := c.srv.alive(); err != nil {
-		return Cell{}, err
-	}
-	cl.conflicts.Store(0)
-	var budget *atomic.Int64
-	if cfg.Requests > 0 {
-		budget = new(atomic.Int64)
-		budget.Store(int64(cfg.Requests))
-	}
-	res := Cell{Workload: workload, Clients: clients, Conns: len(cl.conns), System: c.srv.system, LoadStart: loadAvg()}
+// attempt is one system's share of a cell while it is being measured.
+type attempt struct {
+	c       *contender
+	cl      *cell
+	ops     []op
+	hist    histogram
+	errors  int64
+	lastErr error
+	elapsed time.Duration
+	cpu     time.Duration // the server's CPU time over the measured rounds
+	cpuOK   bool
+	other   float64 // other cores × seconds, summed over rounds
+	otherOK bool
+	load0   float64
+}
+
+// measure runs one workload at one concurrency level on every contender:
+// a warm-up each, then cfg.Rounds rounds that take turns between the
+// systems, alternating which goes first, so load from elsewhere on the
+// machine falls on all of them alike. Each system's rounds add up to
+// cfg.Duration (or cfg.Requests).
+func measure(ctx context.Context, cfg Config, contenders []*contender, workload string, level, clients int) ([]Cell, error) {
 	meter := &cpuMeter{}
-	for _, o := range all {
-		meter.servers = append(meter.servers, o.srv)
+	var runs []*attempt
+	for _, c := range contenders {
+		meter.servers = append(meter.servers, c.srv)
+		cl := &cell{workload: workload, clients: clients, level: level, conns: c.conns[:min(clients, len(c.conns))], cfg: cfg}
+		a := &attempt{c: c, cl: cl, ops: make([]op, clients), cpuOK: true, otherOK: true, load0: loadAvg()}
+		for i := range a.ops {
+			a.ops[i] = cl.newOp(i)
+		}
+		runs = append(runs, a)
 	}
-	meter.begin()
-	cpu0, cpuErr0 := c.srv.cpuTime()
-	ph := runPhase(ctx, ops, time.Now().Add(cfg.Duration), budget)
-	cpu1, cpuErr1 := c.srv.cpuTime()
-	res.OtherCores = meter.otherCores()
-	res.LoadEnd = loadAvg()
-	if err := ctx.Err(); err != nil {
-		return Cell{}, err
+	for _, a := range runs {
+		if cfg.Warmup > 0 {
+			runPhase(ctx, a.ops, time.Now().Add(cfg.Warmup), nil)
+		}
+		a.cl.conflicts.Store(0)
 	}
-	if err := c.srv.alive(); err != nil {
-		return Cell{}, err
+	for round := range cfg.Rounds {
+		order := slices.Clone(runs)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, a := range order {
+			if err := a.c.srv.alive(); err != nil {
+				return nil, err
+			}
+			var budget *atomic.Int64
+			if cfg.Requests > 0 {
+				// Spread the requests over the rounds; the last takes the rest.
+				n := cfg.Requests / cfg.Rounds
+				if round == cfg.Rounds-1 {
+					n = cfg.Requests - n*(cfg.Rounds-1)
+				}
+				budget = new(atomic.Int64)
+				budget.Store(int64(n))
+			}
+			meter.begin()
+			cpu0, err0 := a.c.srv.cpuTime()
+			ph := runPhase(ctx, a.ops, time.Now().Add(cfg.Duration/time.Duration(cfg.Rounds)), budget)
+			cpu1, err1 := a.c.srv.cpuTime()
+			if o := meter.otherCores(); o >= 0 {
+				a.other += o * ph.elapsed.Seconds()
+			} else {
+				a.otherOK = false
+			}
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			a.cpu += cpu1 - cpu0
+			a.cpuOK = a.cpuOK && errors.Join(err0, err1) == nil
+			a.hist.merge(&ph.hist)
+			a.errors += ph.errors
+			a.elapsed += ph.elapsed
+			if ph.lastErr != nil {
+				a.lastErr = ph.lastErr
+			}
+		}
 	}
-	if ph.hist.n == 0 {
-		return Cell{}, fmt.Errorf("bench: %s %s with %d clients: no request succeeded: %w", c.srv.system, workload, clients, ph.lastErr)
+	var cells []Cell
+	for _, a := range runs {
+		if err := a.c.srv.alive(); err != nil {
+			return nil, err
+		}
+		cells = append(cells, a.result(workload, clients))
 	}
-	h := &ph.hist
-	res.Requests, res.Errors, res.Conflicts = int64(h.n), ph.errors, cl.conflicts.Load()
-	if ph.lastErr != nil {
-		res.LastError = ph.lastErr.Error()
+	for _, c := range cells {
+		if c.Requests == 0 {
+			return nil, fmt.Errorf("bench: %s %s with %d clients: no request succeeded: %s", c.System, workload, clients, c.LastError)
+		}
 	}
-	res.Seconds = ph.elapsed.Seconds()
-	res.Throughput = float64(h.n) / ph.elapsed.Seconds()
+	return cells, nil
+}
+
+// result summarises an attempt's rounds as one Cell.
+func (a *attempt) result(workload string, clients int) Cell {
+	h := &a.hist
+	res := Cell{
+		Workload: workload, Clients: clients, Conns: len(a.cl.conns), System: a.c.srv.system,
+		Requests: int64(h.n), Errors: a.errors, Conflicts: a.cl.conflicts.Load(),
+		Seconds:   a.elapsed.Seconds(),
+		LoadStart: a.load0, LoadEnd: loadAvg(),
+		ServerCPUPerRequestUs: -1, OtherCores: -1,
+	}
+	if a.lastErr != nil {
+		res.LastError = a.lastErr.Error()
+	}
+	if h.n == 0 || a.elapsed <= 0 {
+		return res
+	}
+	res.Throughput = float64(h.n) / a.elapsed.Seconds()
 	res.MeanMs, res.MaxMs = ms(h.mean()), ms(time.Duration(h.max))
 	res.P50Ms, res.P90Ms = ms(h.quantile(0.50)), ms(h.quantile(0.90))
 	res.P99Ms, res.P999Ms = ms(h.quantile(0.99)), ms(h.quantile(0.999))
-	res.ServerCPUPerRequestUs = -1
-	if errors.Join(cpuErr0, cpuErr1) == nil {
-		res.ServerCPUPerRequestUs = float64((cpu1 - cpu0).Microseconds()) / float64(h.n)
+	if a.cpuOK {
+		res.ServerCPUPerRequestUs = float64(a.cpu.Microseconds()) / float64(h.n)
 	}
-	res.ServerRSSBytes, _ = c.srv.rssBytes()
-	return res, nil
+	if a.otherOK {
+		res.OtherCores = a.other / a.elapsed.Seconds()
+	}
+	res.ServerRSSBytes, _ = a.c.srv.rssBytes()
+	return res
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
