@@ -64,8 +64,9 @@ type Doc struct {
 	fields    map[string]string // documents: the flat fields, kept equal to am
 	clean     bool              // documents: fields == flatten(value), so value can rebuild them
 	edits     int               // documents: field edits applied since the body's epoch began
+	savedLen  int               // documents: length of the full save at the start of amBytes
 	am        *automerge.Doc    // documents: nil until needed
-	amBytes   []byte            // documents: saved form, when am is not loaded
+	amBytes   []byte            // documents: saved form (a save, then incremental chunks), always current
 	conflicts []Stamp
 }
 
@@ -195,7 +196,8 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 		return Change{}, false, fmt.Errorf("crdt: read change: %w", err)
 	}
 	// The local replica already holds the edit; only the cached views move.
-	d.fields, d.value, d.amBytes, d.clean = fields, value, nil, true
+	d.fields, d.value, d.clean = fields, value, true
+	d.appendSaved(am)
 	d.edits++
 	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: ch.Save()}, true, nil
 }
@@ -277,7 +279,7 @@ func (d *Doc) setBody(c Change) error {
 		if err != nil {
 			return fmt.Errorf("crdt: load document: %w", err)
 		}
-		d.am = am
+		d.am, d.amBytes = am, bytes.Clone(c.Data)
 		return d.refresh()
 	}
 	return fmt.Errorf("crdt: unknown body kind %d", c.Kind)
@@ -292,12 +294,23 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 		return false, fmt.Errorf("crdt: apply change: %w", err)
 	}
 	before := d.value
-	d.amBytes = nil
+	d.appendSaved(am)
 	d.edits++
 	if err := d.refresh(); err != nil {
 		return false, err
 	}
 	return !bytes.Equal(before, d.value), nil
+}
+
+// appendSaved keeps the saved form current at the cost of the new changes, not of
+// the whole document: it appends them as incremental chunks, and only when those
+// outgrow the last full save (chunks carry headers a full save shares) saves whole.
+func (d *Doc) appendSaved(am *automerge.Doc) {
+	d.amBytes = append(d.amBytes, am.SaveIncremental()...)
+	if len(d.amBytes) > 2*d.savedLen+1024 {
+		d.amBytes = am.Save()
+		d.savedLen = len(d.amBytes)
+	}
 }
 
 // refresh re-reads the fields from automerge and re-materialises the value.

@@ -26,11 +26,7 @@ func (d *Doc) Encode() []byte {
 	b = appendBytes(b, d.value)
 	var am []byte
 	if d.kind == Document && !d.deleted {
-		if d.am != nil {
-			am = d.am.Save()
-		} else {
-			am = d.amBytes
-		}
+		am = d.amBytes
 	}
 	b = appendBytes(b, am)
 	b = binary.AppendUvarint(b, uint64(len(d.conflicts)))
