@@ -478,7 +478,7 @@ func (r *kubeReport) PNG(w io.Writer) error {
 		v = max(v, math.Pow(10, dLo))
 		return panel2Top + panelH - int((math.Log10(v)-dLo)/(dHi-dLo)*panelH)
 	}
-	f.drawText(img, marginL, panel2Top-26, "p99 latency, ms (log scale; lower is better)", labelScale, pal.text)
+	f.drawText(img, marginL, panel2Top-26, "p99 ms (log scale, lower is better)", labelScale, pal.text)
 	for d := dLo; d <= dHi; d++ {
 		for _, m := range []float64{1, 2, 5} {
 			v := m * math.Pow(10, d)
