@@ -3,6 +3,7 @@ package watch
 import (
 	"bytes"
 	"errors"
+	"sort"
 	"sync"
 
 	"github.com/rhizome-kv/rhizome/store"
@@ -95,10 +96,8 @@ func (h *Hub) read(from, to int64) ([]store.Event, error) {
 	}
 	h.mu.Lock()
 	if len(h.window) > 0 && h.window[0].KV.ModRevision <= from {
-		i := 0
-		for i < len(h.window) && h.window[i].KV.ModRevision < from {
-			i++
-		}
+		// The window is in revision order: find the start by binary search.
+		i := sort.Search(len(h.window), func(k int) bool { return h.window[k].KV.ModRevision >= from })
 		j := i
 		for j < len(h.window) && h.window[j].KV.ModRevision <= to && j-i < h.cfg.ReadBatch {
 			j++
