@@ -1,13 +1,12 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // build is the rhizome binary of this test process. It is package state only
@@ -42,40 +41,9 @@ func rhizomeBinary(t testing.TB) string {
 }
 
 func buildRhizome() (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
-	}
+	var err error
 	if build.dir, err = os.MkdirTemp("", "rhizome-e2e-"); err != nil {
 		return "", fmt.Errorf("build dir: %w", err)
 	}
-	bin := filepath.Join(build.dir, "rhizome")
-	// cmd/go puts its own GOROOT/bin first on a test's PATH, so this is the
-	// toolchain running the test.
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rhizome")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=1") // automerge is cgo
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/rhizome: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-// moduleRoot walks up from the working directory (this package's directory
-// under go test) to the directory holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("module root: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("module root: no go.mod above the working directory")
-		}
-		dir = parent
-	}
+	return testbin.BuildRhizome(build.dir)
 }

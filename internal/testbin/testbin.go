@@ -137,3 +137,21 @@ func moduleRoot() (string, error) {
 		dir = parent
 	}
 }
+
+// BuildRhizome builds this module's ./cmd/rhizome (cgo on: automerge needs it) into
+// dir and returns the binary's path. The go command running the test builds it:
+// cmd/go puts its own GOROOT/bin first on a test's PATH.
+func BuildRhizome(dir string) (string, error) {
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	bin := filepath.Join(dir, "rhizome")
+	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rhizome")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/rhizome: %w\n%s", err, out)
+	}
+	return bin, nil
+}
