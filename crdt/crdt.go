@@ -32,6 +32,7 @@ const (
 	OpReplace               // start a newer body epoch of incarnation Inc
 	OpUpdate                // edit the fields of body epoch Epoch (automerge change)
 	OpDelete                // end incarnation Inc
+	OpRebase                // restart the history of body epoch From as body epoch Epoch (see Rebase)
 )
 
 // Change is one write to one key, as shipped between sites.
@@ -41,9 +42,14 @@ type Change struct {
 	Epoch Stamp // create, replace: the new body's epoch; update: the epoch edited
 	Kind  Kind  // create, replace: the body's kind
 	Data  []byte
-	// Value is, for a document's create or replace, its materialised value, so
-	// that a replica knows it without reading the automerge document.
+	// Value is, for a document's create, replace or rebase, its materialised value,
+	// so that a replica knows it without reading the automerge document.
 	Value []byte
+	// Rebase only: the epoch whose history restarts, the heads of that history the
+	// new body holds, and the rebaser's change-log position (see Doc.Prior).
+	From Stamp
+	Cut  []automerge.ChangeHash
+	Mark uint64
 }
 
 // ErrMissingDependency is returned by Apply for a change that builds on a change this
@@ -67,6 +73,7 @@ type Doc struct {
 	savedLen  int               // documents: length of the full save at the start of amBytes
 	am        *automerge.Doc    // documents: nil until needed
 	amBytes   []byte            // documents: saved form (a save, then incremental chunks), always current
+	prior     *prior            // documents: the epoch the current one rebased, while edits of it may arrive
 	conflicts []Stamp
 }
 
@@ -156,24 +163,6 @@ func (d *Doc) Delete() (c Change, ok bool, err error) {
 // would drop.
 func (d *Doc) Edits() int { return d.edits }
 
-// Rebase restarts the document's history: a new body epoch holding the current value
-// and nothing of how it got there, so a steadily updated object stays small. It does
-// not change the value. It beats edits made concurrently on the old epoch, so the
-// caller rebases only when no site can still be editing that epoch (causal
-// stability). ok is false when there is no document to rebase.
-func (d *Doc) Rebase(st Stamp) (c Change, ok bool, err error) {
-	if _, exists := d.Value(); !exists || d.kind != Document {
-		return Change{}, false, nil
-	}
-	body, kind, err := newBody(d.value, st.Site)
-	if err != nil {
-		return Change{}, false, err
-	}
-	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body, Value: d.value}
-	_, err = d.Apply(c)
-	return c, err == nil, err
-}
-
 // update expresses a document write as the field edits it makes.
 func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, bool, error) {
 	set, del := diffFields(d.fields, fields)
@@ -235,14 +224,19 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 		// differs between replicas and must not show in their state.
 		d.deleted = true
 		d.epoch, d.kind, d.clean = Stamp{}, 0, false
-		d.value, d.fields, d.am, d.amBytes = nil, nil, nil, nil
+		d.value, d.fields, d.am, d.amBytes, d.prior = nil, nil, nil, nil, nil
 		return true, nil
 	case OpReplace:
 		if c.Epoch.Compare(d.epoch) <= 0 {
 			return false, nil
 		}
 		return true, d.setBody(c)
+	case OpRebase:
+		return d.applyRebase(c)
 	case OpUpdate:
+		if d.prior != nil && c.Epoch == d.prior.epoch {
+			return d.applyPriorEdit(c.Data)
+		}
 		switch cmp := c.Epoch.Compare(d.epoch); {
 		case cmp < 0:
 			return false, nil
@@ -263,7 +257,7 @@ func (d *Doc) recordConflict(loser Stamp) {
 
 func (d *Doc) setBody(c Change) error {
 	d.epoch, d.kind, d.edits = c.Epoch, c.Kind, 0
-	d.am, d.amBytes, d.fields = nil, nil, nil
+	d.am, d.amBytes, d.fields, d.prior = nil, nil, nil, nil
 	switch c.Kind {
 	case Register:
 		d.value = bytes.Clone(c.Data)
@@ -288,6 +282,9 @@ func (d *Doc) setBody(c Change) error {
 func (d *Doc) applyEdit(raw []byte) (bool, error) {
 	am, err := d.automerge("")
 	if err != nil {
+		return false, err
+	}
+	if _, err := missingDeps(am, raw); err != nil {
 		return false, err
 	}
 	if err := am.LoadIncremental(raw); err != nil {
@@ -349,24 +346,30 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 }
 
 // newBody builds the body a create or replace ships: the value itself for a
-// register, a fresh automerge document holding its fields for a document. The
-// document is built deterministically (sorted fields, no timestamp).
+// register, a fresh automerge document holding its fields for a document.
 func newBody(value []byte, site string) ([]byte, Kind, error) {
 	fields, isDoc := flatten(value)
 	if !isDoc {
 		return bytes.Clone(value), Register, nil
 	}
+	body, err := newDocBody(fields, site)
+	return body, Document, err
+}
+
+// newDocBody builds a fresh automerge document holding fields, deterministically
+// (sorted fields, no timestamp).
+func newDocBody(fields map[string]string, site string) ([]byte, error) {
 	am := automerge.New()
 	if err := am.SetActorID(actorID(site)); err != nil {
-		return nil, 0, fmt.Errorf("crdt: set actor: %w", err)
+		return nil, fmt.Errorf("crdt: set actor: %w", err)
 	}
 	if err := writeFields(am, fields, nil); err != nil {
-		return nil, 0, err
+		return nil, err
 	}
 	if _, err := am.Commit("", commitOptions()); err != nil {
-		return nil, 0, fmt.Errorf("crdt: commit: %w", err)
+		return nil, fmt.Errorf("crdt: commit: %w", err)
 	}
-	return am.Save(), Document, nil
+	return am.Save(), nil
 }
 
 func writeFields(am *automerge.Doc, set map[string]string, del []string) error {
@@ -391,7 +394,7 @@ func writeFields(am *automerge.Doc, set map[string]string, del []string) error {
 
 func commitOptions() automerge.CommitOptions {
 	var noTime time.Time // no timestamp: the same edit saves to the same bytes anywhere
-	return automerge.CommitOptions{Time: &noTime}
+	return automerge.CommitOptions{Time: &noTime, AllowEmpty: true}
 }
 
 // actorID derives a site's automerge actor from its name, so it is stable across

@@ -4,11 +4,13 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+
+	"github.com/automerge/automerge-go"
 )
 
 // Docs and Changes are stored and shipped in a small versioned binary form.
 const (
-	docFormat    = 1
+	docFormat    = 2 // 2: a prior epoch follows the conflicts
 	changeFormat = 1
 )
 
@@ -33,13 +35,28 @@ func (d *Doc) Encode() []byte {
 	for _, s := range d.conflicts {
 		b = appendStamp(b, s)
 	}
+	p := d.prior
+	if p == nil || d.deleted {
+		return append(b, 0)
+	}
+	b = append(b, 1)
+	b = appendStamp(b, p.epoch)
+	b = binary.AppendUvarint(b, p.mark)
+	b = appendBytes(b, p.amBytes)
+	b = appendHashes(b, p.base)
+	b = binary.AppendUvarint(b, uint64(len(p.moved)))
+	for from, to := range p.moved {
+		b = append(b, from[:]...)
+		b = append(b, to[:]...)
+	}
 	return b
 }
 
 // DecodeDoc reads a Doc written by Encode.
 func DecodeDoc(b []byte) (*Doc, error) {
 	r := reader{b: b}
-	if r.byte() != docFormat {
+	format := r.byte()
+	if format != 1 && format != docFormat {
 		return nil, fmt.Errorf("crdt: unknown doc format: %w", errCorrupt)
 	}
 	d := &Doc{}
@@ -54,6 +71,16 @@ func DecodeDoc(b []byte) (*Doc, error) {
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		d.conflicts = append(d.conflicts, r.stamp())
+	}
+	if format >= 2 && r.byte() == 1 {
+		p := &prior{epoch: r.stamp(), mark: r.uvarint(), amBytes: r.bytes(), base: r.hashes()}
+		n := r.uvarint()
+		p.moved = make(map[automerge.ChangeHash]automerge.ChangeHash, min(n, 1<<16))
+		for i := uint64(0); i < n && r.err == nil; i++ {
+			from, to := r.hash(), r.hash()
+			p.moved[from] = to
+		}
+		d.prior = p
 	}
 	if r.err != nil {
 		return nil, r.err
@@ -82,7 +109,13 @@ func (c Change) Encode() []byte {
 	b = appendStamp(b, c.Epoch)
 	b = append(b, byte(c.Kind))
 	b = appendBytes(b, c.Data)
-	return appendBytes(b, c.Value)
+	b = appendBytes(b, c.Value)
+	if c.Op == OpRebase {
+		b = appendStamp(b, c.From)
+		b = appendHashes(b, c.Cut)
+		b = binary.AppendUvarint(b, c.Mark)
+	}
+	return b
 }
 
 // DecodeChange reads a Change written by Encode.
@@ -100,7 +133,15 @@ func DecodeChange(b []byte) (Change, error) {
 	if len(c.Value) == 0 {
 		c.Value = nil
 	}
-	if r.err == nil && (c.Op < OpCreate || c.Op > OpDelete) {
+	if c.Op == OpRebase {
+		c.From = r.stamp()
+		c.Cut = r.hashes()
+		c.Mark = r.uvarint()
+	}
+	if r.err == nil && len(r.b) != 0 {
+		r.err = fmt.Errorf("crdt: trailing bytes in change: %w", errCorrupt)
+	}
+	if r.err == nil && (c.Op < OpCreate || c.Op > OpRebase) {
 		r.err = fmt.Errorf("crdt: unknown op %d: %w", c.Op, errCorrupt)
 	}
 	return c, r.err
@@ -109,6 +150,14 @@ func DecodeChange(b []byte) (Change, error) {
 func appendStamp(b []byte, s Stamp) []byte {
 	b = binary.AppendUvarint(b, s.Counter)
 	return appendBytes(b, []byte(s.Site))
+}
+
+func appendHashes(b []byte, hs []automerge.ChangeHash) []byte {
+	b = binary.AppendUvarint(b, uint64(len(hs)))
+	for _, h := range hs {
+		b = append(b, h[:]...)
+	}
+	return b
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -165,6 +214,30 @@ func (r *reader) bytes() []byte {
 	v := r.b[:n:n]
 	r.b = r.b[n:]
 	return v
+}
+
+func (r *reader) hash() automerge.ChangeHash {
+	var h automerge.ChangeHash
+	if len(r.b) < len(h) {
+		r.fail()
+		return h
+	}
+	copy(h[:], r.b)
+	r.b = r.b[len(h):]
+	return h
+}
+
+func (r *reader) hashes() []automerge.ChangeHash {
+	n := r.uvarint()
+	if n > uint64(len(r.b))/32 {
+		r.fail()
+		return nil
+	}
+	hs := make([]automerge.ChangeHash, n)
+	for i := range hs {
+		hs[i] = r.hash()
+	}
+	return hs
 }
 
 func (r *reader) stamp() Stamp {

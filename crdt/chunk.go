@@ -1,0 +1,81 @@
+package crdt
+
+import (
+	"bytes"
+	"compress/flate"
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"io"
+
+	"github.com/automerge/automerge-go"
+)
+
+// automerge-go can read a saved change only by loading it into a document, where
+// one whose dependencies are missing is parked out of sight. Before applying an
+// edit the replica must know whether its dependencies are here, so it reads the
+// two things it needs — the change's hash and dependencies — from the chunk header
+// itself (automerge's binary format: magic, checksum, chunk type, length,
+// contents; a change's contents start with its dependencies; type 2 is a change
+// whose contents are deflated; the hash is SHA-256 over type, length and the
+// uncompressed contents).
+
+var chunkMagic = []byte{0x85, 0x6f, 0x4a, 0x83}
+
+const (
+	chunkChange           = 1
+	chunkCompressedChange = 2
+)
+
+// changeRef is a saved change's identity and dependencies.
+type changeRef struct {
+	hash automerge.ChangeHash
+	deps []automerge.ChangeHash
+}
+
+// readChanges reads the saved changes concatenated in raw.
+func readChanges(raw []byte) ([]changeRef, error) {
+	var out []changeRef
+	for len(raw) > 0 {
+		if len(raw) < 9 || !bytes.Equal(raw[:4], chunkMagic) {
+			return nil, fmt.Errorf("crdt: saved change: bad header: %w", errCorrupt)
+		}
+		typ := raw[8]
+		n, w := binary.Uvarint(raw[9:])
+		if w <= 0 || uint64(len(raw)-9-w) < n {
+			return nil, fmt.Errorf("crdt: saved change: bad length: %w", errCorrupt)
+		}
+		contents := raw[9+w : 9+w+int(n)]
+		checksum := raw[4:8]
+		raw = raw[9+w+int(n):]
+		switch typ {
+		case chunkChange:
+		case chunkCompressedChange:
+			var err error
+			if contents, err = io.ReadAll(flate.NewReader(bytes.NewReader(contents))); err != nil {
+				return nil, fmt.Errorf("crdt: saved change: inflate: %w", err)
+			}
+		default:
+			return nil, fmt.Errorf("crdt: saved change: chunk type %d: %w", typ, errCorrupt)
+		}
+		h := sha256.New()
+		h.Write([]byte{chunkChange})
+		h.Write(binary.AppendUvarint(nil, uint64(len(contents))))
+		h.Write(contents)
+		var ref changeRef
+		h.Sum(ref.hash[:0])
+		if !bytes.Equal(ref.hash[:4], checksum) {
+			return nil, fmt.Errorf("crdt: saved change: checksum mismatch: %w", errCorrupt)
+		}
+		r := reader{b: contents}
+		count := r.uvarint()
+		for i := uint64(0); i < count && r.err == nil; i++ {
+			ref.deps = append(ref.deps, r.hash())
+		}
+		if r.err != nil {
+			return nil, fmt.Errorf("crdt: saved change: dependencies: %w", r.err)
+		}
+		out = append(out, ref)
+	}
+	return out, nil
+}
