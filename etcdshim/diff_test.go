@@ -33,6 +33,7 @@ type target struct {
 	lease pb.LeaseClient
 	watch pb.WatchClient
 	maint pb.MaintenanceClient
+	auth  pb.AuthClient
 }
 
 func dial(t *testing.T, name, endpoint string) target {
@@ -43,7 +44,7 @@ func dial(t *testing.T, name, endpoint string) target {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return target{name, pb.NewKVClient(conn), pb.NewLeaseClient(conn), pb.NewWatchClient(conn), pb.NewMaintenanceClient(conn)}
+	return target{name, pb.NewKVClient(conn), pb.NewLeaseClient(conn), pb.NewWatchClient(conn), pb.NewMaintenanceClient(conn), pb.NewAuthClient(conn)}
 }
 
 // normalize clears what legitimately differs between two servers (member and

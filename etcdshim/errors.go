@@ -14,6 +14,7 @@ import (
 var (
 	errKeyNotFound     = errors.New("etcdshim: key not found")
 	errRequestTooLarge = errors.New("etcdshim: request is too large")
+	errAuthNotEnabled  = errors.New("etcdshim: authentication is not enabled")
 )
 
 // grpcErrors maps every error a handler can meet to the gRPC error etcd sends.
@@ -29,6 +30,7 @@ var grpcErrors = []struct {
 	{store.ErrClosed, rpctypes.ErrGRPCStopped},
 	{errKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
 	{errRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
+	{errAuthNotEnabled, rpctypes.ErrGRPCAuthNotEnabled},
 	{context.Canceled, rpctypes.ErrGRPCCanceled},
 	{context.DeadlineExceeded, rpctypes.ErrGRPCDeadlineExceeded},
 }
@@ -48,6 +50,18 @@ func toGRPC(err error) error {
 	}
 	return status.Error(codes.Unknown, err.Error())
 }
+
+// Rhizome's own answers, for what etcd does and Rhizome does not; they start
+// "rhizome:" so that no client takes them for etcd's.
+var (
+	// errGRPCAuthUnsupported refuses AuthEnable. Unimplemented rather than etcd's
+	// FailedPrecondition (root user or role missing): no change of state would
+	// make it succeed.
+	errGRPCAuthUnsupported = status.Error(codes.Unimplemented,
+		"rhizome: authentication is not supported (authenticate clients with TLS client certificates: --client-cert-auth)")
+	// errGRPCUsersRolesUnsupported answers every User* and Role* call.
+	errGRPCUsersRolesUnsupported = unimplemented("authentication (users and roles)")
+)
 
 func unimplemented(what string) error {
 	return status.Errorf(codes.Unimplemented, "rhizome: %s is not supported", what)

@@ -99,11 +99,12 @@ func (c *clusterServer) MemberPromote(context.Context, *pb.MemberPromoteRequest)
 	return nil, unimplemented("MemberPromote")
 }
 
-// authServer reports auth as disabled, as a fresh etcd does, and refuses to enable
-// it: Rhizome authenticates clients with TLS client certificates only. The other
-// Auth calls answer Unimplemented.
+// authServer reports auth as disabled, as a fresh etcd does, and cannot enable it:
+// Rhizome authenticates clients with TLS client certificates only. Every Auth call
+// is answered here (UnsafeAuthServer makes a new one a compile error), never by
+// gRPC's default "method not implemented".
 type authServer struct {
-	pb.UnimplementedAuthServer
+	pb.UnsafeAuthServer
 	s *Server
 }
 
@@ -112,9 +113,68 @@ func (a *authServer) AuthStatus(ctx context.Context, r *pb.AuthStatusRequest) (*
 }
 
 func (a *authServer) AuthEnable(context.Context, *pb.AuthEnableRequest) (*pb.AuthEnableResponse, error) {
-	return nil, unimplemented("auth (use TLS client certificates: --client-cert-auth)")
+	return nil, errGRPCAuthUnsupported
 }
 
+// AuthDisable succeeds, as etcd's does when auth is already disabled.
+func (a *authServer) AuthDisable(ctx context.Context, r *pb.AuthDisableRequest) (*pb.AuthDisableResponse, error) {
+	return &pb.AuthDisableResponse{Header: a.s.header(a.s.be.Rev())}, nil
+}
+
+// Authenticate answers etcd's "authentication is not enabled", on which etcd
+// clients given a user name and password carry on without a token.
 func (a *authServer) Authenticate(context.Context, *pb.AuthenticateRequest) (*pb.AuthenticateResponse, error) {
-	return nil, unimplemented("auth (use TLS client certificates: --client-cert-auth)")
+	return nil, toGRPC(errAuthNotEnabled)
+}
+
+func (a *authServer) UserAdd(context.Context, *pb.AuthUserAddRequest) (*pb.AuthUserAddResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) UserGet(context.Context, *pb.AuthUserGetRequest) (*pb.AuthUserGetResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) UserList(context.Context, *pb.AuthUserListRequest) (*pb.AuthUserListResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) UserDelete(context.Context, *pb.AuthUserDeleteRequest) (*pb.AuthUserDeleteResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) UserChangePassword(context.Context, *pb.AuthUserChangePasswordRequest) (*pb.AuthUserChangePasswordResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) UserGrantRole(context.Context, *pb.AuthUserGrantRoleRequest) (*pb.AuthUserGrantRoleResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) UserRevokeRole(context.Context, *pb.AuthUserRevokeRoleRequest) (*pb.AuthUserRevokeRoleResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) RoleAdd(context.Context, *pb.AuthRoleAddRequest) (*pb.AuthRoleAddResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) RoleGet(context.Context, *pb.AuthRoleGetRequest) (*pb.AuthRoleGetResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) RoleList(context.Context, *pb.AuthRoleListRequest) (*pb.AuthRoleListResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) RoleDelete(context.Context, *pb.AuthRoleDeleteRequest) (*pb.AuthRoleDeleteResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) RoleGrantPermission(context.Context, *pb.AuthRoleGrantPermissionRequest) (*pb.AuthRoleGrantPermissionResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
+}
+
+func (a *authServer) RoleRevokePermission(context.Context, *pb.AuthRoleRevokePermissionRequest) (*pb.AuthRoleRevokePermissionResponse, error) {
+	return nil, errGRPCUsersRolesUnsupported
 }

@@ -324,6 +324,10 @@ func scenario() []step {
 		{name: "member list", args: a("member", "list"), summary: memberLine, want: "started, e2e, http://{EP}, false\n"},
 		{name: "member list json", args: a("member", "list", "-w", "json"), summary: memberJSON,
 			want: `[{"name":"e2e","clientURLs":["http://{EP}"]}]` + "\n"},
+
+		// Auth: disabled, as on a fresh etcd (Rhizome cannot enable it).
+		{name: "auth status", args: a("auth", "status"), want: "Authentication Status: false\nAuthRevision: 1\n"},
+		{name: "auth disable", args: a("auth", "disable"), want: "Authentication Disabled\n"},
 	}
 }
 
