@@ -301,10 +301,11 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 
 // appendSaved keeps the saved form current at the cost of the new changes, not of
 // the whole document: it appends them as incremental chunks, and only when those
-// outgrow the last full save (chunks carry headers a full save shares) saves whole.
+// outgrow half the last full save (chunks carry headers a full save shares, and
+// histories are bounded by rebases, so a full save stays cheap) saves whole.
 func (d *Doc) appendSaved(am *automerge.Doc) {
 	d.amBytes = append(d.amBytes, am.SaveIncremental()...)
-	if len(d.amBytes) > 2*d.savedLen+1024 {
+	if len(d.amBytes) > d.savedLen+d.savedLen/2+256 {
 		d.amBytes = am.Save()
 		d.savedLen = len(d.amBytes)
 	}

@@ -124,7 +124,7 @@ func (d *Doc) applyRebase(c Change) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("crdt: changes since the cut: %w", err)
 	}
-	p := &prior{epoch: d.epoch, mark: c.Mark, am: old, amBytes: d.amBytes, moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
+	p := &prior{epoch: d.epoch, mark: c.Mark, am: old, amBytes: old.Save(), moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
 	before := d.value
 	d.epoch, d.edits = c.Epoch, 0
 	if d.am, err = automerge.Load(c.Data); err != nil {

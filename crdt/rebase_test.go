@@ -19,10 +19,10 @@ type replicas struct {
 	names []string
 	docs  map[string]*Doc
 	clock map[string]uint64
-	log   map[string][]Change            // by origin
-	got   map[string]map[string]int      // site -> origin -> changes applied
-	tookR map[string]map[uint64][]int    // site -> rebase mark -> log lengths when the site took it
-	moved int                            // translations seen in dropped priors
+	log   map[string][]Change         // by origin
+	got   map[string]map[string]int   // site -> origin -> changes applied
+	tookR map[string]map[uint64][]int // site -> rebase mark -> log lengths when the site took it
+	moved int                         // translations seen in dropped priors
 }
 
 func newReplicas(t *testing.T, names ...string) *replicas {

@@ -49,6 +49,10 @@ type Config struct {
 	// LeaseTakeover is how long after membership declares a site dead another
 	// site takes over expiring the leases it granted.
 	LeaseTakeover time.Duration
+	// ForgetSiteAfter is how long a site may stay unheard of before the others stop
+	// keeping the change log and old histories for it; back later, it bootstraps
+	// from a snapshot.
+	ForgetSiteAfter time.Duration
 	// GossipLAN uses LAN failure-detection timing instead of the WAN default.
 	GossipLAN bool
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
@@ -70,6 +74,7 @@ func DefaultConfig() Config {
 		ClusterToken:                "rhizome-cluster",
 		AntiEntropyInterval:         peer.DefaultConfig().AntiEntropyInterval,
 		LeaseTakeover:               store.DefaultConfig().LeaseTakeover,
+		ForgetSiteAfter:             24 * time.Hour,
 		Logger:                      slog.Default(),
 	}
 }
@@ -134,6 +139,7 @@ type Site struct {
 	Gossip     *gossip.Gossip
 	peerLn     net.Listener
 	membership chan struct{} // a membership change to act on
+	started    time.Time
 	stop       chan struct{} // closed by Close
 	following  chan struct{} // closed when followMembership has returned
 }
@@ -151,6 +157,7 @@ func Start(cfg Config) (*Site, error) {
 	scfg.Site = cfg.Name
 	scfg.SyncWrites = !cfg.UnsafeNoFsync
 	scfg.LeaseTakeover = cfg.LeaseTakeover
+	scfg.Replicated = len(cfg.ListenPeerURLs) > 0
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = cfg.Registerer
 	st, err := store.Open(scfg)

@@ -54,9 +54,6 @@ func (s *Site) startSync(clientURLs []string) error {
 	if s.Gossip, err = gossip.Start(gcfg); err != nil {
 		return err
 	}
-	// Restarting a document's history is only safe when no other site could be
-	// editing it: with peers, histories are kept.
-	s.Store.SetRebaseAllowed(func() bool { return len(s.Gossip.Members()) <= 1 })
 	s.Store.SetSiteAlive(func(site string) bool {
 		for _, m := range s.Gossip.Members() {
 			if m.Site == site {
@@ -66,12 +63,17 @@ func (s *Site) startSync(clientURLs []string) error {
 		return false
 	})
 	s.following = make(chan struct{})
+	s.started = time.Now()
 	go s.followMembership(s.stop)
 	return nil
 }
 
+// followMembership keeps the sync runner's peers equal to the live sites, and its
+// counted sites equal to every site heard of within ForgetSiteAfter.
 func (s *Site) followMembership(stop <-chan struct{}) {
 	defer close(s.following)
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
 	for {
 		peers := map[string]string{}
 		for _, m := range s.Gossip.Members() {
@@ -80,12 +82,41 @@ func (s *Site) followMembership(stop <-chan struct{}) {
 			}
 		}
 		s.Sync.SetPeers(peers)
+		s.Sync.SetCounted(s.counted())
 		select {
 		case <-stop:
 			return
 		case <-s.membership:
+		case <-tick.C:
 		}
 	}
+}
+
+// counted lists the sites whose holdings decide what may be collected: every site
+// gossip knows or whose changes are here, unless dead and unheard of for
+// ForgetSiteAfter (since it was last seen, or since this site started if never).
+func (s *Site) counted() []string {
+	sites, alive := map[string]bool{}, map[string]bool{}
+	for _, m := range s.Gossip.Members() {
+		alive[m.Site] = m.Alive
+	}
+	for _, site := range s.Gossip.Known() {
+		sites[site] = true
+	}
+	for o := range s.Store.VersionVector() {
+		sites[o] = true
+	}
+	var out []string
+	for site := range sites {
+		seen := s.Gossip.LastSeen(site)
+		if seen.Before(s.started) {
+			seen = s.started
+		}
+		if site == s.cfg.Name || alive[site] || time.Since(seen) < s.cfg.ForgetSiteAfter {
+			out = append(out, site)
+		}
+	}
+	return out
 }
 
 // members reports the live sites for etcd's MemberList.

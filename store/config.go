@@ -34,6 +34,12 @@ type Config struct {
 	// store restarts it from the current value (crdt.Doc.Rebase), so steadily
 	// updated objects stay small. 0 never rebases.
 	RebaseEdits int
+	// Replicated says other sites share this store's data: the change log and old
+	// document histories are kept until the sync layer's horizon (SetHorizon) says
+	// every site holds them. A store alone collects them at once.
+	Replicated bool
+	// GCInterval is how often the change log is collected.
+	GCInterval time.Duration
 	// MaxBatch bounds how many requests share one commit.
 	MaxBatch int
 	// Now reads the clock (lease expiry). Injected so tests control time.
@@ -52,6 +58,7 @@ func DefaultConfig() Config {
 		SyncWrites:         true,
 		MinLeaseTTL:        2,
 		LeaseCheckInterval: 500 * time.Millisecond,
+		GCInterval:         time.Second,
 		LeaseTakeover:      time.Minute,
 		DocCacheSize:       10000,
 		RebaseEdits:        64,
@@ -70,8 +77,8 @@ func (c Config) Validate() error {
 		return errors.New("store: config: Site is empty")
 	case c.MinLeaseTTL < 1:
 		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
-	case c.LeaseCheckInterval <= 0:
-		return errors.New("store: config: LeaseCheckInterval must be positive")
+	case c.LeaseCheckInterval <= 0 || c.GCInterval <= 0:
+		return errors.New("store: config: LeaseCheckInterval and GCInterval must be positive")
 	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
 		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
 	case c.Now == nil || c.Logger == nil:

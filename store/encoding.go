@@ -8,13 +8,14 @@ import (
 
 // Badger key layout. Prefixes are single bytes so each family sorts together.
 const (
-	prefixRev      = 'r' // r | main(8) | sub(4)        -> revision record
-	prefixDoc      = 'd' // d | key                      -> crdt.Doc
-	prefixChange   = 'c' // c | len(site) | site | seq(8) -> change-log entry
-	prefixVV       = 'v' // v | site                      -> highest contiguous seq
-	prefixLease    = 'l' // l | id(8)                     -> lease record
-	prefixMeta     = 'm' // m | name                      -> meta value
-	prefixConflict = 'x' // x | key                       -> latest conflict resolved
+	prefixRev       = 'r' // r | main(8) | sub(4)        -> revision record
+	prefixDoc       = 'd' // d | key                      -> crdt.Doc
+	prefixChange    = 'c' // c | len(site) | site | seq(8) -> change-log entry
+	prefixVV        = 'v' // v | site                      -> highest contiguous seq
+	prefixLease     = 'l' // l | id(8)                     -> lease record
+	prefixMeta      = 'm' // m | name                      -> meta value
+	prefixConflict  = 'x' // x | key                       -> latest conflict resolved
+	prefixCollected = 'g' // g | site                      -> change log collected up to this seq
 )
 
 var (

@@ -48,10 +48,15 @@ type Store struct {
 	vv      map[string]uint64
 	changes broadcast // fires when changes are logged, for the sync layer
 
+	// collected is, per origin, how far the change log has been collected.
+	// Written by the committer under mu.
+	collected map[string]uint64
+	horizon   atomic.Pointer[Horizon]
+
 	publisher  atomic.Pointer[Publisher]
-	rebaseOK   atomic.Pointer[func() bool]
 	ownerAlive atomic.Pointer[func(site string) bool]
 	closing    chan struct{}
+	stopped    chan struct{} // closed when the committer has exited
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 }
@@ -90,25 +95,28 @@ func Open(cfg Config) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		db:      db,
-		metrics: newMetrics(cfg.Registerer),
-		idx:     newIndex(),
-		docs:    newDocCache(cfg.DocCacheSize),
-		reqs:    make(chan *request, cfg.MaxBatch),
-		leases:  newLeases(),
-		vv:      make(map[string]uint64),
-		changes: newBroadcast(),
-		closing: make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger,
+		db:        db,
+		metrics:   newMetrics(cfg.Registerer),
+		idx:       newIndex(),
+		docs:      newDocCache(cfg.DocCacheSize),
+		reqs:      make(chan *request, cfg.MaxBatch),
+		leases:    newLeases(),
+		vv:        make(map[string]uint64),
+		collected: make(map[string]uint64),
+		changes:   newBroadcast(),
+		closing:   make(chan struct{}),
+		stopped:   make(chan struct{}),
 	}
 	if err := s.recover(); err != nil {
 		db.Close()
 		return nil, err
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.runCommitter()
 	go s.runLeaseExpiry()
+	go s.runCollector()
 	return s, nil
 }
 
@@ -126,16 +134,6 @@ func (s *Store) Close() error {
 // SetPublisher installs the receiver of committed events. Call it before the store
 // takes traffic.
 func (s *Store) SetPublisher(p Publisher) { s.publisher.Store(&p) }
-
-// SetRebaseAllowed installs the test of whether document histories may restart now
-// (see crdt.Doc.Rebase): only when no other site can be editing concurrently. A
-// store on its own always may.
-func (s *Store) SetRebaseAllowed(ok func() bool) { s.rebaseOK.Store(&ok) }
-
-func (s *Store) rebaseAllowed() bool {
-	ok := s.rebaseOK.Load()
-	return ok == nil || (*ok)()
-}
 
 // Site returns the name of this site.
 func (s *Store) Site() string { return s.cfg.Site }
@@ -274,6 +272,19 @@ func (s *Store) readMeta(txn *badger.Txn) error {
 			return fmt.Errorf("store: version vector: %w", err)
 		}
 		s.vv[string(it.Item().Key()[1:])] = uint64(seq)
+	}
+	gc := txn.NewIterator(iteratorPrefix(prefixCollected))
+	defer gc.Close()
+	for gc.Rewind(); gc.Valid(); gc.Next() {
+		v, err := gc.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		origin, seq, err := parseCollected(gc.Item().Key(), v)
+		if err != nil {
+			return fmt.Errorf("store: collected log: %w", err)
+		}
+		s.collected[origin] = seq
 	}
 	return s.leases.load(txn, s.cfg.Now())
 }
@@ -460,13 +471,23 @@ func (s *Store) submit(ctx context.Context, r *request) (int64, error) {
 		return 0, ctx.Err()
 	}
 	// Once queued, the request will be applied; wait for it whatever ctx says, so
-	// the caller never reports failure for a write that then commits.
-	<-r.done
+	// the caller never reports failure for a write that then commits. Only a
+	// request queued after the committer's last drain is never applied.
+	select {
+	case <-r.done:
+	case <-s.stopped:
+		select {
+		case <-r.done:
+		default:
+			return 0, ErrClosed
+		}
+	}
 	return r.rev, r.err
 }
 
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
+	defer close(s.stopped)
 	for {
 		var batch []*request
 		select {

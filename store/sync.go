@@ -49,6 +49,12 @@ func (s *Store) ChangesLogged() <-chan struct{} { return s.changes.Wait() }
 // Changes returns up to limit logged changes of one origin with sequence numbers
 // after after, in order. Fewer than limit means the log has no more yet.
 func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error) {
+	s.mu.RLock()
+	collected := s.collected[origin]
+	s.mu.RUnlock()
+	if after < collected {
+		return nil, ErrCollected
+	}
 	var out []Change
 	prefix := changeKey(origin, 0)[:2+len(origin)]
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -133,6 +139,15 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 	tx.mutated = true
 	tx.s.clock = max(tx.s.clock, change.Inc.Counter, change.Epoch.Counter)
 	tx.recordWithLease(c.Origin, c.Seq, c.Key, c.Lease, c.Body)
+	lease := c.Lease
+	if ki := tx.s.idx.get(c.Key); ki != nil {
+		if _, live := ki.live(); live {
+			lease = ki.lease
+		}
+	}
+	if err := tx.tidy(c.Key, doc, lease); err != nil {
+		return true, err
+	}
 	if cs := doc.Conflicts(); len(cs) > conflicts {
 		tx.recordConflict(c.Key, doc.Incarnation(), cs[len(cs)-1])
 	}

@@ -59,14 +59,8 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if changed {
 		tx.logChange(key, lease, change)
 	}
-	if n := tx.s.cfg.RebaseEdits; n > 0 && doc.Edits() >= n && tx.s.rebaseAllowed() {
-		rebase, ok, err := doc.Rebase(tx.stamp())
-		if err != nil {
-			return fmt.Errorf("store: rebase %q: %w", key, err)
-		}
-		if ok {
-			tx.logChange(key, lease, rebase)
-		}
+	if err := tx.tidy(key, doc, lease); err != nil {
+		return err
 	}
 	if doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
 		tx.s.metrics.opaqueKubeValue()

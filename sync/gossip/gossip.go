@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -183,6 +184,13 @@ func (g *Gossip) Members() []Member {
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Site, b.Site) })
 	return out
+}
+
+// Known lists every site seen since this process started, alive or not.
+func (g *Gossip) Known() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return slices.Sorted(maps.Keys(g.known))
 }
 
 // LastSeen returns when a site was last known alive (zero if never).

@@ -5,24 +5,31 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/rhizome-kv/rhizome/store"
 )
 
+// openStore opens a store that rebases and collects often, so faults meet them.
 func openStore(t *testing.T, site string) *store.Store {
+	return openSyncedStore(t, site, 3)
+}
+
+func openSyncedStore(t *testing.T, site string, rebaseEdits int) *store.Store {
 	t.Helper()
 	cfg := store.DefaultConfig()
-	cfg.InMemory, cfg.Site = true, site
+	cfg.InMemory, cfg.Site, cfg.Replicated = true, site, true
+	cfg.RebaseEdits, cfg.GCInterval = rebaseEdits, 5*time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	s, err := store.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.SetRebaseAllowed(func() bool { return false }) // several sites: history must stay
 	t.Cleanup(func() { s.Close() })
 	return s
 }
@@ -159,7 +166,36 @@ func runConvergence(t *testing.T, seed uint64) {
 			t.Fatalf("seed %d: %s ended %+v, its only writer last wrote %+v", seed, key, got, f)
 		}
 	}
+	// Once every site has told the others what it holds, every change is
+	// stable and each site's change log is collected whole.
+	net.DropRate, net.DupRate = 0, 0
+	if err := net.Tick(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := net.Settle(ctx, 10); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		waitCollected(t, stores[n])
+	}
 	t.Logf("seed %d: converged in %d rounds; %d messages delivered, %d lost; %d keys", seed, rounds, net.Delivered, net.Dropped, len(wantKVs))
+}
+
+// waitCollected waits until a store's change log is collected up to everything
+// it holds.
+func waitCollected(t *testing.T, st *store.Store) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		vv, collected := st.VersionVector(), st.Collected()
+		if maps.Equal(vv, collected) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("site %s: change log collected up to %v, holds %v", st.Site(), collected, vv)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func dump(kvs []store.KeyValue) string {

@@ -29,8 +29,13 @@ func NewNetwork(seed uint64) *Network {
 	return &Network{rng: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)), engines: map[string]*Engine{}, group: map[string]int{}, cut: map[[2]string]bool{}}
 }
 
-// Add attaches a site's engine.
-func (n *Network) Add(site string, e *Engine) { n.engines[site] = e }
+// Add puts a site on the network; every site counts every other for stability.
+func (n *Network) Add(site string, e *Engine) {
+	n.engines[site] = e
+	for _, e := range n.engines {
+		e.SetCounted(n.Sites())
+	}
+}
 
 // Sites returns the attached sites in order.
 func (n *Network) Sites() []string { return slices.Sorted(maps.Keys(n.engines)) }

@@ -23,6 +23,7 @@ import (
 const (
 	keepaliveTime    = 5 * time.Second
 	keepaliveTimeout = 3 * time.Second
+	vvEvery          = 50 * time.Millisecond
 )
 
 // LiveStore is a Store that also says when new changes are logged.
@@ -68,8 +69,12 @@ type Runner struct {
 	st     LiveStore
 	server *grpc.Server
 
-	mu     sync.Mutex // guards engine
+	mu     sync.Mutex // guards engine and vvSent
 	engine *Engine
+	// vvSent is when each peer was last told this site's version vector: pushes
+	// carry it at most every vvEvery, so peers learn soon what is stable without
+	// a vector in every small message.
+	vvSent map[string]time.Time
 
 	peersMu sync.Mutex
 	peers   map[string]*link // by site name
@@ -97,7 +102,7 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), peers: map[string]*link{}, ctx: ctx, cancel: cancel}
+	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), vvSent: map[string]time.Time{}, peers: map[string]*link{}, ctx: ctx, cancel: cancel}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodec(codec{}),
 		// Pings find a peer that vanished behind a silent network cut in seconds,
@@ -145,6 +150,13 @@ func (r *Runner) SetPeers(peers map[string]string) {
 		go r.send(ctx, name, l)
 		added = append(added, name)
 	}
+}
+
+// SetCounted sets the sites whose holdings decide what is stable (Engine.SetCounted).
+func (r *Runner) SetCounted(sites []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.engine.SetCounted(sites)
 }
 
 // PeerStatus is what this site knows of a peer.
@@ -230,6 +242,10 @@ func (r *Runner) pushAll() {
 	for _, name := range r.peerNames() {
 		r.mu.Lock()
 		envs, err := r.engine.Push(name)
+		if len(envs) > 0 && time.Since(r.vvSent[name]) >= vvEvery {
+			envs[0].Msg.VV = r.st.VersionVector()
+			r.vvSent[name] = time.Now()
+		}
 		r.mu.Unlock()
 		if err != nil {
 			r.cfg.Logger.Error("preparing push", "peer", name, "err", err)

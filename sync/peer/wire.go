@@ -32,17 +32,18 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return m.decode(data)
 }
 
-const wireVersion = 1
+const wireVersion = 2
 
 var errWire = errors.New("peer: malformed message")
 
 func (m *Message) encode() []byte {
 	b := []byte{wireVersion, byte(m.Kind)}
 	b = appendString(b, m.From)
-	b = binary.AppendUvarint(b, uint64(len(m.VV)))
-	for _, o := range slices.Sorted(maps.Keys(m.VV)) {
-		b = appendString(b, o)
-		b = binary.AppendUvarint(b, m.VV[o])
+	b = appendVV(b, m.VV)
+	b = binary.AppendUvarint(b, uint64(len(m.Rows)))
+	for _, site := range slices.Sorted(maps.Keys(m.Rows)) {
+		b = appendString(b, site)
+		b = appendVV(b, m.Rows[site])
 	}
 	b = binary.AppendUvarint(b, uint64(len(m.Changes)))
 	for _, c := range m.Changes {
@@ -65,15 +66,13 @@ func (m *Message) decode(b []byte) error {
 	}
 	m.Kind = Kind(d.byte())
 	m.From = string(d.bytes())
+	m.VV = d.vv()
 	n := d.uvarint()
-	if m.Kind == KindPull {
-		m.VV = make(map[string]uint64, min(n, 1024))
-	}
-	if m.Kind != KindPull && n > 0 {
-		d.err = fmt.Errorf("peer: version vector outside a pull: %w", errWire)
-	}
 	for i := uint64(0); i < n && d.err == nil; i++ {
-		m.VV[string(d.bytes())] = d.uvarint()
+		if m.Rows == nil {
+			m.Rows = map[string]map[string]uint64{}
+		}
+		m.Rows[string(d.bytes())] = d.vv()
 	}
 	n = d.uvarint()
 	for i := uint64(0); i < n && d.err == nil; i++ {
@@ -87,6 +86,32 @@ func (m *Message) decode(b []byte) error {
 		d.err = fmt.Errorf("peer: unknown message kind %d: %w", m.Kind, errWire)
 	}
 	return d.err
+}
+
+func appendVV(b []byte, vv map[string]uint64) []byte {
+	b = binary.AppendUvarint(b, uint64(len(vv)))
+	for _, o := range slices.Sorted(maps.Keys(vv)) {
+		b = appendString(b, o)
+		b = binary.AppendUvarint(b, vv[o])
+	}
+	return b
+}
+
+// vv reads a version vector; nil when empty.
+func (d *decoder) vv() map[string]uint64 {
+	n := d.uvarint()
+	if n == 0 || d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return nil
+	}
+	vv := make(map[string]uint64, n)
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		vv[string(d.bytes())] = d.uvarint()
+	}
+	return vv
 }
 
 func appendString(b []byte, s string) []byte {

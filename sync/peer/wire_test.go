@@ -10,7 +10,9 @@ import (
 func TestWireRoundTrip(t *testing.T) {
 	for _, m := range []Message{
 		{Kind: KindPull, From: "a", VV: map[string]uint64{"a": 3, "b": 1 << 40}},
-		{Kind: KindPull, From: "fresh", VV: map[string]uint64{}},
+		{Kind: KindPull, From: "fresh"},
+		{Kind: KindPull, From: "c", VV: map[string]uint64{"c": 1}, Rows: map[string]map[string]uint64{"a": {"a": 2, "b": 1}, "b": nil}},
+		{Kind: KindBatch, From: "b", VV: map[string]uint64{"a": 7, "b": 2}},
 		{Kind: KindBatch, From: "b", Changes: []store.Change{{Origin: "a", Seq: 7, Key: []byte("/k\x00"), Lease: 42, Body: []byte{1, 2}}}, More: true},
 	} {
 		var got Message

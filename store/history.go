@@ -1,0 +1,184 @@
+package store
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"maps"
+	"time"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// Bounded history: document histories restart (crdt rebase) and the change log is
+// collected once every site the cluster knows holds what is dropped. The sync layer
+// says how far that is with a Horizon; a store without peers holds everything
+// there is, so everything it holds is stable.
+
+// ErrCollected is returned by Changes for changes collected from the log: the peer
+// asking for them needs a snapshot.
+var ErrCollected = errors.New("store: changes collected from the change log")
+
+// Horizon is what the sync layer knows of how far every site holds the change log.
+type Horizon struct {
+	// Stable is, per origin, the sequence number up to which every site the
+	// cluster counts holds that origin's changes.
+	Stable map[string]uint64
+	// Reported is, per site, its own newest change when it last reported: every
+	// change it had made by then.
+	Reported map[string]uint64
+}
+
+// SetHorizon publishes the sync layer's newest horizon. A replicated store
+// (Config.Replicated) collects nothing until the first one.
+func (s *Store) SetHorizon(h Horizon) {
+	h.Stable, h.Reported = maps.Clone(h.Stable), maps.Clone(h.Reported)
+	s.horizon.Store(&h)
+}
+
+// stable returns, per origin, how far the change log may be collected. Called
+// with mu held.
+func (s *Store) stable() map[string]uint64 {
+	if !s.cfg.Replicated {
+		return s.vv // alone: everything held is held everywhere
+	}
+	if h := s.horizon.Load(); h != nil {
+		return h.Stable
+	}
+	return nil
+}
+
+// priorDone reports whether no edit of a document's prior epoch can arrive any
+// more: every site holds the rebase (the rebaser's log up to mark), and this site
+// holds every change each site had made when it last reported, which was after it
+// took the rebase. Called by the committer.
+func (s *Store) priorDone(rebaser string, mark uint64) bool {
+	if !s.cfg.Replicated {
+		return true
+	}
+	h := s.horizon.Load()
+	if h == nil || h.Stable[rebaser] < mark {
+		return false
+	}
+	for site, seq := range h.Reported {
+		if site != s.cfg.Site && s.vv[site] < seq {
+			return false
+		}
+	}
+	return true
+}
+
+// tidy bounds a document's history after a write to it: it drops the prior epoch
+// once no edit of it can arrive, and restarts the history when this site is its
+// rebaser and it has grown past RebaseEdits.
+func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
+	if rebaser, mark, ok := doc.Prior(); ok && tx.s.priorDone(rebaser, mark) {
+		doc.DropPrior()
+	}
+	if n := tx.s.cfg.RebaseEdits; n == 0 || doc.Edits() < n {
+		return nil
+	}
+	site := tx.s.cfg.Site
+	rebase, ok, err := doc.Rebase(site, tx.s.vv[site]+1)
+	if err != nil {
+		return fmt.Errorf("store: rebase %q: %w", key, err)
+	}
+	if ok {
+		tx.logChange(key, lease, rebase)
+	}
+	return nil
+}
+
+// maxCollect bounds the change-log entries one collection deletes.
+const maxCollect = 4096
+
+// runCollector collects the change log every GCInterval.
+func (s *Store) runCollector() {
+	defer s.wg.Done()
+	tick := time.NewTicker(s.cfg.GCInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-tick.C:
+			if err := s.collectLog(context.Background()); err != nil && !errors.Is(err, ErrClosed) {
+				s.log.Error("collecting the change log", "err", err)
+			}
+		}
+	}
+}
+
+// collectLog deletes change-log entries every site holds, through the commit path
+// (it takes no revision).
+func (s *Store) collectLog(ctx context.Context) error {
+	more := true
+	for more {
+		more = false
+		r := &request{done: make(chan struct{})}
+		r.fns = []func(*WriteTxn) error{func(tx *WriteTxn) error {
+			budget := maxCollect
+			for origin, upto := range tx.s.stable() {
+				upto = min(upto, tx.s.vv[origin])
+				from := tx.s.collected[origin]
+				if upto <= from {
+					continue
+				}
+				if upto-from > uint64(budget) {
+					upto, more = from+uint64(budget), true
+				}
+				for seq := from + 1; seq <= upto; seq++ {
+					tx.writes = append(tx.writes, write{key: changeKey(origin, seq), delete: true})
+				}
+				budget -= int(upto - from)
+				tx.s.collected[origin] = upto
+				tx.writes = append(tx.writes, write{key: collectedKey(origin), value: int64Bytes(int64(upto))})
+				if budget == 0 {
+					more = true
+					break
+				}
+			}
+			return nil
+		}}
+		if _, err := s.submit(ctx, r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Collected returns, per origin, the newest sequence number collected from the
+// change log.
+func (s *Store) Collected() map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.collected)
+}
+
+func collectedKey(origin string) []byte { return append([]byte{prefixCollected}, origin...) }
+
+func parseCollected(k, v []byte) (string, uint64, error) {
+	if len(v) != 8 {
+		return "", 0, errCorrupt
+	}
+	return string(k[1:]), binary.BigEndian.Uint64(v), nil
+}
+
+// DocSize returns the bytes a key's document occupies as stored: its value,
+// history and bookkeeping (0 for a key never written).
+func (s *Store) DocSize(key []byte) (int, error) {
+	raw, err := s.getRaw(docKey(key))
+	return len(raw), err
+}
+
+// LogLen returns how many changes the change log holds.
+func (s *Store) LogLen() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var n uint64
+	for o, seq := range s.vv {
+		n += seq - s.collected[o]
+	}
+	return n
+}
