@@ -404,3 +404,7 @@ func actorID(site string) string {
 	sum := sha256.Sum256([]byte(site))
 	return hex.EncodeToString(sum[:16])
 }
+
+// Clock returns the greatest Lamport counter among the document's stamps: a
+// replica taking the document must move its clock past it.
+func (d *Doc) Clock() uint64 { return max(d.inc.Counter, d.epoch.Counter) }

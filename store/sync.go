@@ -112,12 +112,29 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 	if c.Origin == tx.s.cfg.Site || c.Seq != tx.s.vv[c.Origin]+1 {
 		return false, nil // ours, a duplicate, or ahead of a gap
 	}
+	return tx.merge(c, true)
+}
+
+// merge applies a logged change to the key's document and the index, and records
+// it in the change log when record is set (it is not when a snapshot's install
+// applies this site's own changes again).
+func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
+	if len(c.Key) == 0 && len(c.Body) == 0 {
+		// A no-op: a change its origin withdrew (see InstallSnapshot).
+		tx.mutated = true
+		if record {
+			tx.record(c.Origin, c.Seq, nil, nil)
+		}
+		return true, nil
+	}
 	if len(c.Key) == 0 {
 		if err := tx.applyLeaseChange(c.Body); err != nil {
 			return false, fmt.Errorf("store: lease change %s/%d: %w", c.Origin, c.Seq, err)
 		}
 		tx.mutated = true
-		tx.record(c.Origin, c.Seq, nil, c.Body)
+		if record {
+			tx.record(c.Origin, c.Seq, nil, c.Body)
+		}
 		return true, nil
 	}
 	change, err := crdt.DecodeChange(c.Body)
@@ -138,7 +155,9 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 	}
 	tx.mutated = true
 	tx.s.clock = max(tx.s.clock, change.Inc.Counter, change.Epoch.Counter)
-	tx.recordWithLease(c.Origin, c.Seq, c.Key, c.Lease, c.Body)
+	if record {
+		tx.recordWithLease(c.Origin, c.Seq, c.Key, c.Lease, c.Body)
+	}
 	lease := c.Lease
 	if ki := tx.s.idx.get(c.Key); ki != nil {
 		if _, live := ki.live(); live {

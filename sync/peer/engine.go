@@ -2,6 +2,7 @@ package peer
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 
@@ -15,6 +16,8 @@ type Store interface {
 	Changes(origin string, after uint64, limit int) ([]store.Change, error)
 	ApplyRemote(ctx context.Context, changes []store.Change) (int, error)
 	SetHorizon(store.Horizon)
+	Snapshot(ctx context.Context) (store.Snapshot, error)
+	InstallSnapshot(ctx context.Context, snap store.Snapshot) error
 }
 
 // Kind is what a Message is.
@@ -23,7 +26,11 @@ type Kind uint8
 const (
 	KindPull  Kind = iota + 1 // "here is what I hold; send what I lack"
 	KindBatch                 // changes; More says a Pull would get more
+	KindSnapshot              // one part of the sender's whole state, for a site that lacks collected changes
 )
+
+// snapshotPartBytes bounds the documents in one snapshot part.
+const snapshotPartBytes = 1 << 20
 
 // Message is the unit sent between sites.
 type Message struct {
@@ -35,6 +42,11 @@ type Message struct {
 	Rows    map[string]map[string]uint64 // Pull: the newest vectors the sender knows of other sites
 	Changes []store.Change               // Batch
 	More    bool                         // Batch: the sender held back changes over the size limit
+	// Snapshot: part Part of Parts of snapshot SnapID. Part 0 carries the
+	// snapshot's version vector and leases; every part carries documents.
+	SnapID      uint64
+	Part, Parts uint32
+	Snap        *store.Snapshot
 }
 
 // Envelope is a message addressed to a site.
@@ -55,11 +67,22 @@ type Engine struct {
 	rows map[string]map[string]uint64
 	// counted lists the sites whose holdings decide what is stable.
 	counted []string
+	// snapshots sent so far (their ids), and parts received, by sender.
+	snapshots uint64
+	incoming  map[string]*incoming
+}
+
+// incoming is a snapshot being received.
+type incoming struct {
+	id    uint64
+	parts []*store.Snapshot
+	got   int
 }
 
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
-	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64)}
+	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
+		incoming: make(map[string]*incoming)}
 }
 
 // SetCounted sets the sites (this one need not be named) whose holdings decide what
@@ -124,6 +147,9 @@ func (e *Engine) Push(to string) ([]Envelope, error) {
 		return nil, nil // nothing known of the peer yet: its first Pull says what it has
 	}
 	b, err := e.batch(sent, to, e.st.Site())
+	if errors.Is(err, store.ErrCollected) {
+		return nil, nil // the peer needs a snapshot: its next Pull gets one
+	}
 	if err != nil || len(b.Changes) == 0 {
 		return nil, err
 	}
@@ -147,10 +173,15 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		}
 		e.sent[m.From] = have
 		b, err := e.batch(e.sent[m.From], m.From, "")
+		if errors.Is(err, store.ErrCollected) {
+			return e.snapshot(ctx, m.From)
+		}
 		if err != nil {
 			return nil, err
 		}
 		return []Envelope{{To: m.From, Msg: b}}, nil
+	case KindSnapshot:
+		return e.receiveSnapshot(ctx, m)
 	case KindBatch:
 		if err := e.apply(ctx, m.Changes); err != nil {
 			return nil, err
@@ -197,6 +228,65 @@ func (e *Engine) batch(have map[string]uint64, to, only string) (Message, error)
 		}
 	}
 	return m, nil
+}
+
+// snapshot sends a peer this site's whole state, in parts.
+func (e *Engine) snapshot(ctx context.Context, to string) ([]Envelope, error) {
+	snap, err := e.st.Snapshot(ctx)
+	if err != nil {
+		return nil, err
+	}
+	e.snapshots++
+	parts := []*store.Snapshot{{VV: snap.VV, Leases: snap.Leases}}
+	size := 0
+	for _, d := range snap.Docs {
+		if size > 0 && size+len(d.Doc) > snapshotPartBytes {
+			parts, size = append(parts, &store.Snapshot{}), 0
+		}
+		last := parts[len(parts)-1]
+		last.Docs = append(last.Docs, d)
+		size += len(d.Key) + len(d.Doc)
+	}
+	envs := make([]Envelope, len(parts))
+	for i, p := range parts {
+		envs[i] = Envelope{To: to, Msg: Message{Kind: KindSnapshot, From: e.st.Site(), SnapID: e.snapshots, Part: uint32(i), Parts: uint32(len(parts)), Snap: p}}
+	}
+	return envs, nil
+}
+
+// receiveSnapshot collects a snapshot's parts and installs it once whole, unless
+// this site holds more than it of some other origin (a late or stale snapshot
+// would take changes away). Then it asks for what came after.
+func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, error) {
+	in := e.incoming[m.From]
+	if in == nil || in.id != m.SnapID {
+		if m.Parts == 0 || m.Parts > 1<<20 {
+			return nil, nil
+		}
+		in = &incoming{id: m.SnapID, parts: make([]*store.Snapshot, m.Parts)}
+		e.incoming[m.From] = in
+	}
+	if int(m.Part) >= len(in.parts) || in.parts[m.Part] != nil || m.Snap == nil {
+		return nil, nil
+	}
+	in.parts[m.Part], in.got = m.Snap, in.got+1
+	if in.got < len(in.parts) {
+		return nil, nil
+	}
+	delete(e.incoming, m.From)
+	snap := store.Snapshot{VV: in.parts[0].VV, Leases: in.parts[0].Leases}
+	for _, p := range in.parts {
+		snap.Docs = append(snap.Docs, p.Docs...)
+	}
+	for o, seq := range e.st.VersionVector() {
+		if o != e.st.Site() && seq > snap.VV[o] {
+			return nil, nil // the next anti-entropy round brings a newer one
+		}
+	}
+	if err := e.st.InstallSnapshot(ctx, snap); err != nil {
+		return nil, err
+	}
+	return []Envelope{e.Pull(m.From)}, nil
 }
 
 // apply merges changes, retrying those that waited on others in the same batch

@@ -24,6 +24,7 @@ const (
 	keepaliveTime    = 5 * time.Second
 	keepaliveTimeout = 3 * time.Second
 	vvEvery          = 50 * time.Millisecond
+	maxMessageBytes  = 256 << 20
 )
 
 // LiveStore is a Store that also says when new changes are logged.
@@ -105,6 +106,8 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), vvSent: map[string]time.Time{}, peers: map[string]*link{}, ctx: ctx, cancel: cancel}
 	opts := []grpc.ServerOption{
 		grpc.ForceServerCodec(codec{}),
+		// Batches and snapshot parts may exceed gRPC's 4 MiB default.
+		grpc.MaxRecvMsgSize(maxMessageBytes),
 		// Pings find a peer that vanished behind a silent network cut in seconds,
 		// rather than when TCP's retransmissions give up.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),

@@ -54,9 +54,32 @@ func (m *Message) encode() []byte {
 		b = appendString(b, string(c.Body))
 	}
 	if m.More {
-		return append(b, 1)
+		b = append(b, 1)
+	} else {
+		b = append(b, 0)
 	}
-	return append(b, 0)
+	if m.Kind != KindSnapshot {
+		return b
+	}
+	b = binary.AppendUvarint(b, m.SnapID)
+	b = binary.AppendUvarint(b, uint64(m.Part))
+	b = binary.AppendUvarint(b, uint64(m.Parts))
+	snap := m.Snap
+	if snap == nil {
+		snap = &store.Snapshot{}
+	}
+	b = appendVV(b, snap.VV)
+	b = binary.AppendUvarint(b, uint64(len(snap.Leases)))
+	for _, l := range snap.Leases {
+		b = appendString(b, string(l))
+	}
+	b = binary.AppendUvarint(b, uint64(len(snap.Docs)))
+	for _, d := range snap.Docs {
+		b = appendString(b, string(d.Key))
+		b = binary.AppendVarint(b, d.Lease)
+		b = appendString(b, string(d.Doc))
+	}
+	return b
 }
 
 func (m *Message) decode(b []byte) error {
@@ -79,10 +102,23 @@ func (m *Message) decode(b []byte) error {
 		m.Changes = append(m.Changes, store.Change{Origin: string(d.bytes()), Seq: d.uvarint(), Key: d.bytes(), Lease: d.varint(), Body: d.bytes()})
 	}
 	m.More = d.byte() == 1
+	if m.Kind == KindSnapshot {
+		m.SnapID = d.uvarint()
+		m.Part, m.Parts = uint32(d.uvarint()), uint32(d.uvarint())
+		m.Snap = &store.Snapshot{VV: d.vv()}
+		n := d.uvarint()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			m.Snap.Leases = append(m.Snap.Leases, d.bytes())
+		}
+		n = d.uvarint()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			m.Snap.Docs = append(m.Snap.Docs, store.SnapshotDoc{Key: d.bytes(), Lease: d.varint(), Doc: d.bytes()})
+		}
+	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errWire
 	}
-	if d.err == nil && m.Kind != KindPull && m.Kind != KindBatch {
+	if d.err == nil && (m.Kind < KindPull || m.Kind > KindSnapshot) {
 		d.err = fmt.Errorf("peer: unknown message kind %d: %w", m.Kind, errWire)
 	}
 	return d.err

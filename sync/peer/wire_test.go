@@ -13,6 +13,8 @@ func TestWireRoundTrip(t *testing.T) {
 		{Kind: KindPull, From: "fresh"},
 		{Kind: KindPull, From: "c", VV: map[string]uint64{"c": 1}, Rows: map[string]map[string]uint64{"a": {"a": 2, "b": 1}, "b": nil}},
 		{Kind: KindBatch, From: "b", VV: map[string]uint64{"a": 7, "b": 2}},
+		{Kind: KindSnapshot, From: "a", SnapID: 3, Part: 1, Parts: 2, Snap: &store.Snapshot{VV: map[string]uint64{"a": 9},
+			Leases: [][]byte{{1, 2}}, Docs: []store.SnapshotDoc{{Key: []byte("/k"), Lease: 5, Doc: []byte{1}}}}},
 		{Kind: KindBatch, From: "b", Changes: []store.Change{{Origin: "a", Seq: 7, Key: []byte("/k\x00"), Lease: 42, Body: []byte{1, 2}}}, More: true},
 	} {
 		var got Message

@@ -1,0 +1,317 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// Snapshot is a site's replicated state at one point: every key's document (deleted
+// ones too, which still rule out older incarnations), the leases, and the version
+// vector the state holds. A site that lacks changes the others have collected from
+// their logs installs a snapshot instead of replaying them.
+type Snapshot struct {
+	VV     map[string]uint64
+	Docs   []SnapshotDoc
+	Leases [][]byte // lease records, as the change log carries grants
+}
+
+// SnapshotDoc is one key's document and the lease the key is attached to.
+type SnapshotDoc struct {
+	Key   []byte
+	Lease int64
+	Doc   []byte
+}
+
+// Snapshot captures the store's replicated state. It runs on the commit path, so
+// the documents, leases and version vector agree.
+func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	var snap Snapshot
+	_, err := s.Update(ctx, func(tx *WriteTxn) error {
+		snap.VV = maps.Clone(tx.s.vv)
+		// Documents changed earlier in this batch are not on disk yet.
+		pending := maps.Clone(tx.dirty)
+		add := func(key []byte, doc []byte) {
+			var lease int64
+			if ki := tx.s.idx.get(key); ki != nil {
+				if _, live := ki.live(); live {
+					lease = ki.lease
+				}
+			}
+			snap.Docs = append(snap.Docs, SnapshotDoc{Key: key, Lease: lease, Doc: doc})
+		}
+		err := tx.s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(iteratorPrefix(prefixDoc))
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				key := it.Item().KeyCopy(nil)[1:]
+				if d, ok := pending[string(key)]; ok {
+					add(key, d.Encode())
+					delete(pending, string(key))
+					continue
+				}
+				v, err := it.Item().ValueCopy(nil)
+				if err != nil {
+					return err
+				}
+				add(key, v)
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: snapshot: %w", err)
+		}
+		for key, d := range pending {
+			add([]byte(key), d.Encode())
+		}
+		ls := tx.s.leases
+		ls.mu.Lock()
+		for _, l := range ls.byID {
+			snap.Leases = append(snap.Leases, encodeLeaseRecord(leaseGrant, l))
+		}
+		ls.mu.Unlock()
+		return nil
+	})
+	return snap, err
+}
+
+// InstallSnapshot replaces this site's replicated state with a snapshot taken at
+// another site, in one revision whose events show every key that changed. Changes
+// of other origins beyond the snapshot come again from the peers. This site's own
+// changes the snapshot lacks were made on histories the others may have collected,
+// where they would merge differently at each site; so they become no-ops in the
+// log, and what they wrote is written again on top of the snapshot as new changes
+// (the keys' values and this site's leases as they were here before).
+func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
+	// Everything is checked before anything changes.
+	docs := make(map[string]*crdt.Doc, len(snap.Docs))
+	leaseOf := make(map[string]int64, len(snap.Docs))
+	for _, sd := range snap.Docs {
+		d, err := crdt.DecodeDoc(sd.Doc)
+		if err != nil {
+			return fmt.Errorf("store: snapshot document %q: %w", sd.Key, err)
+		}
+		docs[string(sd.Key)], leaseOf[string(sd.Key)] = d, sd.Lease
+	}
+	var grants []*lease
+	for _, rec := range snap.Leases {
+		op, l, err := decodeLeaseRecord(rec)
+		if err != nil || op != leaseGrant {
+			return fmt.Errorf("store: snapshot lease: %w", errCorrupt)
+		}
+		grants = append(grants, l)
+	}
+	_, err := s.Update(ctx, func(tx *WriteTxn) error {
+		self := tx.s.cfg.Site
+		own := tx.s.vv[self]
+		redo, err := tx.ownSince(snap.VV[self])
+		if err != nil {
+			return err
+		}
+		tx.mutated = true
+		if err := tx.replaceLeases(grants); err != nil {
+			return err
+		}
+		// Keys this site has and the snapshot does not: gone.
+		var gone [][]byte
+		err = tx.s.db.View(func(txn *badger.Txn) error {
+			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDoc}})
+			defer it.Close()
+			for it.Rewind(); it.Valid(); it.Next() {
+				if key := it.Item().Key()[1:]; docs[string(key)] == nil {
+					gone = append(gone, bytes.Clone(key))
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("store: install snapshot: %w", err)
+		}
+		for key := range tx.dirty {
+			if docs[key] == nil {
+				gone = append(gone, []byte(key))
+			}
+		}
+		for _, key := range gone {
+			if err := tx.takeDoc(key, &crdt.Doc{}, 0); err != nil {
+				return err
+			}
+			tx.writes = append(tx.writes, write{key: docKey(key), delete: true})
+		}
+		for key, d := range docs {
+			tx.s.clock = max(tx.s.clock, d.Clock())
+			if err := tx.takeDoc([]byte(key), d, leaseOf[key]); err != nil {
+				return err
+			}
+		}
+		// The version vector is the snapshot's; what this site held beyond it of
+		// other origins is no longer in its documents, so it must come again.
+		for o := range tx.s.vv {
+			tx.s.vv[o] = 0
+		}
+		for o, seq := range snap.VV {
+			tx.s.vv[o] = seq
+			if o != self && seq > tx.s.collected[o] {
+				tx.s.collected[o] = seq
+				tx.writes = append(tx.writes, write{key: collectedKey(o), value: int64Bytes(int64(seq))})
+			}
+		}
+		if snap.VV[self] >= own {
+			return nil
+		}
+		tx.s.vv[self] = own
+		for seq := snap.VV[self] + 1; seq <= own; seq++ {
+			tx.writes = append(tx.writes, write{key: changeKey(self, seq), value: appendChangeEntry(nil, nil, 0, nil)})
+		}
+		return tx.rewrite(redo)
+	})
+	if err == nil {
+		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV)
+	}
+	return err
+}
+
+// ownWrites is what this site's own changes since some point wrote, as it stands
+// here: the keys' values (nil: deleted) and leases, and the leases it granted.
+type ownWrites struct {
+	keys   map[string]*KeyValue
+	leases []*lease
+}
+
+// ownSince reads this site's own changes after seq and captures what they wrote.
+func (tx *WriteTxn) ownSince(seq uint64) (ownWrites, error) {
+	self := tx.s.cfg.Site
+	w := ownWrites{keys: map[string]*KeyValue{}}
+	for ; seq < tx.s.vv[self]; seq++ {
+		raw, err := tx.s.getRaw(changeKey(self, seq+1))
+		if err != nil {
+			return w, err
+		}
+		if raw == nil {
+			continue // collected: held everywhere already
+		}
+		key, _, _, err := parseChangeEntry(raw)
+		if err != nil {
+			return w, err
+		}
+		if len(key) == 0 || w.keys[string(key)] != nil {
+			continue
+		}
+		w.keys[string(key)] = nil
+		if ki := tx.s.idx.get(key); ki != nil {
+			if v, live := ki.live(); live {
+				kv, err := tx.s.kvOf(v)
+				if err != nil {
+					return w, err
+				}
+				w.keys[string(key)] = &kv
+			}
+		}
+	}
+	tx.s.leases.mu.Lock()
+	for _, l := range tx.s.leases.byID {
+		if l.owner == self {
+			w.leases = append(w.leases, &lease{id: l.id, ttl: l.ttl, owner: self, expiry: l.expiry, keys: map[string]struct{}{}})
+		}
+	}
+	tx.s.leases.mu.Unlock()
+	return w, nil
+}
+
+// rewrite writes captured own writes again, as new changes of this site.
+func (tx *WriteTxn) rewrite(w ownWrites) error {
+	self := tx.s.cfg.Site
+	ls := tx.s.leases
+	for _, l := range w.leases {
+		ls.mu.Lock()
+		_, known := ls.byID[l.id]
+		if !known {
+			ls.byID[l.id] = l
+		}
+		ls.mu.Unlock()
+		if !known {
+			rec := encodeLeaseRecord(leaseGrant, l)
+			tx.writes = append(tx.writes, write{key: leaseKey(l.id), value: rec})
+			tx.record(self, tx.s.vv[self]+1, nil, rec)
+		}
+	}
+	for _, key := range slices.Sorted(maps.Keys(w.keys)) {
+		if kv := w.keys[key]; kv != nil {
+			if err := tx.Put([]byte(key), kv.Value, kv.Lease); err != nil && !errors.Is(err, ErrLeaseNotFound) {
+				return err
+			}
+			continue
+		}
+		if ki := tx.s.idx.get([]byte(key)); ki != nil {
+			if _, live := ki.live(); live {
+				if _, err := tx.deleteKey(ki); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// takeDoc makes d the key's document and brings the index to its value.
+func (tx *WriteTxn) takeDoc(key []byte, d *crdt.Doc, lease int64) error {
+	k := string(key)
+	tx.dirty[k] = d
+	tx.s.docs.pin(k, d)
+	ki := tx.s.idx.getOrCreate(key)
+	value, exists := d.Value()
+	if !exists {
+		if _, live := ki.live(); live {
+			_, err := tx.indexDelete(ki)
+			return err
+		}
+		return nil
+	}
+	if !tx.s.leases.exists(lease) {
+		lease = 0
+	}
+	if v, live := ki.live(); live && ki.lease == lease {
+		cur, err := tx.s.kvOf(v)
+		if err != nil {
+			return err
+		}
+		if bytes.Equal(cur.Value, value) {
+			return nil
+		}
+	}
+	return tx.indexPut(ki, value, lease)
+}
+
+// replaceLeases makes the granted leases exactly grants, keeping the expiry of
+// those already known. Keys attach again as their documents are taken.
+func (tx *WriteTxn) replaceLeases(grants []*lease) error {
+	ls := tx.s.leases
+	ls.mu.Lock()
+	defer ls.mu.Unlock()
+	keep := map[int64]bool{}
+	now := tx.s.cfg.Now()
+	for _, g := range grants {
+		keep[g.id] = true
+		if old := ls.byID[g.id]; old != nil {
+			continue
+		}
+		g.expiry = now.Add(time.Duration(g.ttl) * time.Second)
+		ls.byID[g.id] = g
+		tx.writes = append(tx.writes, write{key: leaseKey(g.id), value: encodeLeaseRecord(leaseGrant, g)})
+	}
+	for id := range ls.byID {
+		if !keep[id] {
+			delete(ls.byID, id)
+			tx.writes = append(tx.writes, write{key: leaseKey(id), delete: true})
+		}
+	}
+	return nil
+}

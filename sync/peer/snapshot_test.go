@@ -1,0 +1,127 @@
+package peer
+
+import (
+	"context"
+	"fmt"
+	"testing"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+func put(t *testing.T, st *store.Store, key, value string) {
+	t.Helper()
+	if _, err := st.Update(context.Background(), func(tx *store.WriteTxn) error {
+		return tx.Put([]byte(key), []byte(value), 0)
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func sameData(t *testing.T, stores ...*store.Store) {
+	t.Helper()
+	want, err := stores[0].Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range stores[1:] {
+		got, err := st.Digest()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			a, _ := stores[0].Range([]byte{0}, store.RangeOptions{End: []byte{0}})
+			b, _ := st.Range([]byte{0}, store.RangeOptions{End: []byte{0}})
+			t.Fatalf("%s differs from %s:\n%s\n%s", st.Site(), stores[0].Site(), dump(a.KVs), dump(b.KVs))
+		}
+	}
+}
+
+// TestSnapshotBootstrap: a site that joins after the others collected their logs
+// gets their state as a snapshot, then follows the log like any site.
+func TestSnapshotBootstrap(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(1)
+	a, b := openStore(t, "a"), openStore(t, "b")
+	net.Add("a", NewEngine(a, 50))
+	net.Add("b", NewEngine(b, 50))
+	for i := range 200 {
+		put(t, a, fmt.Sprintf("/a/%d", i%40), fmt.Sprintf(`{"v":"%d","w":"x"}`, i))
+		put(t, b, fmt.Sprintf("/b/%d", i%40), fmt.Sprintf(`{"v":"%d"}`, i))
+	}
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	net.Tick()
+	net.Drain(ctx, 1000)
+	waitCollected(t, a)
+	waitCollected(t, b)
+
+	c := openStore(t, "c")
+	net.Add("c", NewEngine(c, 50))
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, a, b, c)
+	put(t, c, "/a/1", `{"v":"c","w":"x"}`)
+	put(t, a, "/c/new", `{"v":"a"}`)
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, a, b, c)
+}
+
+// TestSnapshotAfterForgotten: a site cut off so long that the others stopped
+// counting it (and collected their logs) comes back through a snapshot, and the
+// writes it made while away still reach everyone.
+func TestSnapshotAfterForgotten(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(2)
+	names := []string{"a", "b", "c"}
+	stores := map[string]*store.Store{}
+	engines := map[string]*Engine{}
+	for _, n := range names {
+		stores[n] = openStore(t, n)
+		engines[n] = NewEngine(stores[n], 50)
+		net.Add(n, engines[n])
+	}
+	put(t, stores["a"], "/shared", `{"a":"0","c":"0"}`)
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	net.Partition([]string{"c"})
+	engines["a"].SetCounted([]string{"a", "b"})
+	engines["b"].SetCounted([]string{"a", "b"})
+	for i := range 100 {
+		put(t, stores["a"], "/shared", fmt.Sprintf(`{"a":"%d","c":"0"}`, i))
+		put(t, stores["b"], fmt.Sprintf("/b/%d", i%10), `{"v":"b"}`)
+		put(t, stores["c"], fmt.Sprintf("/c/%d", i%10), fmt.Sprintf(`{"v":"%d"}`, i))
+	}
+	put(t, stores["c"], "/shared", `{"a":"0","c":"away"}`)
+	if _, err := net.Settle(ctx, 20); err == nil {
+		t.Fatal("a partitioned cluster converged")
+	}
+	for _, n := range []string{"a", "b"} {
+		net.Tick()
+		net.Drain(ctx, 1000)
+		waitCollected(t, stores[n])
+	}
+	net.Heal()
+	engines["a"].SetCounted(names)
+	engines["b"].SetCounted(names)
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, stores["a"], stores["b"], stores["c"])
+	if got := stores["c"].Collected()["a"]; got == 0 {
+		t.Fatal("c caught up without a snapshot")
+	}
+	res, err := stores["a"].Range([]byte("/c/"), store.RangeOptions{End: []byte("/c0"), CountOnly: true})
+	if err != nil || res.Count != 10 {
+		t.Fatalf("a holds %d of c's keys (%v), want 10", res.Count, err)
+	}
+	// A forgotten site's writes are written again whole, on top of the others'.
+	res, err = stores["b"].Range([]byte("/shared"), store.RangeOptions{})
+	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != `{"a":"0","c":"away"}` {
+		t.Fatalf("/shared at b: %v %v", res.KVs, err)
+	}
+}
