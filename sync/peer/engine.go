@@ -24,9 +24,9 @@ type Store interface {
 type Kind uint8
 
 const (
-	KindPull  Kind = iota + 1 // "here is what I hold; send what I lack"
-	KindBatch                 // changes; More says a Pull would get more
-	KindSnapshot              // one part of the sender's whole state, for a site that lacks collected changes
+	KindPull     Kind = iota + 1 // "here is what I hold; send what I lack"
+	KindBatch                    // changes; More says a Pull would get more
+	KindSnapshot                 // one part of the sender's whole state, for a site that lacks collected changes
 )
 
 // snapshotPartBytes bounds the documents in one snapshot part.
