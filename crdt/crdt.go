@@ -46,10 +46,12 @@ type Change struct {
 	// so that a replica knows it without reading the automerge document.
 	Value []byte
 	// Rebase only: the epoch whose history restarts, the heads of that history the
-	// new body holds, and the rebaser's change-log position (see Doc.Prior).
-	From Stamp
-	Cut  []automerge.ChangeHash
-	Mark uint64
+	// new body holds, the rebaser's change-log position (see Doc.Prior), and the
+	// sites whose concurrent edits of the old history are kept (none: all).
+	From  Stamp
+	Cut   []automerge.ChangeHash
+	Mark  uint64
+	Sites []string
 }
 
 // ErrMissingDependency is returned by Apply for a change that builds on a change this

@@ -290,7 +290,7 @@ func TestRebaseBoundsHistory(t *testing.T) {
 		if d.Edits() >= 64 {
 			// On its own a site holds every edit at once: the prior goes at once.
 			d.DropPrior()
-			if _, ok, err := d.Rebase("a", uint64(i)); err != nil || !ok {
+			if _, ok, err := d.Rebase("a", uint64(i), nil); err != nil || !ok {
 				t.Fatalf("rebase: %v %v", ok, err)
 			}
 			if got := value(&d); got != v {

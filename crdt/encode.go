@@ -42,6 +42,7 @@ func (d *Doc) Encode() []byte {
 	b = append(b, 1)
 	b = appendStamp(b, p.epoch)
 	b = binary.AppendUvarint(b, p.mark)
+	b = appendStrings(b, p.sites)
 	b = appendBytes(b, p.amBytes)
 	b = appendHashes(b, p.base)
 	b = binary.AppendUvarint(b, uint64(len(p.moved)))
@@ -73,7 +74,7 @@ func DecodeDoc(b []byte) (*Doc, error) {
 		d.conflicts = append(d.conflicts, r.stamp())
 	}
 	if format >= 2 && r.byte() == 1 {
-		p := &prior{epoch: r.stamp(), mark: r.uvarint(), amBytes: r.bytes(), base: r.hashes()}
+		p := &prior{epoch: r.stamp(), mark: r.uvarint(), sites: r.strings(), amBytes: r.bytes(), base: r.hashes()}
 		n := r.uvarint()
 		p.moved = make(map[automerge.ChangeHash]automerge.ChangeHash, min(n, 1<<16))
 		for i := uint64(0); i < n && r.err == nil; i++ {
@@ -114,6 +115,7 @@ func (c Change) Encode() []byte {
 		b = appendStamp(b, c.From)
 		b = appendHashes(b, c.Cut)
 		b = binary.AppendUvarint(b, c.Mark)
+		b = appendStrings(b, c.Sites)
 	}
 	return b
 }
@@ -137,6 +139,7 @@ func DecodeChange(b []byte) (Change, error) {
 		c.From = r.stamp()
 		c.Cut = r.hashes()
 		c.Mark = r.uvarint()
+		c.Sites = r.strings()
 	}
 	if r.err == nil && len(r.b) != 0 {
 		r.err = fmt.Errorf("crdt: trailing bytes in change: %w", errCorrupt)
@@ -156,6 +159,14 @@ func appendHashes(b []byte, hs []automerge.ChangeHash) []byte {
 	b = binary.AppendUvarint(b, uint64(len(hs)))
 	for _, h := range hs {
 		b = append(b, h[:]...)
+	}
+	return b
+}
+
+func appendStrings(b []byte, ss []string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(ss)))
+	for _, s := range ss {
+		b = appendBytes(b, []byte(s))
 	}
 	return b
 }
@@ -238,6 +249,19 @@ func (r *reader) hashes() []automerge.ChangeHash {
 		hs[i] = r.hash()
 	}
 	return hs
+}
+
+func (r *reader) strings() []string {
+	n := r.uvarint()
+	if n > uint64(len(r.b)) {
+		r.fail()
+		return nil
+	}
+	var ss []string
+	for i := uint64(0); i < n && r.err == nil; i++ {
+		ss = append(ss, string(r.bytes()))
+	}
+	return ss
 }
 
 func (r *reader) stamp() Stamp {

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -31,6 +32,11 @@ import (
 // the old history dropped, and only then may the new epoch be rebased again, so a
 // document holds at most two epochs' worth of history.
 //
+// Which concurrent edits are kept must not depend on when a replica drops its
+// prior, so the rebase names the sites the rebaser waits for (those the cluster
+// counts); edits of the old history by any other site — one the cluster had
+// forgotten after a long absence — are dropped at every replica alike.
+//
 // Rebase epochs are named after the epoch they restart: the same Lamport counter,
 // and the site followed by a generation number. They therefore order after the
 // epoch they restart but before any body a user writes after seeing it, so a user's
@@ -39,7 +45,8 @@ import (
 // prior is an old epoch kept while edits of it may still arrive.
 type prior struct {
 	epoch   Stamp
-	mark    uint64 // the rebaser's change-log position at the rebase
+	mark    uint64   // the rebaser's change-log position at the rebase
+	sites   []string // whose edits are translated (none: everyone's)
 	am      *automerge.Doc
 	amBytes []byte
 	base    []automerge.ChangeHash                        // heads of the current epoch's base
@@ -72,9 +79,10 @@ func (d *Doc) Prior() (rebaser string, mark uint64, ok bool) {
 func (d *Doc) DropPrior() { d.prior = nil }
 
 // Rebase restarts the document's history as the epoch's rebaser, at change-log
-// position mark. ok is false, with nothing to ship, unless site is the rebaser and
+// position mark, keeping concurrent edits of the old history made by sites (none:
+// by anyone). ok is false, with nothing to ship, unless site is the rebaser and
 // the previous rebase's prior has been dropped.
-func (d *Doc) Rebase(site string, mark uint64) (c Change, ok bool, err error) {
+func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok bool, err error) {
 	if d.Rebaser() != site || d.prior != nil {
 		return Change{}, false, nil
 	}
@@ -87,7 +95,7 @@ func (d *Doc) Rebase(site string, mark uint64) (c Change, ok bool, err error) {
 		return Change{}, false, err
 	}
 	c = Change{Op: OpRebase, Inc: d.inc, Epoch: nextRebase(d.epoch), Kind: Document, Data: body,
-		Value: d.value, From: d.epoch, Cut: am.Heads(), Mark: mark}
+		Value: d.value, From: d.epoch, Cut: am.Heads(), Mark: mark, Sites: slices.Sorted(slices.Values(sites))}
 	_, err = d.Apply(c)
 	return c, err == nil, err
 }
@@ -124,7 +132,7 @@ func (d *Doc) applyRebase(c Change) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("crdt: changes since the cut: %w", err)
 	}
-	p := &prior{epoch: d.epoch, mark: c.Mark, am: old, amBytes: old.Save(), moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
+	p := &prior{epoch: d.epoch, mark: c.Mark, sites: c.Sites, am: old, amBytes: old.Save(), moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
 	before := d.value
 	d.epoch, d.edits = c.Epoch, 0
 	if d.am, err = automerge.Load(c.Data); err != nil {
@@ -197,6 +205,9 @@ func (d *Doc) applyPriorEdit(raw []byte) (bool, error) {
 // depends on is the same at every replica, so every replica makes the same bytes.
 func (d *Doc) translate(ch *automerge.Change) error {
 	p := d.prior
+	if !p.keeps(ch.ActorID()) {
+		return nil
+	}
 	deps := ch.Dependencies()
 	before, err := fieldsAt(p.am, deps)
 	if err != nil {
@@ -238,6 +249,20 @@ func (d *Doc) translate(ch *automerge.Change) error {
 	d.appendSaved(d.am)
 	d.edits++
 	return nil
+}
+
+// keeps reports whether edits by actor are translated: the actor of a kept site, or
+// the translator of one into the prior epoch.
+func (p *prior) keeps(actor string) bool {
+	if len(p.sites) == 0 {
+		return true
+	}
+	for _, s := range p.sites {
+		if a := actorID(s); actor == a || actor == translator(a, p.epoch) {
+			return true
+		}
+	}
+	return false
 }
 
 // fieldsAt returns the flat fields of am as of heads (none for no heads).

@@ -23,11 +23,13 @@ type replicas struct {
 	got   map[string]map[string]int   // site -> origin -> changes applied
 	tookR map[string]map[uint64][]int // site -> rebase mark -> log lengths when the site took it
 	moved int                         // translations seen in dropped priors
+	kept  []string                    // sites whose concurrent edits a rebase keeps
 }
 
 func newReplicas(t *testing.T, names ...string) *replicas {
 	r := &replicas{t: t, names: names, docs: map[string]*Doc{}, clock: map[string]uint64{}, log: map[string][]Change{},
 		got: map[string]map[string]int{}, tookR: map[string]map[uint64][]int{}}
+	r.kept = names
 	for _, n := range names {
 		r.docs[n] = &Doc{}
 		r.got[n] = map[string]int{}
@@ -69,7 +71,7 @@ func (r *replicas) rebase(site string) bool {
 	if d.Edits() == 0 {
 		return false
 	}
-	c, ok, err := d.Rebase(site, uint64(len(r.log[site])+1))
+	c, ok, err := d.Rebase(site, uint64(len(r.log[site])+1), r.kept)
 	if err != nil {
 		r.t.Fatalf("%s: rebase: %v", site, err)
 	}
@@ -184,13 +186,35 @@ func TestRebaseKeepsConcurrentEdits(t *testing.T) {
 	}
 }
 
+// TestRebaseDropsForgottenSites: a rebase that does not count a site drops that
+// site's concurrent edits of the old history at every replica, itself included,
+// whenever they arrive.
+func TestRebaseDropsForgottenSites(t *testing.T) {
+	r := newReplicas(t, "a", "b", "c")
+	r.put("a", `{"x":"0","y":"0"}`)
+	r.put("a", `{"x":"1","y":"0"}`)
+	r.settle()
+	r.put("c", `{"x":"1","y":"c"}`) // c is away, and forgotten
+	r.put("b", `{"x":"b","y":"0"}`)
+	r.kept = []string{"a", "b"}
+	if !r.rebase("a") {
+		t.Fatal("a did not rebase")
+	}
+	r.deliver("b", "a") // b takes the rebase, then c's edit
+	r.deliver("b", "c")
+	r.settle()
+	if got := r.same(); got != `{"x":"b","y":"0"}` {
+		t.Fatalf("after the rebase: %s", got)
+	}
+}
+
 // TestRebaseNotBySomeoneElse: only the rebaser restarts an epoch's history.
 func TestRebaseNotBySomeoneElse(t *testing.T) {
 	r := newReplicas(t, "a", "b")
 	r.put("a", `{"x":"0"}`)
 	r.settle()
 	r.put("b", `{"x":"1"}`)
-	if r.rebase("b") {
+	if _, ok, _ := r.docs["b"].Rebase("b", 9, nil); ok {
 		t.Fatal("b rebased a's document")
 	}
 }

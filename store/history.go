@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"slices"
 	"time"
 
 	"github.com/rhizome-kv/rhizome/crdt"
@@ -28,12 +29,14 @@ type Horizon struct {
 	// Reported is, per site, its own newest change when it last reported: every
 	// change it had made by then.
 	Reported map[string]uint64
+	// Counted lists the sites all of this is about, this one included.
+	Counted []string
 }
 
 // SetHorizon publishes the sync layer's newest horizon. A replicated store
 // (Config.Replicated) collects nothing until the first one.
 func (s *Store) SetHorizon(h Horizon) {
-	h.Stable, h.Reported = maps.Clone(h.Stable), maps.Clone(h.Reported)
+	h.Stable, h.Reported, h.Counted = maps.Clone(h.Stable), maps.Clone(h.Reported), slices.Clone(h.Counted)
 	s.horizon.Store(&h)
 }
 
@@ -79,8 +82,14 @@ func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
 	if n := tx.s.cfg.RebaseEdits; n == 0 || doc.Edits() < n {
 		return nil
 	}
+	// Concurrent edits of the old history are kept for the sites counted now:
+	// the ones whose holdings let its prior go (see priorDone).
+	var counted []string
+	if h := tx.s.horizon.Load(); tx.s.cfg.Replicated && h != nil {
+		counted = h.Counted
+	}
 	site := tx.s.cfg.Site
-	rebase, ok, err := doc.Rebase(site, tx.s.vv[site]+1)
+	rebase, ok, err := doc.Rebase(site, tx.s.vv[site]+1, counted)
 	if err != nil {
 		return fmt.Errorf("store: rebase %q: %w", key, err)
 	}

@@ -3,10 +3,8 @@ package store
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -85,11 +83,10 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 
 // InstallSnapshot replaces this site's replicated state with a snapshot taken at
 // another site, in one revision whose events show every key that changed. Changes
-// of other origins beyond the snapshot come again from the peers. This site's own
-// changes the snapshot lacks were made on histories the others may have collected,
-// where they would merge differently at each site; so they become no-ops in the
-// log, and what they wrote is written again on top of the snapshot as new changes
-// (the keys' values and this site's leases as they were here before).
+// of other origins beyond the snapshot come again from the peers; this site's own
+// changes the snapshot lacks are merged again on top, as every other site merges
+// them when they arrive (edits of histories rebased without counting this site are
+// dropped alike everywhere, see crdt's rebase).
 func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	// Everything is checked before anything changes.
 	docs := make(map[string]*crdt.Doc, len(snap.Docs))
@@ -112,17 +109,13 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
 		self := tx.s.cfg.Site
 		own := tx.s.vv[self]
-		redo, err := tx.ownSince(snap.VV[self])
-		if err != nil {
-			return err
-		}
 		tx.mutated = true
 		if err := tx.replaceLeases(grants); err != nil {
 			return err
 		}
 		// Keys this site has and the snapshot does not: gone.
 		var gone [][]byte
-		err = tx.s.db.View(func(txn *badger.Txn) error {
+		err := tx.s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDoc}})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {
@@ -167,98 +160,30 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		if snap.VV[self] >= own {
 			return nil
 		}
+		// Own changes the snapshot lacks: merged again, in order.
 		tx.s.vv[self] = own
 		for seq := snap.VV[self] + 1; seq <= own; seq++ {
-			tx.writes = append(tx.writes, write{key: changeKey(self, seq), value: appendChangeEntry(nil, nil, 0, nil)})
+			raw, err := tx.s.getRaw(changeKey(self, seq))
+			if err != nil {
+				return err
+			}
+			if raw == nil {
+				return fmt.Errorf("store: install snapshot: own change %d missing: %w", seq, errCorrupt)
+			}
+			key, lease, body, err := parseChangeEntry(raw)
+			if err != nil {
+				return err
+			}
+			if _, err := tx.merge(Change{Origin: self, Seq: seq, Key: key, Lease: lease, Body: body}, false); err != nil {
+				return err
+			}
 		}
-		return tx.rewrite(redo)
+		return nil
 	})
 	if err == nil {
 		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV)
 	}
 	return err
-}
-
-// ownWrites is what this site's own changes since some point wrote, as it stands
-// here: the keys' values (nil: deleted) and leases, and the leases it granted.
-type ownWrites struct {
-	keys   map[string]*KeyValue
-	leases []*lease
-}
-
-// ownSince reads this site's own changes after seq and captures what they wrote.
-func (tx *WriteTxn) ownSince(seq uint64) (ownWrites, error) {
-	self := tx.s.cfg.Site
-	w := ownWrites{keys: map[string]*KeyValue{}}
-	for ; seq < tx.s.vv[self]; seq++ {
-		raw, err := tx.s.getRaw(changeKey(self, seq+1))
-		if err != nil {
-			return w, err
-		}
-		if raw == nil {
-			continue // collected: held everywhere already
-		}
-		key, _, _, err := parseChangeEntry(raw)
-		if err != nil {
-			return w, err
-		}
-		if len(key) == 0 || w.keys[string(key)] != nil {
-			continue
-		}
-		w.keys[string(key)] = nil
-		if ki := tx.s.idx.get(key); ki != nil {
-			if v, live := ki.live(); live {
-				kv, err := tx.s.kvOf(v)
-				if err != nil {
-					return w, err
-				}
-				w.keys[string(key)] = &kv
-			}
-		}
-	}
-	tx.s.leases.mu.Lock()
-	for _, l := range tx.s.leases.byID {
-		if l.owner == self {
-			w.leases = append(w.leases, &lease{id: l.id, ttl: l.ttl, owner: self, expiry: l.expiry, keys: map[string]struct{}{}})
-		}
-	}
-	tx.s.leases.mu.Unlock()
-	return w, nil
-}
-
-// rewrite writes captured own writes again, as new changes of this site.
-func (tx *WriteTxn) rewrite(w ownWrites) error {
-	self := tx.s.cfg.Site
-	ls := tx.s.leases
-	for _, l := range w.leases {
-		ls.mu.Lock()
-		_, known := ls.byID[l.id]
-		if !known {
-			ls.byID[l.id] = l
-		}
-		ls.mu.Unlock()
-		if !known {
-			rec := encodeLeaseRecord(leaseGrant, l)
-			tx.writes = append(tx.writes, write{key: leaseKey(l.id), value: rec})
-			tx.record(self, tx.s.vv[self]+1, nil, rec)
-		}
-	}
-	for _, key := range slices.Sorted(maps.Keys(w.keys)) {
-		if kv := w.keys[key]; kv != nil {
-			if err := tx.Put([]byte(key), kv.Value, kv.Lease); err != nil && !errors.Is(err, ErrLeaseNotFound) {
-				return err
-			}
-			continue
-		}
-		if ki := tx.s.idx.get([]byte(key)); ki != nil {
-			if _, live := ki.live(); live {
-				if _, err := tx.deleteKey(ki); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // takeDoc makes d the key's document and brings the index to its value.

@@ -119,14 +119,6 @@ func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
 // it in the change log when record is set (it is not when a snapshot's install
 // applies this site's own changes again).
 func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
-	if len(c.Key) == 0 && len(c.Body) == 0 {
-		// A no-op: a change its origin withdrew (see InstallSnapshot).
-		tx.mutated = true
-		if record {
-			tx.record(c.Origin, c.Seq, nil, nil)
-		}
-		return true, nil
-	}
 	if len(c.Key) == 0 {
 		if err := tx.applyLeaseChange(c.Body); err != nil {
 			return false, fmt.Errorf("store: lease change %s/%d: %w", c.Origin, c.Seq, err)

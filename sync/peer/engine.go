@@ -29,6 +29,9 @@ const (
 	KindSnapshot                 // one part of the sender's whole state, for a site that lacks collected changes
 )
 
+// pullBatches bounds the batches that answer one Pull.
+const pullBatches = 8
+
 // snapshotPartBytes bounds the documents in one snapshot part.
 const snapshotPartBytes = 1 << 20
 
@@ -96,13 +99,14 @@ func (e *Engine) SetCounted(sites []string) {
 // Horizon computes how far every counted site holds the change log.
 func (e *Engine) Horizon() store.Horizon {
 	own := e.st.VersionVector()
-	h := store.Horizon{Stable: maps.Clone(own), Reported: map[string]uint64{}}
+	h := store.Horizon{Stable: maps.Clone(own), Reported: map[string]uint64{}, Counted: []string{e.st.Site()}}
 	for _, site := range e.counted {
 		if site == e.st.Site() {
 			continue
 		}
 		row := e.rows[site]
 		h.Reported[site] = row[site]
+		h.Counted = append(h.Counted, site)
 		for o, seq := range h.Stable {
 			h.Stable[o] = min(seq, row[o])
 		}
@@ -172,14 +176,29 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 			have = map[string]uint64{}
 		}
 		e.sent[m.From] = have
-		b, err := e.batch(e.sent[m.From], m.From, "")
-		if errors.Is(err, store.ErrCollected) {
-			return e.snapshot(ctx, m.From)
+		// A peer far behind gets several batches per Pull, so catching up is not
+		// one round trip per batch.
+		var out []Envelope
+		for range pullBatches {
+			b, err := e.batch(have, m.From, "")
+			if errors.Is(err, store.ErrCollected) {
+				return e.snapshot(ctx, m.From)
+			}
+			if err != nil {
+				return nil, err
+			}
+			if len(out) > 0 && len(b.Changes) == 0 {
+				break
+			}
+			out = append(out, Envelope{To: m.From, Msg: b})
+			if !b.More {
+				break
+			}
 		}
-		if err != nil {
-			return nil, err
+		for i := range len(out) - 1 {
+			out[i].Msg.More = false // only the last asks for a Pull
 		}
-		return []Envelope{{To: m.From, Msg: b}}, nil
+		return out, nil
 	case KindSnapshot:
 		return e.receiveSnapshot(ctx, m)
 	case KindBatch:

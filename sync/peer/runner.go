@@ -147,7 +147,7 @@ func (r *Runner) SetPeers(peers map[string]string) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		l := &link{addr: addr, out: make(chan Message, 4), cancel: cancel}
+		l := &link{addr: addr, out: make(chan Message, 2*pullBatches), cancel: cancel}
 		r.peers[name] = l
 		r.wg.Add(1)
 		go r.send(ctx, name, l)
@@ -293,7 +293,7 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, 5*time.Second)
+		backoff = min(2*backoff, time.Second) // a healed link is used again within a second
 	}
 }
 
