@@ -129,6 +129,9 @@ func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
 		}
 		return true, nil
 	}
+	if len(c.Body) == 0 {
+		return true, tx.reattach(c, record)
+	}
 	change, err := crdt.DecodeChange(c.Body)
 	if err != nil {
 		return false, fmt.Errorf("store: change %s/%d: %w", c.Origin, c.Seq, err)
@@ -177,6 +180,28 @@ func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
 		_, err = tx.indexDelete(ki)
 	}
 	return true, err
+}
+
+// reattach takes a change that only moved a key to another lease: a new revision
+// of the key with the same value, as the Put made at its origin.
+func (tx *WriteTxn) reattach(c Change, record bool) error {
+	tx.mutated = true
+	if record {
+		tx.recordWithLease(c.Origin, c.Seq, c.Key, c.Lease, nil)
+	}
+	ki := tx.s.idx.get(c.Key)
+	if ki == nil || !tx.s.leases.exists(c.Lease) && c.Lease != 0 {
+		return nil
+	}
+	v, live := ki.live()
+	if !live || ki.lease == c.Lease {
+		return nil
+	}
+	kv, err := tx.s.kvOf(v)
+	if err != nil {
+		return err
+	}
+	return tx.indexPut(ki, kv.Value, c.Lease)
 }
 
 func (tx *WriteTxn) recordConflict(key []byte, winner, loser crdt.Stamp) {

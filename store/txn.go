@@ -56,8 +56,13 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		return fmt.Errorf("store: put %q: %w", key, err)
 	}
 	tx.mutated = true
-	if changed {
+	switch ki := tx.s.idx.get(key); {
+	case changed:
 		tx.logChange(key, lease, change)
+	case ki != nil && ki.lease != lease:
+		// Same value, another lease: other sites must learn the attachment.
+		site := tx.s.cfg.Site
+		tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, nil)
 	}
 	if err := tx.tidy(key, doc, lease); err != nil {
 		return err

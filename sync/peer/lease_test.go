@@ -20,7 +20,7 @@ func TestLeasesReplicateAndAreTakenOver(t *testing.T) {
 	now.Store(time.Unix(1_000_000, 0).UnixNano())
 	open := func(site string) *store.Store {
 		cfg := store.DefaultConfig()
-		cfg.InMemory, cfg.Site = true, site
+		cfg.InMemory, cfg.Site, cfg.Replicated = true, site, true
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 		cfg.LeaseCheckInterval = 5 * time.Millisecond
 		cfg.LeaseTakeover = time.Minute
@@ -88,6 +88,10 @@ func TestLeasesReplicateAndAreTakenOver(t *testing.T) {
 	if _, err := b.LeaseTimeToLive(11, false); err == nil {
 		t.Fatal("a revoked lease lives on at b")
 	}
+
+	// The same value put with another lease moves the key at every site.
+	grantAndPut(13, "/events/e3")
+	grantAndPut(14, "/events/e3")
 
 	grantAndPut(12, "/events/e2")
 	b.SetSiteAlive(func(site string) bool { return site != "a" }) // a is declared dead
