@@ -98,6 +98,8 @@ func (c Config) Validate() error {
 		return errors.New("site: config: one peer URL at most")
 	case len(c.ListenPeerURLs) == 1 && c.GossipAddr == "":
 		return errors.New("site: config: --listen-peer-urls needs --gossip-addr")
+	case len(c.ListenPeerURLs) == 1 && c.ForgetSiteAfter <= 0:
+		return errors.New("site: config: --forget-site-after must be positive")
 	case (c.PeerCertFile == "") != (c.PeerKeyFile == ""):
 		return errors.New("site: config: --peer-cert-file and --peer-key-file go together")
 	case c.PeerClientCertAuth && c.PeerTrustedCAFile == "":

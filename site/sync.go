@@ -185,6 +185,7 @@ type Status struct {
 	Site          string            `json:"site"`
 	Revision      int64             `json:"revision"`
 	VersionVector map[string]uint64 `json:"versionVector"`
+	LogLen        uint64            `json:"logLen"` // changes not yet collected from the change log
 	Peers         []PeerStatus      `json:"peers"`
 }
 
@@ -199,7 +200,7 @@ type PeerStatus struct {
 
 // Status reports the site's revision, version vector and peers.
 func (s *Site) Status() Status {
-	st := Status{Site: s.cfg.Name, Revision: s.Store.Rev(), VersionVector: s.Store.VersionVector()}
+	st := Status{Site: s.cfg.Name, Revision: s.Store.Rev(), VersionVector: s.Store.VersionVector(), LogLen: s.Store.LogLen()}
 	if s.Gossip == nil {
 		return st
 	}

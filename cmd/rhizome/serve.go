@@ -49,6 +49,7 @@ func runServe(args []string) int {
 	fs.BoolVar(&cfg.PeerClientCertAuth, "peer-client-cert-auth", false, "require peer client certificates signed by --peer-trusted-ca-file")
 	fs.DurationVar(&cfg.AntiEntropyInterval, "anti-entropy-interval", cfg.AntiEntropyInterval, "how often each site asks its peers for changes it lacks")
 	fs.DurationVar(&cfg.LeaseTakeover, "lease-takeover-timeout", cfg.LeaseTakeover, "how long after a site is declared dead another site expires the leases it granted")
+	fs.DurationVar(&cfg.ForgetSiteAfter, "forget-site-after", cfg.ForgetSiteAfter, "how long a dead site is waited for before the others stop keeping history for it (it then catches up by snapshot)")
 	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")

@@ -40,7 +40,7 @@ func runStatus(args []string) int {
 		enc.Encode(st)
 		return 0
 	}
-	fmt.Printf("site %s at revision %d\n", st.Site, st.Revision)
+	fmt.Printf("site %s at revision %d; change log holds %d changes\n", st.Site, st.Revision, st.LogLen)
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(w, "SITE\tALIVE\tREACHABLE\tLACKS\tLAST CONTACT")
 	for _, p := range st.Peers {
