@@ -72,7 +72,7 @@ func (s *Site) startSync(clientURLs []string) error {
 // counted sites equal to every site heard of within ForgetSiteAfter.
 func (s *Site) followMembership(stop <-chan struct{}) {
 	defer close(s.following)
-	tick := time.NewTicker(time.Minute)
+	tick := time.NewTicker(min(time.Minute, s.cfg.ForgetSiteAfter/2))
 	defer tick.Stop()
 	for {
 		peers := map[string]string{}

@@ -109,13 +109,17 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
 		self := tx.s.cfg.Site
 		own := tx.s.vv[self]
+		redo, err := tx.ownChanges(snap.VV[self])
+		if err != nil {
+			return err
+		}
 		tx.mutated = true
 		if err := tx.replaceLeases(grants); err != nil {
 			return err
 		}
 		// Keys this site has and the snapshot does not: gone.
 		var gone [][]byte
-		err := tx.s.db.View(func(txn *badger.Txn) error {
+		err = tx.s.db.View(func(txn *badger.Txn) error {
 			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDoc}})
 			defer it.Close()
 			for it.Rewind(); it.Valid(); it.Next() {
@@ -162,19 +166,8 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		}
 		// Own changes the snapshot lacks: merged again, in order.
 		tx.s.vv[self] = own
-		for seq := snap.VV[self] + 1; seq <= own; seq++ {
-			raw, err := tx.s.getRaw(changeKey(self, seq))
-			if err != nil {
-				return err
-			}
-			if raw == nil {
-				return fmt.Errorf("store: install snapshot: own change %d missing: %w", seq, errCorrupt)
-			}
-			key, lease, body, err := parseChangeEntry(raw)
-			if err != nil {
-				return err
-			}
-			if _, err := tx.merge(Change{Origin: self, Seq: seq, Key: key, Lease: lease, Body: body}, false); err != nil {
+		for _, c := range redo {
+			if _, err := tx.merge(c, false); err != nil {
 				return err
 			}
 		}
@@ -184,6 +177,29 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV)
 	}
 	return err
+}
+
+// ownChanges reads this site's own logged changes after seq. They are all still
+// in the log: the sync layer keeps a site's own changes until every site it has
+// heard from holds them.
+func (tx *WriteTxn) ownChanges(after uint64) ([]Change, error) {
+	self := tx.s.cfg.Site
+	var out []Change
+	for seq := after + 1; seq <= tx.s.vv[self]; seq++ {
+		raw, err := tx.s.getRaw(changeKey(self, seq))
+		if err != nil {
+			return nil, err
+		}
+		if raw == nil {
+			return nil, fmt.Errorf("store: install snapshot: own change %d was collected: %w", seq, ErrCollected)
+		}
+		key, lease, body, err := parseChangeEntry(raw)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Change{Origin: self, Seq: seq, Key: key, Lease: lease, Body: body})
+	}
+	return out, nil
 }
 
 // takeDoc makes d the key's document and brings the index to its value.

@@ -31,6 +31,7 @@ type clusterConfig struct {
 	// seconds); the default WAN timing takes most of a minute.
 	GossipLAN           bool
 	AntiEntropyInterval time.Duration
+	Args                []string // more `rhizome serve` flags for every site
 }
 
 // cluster is a set of `rhizome serve` processes, one per network namespace.
@@ -78,6 +79,7 @@ func startCluster(t testing.TB, cfg clusterConfig) *cluster {
 		if cfg.GossipLAN {
 			args = append(args, "--gossip-lan")
 		}
+		args = append(args, cfg.Args...)
 		if i > 0 {
 			args = append(args, "--join", fmt.Sprintf("%s:%d", nw.sites[0].PeerIP, gossipPort))
 		}

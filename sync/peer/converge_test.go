@@ -181,6 +181,19 @@ func runConvergence(t *testing.T, seed uint64) {
 	t.Logf("seed %d: converged in %d rounds; %d messages delivered, %d lost; %d keys", seed, rounds, net.Delivered, net.Dropped, len(wantKVs))
 }
 
+// waitCollectedOf waits until a store's change log is collected up to everything
+// it holds of one origin.
+func waitCollectedOf(t *testing.T, st *store.Store, origin string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for st.Collected()[origin] < st.VersionVector()[origin] {
+		if time.Now().After(deadline) {
+			t.Fatalf("site %s: change log of %s collected up to %d, holds %d", st.Site(), origin, st.Collected()[origin], st.VersionVector()[origin])
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitCollected waits until a store's change log is collected up to everything
 // it holds.
 func waitCollected(t *testing.T, st *store.Store) {

@@ -111,6 +111,12 @@ func (e *Engine) Horizon() store.Horizon {
 			h.Stable[o] = min(seq, row[o])
 		}
 	}
+	// This site's own changes stay until every site ever heard from holds them,
+	// counted or not: a forgotten site that returns gets them from nowhere else.
+	self := e.st.Site()
+	for _, row := range e.rows {
+		h.Stable[self] = min(h.Stable[self], row[self])
+	}
 	return h
 }
 

@@ -101,11 +101,14 @@ func TestSnapshotAfterForgotten(t *testing.T) {
 	if _, err := net.Settle(ctx, 20); err == nil {
 		t.Fatal("a partitioned cluster converged")
 	}
-	for _, n := range []string{"a", "b"} {
+	// Each collects the other's changes (its own it keeps for c, which it has
+	// heard from, counted or not).
+	for range 2 {
 		net.Tick()
 		net.Drain(ctx, 1000)
-		waitCollected(t, stores[n])
 	}
+	waitCollectedOf(t, stores["a"], "b")
+	waitCollectedOf(t, stores["b"], "a")
 	net.Heal()
 	engines["a"].SetCounted(names)
 	engines["b"].SetCounted(names)
