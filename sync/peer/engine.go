@@ -208,14 +208,17 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	case KindSnapshot:
 		return e.receiveSnapshot(ctx, m)
 	case KindBatch:
-		if err := e.apply(ctx, m.Changes); err != nil {
+		gap, err := e.apply(ctx, m.Changes)
+		if err != nil {
 			return nil, err
 		}
 		// The sender holds what it sent: it may not have said so in a vector.
 		for _, c := range m.Changes {
 			e.observe(m.From, map[string]uint64{c.Origin: c.Seq})
 		}
-		if m.More {
+		// More waiting, or a gap (an earlier push was lost): ask now rather
+		// than at the next anti-entropy round.
+		if m.More || gap {
 			return []Envelope{e.Pull(m.From)}, nil
 		}
 	}
@@ -316,14 +319,24 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 
 // apply merges changes, retrying those that waited on others in the same batch
 // until no more can be applied; what is left comes again with a later batch.
-func (e *Engine) apply(ctx context.Context, changes []store.Change) error {
+// It reports whether a change was left behind a gap in its origin's sequence.
+func (e *Engine) apply(ctx context.Context, changes []store.Change) (gap bool, err error) {
 	for len(changes) > 0 {
 		n, err := e.st.ApplyRemote(ctx, changes)
-		if err != nil || n == 0 {
-			return err
+		if err != nil {
+			return false, err
 		}
 		vv := e.st.VersionVector()
 		changes = slices.DeleteFunc(changes, func(c store.Change) bool { return c.Seq <= vv[c.Origin] })
+		if n == 0 {
+			break
+		}
 	}
-	return nil
+	vv := e.st.VersionVector()
+	for _, c := range changes {
+		gap = gap || c.Seq > vv[c.Origin]+1 && !slices.ContainsFunc(changes, func(d store.Change) bool {
+			return d.Origin == c.Origin && d.Seq == vv[c.Origin]+1
+		})
+	}
+	return gap, nil
 }
