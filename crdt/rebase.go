@@ -132,24 +132,29 @@ func (d *Doc) applyRebase(c Change) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("crdt: changes since the cut: %w", err)
 	}
-	p := &prior{epoch: d.epoch, mark: c.Mark, sites: c.Sites, am: old, amBytes: old.Save(), moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
-	before := d.value
-	d.epoch, d.edits = c.Epoch, 0
-	if d.am, err = automerge.Load(c.Data); err != nil {
+	body, err := automerge.Load(c.Data)
+	if err != nil {
 		return false, fmt.Errorf("crdt: load rebased body: %w", err)
 	}
-	d.amBytes, d.savedLen = bytes.Clone(c.Data), len(c.Data)
-	p.base = d.am.Heads()
-	d.prior = p
+	p := &prior{epoch: d.epoch, mark: c.Mark, sites: c.Sites, am: old, amBytes: old.Save(), base: body.Heads(),
+		moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
+	// A failure part way leaves the document as it was, so that the change
+	// can be tried again.
+	was := *d
+	d.epoch, d.edits, d.am, d.amBytes, d.savedLen, d.prior = c.Epoch, 0, body, bytes.Clone(c.Data), len(c.Data), p
 	for _, ch := range causalOrder(post) {
-		if err := d.translate(ch); err != nil {
-			return false, err
+		if err = d.translate(ch); err != nil {
+			break
 		}
 	}
-	if err := d.refresh(); err != nil {
+	if err == nil {
+		err = d.refresh()
+	}
+	if err != nil {
+		*d = was
 		return false, err
 	}
-	return !bytes.Equal(before, d.value), nil
+	return !bytes.Equal(was.value, d.value), nil
 }
 
 // applyPriorEdit takes an edit of the old epoch: kept in the prior's history, and

@@ -85,7 +85,11 @@ func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
 	// Concurrent edits of the old history are kept for the sites counted now:
 	// the ones whose holdings let its prior go (see priorDone).
 	var counted []string
-	if h := tx.s.horizon.Load(); tx.s.cfg.Replicated && h != nil {
+	if tx.s.cfg.Replicated {
+		h := tx.s.horizon.Load()
+		if h == nil {
+			return nil // which sites count is not known yet
+		}
 		counted = h.Counted
 	}
 	site := tx.s.cfg.Site

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"maps"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -29,56 +28,62 @@ type SnapshotDoc struct {
 	Doc   []byte
 }
 
-// Snapshot captures the store's replicated state. It runs on the commit path, so
-// the documents, leases and version vector agree.
+// Snapshot captures the store's replicated state from one badger read view, in
+// which documents, leases and version vector agree (a commit writes them
+// together), without holding up writers. Lease attachments come from the index.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
-	var snap Snapshot
-	_, err := s.Update(ctx, func(tx *WriteTxn) error {
-		snap.VV = maps.Clone(tx.s.vv)
-		// Documents changed earlier in this batch are not on disk yet.
-		pending := maps.Clone(tx.dirty)
-		add := func(key []byte, doc []byte) {
-			var lease int64
-			if ki := tx.s.idx.get(key); ki != nil {
-				if _, live := ki.live(); live {
-					lease = ki.lease
-				}
+	snap := Snapshot{VV: map[string]uint64{}}
+	each := func(txn *badger.Txn, prefix byte, fn func(key, value []byte) error) error {
+		it := txn.NewIterator(iteratorPrefix(prefix))
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if err := ctx.Err(); err != nil {
+				return err
 			}
-			snap.Docs = append(snap.Docs, SnapshotDoc{Key: key, Lease: lease, Doc: doc})
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			if err := fn(it.Item().KeyCopy(nil)[1:], v); err != nil {
+				return err
+			}
 		}
-		err := tx.s.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(iteratorPrefix(prefixDoc))
-			defer it.Close()
-			for it.Rewind(); it.Valid(); it.Next() {
-				key := it.Item().KeyCopy(nil)[1:]
-				if d, ok := pending[string(key)]; ok {
-					add(key, d.Encode())
-					delete(pending, string(key))
-					continue
-				}
-				v, err := it.Item().ValueCopy(nil)
-				if err != nil {
-					return err
-				}
-				add(key, v)
-			}
+		return nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		err := each(txn, prefixVV, func(origin, v []byte) error {
+			seq, err := bytesInt64(v)
+			snap.VV[string(origin)] = uint64(seq)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		err = each(txn, prefixDoc, func(key, v []byte) error {
+			snap.Docs = append(snap.Docs, SnapshotDoc{Key: key, Doc: v})
 			return nil
 		})
 		if err != nil {
-			return fmt.Errorf("store: snapshot: %w", err)
+			return err
 		}
-		for key, d := range pending {
-			add([]byte(key), d.Encode())
-		}
-		ls := tx.s.leases
-		ls.mu.Lock()
-		for _, l := range ls.byID {
-			snap.Leases = append(snap.Leases, encodeLeaseRecord(leaseGrant, l))
-		}
-		ls.mu.Unlock()
-		return nil
+		return each(txn, prefixLease, func(_, v []byte) error {
+			snap.Leases = append(snap.Leases, v)
+			return nil
+		})
 	})
-	return snap, err
+	if err != nil {
+		return Snapshot{}, fmt.Errorf("store: snapshot: %w", err)
+	}
+	s.mu.RLock()
+	for i, d := range snap.Docs {
+		if ki := s.idx.get(d.Key); ki != nil {
+			if _, live := ki.live(); live {
+				snap.Docs[i].Lease = ki.lease
+			}
+		}
+	}
+	s.mu.RUnlock()
+	return snap, nil
 }
 
 // InstallSnapshot replaces this site's replicated state with a snapshot taken at

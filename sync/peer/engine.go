@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"errors"
+	"math/rand/v2"
 	"maps"
 	"slices"
 
@@ -18,6 +19,7 @@ type Store interface {
 	SetHorizon(store.Horizon)
 	Snapshot(ctx context.Context) (store.Snapshot, error)
 	InstallSnapshot(ctx context.Context, snap store.Snapshot) error
+	Collected() map[string]uint64
 }
 
 // Kind is what a Message is.
@@ -71,7 +73,7 @@ type Engine struct {
 	// counted lists the sites whose holdings decide what is stable.
 	counted []string
 	// snapshots sent so far (their ids), and parts received, by sender.
-	snapshots uint64
+	snapshots uint64 // the id of the last snapshot sent
 	incoming  map[string]*incoming
 }
 
@@ -85,14 +87,14 @@ type incoming struct {
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
 	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
-		incoming: make(map[string]*incoming)}
+		incoming: make(map[string]*incoming), snapshots: rand.Uint64()} // ids never repeat across restarts
 }
 
 // SetCounted sets the sites (this one need not be named) whose holdings decide what
 // every site holds: the change log and old histories are collected only once all
 // of them hold the changes. A site left out, and later back, may need a snapshot.
 func (e *Engine) SetCounted(sites []string) {
-	e.counted = slices.Clone(sites)
+	e.counted = append([]string{}, sites...)
 	e.st.SetHorizon(e.Horizon())
 }
 
@@ -172,11 +174,18 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	for site, row := range m.Rows {
 		e.observe(site, row)
 	}
-	defer func() { e.st.SetHorizon(e.Horizon()) }()
+	defer func() {
+		// Until told which sites count, nothing is known to be stable: a
+		// horizon of this site alone would let it collect what others lack.
+		if e.counted != nil {
+			e.st.SetHorizon(e.Horizon())
+		}
+	}()
 	switch m.Kind {
 	case KindPull:
 		// What the peer holds, as newly as known (a Pull may arrive late): push
-		// from there.
+		// from there. (A site that lost data it had reported must come back
+		// under a new name.)
 		have := maps.Clone(e.rows[m.From])
 		if have == nil {
 			have = map[string]uint64{}
@@ -287,7 +296,7 @@ func (e *Engine) snapshot(ctx context.Context, to string) ([]Envelope, error) {
 // would take changes away). Then it asks for what came after.
 func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, error) {
 	in := e.incoming[m.From]
-	if in == nil || in.id != m.SnapID {
+	if in == nil || in.id != m.SnapID || len(in.parts) != int(m.Parts) {
 		if m.Parts == 0 || m.Parts > 1<<20 {
 			return nil, nil
 		}
@@ -306,10 +315,14 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
+	self := e.st.Site()
 	for o, seq := range e.st.VersionVector() {
-		if o != e.st.Site() && seq > snap.VV[o] {
+		if o != self && seq > snap.VV[o] {
 			return nil, nil // the next anti-entropy round brings a newer one
 		}
+	}
+	if e.st.Collected()[self] > snap.VV[self] {
+		return nil, nil // older than what this site knows every site holds of its own
 	}
 	if err := e.st.InstallSnapshot(ctx, snap); err != nil {
 		return nil, err

@@ -273,6 +273,21 @@ func (r *Runner) enqueue(to string, m Message) {
 	}
 }
 
+// enqueueWait queues a message for a peer, waiting for room.
+func (r *Runner) enqueueWait(ctx context.Context, to string, m Message) {
+	r.peersMu.Lock()
+	l := r.peers[to]
+	r.peersMu.Unlock()
+	if l == nil {
+		return
+	}
+	select {
+	case l.out <- m:
+	case <-ctx.Done():
+	case <-r.ctx.Done():
+	}
+}
+
 // send keeps a stream open to one peer and writes its mailbox to it.
 func (r *Runner) send(ctx context.Context, name string, l *link) {
 	defer r.wg.Done()
@@ -350,6 +365,12 @@ func (r *Runner) deliver(stream grpc.ServerStream) error {
 			return fmt.Errorf("peer: handling message from %s: %w", m.From, err)
 		}
 		for _, e := range replies {
+			if e.Msg.Kind == KindSnapshot {
+				// Parts are useless unless all arrive: wait for room rather
+				// than drop, holding up only this peer's stream.
+				r.enqueueWait(stream.Context(), e.To, e.Msg)
+				continue
+			}
 			r.enqueue(e.To, e.Msg)
 		}
 	}
