@@ -63,15 +63,16 @@ func (d *Doc) Rebaser() string {
 	return site
 }
 
-// Prior reports the old epoch kept for translation: its rebaser and the rebaser's
-// change-log position at the rebase. The caller drops it (DropPrior) once every
-// site holds the rebaser's log up to mark and this replica holds everything the
-// sites had made by then.
-func (d *Doc) Prior() (rebaser string, mark uint64, ok bool) {
+// Prior reports the old epoch kept for translation: its rebaser, the rebaser's
+// change-log position at the rebase, and the sites whose edits of it are kept
+// (none: everyone's). The caller drops it (DropPrior) once each of those sites
+// holds the rebaser's log up to mark and this replica holds everything they had
+// made by then.
+func (d *Doc) Prior() (rebaser string, mark uint64, sites []string, ok bool) {
 	if d.prior == nil {
-		return "", 0, false
+		return "", 0, nil, false
 	}
-	return d.Rebaser(), d.prior.mark, true
+	return d.Rebaser(), d.prior.mark, d.prior.sites, true
 }
 
 // DropPrior forgets the old epoch's history. Edits of it that arrive later are

@@ -107,7 +107,7 @@ func (r *replicas) deliver(site, origin string) bool {
 // had made when it took it.
 func (r *replicas) dropPriors(site string) {
 	d := r.docs[site]
-	_, mark, ok := d.Prior()
+	_, mark, _, ok := d.Prior()
 	if !ok {
 		return
 	}
@@ -171,7 +171,7 @@ func TestRebaseKeepsConcurrentEdits(t *testing.T) {
 	// Everyone took the rebase and holds every old edit: the priors go, and the
 	// next edits and rebase work from the new history.
 	for _, n := range r.names {
-		if _, _, ok := r.docs[n].Prior(); ok {
+		if _, _, _, ok := r.docs[n].Prior(); ok {
 			t.Fatalf("%s kept its prior", n)
 		}
 	}

@@ -26,9 +26,9 @@ type Horizon struct {
 	// Stable is, per origin, the sequence number up to which every site the
 	// cluster counts holds that origin's changes.
 	Stable map[string]uint64
-	// Reported is, per site, its own newest change when it last reported: every
-	// change it had made by then.
-	Reported map[string]uint64
+	// Rows is, per other site heard from, the newest version vector it is known
+	// to have reported.
+	Rows map[string]map[string]uint64
 	// Counted lists the sites all of this is about, this one included.
 	Counted []string
 }
@@ -36,7 +36,11 @@ type Horizon struct {
 // SetHorizon publishes the sync layer's newest horizon. A replicated store
 // (Config.Replicated) collects nothing until the first one.
 func (s *Store) SetHorizon(h Horizon) {
-	h.Stable, h.Reported, h.Counted = maps.Clone(h.Stable), maps.Clone(h.Reported), slices.Clone(h.Counted)
+	rows := make(map[string]map[string]uint64, len(h.Rows))
+	for site, row := range h.Rows {
+		rows[site] = maps.Clone(row)
+	}
+	h.Stable, h.Rows, h.Counted = maps.Clone(h.Stable), rows, slices.Clone(h.Counted)
 	s.horizon.Store(&h)
 }
 
@@ -52,20 +56,36 @@ func (s *Store) stable() map[string]uint64 {
 	return nil
 }
 
-// priorDone reports whether no edit of a document's prior epoch can arrive any
-// more: every site holds the rebase (the rebaser's log up to mark), and this site
-// holds every change each site had made when it last reported, which was after it
-// took the rebase. Called by the committer.
-func (s *Store) priorDone(rebaser string, mark uint64) bool {
+// priorDone reports whether no edit of a document's prior epoch that the rebase
+// keeps can arrive any more: each site whose edits it keeps (sites; none: every
+// counted site) holds the rebase (the rebaser's log up to mark), and this site
+// holds every change that site had made when it last reported, which was after it
+// took the rebase. A kept site this site has since stopped counting (heard from,
+// but not for ForgetSiteAfter) is not waited for; one never heard from is. Called
+// by the committer.
+func (s *Store) priorDone(rebaser string, mark uint64, sites []string) bool {
 	if !s.cfg.Replicated {
 		return true
 	}
 	h := s.horizon.Load()
-	if h == nil || h.Stable[rebaser] < mark {
+	if h == nil {
 		return false
 	}
-	for site, seq := range h.Reported {
-		if site != s.cfg.Site && s.vv[site] < seq {
+	if len(sites) == 0 {
+		sites = h.Counted
+	}
+	for _, site := range sites {
+		if site == s.cfg.Site {
+			continue
+		}
+		row, heard := h.Rows[site]
+		if !slices.Contains(h.Counted, site) {
+			if heard {
+				continue // forgotten here
+			}
+			return false
+		}
+		if row[rebaser] < mark || s.vv[site] < row[site] {
 			return false
 		}
 	}
@@ -76,7 +96,7 @@ func (s *Store) priorDone(rebaser string, mark uint64) bool {
 // once no edit of it can arrive, and restarts the history when this site is its
 // rebaser and it has grown past RebaseEdits.
 func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
-	if rebaser, mark, ok := doc.Prior(); ok && tx.s.priorDone(rebaser, mark) {
+	if rebaser, mark, sites, ok := doc.Prior(); ok && tx.s.priorDone(rebaser, mark, sites) {
 		doc.DropPrior()
 	}
 	if n := tx.s.cfg.RebaseEdits; n == 0 || doc.Edits() < n {

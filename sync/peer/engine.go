@@ -101,13 +101,12 @@ func (e *Engine) SetCounted(sites []string) {
 // Horizon computes how far every counted site holds the change log.
 func (e *Engine) Horizon() store.Horizon {
 	own := e.st.VersionVector()
-	h := store.Horizon{Stable: maps.Clone(own), Reported: map[string]uint64{}, Counted: []string{e.st.Site()}}
+	h := store.Horizon{Stable: maps.Clone(own), Rows: e.rows, Counted: []string{e.st.Site()}}
 	for _, site := range e.counted {
 		if site == e.st.Site() {
 			continue
 		}
 		row := e.rows[site]
-		h.Reported[site] = row[site]
 		h.Counted = append(h.Counted, site)
 		for o, seq := range h.Stable {
 			h.Stable[o] = min(seq, row[o])
