@@ -138,9 +138,11 @@ func (e *Engine) observe(site string, vv map[string]uint64) {
 
 // Pull returns the anti-entropy request to send to a peer.
 func (e *Engine) Pull(to string) Envelope {
+	// Only counted sites' vectors travel on, so that a site gone for good is
+	// forgotten once the processes that heard from it restart.
 	rows := make(map[string]map[string]uint64, len(e.rows))
 	for site, row := range e.rows {
-		if site != to {
+		if site != to && slices.Contains(e.counted, site) {
 			rows[site] = maps.Clone(row)
 		}
 	}
