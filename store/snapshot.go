@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -95,8 +96,10 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	// Everything is checked before anything changes.
 	docs := make(map[string]*crdt.Doc, len(snap.Docs))
+	raw := make(map[string][]byte, len(snap.Docs))
 	leaseOf := make(map[string]int64, len(snap.Docs))
 	for _, sd := range snap.Docs {
+		raw[string(sd.Key)] = sd.Doc
 		d, err := crdt.DecodeDoc(sd.Doc)
 		if err != nil {
 			return fmt.Errorf("store: snapshot document %q: %w", sd.Key, err)
@@ -116,6 +119,9 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		own := tx.s.vv[self]
 		redo, err := tx.ownChanges(snap.VV[self])
 		if err != nil {
+			return err
+		}
+		if err := canRedo(redo, raw); err != nil {
 			return err
 		}
 		tx.mutated = true
@@ -182,6 +188,42 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV)
 	}
 	return err
+}
+
+// ErrSnapshotBehind is returned by InstallSnapshot for a snapshot that lacks
+// changes this site's own changes build on: merged on it, they would be lost here
+// yet stand at the sites that have those changes. A later snapshot will do.
+var ErrSnapshotBehind = errors.New("store: snapshot lacks what this site's own changes build on")
+
+// canRedo tries this site's own changes on copies of the snapshot's documents.
+func canRedo(redo []Change, raw map[string][]byte) error {
+	trial := map[string]*crdt.Doc{}
+	for _, c := range redo {
+		if len(c.Key) == 0 || len(c.Body) == 0 {
+			continue
+		}
+		d := trial[string(c.Key)]
+		if d == nil {
+			d = &crdt.Doc{}
+			if b, ok := raw[string(c.Key)]; ok {
+				var err error
+				if d, err = crdt.DecodeDoc(b); err != nil {
+					return err
+				}
+			}
+			trial[string(c.Key)] = d
+		}
+		change, err := crdt.DecodeChange(c.Body)
+		if err != nil {
+			return err
+		}
+		if _, err := d.Apply(change); errors.Is(err, crdt.ErrMissingDependency) {
+			return ErrSnapshotBehind
+		} else if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ownChanges reads this site's own logged changes after seq. They are all still

@@ -131,7 +131,11 @@ func runConvergence(t *testing.T, seed uint64) {
 	net.Heal()
 	rounds, err := net.Settle(ctx, 50)
 	if err != nil {
-		t.Fatalf("seed %d: %v", seed, err)
+		var state []string
+		for _, n := range names {
+			state = append(state, fmt.Sprintf("%s holds %v, collected %v", n, stores[n].VersionVector(), stores[n].Collected()))
+		}
+		t.Fatalf("seed %d: %v: %s", seed, err, state)
 	}
 
 	var want [32]byte

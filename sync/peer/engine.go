@@ -72,6 +72,9 @@ type Engine struct {
 	rows map[string]map[string]uint64
 	// counted lists the sites whose holdings decide what is stable.
 	counted []string
+	// forgotten lists sites dropped from counted that have not been sent a
+	// snapshot since.
+	forgotten map[string]bool
 	// snapshots sent so far (their ids), and parts received, by sender.
 	snapshots uint64 // the id of the last snapshot sent
 	incoming  map[string]*incoming
@@ -87,13 +90,21 @@ type incoming struct {
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
 	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
-		incoming: make(map[string]*incoming), snapshots: rand.Uint64()} // ids never repeat across restarts
+		incoming: make(map[string]*incoming), forgotten: make(map[string]bool), snapshots: rand.Uint64()} // ids never repeat across restarts
 }
 
 // SetCounted sets the sites (this one need not be named) whose holdings decide what
 // every site holds: the change log and old histories are collected only once all
 // of them hold the changes. A site left out, and later back, may need a snapshot.
 func (e *Engine) SetCounted(sites []string) {
+	for _, s := range e.counted {
+		if !slices.Contains(sites, s) {
+			// This site stops waiting for s: old histories s may still edit go,
+			// so s must come back through a snapshot, where its edits of them
+			// are dropped as they are here, not through the log.
+			e.forgotten[s] = true
+		}
+	}
 	e.counted = append([]string{}, sites...)
 	e.st.SetHorizon(e.Horizon())
 }
@@ -113,8 +124,12 @@ func (e *Engine) Horizon() store.Horizon {
 		}
 	}
 	// This site's own changes stay until every site ever heard from holds them,
-	// counted or not: a forgotten site that returns gets them from nowhere else.
+	// counted or not, and some site does: a forgotten site that returns, or one
+	// never heard from yet, gets them from nowhere else.
 	self := e.st.Site()
+	if len(e.rows) == 0 {
+		h.Stable[self] = 0
+	}
 	for _, row := range e.rows {
 		h.Stable[self] = min(h.Stable[self], row[self])
 	}
@@ -184,6 +199,10 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	}()
 	switch m.Kind {
 	case KindPull:
+		if e.forgotten[m.From] {
+			delete(e.forgotten, m.From)
+			return e.snapshot(ctx, m.From)
+		}
 		// What the peer holds, as newly as known (a Pull may arrive late): push
 		// from there. (A site that lost data it had reported must come back
 		// under a new name.)
@@ -325,7 +344,9 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	if e.st.Collected()[self] > snap.VV[self] {
 		return nil, nil // older than what this site knows every site holds of its own
 	}
-	if err := e.st.InstallSnapshot(ctx, snap); err != nil {
+	if err := e.st.InstallSnapshot(ctx, snap); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
+		return nil, nil // a later one will do
+	} else if err != nil {
 		return nil, err
 	}
 	return []Envelope{e.Pull(m.From)}, nil
