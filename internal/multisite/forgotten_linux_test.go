@@ -41,10 +41,10 @@ func TestForgottenSiteCatchesUp(t *testing.T) {
 	// Steady updates of one object (its history is rebased many times over)
 	// and new keys on both sides of the cut.
 	for n := range 300 {
-		mustPut(ctx, t, c.Sites[n%2].Client, prefix+"status", fmt.Sprintf(`{"metadata":{"name":"node-1"},"status":{"beat":"%d"}}`, n))
+		mustPut(ctx, t, s0, prefix+"status", fmt.Sprintf(`{"metadata":{"name":"node-1"},"status":{"beat":"%d"}}`, n))
 	}
 	for n := range 20 {
-		mustPut(ctx, t, s0, fmt.Sprintf("%ss0/%02d", prefix, n), `{"by":"s0"}`)
+		mustPut(ctx, t, c.Sites[n%2].Client, fmt.Sprintf("%ss0/%02d", prefix, n), `{"by":"s0 or s1"}`)
 		mustPut(ctx, t, c.Sites[cut].Client, fmt.Sprintf("%ss2/%02d", prefix, n), `{"by":"s2"}`)
 	}
 	time.Sleep(2*forget + 2*time.Second) // forgotten, and the logs collected
