@@ -45,6 +45,7 @@ type Message struct {
 	// Batch, so that peers learn what is stable soon after it is.
 	VV      map[string]uint64
 	Rows    map[string]map[string]uint64 // Pull: the newest vectors the sender knows of other sites
+	Skip    []string                     // Pull: origins the sender hears from directly: not to forward
 	Changes []store.Change               // Batch
 	More    bool                         // Batch: the sender held back changes over the size limit
 	// Snapshot: part Part of Parts of snapshot SnapID. Part 0 carries the
@@ -72,6 +73,9 @@ type Engine struct {
 	rows map[string]map[string]uint64
 	// counted lists the sites whose holdings decide what is stable.
 	counted []string
+	// heard is, per peer, the sites that sent their own changes here since the
+	// last Pull to it.
+	heard map[string]map[string]bool
 	// forgotten lists sites dropped from counted that have not been sent a
 	// snapshot since.
 	forgotten map[string]bool
@@ -90,7 +94,7 @@ type incoming struct {
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
 	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
-		incoming: make(map[string]*incoming), forgotten: make(map[string]bool), snapshots: rand.Uint64()} // ids never repeat across restarts
+		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64()} // ids never repeat across restarts
 }
 
 // SetCounted sets the sites (this one need not be named) whose holdings decide what
@@ -161,7 +165,11 @@ func (e *Engine) Pull(to string) Envelope {
 			rows[site] = maps.Clone(row)
 		}
 	}
-	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), VV: e.st.VersionVector(), Rows: rows}}
+	// Sites that sent their own changes here since the last Pull to this peer
+	// are delivering them: the peer need not forward them too.
+	skip := slices.Sorted(maps.Keys(e.heard[to]))
+	e.heard[to] = map[string]bool{}
+	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), VV: e.st.VersionVector(), Rows: rows, Skip: skip}}
 }
 
 // Push returns the changes made here that a peer has not been sent yet, if any.
@@ -174,7 +182,7 @@ func (e *Engine) Push(to string) ([]Envelope, error) {
 	if sent == nil {
 		return nil, nil // nothing known of the peer yet: its first Pull says what it has
 	}
-	b, err := e.batch(sent, to, e.st.Site())
+	b, err := e.batch(sent, to, e.st.Site(), nil)
 	if errors.Is(err, store.ErrCollected) {
 		return nil, nil // the peer needs a snapshot: its next Pull gets one
 	}
@@ -186,6 +194,17 @@ func (e *Engine) Push(to string) ([]Envelope, error) {
 
 // Handle processes a received message and returns the replies to send.
 func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
+	if slices.ContainsFunc(m.Changes, func(c store.Change) bool { return c.Origin == m.From }) {
+		// m.From delivers its own changes here: others need not forward them.
+		for to, heard := range e.heard {
+			if to != m.From {
+				heard[m.From] = true
+			}
+		}
+	}
+	if e.heard[m.From] == nil {
+		e.heard[m.From] = map[string]bool{}
+	}
 	e.observe(m.From, m.VV)
 	for site, row := range m.Rows {
 		e.observe(site, row)
@@ -215,7 +234,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		// one round trip per batch.
 		var out []Envelope
 		for range pullBatches {
-			b, err := e.batch(have, m.From, "")
+			b, err := e.batch(have, m.From, "", m.Skip)
 			if errors.Is(err, store.ErrCollected) {
 				return e.snapshot(ctx, m.From)
 			}
@@ -254,9 +273,9 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	return nil, nil
 }
 
-// batch collects changes beyond have (per origin; of one origin if only is set) and
-// advances have past them.
-func (e *Engine) batch(have map[string]uint64, to, only string) (Message, error) {
+// batch collects changes beyond have (per origin; of one origin if only is set;
+// not of the origins in skip but this site) and advances have past them.
+func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (Message, error) {
 	m := Message{Kind: KindBatch, From: e.st.Site()}
 	vv := e.st.VersionVector()
 	if only == "" {
@@ -264,8 +283,8 @@ func (e *Engine) batch(have map[string]uint64, to, only string) (Message, error)
 	}
 	origins := slices.Sorted(maps.Keys(vv))
 	for _, o := range origins {
-		if o == to || vv[o] <= have[o] || (only != "" && o != only) {
-			continue // the peer made those itself, or has them
+		if o == to || vv[o] <= have[o] || (only != "" && o != only) || (o != e.st.Site() && slices.Contains(skip, o)) {
+			continue // the peer made those itself, has them, or gets them from their origin
 		}
 		room := e.maxBatch - len(m.Changes)
 		if room <= 0 {

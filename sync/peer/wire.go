@@ -32,7 +32,7 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return m.decode(data)
 }
 
-const wireVersion = 2
+const wireVersion = 3
 
 var errWire = errors.New("peer: malformed message")
 
@@ -40,6 +40,10 @@ func (m *Message) encode() []byte {
 	b := []byte{wireVersion, byte(m.Kind)}
 	b = appendString(b, m.From)
 	b = appendVV(b, m.VV)
+	b = binary.AppendUvarint(b, uint64(len(m.Skip)))
+	for _, s := range m.Skip {
+		b = appendString(b, s)
+	}
 	b = binary.AppendUvarint(b, uint64(len(m.Rows)))
 	for _, site := range slices.Sorted(maps.Keys(m.Rows)) {
 		b = appendString(b, site)
@@ -91,6 +95,10 @@ func (m *Message) decode(b []byte) error {
 	m.From = string(d.bytes())
 	m.VV = d.vv()
 	n := d.uvarint()
+	for i := uint64(0); i < n && d.err == nil; i++ {
+		m.Skip = append(m.Skip, string(d.bytes()))
+	}
+	n = d.uvarint()
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		if m.Rows == nil {
 			m.Rows = map[string]map[string]uint64{}
