@@ -3,8 +3,8 @@ package peer
 import (
 	"context"
 	"errors"
-	"math/rand/v2"
 	"maps"
+	"math/rand/v2"
 	"slices"
 
 	"github.com/rhizome-kv/rhizome/store"
