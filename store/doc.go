@@ -10,5 +10,10 @@
 // watch hub and acknowledge it. Several concurrent requests share one fsync (group
 // commit). Readers never see a change before it is durable.
 //
+// History stays bounded: documents restart their histories (crdt rebase) and the
+// change log is collected once the sync layer's Horizon says every counted site
+// holds what goes; a site alone writes no change log at all. A site that lacks
+// collected changes installs a Snapshot of another site's state.
+//
 // store is the only package that imports badger.
 package store
