@@ -53,7 +53,7 @@ func TestCrashSafety(t *testing.T) {
 	}
 	seed := crashSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	bin := rhizomeBinary(t)
+	bin := rhizomeBuild.Path(t)
 	dataDir := t.TempDir()
 
 	h := &crashHistory{base: 1} // a fresh store is at revision 1

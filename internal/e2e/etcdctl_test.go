@@ -64,7 +64,7 @@ func TestEtcdctl(t *testing.T) {
 		t.Skip("e2e: starts real processes")
 	}
 	etcdBin, ctlBin := testbin.Etcd(t)
-	rhizomeBin := rhizomeBinary(t)
+	rhizomeBin := rhizomeBuild.Path(t)
 	etcd := startEtcd(t, etcdBin)
 	rhizome := startRhizome(t, rhizomeBin, t.TempDir())
 	targets := []*target{newTarget(t, ctlBin, etcd), newTarget(t, ctlBin, rhizome)}

@@ -57,7 +57,7 @@ type siteProc struct {
 func startCluster(t testing.TB, cfg clusterConfig) *cluster {
 	t.Helper()
 	nw := newNetwork(t, cfg.Sites)
-	bin := rhizomeBinary(t)
+	bin := rhizomeBuild.Path(t)
 	c := &cluster{t: t, Net: nw}
 	dir := t.TempDir()
 	key := base64.StdEncoding.EncodeToString([]byte("rhizome-ms-test!")) // 16 bytes: AES-128

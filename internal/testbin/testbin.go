@@ -155,3 +155,34 @@ func BuildRhizome(dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// Rhizome is ./cmd/rhizome built at most once per test process, on first use, so
+// a run that selects no test needing it builds nothing. The zero value is ready;
+// call Remove from TestMain once every test has run.
+type Rhizome struct {
+	once sync.Once
+	dir  string
+	path string
+	err  error
+}
+
+// Path builds the binary on first use and returns its path.
+func (r *Rhizome) Path(t testing.TB) string {
+	t.Helper()
+	r.once.Do(func() {
+		if r.dir, r.err = os.MkdirTemp("", "rhizome-bin-"); r.err == nil {
+			r.path, r.err = BuildRhizome(r.dir)
+		}
+	})
+	if r.err != nil {
+		t.Fatalf("testbin: %v", r.err)
+	}
+	return r.path
+}
+
+// Remove deletes the built binary, if any.
+func (r *Rhizome) Remove() {
+	if r.dir != "" {
+		os.RemoveAll(r.dir)
+	}
+}
