@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"image"
@@ -9,8 +8,6 @@ import (
 	"image/draw"
 	"io"
 	"math"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -331,27 +328,7 @@ func (r *kubeReport) JSON() ([]byte, error) {
 
 // WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
 func (r *kubeReport) WriteFiles(dir, name string) ([]string, error) {
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	js, err := r.JSON()
-	if err != nil {
-		return nil, err
-	}
-	var png bytes.Buffer
-	if err := r.PNG(&png); err != nil {
-		return nil, err
-	}
-	var paths []string
-	for ext, data := range map[string][]byte{".json": js, ".txt": []byte(r.Table()), ".png": png.Bytes()} {
-		p := filepath.Join(dir, name+ext)
-		if err := os.WriteFile(p, data, 0o644); err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		paths = append(paths, p)
-	}
-	slices.Sort(paths)
-	return paths, nil
+	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
 }
 
 // kubeSlot is one (level, operation) position on the plot's x axis.
@@ -467,34 +444,7 @@ func (r *kubeReport) PNG(w io.Writer) error {
 			}
 		}
 	}
-	if math.IsInf(lo, 1) {
-		lo, hi = 0.1, 1
-	}
-	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi)+0.15)
-	if dHi <= dLo {
-		dHi = dLo + 1
-	}
-	y2 := func(v float64) int {
-		v = max(v, math.Pow(10, dLo))
-		return panel2Top + panelH - int((math.Log10(v)-dLo)/(dHi-dLo)*panelH)
-	}
-	f.drawText(img, marginL, panel2Top-26, "p99 ms (log scale, lower is better)", labelScale, pal.text)
-	for d := dLo; d <= dHi; d++ {
-		for _, m := range []float64{1, 2, 5} {
-			v := m * math.Pow(10, d)
-			if d == dHi && m > 1 {
-				break
-			}
-			y := y2(v)
-			hline(img, marginL, plotW-marginR, y, pal.grid)
-			label := trimFloat(v)
-			scale := labelScale
-			if m > 1 {
-				scale = smallTextScale
-			}
-			f.drawText(img, marginL-10-textWidth(label, scale), y-glyphH*scale/2, label, scale, pal.text)
-		}
-	}
+	y2 := logPanel(img, f, pal, lo, hi, "p99 ms (log scale, lower is better)")
 	for i, s := range slots {
 		x0, x1 := slotX(i), slotX(i+1)
 		bw := int(slot * 0.8 / float64(len(systems)))

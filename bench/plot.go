@@ -124,34 +124,7 @@ func (r *Report) PNG(w io.Writer) error {
 			}
 		}
 	}
-	if math.IsInf(lo, 1) {
-		lo, hi = 0.1, 1
-	}
-	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi)+0.15)
-	if dHi <= dLo {
-		dHi = dLo + 1
-	}
-	y2 := func(v float64) int {
-		v = max(v, math.Pow(10, dLo))
-		return panel2Top + panelH - int((math.Log10(v)-dLo)/(dHi-dLo)*panelH)
-	}
-	f.drawText(img, marginL, panel2Top-26, "p99 latency, ms (log scale; lower is better)", labelScale, pal.text)
-	for d := dLo; d <= dHi; d++ {
-		for _, m := range []float64{1, 2, 5} {
-			v := m * math.Pow(10, d)
-			if d == dHi && m > 1 {
-				break
-			}
-			y := y2(v)
-			hline(img, marginL, plotW-marginR, y, pal.grid)
-			label := trimFloat(v)
-			scale := labelScale
-			if m > 1 {
-				scale = smallTextScale
-			}
-			f.drawText(img, marginL-10-textWidth(label, scale), y-glyphH*scale/2, label, scale, pal.text)
-		}
-	}
+	y2 := logPanel(img, f, pal, lo, hi, "p99 latency, ms (log scale; lower is better)")
 	for i, c := range r.Comparisons {
 		x0, x1 := slotX(i), slotX(i+1)
 		bw := int(slot * 0.3)
@@ -184,6 +157,40 @@ func (r *Report) PNG(w io.Writer) error {
 		f.drawText(img, x+28, panel2Top-26, item.name, labelScale, pal.text)
 	}
 	return encodePNG(w, img)
+}
+
+// logPanel draws the second panel's title and a log-scale grid over whole decades
+// spanning [lo, hi] (lo = +Inf: no data), and returns the value-to-y mapping.
+func logPanel(img *image.RGBA, f font, pal palette, lo, hi float64, title string) func(float64) int {
+	if math.IsInf(lo, 1) {
+		lo, hi = 0.1, 1
+	}
+	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi)+0.15)
+	if dHi <= dLo {
+		dHi = dLo + 1
+	}
+	y2 := func(v float64) int {
+		v = max(v, math.Pow(10, dLo))
+		return panel2Top + panelH - int((math.Log10(v)-dLo)/(dHi-dLo)*panelH)
+	}
+	f.drawText(img, marginL, panel2Top-26, title, labelScale, pal.text)
+	for d := dLo; d <= dHi; d++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, d)
+			if d == dHi && m > 1 {
+				break
+			}
+			y := y2(v)
+			hline(img, marginL, plotW-marginR, y, pal.grid)
+			label := trimFloat(v)
+			scale := labelScale
+			if m > 1 {
+				scale = smallTextScale
+			}
+			f.drawText(img, marginL-10-textWidth(label, scale), y-glyphH*scale/2, label, scale, pal.text)
+		}
+	}
+	return y2
 }
 
 // cellLabels writes each cell's workload and client count under its slot.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
@@ -305,19 +306,25 @@ func (r *Report) JSON() ([]byte, error) {
 // table) and <name>.png (the plot), creating dir if needed, and returns the
 // paths written.
 func (r *Report) WriteFiles(dir, name string) ([]string, error) {
+	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
+}
+
+// writeFiles writes a report's JSON, table and plot as <name>.json, .txt and .png
+// into dir, creating it if needed, and returns the paths written, sorted.
+func writeFiles(dir, name string, js func() ([]byte, error), table string, plot func(io.Writer) error) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	js, err := r.JSON()
+	data, err := js()
 	if err != nil {
 		return nil, err
 	}
 	var png bytes.Buffer
-	if err := r.PNG(&png); err != nil {
+	if err := plot(&png); err != nil {
 		return nil, err
 	}
 	var paths []string
-	for ext, data := range map[string][]byte{".json": js, ".txt": []byte(r.Table()), ".png": png.Bytes()} {
+	for ext, data := range map[string][]byte{".json": data, ".txt": []byte(table), ".png": png.Bytes()} {
 		p := filepath.Join(dir, name+ext)
 		if err := os.WriteFile(p, data, 0o644); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
