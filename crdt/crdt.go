@@ -315,20 +315,30 @@ func (d *Doc) appendSaved(am *automerge.Doc) {
 
 // refresh re-reads the fields from automerge and re-materialises the value.
 func (d *Doc) refresh() error {
-	vals, err := d.am.RootMap().Values()
+	fields, err := readFields(d.am)
 	if err != nil {
-		return fmt.Errorf("crdt: read document: %w", err)
+		return err
 	}
-	d.fields = make(map[string]string, len(vals))
-	for k, v := range vals {
-		if v.Kind() == automerge.KindStr {
-			d.fields[k] = v.Str()
-		}
-	}
+	d.fields = fields
 	d.value = materialize(d.fields)
 	flat, _ := flatten(d.value)
 	d.clean = maps.Equal(flat, d.fields)
 	return nil
+}
+
+// readFields reads the flat fields of an automerge document.
+func readFields(am *automerge.Doc) (map[string]string, error) {
+	vals, err := am.RootMap().Values()
+	if err != nil {
+		return nil, fmt.Errorf("crdt: read document: %w", err)
+	}
+	fields := make(map[string]string, len(vals))
+	for k, v := range vals {
+		if v.Kind() == automerge.KindStr {
+			fields[k] = v.Str()
+		}
+	}
+	return fields, nil
 }
 
 // automerge returns the loaded document, acting as site when site is not empty.

@@ -273,24 +273,14 @@ func (p *prior) keeps(actor string) bool {
 
 // fieldsAt returns the flat fields of am as of heads (none for no heads).
 func fieldsAt(am *automerge.Doc, heads []automerge.ChangeHash) (map[string]string, error) {
-	fields := map[string]string{}
 	if len(heads) == 0 {
-		return fields, nil
+		return map[string]string{}, nil
 	}
 	at, err := am.Fork(heads...)
 	if err != nil {
 		return nil, fmt.Errorf("crdt: fork: %w", err)
 	}
-	vals, err := at.RootMap().Values()
-	if err != nil {
-		return nil, fmt.Errorf("crdt: read document: %w", err)
-	}
-	for k, v := range vals {
-		if v.Kind() == automerge.KindStr {
-			fields[k] = v.Str()
-		}
-	}
-	return fields, nil
+	return readFields(at)
 }
 
 // translator is the actor that makes the translations of actor's edits into epoch.
