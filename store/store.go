@@ -564,6 +564,10 @@ func (s *Store) commit(batch []*request) {
 		s.mu.RLock()
 		for origin, seq := range s.vv {
 			writes = append(writes, write{key: vvKey(origin), value: int64Bytes(int64(seq))})
+			if !s.cfg.Replicated && logged {
+				// Alone, what is logged counts as collected at once.
+				writes = append(writes, write{key: collectedKey(origin), value: int64Bytes(int64(seq))})
+			}
 		}
 		s.mu.RUnlock()
 		timer := s.metrics.commitDuration()

@@ -228,9 +228,8 @@ func (tx *WriteTxn) recordWithLease(origin string, seq uint64, key []byte, lease
 	tx.logged = true
 	if !tx.s.cfg.Replicated {
 		// Alone, no site will ask for it: it counts as collected at once (a
-		// site that joins later gets a snapshot).
+		// site that joins later gets a snapshot); commit persists the mark.
 		tx.s.collected[origin] = seq
-		tx.writes = append(tx.writes, write{key: collectedKey(origin), value: int64Bytes(int64(seq))})
 		return
 	}
 	tx.writes = append(tx.writes, write{key: changeKey(origin, seq), value: appendChangeEntry(nil, key, lease, change)})
