@@ -44,18 +44,6 @@ func (s *Store) SetHorizon(h Horizon) {
 	s.horizon.Store(&h)
 }
 
-// stable returns, per origin, how far the change log may be collected. Called
-// with mu held.
-func (s *Store) stable() map[string]uint64 {
-	if !s.cfg.Replicated {
-		return s.vv // alone: everything held is held everywhere
-	}
-	if h := s.horizon.Load(); h != nil {
-		return h.Stable
-	}
-	return nil
-}
-
 // priorDone reports whether no edit of a document's prior epoch that the rebase
 // keeps can arrive any more: each site whose edits it keeps (sites; none: every
 // counted site) holds the rebase (the rebaser's log up to mark), and this site
@@ -126,7 +114,8 @@ func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
 // maxCollect bounds the change-log entries one collection deletes.
 const maxCollect = 4096
 
-// runCollector collects the change log every GCInterval.
+// runCollector collects the change log every GCInterval. Only a replicated store
+// runs it: alone, nothing is logged to collect.
 func (s *Store) runCollector() {
 	defer s.wg.Done()
 	tick := time.NewTicker(s.cfg.GCInterval)
@@ -152,7 +141,11 @@ func (s *Store) collectLog(ctx context.Context) error {
 		r := &request{done: make(chan struct{})}
 		r.fns = []func(*WriteTxn) error{func(tx *WriteTxn) error {
 			budget := maxCollect
-			for origin, upto := range tx.s.stable() {
+			h := tx.s.horizon.Load()
+			if h == nil {
+				return nil
+			}
+			for origin, upto := range h.Stable {
 				upto = min(upto, tx.s.vv[origin])
 				from := tx.s.collected[origin]
 				if upto <= from {

@@ -113,10 +113,13 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.wg.Add(3)
+	s.wg.Add(2)
 	go s.runCommitter()
 	go s.runLeaseExpiry()
-	go s.runCollector()
+	if cfg.Replicated {
+		s.wg.Add(1)
+		go s.runCollector()
+	}
 	return s, nil
 }
 
