@@ -260,32 +260,33 @@ func (r *Runner) pushAll() {
 	}
 }
 
+// enqueue queues a message for a peer, or drops it if the peer's mailbox is full:
+// the peer is behind, and anti-entropy will catch it up.
 func (r *Runner) enqueue(to string, m Message) {
-	r.peersMu.Lock()
-	l := r.peers[to]
-	r.peersMu.Unlock()
-	if l == nil {
-		return
-	}
-	select {
-	case l.out <- m:
-	default: // the peer is behind; anti-entropy will catch it up
+	if l := r.link(to); l != nil {
+		select {
+		case l.out <- m:
+		default:
+		}
 	}
 }
 
 // enqueueWait queues a message for a peer, waiting for room.
 func (r *Runner) enqueueWait(ctx context.Context, to string, m Message) {
+	if l := r.link(to); l != nil {
+		select {
+		case l.out <- m:
+		case <-ctx.Done():
+		case <-r.ctx.Done():
+		}
+	}
+}
+
+// link returns the outgoing side towards a peer (nil if it is not a peer).
+func (r *Runner) link(to string) *link {
 	r.peersMu.Lock()
-	l := r.peers[to]
-	r.peersMu.Unlock()
-	if l == nil {
-		return
-	}
-	select {
-	case l.out <- m:
-	case <-ctx.Done():
-	case <-r.ctx.Done():
-	}
+	defer r.peersMu.Unlock()
+	return r.peers[to]
 }
 
 // send keeps a stream open to one peer and writes its mailbox to it.
