@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 	"sort"
 	"time"
 
@@ -76,7 +75,9 @@ type Doc struct {
 	am        *automerge.Doc    // documents: nil until needed
 	amBytes   []byte            // documents: saved form (a save, then incremental chunks), always current
 	prior     *prior            // documents: the epoch the current one rebased, while edits of it may arrive
-	conflicts []Stamp
+	conflicts []Conflict        // the latest maxConflicts conflicts seen here
+	recorded  uint64            // conflicts ever recorded here
+	validate  Validator         // not state: given by the caller (SetValidator)
 }
 
 // Value returns the materialised value and whether the key exists.
@@ -97,9 +98,6 @@ func (d *Doc) Kind() Kind {
 	}
 	return d.kind
 }
-
-// Conflicts returns the losing incarnations this replica has seen, oldest first.
-func (d *Doc) Conflicts() []Stamp { return slices.Clone(d.conflicts) }
 
 // Digest summarises the visible state: replicas that have applied the same changes
 // have equal digests.
@@ -178,7 +176,9 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	if err := writeFields(am, set, del); err != nil {
 		return Change{}, false, err
 	}
-	hash, err := am.Commit("", commitOptions())
+	// The change carries its write's stamp, which orders concurrent edits
+	// (see mergeRules).
+	hash, err := am.Commit(st.String(), commitOptions())
 	if err != nil {
 		return Change{}, false, fmt.Errorf("crdt: commit: %w", err)
 	}
@@ -186,7 +186,8 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	if err != nil {
 		return Change{}, false, fmt.Errorf("crdt: read change: %w", err)
 	}
-	// The local replica already holds the edit; only the cached views move.
+	// The local replica already holds the edit, which follows every head: only
+	// the cached views move.
 	d.fields, d.value, d.clean = fields, value, true
 	d.appendSaved(am)
 	d.edits++
@@ -200,8 +201,8 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 	case cmp < 0:
 		// An older incarnation: either one this replica saw end, or a concurrent
 		// create that lost. Only the latter is news.
-		if c.Op == OpCreate && !slices.Contains(d.conflicts, c.Inc) {
-			d.recordConflict(c.Inc)
+		if c.Op == OpCreate {
+			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: d.inc, Loser: c.Inc})
 		}
 		return false, nil
 	case cmp > 0:
@@ -209,7 +210,7 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 			return false, ErrMissingDependency
 		}
 		if !d.inc.IsZero() && !d.deleted {
-			d.recordConflict(d.inc)
+			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: c.Inc, Loser: d.inc})
 		}
 		if err := d.setBody(c); err != nil {
 			return false, err
@@ -248,13 +249,6 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 		return d.applyEdit(c.Data)
 	}
 	return false, nil // a duplicate create
-}
-
-func (d *Doc) recordConflict(loser Stamp) {
-	d.conflicts = append(d.conflicts, loser)
-	if len(d.conflicts) > maxConflicts {
-		d.conflicts = d.conflicts[len(d.conflicts)-maxConflicts:]
-	}
 }
 
 func (d *Doc) setBody(c Change) error {
@@ -313,7 +307,9 @@ func (d *Doc) appendSaved(am *automerge.Doc) {
 	}
 }
 
-// refresh re-reads the fields from automerge and re-materialises the value.
+// refresh re-reads the fields from automerge and re-materialises the value: the
+// merged fields, and where the history ends in concurrent edits, the rules a
+// field merge alone does not keep (mergeRules).
 func (d *Doc) refresh() error {
 	fields, err := readFields(d.am)
 	if err != nil {
@@ -321,6 +317,11 @@ func (d *Doc) refresh() error {
 	}
 	d.fields = fields
 	d.value = materialize(d.fields)
+	if hs := d.am.Heads(); len(hs) > 1 {
+		if err := d.mergeRules(hs); err != nil {
+			return err
+		}
+	}
 	flat, _ := flatten(d.value)
 	d.clean = maps.Equal(flat, d.fields)
 	return nil

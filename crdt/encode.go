@@ -4,13 +4,17 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/automerge/automerge-go"
 )
 
 // Docs and Changes are stored and shipped in a small versioned binary form.
 const (
-	docFormat    = 2 // 2: a prior epoch follows the conflicts
+	// 2: a prior epoch follows the conflicts; 3: conflicts are records (kind,
+	// winner, loser) followed by their count, and fields follow Kubernetes'
+	// merge units, so an older document's clean flag does not say its fields.
+	docFormat    = 3
 	changeFormat = 1
 )
 
@@ -32,9 +36,12 @@ func (d *Doc) Encode() []byte {
 	}
 	b = appendBytes(b, am)
 	b = binary.AppendUvarint(b, uint64(len(d.conflicts)))
-	for _, s := range d.conflicts {
-		b = appendStamp(b, s)
+	for _, c := range d.conflicts {
+		b = append(b, byte(c.Kind))
+		b = appendStamp(b, c.Winner)
+		b = appendStamp(b, c.Loser)
 	}
+	b = binary.AppendUvarint(b, d.recorded)
 	p := d.prior
 	if p == nil || d.deleted {
 		return append(b, 0)
@@ -57,7 +64,7 @@ func (d *Doc) Encode() []byte {
 func DecodeDoc(b []byte) (*Doc, error) {
 	r := reader{b: b}
 	format := r.byte()
-	if format != 1 && format != docFormat {
+	if format < 1 || format > docFormat {
 		return nil, fmt.Errorf("crdt: unknown doc format: %w", errCorrupt)
 	}
 	d := &Doc{}
@@ -71,7 +78,16 @@ func DecodeDoc(b []byte) (*Doc, error) {
 	d.amBytes = r.bytes()
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
-		d.conflicts = append(d.conflicts, r.stamp())
+		if format < 3 {
+			d.conflicts = append(d.conflicts, Conflict{Kind: ConcurrentCreate, Winner: d.inc, Loser: r.stamp()})
+			continue
+		}
+		c := Conflict{Kind: ConflictKind(r.byte())}
+		c.Winner, c.Loser = r.stamp(), r.stamp()
+		d.conflicts = append(d.conflicts, c)
+	}
+	if d.recorded = uint64(len(d.conflicts)); format >= 3 {
+		d.recorded = r.uvarint()
 	}
 	if format >= 2 && r.byte() == 1 {
 		p := &prior{epoch: r.stamp(), mark: r.uvarint(), sites: r.strings(), amBytes: r.bytes(), base: r.hashes()}
@@ -88,16 +104,21 @@ func DecodeDoc(b []byte) (*Doc, error) {
 	}
 	if d.kind == Document && !d.deleted && !d.inc.IsZero() {
 		// Field diffs need the flat view. A clean value rebuilds it without
-		// loading automerge; after some merges only automerge knows it.
-		if d.clean {
+		// loading automerge; after some merges only automerge knows it. The
+		// value is kept as stored: the merge rules that made it need the
+		// validator, which the caller sets after decoding.
+		if d.clean && format >= 3 {
 			d.fields, _ = flatten(d.value)
 		} else {
-			if _, err := d.automerge(""); err != nil {
+			am, err := d.automerge("")
+			if err != nil {
 				return nil, err
 			}
-			if err := d.refresh(); err != nil {
+			if d.fields, err = readFields(am); err != nil {
 				return nil, err
 			}
+			flat, _ := flatten(d.value)
+			d.clean = maps.Equal(flat, d.fields)
 		}
 	}
 	return d, nil

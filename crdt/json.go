@@ -3,17 +3,24 @@ package crdt
 import (
 	"bytes"
 	"encoding/json"
+	"maps"
 	"sort"
 	"strings"
+
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // A document is held as flat fields: for every object at JSON pointer P an entry
-// orderPrefix+P listing its member names in written order, and for every other value
-// an entry leafPrefix+P holding its exact JSON text. Arrays are leaves: they are
-// replaced whole, never merged element by element.
+// orderPrefix+P listing its member names in written order; for every array merged
+// element by element (a list-map or a set, see kube.Node) an entry listPrefix+P
+// listing its elements' names in order, each element living at P/name; and for
+// every other value — a scalar, or a unit the schema makes atomic, such as an
+// atomic list, an atomic struct, or an object's status — an entry leafPrefix+P
+// holding its exact JSON text.
 const (
 	orderPrefix = "#"
 	leafPrefix  = "="
+	listPrefix  = "["
 	orderSep    = "\x00" // cannot occur in JSON text, so it can join raw member names
 	// newlineField marks a value written with one trailing newline, as Go's
 	// json.Encoder (and so kube-apiserver's JSON storage encoding) writes them.
@@ -21,22 +28,67 @@ const (
 )
 
 // flatten returns the fields of value when value is a document: a JSON object written
-// compactly (no white space between tokens outside arrays) with no duplicate member
+// compactly (no white space between tokens outside leaves) with no duplicate member
 // names. Exactly such values are rebuilt byte for byte by materialize; anything else
-// is an opaque register, so a client always reads back the bytes it wrote.
+// is an opaque register, so a client always reads back the bytes it wrote. A
+// Kubernetes object's fields follow its kind's merge units (kube.Object).
 func flatten(value []byte) (map[string]string, bool) {
 	body, newline := bytes.CutSuffix(value, []byte("\n"))
 	if len(body) < 2 || body[0] != '{' || !json.Valid(body) {
 		return nil, false
 	}
 	p := flattener{src: body, fields: make(map[string]string)}
-	if !p.object("") || p.pos != len(body) {
+	if !p.object("", rootNode(body)) || p.pos != len(body) {
 		return nil, false
 	}
 	if newline {
 		p.fields[newlineField] = ""
 	}
 	return p.fields, true
+}
+
+// rootNode finds the schema of the object in body from its top-level apiVersion
+// and kind (the zero Node when it is not a built-in Kubernetes object).
+func rootNode(body []byte) kube.Node {
+	p := flattener{src: body, pos: 1}
+	var apiVersion, kind []byte
+	for p.peek() != '}' {
+		if p.peek() == ',' {
+			p.pos++
+		}
+		if p.peek() != '"' {
+			return kube.Node{}
+		}
+		start := p.pos
+		p.skipString()
+		name := string(p.src[start+1 : p.pos-1])
+		if p.peek() != ':' {
+			return kube.Node{}
+		}
+		p.pos++
+		start = p.pos
+		if !p.skipValue() {
+			return kube.Node{}
+		}
+		switch name {
+		case "apiVersion":
+			apiVersion = p.src[start:p.pos]
+		case "kind":
+			kind = p.src[start:p.pos]
+		}
+	}
+	return kindNode(apiVersion, kind)
+}
+
+// kindNode returns the schema of a kind named by the JSON text of an object's
+// apiVersion and kind members.
+func kindNode(apiVersion, kind []byte) kube.Node {
+	var av, k string
+	if json.Unmarshal(apiVersion, &av) != nil || json.Unmarshal(kind, &k) != nil {
+		return kube.Node{}
+	}
+	n, _ := kube.Object(av, k)
+	return n
 }
 
 type flattener struct {
@@ -52,8 +104,9 @@ func (p *flattener) peek() byte {
 	return 0
 }
 
-// object parses the object at p.pos, which lives at JSON pointer path.
-func (p *flattener) object(path string) bool {
+// object parses the object at p.pos, which lives at JSON pointer path and merges
+// as n says.
+func (p *flattener) object(path string, n kube.Node) bool {
 	p.pos++ // '{'
 	var names []string
 	seen := make(map[string]bool)
@@ -76,22 +129,98 @@ func (p *flattener) object(path string) bool {
 		seen[name] = true
 		names = append(names, name)
 		p.pos++
-		child := path + "/" + escapeSegment(name)
-		if p.peek() == '{' {
-			if !p.object(child) {
-				return false
-			}
-			continue
-		}
-		start = p.pos
-		if !p.skipValue() {
+		if !p.member(path+"/"+escapeSegment(name), n.Member(name)) {
 			return false
 		}
-		p.fields[leafPrefix+child] = string(p.src[start:p.pos])
 	}
 	p.pos++ // '}'
 	p.fields[orderPrefix+path] = strings.Join(names, orderSep)
 	return true
+}
+
+// member parses the value at p.pos, which lives at path and merges as n says.
+func (p *flattener) member(path string, n kube.Node) bool {
+	switch p.peek() {
+	case '{':
+		if n.Object() == kube.Granular {
+			return p.object(path, n)
+		}
+	case '[':
+		if shape, keys := n.Array(); shape != kube.Atomic && p.list(path, n, shape, keys) {
+			return true
+		}
+	}
+	start := p.pos
+	if !p.skipValue() {
+		return false
+	}
+	p.fields[leafPrefix+path] = string(p.src[start:p.pos])
+	return true
+}
+
+// list parses the array at p.pos as elements named by their keys (a list-map) or
+// by themselves (a set). It fails, consuming nothing, when the array is not
+// compact or its elements do not have distinct names; the caller then keeps the
+// array as one leaf.
+func (p *flattener) list(path string, n kube.Node, shape kube.Shape, keys []string) bool {
+	start := p.pos
+	el := n.Element()
+	sub := flattener{src: p.src, pos: p.pos + 1, fields: make(map[string]string)}
+	var names []string
+	seen := make(map[string]bool)
+	for sub.peek() != ']' {
+		if len(names) > 0 {
+			if sub.peek() != ',' {
+				return false
+			}
+			sub.pos++
+		}
+		name, ok := sub.element(path, el, shape, keys)
+		if !ok || seen[name] {
+			p.pos = start
+			return false
+		}
+		seen[name] = true
+		names = append(names, name)
+	}
+	p.pos = sub.pos + 1 // ']'
+	maps.Copy(p.fields, sub.fields)
+	p.fields[listPrefix+path] = strings.Join(names, orderSep)
+	return true
+}
+
+// element parses one element of a list at path and returns its name.
+func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []string) (string, bool) {
+	if shape == kube.Set {
+		start := p.pos
+		if c := p.peek(); c == '{' || c == '[' || !p.skipValue() {
+			return "", false
+		}
+		name := string(p.src[start:p.pos])
+		p.fields[leafPrefix+path+"/"+escapeSegment(name)] = name
+		return name, true
+	}
+	if p.peek() != '{' {
+		return "", false
+	}
+	obj := flattener{src: p.src, pos: p.pos, fields: make(map[string]string)}
+	if !obj.object("", el) {
+		return "", false
+	}
+	p.pos = obj.pos
+	texts := make([]string, len(keys))
+	for i, k := range keys {
+		var ok bool
+		if texts[i], ok = obj.fields[leafPrefix+"/"+escapeSegment(k)]; !ok {
+			texts[i], _ = el.KeyDefault(k) // absent and no default: named by ""
+		}
+	}
+	name := strings.Join(texts, ",")
+	prefix := path + "/" + escapeSegment(name)
+	for k, v := range obj.fields {
+		p.fields[k[:1]+prefix+k[1:]] = v
+	}
+	return name, true
 }
 
 // skipString moves past a string token; the input is already known to be valid JSON.
@@ -106,12 +235,13 @@ func (p *flattener) skipString() {
 	p.pos++
 }
 
-// skipValue moves past a non-object value; white space is allowed only inside arrays.
+// skipValue moves past a value; white space is allowed only inside arrays and
+// objects kept whole.
 func (p *flattener) skipValue() bool {
 	switch c := p.peek(); {
 	case c == '"':
 		p.skipString()
-	case c == '[':
+	case c == '[' || c == '{':
 		depth := 0
 		for {
 			switch p.src[p.pos] {
@@ -155,13 +285,12 @@ func unescapeSegment(seg string) string {
 // materialize rebuilds the JSON text of flat fields. It is total: fields merged from
 // concurrent edits may disagree (a member both leaf and object, an order entry that
 // lists a removed member or misses an added one) and are resolved deterministically:
-// members appear in their recorded order, then unrecorded members in byte order; a
-// member that is both an object and a leaf is an object.
+// members and elements appear in their recorded order, then unrecorded ones in byte
+// order; a place that is an object is an object, else one that is a list is a list,
+// else a leaf; entries left under a place whose own entry was removed concurrently
+// form the object or list its schema says it is.
 func materialize(fields map[string]string) []byte {
-	children := make(map[string][]string) // object path -> member segments seen
-	addChild := func(parent, seg string) {
-		children[parent] = append(children[parent], seg)
-	}
+	m := materializer{fields: fields, children: make(map[string][]string)}
 	for k := range fields {
 		if k == newlineField {
 			continue
@@ -171,29 +300,82 @@ func materialize(fields map[string]string) []byte {
 		// concurrently is still reachable.
 		for path != "" {
 			i := strings.LastIndexByte(path, '/')
-			addChild(path[:i], path[i+1:])
+			m.children[path[:i]] = append(m.children[path[:i]], path[i+1:])
 			path = path[:i]
 		}
 	}
 	var buf bytes.Buffer
-	writeObject(&buf, "", fields, children)
+	m.object(&buf, "", kindNode([]byte(fields[leafPrefix+"/apiVersion"]), []byte(fields[leafPrefix+"/kind"])))
 	if _, ok := fields[newlineField]; ok {
 		buf.WriteByte('\n')
 	}
 	return buf.Bytes()
 }
 
-func writeObject(buf *bytes.Buffer, path string, fields map[string]string, children map[string][]string) {
-	present := make(map[string]bool, len(children[path]))
-	for _, seg := range children[path] {
+type materializer struct {
+	fields   map[string]string
+	children map[string][]string // object or list path -> member segments seen
+}
+
+func (m *materializer) value(buf *bytes.Buffer, path string, n kube.Node) {
+	_, isObject := m.fields[orderPrefix+path]
+	_, isList := m.fields[listPrefix+path]
+	leaf, isLeaf := m.fields[leafPrefix+path]
+	shape, _ := n.Array()
+	switch {
+	case isObject:
+		m.object(buf, path, n)
+	case isList:
+		m.list(buf, path, n)
+	case isLeaf && len(m.children[path]) == 0:
+		buf.WriteString(leaf)
+	case shape == kube.ListMap || shape == kube.Set:
+		m.list(buf, path, n)
+	default:
+		m.object(buf, path, n)
+	}
+}
+
+func (m *materializer) object(buf *bytes.Buffer, path string, n kube.Node) {
+	buf.WriteByte('{')
+	for i, seg := range m.ordered(path, m.fields[orderPrefix+path]) {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		name := unescapeSegment(seg)
+		buf.WriteByte('"')
+		buf.WriteString(name)
+		buf.WriteString(`":`)
+		m.value(buf, path+"/"+seg, n.Member(name))
+	}
+	buf.WriteByte('}')
+}
+
+func (m *materializer) list(buf *bytes.Buffer, path string, n kube.Node) {
+	buf.WriteByte('[')
+	el := n.Element()
+	for i, seg := range m.ordered(path, m.fields[listPrefix+path]) {
+		if i > 0 {
+			buf.WriteByte(',')
+		}
+		m.value(buf, path+"/"+seg, el)
+	}
+	buf.WriteByte(']')
+}
+
+// ordered returns the segments of the members of path: those named in order (raw
+// names joined by orderSep) in that order, then the others in byte order.
+func (m *materializer) ordered(path, order string) []string {
+	present := make(map[string]bool, len(m.children[path]))
+	for _, seg := range m.children[path] {
 		present[seg] = true
 	}
-	var ordered []string
-	if order, ok := fields[orderPrefix+path]; ok && order != "" {
+	var out []string
+	if order != "" {
 		for _, name := range strings.Split(order, orderSep) {
 			seg := escapeSegment(name)
 			if present[seg] {
-				ordered = append(ordered, seg)
+				out = append(out, seg)
 				delete(present, seg)
 			}
 		}
@@ -203,25 +385,7 @@ func writeObject(buf *bytes.Buffer, path string, fields map[string]string, child
 		rest = append(rest, seg)
 	}
 	sort.Strings(rest)
-	ordered = append(ordered, rest...)
-
-	buf.WriteByte('{')
-	for i, seg := range ordered {
-		if i > 0 {
-			buf.WriteByte(',')
-		}
-		buf.WriteByte('"')
-		buf.WriteString(unescapeSegment(seg))
-		buf.WriteString(`":`)
-		child := path + "/" + seg
-		_, isObject := fields[orderPrefix+child]
-		if leaf, isLeaf := fields[leafPrefix+child]; isLeaf && !isObject && len(children[child]) == 0 {
-			buf.WriteString(leaf)
-		} else {
-			writeObject(buf, child, fields, children)
-		}
-	}
-	buf.WriteByte('}')
+	return append(out, rest...)
 }
 
 // diffFields lists what turns old into new: the entries to set and to remove.

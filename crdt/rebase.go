@@ -91,7 +91,13 @@ func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok boo
 	if err != nil {
 		return Change{}, false, err
 	}
-	body, err := newDocBody(d.fields, site)
+	// The new history starts from the value shown, which merge rules may have
+	// made differ from the merged fields.
+	fields := d.fields
+	if !bytes.Equal(materialize(fields), d.value) {
+		fields, _ = flatten(d.value)
+	}
+	body, err := newDocBody(fields, site)
 	if err != nil {
 		return Change{}, false, err
 	}
@@ -240,7 +246,7 @@ func (d *Doc) translate(ch *automerge.Change) error {
 	if err := writeFields(fork, set, del); err != nil {
 		return err
 	}
-	h, err := fork.Commit("", commitOptions())
+	h, err := fork.Commit(ch.Message(), commitOptions()) // the stamp of the write it translates
 	if err != nil {
 		return fmt.Errorf("crdt: commit translation: %w", err)
 	}
