@@ -19,14 +19,46 @@
 //     Lamport counter that advances once per field a change writes; ties go to the
 //     greater actor), so a causally later write always wins; a member removed at
 //     one site and written concurrently at another stays (add-wins). The checker's
-//     pure model (checker/consistency) follows these rules, tied to this package by
-//     a seeded differential test. Any other value is an opaque register. A write that cannot be expressed as a field diff of the
-//     current document (a register, or a switch between kinds) starts a new body
-//     epoch, which replaces older epochs whole.
+//     pure model (checker/consistency) follows these rules for objects that are
+//     not built-in Kubernetes kinds, tied to this package by a seeded differential
+//     test. Any other value is an opaque register. A write that cannot be
+//     expressed as a field diff of the current document (a register, or a switch
+//     between kinds) starts a new body epoch, which replaces older epochs whole.
+//   - Kubernetes' merge units. What a field is follows the object's kind
+//     (apiVersion and kind members), by the structured-merge-diff schema
+//     server-side apply uses for the built-in types (see crdt/kube): a scalar; an
+//     atomic struct, map or list (SMD's default for a list without a list-type)
+//     whole; a list-map element by element, each named by its key fields
+//     (containers by name, ports by port and protocol), the elements in the
+//     written order, then concurrently added ones in byte order of their keys; a
+//     set list element by element. An object's status is one unit, so the Lamport
+//     later writer's whole status wins; a coordination.k8s.io Lease's spec is one
+//     unit (never one holder with another's renew time). Metadata: labels and
+//     annotations per key, finalizers as a set, ownerReferences by uid,
+//     managedFields whole. Kinds the schema does not know (custom resources: CRD
+//     schemas are a later step) keep JSON-path fields as above.
+//   - Concurrent heads. When a document's history ends in more than one
+//     concurrent edit, the value shown is the field merge corrected by rules a
+//     field merge alone does not keep, decided from the set of changes held so
+//     every replica decides alike: a built-in object whose merged spec differs
+//     from the spec some head's writer saw gets metadata.generation one past the
+//     greatest of the heads' generations (so status.observedGeneration sends its
+//     controllers to reconcile again); and when the Validator the caller gave
+//     (SetValidator) rejects the merged value, the value shown is the whole value
+//     written by the head with the greatest Stamp (each edit carries its write's
+//     stamp), and the other heads are recorded as Validation conflicts. A later
+//     local write diffs against the merged fields, not the value shown, so it
+//     writes every field the value shown differs in, and its value stands.
+//   - Conflicts. Every resolved conflict (concurrent creates, validation
+//     fallbacks) is recorded with its kind and the winning and losing writes'
+//     stamps (ConflictLog, ConflictCount). The record is an event of this
+//     replica, outside the Digest: which replica sees a conflict depends on the
+//     order changes arrive, the value never does.
 //
-// Documents are stored flat (one automerge map entry per leaf, keyed by its JSON
-// pointer) so that no two replicas ever race to create the same nested container,
-// which automerge would resolve by hiding one side's entries.
+// Documents are stored flat (one automerge map entry per merge unit, keyed by its
+// JSON pointer; list elements by their names) so that no two replicas ever race
+// to create the same nested container, which automerge would resolve by hiding
+// one side's entries.
 //
 // Everything here is pure and deterministic: no goroutines, clocks or globals.
 package crdt

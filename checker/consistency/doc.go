@@ -24,6 +24,12 @@
 //     write that changes more fields numbers its last ones higher). Arrays
 //     and scalars are atomic leaves, which is what a field is here.
 //
+// These are crdt/'s rules for objects that are not built-in Kubernetes kinds.
+// For built-in kinds crdt/ merges by Kubernetes' merge units (status whole,
+// list-maps by key, ...), moves metadata.generation and falls back to one side's
+// whole object when a merge fails validation; this model does not follow those
+// yet (issue 9, item 6).
+//
 // crdt/ implements the same rules over automerge documents and ships changes
 // in causal order; this package merges whole states. The seeded differential
 // test in crdt_diff_test.go drives both with the same random histories (2-3

@@ -1,7 +1,3 @@
-// Package kube turns Kubernetes objects that kube-apiserver stored in its binary
-// protobuf encoding into the JSON that its JSON encoding would have stored, so that
-// both encodings become the same mergeable document. kube-apiserver decodes JSON
-// from storage whatever media type it writes, so it reads these values back.
 package kube
 
 import (
