@@ -37,6 +37,11 @@ func TestRoundTripBytes(t *testing.T) {
 		{"binary", "\x00\xffk8s\x00proto", Register},
 		{"empty", "", Register},
 		{"invalid json", `{"a":`, Register},
+		{"kube list-map and set", `{"kind":"Deployment","apiVersion":"apps/v1","metadata":{"name":"d","finalizers":["b","a"],"ownerReferences":[{"uid":"u2","name":"x"},{"uid":"u1"}]},"spec":{"template":{"spec":{"containers":[{"name":"z","ports":[{"containerPort":80},{"containerPort":80,"protocol":"UDP"}]},{"name":"a","args":["x", "y"]}]}}},"status":{"replicas":1}}` + "\n", Document},
+		{"kube duplicate keys stay one leaf", `{"apiVersion":"v1","kind":"Pod","spec":{"containers":[{"name":"c"},{"name":"c"}],"tolerations":[]},"metadata":{"finalizers":["a","a"]}}`, Document},
+		{"kube spaces in a list-map", `{"apiVersion":"v1","kind":"Pod","spec":{"containers":[ {"name":"c"}],"volumes":[{"name":"v", "x":1}]}}`, Document},
+		{"kube atomic object with spaces", `{"apiVersion":"v1","kind":"Pod","status":{ "phase" : "Running" }}`, Document},
+		{"kube spaces in a granular object are opaque", `{"apiVersion":"v1","kind":"Pod","spec":{ "nodeName":"n"}}`, Register},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
