@@ -208,19 +208,31 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 		return "", false
 	}
 	p.pos = obj.pos
-	texts := make([]string, len(keys))
-	for i, k := range keys {
-		var ok bool
-		if texts[i], ok = obj.fields[leafPrefix+"/"+escapeSegment(k)]; !ok {
-			texts[i], _ = el.KeyDefault(k) // absent and no default: named by ""
-		}
+	name, ok := elementName(obj.fields, "", el, keys)
+	if !ok {
+		return "", false
 	}
-	name := strings.Join(texts, ",")
 	prefix := path + "/" + escapeSegment(name)
 	for k, v := range obj.fields {
 		p.fields[k[:1]+prefix+k[1:]] = v
 	}
 	return name, true
+}
+
+// elementName names the list-map element at path in fields by the JSON text of
+// its key fields (a key it omits by its default), joined by commas. ok is false
+// when a key is absent and has no default: such an element is not addressable.
+func elementName(fields map[string]string, path string, el kube.Node, keys []string) (string, bool) {
+	texts := make([]string, len(keys))
+	for i, k := range keys {
+		var ok bool
+		if texts[i], ok = fields[leafPrefix+path+"/"+escapeSegment(k)]; !ok {
+			if texts[i], ok = el.KeyDefault(k); !ok {
+				return "", false
+			}
+		}
+	}
+	return strings.Join(texts, ","), true
 }
 
 // skipString moves past a string token; the input is already known to be valid JSON.
@@ -288,7 +300,10 @@ func unescapeSegment(seg string) string {
 // members and elements appear in their recorded order, then unrecorded ones in byte
 // order; a place that is an object is an object, else one that is a list is a list,
 // else a leaf; entries left under a place whose own entry was removed concurrently
-// form the object or list its schema says it is.
+// form the object or list its schema says it is. A list-map element that lost a
+// key field (removed at one site while another edited one of its fields) is
+// dropped: it is no longer addressable, so the removal wins; a list-map left with
+// no elements by that is dropped too.
 func materialize(fields map[string]string) []byte {
 	m := materializer{fields: fields, children: make(map[string][]string)}
 	for k := range fields {
@@ -338,11 +353,15 @@ func (m *materializer) value(buf *bytes.Buffer, path string, n kube.Node) {
 
 func (m *materializer) object(buf *bytes.Buffer, path string, n kube.Node) {
 	buf.WriteByte('{')
-	for i, seg := range m.ordered(path, m.fields[orderPrefix+path]) {
-		if i > 0 {
+	i := 0
+	for _, seg := range m.ordered(path, m.fields[orderPrefix+path]) {
+		name := unescapeSegment(seg)
+		if m.vanished(path+"/"+seg, n.Member(name)) {
+			continue
+		}
+		if i++; i > 1 {
 			buf.WriteByte(',')
 		}
-		name := unescapeSegment(seg)
 		buf.WriteByte('"')
 		buf.WriteString(name)
 		buf.WriteString(`":`)
@@ -354,13 +373,48 @@ func (m *materializer) object(buf *bytes.Buffer, path string, n kube.Node) {
 func (m *materializer) list(buf *bytes.Buffer, path string, n kube.Node) {
 	buf.WriteByte('[')
 	el := n.Element()
-	for i, seg := range m.ordered(path, m.fields[listPrefix+path]) {
-		if i > 0 {
+	i := 0
+	for _, seg := range m.ordered(path, m.fields[listPrefix+path]) {
+		if !m.keyed(path, seg, n, el) {
+			continue
+		}
+		if i++; i > 1 {
 			buf.WriteByte(',')
 		}
 		m.value(buf, path+"/"+seg, el)
 	}
 	buf.WriteByte(']')
+}
+
+// keyed reports whether the element seg of the list at path still has the key
+// fields it is named by (each present, or absent with its default).
+func (m *materializer) keyed(path, seg string, n, el kube.Node) bool {
+	shape, keys := n.Array()
+	if shape != kube.ListMap {
+		return true
+	}
+	name, ok := elementName(m.fields, path+"/"+seg, el, keys)
+	return ok && escapeSegment(name) == seg
+}
+
+// vanished reports whether path is a list-map that was removed, leaving only
+// edits of elements that are no longer addressable.
+func (m *materializer) vanished(path string, n kube.Node) bool {
+	if shape, _ := n.Array(); shape != kube.ListMap {
+		return false
+	}
+	for _, p := range []string{orderPrefix, listPrefix, leafPrefix} {
+		if _, ok := m.fields[p+path]; ok {
+			return false
+		}
+	}
+	el := n.Element()
+	for _, seg := range m.children[path] {
+		if m.keyed(path, seg, n, el) {
+			return false
+		}
+	}
+	return true
 }
 
 // ordered returns the segments of the members of path: those named in order (raw

@@ -279,3 +279,70 @@ func TestKubeUnitsAreFewerFields(t *testing.T) {
 		t.Error("status is split into fields")
 	}
 }
+
+// TestKubeFallbackSurvivesRebase: a rebase made while a merge shows one side's
+// whole object starts the new history from the value shown, at every replica.
+func TestKubeFallbackSurvivesRebase(t *testing.T) {
+	a, b := pair(t, kubeJSON(t, deployment()))
+	zero := intstr.FromInt32(0)
+	da, db := deployment(), deployment()
+	da.Spec.Strategy.RollingUpdate.MaxSurge = &zero
+	db.Spec.Strategy.RollingUpdate.MaxUnavailable = &zero
+	a.put(t, kubeJSON(t, da))
+	b.put(t, kubeJSON(t, db))
+	shown := exchange(t, a, b)
+	c, ok, err := a.doc.Rebase("a", 1, nil)
+	if err != nil || !ok {
+		t.Fatalf("rebase: %v %v", ok, err)
+	}
+	if got := value(&a.doc); got != shown {
+		t.Fatalf("rebase changed the value:\n%s\n%s", got, shown)
+	}
+	if _, err := b.doc.Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	if value(&b.doc) != shown || b.doc.Digest() != a.doc.Digest() {
+		t.Fatalf("b after the rebase: %s", value(&b.doc))
+	}
+	d, err := DecodeDoc(b.doc.Encode())
+	if err != nil || value(d) != shown || len(d.ConflictLog()) != 1 || d.ConflictCount() != 1 {
+		t.Fatalf("decoded: %v %s %v", err, value(d), d.ConflictLog())
+	}
+}
+
+// TestKubeRemovedListEditedElement: one side removes a list-map whole while the
+// other edits one of its elements; the element stays (add-wins) and the value is
+// still the list the schema says it is, the same at both replicas.
+func TestKubeRemovedListEditedElement(t *testing.T) {
+	withTolerations := func(effect corev1.TaintEffect) *appsv1.Deployment {
+		d := deployment()
+		d.Spec.Template.Spec.Containers[0].Env = []corev1.EnvVar{{Name: "A", Value: "1"}, {Name: "B", Value: "2"}}
+		d.Spec.Template.Spec.Containers[0].Env[1].Value = string(effect)
+		return d
+	}
+	a, b := pair(t, kubeJSON(t, withTolerations("x")))
+	none := deployment()
+	a.put(t, kubeJSON(t, none))
+	b.put(t, kubeJSON(t, withTolerations("y")))
+	var m appsv1.Deployment
+	got := exchange(t, a, b)
+	decodeKube(t, got, &m)
+	env := m.Spec.Template.Spec.Containers[0].Env
+	if env != nil || strings.Contains(got, `"env"`) {
+		t.Fatalf("env %+v in %s", env, got)
+	}
+	// Removing one element while the other side edits it drops it too; an
+	// element the other side adds stays.
+	a, b = pair(t, kubeJSON(t, withTolerations("x")))
+	oneLeft := withTolerations("x")
+	oneLeft.Spec.Template.Spec.Containers[0].Env = oneLeft.Spec.Template.Spec.Containers[0].Env[:1]
+	a.put(t, kubeJSON(t, oneLeft))
+	added := withTolerations("y")
+	added.Spec.Template.Spec.Containers[0].Env = append(added.Spec.Template.Spec.Containers[0].Env, corev1.EnvVar{Name: "C"})
+	b.put(t, kubeJSON(t, added))
+	got = exchange(t, a, b)
+	decodeKube(t, got, &m)
+	if env := m.Spec.Template.Spec.Containers[0].Env; fmt.Sprint(env) != "[{A 1 nil} {C  nil}]" {
+		t.Fatalf("env %+v in %s", env, got)
+	}
+}
