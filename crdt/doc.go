@@ -31,7 +31,9 @@
 //     whole; a list-map element by element, each named by its key fields
 //     (containers by name, ports by port and protocol), the elements in the
 //     written order, then concurrently added ones in byte order of their keys; a
-//     set list element by element. An object's status is one unit, so the Lamport
+//     set list element by element (a list-map element removed at one site and
+//     edited at another loses the key it is named by, and is dropped). An
+//     object's status is one unit, so the Lamport
 //     later writer's whole status wins; a coordination.k8s.io Lease's spec is one
 //     unit (never one holder with another's renew time). Metadata: labels and
 //     annotations per key, finalizers as a set, ownerReferences by uid,
