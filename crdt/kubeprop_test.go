@@ -474,3 +474,58 @@ func kubeMergeProperty(t *testing.T, k kubeKind, seed uint64) (fallbacks, bumps 
 	}
 	return 0, bumps
 }
+
+// TestKubeMergeRebaseProperty runs random edits of built-in objects at three
+// replicas with rebases and partial deliveries in between, and checks that they
+// converge and that what they converge to passes the validator.
+func TestKubeMergeRebaseProperty(t *testing.T) {
+	fallbacks, rebases := 0, 0
+	for seed := range uint64(12) {
+		for _, k := range kubeKinds {
+			t.Run(fmt.Sprintf("%s/%d", k.name, seed), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(seed, 11))
+				r := newReplicas(t, "a", "b", "c")
+				for _, n := range r.names {
+					r.docs[n].SetValidator(propValidator)
+				}
+				r.put("a", kubeJSON(t, k.base()))
+				r.settle()
+				for range 40 {
+					site := r.names[rng.IntN(3)]
+					switch x := rng.IntN(10); {
+					case x < 5:
+						obj := k.empty()
+						decodeKube(t, value(r.docs[site]), obj)
+						k.edit(rng, obj, site)
+						r.put(site, kubeJSON(t, obj))
+					case x < 6:
+						r.dropPriors("a")
+						if r.rebase("a") {
+							rebases++
+						}
+					default:
+						to, from := r.names[rng.IntN(3)], r.names[rng.IntN(3)]
+						for range rng.IntN(3) {
+							r.deliver(to, from)
+						}
+						r.dropPriors(to)
+					}
+				}
+				r.settle()
+				r.settle()
+				if err := propValidator([]byte(r.same())); err != nil {
+					t.Fatalf("converged to a rejected object: %v", err)
+				}
+				for _, c := range r.docs["a"].ConflictLog() {
+					if c.Kind == Validation {
+						fallbacks++
+					}
+				}
+			})
+		}
+	}
+	t.Logf("%d rebases, %d validation fallbacks seen at a", rebases, fallbacks)
+	if rebases == 0 || fallbacks == 0 {
+		t.Fatal("the property never exercised a rebase or a fallback")
+	}
+}
