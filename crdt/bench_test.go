@@ -68,3 +68,61 @@ func benchmarkPut(b *testing.B, status bool) {
 
 func BenchmarkPutStatus(b *testing.B) { benchmarkPut(b, true) }
 func BenchmarkPutImage(b *testing.B)  { benchmarkPut(b, false) }
+
+// BenchmarkConcurrentMerge measures taking a remote edit concurrent with a local
+// one at both replicas: one site rolls a new image, the other updates status, so
+// each merge runs the merge rules (a fork per head, the generation rule, the
+// validator). Writing the edits is not timed.
+func BenchmarkConcurrentMerge(b *testing.B) {
+	val := func(image, status int) []byte {
+		d := deployment()
+		d.Spec.Template.Spec.Containers[0].Image = fmt.Sprintf("nginx:1.%d", image)
+		d.Status.UpdatedReplicas = int32(status % 4)
+		return []byte(kubeJSON(b, d))
+	}
+	var x, y Doc
+	x.SetValidator(testValidator)
+	y.SetValidator(testValidator)
+	create, _, err := x.Put(val(0, 0), Stamp{1, "x"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := y.Apply(create); err != nil {
+		b.Fatal(err)
+	}
+	clock := uint64(1)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		b.StopTimer()
+		clock++
+		cx, _, err := x.Put(val(i+1, i), Stamp{clock, "x"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		cy, _, err := y.Put(val(i, i+1), Stamp{clock, "y"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if _, err := x.Apply(cy); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := y.Apply(cx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		if x.Edits() >= 64 {
+			x.DropPrior()
+			rc, ok, err := x.Rebase("x", uint64(i), nil)
+			if err != nil || !ok {
+				b.Fatalf("rebase: %v %v", ok, err)
+			}
+			if _, err := y.Apply(rc); err != nil {
+				b.Fatal(err)
+			}
+			y.DropPrior()
+		}
+		b.StartTimer()
+	}
+}

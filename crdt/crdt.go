@@ -270,7 +270,7 @@ func (d *Doc) setBody(c Change) error {
 			return fmt.Errorf("crdt: load document: %w", err)
 		}
 		d.am, d.amBytes = am, bytes.Clone(c.Data)
-		return d.refresh()
+		return d.refresh(nil)
 	}
 	return fmt.Errorf("crdt: unknown body kind %d", c.Kind)
 }
@@ -283,13 +283,19 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 	if _, err := missingDeps(am, raw); err != nil {
 		return false, err
 	}
+	// The fields held now are the fields at the one head (if one): merge rules
+	// need not read them again should that head stay one of several.
+	var known map[automerge.ChangeHash]map[string]string
+	if hs := am.Heads(); len(hs) == 1 {
+		known = map[automerge.ChangeHash]map[string]string{hs[0]: d.fields}
+	}
 	if err := am.LoadIncremental(raw); err != nil {
 		return false, fmt.Errorf("crdt: apply change: %w", err)
 	}
 	before := d.value
 	d.appendSaved(am)
 	d.edits++
-	if err := d.refresh(); err != nil {
+	if err := d.refresh(known); err != nil {
 		return false, err
 	}
 	return !bytes.Equal(before, d.value), nil
@@ -309,8 +315,9 @@ func (d *Doc) appendSaved(am *automerge.Doc) {
 
 // refresh re-reads the fields from automerge and re-materialises the value: the
 // merged fields, and where the history ends in concurrent edits, the rules a
-// field merge alone does not keep (mergeRules).
-func (d *Doc) refresh() error {
+// field merge alone does not keep (mergeRules). known holds the fields at heads
+// the caller already knows (nil: none).
+func (d *Doc) refresh(known map[automerge.ChangeHash]map[string]string) error {
 	fields, err := readFields(d.am)
 	if err != nil {
 		return err
@@ -318,7 +325,7 @@ func (d *Doc) refresh() error {
 	d.fields = fields
 	d.value = materialize(d.fields)
 	if hs := d.am.Heads(); len(hs) > 1 {
-		if err := d.mergeRules(hs); err != nil {
+		if err := d.mergeRules(hs, known); err != nil {
 			return err
 		}
 	}

@@ -155,7 +155,7 @@ func (d *Doc) applyRebase(c Change) (bool, error) {
 		}
 	}
 	if err == nil {
-		err = d.refresh()
+		err = d.refresh(nil)
 	}
 	if err != nil {
 		*d = was
@@ -205,7 +205,7 @@ func (d *Doc) applyPriorEdit(raw []byte) (bool, error) {
 			return false, err
 		}
 	}
-	if err := d.refresh(); err != nil {
+	if err := d.refresh(nil); err != nil {
 		return false, err
 	}
 	return !bytes.Equal(before, d.value), nil

@@ -99,16 +99,18 @@ type head struct {
 
 // heads returns the document's concurrent edits, ordered by their writes' stamps
 // (then hashes): the last is the Lamport-latest write.
-func (d *Doc) heads(hs []automerge.ChangeHash) ([]head, error) {
+func (d *Doc) heads(hs []automerge.ChangeHash, known map[automerge.ChangeHash]map[string]string) ([]head, error) {
 	out := make([]head, 0, len(hs))
 	for _, h := range hs {
 		ch, err := d.am.Change(h)
 		if err != nil {
 			return nil, fmt.Errorf("crdt: read head: %w", err)
 		}
-		f, err := fieldsAt(d.am, []automerge.ChangeHash{h})
-		if err != nil {
-			return nil, err
+		f, ok := known[h]
+		if !ok {
+			if f, err = fieldsAt(d.am, []automerge.ChangeHash{h}); err != nil {
+				return nil, err
+			}
 		}
 		out = append(out, head{stamp: parseStamp(ch.Message()), hash: h, fields: f})
 	}
@@ -127,11 +129,11 @@ func (d *Doc) heads(hs []automerge.ChangeHash) ([]head, error) {
 // spec every side saw, and a merge the validator rejects shows the Lamport-latest
 // edit's whole value instead, recording the others as conflicts. Everything here
 // is a function of the changes held, so every replica decides alike.
-func (d *Doc) mergeRules(hs []automerge.ChangeHash) error {
+func (d *Doc) mergeRules(hs []automerge.ChangeHash, known map[automerge.ChangeHash]map[string]string) error {
 	var tips []head
 	load := func() (err error) {
 		if tips == nil {
-			tips, err = d.heads(hs)
+			tips, err = d.heads(hs, known)
 		}
 		return err
 	}
