@@ -166,9 +166,12 @@ func (d *Doc) Edits() int { return d.edits }
 // update expresses a document write as the field edits it makes.
 func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, bool, error) {
 	set, del := diffFields(d.fields, fields)
-	if len(set) == 0 && len(del) == 0 {
+	if len(set) == 0 && len(del) == 0 && bytes.Equal(value, d.value) {
 		return Change{}, false, nil
 	}
+	// With no field to write, the value may still differ from the one shown
+	// (merge rules at concurrent heads): an empty change that follows every head
+	// makes the merged fields the value.
 	am, err := d.automerge(st.Site)
 	if err != nil {
 		return Change{}, false, err

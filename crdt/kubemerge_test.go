@@ -139,6 +139,21 @@ func TestKubeMergeRegressions(t *testing.T) {
 		if got := exchange(t, a, b); got != kubeJSON(t, db) {
 			t.Fatalf("after a write on the fallback: %s", got)
 		}
+		// A write of exactly the merged fields (nothing to diff) is read back too.
+		a.put(t, va)
+		b.put(t, vb)
+		exchange(t, a, b)
+		merged := string(materialize(a.doc.fields))
+		if merged == value(&a.doc) {
+			t.Fatal("no fallback to test with")
+		}
+		a.put(t, merged)
+		if got := value(&a.doc); got != merged {
+			t.Fatalf("wrote the merged fields, read %s", got)
+		}
+		if got := exchange(t, a, b); got != merged {
+			t.Fatalf("after writing the merged fields: %s", got)
+		}
 	})
 	t.Run("status is one unit", func(t *testing.T) {
 		a, b := pair(t, kubeJSON(t, deployment()))
