@@ -41,10 +41,10 @@ const (
 
 // Node is a place in an object's schema. Nodes are immutable values.
 type Node struct {
-	s    *smd.Schema
-	atom smd.Atom
-	root string // at an object's root: its kind, for the rules layered on the schema
-	lez  bool   // a Lease's root
+	s     *smd.Schema
+	atom  smd.Atom
+	root  bool // an object's root, where the rules layered on the schema apply
+	lease bool // a coordination.k8s.io Lease's root
 }
 
 // Object returns the root Node of a built-in object of the given apiVersion and
@@ -86,7 +86,7 @@ func (n Node) Member(name string) Node {
 	if m == nil {
 		return Node{}
 	}
-	if n.root != "" && (name == "status" || n.lez && name == "spec") {
+	if n.root && (name == "status" || n.lease && name == "spec") {
 		return Node{s: n.s, atom: smd.Atom{Map: &atomicMap}}
 	}
 	tr := m.ElementType
@@ -178,5 +178,5 @@ func (s *schemas) lookup(gvk schema.GroupVersionKind) *Node {
 	if !ok || a.Map == nil {
 		return nil
 	}
-	return &Node{s: sch, atom: a, root: gvk.Kind, lez: gvk.Group == "coordination.k8s.io" && gvk.Kind == "Lease"}
+	return &Node{s: sch, atom: a, root: true, lease: gvk.Group == "coordination.k8s.io" && gvk.Kind == "Lease"}
 }
