@@ -17,6 +17,8 @@ import (
 	kjson "k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/kubernetes/scheme"
+
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // kubeJSON encodes obj as kube-apiserver's JSON storage encoding does.
@@ -359,5 +361,56 @@ func TestKubeRemovedListEditedElement(t *testing.T) {
 	decodeKube(t, got, &m)
 	if env := m.Spec.Template.Spec.Containers[0].Env; fmt.Sprint(env) != "[{A 1 nil} {C  nil}]" {
 		t.Fatalf("env %+v in %s", env, got)
+	}
+}
+
+// TestKubeDocFromBeforeMergeUnits: a document stored before merge units (format
+// 2, every leaf a field, arrays whole) decodes from its automerge fields, and the
+// next write moves it to the new units without leaving old fields behind.
+func TestKubeDocFromBeforeMergeUnits(t *testing.T) {
+	v := kubeJSON(t, deployment())
+	body, newline := strings.CutSuffix(v, "\n")
+	p := flattener{src: []byte(body), fields: map[string]string{}}
+	if !p.object("", kube.Node{}) || !newline {
+		t.Fatal("flatten by JSON path")
+	}
+	p.fields[newlineField] = ""
+	am, err := newDocBody(p.fields, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := &Doc{inc: Stamp{1, "a"}, epoch: Stamp{1, "a"}, kind: Document, clean: true, value: []byte(v), amBytes: am}
+	enc := old.Encode()
+	// Format 2 had no conflict count: drop it (0, before the prior's flag 0).
+	enc = append(enc[:len(enc)-2:len(enc)-2], 0)
+	enc[0] = 2
+	var replicas []*Doc
+	for range 2 {
+		d, err := DecodeDoc(enc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if value(d) != v || d.clean {
+			t.Fatalf("decoded %s clean=%t", value(d), d.clean)
+		}
+		replicas = append(replicas, d)
+	}
+	next := deployment()
+	next.Status.ReadyReplicas = 1
+	nv := kubeJSON(t, next)
+	c, ok, err := replicas[0].Put([]byte(nv), Stamp{2, "a"})
+	if err != nil || !ok {
+		t.Fatalf("put: %v %v", ok, err)
+	}
+	if _, err := replicas[1].Apply(c); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range replicas {
+		if value(d) != nv {
+			t.Fatalf("replica %d: %s", i, value(d))
+		}
+		if _, ok := d.fields["=/status/replicas"]; ok {
+			t.Fatalf("replica %d kept an old field", i)
+		}
 	}
 }
