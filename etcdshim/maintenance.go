@@ -54,8 +54,69 @@ func (m *maintenanceServer) HashKV(ctx context.Context, r *pb.HashKVRequest) (*p
 	return &pb.HashKVResponse{Header: m.s.header(m.s.be.Rev()), Hash: h, CompactRevision: compact, HashRevision: rev}, nil
 }
 
-func (m *maintenanceServer) Snapshot(*pb.SnapshotRequest, grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
-	return unimplemented("Snapshot (back up the data directory instead)")
+// snapshotChunk is how many bytes one SnapshotResponse carries, as etcd sends.
+const snapshotChunk = 32 * 1024
+
+// Snapshot streams a backup of the whole store from one read view: a Rhizome
+// backup file (store.Backup) in etcd's envelope, a multiple of 512 bytes followed
+// by their SHA-256, which `etcdctl snapshot save` checks for. Restore it with
+// `rhizome snapshot restore`; etcdutl cannot read it (it is not a bbolt file).
+// RemainingBytes is estimated from the store's sizes and is 0 on the last message.
+func (m *maintenanceServer) Snapshot(_ *pb.SnapshotRequest, srv grpc.ServerStreamingServer[pb.SnapshotResponse]) error {
+	b, err := m.s.be.OpenBackup()
+	if err != nil {
+		return toGRPC(err)
+	}
+	defer b.Close()
+	info := b.Info()
+	log := m.s.cfg.Logger.With("revision", info.Revision, "estimated-bytes", info.Size)
+	log.Info("sending a snapshot to a client")
+	w := &snapshotSender{srv: srv, estimate: info.Size}
+	n, err := b.WriteTo(w)
+	if err == nil {
+		err = w.flush(true)
+	}
+	if err != nil {
+		log.Warn("sending a snapshot failed", "sent-bytes", w.sent, "err", err)
+		return toGRPC(err)
+	}
+	log.Info("sent a snapshot", "bytes", n)
+	return nil
+}
+
+// snapshotSender cuts what a backup writes into SnapshotResponses. The last
+// chunk is held back until the end, so that it alone says RemainingBytes 0.
+type snapshotSender struct {
+	srv      grpc.ServerStreamingServer[pb.SnapshotResponse]
+	buf      []byte
+	sent     int64
+	estimate int64
+}
+
+func (w *snapshotSender) Write(p []byte) (int, error) {
+	total := len(p)
+	for len(w.buf)+len(p) > snapshotChunk {
+		n := snapshotChunk - len(w.buf)
+		w.buf = append(w.buf, p[:n]...)
+		p = p[n:]
+		if err := w.flush(false); err != nil {
+			return 0, err
+		}
+	}
+	w.buf = append(w.buf, p...)
+	return total, nil
+}
+
+func (w *snapshotSender) flush(last bool) error {
+	w.sent += int64(len(w.buf))
+	remaining := int64(0)
+	if !last {
+		remaining = max(w.estimate-w.sent, 1)
+	}
+	// Send may keep the slice until the message is out: every message gets its own.
+	resp := &pb.SnapshotResponse{RemainingBytes: uint64(remaining), Blob: w.buf, Version: Version}
+	w.buf = make([]byte, 0, snapshotChunk)
+	return w.srv.Send(resp)
 }
 
 func (m *maintenanceServer) MoveLeader(context.Context, *pb.MoveLeaderRequest) (*pb.MoveLeaderResponse, error) {

@@ -39,6 +39,9 @@ type Backend interface {
 	RenewLease(id int64) (int64, error)
 	LeaseTimeToLive(id int64, keys bool) (store.LeaseStatus, error)
 	Leases() []int64
+	// OpenBackup takes one consistent read view of the whole store, for
+	// Maintenance Snapshot; writers are not held up while it is open.
+	OpenBackup() (*store.Backup, error)
 }
 
 // Member describes a site as etcd's Cluster API reports it.

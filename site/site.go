@@ -155,7 +155,7 @@ func Start(cfg Config) (*Site, error) {
 		return nil, fmt.Errorf("site: data dir: %w", err)
 	}
 	scfg := store.DefaultConfig()
-	scfg.Dir = filepath.Join(cfg.DataDir, "store")
+	scfg.Dir = StoreDir(cfg.DataDir)
 	scfg.Site = cfg.Name
 	scfg.SyncWrites = !cfg.UnsafeNoFsync
 	scfg.LeaseTakeover = cfg.LeaseTakeover
@@ -220,6 +220,9 @@ func Start(cfg Config) (*Site, error) {
 	cfg.Logger.Info("site serving", "name", cfg.Name, "data-dir", cfg.DataDir, "clients", s.ClientURLs(), "revision", st.Rev())
 	return s, nil
 }
+
+// StoreDir is where a site keeps its store inside its data directory.
+func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
 
 // ClientURLs returns the URLs clients reach the site on (with the real ports when
 // the configuration asked for port 0).

@@ -15,5 +15,11 @@
 // holds what goes; a site alone writes no change log at all. A site that lacks
 // collected changes installs a Snapshot of another site's state.
 //
+// A store directory belongs to one site: the first Open records the site's name and
+// later Opens under another name fail with ErrOtherSite. OpenBackup takes one
+// consistent read view of everything (writers go on) and writes it as a backup
+// file; Restore creates a new store directory from one, under the site name the
+// caller chooses, with the same keys, values, revisions, history and leases.
+//
 // store is the only package that imports badger.
 package store

@@ -22,6 +22,7 @@ var (
 	metaRev     = []byte("mrev")
 	metaCompact = []byte("mcompact")
 	metaClock   = []byte("mclock")
+	metaSite    = []byte("msite") // the site whose data this is
 )
 
 var errCorrupt = errors.New("store: corrupt record")

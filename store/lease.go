@@ -251,7 +251,9 @@ func (s *Store) runLeaseExpiry() {
 		var expired []int64
 		s.leases.mu.Lock()
 		for id, l := range s.leases.byID {
-			if l.owner != s.cfg.Site && !s.takenOver(l, now) {
+			// A store alone (one restored from another site's backup, say)
+			// expires every lease: no other site will.
+			if s.cfg.Replicated && l.owner != s.cfg.Site && !s.takenOver(l, now) {
 				continue // its own site expires it
 			}
 			if !now.Before(l.expiry) {

@@ -109,6 +109,10 @@ func Open(cfg Config) (*Store, error) {
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}
+	if err := s.claimSite(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	if err := s.recover(); err != nil {
 		db.Close()
 		return nil, err
@@ -234,31 +238,16 @@ func (s *Store) recover() error {
 }
 
 func (s *Store) readMeta(txn *badger.Txn) error {
-	// get returns def for a value never written.
-	get := func(k []byte, def int64) (int64, error) {
-		item, err := txn.Get(k)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return def, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("store: read meta: %w", err)
-		}
-		v, err := item.ValueCopy(nil)
-		if err != nil {
-			return 0, err
-		}
-		return bytesInt64(v)
-	}
 	var err error
 	// Like etcd, a fresh store is at revision 1 (the first write is 2) and has
 	// never been compacted (-1: a compaction at revision 0 is accepted).
-	if s.rev, err = get(metaRev, 1); err != nil {
+	if s.rev, err = metaIn(txn, metaRev, 1); err != nil {
 		return err
 	}
-	if s.compactRev, err = get(metaCompact, -1); err != nil {
+	if s.compactRev, err = metaIn(txn, metaCompact, -1); err != nil {
 		return err
 	}
-	clock, err := get(metaClock, 0)
+	clock, err := metaIn(txn, metaClock, 0)
 	if err != nil {
 		return err
 	}
@@ -290,6 +279,45 @@ func (s *Store) readMeta(txn *badger.Txn) error {
 		s.collected[origin] = seq
 	}
 	return s.leases.load(txn, s.cfg.Now())
+}
+
+// metaIn reads an integer meta value, def if it was never written.
+func metaIn(txn *badger.Txn, k []byte, def int64) (int64, error) {
+	item, err := txn.Get(k)
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return def, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("store: read meta: %w", err)
+	}
+	v, err := item.ValueCopy(nil)
+	if err != nil {
+		return 0, err
+	}
+	return bytesInt64(v)
+}
+
+// claimSite records which site the data belongs to, the first time, and refuses
+// to serve it as another: a site's sequence numbers are its own, and a backup
+// restored under a new name must not be opened under the old one by mistake.
+func (s *Store) claimSite() error {
+	return s.db.Update(func(txn *badger.Txn) error {
+		item, err := txn.Get(metaSite)
+		if errors.Is(err, badger.ErrKeyNotFound) {
+			return txn.Set(metaSite, []byte(s.cfg.Site))
+		}
+		if err != nil {
+			return fmt.Errorf("store: read meta: %w", err)
+		}
+		owner, err := item.ValueCopy(nil)
+		if err != nil {
+			return fmt.Errorf("store: read meta: %w", err)
+		}
+		if string(owner) != s.cfg.Site {
+			return fmt.Errorf("%w: %s holds the data of site %q, not %q", ErrOtherSite, s.cfg.Dir, owner, s.cfg.Site)
+		}
+		return nil
+	})
 }
 
 // Range reads keys at a revision (0: the newest durable one).

@@ -10,6 +10,7 @@ var (
 	ErrLeaseExists   = errors.New("store: lease already exists")
 	ErrLeaseTTLLarge = errors.New("store: too large lease TTL")
 	ErrClosed        = errors.New("store: closed")
+	ErrOtherSite     = errors.New("store: the data directory belongs to another site")
 )
 
 // MaxLeaseTTL is the longest lease TTL, in seconds (etcd's limit).

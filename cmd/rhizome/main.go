@@ -10,10 +10,11 @@ import (
 
 // commands maps each subcommand to its entry point; each lives in its own file.
 var commands = map[string]func(args []string) int{
-	"serve":  runServe,
-	"check":  runCheck,
-	"status": runStatus,
-	"bench":  runBench,
+	"serve":    runServe,
+	"check":    runCheck,
+	"status":   runStatus,
+	"bench":    runBench,
+	"snapshot": runSnapshot,
 }
 
 func main() {
