@@ -28,6 +28,7 @@ var grpcErrors = []struct {
 	{store.ErrLeaseExists, rpctypes.ErrGRPCLeaseExist},
 	{store.ErrLeaseTTLLarge, rpctypes.ErrGRPCLeaseTTLTooLarge},
 	{store.ErrClosed, rpctypes.ErrGRPCStopped},
+	{store.ErrNoSpace, rpctypes.ErrGRPCNoSpace},
 	{errKeyNotFound, rpctypes.ErrGRPCKeyNotFound},
 	{errRequestTooLarge, rpctypes.ErrGRPCRequestTooLarge},
 	{errAuthNotEnabled, rpctypes.ErrGRPCAuthNotEnabled},

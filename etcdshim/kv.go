@@ -112,6 +112,9 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 	}
 	var resp *pb.PutResponse
 	_, err := k.s.be.Update(ctx, func(tx *store.WriteTxn) error {
+		if err := tx.Reserve(int64(costPut(r))); err != nil {
+			return err
+		}
 		if err := checkPut(tx, r); err != nil {
 			return err
 		}
@@ -176,7 +179,12 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		if err := k.s.checkSize(r); err != nil {
 			return nil, err
 		}
-		_, err = k.s.be.Update(ctx, func(tx *store.WriteTxn) error { return run(tx) })
+		_, err = k.s.be.Update(ctx, func(tx *store.WriteTxn) error {
+			if err := tx.Reserve(int64(costTxn(r))); err != nil {
+				return err
+			}
+			return run(tx)
+		})
 	}
 	if err != nil {
 		return nil, toGRPC(err)

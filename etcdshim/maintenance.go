@@ -15,26 +15,70 @@ type maintenanceServer struct {
 func (m *maintenanceServer) Status(ctx context.Context, r *pb.StatusRequest) (*pb.StatusResponse, error) {
 	rev := m.s.be.Rev()
 	size := m.s.be.Size()
-	return &pb.StatusResponse{
+	resp := &pb.StatusResponse{
 		Header:           m.s.header(rev),
 		Version:          Version,
 		DbSize:           size,
 		DbSizeInUse:      size,
-		DbSizeQuota:      0,
+		DbSizeQuota:      m.s.be.Quota(),
 		Leader:           m.s.cfg.MemberID, // every site leads itself
 		RaftIndex:        uint64(rev),
 		RaftTerm:         1,
 		RaftAppliedIndex: uint64(rev),
 		StorageVersion:   Version,
-	}, nil
+	}
+	for _, a := range m.alarms(pb.AlarmType_NONE) {
+		resp.Errors = append(resp.Errors, a.String())
+	}
+	return resp, nil
 }
 
+// Alarm serves etcd's alarms; a site has one, NOSPACE, raised by the store when
+// a write would take it past its quota (see the store's quota.go). Like etcd,
+// activating an alarm that is raised returns it, deactivating one that is not
+// returns nothing.
 func (m *maintenanceServer) Alarm(ctx context.Context, r *pb.AlarmRequest) (*pb.AlarmResponse, error) {
-	return &pb.AlarmResponse{Header: m.s.header(m.s.be.Rev())}, nil
+	resp := &pb.AlarmResponse{Header: m.s.header(m.s.be.Rev())}
+	switch r.Action {
+	case pb.AlarmRequest_GET:
+		resp.Alarms = m.alarms(r.Alarm)
+	case pb.AlarmRequest_ACTIVATE:
+		if r.Alarm != pb.AlarmType_NOSPACE {
+			return nil, unimplemented("alarm " + r.Alarm.String())
+		}
+		if err := m.s.be.RaiseNoSpace(); err != nil {
+			return nil, toGRPC(err)
+		}
+		resp.Alarms = m.alarms(r.Alarm)
+	case pb.AlarmRequest_DEACTIVATE:
+		if r.Alarm != pb.AlarmType_NOSPACE || r.MemberID != m.s.cfg.MemberID {
+			break
+		}
+		was, err := m.s.be.DisarmNoSpace()
+		if err != nil {
+			return nil, toGRPC(err)
+		}
+		if was {
+			resp.Alarms = []*pb.AlarmMember{{MemberID: m.s.cfg.MemberID, Alarm: pb.AlarmType_NOSPACE}}
+		}
+	}
+	return resp, nil
 }
 
+// alarms lists the raised alarms of a type (NONE: of every type).
+func (m *maintenanceServer) alarms(typ pb.AlarmType) []*pb.AlarmMember {
+	if !m.s.be.NoSpace() || (typ != pb.AlarmType_NONE && typ != pb.AlarmType_NOSPACE) {
+		return nil
+	}
+	return []*pb.AlarmMember{{MemberID: m.s.cfg.MemberID, Alarm: pb.AlarmType_NOSPACE}}
+}
+
+// Defragment gives back the space of deleted and compacted data (the store's
+// Defragment); writes wait while badger writes its memtables out.
 func (m *maintenanceServer) Defragment(ctx context.Context, r *pb.DefragmentRequest) (*pb.DefragmentResponse, error) {
-	// badger reclaims space continuously; there is nothing to do on demand.
+	if err := m.s.be.Defragment(ctx); err != nil {
+		return nil, toGRPC(err)
+	}
 	return &pb.DefragmentResponse{Header: m.s.header(m.s.be.Rev())}, nil
 }
 

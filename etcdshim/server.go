@@ -39,6 +39,13 @@ type Backend interface {
 	RenewLease(id int64) (int64, error)
 	LeaseTimeToLive(id int64, keys bool) (store.LeaseStatus, error)
 	Leases() []int64
+	// Space quota and the NOSPACE alarm (store's quota.go): WriteTxn.Reserve
+	// refuses writes past the quota.
+	Quota() int64
+	NoSpace() bool
+	RaiseNoSpace() error
+	DisarmNoSpace() (bool, error)
+	Defragment(ctx context.Context) error
 	// OpenBackup takes one consistent read view of the whole store, for
 	// Maintenance Snapshot; writers are not held up while it is open.
 	OpenBackup() (*store.Backup, error)

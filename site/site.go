@@ -55,6 +55,9 @@ type Config struct {
 	ForgetSiteAfter time.Duration
 	// GossipLAN uses LAN failure-detection timing instead of the WAN default.
 	GossipLAN bool
+	// QuotaBackendBytes is the store's space quota, as etcd's
+	// --quota-backend-bytes: 0 is 2 GiB, negative is none.
+	QuotaBackendBytes int64
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
 	UnsafeNoFsync bool
 	Logger        *slog.Logger
@@ -160,6 +163,7 @@ func Start(cfg Config) (*Site, error) {
 	scfg.SyncWrites = !cfg.UnsafeNoFsync
 	scfg.LeaseTakeover = cfg.LeaseTakeover
 	scfg.Replicated = len(cfg.ListenPeerURLs) > 0
+	scfg.QuotaBackendBytes = cfg.QuotaBackendBytes
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = cfg.Registerer
 	st, err := store.Open(scfg)

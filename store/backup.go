@@ -336,7 +336,9 @@ func (br *backupReader) load(wb *badger.WriteBatch) (BackupInfo, error) {
 		if err != nil {
 			return info, err
 		}
-		if !bytes.Equal(key, metaSite) {
+		// The restored store is a site of its own: not the old one's name, nor
+		// its alarm.
+		if !bytes.Equal(key, metaSite) && !bytes.Equal(key, metaNoSpace) {
 			if err := wb.Set(key, value); err != nil {
 				return info, err
 			}

@@ -40,6 +40,12 @@ type Config struct {
 	Replicated bool
 	// GCInterval is how often the change log is collected.
 	GCInterval time.Duration
+	// QuotaBackendBytes is the space quota (etcd's --quota-backend-bytes): 0 means
+	// DefaultQuotaBytes (2 GiB, as etcd), negative means none. See quota.go for
+	// what the size counts.
+	QuotaBackendBytes int64
+	// SizeCheckInterval is how often the store's size is measured on disk.
+	SizeCheckInterval time.Duration
 	// MaxBatch bounds how many requests share one commit.
 	MaxBatch int
 	// Now reads the clock (lease expiry). Injected so tests control time.
@@ -59,6 +65,7 @@ func DefaultConfig() Config {
 		MinLeaseTTL:        2,
 		LeaseCheckInterval: 500 * time.Millisecond,
 		GCInterval:         time.Second,
+		SizeCheckInterval:  time.Second,
 		LeaseTakeover:      time.Minute,
 		DocCacheSize:       10000,
 		RebaseEdits:        64,
@@ -77,8 +84,8 @@ func (c Config) Validate() error {
 		return errors.New("store: config: Site is empty")
 	case c.MinLeaseTTL < 1:
 		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
-	case c.LeaseCheckInterval <= 0 || c.GCInterval <= 0:
-		return errors.New("store: config: LeaseCheckInterval and GCInterval must be positive")
+	case c.LeaseCheckInterval <= 0 || c.GCInterval <= 0 || c.SizeCheckInterval <= 0:
+		return errors.New("store: config: LeaseCheckInterval, GCInterval and SizeCheckInterval must be positive")
 	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
 		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
 	case c.Now == nil || c.Logger == nil:

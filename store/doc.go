@@ -21,5 +21,9 @@
 // file; Restore creates a new store directory from one, under the site name the
 // caller chooses, with the same keys, values, revisions, history and leases.
 //
+// A space quota (etcd's --quota-backend-bytes) bounds the store's size on disk:
+// WriteTxn.Reserve refuses writes that would pass it and raises the NOSPACE alarm,
+// which holds until DisarmNoSpace; Defragment gives deleted space back (quota.go).
+//
 // store is the only package that imports badger.
 package store

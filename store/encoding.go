@@ -16,6 +16,7 @@ const (
 	prefixMeta      = 'm' // m | name                      -> meta value
 	prefixConflict  = 'x' // x | key                       -> latest conflict resolved
 	prefixCollected = 'g' // g | site                      -> change log collected up to this seq
+	prefixDefrag    = 'z' // z                             -> written and dropped by Defragment
 )
 
 var (

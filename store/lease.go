@@ -118,6 +118,9 @@ func (s *Store) GrantLease(ctx context.Context, id, ttl int64) (int64, int64, er
 	}
 	ttl = max(ttl, s.cfg.MinLeaseTTL)
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
+		if err := tx.Reserve(leaseQuotaCost); err != nil {
+			return err
+		}
 		ls := s.leases
 		ls.mu.Lock()
 		defer ls.mu.Unlock()

@@ -7,12 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
-	"io/fs"
 	"log/slog"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
-	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rhizome-kv/rhizome/crdt"
@@ -42,6 +39,10 @@ type Store struct {
 	reqs  chan *request
 
 	leases *leases
+
+	// Size accounting (quota.go): the last measurement, and bytes committed since.
+	measured, unmeasured atomic.Int64
+	noSpace              atomic.Bool // the NOSPACE alarm is raised
 
 	// vv is the version vector: per origin site, the highest sequence number up to
 	// which every change is held. Written by the committer under mu.
@@ -117,9 +118,15 @@ func Open(cfg Config) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
-	s.wg.Add(2)
+	if err := s.loadNoSpace(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	s.measureSize()
+	s.wg.Add(3)
 	go s.runCommitter()
 	go s.runLeaseExpiry()
+	go s.runSizer()
 	if cfg.Replicated {
 		s.wg.Add(1)
 		go s.runCollector()
@@ -153,38 +160,6 @@ func (s *Store) CompactRev() int64 {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.compactRev
-}
-
-// Size returns the bytes the store occupies: the disk blocks its files use (badger
-// preallocates files sparsely, so their length would overstate it), or for an
-// in-memory store the size of the live values. Never 0: clients divide by it.
-func (s *Store) Size() int64 {
-	var size int64
-	if s.cfg.InMemory {
-		s.mu.RLock()
-		s.idx.tree.Ascend(func(ki *keyIndex) bool {
-			if v, ok := ki.live(); ok && v.kv != nil {
-				size += int64(len(ki.key) + len(v.kv.Value))
-			}
-			return true
-		})
-		s.mu.RUnlock()
-	} else {
-		filepath.WalkDir(s.cfg.Dir, func(_ string, d fs.DirEntry, err error) error {
-			if err != nil || d.IsDir() {
-				return nil
-			}
-			if info, err := d.Info(); err == nil {
-				if st, ok := info.Sys().(*syscall.Stat_t); ok {
-					size += st.Blocks * 512
-				} else {
-					size += info.Size()
-				}
-			}
-			return nil
-		})
-	}
-	return max(size, 1)
 }
 
 // recover rebuilds the in-memory state from badger.
@@ -602,6 +577,11 @@ func (s *Store) commit(batch []*request) {
 		}
 		s.mu.RUnlock()
 		timer := s.metrics.commitDuration()
+		var bytes int64
+		for _, w := range writes {
+			bytes += int64(len(w.key) + len(w.value))
+		}
+		s.unmeasured.Add(bytes)
 		if err := s.persist(writes); err != nil {
 			s.fail = fmt.Errorf("store: commit: %w", err)
 			s.log.Error("commit failed; refusing further writes", "err", err)

@@ -10,6 +10,7 @@ var (
 	ErrLeaseExists   = errors.New("store: lease already exists")
 	ErrLeaseTTLLarge = errors.New("store: too large lease TTL")
 	ErrClosed        = errors.New("store: closed")
+	ErrNoSpace       = errors.New("store: database space exceeded")
 	ErrOtherSite     = errors.New("store: the data directory belongs to another site")
 )
 

@@ -32,34 +32,35 @@ type proc struct {
 
 // startRhizome runs `rhizome serve` on dataDir with clients on a free
 // loopback port, waits until it answers, and stops it when the test ends.
-func startRhizome(t *testing.T, bin, dataDir string) *proc {
+// extra flags come last, so they may override the defaults (--name).
+func startRhizome(t *testing.T, bin, dataDir string, extra ...string) *proc {
 	t.Helper()
 	return startServer(t, "rhizome", func() (string, []string) {
 		client := "http://" + freeAddr(t)
-		return client, []string{bin, "serve",
+		return client, append([]string{bin, "serve",
 			"--name", "e2e",
 			"--data-dir", dataDir,
 			"--listen-client-urls", client,
 			"--advertise-client-urls", client,
-		}
+		}, extra...)
 	})
 }
 
 // startEtcd runs a single-member etcd on free loopback ports with a fresh
 // data directory, named like the Rhizome site so member lists compare.
-func startEtcd(t *testing.T, bin string) *proc {
+func startEtcd(t *testing.T, bin string, extra ...string) *proc {
 	t.Helper()
 	dataDir := t.TempDir()
 	return startServer(t, "etcd", func() (string, []string) {
 		client, peer := "http://"+freeAddr(t), "http://"+freeAddr(t)
-		return client, []string{bin,
+		return client, append([]string{bin,
 			"--name", "e2e",
 			"--data-dir", dataDir,
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 			"--initial-cluster", "e2e=" + peer,
 			"--log-level", "warn",
-		}
+		}, extra...)
 	})
 }
 

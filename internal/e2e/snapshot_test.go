@@ -77,7 +77,7 @@ func TestSnapshotRestore(t *testing.T) {
 		"--listen-client-urls", "http://"+freeAddr(t)).CombinedOutput(); err == nil || !strings.Contains(string(out), "holds the data of site") || !strings.Contains(string(out), m[2]) {
 		t.Fatalf("serving the restored data under the old name: %v\n%s", err, out)
 	}
-	restored := startNamed(t, bin, m[2], dataDir)
+	restored := startRhizome(t, bin, dataDir, "--name", m[2])
 	got := readState(ctx, t, mustClient(t, restored.ep), histRev, leaseID)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("restored site serves\n%+v\nwant (the original at snapshot time)\n%+v", got, want)
@@ -152,16 +152,6 @@ func kvLines(kvs []*mvccpb.KeyValue) []string {
 			kv.Key, kv.Value, kv.CreateRevision, kv.ModRevision, kv.Version, kv.Lease)
 	}
 	return out
-}
-
-// startNamed runs `rhizome serve` as the named site on dataDir.
-func startNamed(t *testing.T, bin, name, dataDir string) *proc {
-	t.Helper()
-	return startServer(t, "rhizome "+name, func() (string, []string) {
-		client := "http://" + freeAddr(t)
-		return client, []string{bin, "serve", "--name", name, "--data-dir", dataDir,
-			"--listen-client-urls", client, "--advertise-client-urls", client}
-	})
 }
 
 func mustClient(t *testing.T, ep string) *clientv3.Client {
