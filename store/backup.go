@@ -72,7 +72,7 @@ func (s *Store) OpenBackup() (*Backup, error) {
 		return nil, ErrClosed
 	default:
 	}
-	txn := s.db.NewTransaction(false)
+	txn := s.newView()
 	b := &Backup{txn: txn, info: BackupInfo{Format: 1, Site: s.cfg.Site, Taken: s.cfg.Now().UTC()}}
 	if err := b.readInfo(); err != nil {
 		txn.Discard()

@@ -40,6 +40,14 @@ type Config struct {
 	Replicated bool
 	// GCInterval is how often the change log is collected.
 	GCInterval time.Duration
+	// MemoryBudget bounds the memory badger uses, in bytes: two memtables of a
+	// quarter each, a block cache of three eighths and an index cache of one
+	// eighth. The default (DefaultMemoryBudget, 128 MiB) fits a 2 GB edge node
+	// beside kube-apiserver; badger's own defaults are sized for servers. It does
+	// not bound the store's index or document cache (DocCacheSize). A memtable
+	// also bounds one badger transaction (15% of it), so a smaller budget makes
+	// large commits take the slower crash-consistent path in parts (commit.go).
+	MemoryBudget int64
 	// QuotaBackendBytes is the space quota (etcd's --quota-backend-bytes): 0 means
 	// DefaultQuotaBytes (2 GiB, as etcd), negative means none. See quota.go for
 	// what the size counts.
@@ -48,6 +56,10 @@ type Config struct {
 	SizeCheckInterval time.Duration
 	// MaxBatch bounds how many requests share one commit.
 	MaxBatch int
+	// Failpoint, when set, is called at the named points of the commit path
+	// (Failpoint* constants); an error it returns fails the commit there, as a
+	// crash would, and stops the store. Tests only: nil in production.
+	Failpoint func(name string) error
 	// Now reads the clock (lease expiry). Injected so tests control time.
 	Now func() time.Time
 	// Logger receives the store's logs.
@@ -55,6 +67,12 @@ type Config struct {
 	// Registerer receives the store's metrics; nil registers nothing.
 	Registerer prometheus.Registerer
 }
+
+// Memory budget bounds (Config.MemoryBudget).
+const (
+	DefaultMemoryBudget = 128 << 20
+	MinMemoryBudget     = 8 << 20
+)
 
 // DefaultConfig returns the configuration a site runs with unless told otherwise.
 func DefaultConfig() Config {
@@ -70,6 +88,7 @@ func DefaultConfig() Config {
 		DocCacheSize:       10000,
 		RebaseEdits:        64,
 		MaxBatch:           1000,
+		MemoryBudget:       DefaultMemoryBudget,
 		Now:                time.Now,
 		Logger:             slog.Default(),
 	}
@@ -88,6 +107,8 @@ func (c Config) Validate() error {
 		return errors.New("store: config: LeaseCheckInterval, GCInterval and SizeCheckInterval must be positive")
 	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
 		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
+	case c.MemoryBudget < MinMemoryBudget:
+		return fmt.Errorf("store: config: MemoryBudget %d is below %d bytes", c.MemoryBudget, MinMemoryBudget)
 	case c.Now == nil || c.Logger == nil:
 		return errors.New("store: config: Now and Logger are required")
 	}

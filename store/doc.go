@@ -10,6 +10,13 @@
 // watch hub and acknowledge it. Several concurrent requests share one fsync (group
 // commit). Readers never see a change before it is durable.
 //
+// A commit is one badger transaction: the committer closes a batch before it
+// outgrows one. A single request larger than a transaction allows is written in
+// parts ordered so that any prefix surviving a crash is consistent, and finished
+// or discarded when the store reopens (commit.go). Readers of the change log stop
+// at the version vector last made durable, so nothing handed to sync can be taken
+// back by a crash. Config.Failpoint injects crashes between the parts (tests).
+//
 // History stays bounded: documents restart their histories (crdt rebase) and the
 // change log is collected once the sync layer's Horizon says every counted site
 // holds what goes; a site alone writes no change log at all. A site that lacks

@@ -16,6 +16,7 @@ const (
 	prefixMeta      = 'm' // m | name                      -> meta value
 	prefixConflict  = 'x' // x | key                       -> latest conflict resolved
 	prefixCollected = 'g' // g | site                      -> change log collected up to this seq
+	prefixStaged    = 's' // s | rev(8) | key              -> document of a commit written in parts
 	prefixDefrag    = 'z' // z                             -> written and dropped by Defragment
 )
 

@@ -51,7 +51,7 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 		}
 		return nil
 	}
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := s.view(func(txn *badger.Txn) error {
 		err := each(txn, prefixVV, func(origin, v []byte) error {
 			seq, err := bytesInt64(v)
 			snap.VV[string(origin)] = uint64(seq)

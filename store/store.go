@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"log/slog"
+	"maps"
 	"sync"
 	"sync/atomic"
 
@@ -49,6 +50,14 @@ type Store struct {
 	vv      map[string]uint64
 	changes broadcast // fires when changes are logged, for the sync layer
 
+	// durable is the version vector as last made durable: readers of the change
+	// log stop there, so nothing is handed to sync that a crash could take back.
+	// Written by the committer under mu.
+	durable map[string]uint64
+	// staging is held while a commit too large for one transaction moves its
+	// documents into place; whole-store read views wait for it (commit.go).
+	staging sync.RWMutex
+
 	// collected is, per origin, how far the change log has been collected.
 	// Written by the committer under mu.
 	collected map[string]uint64
@@ -82,10 +91,14 @@ func Open(cfg Config) (*Store, error) {
 		WithSyncWrites(cfg.SyncWrites).
 		WithLogger(badgerLogger{cfg.Logger}).
 		WithNumMemtables(2).
+		WithMemTableSize(cfg.MemoryBudget / 4).
+		// badger requires values kept in the LSM to fit a transaction (15% of a
+		// memtable); larger ones go to the value log.
+		WithValueThreshold(min(1<<20, cfg.MemoryBudget/64)).
 		WithNumLevelZeroTables(2).
 		WithNumCompactors(2).
-		WithBlockCacheSize(32 << 20).
-		WithIndexCacheSize(16 << 20).
+		WithBlockCacheSize(cfg.MemoryBudget * 3 / 8).
+		WithIndexCacheSize(cfg.MemoryBudget / 8).
 		WithValueLogFileSize(256 << 20).
 		WithMetricsEnabled(false)
 	if cfg.InMemory {
@@ -105,12 +118,17 @@ func Open(cfg Config) (*Store, error) {
 		reqs:      make(chan *request, cfg.MaxBatch),
 		leases:    newLeases(),
 		vv:        make(map[string]uint64),
+		durable:   make(map[string]uint64),
 		collected: make(map[string]uint64),
 		changes:   newBroadcast(),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
 	}
 	if err := s.claimSite(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.recoverStaged(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -208,6 +226,7 @@ func (s *Store) recover() error {
 			return true
 		})
 		s.committed.Store(s.rev)
+		maps.Copy(s.durable, s.vv)
 		return nil
 	})
 }
@@ -519,20 +538,29 @@ func (s *Store) runCommitter() {
 				break fill
 			}
 		}
-		s.commit(batch)
+		for len(batch) > 0 {
+			batch = s.commit(batch)
+		}
 	}
 }
 
-// commit applies a batch of requests and makes them durable with one fsync.
-func (s *Store) commit(batch []*request) {
+// commit applies requests of a batch and makes them durable with one fsync, in one
+// badger transaction: it stops taking requests once their writes near what a
+// transaction holds and returns those it left.
+func (s *Store) commit(batch []*request) (rest []*request) {
 	var (
 		events []Event
 		writes []write
+		bytes  int64
 		dirty  = make(map[string]*crdt.Doc)
 		cached []*keyIndex
 		logged bool
 	)
-	for _, r := range batch {
+	for i, r := range batch {
+		if bytes > s.batchBytes() {
+			batch, rest = batch[:i], batch[i:]
+			break
+		}
 		for _, fn := range r.fns {
 			if s.fail != nil {
 				r.err = s.fail
@@ -558,6 +586,9 @@ func (s *Store) commit(batch []*request) {
 			events = append(events, tx.events...)
 			writes = append(writes, tx.writes...)
 			cached = append(cached, tx.cached...)
+			for _, w := range tx.writes {
+				bytes += int64(len(w.key) + len(w.value))
+			}
 		}
 	}
 	for key, doc := range dirty {
@@ -577,10 +608,6 @@ func (s *Store) commit(batch []*request) {
 		}
 		s.mu.RUnlock()
 		timer := s.metrics.commitDuration()
-		var bytes int64
-		for _, w := range writes {
-			bytes += int64(len(w.key) + len(w.value))
-		}
 		s.unmeasured.Add(bytes)
 		if err := s.persist(writes); err != nil {
 			s.fail = fmt.Errorf("store: commit: %w", err)
@@ -601,6 +628,7 @@ func (s *Store) commit(batch []*request) {
 			}
 		}
 		s.committed.Store(s.rev)
+		maps.Copy(s.durable, s.vv)
 		s.mu.Unlock()
 		s.docs.settle()
 		if p := s.publisher.Load(); p != nil && len(events) > 0 {
@@ -615,6 +643,7 @@ func (s *Store) commit(batch []*request) {
 	for _, r := range batch {
 		close(r.done)
 	}
+	return rest
 }
 
 type badgerTxn = badger.Txn
@@ -624,35 +653,6 @@ func isNotFound(err error) bool { return errors.Is(err, badger.ErrKeyNotFound) }
 type write struct {
 	key, value []byte
 	delete     bool
-}
-
-// persist writes in as few badger transactions as its size limits allow. Requests
-// larger than one transaction are split; the store's revision meta is written last,
-// so recovery never sees a revision without its records.
-func (s *Store) persist(writes []write) error {
-	txn := s.db.NewTransaction(true)
-	defer func() { txn.Discard() }()
-	for _, w := range writes {
-		var err error
-		for range 2 {
-			if w.delete {
-				err = txn.Delete(w.key)
-			} else {
-				err = txn.Set(w.key, w.value)
-			}
-			if !errors.Is(err, badger.ErrTxnTooBig) {
-				break
-			}
-			if err = txn.Commit(); err != nil {
-				return err
-			}
-			txn = s.db.NewTransaction(true)
-		}
-		if err != nil {
-			return err
-		}
-	}
-	return txn.Commit()
 }
 
 // docCache keeps recently used key documents, least recently used evicted first.

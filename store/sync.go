@@ -50,7 +50,7 @@ func (s *Store) ChangesLogged() <-chan struct{} { return s.changes.Wait() }
 // after after, in order. Fewer than limit means the log has no more yet.
 func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error) {
 	s.mu.RLock()
-	collected := s.collected[origin]
+	collected, durable := s.collected[origin], s.durable[origin]
 	s.mu.RUnlock()
 	if after < collected {
 		return nil, ErrCollected
@@ -64,8 +64,8 @@ func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error
 		for it.Seek(changeKey(origin, next)); it.Valid() && len(out) < limit; it.Next() {
 			k := it.Item().Key()
 			seq := binary.BigEndian.Uint64(k[len(k)-8:])
-			if seq != next {
-				break // not logged yet (or collected): stop at the gap
+			if seq != next || seq > durable {
+				break // not logged yet, or not durable yet, or collected: stop
 			}
 			v, err := it.Item().ValueCopy(nil)
 			if err != nil {
