@@ -58,6 +58,9 @@ type Config struct {
 	// QuotaBackendBytes is the store's space quota, as etcd's
 	// --quota-backend-bytes: 0 is 2 GiB, negative is none.
 	QuotaBackendBytes int64
+	// MemoryBudget bounds the store's badger memtables and caches, in bytes
+	// (store.Config.MemoryBudget); 0 is the store's default.
+	MemoryBudget int64
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
 	UnsafeNoFsync bool
 	Logger        *slog.Logger
@@ -164,6 +167,9 @@ func Start(cfg Config) (*Site, error) {
 	scfg.LeaseTakeover = cfg.LeaseTakeover
 	scfg.Replicated = len(cfg.ListenPeerURLs) > 0
 	scfg.QuotaBackendBytes = cfg.QuotaBackendBytes
+	if cfg.MemoryBudget != 0 {
+		scfg.MemoryBudget = cfg.MemoryBudget
+	}
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = cfg.Registerer
 	st, err := store.Open(scfg)

@@ -7,10 +7,15 @@ import (
 )
 
 // metrics are the store's Prometheus instruments, registered on the Registerer
-// given in Config (none when it is nil).
+// given in Config (none when it is nil). Where etcd measures the same thing the
+// name is etcd's (server/storage/mvcc/metrics.go, backend/metrics.go,
+// storage/metrics.go), so etcd dashboards and alerts read them; the rest are
+// rhizome_store_*.
 type metrics struct {
 	commitSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
+	puts, deletes prometheus.Counter
+	ranges        prometheus.Counter
 	leasesExpired prometheus.Counter
 	compactedRevs prometheus.Counter
 	opaqueKube    prometheus.Counter
@@ -18,38 +23,57 @@ type metrics struct {
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
+	counter := func(ns, sub, name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help})
+	}
 	m := &metrics{
 		commitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Namespace: "rhizome", Subsystem: "store", Name: "commit_seconds",
-			Help:    "Time to make one batch of writes durable (fsync included).",
-			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+			Namespace: "etcd", Subsystem: "disk", Name: "backend_commit_duration_seconds",
+			Help:    "The latency distributions of commit called by backend: one batch of writes made durable (fsync included).",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16), // finer than etcd's, from 0.1 ms
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "rhizome", Subsystem: "store", Name: "commit_batch_requests",
 			Help:    "Requests sharing one commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
-		leasesExpired: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "rhizome", Subsystem: "store", Name: "leases_expired_total",
-			Help: "Leases revoked because their TTL ran out.",
-		}),
-		compactedRevs: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "rhizome", Subsystem: "store", Name: "compacted_records_total",
-			Help: "Revision records removed by compaction.",
-		}),
-		opaqueKube: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "rhizome", Subsystem: "store", Name: "opaque_kubernetes_values_total",
-			Help: "Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field).",
-		}),
-		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
-			Namespace: "rhizome", Subsystem: "store", Name: "conflicts_total",
-			Help: "Concurrent creates of one key resolved by keeping one incarnation whole.",
-		}),
+		puts:          counter("etcd", "mvcc", "put_total", "Total number of puts seen by this member."),
+		deletes:       counter("etcd", "mvcc", "delete_total", "Total number of deletes seen by this member."),
+		ranges:        counter("etcd", "mvcc", "range_total", "Total number of ranges seen by this member."),
+		leasesExpired: counter("rhizome", "store", "leases_expired_total", "Leases revoked because their TTL ran out."),
+		compactedRevs: counter("etcd_debugging", "mvcc", "db_compaction_keys_total", "Total number of db keys compacted."),
+		opaqueKube: counter("rhizome", "store", "opaque_kubernetes_values_total",
+			"Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field)."),
+		conflicts: counter("rhizome", "store", "conflicts_total",
+			"Concurrent creates of one key resolved by keeping one incarnation whole."),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitSeconds, m.batchSize, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
+		reg.MustRegister(m.commitSeconds, m.batchSize, m.puts, m.deletes, m.ranges, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
 	}
 	return m
+}
+
+// registerGauges registers the gauges read from the store when scraped.
+func (s *Store) registerGauges(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	gauge := func(ns, sub, name, help string, fn func() float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: name, Help: help}, fn)
+	}
+	size := func() float64 { return float64(s.Size()) }
+	reg.MustRegister(
+		gauge("etcd", "mvcc", "db_total_size_in_bytes",
+			"Total size of the underlying database physically allocated in bytes (badger's files on disk).", size),
+		gauge("etcd", "mvcc", "db_total_size_in_use_in_bytes",
+			"Total size of the underlying database logically in use in bytes (Rhizome reports the allocated size: badger does not tell them apart).", size),
+		gauge("etcd", "server", "quota_backend_bytes",
+			"Current backend storage quota size in bytes (0: none).", func() float64 { return float64(s.Quota()) }),
+		gauge("etcd_debugging", "mvcc", "current_revision",
+			"The current revision of store.", func() float64 { return float64(s.Rev()) }),
+		gauge("etcd_debugging", "mvcc", "compact_revision",
+			"The revision of the last compaction in store.", func() float64 { return float64(s.CompactRev()) }),
+	)
 }
 
 func (m *metrics) commitDuration() func() {

@@ -141,6 +141,7 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.measureSize()
+	s.registerGauges(cfg.Registerer)
 	s.wg.Add(3)
 	go s.runCommitter()
 	go s.runLeaseExpiry()
@@ -316,6 +317,7 @@ func (s *Store) claimSite() error {
 
 // Range reads keys at a revision (0: the newest durable one).
 func (s *Store) Range(key []byte, opts RangeOptions) (RangeResult, error) {
+	s.metrics.ranges.Inc()
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.rangeAt(key, opts, s.committed.Load())

@@ -32,6 +32,7 @@ func (tx *WriteTxn) CompactRev() int64 { return tx.s.compactRev }
 
 // Range reads like Store.Range, seeing this write's own changes.
 func (tx *WriteTxn) Range(key []byte, opts RangeOptions) (RangeResult, error) {
+	tx.s.metrics.ranges.Inc()
 	cur := tx.rev - 1
 	if tx.Changed() {
 		cur = tx.rev
@@ -44,6 +45,7 @@ func (tx *WriteTxn) LeaseExists(id int64) bool { return tx.s.leases.exists(id) }
 
 // Put writes a key and attaches it to a lease (0: none).
 func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
+	tx.s.metrics.puts.Inc()
 	if lease != 0 && !tx.s.leases.exists(lease) {
 		return ErrLeaseNotFound
 	}
@@ -104,6 +106,7 @@ func (tx *WriteTxn) indexPut(ki *keyIndex, value []byte, lease int64) error {
 // DeleteRange deletes the live keys in a range (etcd's key/end convention) and
 // returns their states before the delete.
 func (tx *WriteTxn) DeleteRange(key, end []byte) ([]KeyValue, error) {
+	tx.s.metrics.deletes.Inc()
 	var targets []*keyIndex
 	tx.s.idx.ascend(key, end, func(ki *keyIndex) bool {
 		if _, ok := ki.live(); ok {
