@@ -553,13 +553,13 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 	var (
 		events []Event
 		writes []write
-		bytes  int64
+		size   int64 // bytes of writes so far
 		dirty  = make(map[string]*crdt.Doc)
 		cached []*keyIndex
 		logged bool
 	)
 	for i, r := range batch {
-		if bytes > s.batchBytes() {
+		if size > s.batchBytes() {
 			batch, rest = batch[:i], batch[i:]
 			break
 		}
@@ -589,7 +589,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 			writes = append(writes, tx.writes...)
 			cached = append(cached, tx.cached...)
 			for _, w := range tx.writes {
-				bytes += int64(len(w.key) + len(w.value))
+				size += int64(len(w.key) + len(w.value))
 			}
 		}
 	}
@@ -610,7 +610,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		}
 		s.mu.RUnlock()
 		timer := s.metrics.commitDuration()
-		s.unmeasured.Add(bytes)
+		s.unmeasured.Add(size)
 		if err := s.persist(writes); err != nil {
 			s.fail = fmt.Errorf("store: commit: %w", err)
 			s.log.Error("commit failed; refusing further writes", "err", err)
