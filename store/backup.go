@@ -60,6 +60,7 @@ type BackupInfo struct {
 // holds a badger read transaction: writers go on, and badger keeps what the view
 // sees until Close. A Backup is used by one goroutine.
 type Backup struct {
+	m      *metrics
 	txn    *badger.Txn
 	info   BackupInfo
 	header []byte
@@ -73,7 +74,7 @@ func (s *Store) OpenBackup() (*Backup, error) {
 	default:
 	}
 	txn := s.newView()
-	b := &Backup{txn: txn, info: BackupInfo{Format: 1, Site: s.cfg.Site, Taken: s.cfg.Now().UTC()}}
+	b := &Backup{m: s.metrics, txn: txn, info: BackupInfo{Format: 1, Site: s.cfg.Site, Taken: s.cfg.Now().UTC()}}
 	if err := b.readInfo(); err != nil {
 		txn.Discard()
 		return nil, fmt.Errorf("store: backup: %w", err)
@@ -133,6 +134,7 @@ func (b *Backup) each(values bool, fn func(*badger.Item) error) error {
 
 // WriteTo writes the backup file to w. It may be called once.
 func (b *Backup) WriteTo(w io.Writer) (int64, error) {
+	defer timer(b.m.backupSeconds)()
 	h := sha256.New()
 	bw := bufio.NewWriterSize(io.MultiWriter(w, h), 64<<10)
 	cw := &countWriter{w: bw}

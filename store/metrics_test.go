@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"io"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,6 +26,18 @@ func TestMetrics(t *testing.T) {
 	}
 	get(t, s, "k", 0)
 	if err := s.Compact(context.Background(), s.Rev()); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Defragment(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b, err := s.OpenBackup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.WriteTo(io.Discard)
+	b.Close()
+	if err != nil {
 		t.Fatal(err)
 	}
 	families, err := reg.Gather()

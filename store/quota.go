@@ -171,6 +171,7 @@ func (s *Store) loadNoSpace() error {
 // one, dropping what is deleted or overwritten, and rewrites value-log files that
 // are mostly garbage. Writes wait while the memtables are written out.
 func (s *Store) Defragment(ctx context.Context) error {
+	defer timer(s.metrics.defragSeconds)()
 	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(defragMarker, nil) }); err != nil {
 		return fmt.Errorf("store: defragment: %w", err)
 	}
