@@ -3,8 +3,10 @@ package testbin
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,9 @@ import (
 	"sync"
 	"testing"
 )
+
+// ModulePath identifies a Rhizome checkout by its go.mod.
+const ModulePath = "github.com/rhizome-kv/rhizome"
 
 // KubeBinaries are absolute paths to the Kubernetes control-plane binaries.
 type KubeBinaries struct {
@@ -27,8 +32,11 @@ type KubeBinaries struct {
 // built.
 func Etcd(t testing.TB) (etcd, etcdctl string) {
 	t.Helper()
-	dir := etcdSet.dir(t)
-	return filepath.Join(dir, "etcd"), filepath.Join(dir, "etcdctl")
+	etcd, etcdctl, err := LoadEtcd(context.Background(), logWriter{t})
+	if err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	return etcd, etcdctl
 }
 
 // Kube returns absolute paths to the Kubernetes binaries pinned in
@@ -36,22 +44,54 @@ func Etcd(t testing.TB) (etcd, etcdctl string) {
 // package doc). It fails t if they cannot be built.
 func Kube(t testing.TB) KubeBinaries {
 	t.Helper()
-	dir := kubeSet.dir(t)
+	bins, err := LoadKube(context.Background(), logWriter{t})
+	if err != nil {
+		t.Fatalf("testbin: %v", err)
+	}
+	return bins
+}
+
+// LoadEtcd is Etcd for commands: the script's progress goes to progress
+// (nil discards it), and a failure is returned.
+func LoadEtcd(ctx context.Context, progress io.Writer) (etcd, etcdctl string, err error) {
+	dir, err := etcdSet.dir(ctx, progress)
+	if err != nil {
+		return "", "", err
+	}
+	return filepath.Join(dir, "etcd"), filepath.Join(dir, "etcdctl"), nil
+}
+
+// LoadKube is Kube for commands, like LoadEtcd.
+func LoadKube(ctx context.Context, progress io.Writer) (KubeBinaries, error) {
+	dir, err := kubeSet.dir(ctx, progress)
+	if err != nil {
+		return KubeBinaries{}, err
+	}
 	return KubeBinaries{
 		Dir:               dir,
 		APIServer:         filepath.Join(dir, "kube-apiserver"),
 		ControllerManager: filepath.Join(dir, "kube-controller-manager"),
 		Scheduler:         filepath.Join(dir, "kube-scheduler"),
 		Kubectl:           filepath.Join(dir, "kubectl"),
-	}
+	}, nil
 }
 
+// logWriter sends each write, a line of the script's progress, to t.Log.
+type logWriter struct{ t testing.TB }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// The sets of scripts/bins.sh, each built at most once per process.
 var (
 	etcdSet = &binSet{name: "etcd"}
 	kubeSet = &binSet{name: "kube"}
 )
 
-// binSet is one argument of scripts/bins.sh, built at most once per process.
+// binSet is one argument of scripts/bins.sh. A failed build is remembered
+// and not retried.
 type binSet struct {
 	name string
 	once sync.Once
@@ -59,54 +99,53 @@ type binSet struct {
 	err  error
 }
 
-func (s *binSet) dir(t testing.TB) string {
-	t.Helper()
-	s.once.Do(func() { s.path, s.err = runScript(t, s.name) })
-	if s.err != nil {
-		t.Fatalf("testbin: %v", s.err)
-	}
-	return s.path
+func (s *binSet) dir(ctx context.Context, progress io.Writer) (string, error) {
+	s.once.Do(func() { s.path, s.err = runScript(ctx, s.name, progress) })
+	return s.path, s.err
 }
 
 // tailLines is how much of the script's output a failure message repeats.
 const tailLines = 30
 
-// runScript runs scripts/bins.sh set from the module root, logs its progress
-// (stderr) to t line by line, and returns the directory it prints last on
-// stdout.
-func runScript(t testing.TB, set string) (string, error) {
-	root, err := moduleRoot()
+// runScript runs scripts/bins.sh set from the module root, copies its
+// progress (stderr) to progress line by line, and returns the directory it
+// prints last on stdout.
+func runScript(ctx context.Context, set string, progress io.Writer) (string, error) {
+	if progress == nil {
+		progress = io.Discard
+	}
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
 	script := filepath.Join(root, "scripts", "bins.sh")
 	if _, err := os.Stat(script); err != nil {
-		return "", fmt.Errorf("no build script: %w", err)
+		return "", fmt.Errorf("testbin: no build script: %w", err)
 	}
 
 	var stdout bytes.Buffer
-	cmd := exec.Command("bash", script, set)
+	cmd := exec.CommandContext(ctx, "bash", script, set)
 	cmd.Dir = root
 	cmd.Stdout = &stdout
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return "", fmt.Errorf("scripts/bins.sh %s: %w", set, err)
+		return "", fmt.Errorf("testbin: scripts/bins.sh %s: %w", set, err)
 	}
-	t.Logf("testbin: running scripts/bins.sh %s (a cold build takes minutes)", set)
+	fmt.Fprintf(progress, "testbin: running scripts/bins.sh %s (a cold build takes minutes)\n", set)
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("scripts/bins.sh %s: %w", set, err)
+		return "", fmt.Errorf("testbin: scripts/bins.sh %s: %w", set, err)
 	}
 	var tail []string
 	sc := bufio.NewScanner(stderr)
 	for sc.Scan() {
 		line := sc.Text()
-		t.Log(line)
+		fmt.Fprintln(progress, line)
 		if tail = append(tail, line); len(tail) > tailLines {
 			tail = tail[1:]
 		}
 	}
 	if err := cmd.Wait(); err != nil {
-		return "", fmt.Errorf("scripts/bins.sh %s failed (%w); its last output:\n%s\n"+
+		return "", fmt.Errorf("testbin: scripts/bins.sh %s failed (%w); its last output:\n%s\n"+
 			"run `scripts/bins.sh %s` in %s to see all of it",
 			set, err, strings.Join(tail, "\n"), set, root)
 	}
@@ -114,25 +153,27 @@ func runScript(t testing.TB, set string) (string, error) {
 	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	dir := lines[len(lines)-1]
 	if fi, err := os.Stat(dir); err != nil || !fi.IsDir() || !filepath.IsAbs(dir) {
-		return "", fmt.Errorf("scripts/bins.sh %s printed %q, not an absolute directory", set, dir)
+		return "", fmt.Errorf("testbin: scripts/bins.sh %s printed %q, not an absolute directory", set, dir)
 	}
 	return dir, nil
 }
 
-// moduleRoot walks up from the working directory (a test's package
-// directory) to the first directory holding a go.mod.
-func moduleRoot() (string, error) {
+// ModuleRoot walks up from the working directory (a test's package
+// directory, or wherever a command runs) to the Rhizome checkout: the
+// directory whose go.mod declares ModulePath.
+func ModuleRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		return "", err
+		return "", fmt.Errorf("testbin: %w", err)
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		data, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil && bytes.Contains(data, []byte("module "+ModulePath+"\n")) {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
+			return "", errors.New("testbin: no go.mod of " + ModulePath + " above the working directory; run from a Rhizome checkout")
 		}
 		dir = parent
 	}
@@ -142,16 +183,20 @@ func moduleRoot() (string, error) {
 // dir and returns the binary's path. The go command running the test builds it:
 // cmd/go puts its own GOROOT/bin first on a test's PATH.
 func BuildRhizome(dir string) (string, error) {
-	root, err := moduleRoot()
+	root, err := ModuleRoot()
 	if err != nil {
 		return "", err
 	}
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		return "", fmt.Errorf("testbin: building rhizome needs the go command on PATH: %w", err)
+	}
 	bin := filepath.Join(dir, "rhizome")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/rhizome")
+	cmd := exec.Command(goBin, "build", "-o", bin, "./cmd/rhizome")
 	cmd.Dir = root
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/rhizome: %w\n%s", err, out)
+		return "", fmt.Errorf("testbin: go build ./cmd/rhizome: %w\n%s", err, out)
 	}
 	return bin, nil
 }

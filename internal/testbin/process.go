@@ -1,0 +1,203 @@
+package testbin
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// ProcessConfig says how to run one server process.
+type ProcessConfig struct {
+	// Name identifies the process in errors ("etcd", "kube-apiserver").
+	Name string
+	// Path and Args are the binary and its arguments.
+	Path string
+	Args []string
+	// Dir is the working directory; empty means the caller's.
+	Dir string
+	// Env is the environment; nil means the caller's.
+	Env []string
+	// LogPath receives stdout and stderr, appended to after a header line
+	// with the command; required, so a failure can show the log.
+	LogPath string
+	// StopGrace is how long Stop waits after SIGTERM before it kills.
+	StopGrace time.Duration
+	// ReadyInterval is how often WaitReady asks.
+	ReadyInterval time.Duration
+}
+
+// DefaultProcessConfig has the timings; Name, Path and LogPath are the
+// caller's.
+func DefaultProcessConfig() ProcessConfig {
+	return ProcessConfig{StopGrace: 10 * time.Second, ReadyInterval: 100 * time.Millisecond}
+}
+
+// Validate reports the first problem with the configuration.
+func (c ProcessConfig) Validate() error {
+	switch {
+	case c.Name == "" || c.Path == "":
+		return errors.New("testbin: process: Name and Path are required")
+	case c.LogPath == "":
+		return fmt.Errorf("testbin: process %s: LogPath is required", c.Name)
+	case c.StopGrace <= 0 || c.ReadyInterval <= 0:
+		return fmt.Errorf("testbin: process %s: StopGrace and ReadyInterval must be positive", c.Name)
+	}
+	return nil
+}
+
+// ErrExited is wrapped by every error about a process that ended when it
+// should have been running.
+var ErrExited = errors.New("exited")
+
+// Process is one running server whose output goes to a log file. On Linux
+// the kernel kills it if the process that started it dies, so no server
+// outlives a crashed or interrupted run. Its methods are safe for
+// concurrent use.
+type Process struct {
+	cfg     ProcessConfig
+	cmd     *exec.Cmd
+	done    chan struct{} // closed when the process has exited
+	waitErr error         // valid once done is closed
+	stop    sync.Once
+	stopErr error
+}
+
+// StartProcess starts cfg.Path. It returns once the process runs; WaitReady
+// tells when it serves.
+func StartProcess(cfg ProcessConfig) (*Process, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(cfg.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("testbin: %s log: %w", cfg.Name, err)
+	}
+	fmt.Fprintf(f, "### %s %s\n", cfg.Path, strings.Join(cfg.Args, " "))
+	cmd := exec.Command(cfg.Path, cfg.Args...)
+	cmd.Dir, cmd.Env = cfg.Dir, cfg.Env
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = childProcAttr()
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("testbin: start %s: %w", cfg.Name, err)
+	}
+	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		p.waitErr = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// Name is the process's name from its config.
+func (p *Process) Name() string { return p.cfg.Name }
+
+// PID is the operating system's id of the process.
+func (p *Process) PID() int { return p.cmd.Process.Pid }
+
+// LogPath is the file holding the process's output.
+func (p *Process) LogPath() string { return p.cfg.LogPath }
+
+// Done is closed when the process has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Alive returns nil while the process runs, and an error wrapping
+// ErrExited, with the tail of its log, once it has ended.
+func (p *Process) Alive() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("testbin: %s %w (%v); last lines of %s:\n%s", p.cfg.Name, ErrExited, p.waitErr, p.cfg.LogPath, p.LogTail(20))
+	default:
+		return nil
+	}
+}
+
+// WaitReady calls ready every ReadyInterval until it returns nil, the
+// process exits, or timeout passes; the error then carries the log's tail.
+// Each call of ready gets a context bounded by the remaining time.
+func (p *Process) WaitReady(ctx context.Context, timeout time.Duration, ready func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		last := ready(ctx)
+		if last == nil {
+			return nil
+		}
+		if err := p.Alive(); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("testbin: %s not ready within %v: %v; last lines of %s:\n%s", p.cfg.Name, timeout, last, p.cfg.LogPath, p.LogTail(20))
+		case <-p.done:
+		case <-time.After(p.cfg.ReadyInterval):
+		}
+	}
+}
+
+// Stop sends SIGTERM, waits up to StopGrace, then kills. It returns an
+// error only if the process had to be killed: an exit status after SIGTERM
+// is normal. Later calls return the first call's result.
+func (p *Process) Stop() error {
+	p.stop.Do(func() {
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(p.cfg.StopGrace):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			p.stopErr = fmt.Errorf("testbin: %s did not exit within %v of SIGTERM; killed", p.cfg.Name, p.cfg.StopGrace)
+		}
+	})
+	return p.stopErr
+}
+
+// Kill kills the process at once and waits until it is gone.
+func (p *Process) Kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// LogTail returns the last n lines of the process's log.
+func (p *Process) LogTail(n int) string {
+	data, err := os.ReadFile(p.cfg.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(cannot read %s: %v)", p.cfg.LogPath, err)
+	}
+	lines := bytes.Split(bytes.TrimRight(data, "\n"), []byte("\n"))
+	return string(bytes.Join(lines[max(0, len(lines)-n):], []byte("\n")))
+}
+
+// PortInUse reports whether the log says the process could not bind: a
+// free port picked for it (FreePort) was taken in the meantime, and the
+// caller should start it again on fresh ports.
+func (p *Process) PortInUse() bool {
+	data, err := os.ReadFile(p.cfg.LogPath)
+	return err == nil && bytes.Contains(data, []byte("address already in use"))
+}
+
+// FreePort returns a loopback address ("127.0.0.1:port") whose port was
+// free a moment ago. Another process can take it before the server binds
+// it; PortInUse tells, and the caller retries.
+func FreePort() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", fmt.Errorf("testbin: free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}

@@ -1,0 +1,122 @@
+package testbin_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
+)
+
+func shell(t *testing.T, script string) testbin.ProcessConfig {
+	t.Helper()
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.Path, cfg.Args = "sh", "/bin/sh", []string{"-c", script}
+	cfg.LogPath = filepath.Join(t.TempDir(), "sh.log")
+	cfg.ReadyInterval = 10 * time.Millisecond
+	return cfg
+}
+
+// logSays is a readiness check: the log holds want.
+func logSays(p *testbin.Process, want string) func(context.Context) error {
+	return func(context.Context) error {
+		data, err := os.ReadFile(p.LogPath())
+		if err != nil || !strings.Contains(string(data), want) {
+			return errors.New("not yet")
+		}
+		return nil
+	}
+}
+
+func TestProcessReadyAndStop(t *testing.T) {
+	p, err := testbin.StartProcess(shell(t, "echo listening; exec sleep 30"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.WaitReady(t.Context(), 10*time.Second, logSays(p, "listening")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Alive(); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Stop(); err != nil {
+		t.Errorf("Stop: %v", err)
+	}
+	if err := p.Alive(); !errors.Is(err, testbin.ErrExited) {
+		t.Errorf("Alive after Stop: %v", err)
+	}
+	if !strings.HasPrefix(p.LogTail(10), "### /bin/sh -c") {
+		t.Errorf("log does not start with the command: %q", p.LogTail(10))
+	}
+}
+
+func TestProcessExitDuringStartup(t *testing.T) {
+	p, err := testbin.StartProcess(shell(t, "echo 'bind: address already in use'; exit 3"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = p.WaitReady(t.Context(), 10*time.Second, logSays(p, "never"))
+	if !errors.Is(err, testbin.ErrExited) || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("WaitReady: %v; want ErrExited with the log's tail", err)
+	}
+	if !p.PortInUse() {
+		t.Error("PortInUse is false for a log that says so")
+	}
+}
+
+func TestProcessNotReadyInTime(t *testing.T) {
+	p, err := testbin.StartProcess(shell(t, "exec sleep 30"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Kill()
+	if err := p.WaitReady(t.Context(), 100*time.Millisecond, logSays(p, "never")); err == nil || errors.Is(err, testbin.ErrExited) {
+		t.Errorf("WaitReady: %v; want a timeout", err)
+	}
+}
+
+func TestProcessKilledAfterGrace(t *testing.T) {
+	cfg := shell(t, "trap '' TERM; echo up; exec sleep 30") // sleep inherits the ignored SIGTERM
+	cfg.StopGrace = 200 * time.Millisecond
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Ready once the shell has become sleep.
+	isSleep := func(context.Context) error {
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.PID()))
+		if err != nil || strings.TrimSpace(string(comm)) != "sleep" {
+			return errors.New("not yet")
+		}
+		return nil
+	}
+	if err := p.WaitReady(t.Context(), 10*time.Second, isSleep); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if err := p.Stop(); err == nil || !strings.Contains(err.Error(), "killed") {
+		t.Errorf("Stop: %v; want it killed", err)
+	}
+	if d := time.Since(start); d < cfg.StopGrace {
+		t.Errorf("killed after %v, before the %v grace", d, cfg.StopGrace)
+	}
+}
+
+func TestProcessConfigValidate(t *testing.T) {
+	cfg := testbin.DefaultProcessConfig()
+	if _, err := testbin.StartProcess(cfg); err == nil {
+		t.Error("started a process with no name, path or log")
+	}
+}
+
+func TestFreePort(t *testing.T) {
+	addr, err := testbin.FreePort()
+	if err != nil || !strings.HasPrefix(addr, "127.0.0.1:") {
+		t.Errorf("FreePort = %q, %v", addr, err)
+	}
+}
