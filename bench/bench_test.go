@@ -11,6 +11,9 @@ import (
 
 func TestHistogramQuantiles(t *testing.T) {
 	var h histogram
+	if h.count() != 0 || h.quantile(0.5) != 0 || h.mean() != 0 || h.max() != 0 {
+		t.Error("an empty histogram is not all zero")
+	}
 	// 1..10000 µs: the q-quantile is q×10 ms.
 	for i := 1; i <= 10000; i++ {
 		h.record(time.Duration(i) * time.Microsecond)
@@ -21,37 +24,28 @@ func TestHistogramQuantiles(t *testing.T) {
 	}{{0.5, 5 * time.Millisecond}, {0.9, 9 * time.Millisecond}, {0.99, 9900 * time.Microsecond}, {1, 10 * time.Millisecond}} {
 		t.Run(time.Duration(tc.q*1000).String(), func(t *testing.T) {
 			got := h.quantile(tc.q)
-			if rel := math.Abs(float64(got-tc.want)) / float64(tc.want); rel > 1.0/subCount {
-				t.Errorf("quantile(%v) = %v, want %v within %.2f%%", tc.q, got, tc.want, 100.0/subCount)
+			if rel := math.Abs(float64(got-tc.want)) / float64(tc.want); rel > 0.01 {
+				t.Errorf("quantile(%v) = %v, want %v within 1%%", tc.q, got, tc.want)
 			}
 		})
 	}
-	if got, want := h.mean(), 5000500*time.Nanosecond; got != want {
-		t.Errorf("mean = %v, want %v", got, want)
+	if got, want := h.mean(), 5000500*time.Nanosecond; math.Abs(float64(got-want))/float64(want) > 0.01 {
+		t.Errorf("mean = %v, want %v within 1%%", got, want)
 	}
-}
-
-func TestHistogramBuckets(t *testing.T) {
-	// Every value falls in a bucket whose range holds it, and buckets are
-	// contiguous and increasing.
-	for _, v := range []uint64{0, 1, 255, 256, 257, 511, 512, 1000, 1 << 20, 123456789, 1 << 40} {
-		low, width := bucketRange(bucketOf(v))
-		if v < low || v >= low+width {
-			t.Errorf("value %d in bucket %d = [%d, %d)", v, bucketOf(v), low, low+width)
-		}
+	if h.count() != 10000 {
+		t.Errorf("count = %d", h.count())
 	}
-	for i := 1; i < 40*subCount; i++ {
-		pl, pw := bucketRange(i - 1)
-		if l, _ := bucketRange(i); l != pl+pw {
-			t.Fatalf("bucket %d starts at %d, previous ends at %d", i, l, pl+pw)
-		}
+	// Beyond the range: clamped, not lost.
+	h.record(2 * time.Hour)
+	if h.count() != 10001 || h.max() < 59*time.Minute {
+		t.Errorf("after a 2h latency: count %d, max %v", h.count(), h.max())
 	}
 }
 
 func TestHistogramMerge(t *testing.T) {
 	var a, b, all histogram
 	for i := range 1000 {
-		d := time.Duration(i*i) * time.Nanosecond
+		d := time.Duration(i*i) * time.Microsecond
 		all.record(d)
 		if i%3 == 0 {
 			a.record(d)
@@ -59,6 +53,8 @@ func TestHistogramMerge(t *testing.T) {
 			b.record(d)
 		}
 	}
+	var empty histogram
+	a.merge(&empty)
 	a.merge(&b)
 	for _, q := range []float64{0, 0.5, 0.99, 1} {
 		if a.quantile(q) != all.quantile(q) {
@@ -99,15 +95,6 @@ func TestConfigValidate(t *testing.T) {
 				t.Error("Validate accepted it")
 			}
 		})
-	}
-}
-
-func TestFontCoversPrintableASCII(t *testing.T) {
-	f := parseFont()
-	for r := rune(' '); r <= '~'; r++ {
-		if _, ok := f[r]; !ok {
-			t.Errorf("no glyph for %q", r)
-		}
 	}
 }
 

@@ -57,14 +57,11 @@ type Config struct {
 	Seed uint64
 
 	// RhizomeBin is the rhizome binary to run; empty builds one from the
-	// module with `go build`.
+	// checkout above the working directory with `go build`.
 	RhizomeBin string
 	// EtcdBin is the etcd binary to run; empty takes the one scripts/bins.sh
 	// builds and caches.
 	EtcdBin string
-	// ModuleRoot is the Rhizome checkout holding scripts/bins.sh and
-	// cmd/rhizome; empty looks upwards from the working directory.
-	ModuleRoot string
 	// WorkDir is where the servers' temporary data directories go; empty
 	// means the system temporary directory. Put both systems on the same
 	// file system, or the comparison measures disks.

@@ -1,6 +1,9 @@
 // Package bench measures Rhizome against real etcd with etcd's own benchmark
 // shapes, so every figure Rhizome quotes has an etcd figure from the same run
-// beside it.
+// beside it. Two suites: Run (`rhizome bench kv`, below) and RunKube
+// (`rhizome bench kube`: the same comparison through one kube-apiserver per
+// system, with a mix of Pod and ConfigMap calls; QuickKubeConfig is its
+// quick mode).
 //
 // Run starts a real `rhizome serve` process and a real etcd v3.7 process (each
 // with its own temporary data directory on loopback ports, fsync on for both:
@@ -9,7 +12,8 @@
 // quantiles per cell (workload × concurrency × system), the Rhizome/etcd
 // ratios, and whether the targets of the single-site milestone are met.
 // Report.Table, Report.JSON and Report.PNG render it; WriteFiles writes all
-// three.
+// three. Plots are drawn with gonum.org/v1/plot: throughput ratios, then
+// p50 and p99 of every system on a log scale.
 //
 // Workloads follow tools/benchmark in etcd: 8-byte keys, 256-byte values, a
 // fixed random value per client; Put over a sequential key space, single-key
@@ -28,9 +32,12 @@
 //   - Each cell is measured in rounds (Config.Rounds) that take turns between
 //     Rhizome and etcd, alternating which goes first, so a burst of load from
 //     elsewhere falls on both sides rather than on one.
-//   - Latencies are recorded per request in a log-linear histogram (relative
-//     error under 1%), so long runs use constant memory.
+//   - Latencies are recorded per request in an HDR histogram
+//     (github.com/HdrHistogram/hdrhistogram-go; relative error under 1%), so
+//     long runs use constant memory.
 //
-// The package starts processes and reads /proc (server CPU time, load), so it
+// Servers are started with internal/testbin's process starter and their
+// binaries come from scripts/bins.sh through it. The package starts
+// processes and reads /proc (server CPU time, load), so it
 // is meant for Linux; elsewhere those columns are left empty.
 package bench

@@ -6,7 +6,6 @@ import (
 	"image/png"
 	"strings"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 )
@@ -50,7 +49,7 @@ func TestKubeTouch(t *testing.T) {
 }
 
 func TestKubeClientPick(t *testing.T) {
-	cfg := defaultKubeBenchConfig()
+	cfg := DefaultKubeConfig()
 	// The same seed gives the same sequence; an empty pool only creates.
 	a, b := newKubeClient(3, "ns", nil, cfg, 1), newKubeClient(3, "ns", nil, cfg, 1)
 	counts := map[kubeOp]int{}
@@ -78,50 +77,42 @@ func TestKubeClientPick(t *testing.T) {
 	}
 }
 
-func TestKubeBenchConfig(t *testing.T) {
-	if err := defaultKubeBenchConfig().Validate(); err != nil {
-		t.Fatalf("default: %v", err)
+func TestKubeConfig(t *testing.T) {
+	for name, c := range map[string]KubeConfig{"default": DefaultKubeConfig(), "quick": QuickKubeConfig()} {
+		if err := c.Validate(); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
 	}
-	c := defaultKubeBenchConfig()
-	env := map[string]string{
-		"RHIZOME_KUBE_BENCH_DURATION": "3s",
-		"RHIZOME_KUBE_BENCH_CLIENTS":  "1, 4",
-		"RHIZOME_KUBE_BENCH_JSON":     "1",
+	c := DefaultKubeConfig()
+	c.JSON = true
+	if len(c.systems()) != 3 {
+		t.Errorf("with JSON: systems %v", c.systems())
 	}
-	if err := c.fromEnv(func(k string) string { return env[k] }); err != nil {
-		t.Fatal(err)
-	}
-	if c.Duration != 3*time.Second || len(c.Clients) != 2 || c.Clients[1] != 4 || !c.JSON || len(c.systems()) != 3 {
-		t.Errorf("from env: %+v", c)
-	}
-	for name, mut := range map[string]func(*kubeBenchConfig){
-		"no duration":   func(c *kubeBenchConfig) { c.Duration = 0 },
-		"no clients":    func(c *kubeBenchConfig) { c.Clients = nil },
-		"repeat level":  func(c *kubeBenchConfig) { c.Clients = []int{4, 4} },
-		"empty mix":     func(c *kubeBenchConfig) { c.Mix = kubeMix{} },
-		"negative mix":  func(c *kubeBenchConfig) { c.Mix[opGet] = -1 },
-		"no namespaces": func(c *kubeBenchConfig) { c.Namespaces = 0 },
-		"no rounds":     func(c *kubeBenchConfig) { c.Rounds = 0 },
+	for name, mut := range map[string]func(*KubeConfig){
+		"no duration":   func(c *KubeConfig) { c.Duration = 0 },
+		"no clients":    func(c *KubeConfig) { c.Clients = nil },
+		"repeat level":  func(c *KubeConfig) { c.Clients = []int{4, 4} },
+		"empty mix":     func(c *KubeConfig) { c.Mix = KubeMix{} },
+		"negative mix":  func(c *KubeConfig) { c.Mix[opGet] = -1 },
+		"no namespaces": func(c *KubeConfig) { c.Namespaces = 0 },
+		"no rounds":     func(c *KubeConfig) { c.Rounds = 0 },
+		"no timeout":    func(c *KubeConfig) { c.StartTimeout = 0 },
 	} {
 		t.Run(name, func(t *testing.T) {
-			c := defaultKubeBenchConfig()
+			c := DefaultKubeConfig()
 			mut(&c)
 			if c.Validate() == nil {
 				t.Error("Validate accepted it")
 			}
 		})
 	}
-	bad := defaultKubeBenchConfig()
-	if err := bad.fromEnv(func(k string) string { return map[string]string{"RHIZOME_KUBE_BENCH_WARMUP": "soon"}[k] }); err == nil {
-		t.Error("fromEnv accepted a bad duration")
-	}
 }
 
 // sampleKubeReport is a report as a run would produce it, without servers.
-func sampleKubeReport() *kubeReport {
-	cfg := defaultKubeBenchConfig()
+func sampleKubeReport() *KubeReport {
+	cfg := DefaultKubeConfig()
 	cfg.JSON = true
-	r := &kubeReport{
+	r := &KubeReport{
 		Started: "2026-01-02T03:04:05Z",
 		Host:    Host{OS: "linux", Arch: "amd64", CPUs: 2, EtcdVersion: "etcd v3.7.3", RhizomeCommit: "abc1234", LoadBefore: 0.5, LoadAfter: 1.5},
 		Config:  cfg.report(),

@@ -2,235 +2,241 @@ package bench
 
 import (
 	"fmt"
-	"image"
 	"image/color"
-	"image/draw"
-	"image/png"
 	"io"
 	"math"
 	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
-// Plot geometry and colours. The plot has two panels over the same cells:
-// the throughput ratio, then p99 latency of both systems on a log scale.
+// The figure both reports draw: 1280×900 pixels at 96 dpi, two panels over
+// the same cells — throughput ratios against etcd (linear), then every
+// system's latency (log scale).
 const (
-	plotW, plotH   = 1280, 900
-	marginL        = 110
-	marginR        = 30
-	panelH         = 290
-	panel1Top      = 90
-	panel2Top      = 500
-	labelScale     = 2
-	valueScale     = 2
-	smallTextScale = 1
+	plotW, plotH = 1280, 900
+	plotDPI      = 96
 )
 
-// palette holds the plot's colours; a function, not package variables, so
-// nothing in the package is mutable shared state.
-type palette struct {
-	background, axis, grid, text color.RGBA
-	better, worse                color.RGBA // ratio bars at or above parity, below it
-	rhizome, etcd                color.RGBA // p99 bars
-	parity                       color.RGBA
+// series is one system's (or one ratio's) value per slot of a chart; NaN
+// or a non-positive value is a gap.
+type series struct {
+	name   string
+	values []float64
+	colour color.Color
 }
 
-func defaultPalette() palette {
-	return palette{
-		background: color.RGBA{255, 255, 255, 255},
-		axis:       color.RGBA{40, 40, 40, 255},
-		grid:       color.RGBA{225, 225, 225, 255},
-		text:       color.RGBA{20, 20, 20, 255},
-		better:     color.RGBA{46, 139, 87, 255},
-		worse:      color.RGBA{214, 96, 40, 255},
-		rhizome:    color.RGBA{49, 110, 190, 255},
-		etcd:       color.RGBA{150, 150, 150, 255},
-		parity:     color.RGBA{200, 30, 30, 255},
-	}
+// chart is the two-panel figure of a report.
+type chart struct {
+	title     string
+	subtitle  string
+	slots     []string // x labels, one per cell; "\n" splits lines
+	ratioAxis string   // panel 1: the ratio's name
+	ratios    []series // panel 1: one bar per series and slot
+	latAxis   string   // panel 2: the latency's name
+	p50, p99  []series // panel 2: per system; p50 may be nil
 }
 
-// PNG draws the report: the Rhizome/etcd throughput ratio per cell, and both
-// systems' p99 latency per cell.
-func (r *Report) PNG(w io.Writer) error {
-	pal := defaultPalette()
-	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	draw.Draw(img, img.Bounds(), &image.Uniform{pal.background}, image.Point{}, draw.Src)
-	f := parseFont()
+// systemColour is the colour a system has in every plot.
+func systemColour(sys string) color.Color {
+	switch sys {
+	case SystemRhizome:
+		return color.RGBA{49, 110, 190, 255}
+	case SystemRhizomeJSON:
+		return color.RGBA{120, 80, 170, 255}
+	}
+	return color.RGBA{120, 120, 120, 255}
+}
 
-	title := fmt.Sprintf("Rhizome %s vs %s", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion))
-	f.drawText(img, marginL, 16, title, 3, pal.text)
-	per := r.Config.Duration + " per cell"
-	if r.Config.Requests > 0 {
-		per = fmt.Sprintf("%d requests per cell", r.Config.Requests)
-	}
-	sub := fmt.Sprintf("%s in %d alternating rounds, %s warm-up, fsync on, %dB keys, %dB values; %d CPUs, load1 %.2f before, %.2f after; %s",
-		per, r.Config.Rounds, r.Config.Warmup, r.Config.KeySize, r.Config.ValueSize, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
-	if lo, hi, ok := r.otherCores(); ok {
-		sub += fmt.Sprintf("; other processes used %.2f-%.2f cores", lo, hi)
-	}
-	f.drawText(img, marginL, 48, sub, 1, pal.text)
+// parityColour marks the line where Rhizome equals etcd.
+func parityColour() color.Color { return color.RGBA{200, 30, 30, 255} }
 
-	n := len(r.Comparisons)
-	if n == 0 {
-		f.drawText(img, marginL, panel1Top+40, "no cells measured", labelScale, pal.text)
-		return encodePNG(w, img)
+// png renders the chart.
+func (c chart) png(w io.Writer) error {
+	top, err := c.ratioPanel()
+	if err != nil {
+		return err
 	}
-	slot := float64(plotW-marginL-marginR) / float64(n)
-	slotX := func(i int) int { return marginL + int(float64(i)*slot) }
+	bottom, err := c.latencyPanel()
+	if err != nil {
+		return err
+	}
+	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(plotH)), vgimg.UseDPI(plotDPI))
+	dc := draw.New(img)
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
+	canvases := plot.Align([][]*plot.Plot{{top}, {bottom}}, tiles, dc)
+	top.Draw(canvases[0][0])
+	bottom.Draw(canvases[1][0])
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("bench: png: %w", err)
+	}
+	return nil
+}
 
-	// Panel 1: throughput ratio, linear from 0.
-	maxRatio := 1.25
-	for _, c := range r.Comparisons {
-		maxRatio = max(maxRatio, c.ThroughputRatio*1.15)
-	}
-	step := niceStep(maxRatio / 5)
-	top := math.Ceil(maxRatio/step) * step
-	y1 := func(v float64) int { return panel1Top + panelH - int(v/top*panelH) }
-	f.drawText(img, marginL, panel1Top-26, "Throughput, Rhizome/etcd (higher is better; red line = parity)", labelScale, pal.text)
-	for v := 0.0; v <= top+step/2; v += step {
-		y := y1(v)
-		hline(img, marginL, plotW-marginR, y, pal.grid)
-		label := strings.TrimSuffix(fmt.Sprintf("%.2f", v), "0") + "x"
-		f.drawText(img, marginL-10-textWidth(label, labelScale), y-glyphH*labelScale/2, label, labelScale, pal.text)
-	}
-	for i, c := range r.Comparisons {
-		x0, x1 := slotX(i), slotX(i+1)
-		bw := int(slot * 0.5)
-		bx := (x0+x1)/2 - bw/2
-		col := pal.better
-		if c.ThroughputRatio < 1 {
-			col = pal.worse
+// px converts pixels at plotDPI to a vg length.
+func px(n int) vg.Length { return vg.Length(n) * vg.Inch / plotDPI }
+
+// ratioPanel draws the ratios as bars per slot, with the parity line.
+func (c chart) ratioPanel() (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = c.title + "\n" + c.subtitle
+	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.Y.Label.Text = c.ratioAxis
+	p.Y.Min = 0
+	p.NominalX(c.slots...)
+	p.Add(horizontalGrid())
+	width := barWidth(len(c.slots), len(c.ratios))
+	for j, s := range c.ratios {
+		vals := make(plotter.Values, len(s.values))
+		labels := plotter.XYLabels{}
+		for i, v := range s.values {
+			if math.IsNaN(v) || v < 0 {
+				v = 0
+			}
+			vals[i] = v
+			x := float64(i) + offsetFor(j, len(c.ratios))
+			labels.XYs = append(labels.XYs, plotter.XY{X: x, Y: v})
+			labels.Labels = append(labels.Labels, fmt.Sprintf("%.2fx", v))
 		}
-		fill(img, image.Rect(bx, y1(c.ThroughputRatio), bx+bw, y1(0)), col)
+		bars, err := plotter.NewBarChart(vals, width)
+		if err != nil {
+			return nil, fmt.Errorf("bench: plot: %w", err)
+		}
+		bars.Color, bars.LineStyle.Width = s.colour, 0
+		bars.Offset = (vg.Length(j) - vg.Length(len(c.ratios)-1)/2) * width
+		p.Add(bars)
+		if len(c.ratios) > 1 {
+			p.Legend.Add(s.name, bars)
+		}
+		if err := addLabels(p, labels, s.colour); err != nil {
+			return nil, err
+		}
 	}
-	dashedHLine(img, marginL, plotW-marginR, y1(1), pal.parity)
-	// Values go on top of the parity line, on a clear background, so a
-	// ratio near 1 stays legible.
-	for i, c := range r.Comparisons {
-		x0, x1 := slotX(i), slotX(i+1)
-		v := fmt.Sprintf("%.2fx", c.ThroughputRatio)
-		tx, ty := (x0+x1)/2-textWidth(v, valueScale)/2, y1(c.ThroughputRatio)-glyphH*valueScale-6
-		fill(img, image.Rect(tx-3, ty-3, tx+textWidth(v, valueScale)+3, ty+glyphH*valueScale+3), pal.background)
-		f.drawText(img, tx, ty, v, valueScale, pal.text)
+	parity, err := plotter.NewLine(plotter.XYs{{X: -0.5, Y: 1}, {X: float64(len(c.slots)) - 0.5, Y: 1}})
+	if err != nil {
+		return nil, fmt.Errorf("bench: plot: %w", err)
 	}
-	axes(img, panel1Top, pal.axis)
-	cellLabels(img, f, r.Comparisons, slotX, panel1Top+panelH+8, pal.text)
+	parity.Color, parity.Width, parity.Dashes = parityColour(), vg.Points(1.5), []vg.Length{vg.Points(6), vg.Points(4)}
+	p.Add(parity)
+	p.Legend.Add("parity (1x)", parity)
+	// Headroom above the bars for the values and the legend.
+	p.Legend.Top = true
+	p.Y.Max = max(p.Y.Max, 1.1) * 1.35
+	return p, nil
+}
 
-	// Panel 2: p99 of both systems, log scale over whole decades.
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, c := range r.Comparisons {
-		for _, sys := range []string{SystemRhizome, SystemEtcd} {
-			if x, ok := r.cell(c.Workload, c.Clients, sys); ok && x.P99Ms > 0 {
-				lo, hi = min(lo, x.P99Ms), max(hi, x.P99Ms)
+// latencyPanel draws each system's p99 (filled) and p50 (hollow) per slot
+// on a log scale, p99 values written beside the points.
+func (c chart) latencyPanel() (*plot.Plot, error) {
+	p := plot.New()
+	p.Y.Label.Text = c.latAxis
+	p.NominalX(c.slots...)
+	p.Add(horizontalGrid())
+	lo, hi := math.Inf(1), 0.0
+	for j, s := range c.p99 {
+		off := offsetFor(j, len(c.p99))
+		pts, labels := plotter.XYs{}, plotter.XYLabels{}
+		for i, v := range s.values {
+			if v > 0 {
+				pts = append(pts, plotter.XY{X: float64(i) + off, Y: v})
+				labels.XYs = append(labels.XYs, plotter.XY{X: float64(i) + off, Y: v})
+				labels.Labels = append(labels.Labels, trimFloat(v))
 			}
 		}
-	}
-	y2 := logPanel(img, f, pal, lo, hi, "p99 latency, ms (log scale; lower is better)")
-	for i, c := range r.Comparisons {
-		x0, x1 := slotX(i), slotX(i+1)
-		bw := int(slot * 0.3)
-		mid := (x0 + x1) / 2
-		for j, sys := range []string{SystemRhizome, SystemEtcd} {
-			x, ok := r.cell(c.Workload, c.Clients, sys)
-			if !ok {
-				continue
+		if len(pts) == 0 {
+			continue
+		}
+		for _, pt := range pts {
+			lo, hi = min(lo, pt.Y), max(hi, pt.Y)
+		}
+		sc, err := plotter.NewScatter(pts)
+		if err != nil {
+			return nil, fmt.Errorf("bench: plot: %w", err)
+		}
+		sc.GlyphStyle = draw.GlyphStyle{Color: s.colour, Radius: vg.Points(4), Shape: draw.CircleGlyph{}}
+		p.Add(sc)
+		p.Legend.Add(s.name, sc)
+		if err := addLabels(p, labels, s.colour); err != nil {
+			return nil, err
+		}
+		if j < len(c.p50) {
+			l, err := addP50(p, c.p50[j], off)
+			if err != nil {
+				return nil, err
 			}
-			bx := mid - bw - 2
-			col := pal.rhizome
-			if j == 1 {
-				bx, col = mid+2, pal.etcd
-			}
-			fill(img, image.Rect(bx, y2(x.P99Ms), bx+bw, y2(0)), col)
-			v := trimFloat(x.P99Ms)
-			f.drawText(img, bx+bw/2-textWidth(v, smallTextScale)/2, y2(x.P99Ms)-glyphH*smallTextScale-4, v, smallTextScale, pal.text)
+			lo = min(lo, l)
 		}
 	}
-	axes(img, panel2Top, pal.axis)
-	cellLabels(img, f, r.Comparisons, slotX, panel2Top+panelH+8, pal.text)
-	// Legend, top right of panel 2.
-	lx := plotW - marginR - 300
-	for j, item := range []struct {
-		name string
-		col  color.Color
-	}{{"rhizome", pal.rhizome}, {"etcd", pal.etcd}} {
-		x := lx + j*150
-		fill(img, image.Rect(x, panel2Top-26, x+20, panel2Top-26+glyphH*labelScale), item.col)
-		f.drawText(img, x+28, panel2Top-26, item.name, labelScale, pal.text)
+	p.Legend.Top = true
+	if hi > 0 {
+		// Whole decades, so both ends carry a label, and more than half a
+		// decade above the highest point for its label and the legend.
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+		p.Y.Min = math.Pow(10, math.Floor(math.Log10(lo)))
+		p.Y.Max = math.Pow(10, math.Ceil(math.Log10(hi)+0.6))
 	}
-	return encodePNG(w, img)
+	return p, nil
 }
 
-// logPanel draws the second panel's title and a log-scale grid over whole decades
-// spanning [lo, hi] (lo = +Inf: no data), and returns the value-to-y mapping.
-func logPanel(img *image.RGBA, f font, pal palette, lo, hi float64, title string) func(float64) int {
-	if math.IsInf(lo, 1) {
-		lo, hi = 0.1, 1
-	}
-	dLo, dHi := math.Floor(math.Log10(lo)), math.Ceil(math.Log10(hi)+0.15)
-	if dHi <= dLo {
-		dHi = dLo + 1
-	}
-	y2 := func(v float64) int {
-		v = max(v, math.Pow(10, dLo))
-		return panel2Top + panelH - int((math.Log10(v)-dLo)/(dHi-dLo)*panelH)
-	}
-	f.drawText(img, marginL, panel2Top-26, title, labelScale, pal.text)
-	for d := dLo; d <= dHi; d++ {
-		for _, m := range []float64{1, 2, 5} {
-			v := m * math.Pow(10, d)
-			if d == dHi && m > 1 {
-				break
-			}
-			y := y2(v)
-			hline(img, marginL, plotW-marginR, y, pal.grid)
-			label := trimFloat(v)
-			scale := labelScale
-			if m > 1 {
-				scale = smallTextScale
-			}
-			f.drawText(img, marginL-10-textWidth(label, scale), y-glyphH*scale/2, label, scale, pal.text)
+// addP50 draws one system's p50 as hollow points and returns the lowest
+// (+Inf for none).
+func addP50(p *plot.Plot, s series, off float64) (float64, error) {
+	pts, lo := plotter.XYs{}, math.Inf(1)
+	for i, v := range s.values {
+		if v > 0 {
+			pts = append(pts, plotter.XY{X: float64(i) + off, Y: v})
+			lo = min(lo, v)
 		}
 	}
-	return y2
-}
-
-// cellLabels writes each cell's workload and client count under its slot.
-func cellLabels(img *image.RGBA, f font, cs []Comparison, slotX func(int) int, y int, c color.Color) {
-	for i, cmp := range cs {
-		mid := (slotX(i) + slotX(i+1)) / 2
-		name := shortWorkload(cmp.Workload)
-		f.drawText(img, mid-textWidth(name, labelScale)/2, y, name, labelScale, c)
-		n := fmt.Sprintf("%d clients", cmp.Clients)
-		if cmp.Clients == 1 {
-			n = "1 client"
-		}
-		f.drawText(img, mid-textWidth(n, labelScale)/2, y+glyphH*labelScale+6, n, labelScale, c)
+	if len(pts) == 0 {
+		return lo, nil
 	}
-}
-
-func shortWorkload(w string) string {
-	switch w {
-	case WorkloadRangeSerializable:
-		return "range-ser"
-	case WorkloadRangeLinearizable:
-		return "range-lin"
+	sc, err := plotter.NewScatter(pts)
+	if err != nil {
+		return lo, fmt.Errorf("bench: plot: %w", err)
 	}
-	return w
+	sc.GlyphStyle = draw.GlyphStyle{Color: s.colour, Radius: vg.Points(3), Shape: draw.RingGlyph{}}
+	p.Add(sc)
+	return lo, nil
 }
 
-func axes(img *image.RGBA, top int, c color.Color) {
-	vline(img, marginL, top, top+panelH, c)
-	hline(img, marginL, plotW-marginR, top+panelH, c)
-}
-
-// niceStep rounds v up to 1, 2 or 5 times a power of ten.
-func niceStep(v float64) float64 {
-	p := math.Pow(10, math.Floor(math.Log10(v)))
-	for _, m := range []float64{1, 2, 5, 10} {
-		if m*p >= v {
-			return m * p
-		}
+// addLabels writes labels just above their points, in colour.
+func addLabels(p *plot.Plot, l plotter.XYLabels, colour color.Color) error {
+	if len(l.Labels) == 0 {
+		return nil
 	}
-	return 10 * p
+	lab, err := plotter.NewLabels(l)
+	if err != nil {
+		return fmt.Errorf("bench: plot: %w", err)
+	}
+	for i := range lab.TextStyle {
+		lab.TextStyle[i].Color = colour
+		lab.TextStyle[i].Font.Size = vg.Points(8)
+		lab.TextStyle[i].XAlign = draw.XCenter
+	}
+	lab.Offset = vg.Point{Y: vg.Points(4)}
+	p.Add(lab)
+	return nil
+}
+
+func horizontalGrid() *plotter.Grid {
+	g := plotter.NewGrid()
+	g.Vertical.Width = 0
+	g.Horizontal.Color = color.Gray{Y: 225}
+	return g
+}
+
+// offsetFor is where the j-th of n series sits within a slot, in slots.
+func offsetFor(j, n int) float64 { return (float64(j) - float64(n-1)/2) * 0.8 / float64(max(n, 1)) }
+
+// barWidth divides 80% of a slot's width among n bars.
+func barWidth(slots, n int) vg.Length {
+	return px(plotW-160) * 0.8 / vg.Length(max(slots, 1)*max(n, 1))
 }
 
 // trimFloat prints v with about three significant digits.
@@ -252,27 +258,54 @@ func trimFloat(v float64) string {
 	return s
 }
 
-func fill(img *image.RGBA, r image.Rectangle, c color.Color) {
-	draw.Draw(img, r.Canon(), &image.Uniform{c}, image.Point{}, draw.Src)
-}
-
-func hline(img *image.RGBA, x0, x1, y int, c color.Color) {
-	fill(img, image.Rect(x0, y, x1, y+1), c)
-}
-
-func vline(img *image.RGBA, x, y0, y1 int, c color.Color) {
-	fill(img, image.Rect(x, y0, x+1, y1), c)
-}
-
-func dashedHLine(img *image.RGBA, x0, x1, y int, c color.Color) {
-	for x := x0; x < x1; x += 12 {
-		fill(img, image.Rect(x, y-1, min(x+7, x1), y+1), c)
+// PNG draws the report: the Rhizome/etcd throughput ratio per cell, and
+// both systems' p99 (and p50) latency per cell on a log scale.
+func (r *Report) PNG(w io.Writer) error {
+	per := r.Config.Duration + " per cell"
+	if r.Config.Requests > 0 {
+		per = fmt.Sprintf("%d requests per cell", r.Config.Requests)
 	}
+	sub := fmt.Sprintf("%s in %d alternating rounds, %s warm-up, fsync on, %dB keys, %dB values; %d CPUs, load1 %.2f before, %.2f after; %s",
+		per, r.Config.Rounds, r.Config.Warmup, r.Config.KeySize, r.Config.ValueSize, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
+	if lo, hi, ok := r.otherCores(); ok {
+		sub += fmt.Sprintf("; other processes used %.2f-%.2f cores", lo, hi)
+	}
+	c := chart{
+		title:     fmt.Sprintf("Rhizome %s vs %s", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion)),
+		subtitle:  sub,
+		ratioAxis: "throughput, Rhizome/etcd (higher is better)",
+		latAxis:   "latency, ms (log; filled p99, hollow p50)",
+		ratios:    []series{{name: "rhizome/etcd", colour: systemColour(SystemRhizome)}},
+	}
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		c.p99 = append(c.p99, series{name: sys, colour: systemColour(sys)})
+		c.p50 = append(c.p50, series{name: sys, colour: systemColour(sys)})
+	}
+	for _, cmp := range r.Comparisons {
+		n := fmt.Sprintf("%d clients", cmp.Clients)
+		if cmp.Clients == 1 {
+			n = "1 client"
+		}
+		c.slots = append(c.slots, shortWorkload(cmp.Workload)+"\n"+n)
+		c.ratios[0].values = append(c.ratios[0].values, cmp.ThroughputRatio)
+		for j, sys := range []string{SystemRhizome, SystemEtcd} {
+			x, ok := r.cell(cmp.Workload, cmp.Clients, sys)
+			if !ok {
+				x = Cell{}
+			}
+			c.p99[j].values = append(c.p99[j].values, x.P99Ms)
+			c.p50[j].values = append(c.p50[j].values, x.P50Ms)
+		}
+	}
+	return c.png(w)
 }
 
-func encodePNG(w io.Writer, img image.Image) error {
-	if err := png.Encode(w, img); err != nil {
-		return fmt.Errorf("bench: png: %w", err)
+func shortWorkload(w string) string {
+	switch w {
+	case WorkloadRangeSerializable:
+		return "range-ser"
+	case WorkloadRangeLinearizable:
+		return "range-lin"
 	}
-	return nil
+	return w
 }

@@ -42,38 +42,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Config: reportConfig(cfg),
 	}
 
-	root := cfg.ModuleRoot
-	if root == "" && (cfg.RhizomeBin == "" || cfg.EtcdBin == "") {
-		wd, err := os.Getwd()
-		if err != nil {
-			return nil, fmt.Errorf("bench: %w", err)
-		}
-		if root, err = findModuleRoot(wd); err != nil {
-			return nil, err
-		}
-	}
 	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	defer os.RemoveAll(work)
-
-	rhizomeBin, etcdBin := cfg.RhizomeBin, cfg.EtcdBin
-	if rhizomeBin == "" {
-		fmt.Fprintf(progress, "bench: building rhizome (go build ./cmd/rhizome in %s)\n", root)
-		if rhizomeBin, err = buildRhizome(ctx, root, filepath.Join(work, "bin")); err != nil {
-			return nil, err
-		}
-		rep.Host.RhizomeCommit = gitDescribe(ctx, root)
+	bins, err := getBinaries(ctx, cfg.RhizomeBin, cfg.EtcdBin, filepath.Join(work, "bin"), progress)
+	if err != nil {
+		return nil, err
 	}
-	if etcdBin == "" {
-		fmt.Fprintln(progress, "bench: getting etcd (scripts/bins.sh etcd)")
-		if etcdBin, err = etcdBinary(ctx, root, progress); err != nil {
-			return nil, err
-		}
-	}
-	rep.Host.RhizomeBin, rep.Host.EtcdBin = rhizomeBin, etcdBin
-	rep.Host.EtcdVersion = binaryVersion(ctx, etcdBin)
+	rep.Host.fill(ctx, bins)
 
 	var contenders []*contender
 	defer func() {
@@ -89,28 +67,24 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("bench: %w", err)
 		}
-		start := startRhizome
+		start, bin := startRhizome, bins.rhizome
 		if system == SystemEtcd {
-			start = startEtcd
+			start, bin = startEtcd, bins.etcd
 		}
-		srv, err := start(map[string]string{SystemRhizome: rhizomeBin, SystemEtcd: etcdBin}[system], dir)
+		srv, err := start(ctx, bin, dir, cfg.StartTimeout)
 		if err != nil {
 			return nil, err
 		}
-		contenders = append(contenders, &contender{srv: srv})
-	}
-	for _, c := range contenders {
-		if err := c.srv.waitReady(ctx, cfg.StartTimeout); err != nil {
-			return nil, err
-		}
+		c := &contender{srv: srv}
+		contenders = append(contenders, c)
 		for range cfg.Conns {
-			cli, err := newClient(c.srv.endpoint)
+			cli, err := newClient(srv.endpoint)
 			if err != nil {
 				return nil, err
 			}
 			c.conns = append(c.conns, cli)
 		}
-		fmt.Fprintf(progress, "bench: %s answering on %s (data in %s)\n", c.srv.system, c.srv.endpoint, filepath.Dir(c.srv.logPath))
+		fmt.Fprintf(progress, "bench: %s answering on %s (data in %s)\n", system, srv.endpoint, dir)
 	}
 
 	total := len(cfg.Workloads) * len(cfg.Clients) * len(contenders)
@@ -166,7 +140,7 @@ func measure(ctx context.Context, cfg Config, contenders []*contender, workload 
 	meter := &cpuMeter{}
 	var runs []*attempt
 	for _, c := range contenders {
-		meter.servers = append(meter.servers, c.srv)
+		meter.pids = append(meter.pids, c.srv.proc.PID())
 		cl := &cell{workload: workload, clients: clients, level: level, conns: c.conns[:min(clients, len(c.conns))], cfg: cfg}
 		a := &attempt{c: c, cl: cl, ops: make([]op, clients), cpuOK: true, otherOK: true, load0: loadAvg()}
 		for i := range a.ops {
@@ -241,7 +215,7 @@ func (a *attempt) result(workload string, clients int) Cell {
 	h := &a.hist
 	res := Cell{
 		Workload: workload, Clients: clients, Conns: len(a.cl.conns), System: a.c.srv.system,
-		Requests: int64(h.n), Errors: a.errors, Conflicts: a.cl.conflicts.Load(),
+		Requests: h.count(), Errors: a.errors, Conflicts: a.cl.conflicts.Load(),
 		Seconds:   a.elapsed.Seconds(),
 		LoadStart: a.load0, LoadEnd: loadAvg(),
 		ServerCPUPerRequestUs: -1, OtherCores: -1,
@@ -249,15 +223,15 @@ func (a *attempt) result(workload string, clients int) Cell {
 	if a.lastErr != nil {
 		res.LastError = a.lastErr.Error()
 	}
-	if h.n == 0 || a.elapsed <= 0 {
+	if h.count() == 0 || a.elapsed <= 0 {
 		return res
 	}
-	res.Throughput = float64(h.n) / a.elapsed.Seconds()
-	res.MeanMs, res.MaxMs = ms(h.mean()), ms(time.Duration(h.max))
+	res.Throughput = float64(h.count()) / a.elapsed.Seconds()
+	res.MeanMs, res.MaxMs = ms(h.mean()), ms(h.max())
 	res.P50Ms, res.P90Ms = ms(h.quantile(0.50)), ms(h.quantile(0.90))
 	res.P99Ms, res.P999Ms = ms(h.quantile(0.99)), ms(h.quantile(0.999))
 	if a.cpuOK {
-		res.ServerCPUPerRequestUs = float64(a.cpu.Microseconds()) / float64(h.n)
+		res.ServerCPUPerRequestUs = float64(a.cpu.Microseconds()) / float64(h.count())
 	}
 	if a.otherOK {
 		res.OtherCores = a.other / a.elapsed.Seconds()

@@ -4,161 +4,113 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // server is one benchmarked process: its own data directory, loopback
 // ports, and a log file kept for error messages.
 type server struct {
 	system   string
-	cmd      *exec.Cmd
+	proc     *testbin.Process
 	endpoint string // host:port of the client URL
-	logPath  string
-	exited   chan struct{} // closed when the process has exited
-	waitErr  error         // set before exited is closed
 }
 
-// freePort asks the kernel for an unused loopback port. Another process could
-// take it before the server binds it; startup then fails loudly.
-func freePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("bench: free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// startAttempts bounds the restarts on fresh ports when a free port was
+// taken before the server bound it.
+const startAttempts = 3
 
 // startRhizome starts `rhizome serve` with its defaults (fsync on) in a fresh
-// data directory under dir.
-func startRhizome(bin, dir string) (*server, error) {
-	client, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	return startServer(SystemRhizome, bin, dir, client,
-		"serve", "--name", "bench",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", "http://"+client,
-		"--log-level", "warn")
+// data directory under dir and waits until it answers.
+func startRhizome(ctx context.Context, bin, dir string, timeout time.Duration) (*server, error) {
+	return startServer(ctx, SystemRhizome, bin, dir, timeout, func(client, _ string) []string {
+		return []string{"serve", "--name", "bench",
+			"--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", "http://" + client,
+			"--log-level", "warn"}
+	})
 }
 
 // startEtcd starts a single-member etcd with its defaults (fsync on) in a
-// fresh data directory under dir.
-func startEtcd(bin, dir string) (*server, error) {
-	client, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	peer, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	return startServer(SystemEtcd, bin, dir, client,
-		"--name", "bench",
-		"--data-dir", filepath.Join(dir, "data"),
-		"--listen-client-urls", "http://"+client,
-		"--advertise-client-urls", "http://"+client,
-		"--listen-peer-urls", "http://"+peer,
-		"--initial-advertise-peer-urls", "http://"+peer,
-		"--initial-cluster", "bench=http://"+peer,
-		"--log-level", "warn")
+// fresh data directory under dir and waits until it answers.
+func startEtcd(ctx context.Context, bin, dir string, timeout time.Duration) (*server, error) {
+	return startServer(ctx, SystemEtcd, bin, dir, timeout, func(client, peer string) []string {
+		return []string{"--name", "bench",
+			"--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", "http://" + client,
+			"--advertise-client-urls", "http://" + client,
+			"--listen-peer-urls", "http://" + peer,
+			"--initial-advertise-peer-urls", "http://" + peer,
+			"--initial-cluster", "bench=http://" + peer,
+			"--log-level", "warn"}
+	})
 }
 
-func startServer(system, bin, dir, endpoint string, args ...string) (*server, error) {
-	logPath := filepath.Join(dir, system+".log")
-	logFile, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("bench: %s: %w", system, err)
+// startServer starts bin with the arguments args gives for a client and a
+// peer address, waits until it answers a Status call, and starts it again
+// on fresh ports if it lost a port to another process meanwhile.
+func startServer(ctx context.Context, system, bin, dir string, timeout time.Duration, args func(client, peer string) []string) (*server, error) {
+	var lastErr error
+	for range startAttempts {
+		client, err1 := testbin.FreePort()
+		peer, err2 := testbin.FreePort()
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		cfg := testbin.DefaultProcessConfig()
+		cfg.Name, cfg.Path, cfg.Args, cfg.Dir = system, bin, args(client, peer), dir
+		cfg.LogPath = filepath.Join(dir, system+".log")
+		p, err := testbin.StartProcess(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		s := &server{system: system, proc: p, endpoint: client}
+		if lastErr = p.WaitReady(ctx, timeout, s.answers); lastErr == nil {
+			return s, nil
+		}
+		s.stop()
+		if !p.PortInUse() {
+			break
+		}
 	}
-	cmd := exec.Command(bin, args...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, fmt.Errorf("bench: start %s: %w", system, err)
-	}
-	s := &server{system: system, cmd: cmd, endpoint: endpoint, logPath: logPath, exited: make(chan struct{})}
-	go func() {
-		s.waitErr = cmd.Wait()
-		logFile.Close()
-		close(s.exited)
-	}()
-	return s, nil
+	return nil, fmt.Errorf("bench: %w", lastErr)
 }
 
-// waitReady returns once the server answers a Status call, or fails when it
-// exits or timeout passes first.
-func (s *server) waitReady(ctx context.Context, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// answers is a readiness check: the server answers a Status call.
+func (s *server) answers(ctx context.Context) error {
 	cli, err := newClient(s.endpoint)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	for {
-		attempt, cancelAttempt := context.WithTimeout(ctx, time.Second)
-		_, err := cli.Status(attempt, s.endpoint)
-		cancelAttempt()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-s.exited:
-			return fmt.Errorf("bench: %s exited during startup (%v); its log:\n%s", s.system, s.waitErr, s.logTail())
-		case <-ctx.Done():
-			return fmt.Errorf("bench: %s did not answer within %v (%v); its log:\n%s", s.system, timeout, err, s.logTail())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = cli.Status(ctx, s.endpoint)
+	return err
 }
 
 // alive reports an error, with the log's tail, if the process has exited.
 func (s *server) alive() error {
-	select {
-	case <-s.exited:
-		return fmt.Errorf("bench: %s exited (%v); its log:\n%s", s.system, s.waitErr, s.logTail())
-	default:
-		return nil
+	if err := s.proc.Alive(); err != nil {
+		return fmt.Errorf("bench: %w", err)
 	}
+	return nil
 }
 
-// stop asks the server to shut down and kills it if it has not within 10 s.
-func (s *server) stop() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	_ = s.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-s.exited:
-	case <-time.After(10 * time.Second):
-		_ = s.cmd.Process.Kill()
-		<-s.exited
-	}
-}
-
-func (s *server) logTail() string {
-	data, _ := os.ReadFile(s.logPath)
-	lines := strings.Split(strings.TrimRight(string(data), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-20):], "\n")
-}
+// stop asks the server to shut down and kills it if it has not within the
+// grace period.
+func (s *server) stop() { _ = s.proc.Stop() }
 
 // cpuTime returns the user+system CPU time the process has used so far.
-func (s *server) cpuTime() (time.Duration, error) { return procCPU(strconv.Itoa(s.cmd.Process.Pid)) }
+func (s *server) cpuTime() (time.Duration, error) { return procCPU(strconv.Itoa(s.proc.PID())) }
 
 // procCPU returns the user+system CPU time process pid ("self" for this one)
 // has used so far.
@@ -219,16 +171,16 @@ func machineBusy() (time.Duration, error) {
 // cpuMeter measures what the machine does during a cell besides the
 // benchmark: busy CPU time minus this process's and the servers'.
 type cpuMeter struct {
-	servers []*server
-	start   time.Duration
-	at      time.Time
-	ok      bool
+	pids  []int // the servers' processes
+	start time.Duration
+	at    time.Time
+	ok    bool
 }
 
 func (m *cpuMeter) own() (time.Duration, error) {
 	own, err := procCPU("self")
-	for _, s := range m.servers {
-		t, e := s.cpuTime()
+	for _, pid := range m.pids {
+		t, e := procCPU(strconv.Itoa(pid))
 		own += t
 		err = errors.Join(err, e)
 	}
@@ -254,8 +206,11 @@ func (m *cpuMeter) otherCores() float64 {
 }
 
 // rssBytes returns the process's resident set size.
-func (s *server) rssBytes() (int64, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.cmd.Process.Pid))
+func (s *server) rssBytes() (int64, error) { return procRSS(s.proc.PID()) }
+
+// procRSS returns process pid's resident set size.
+func procRSS(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, errNoProc
 	}

@@ -163,7 +163,7 @@ func runPhase(ctx context.Context, ops []op, deadline time.Time, budget *atomic.
 					errs[i]++
 					lastErrs[i] = err
 					// A dead server fails fast; do not spin on it.
-					if errs[i] > 1000 && h.n == 0 {
+					if errs[i] > 1000 && h.count() == 0 {
 						return
 					}
 					continue

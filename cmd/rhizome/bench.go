@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"strconv"
@@ -14,15 +15,76 @@ import (
 	"github.com/rhizome-kv/rhizome/bench"
 )
 
-// runBench is `rhizome bench <suite>`. The only suite so far is kv: Rhizome
-// against a real etcd with etcd's benchmark shapes. Exit status: 0 when the run
-// completed (whether or not targets were met: they are reported), 1 when it
-// failed, 2 for a usage error.
+// benchSuites maps each `rhizome bench` suite to its entry point.
+var benchSuites = map[string]func(args []string) int{
+	"kv":   runBenchKV,
+	"kube": runBenchKube,
+}
+
+// runBench is `rhizome bench <suite>`: kv (Rhizome against a real etcd with
+// etcd's benchmark shapes) or kube (the same through kube-apiserver). Exit
+// status: 0 when the run completed (whether or not targets were met: they
+// are reported), 1 when it failed, 2 for a usage error.
 func runBench(args []string) int {
-	if len(args) == 0 || args[0] != "kv" {
-		fmt.Fprintln(os.Stderr, "usage: rhizome bench kv [flags]   (rhizome bench kv -h for the flags)")
+	if len(args) == 0 || benchSuites[args[0]] == nil {
+		fmt.Fprintln(os.Stderr, "usage: rhizome bench kv|kube [flags]   (rhizome bench <suite> -h for the flags)")
 		return 2
 	}
+	return benchSuites[args[0]](args[1:])
+}
+
+// report is what a suite's run returns: a table and the files it writes.
+type report interface {
+	Table() string
+	WriteFiles(dir, name string) ([]string, error)
+}
+
+// parseBench parses a suite's flags; ok is false with the exit status when
+// the command should stop.
+func parseBench(fs *flag.FlagSet, args []string) (status int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "rhizome %s: unexpected arguments %q\n", fs.Name(), fs.Args())
+		return 2, false
+	}
+	return 0, true
+}
+
+// finishBench runs a suite until SIGINT or SIGTERM, prints its table and
+// writes its files into out (when set) as <name>.json, .txt and .png.
+func finishBench[R report](name, out string, run func(ctx context.Context) (R, error)) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench %s: %v\n", name, err)
+		return 1
+	}
+	fmt.Print("\n" + rep.Table())
+	if out != "" {
+		paths, err := rep.WriteFiles(out, name)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "rhizome bench %s: %v\n", name, err)
+			return 1
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(paths, ", "))
+	}
+	return 0
+}
+
+func progressTo(quiet bool) io.Writer {
+	if quiet {
+		return nil
+	}
+	return os.Stderr
+}
+
+func runBenchKV(args []string) int {
 	cfg := bench.DefaultConfig()
 	fs := flag.NewFlagSet("bench kv", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
@@ -44,15 +106,8 @@ func runBench(args []string) int {
 	fs.StringVar(&cfg.WorkDir, "work-dir", "", "parent of the servers' temporary data directories (default: the system temp dir)")
 	out := fs.String("out", "", "directory to write kv.json, kv.txt and kv.png into (default: print only)")
 	quiet := fs.Bool("quiet", false, "no progress lines")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "rhizome bench kv: unexpected arguments %q\n", fs.Args())
-		return 2
+	if status, ok := parseBench(fs, args); !ok {
+		return status
 	}
 	var err error
 	if cfg.Clients, err = parseInts(*clients); err != nil {
@@ -60,31 +115,80 @@ func runBench(args []string) int {
 		return 2
 	}
 	cfg.Workloads = splitList(*workloads)
-	if !*quiet {
-		cfg.Progress = os.Stderr
-	}
+	cfg.Progress = progressTo(*quiet)
 	if err := cfg.Validate(); err != nil {
 		fmt.Fprintf(os.Stderr, "rhizome bench kv: %v\n", err)
 		return 2
 	}
+	return finishBench("kv", *out, func(ctx context.Context) (*bench.Report, error) { return bench.Run(ctx, cfg) })
+}
 
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
-	rep, err := bench.Run(ctx, cfg)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "rhizome bench kv: %v\n", err)
-		return 1
+func runBenchKube(args []string) int {
+	cfg := bench.DefaultKubeConfig()
+	quick := bench.QuickKubeConfig()
+	fs := flag.NewFlagSet("bench kube", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	isQuick := fs.Bool("quick", false, fmt.Sprintf("a short run that proves the benchmark works: %d clients, %d round of %v after %v warm-up (other flags still apply)",
+		quick.Clients[0], quick.Rounds, quick.Duration, quick.Warmup))
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "measured time per round of a cell (level × system)")
+	fs.DurationVar(&cfg.Warmup, "warmup", cfg.Warmup, "unrecorded warm-up before each round")
+	fs.IntVar(&cfg.Rounds, "rounds", cfg.Rounds, "rounds per cell, interleaved across the systems")
+	clients := fs.String("clients", joinInts(cfg.Clients), "comma-separated concurrency levels")
+	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "HTTP/2 connections to kube-apiserver the clients share round-robin")
+	fs.BoolVar(&cfg.JSON, "json", false, "also measure Rhizome under kube-apiserver's JSON storage encoding")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the call sequence")
+	fs.StringVar(&cfg.RhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
+	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "parent of the control planes' temporary directories (default: the system temp dir)")
+	fs.StringVar(&cfg.LogDir, "log-dir", "", "keep the components' logs here, one directory per system (default: removed)")
+	out := fs.String("out", "", "directory to write kube.json, kube.txt and kube.png into (default: print only)")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if status, ok := parseBench(fs, args); !ok {
+		return status
 	}
-	fmt.Print("\n" + rep.Table())
-	if *out != "" {
-		paths, err := rep.WriteFiles(*out, "kv")
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "rhizome bench kv: %v\n", err)
-			return 1
+	var err error
+	if cfg.Clients, err = parseInts(*clients); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench kube: --clients: %v\n", err)
+		return 2
+	}
+	if *isQuick {
+		cfg = quickUnlessSet(fs, cfg, quick)
+	}
+	cfg.Progress = progressTo(*quiet)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench kube: %v\n", err)
+		return 2
+	}
+	return finishBench("kube", *out, func(ctx context.Context) (*bench.KubeReport, error) { return bench.RunKube(ctx, cfg) })
+}
+
+// quickUnlessSet takes the size of the run from quick, except what a flag
+// set explicitly.
+func quickUnlessSet(fs *flag.FlagSet, cfg, quick bench.KubeConfig) bench.KubeConfig {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	take := func(name string, dst *bench.KubeConfig) {
+		if set[name] {
+			return
 		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", strings.Join(paths, ", "))
+		switch name {
+		case "duration":
+			dst.Duration = quick.Duration
+		case "warmup":
+			dst.Warmup = quick.Warmup
+		case "rounds":
+			dst.Rounds = quick.Rounds
+		case "clients":
+			dst.Clients = quick.Clients
+		case "conns":
+			dst.Conns = quick.Conns
+		}
 	}
-	return 0
+	for _, name := range []string{"duration", "warmup", "rounds", "clients", "conns"} {
+		take(name, &cfg)
+	}
+	cfg.Namespaces, cfg.PoolPerClient, cfg.ProgressEvery = quick.Namespaces, quick.PoolPerClient, quick.ProgressEvery
+	return cfg
 }
 
 func parseInts(s string) ([]int, error) {

@@ -45,20 +45,20 @@ const (
 
 func (k kubeKind) String() string { return [...]string{"pods", "configmaps"}[k] }
 
-// kubeMix weighs the operations: each call picks one with probability
+// KubeMix weighs the operations: each call picks one with probability
 // weight/sum, then pods or ConfigMaps with equal probability.
-type kubeMix [numKubeOps]int
+type KubeMix [numKubeOps]int
 
 // defaultKubeMix leans on reads and updates, as a control plane's traffic
 // does; creates and deletes balance so each client's pool of objects keeps
 // its size.
-func defaultKubeMix() kubeMix {
-	var m kubeMix
+func defaultKubeMix() KubeMix {
+	var m KubeMix
 	m[opCreate], m[opGet], m[opList], m[opUpdate], m[opDelete] = 15, 25, 10, 35, 15
 	return m
 }
 
-func (m kubeMix) String() string {
+func (m KubeMix) String() string {
 	var parts []string
 	for op, w := range m {
 		parts = append(parts, fmt.Sprintf("%s %d", kubeOp(op), w))
@@ -99,7 +99,7 @@ type kubeClient struct {
 	ns       string
 	cs       kubernetes.Interface
 	rng      *rand.Rand
-	mix      kubeMix
+	mix      KubeMix
 	mixSum   int
 	pool     int // objects of each kind the client keeps, on average
 	pageSize int64
@@ -110,7 +110,7 @@ type kubeClient struct {
 	gen  int
 }
 
-func newKubeClient(id int, ns string, cs kubernetes.Interface, cfg kubeBenchConfig, level int) *kubeClient {
+func newKubeClient(id int, ns string, cs kubernetes.Interface, cfg KubeConfig, level int) *kubeClient {
 	sum := 0
 	for _, w := range cfg.Mix {
 		sum += w
@@ -302,7 +302,7 @@ func runKubePhase(ctx context.Context, clients []*kubeClient, deadline time.Time
 					st.errors[op][kind]++
 					st.lastErr = fmt.Errorf("%s %s: %w", op, kind, err)
 					// A dead apiserver fails fast; do not spin on it.
-					if failures++; failures > 1000 && st.hist[op][kind].n == 0 {
+					if failures++; failures > 1000 && st.hist[op][kind].count() == 0 {
 						return
 					}
 					continue

@@ -3,9 +3,6 @@ package bench
 import (
 	"encoding/json"
 	"fmt"
-	"image"
-	"image/color"
-	"image/draw"
 	"io"
 	"math"
 	"slices"
@@ -13,9 +10,9 @@ import (
 	"text/tabwriter"
 )
 
-// kubeReport is everything one BenchmarkKube run measured. Its JSON form is
+// KubeReport is everything one RunKube measured. Its JSON form is
 // the archived result; Table and PNG are views of it.
-type kubeReport struct {
+type KubeReport struct {
 	Started     string           `json:"started"`
 	Finished    string           `json:"finished"`
 	Host        Host             `json:"host"`
@@ -25,7 +22,7 @@ type kubeReport struct {
 	Targets     []Target         `json:"targets"`
 }
 
-// kubeReportConfig is the part of kubeBenchConfig that shapes the figures.
+// kubeReportConfig is the part of KubeConfig that shapes the figures.
 type kubeReportConfig struct {
 	APIServer      string         `json:"kube_apiserver"`
 	Duration       string         `json:"duration_per_round"`
@@ -44,7 +41,7 @@ type kubeReportConfig struct {
 	DatastoreTLS   bool           `json:"datastore_tls"`
 }
 
-func (c kubeBenchConfig) report() kubeReportConfig {
+func (c KubeConfig) report() kubeReportConfig {
 	mix := map[string]int{}
 	for op, w := range c.Mix {
 		mix[kubeOp(op).String()] = w
@@ -139,7 +136,7 @@ type kubeComparison struct {
 	P99Ratio        float64 `json:"p99_ratio"`
 }
 
-func (r *kubeReport) cell(system string, clients int) (kubeCell, bool) {
+func (r *KubeReport) cell(system string, clients int) (kubeCell, bool) {
 	i := slices.IndexFunc(r.Cells, func(c kubeCell) bool { return c.System == system && c.Clients == clients })
 	if i < 0 {
 		return kubeCell{}, false
@@ -149,7 +146,7 @@ func (r *kubeReport) cell(system string, clients int) (kubeCell, bool) {
 
 // systems lists the systems measured, in the order of their first cell,
 // etcd last.
-func (r *kubeReport) systems() []string {
+func (r *KubeReport) systems() []string {
 	var s []string
 	for _, c := range r.Cells {
 		if !slices.Contains(s, c.System) && c.System != SystemEtcd {
@@ -169,7 +166,7 @@ func kubeOpNames() []string {
 }
 
 // compare fills in Comparisons and Targets from Cells.
-func (r *kubeReport) compare() {
+func (r *KubeReport) compare() {
 	r.Comparisons = nil
 	for _, sys := range r.systems() {
 		if sys == SystemEtcd {
@@ -211,7 +208,7 @@ func (r *kubeReport) compare() {
 // Table renders the report as aligned text: per level and operation both
 // systems side by side with the ratios, then each cell's resources, then the
 // targets.
-func (r *kubeReport) Table() string {
+func (r *KubeReport) Table() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Rhizome %s vs %s through %s (storage only: no controller-manager, scheduler)\n",
 		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
@@ -307,7 +304,7 @@ func fmtBytes(n int64) string {
 	}
 }
 
-func (r *kubeReport) otherCores() (lo, hi float64, ok bool) {
+func (r *KubeReport) otherCores() (lo, hi float64, ok bool) {
 	lo = math.Inf(1)
 	for _, c := range r.Cells {
 		if c.OtherCores >= 0 {
@@ -318,7 +315,7 @@ func (r *kubeReport) otherCores() (lo, hi float64, ok bool) {
 }
 
 // JSON returns the report as indented JSON.
-func (r *kubeReport) JSON() ([]byte, error) {
+func (r *KubeReport) JSON() ([]byte, error) {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -327,146 +324,60 @@ func (r *kubeReport) JSON() ([]byte, error) {
 }
 
 // WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
-func (r *kubeReport) WriteFiles(dir, name string) ([]string, error) {
+func (r *KubeReport) WriteFiles(dir, name string) ([]string, error) {
 	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
 }
 
-// kubeSlot is one (level, operation) position on the plot's x axis.
-type kubeSlot struct {
-	clients int
-	op      string
-}
-
-// PNG draws the report with the KV plot's layout: the Rhizome/etcd
-// throughput ratio per level and operation, then every system's p99.
-func (r *kubeReport) PNG(w io.Writer) error {
-	pal := defaultPalette()
-	sysColour := map[string]color.RGBA{
-		SystemRhizome:     pal.rhizome,
-		SystemRhizomeJSON: {120, 80, 170, 255},
-		SystemEtcd:        pal.etcd,
-	}
-	img := image.NewRGBA(image.Rect(0, 0, plotW, plotH))
-	draw.Draw(img, img.Bounds(), &image.Uniform{pal.background}, image.Point{}, draw.Src)
-	f := parseFont()
-
-	title := fmt.Sprintf("Rhizome %s vs %s via %s", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
-	f.drawText(img, marginL, 16, title, 3, pal.text)
+// PNG draws the report with the KV plot's layout: the throughput ratio
+// against etcd per level and operation, then every system's p99 and p50 on a
+// log scale.
+func (r *KubeReport) PNG(w io.Writer) error {
 	sub := fmt.Sprintf("pods and configmaps, %dx%s per cell, fsync on; %d CPUs, load1 %.2f before, %.2f after; %s",
 		r.Config.Rounds, r.Config.Duration, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started)
 	if lo, hi, ok := r.otherCores(); ok {
 		sub += fmt.Sprintf("; others used %.2f-%.2f cores", lo, hi)
 	}
-	f.drawText(img, marginL, 48, sub, 1, pal.text)
-
-	var slots []kubeSlot
+	c := chart{
+		title:     fmt.Sprintf("Rhizome %s vs %s via %s", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer)),
+		subtitle:  sub,
+		ratioAxis: "throughput / etcd (higher is better)",
+		latAxis:   "latency, ms (log; filled p99, hollow p50)",
+	}
+	systems := r.systems()
+	for _, sys := range systems {
+		if sys != SystemEtcd {
+			c.ratios = append(c.ratios, series{name: sys + "/etcd", colour: systemColour(sys)})
+		}
+		c.p99 = append(c.p99, series{name: sys, colour: systemColour(sys)})
+		c.p50 = append(c.p50, series{name: sys, colour: systemColour(sys)})
+	}
 	for _, n := range r.Config.Clients {
 		for _, op := range kubeOpNames() {
-			slots = append(slots, kubeSlot{n, op})
+			c.slots = append(c.slots, fmt.Sprintf("%s\nc=%d", op, n))
+			for j := range c.ratios {
+				v := math.NaN()
+				if cmp, ok := r.comparison(systems[j], n, op); ok {
+					v = cmp.ThroughputRatio
+				}
+				c.ratios[j].values = append(c.ratios[j].values, v)
+			}
+			for j, sys := range systems {
+				cell, _ := r.cell(sys, n)
+				c.p99[j].values = append(c.p99[j].values, cell.op(op).P99Ms)
+				c.p50[j].values = append(c.p50[j].values, cell.op(op).P50Ms)
+			}
 		}
 	}
-	contenders := slices.DeleteFunc(r.systems(), func(s string) bool { return s == SystemEtcd })
-	cmp := func(sys string, s kubeSlot) (kubeComparison, bool) {
-		i := slices.IndexFunc(r.Comparisons, func(c kubeComparison) bool {
-			return c.System == sys && c.Clients == s.clients && c.Op == s.op
-		})
-		if i < 0 {
-			return kubeComparison{}, false
-		}
-		return r.Comparisons[i], true
-	}
-	if len(r.Comparisons) == 0 || len(slots) == 0 {
-		f.drawText(img, marginL, panel1Top+40, "no cells measured", labelScale, pal.text)
-		return encodePNG(w, img)
-	}
-	slot := float64(plotW-marginL-marginR) / float64(len(slots))
-	slotX := func(i int) int { return marginL + int(float64(i)*slot) }
-	labels := func(y int) {
-		for i, s := range slots {
-			mid := (slotX(i) + slotX(i+1)) / 2
-			f.drawText(img, mid-textWidth(s.op, labelScale)/2, y, s.op, labelScale, pal.text)
-			n := fmt.Sprintf("c=%d", s.clients)
-			f.drawText(img, mid-textWidth(n, labelScale)/2, y+glyphH*labelScale+6, n, labelScale, pal.text)
-		}
-	}
+	return c.png(w)
+}
 
-	// Panel 1: throughput ratio, linear from 0.
-	maxRatio := 1.25
-	for _, c := range r.Comparisons {
-		maxRatio = max(maxRatio, c.ThroughputRatio*1.15)
+// comparison returns sys against etcd for op at clients.
+func (r *KubeReport) comparison(sys string, clients int, op string) (kubeComparison, bool) {
+	i := slices.IndexFunc(r.Comparisons, func(c kubeComparison) bool {
+		return c.System == sys && c.Clients == clients && c.Op == op
+	})
+	if i < 0 {
+		return kubeComparison{}, false
 	}
-	step := niceStep(maxRatio / 5)
-	top := math.Ceil(maxRatio/step) * step
-	y1 := func(v float64) int { return panel1Top + panelH - int(v/top*panelH) }
-	f.drawText(img, marginL, panel1Top-26, "Throughput, Rhizome/etcd (higher is better; red line = parity)", labelScale, pal.text)
-	for v := 0.0; v <= top+step/2; v += step {
-		y := y1(v)
-		hline(img, marginL, plotW-marginR, y, pal.grid)
-		label := strings.TrimSuffix(fmt.Sprintf("%.2f", v), "0") + "x"
-		f.drawText(img, marginL-10-textWidth(label, labelScale), y-glyphH*labelScale/2, label, labelScale, pal.text)
-	}
-	for i, s := range slots {
-		x0, x1 := slotX(i), slotX(i+1)
-		bw := int(slot * 0.6 / float64(len(contenders)))
-		for j, sys := range contenders {
-			c, ok := cmp(sys, s)
-			if !ok {
-				continue
-			}
-			bx := (x0+x1)/2 - len(contenders)*bw/2 + j*bw
-			col := pal.better
-			if c.ThroughputRatio < 1 {
-				col = pal.worse
-			}
-			if len(contenders) > 1 {
-				col = sysColour[sys]
-			}
-			fill(img, image.Rect(bx+1, y1(c.ThroughputRatio), bx+bw-1, y1(0)), col)
-			v := fmt.Sprintf("%.2f", c.ThroughputRatio)
-			scale := valueScale
-			if len(contenders) > 1 {
-				scale = smallTextScale
-			}
-			f.drawText(img, bx+bw/2-textWidth(v, scale)/2, y1(c.ThroughputRatio)-glyphH*scale-6, v, scale, pal.text)
-		}
-	}
-	dashedHLine(img, marginL, plotW-marginR, y1(1), pal.parity)
-	axes(img, panel1Top, pal.axis)
-	labels(panel1Top + panelH + 8)
-
-	// Panel 2: p99 of every system, log scale over whole decades.
-	systems := r.systems()
-	lo, hi := math.Inf(1), math.Inf(-1)
-	for _, c := range r.Cells {
-		for _, o := range c.Ops {
-			if o.P99Ms > 0 {
-				lo, hi = min(lo, o.P99Ms), max(hi, o.P99Ms)
-			}
-		}
-	}
-	y2 := logPanel(img, f, pal, lo, hi, "p99 ms (log scale, lower is better)")
-	for i, s := range slots {
-		x0, x1 := slotX(i), slotX(i+1)
-		bw := int(slot * 0.8 / float64(len(systems)))
-		for j, sys := range systems {
-			c, ok := r.cell(sys, s.clients)
-			if !ok {
-				continue
-			}
-			p99 := c.op(s.op).P99Ms
-			bx := (x0+x1)/2 - len(systems)*bw/2 + j*bw
-			fill(img, image.Rect(bx+1, y2(p99), bx+bw-1, y2(0)), sysColour[sys])
-			v := trimFloat(p99)
-			f.drawText(img, bx+bw/2-textWidth(v, smallTextScale)/2, y2(p99)-glyphH*smallTextScale-4, v, smallTextScale, pal.text)
-		}
-	}
-	axes(img, panel2Top, pal.axis)
-	labels(panel2Top + panelH + 8)
-	lx := plotW - marginR - 200*len(systems)
-	for j, sys := range systems {
-		x := lx + j*200
-		fill(img, image.Rect(x, panel2Top-26, x+20, panel2Top-26+glyphH*labelScale), sysColour[sys])
-		f.drawText(img, x+28, panel2Top-26, sys, labelScale, pal.text)
-	}
-	return encodePNG(w, img)
+	return r.Comparisons[i], true
 }
