@@ -135,6 +135,8 @@ func (c chart) latencyPanel() (*plot.Plot, error) {
 	p := plot.New()
 	p.Y.Label.Text = c.latAxis
 	p.NominalX(c.slots...)
+	// The same slots as the bar panel above, however far the points spread.
+	p.X.Min, p.X.Max = -0.5, float64(len(c.slots))-0.5
 	p.Add(horizontalGrid())
 	lo, hi := math.Inf(1), 0.0
 	for j, s := range c.p99 {

@@ -17,17 +17,19 @@ import (
 
 // benchSuites maps each `rhizome bench` suite to its entry point.
 var benchSuites = map[string]func(args []string) int{
-	"kv":   runBenchKV,
-	"kube": runBenchKube,
+	"kv":    runBenchKV,
+	"kube":  runBenchKube,
+	"sites": runBenchSites,
 }
 
 // runBench is `rhizome bench <suite>`: kv (Rhizome against a real etcd with
-// etcd's benchmark shapes) or kube (the same through kube-apiserver). Exit
+// etcd's benchmark shapes), kube (the same through kube-apiserver) or sites
+// (several sites against an etcd cluster over delayed links; a skeleton). Exit
 // status: 0 when the run completed (whether or not targets were met: they
 // are reported), 1 when it failed, 2 for a usage error.
 func runBench(args []string) int {
 	if len(args) == 0 || benchSuites[args[0]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: rhizome bench kv|kube [flags]   (rhizome bench <suite> -h for the flags)")
+		fmt.Fprintln(os.Stderr, "usage: rhizome bench kv|kube|sites [flags]   (rhizome bench <suite> -h for the flags)")
 		return 2
 	}
 	return benchSuites[args[0]](args[1:])
@@ -160,6 +162,32 @@ func runBenchKube(args []string) int {
 		return 2
 	}
 	return finishBench("kube", *out, func(ctx context.Context) (*bench.KubeReport, error) { return bench.RunKube(ctx, cfg) })
+}
+
+func runBenchSites(args []string) int {
+	cfg := bench.DefaultSitesConfig()
+	fs := flag.NewFlagSet("bench sites", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	fs.IntVar(&cfg.Sites, "sites", cfg.Sites, "Rhizome sites, and etcd members")
+	fs.DurationVar(&cfg.Delay.Delay, "delay", cfg.Delay.Delay, "one-way delay of every inter-site link")
+	fs.DurationVar(&cfg.Delay.Jitter, "jitter", cfg.Delay.Jitter, "the delay varies uniformly by up to this much either way")
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the Put load runs at every site")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "Put clients per site")
+	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "value size in bytes")
+	fs.StringVar(&cfg.RhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
+	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
+	fs.StringVar(&cfg.WorkDir, "work-dir", "", "parent of the servers' temporary data directories (default: the system temp dir)")
+	out := fs.String("out", "", "directory to write sites.json, sites.txt and sites.png into (default: print only)")
+	quiet := fs.Bool("quiet", false, "no progress lines")
+	if status, ok := parseBench(fs, args); !ok {
+		return status
+	}
+	cfg.Progress = progressTo(*quiet)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench sites: %v\n", err)
+		return 2
+	}
+	return finishBench("sites", *out, func(ctx context.Context) (*bench.SitesReport, error) { return bench.RunSites(ctx, cfg) })
 }
 
 // quickUnlessSet takes the size of the run from quick, except what a flag

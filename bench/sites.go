@@ -1,0 +1,480 @@
+package bench
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rhizome-kv/rhizome/internal/netdelay"
+	"github.com/rhizome-kv/rhizome/internal/testbin"
+)
+
+// SitesConfig says what RunSites measures: N Rhizome sites beside an
+// N-member etcd cluster, inter-site traffic through the delay layer.
+type SitesConfig struct {
+	// Sites is how many Rhizome sites and etcd members run.
+	Sites int
+	// Delay is the one-way delay (with jitter) of every inter-site link.
+	Delay netdelay.Shape
+	// Duration is how long the Put load runs at every site at once.
+	Duration time.Duration
+	// Clients per site, each with its own connection to its site's server.
+	Clients int
+	// KeySize and ValueSize are in bytes, as in Config.
+	KeySize, ValueSize int
+	// Seed makes the values and the jitter reproducible.
+	Seed uint64
+	// RhizomeBin, EtcdBin and WorkDir are as in Config.
+	RhizomeBin, EtcdBin, WorkDir string
+	// StartTimeout bounds the start of each server (etcd: until it has a
+	// leader).
+	StartTimeout time.Duration
+	// ProgressEvery is how often the load prints its progress.
+	ProgressEvery time.Duration
+	// Progress receives setup steps and progress lines; nil discards them.
+	Progress io.Writer
+}
+
+// DefaultSitesConfig is a short run: three sites, 25 ms ±10% one way.
+func DefaultSitesConfig() SitesConfig {
+	return SitesConfig{
+		Sites:         3,
+		Delay:         netdelay.Shape{Delay: 25 * time.Millisecond, Jitter: 2500 * time.Microsecond},
+		Duration:      10 * time.Second,
+		Clients:       8,
+		KeySize:       8,
+		ValueSize:     256,
+		Seed:          1,
+		StartTimeout:  time.Minute,
+		ProgressEvery: time.Second,
+	}
+}
+
+// Validate reports the first problem with the configuration.
+func (c SitesConfig) Validate() error {
+	switch {
+	case c.Sites < 2 || c.Sites > 9:
+		return fmt.Errorf("bench: sites: Sites %d outside 2..9", c.Sites)
+	case c.Duration <= 0 || c.StartTimeout <= 0 || c.ProgressEvery <= 0:
+		return errors.New("bench: sites: Duration, StartTimeout and ProgressEvery must be positive")
+	case c.Clients < 1:
+		return errors.New("bench: sites: Clients < 1")
+	case c.KeySize < 8 || c.ValueSize < 1:
+		return errors.New("bench: sites: KeySize >= 8 and ValueSize >= 1 required")
+	}
+	return c.Delay.Validate()
+}
+
+// SiteResult is one site's Put load on one system.
+type SiteResult struct {
+	System     string  `json:"system"`
+	Site       int     `json:"site"`
+	Requests   int64   `json:"requests"` // that succeeded
+	Errors     int64   `json:"errors"`
+	Throughput float64 `json:"throughput_rps"`
+	P50Ms      float64 `json:"p50_ms"`
+	P99Ms      float64 `json:"p99_ms"`
+	MaxMs      float64 `json:"max_ms"`
+	LastError  string  `json:"last_error,omitempty"`
+}
+
+// SitesReport is what RunSites measured.
+type SitesReport struct {
+	Started string `json:"started"`
+	Host    Host   `json:"host"`
+	Sites   int    `json:"sites"`
+	// Delay is the one-way delay of every inter-site link.
+	Delay   string       `json:"one_way_delay"`
+	Clients int          `json:"clients_per_site"`
+	Seconds float64      `json:"seconds"`
+	Results []SiteResult `json:"results"`
+	// LinkBytes are the bytes that crossed each system's inter-site links
+	// during the whole run (setup included), both directions.
+	LinkBytes map[string]int64 `json:"link_bytes"`
+}
+
+// cluster is one system's running servers and the proxies in front of
+// their peer listeners.
+type cluster struct {
+	system  string
+	servers []*server
+	proxies []*netdelay.Proxy
+}
+
+func (c *cluster) close() {
+	for _, s := range c.servers {
+		s.stop()
+	}
+	for _, p := range c.proxies {
+		p.Close()
+	}
+}
+
+func (c *cluster) linkBytes() int64 {
+	var n int64
+	for _, p := range c.proxies {
+		st := p.Stats()
+		n += st.BytesForward + st.BytesBack
+	}
+	return n
+}
+
+// RunSites starts cfg.Sites Rhizome sites and an etcd cluster of as many
+// members, their peer links through netdelay proxies, then runs a Put load
+// at every site of one system at once, one system after the other.
+//
+// This is the skeleton of issue 12's multi-site benchmark. Wiring: one
+// proxy per destination site (every site reaches site i's peer listener
+// through the same proxy; data is delayed one way in each direction), for
+// Rhizome's peer gRPC and etcd's peer URLs. Rhizome's gossip (memberlist)
+// is not delayed, and no link is cut: a per-pair cut needs each site in its
+// own network namespace (see internal/netdelay's package doc).
+func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	rep := &SitesReport{
+		Started: time.Now().UTC().Format(time.RFC3339),
+		Host:    Host{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAvg()},
+		Sites:   cfg.Sites, Delay: cfg.Delay.String(), Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(),
+		LinkBytes: map[string]int64{},
+	}
+	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-sites-")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	defer os.RemoveAll(work)
+	bins, err := getBinaries(ctx, cfg.RhizomeBin, cfg.EtcdBin, filepath.Join(work, "bin"), progress)
+	if err != nil {
+		return nil, err
+	}
+	rep.Host.fill(ctx, bins)
+
+	for _, system := range []string{SystemRhizome, SystemEtcd} {
+		fmt.Fprintf(progress, "sites bench: starting %d %s servers, peer links %s one way\n", cfg.Sites, system, cfg.Delay)
+		start := startRhizomeSites
+		if system == SystemEtcd {
+			start = startEtcdMembers
+		}
+		c, err := start(ctx, cfg, bins, filepath.Join(work, system))
+		if c != nil {
+			defer c.close()
+		}
+		if err != nil {
+			return nil, err
+		}
+		res, err := loadSites(ctx, cfg, c, progress)
+		if err != nil {
+			return nil, err
+		}
+		rep.Results = append(rep.Results, res...)
+		rep.LinkBytes[system] = c.linkBytes()
+	}
+	rep.Host.LoadAfter = loadAvg()
+	return rep, nil
+}
+
+// peerProxy starts the proxy that every other site uses to reach a peer
+// listener at target.
+func peerProxy(cfg SitesConfig, name, target string) (*netdelay.Proxy, error) {
+	pc := netdelay.DefaultConfig()
+	pc.Name, pc.Forward, pc.Back, pc.Seed = name, cfg.Delay, cfg.Delay, cfg.Seed
+	p, err := netdelay.ListenTCP(pc, "127.0.0.1:0", netdelay.DialTCP(target))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return p, nil
+}
+
+// sitePorts are the loopback addresses of one site's listeners.
+type sitePorts struct{ client, peer, gossip string }
+
+func freeSitePorts(n int) ([]sitePorts, error) {
+	ports := make([]sitePorts, n)
+	for i := range ports {
+		var errs [3]error
+		ports[i].client, errs[0] = testbin.FreePort()
+		ports[i].peer, errs[1] = testbin.FreePort()
+		ports[i].gossip, errs[2] = testbin.FreePort()
+		if err := errors.Join(errs[:]...); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	return ports, nil
+}
+
+// startRhizomeSites starts the sites, each advertising its peer proxy.
+func startRhizomeSites(ctx context.Context, cfg SitesConfig, bins binaries, dir string) (*cluster, error) {
+	c := &cluster{system: SystemRhizome}
+	ports, err := freeSitePorts(cfg.Sites)
+	if err != nil {
+		return c, err
+	}
+	key := make([]byte, 32)
+	rand.Read(key)
+	for i, p := range ports {
+		proxy, err := peerProxy(cfg, fmt.Sprintf("rhizome->site%d", i), p.peer)
+		if err != nil {
+			return c, err
+		}
+		c.proxies = append(c.proxies, proxy)
+		args := []string{"serve", "--name", fmt.Sprintf("site%d", i),
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("site%d", i), "data"),
+			"--listen-client-urls", "http://" + p.client,
+			"--listen-peer-urls", "http://" + p.peer,
+			"--advertise-peer-urls", "http://" + proxy.Addr().String(),
+			"--gossip-addr", p.gossip,
+			"--gossip-key", base64.StdEncoding.EncodeToString(key),
+			"--initial-cluster-token", "rhizome-bench-sites",
+			"--gossip-lan",
+			"--log-level", "warn"}
+		if i > 0 {
+			args = append(args, "--join", ports[0].gossip)
+		}
+		s, err := startSite(ctx, SystemRhizome, i, bins.rhizome, dir, p.client, args, cfg.StartTimeout, (*server).answers)
+		if err != nil {
+			return c, err
+		}
+		c.servers = append(c.servers, s)
+	}
+	return c, nil
+}
+
+// startEtcdMembers starts an etcd cluster whose members advertise their
+// peer proxies, and waits until every member sees a leader.
+func startEtcdMembers(ctx context.Context, cfg SitesConfig, bins binaries, dir string) (*cluster, error) {
+	c := &cluster{system: SystemEtcd}
+	ports, err := freeSitePorts(cfg.Sites)
+	if err != nil {
+		return c, err
+	}
+	var initial []string
+	for i, p := range ports {
+		proxy, err := peerProxy(cfg, fmt.Sprintf("etcd->member%d", i), p.peer)
+		if err != nil {
+			return c, err
+		}
+		c.proxies = append(c.proxies, proxy)
+		initial = append(initial, fmt.Sprintf("member%d=http://%s", i, proxy.Addr()))
+	}
+	// Every member must be running before any has a leader.
+	for i, p := range ports {
+		args := []string{"--name", fmt.Sprintf("member%d", i),
+			"--data-dir", filepath.Join(dir, fmt.Sprintf("member%d", i), "data"),
+			"--listen-client-urls", "http://" + p.client, "--advertise-client-urls", "http://" + p.client,
+			"--listen-peer-urls", "http://" + p.peer, "--initial-advertise-peer-urls", "http://" + c.proxies[i].Addr().String(),
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", "rhizome-bench-sites", "--log-level", "warn"}
+		s, err := startSite(ctx, SystemEtcd, i, bins.etcd, dir, p.client, args, 0, nil)
+		if err != nil {
+			return c, err
+		}
+		c.servers = append(c.servers, s)
+	}
+	for _, s := range c.servers {
+		if err := s.proc.WaitReady(ctx, cfg.StartTimeout, s.hasLeader); err != nil {
+			return c, fmt.Errorf("bench: %w", err)
+		}
+	}
+	return c, nil
+}
+
+// startSite starts one server in dir/<system><i>; with a ready check it
+// waits for it.
+func startSite(ctx context.Context, system string, i int, bin, dir, client string, args []string, timeout time.Duration, ready func(*server, context.Context) error) (*server, error) {
+	own := filepath.Join(dir, fmt.Sprintf("%s%d", system, i))
+	if err := os.MkdirAll(own, 0o755); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	pc := testbin.DefaultProcessConfig()
+	pc.Name, pc.Path, pc.Args, pc.Dir = fmt.Sprintf("%s %d", system, i), bin, args, own
+	pc.LogPath = filepath.Join(own, system+".log")
+	p, err := testbin.StartProcess(pc)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	s := &server{system: system, proc: p, endpoint: client}
+	if ready != nil {
+		if err := p.WaitReady(ctx, timeout, func(ctx context.Context) error { return ready(s, ctx) }); err != nil {
+			s.stop()
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+	}
+	return s, nil
+}
+
+// hasLeader is a readiness check for a cluster member: it answers and
+// knows a leader.
+func (s *server) hasLeader(ctx context.Context) error {
+	cli, err := newClient(s.endpoint)
+	if err != nil {
+		return err
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	st, err := cli.Status(ctx, s.endpoint)
+	if err == nil && st.Leader == 0 {
+		err = errors.New("no leader yet")
+	}
+	return err
+}
+
+// loadSites runs cfg.Clients Put clients against every site of c at once
+// for cfg.Duration, printing progress, and returns one result per site.
+func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, progress io.Writer) ([]SiteResult, error) {
+	kv := DefaultConfig()
+	kv.KeySize, kv.ValueSize, kv.Seed = cfg.KeySize, cfg.ValueSize, cfg.Seed
+	var conns []*clientv3.Client
+	defer func() {
+		for _, cli := range conns {
+			cli.Close()
+		}
+	}()
+	phases := make([]phaseResult, len(c.servers))
+	done := make([]atomic.Int64, len(c.servers))
+	deadline := time.Now().Add(cfg.Duration)
+	var wg sync.WaitGroup
+	for i, s := range c.servers {
+		var siteConns []*clientv3.Client
+		for range cfg.Clients {
+			cli, err := newClient(s.endpoint)
+			if err != nil {
+				return nil, err
+			}
+			siteConns = append(siteConns, cli)
+		}
+		conns = append(conns, siteConns...)
+		cl := &cell{workload: WorkloadPut, clients: cfg.Clients, level: i, conns: siteConns, cfg: kv}
+		ops := make([]op, cfg.Clients)
+		for j := range ops {
+			inner := cl.newOp(j)
+			ops[j] = func(ctx context.Context) error { defer done[i].Add(1); return inner(ctx) }
+		}
+		wg.Go(func() { phases[i] = runPhase(ctx, ops, deadline, nil) })
+	}
+	stop := sitesProgress(progress, c.system, cfg.ProgressEvery, done)
+	wg.Wait()
+	stop()
+	var res []SiteResult
+	for i, ph := range phases {
+		if err := c.servers[i].alive(); err != nil {
+			return nil, err
+		}
+		r := SiteResult{System: c.system, Site: i, Requests: ph.hist.count(), Errors: ph.errors,
+			Throughput: float64(ph.hist.count()) / ph.elapsed.Seconds(),
+			P50Ms:      ms(ph.hist.quantile(0.5)), P99Ms: ms(ph.hist.quantile(0.99)), MaxMs: ms(ph.hist.max())}
+		if ph.lastErr != nil {
+			r.LastError = ph.lastErr.Error()
+		}
+		res = append(res, r)
+	}
+	return res, ctx.Err()
+}
+
+// sitesProgress prints every site's requests so far each interval until
+// the returned function is called.
+func sitesProgress(w io.Writer, system string, every time.Duration, done []atomic.Int64) (stop func()) {
+	quit, finished := make(chan struct{}), make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(finished)
+		tick := time.NewTicker(every)
+		defer tick.Stop()
+		for {
+			select {
+			case <-quit:
+				return
+			case <-tick.C:
+				var parts []string
+				for i := range done {
+					parts = append(parts, fmt.Sprintf("site%d %d", i, done[i].Load()))
+				}
+				fmt.Fprintf(w, "sites bench: %s %4.0fs  requests: %s  (load1 %.2f)\n", system, time.Since(start).Seconds(), strings.Join(parts, ", "), loadAvg())
+			}
+		}
+	}()
+	return func() { close(quit); <-finished }
+}
+
+// Table renders the report: one row per system and site.
+func (r *SitesReport) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Rhizome %s (%d sites) vs %s (%d members): Put at every site at once, %d clients per site, %.0fs; peer links %s one way; fsync on\n",
+		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Seconds, r.Delay)
+	fmt.Fprintf(&b, "%s/%s, %d CPUs; started %s; load1 %.2f before, %.2f after\n\n", r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "system\tsite\treq/s\tp50\tp99\tmax\terrors\t")
+	for _, s := range r.Results {
+		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t\n", s.System, s.Site, s.Throughput, fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.MaxMs), s.Errors)
+	}
+	tw.Flush()
+	fmt.Fprintf(&b, "\nbytes over the peer links (setup included): rhizome %s, etcd %s\n", fmtBytes(r.LinkBytes[SystemRhizome]), fmtBytes(r.LinkBytes[SystemEtcd]))
+	return b.String()
+}
+
+// JSON returns the report as indented JSON.
+func (r *SitesReport) JSON() ([]byte, error) {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return append(data, '\n'), nil
+}
+
+// WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
+func (r *SitesReport) WriteFiles(dir, name string) ([]string, error) {
+	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
+}
+
+// PNG draws Rhizome's throughput against etcd's per site, then both
+// systems' p50 and p99 per site.
+func (r *SitesReport) PNG(w io.Writer) error {
+	c := chart{
+		title:     fmt.Sprintf("Rhizome %s vs %s, %d sites, peer links %s one way", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Sites, r.Delay),
+		subtitle:  fmt.Sprintf("Put at every site at once, %d clients per site, %.0fs, fsync on; %d CPUs, load1 %.2f before, %.2f after; %s", r.Clients, r.Seconds, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started),
+		ratioAxis: "throughput, Rhizome/etcd (higher is better)",
+		latAxis:   "Put latency, ms (log; filled p99, hollow p50)",
+		ratios:    []series{{name: "rhizome/etcd", colour: systemColour(SystemRhizome)}},
+	}
+	find := func(sys string, site int) SiteResult {
+		for _, s := range r.Results {
+			if s.System == sys && s.Site == site {
+				return s
+			}
+		}
+		return SiteResult{}
+	}
+	for j, sys := range []string{SystemRhizome, SystemEtcd} {
+		c.p99 = append(c.p99, series{name: sys, colour: systemColour(sys)})
+		c.p50 = append(c.p50, series{name: sys, colour: systemColour(sys)})
+		for i := range r.Sites {
+			s := find(sys, i)
+			c.p99[j].values = append(c.p99[j].values, s.P99Ms)
+			c.p50[j].values = append(c.p50[j].values, s.P50Ms)
+		}
+	}
+	for i := range r.Sites {
+		c.slots = append(c.slots, fmt.Sprintf("site %d", i))
+		c.ratios[0].values = append(c.ratios[0].values, ratio(find(SystemRhizome, i).Throughput, find(SystemEtcd, i).Throughput))
+	}
+	return c.png(w)
+}

@@ -1,0 +1,82 @@
+package bench
+
+import (
+	"bytes"
+	"image/png"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestSitesConfigValidate(t *testing.T) {
+	if err := DefaultSitesConfig().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*SitesConfig){
+		"one site":       func(c *SitesConfig) { c.Sites = 1 },
+		"no duration":    func(c *SitesConfig) { c.Duration = 0 },
+		"no clients":     func(c *SitesConfig) { c.Clients = 0 },
+		"negative delay": func(c *SitesConfig) { c.Delay.Delay = -time.Millisecond },
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := DefaultSitesConfig()
+			mut(&c)
+			if c.Validate() == nil {
+				t.Error("Validate accepted it")
+			}
+		})
+	}
+}
+
+// TestSitesQuick runs `rhizome bench sites` briefly: three Rhizome sites and
+// a three-member etcd with 20 ms one-way peer links. Every site must serve
+// Puts without errors, and an etcd follower's Put must take at least the
+// round trip to its leader, which shows the delay layer carries etcd's
+// peer traffic.
+func TestSitesQuick(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts six servers")
+	}
+	cfg := DefaultSitesConfig()
+	cfg.Delay.Delay, cfg.Delay.Jitter = 20*time.Millisecond, 2*time.Millisecond
+	cfg.Duration, cfg.Clients = 2*time.Second, 2
+	cfg.Progress = testWriter{t}
+	rep, err := RunSites(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Results) != 2*cfg.Sites {
+		t.Fatalf("%d results, want %d", len(rep.Results), 2*cfg.Sites)
+	}
+	rtt := 2 * (cfg.Delay.Delay - cfg.Delay.Jitter)
+	followersDelayed := 0
+	for _, r := range rep.Results {
+		if r.Requests == 0 || r.Errors > 0 {
+			t.Errorf("%s site %d: %d requests, %d errors (%s)", r.System, r.Site, r.Requests, r.Errors, r.LastError)
+		}
+		if r.System == SystemEtcd && time.Duration(r.P50Ms*float64(time.Millisecond)) >= rtt {
+			followersDelayed++
+		}
+	}
+	// Every member waits at least a round trip for a quorum; the leader's
+	// round trip is to its nearest follower.
+	if followersDelayed < cfg.Sites {
+		t.Errorf("%d of %d etcd members had a Put p50 of at least %v", followersDelayed, cfg.Sites, rtt)
+	}
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		if rep.LinkBytes[sys] == 0 {
+			t.Errorf("no %s bytes crossed the peer links", sys)
+		}
+	}
+	var buf bytes.Buffer
+	if err := rep.PNG(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if table := rep.Table(); !strings.Contains(table, "etcd v3.7.3") {
+		t.Errorf("table:\n%s", table)
+	}
+	t.Log("\n" + rep.Table())
+}
