@@ -27,11 +27,14 @@
 // Wiring several sites: each site advertises one address that every other
 // site uses, so a per-pair link needs each site to see that address bound
 // to its own proxy. Running each site in its own network namespace gives
-// that: in site A's namespace, 127.0.0.1:<B's port> is the A→B proxy, and
-// the proxy dials B's real listener inside B's namespace (the Listen and
-// Dial functions of Proxy and Relay are where namespaces plug in). On a
-// single loopback, per-destination proxies (every site reaching B through
-// the same Proxy) still delay traffic, but a cut then cannot tell sources
+// that (Namespace, Linux, root): in site A's namespace, 127.0.0.1:<B's
+// port> is the A→B proxy, listening inside A (Namespace.ListenTCP) and
+// dialing B's real listener inside B (Namespace.DialTCP). For memberlist's
+// UDP, one Relay per pair of sites: its front socket in A's namespace at
+// B's gossip port, its rear socket in B's namespace at A's gossip port, so
+// each side sees the other at the address it advertises. On a single
+// loopback, per-destination proxies (every site reaching B through the
+// same Proxy) still delay traffic, but a cut then cannot tell sources
 // apart.
 //
 // Clock and randomness are injected (Config.Clock, Config.Seed), so tests
