@@ -107,42 +107,34 @@ type SitesReport struct {
 	LinkBytes map[string]int64 `json:"link_bytes"`
 }
 
-// cluster is one system's running servers and the proxies in front of
-// their peer listeners.
+// cluster is one system's running servers in their topology.
 type cluster struct {
 	system  string
 	servers []*server
-	proxies []*netdelay.Proxy
+	topo    *topology
 }
 
-func (c *cluster) close() {
+func (c *cluster) close() error {
 	for _, s := range c.servers {
 		s.stop()
 	}
-	for _, p := range c.proxies {
-		p.Close()
+	if c.topo == nil {
+		return nil
 	}
-}
-
-func (c *cluster) linkBytes() int64 {
-	var n int64
-	for _, p := range c.proxies {
-		st := p.Stats()
-		n += st.BytesForward + st.BytesBack
-	}
-	return n
+	return c.topo.close()
 }
 
 // RunSites starts cfg.Sites Rhizome sites and an etcd cluster of as many
-// members, their peer links through netdelay proxies, then runs a Put load
-// at every site of one system at once, one system after the other.
+// members, each site (and member) in its own network namespace joined by
+// the delay layer (topology), then runs a Put load at every site of one
+// system at once, one system after the other. Needs Linux and root.
 //
-// This is the skeleton of issue 12's multi-site benchmark. Wiring: one
-// proxy per destination site (every site reaches site i's peer listener
-// through the same proxy; data is delayed one way in each direction), for
-// Rhizome's peer gRPC and etcd's peer URLs. Rhizome's gossip (memberlist)
-// is not delayed, and no link is cut: a per-pair cut needs each site in its
-// own network namespace (see internal/netdelay's package doc).
+// This is the skeleton of issue 12's multi-site benchmark: every
+// inter-site byte — Rhizome's peer gRPC and memberlist TCP and UDP, etcd's
+// peer traffic — crosses a delayed link of its own directed pair of sites.
+// No link is cut yet; the cut scenario will use netdelay.CutStall (open
+// connections stall, new ones are refused), which is what a WAN partition
+// does to TCP.
 func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -174,39 +166,29 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		if system == SystemEtcd {
 			start = startEtcdMembers
 		}
-		c, err := start(ctx, cfg, bins, filepath.Join(work, system))
-		if c != nil {
-			defer c.close()
+		c := &cluster{system: system}
+		err := start(ctx, cfg, bins, filepath.Join(work, system), c)
+		if err == nil {
+			var res []SiteResult
+			if res, err = loadSites(ctx, cfg, c, progress); err == nil {
+				rep.Results = append(rep.Results, res...)
+				rep.LinkBytes[system] = c.topo.bytes()
+			}
 		}
-		if err != nil {
+		if err := errors.Join(err, c.close()); err != nil {
 			return nil, err
 		}
-		res, err := loadSites(ctx, cfg, c, progress)
-		if err != nil {
-			return nil, err
-		}
-		rep.Results = append(rep.Results, res...)
-		rep.LinkBytes[system] = c.linkBytes()
 	}
 	rep.Host.LoadAfter = loadAvg()
 	return rep, nil
 }
 
-// peerProxy starts the proxy that every other site uses to reach a peer
-// listener at target.
-func peerProxy(cfg SitesConfig, name, target string) (*netdelay.Proxy, error) {
-	pc := netdelay.DefaultConfig()
-	pc.Name, pc.Forward, pc.Back, pc.Seed = name, cfg.Delay, cfg.Delay, cfg.Seed
-	p, err := netdelay.ListenTCP(pc, "127.0.0.1:0", netdelay.DialTCP(target))
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	return p, nil
-}
-
-// sitePorts are the loopback addresses of one site's listeners.
+// sitePorts are the loopback addresses of one site's listeners, each in
+// the site's own namespace.
 type sitePorts struct{ client, peer, gossip string }
 
+// freeSitePorts picks distinct ports for n sites. They are free in the root
+// namespace, and the sites' namespaces hold nothing else.
 func freeSitePorts(n int) ([]sitePorts, error) {
 	ports := make([]sitePorts, n)
 	for i := range ports {
@@ -221,26 +203,57 @@ func freeSitePorts(n int) ([]sitePorts, error) {
 	return ports, nil
 }
 
-// startRhizomeSites starts the sites, each advertising its peer proxy.
-func startRhizomeSites(ctx context.Context, cfg SitesConfig, bins binaries, dir string) (*cluster, error) {
-	c := &cluster{system: SystemRhizome}
+// wire makes c's topology: namespaces, a delayed link for each port in
+// tcp(i) of every site, relays between the UDP addresses udp (if any), and
+// an undelayed way in to every site's client port.
+func wire(cfg SitesConfig, c *cluster, ports []sitePorts, udp []string, tcp func(sitePorts) []string) ([]string, error) {
+	var err error
+	if c.topo, err = newTopology(cfg.Sites, "rzb"+c.system[:2], cfg.Delay, cfg.Seed); err != nil {
+		return nil, err
+	}
+	for i, p := range ports {
+		for _, addr := range tcp(p) {
+			if err := c.topo.linkTCP(i, addr); err != nil {
+				return nil, err
+			}
+		}
+	}
+	if udp != nil {
+		if err := c.topo.linkUDP(udp); err != nil {
+			return nil, err
+		}
+	}
+	clients := make([]string, len(ports))
+	for i, p := range ports {
+		if clients[i], err = c.topo.expose(i, p.client); err != nil {
+			return nil, err
+		}
+	}
+	return clients, nil
+}
+
+// startRhizomeSites starts the sites, each in its namespace; peer gRPC and
+// gossip (TCP and UDP) cross the delayed links.
+func startRhizomeSites(ctx context.Context, cfg SitesConfig, bins binaries, dir string, c *cluster) error {
 	ports, err := freeSitePorts(cfg.Sites)
 	if err != nil {
-		return c, err
+		return err
+	}
+	var gossip []string
+	for _, p := range ports {
+		gossip = append(gossip, p.gossip)
+	}
+	clients, err := wire(cfg, c, ports, gossip, func(p sitePorts) []string { return []string{p.peer, p.gossip} })
+	if err != nil {
+		return err
 	}
 	key := make([]byte, 32)
 	rand.Read(key)
 	for i, p := range ports {
-		proxy, err := peerProxy(cfg, fmt.Sprintf("rhizome->site%d", i), p.peer)
-		if err != nil {
-			return c, err
-		}
-		c.proxies = append(c.proxies, proxy)
 		args := []string{"serve", "--name", fmt.Sprintf("site%d", i),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("site%d", i), "data"),
 			"--listen-client-urls", "http://" + p.client,
 			"--listen-peer-urls", "http://" + p.peer,
-			"--advertise-peer-urls", "http://" + proxy.Addr().String(),
 			"--gossip-addr", p.gossip,
 			"--gossip-key", base64.StdEncoding.EncodeToString(key),
 			"--initial-cluster-token", "rhizome-bench-sites",
@@ -249,63 +262,64 @@ func startRhizomeSites(ctx context.Context, cfg SitesConfig, bins binaries, dir 
 		if i > 0 {
 			args = append(args, "--join", ports[0].gossip)
 		}
-		s, err := startSite(ctx, SystemRhizome, i, bins.rhizome, dir, p.client, args, cfg.StartTimeout, (*server).answers)
+		path, argv := c.topo.command(i, bins.rhizome, args)
+		s, err := startSite(ctx, SystemRhizome, i, path, argv, dir, clients[i], cfg.StartTimeout, (*server).answers)
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.servers = append(c.servers, s)
 	}
-	return c, nil
+	return nil
 }
 
-// startEtcdMembers starts an etcd cluster whose members advertise their
-// peer proxies, and waits until every member sees a leader.
-func startEtcdMembers(ctx context.Context, cfg SitesConfig, bins binaries, dir string) (*cluster, error) {
-	c := &cluster{system: SystemEtcd}
+// startEtcdMembers starts an etcd cluster, one member per namespace, peer
+// traffic across the delayed links, and waits until every member sees a
+// leader.
+func startEtcdMembers(ctx context.Context, cfg SitesConfig, bins binaries, dir string, c *cluster) error {
 	ports, err := freeSitePorts(cfg.Sites)
 	if err != nil {
-		return c, err
+		return err
+	}
+	clients, err := wire(cfg, c, ports, nil, func(p sitePorts) []string { return []string{p.peer} })
+	if err != nil {
+		return err
 	}
 	var initial []string
 	for i, p := range ports {
-		proxy, err := peerProxy(cfg, fmt.Sprintf("etcd->member%d", i), p.peer)
-		if err != nil {
-			return c, err
-		}
-		c.proxies = append(c.proxies, proxy)
-		initial = append(initial, fmt.Sprintf("member%d=http://%s", i, proxy.Addr()))
+		initial = append(initial, fmt.Sprintf("member%d=http://%s", i, p.peer))
 	}
 	// Every member must be running before any has a leader.
 	for i, p := range ports {
 		args := []string{"--name", fmt.Sprintf("member%d", i),
 			"--data-dir", filepath.Join(dir, fmt.Sprintf("member%d", i), "data"),
 			"--listen-client-urls", "http://" + p.client, "--advertise-client-urls", "http://" + p.client,
-			"--listen-peer-urls", "http://" + p.peer, "--initial-advertise-peer-urls", "http://" + c.proxies[i].Addr().String(),
+			"--listen-peer-urls", "http://" + p.peer, "--initial-advertise-peer-urls", "http://" + p.peer,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", "rhizome-bench-sites", "--log-level", "warn"}
-		s, err := startSite(ctx, SystemEtcd, i, bins.etcd, dir, p.client, args, 0, nil)
+		path, argv := c.topo.command(i, bins.etcd, args)
+		s, err := startSite(ctx, SystemEtcd, i, path, argv, dir, clients[i], 0, nil)
 		if err != nil {
-			return c, err
+			return err
 		}
 		c.servers = append(c.servers, s)
 	}
 	for _, s := range c.servers {
 		if err := s.proc.WaitReady(ctx, cfg.StartTimeout, s.hasLeader); err != nil {
-			return c, fmt.Errorf("bench: %w", err)
+			return fmt.Errorf("bench: %w", err)
 		}
 	}
-	return c, nil
+	return nil
 }
 
-// startSite starts one server in dir/<system><i>; with a ready check it
-// waits for it.
-func startSite(ctx context.Context, system string, i int, bin, dir, client string, args []string, timeout time.Duration, ready func(*server, context.Context) error) (*server, error) {
+// startSite starts one server (path, argv) in dir/<system><i>, answering
+// clients at client; with a ready check it waits for it.
+func startSite(ctx context.Context, system string, i int, path string, argv []string, dir, client string, timeout time.Duration, ready func(*server, context.Context) error) (*server, error) {
 	own := filepath.Join(dir, fmt.Sprintf("%s%d", system, i))
 	if err := os.MkdirAll(own, 0o755); err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	pc := testbin.DefaultProcessConfig()
-	pc.Name, pc.Path, pc.Args, pc.Dir = fmt.Sprintf("%s %d", system, i), bin, args, own
+	pc.Name, pc.Path, pc.Args, pc.Dir = fmt.Sprintf("%s %d", system, i), path, argv, own
 	pc.LogPath = filepath.Join(own, system+".log")
 	p, err := testbin.StartProcess(pc)
 	if err != nil {

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"image/png"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -29,13 +30,17 @@ func TestSitesConfigValidate(t *testing.T) {
 }
 
 // TestSitesQuick runs `rhizome bench sites` briefly: three Rhizome sites and
-// a three-member etcd with 20 ms one-way peer links. Every site must serve
+// a three-member etcd, each in its own network namespace, with 20 ms
+// one-way links between them. Every site must serve
 // Puts without errors, and an etcd follower's Put must take at least the
 // round trip to its leader, which shows the delay layer carries etcd's
 // peer traffic.
 func TestSitesQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six servers")
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("the sites' network namespaces need root")
 	}
 	cfg := DefaultSitesConfig()
 	cfg.Delay.Delay, cfg.Delay.Jitter = 20*time.Millisecond, 2*time.Millisecond
