@@ -172,6 +172,17 @@ func (p *Process) Kill() {
 	<-p.done
 }
 
+// Log returns the process's whole log so far (after the header line with
+// the command, output of earlier starts appended to the same file
+// included).
+func (p *Process) Log() (string, error) {
+	data, err := os.ReadFile(p.cfg.LogPath)
+	if err != nil {
+		return "", fmt.Errorf("testbin: %s log: %w", p.cfg.Name, err)
+	}
+	return string(data), nil
+}
+
 // LogTail returns the last n lines of the process's log.
 func (p *Process) LogTail(n int) string {
 	data, err := os.ReadFile(p.cfg.LogPath)

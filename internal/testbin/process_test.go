@@ -53,6 +53,9 @@ func TestProcessReadyAndStop(t *testing.T) {
 	if !strings.HasPrefix(p.LogTail(10), "### /bin/sh -c") {
 		t.Errorf("log does not start with the command: %q", p.LogTail(10))
 	}
+	if log, err := p.Log(); err != nil || !strings.HasSuffix(log, "listening\n") {
+		t.Errorf("Log() = %q, %v", log, err)
+	}
 }
 
 func TestProcessExitDuringStartup(t *testing.T) {
