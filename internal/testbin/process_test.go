@@ -34,11 +34,13 @@ func logSays(p *testbin.Process, want string) func(context.Context) error {
 }
 
 func TestProcessReadyAndStop(t *testing.T) {
-	p, err := testbin.StartProcess(shell(t, "echo listening; exec sleep 30"))
+	// The marker is computed, so the command line in the log's header
+	// does not already hold it.
+	p, err := testbin.StartProcess(shell(t, "echo listening-$((6*7)); exec sleep 30"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.WaitReady(t.Context(), 10*time.Second, logSays(p, "listening")); err != nil {
+	if err := p.WaitReady(t.Context(), 10*time.Second, logSays(p, "listening-42")); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.Alive(); err != nil {
@@ -53,7 +55,7 @@ func TestProcessReadyAndStop(t *testing.T) {
 	if !strings.HasPrefix(p.LogTail(10), "### /bin/sh -c") {
 		t.Errorf("log does not start with the command: %q", p.LogTail(10))
 	}
-	if log, err := p.Log(); err != nil || !strings.HasSuffix(log, "listening\n") {
+	if log, err := p.Log(); err != nil || !strings.HasSuffix(log, "listening-42\n") {
 		t.Errorf("Log() = %q, %v", log, err)
 	}
 }
