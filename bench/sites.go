@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -43,6 +44,17 @@ type SitesConfig struct {
 	// StartTimeout bounds the start of each server (etcd: until it has a
 	// leader).
 	StartTimeout time.Duration
+	// CutDuration, when positive, adds a phase after the load: the last
+	// site is cut off (netdelay.CutStall: open connections stall, new ones
+	// are refused, datagrams dropped) for this long while every site keeps
+	// its load; then the link heals and the run waits until all sites hold
+	// the same data.
+	CutDuration time.Duration
+	// RequestTimeout bounds each request, so a site that cannot commit
+	// during a cut counts failures rather than hanging.
+	RequestTimeout time.Duration
+	// ConvergeTimeout bounds the wait for identical data after the heal.
+	ConvergeTimeout time.Duration
 	// ProgressEvery is how often the load prints its progress.
 	ProgressEvery time.Duration
 	// Progress receives setup steps and progress lines; nil discards them.
@@ -52,15 +64,17 @@ type SitesConfig struct {
 // DefaultSitesConfig is a short run: three sites, 25 ms ±10% one way.
 func DefaultSitesConfig() SitesConfig {
 	return SitesConfig{
-		Sites:         3,
-		Delay:         netdelay.Shape{Delay: 25 * time.Millisecond, Jitter: 2500 * time.Microsecond},
-		Duration:      10 * time.Second,
-		Clients:       8,
-		KeySize:       8,
-		ValueSize:     256,
-		Seed:          1,
-		StartTimeout:  time.Minute,
-		ProgressEvery: time.Second,
+		Sites:           3,
+		Delay:           netdelay.Shape{Delay: 25 * time.Millisecond, Jitter: 2500 * time.Microsecond},
+		Duration:        10 * time.Second,
+		Clients:         8,
+		KeySize:         8,
+		ValueSize:       256,
+		Seed:            1,
+		StartTimeout:    time.Minute,
+		RequestTimeout:  2 * time.Second,
+		ConvergeTimeout: time.Minute,
+		ProgressEvery:   time.Second,
 	}
 }
 
@@ -69,8 +83,10 @@ func (c SitesConfig) Validate() error {
 	switch {
 	case c.Sites < 2 || c.Sites > 9:
 		return fmt.Errorf("bench: sites: Sites %d outside 2..9", c.Sites)
-	case c.Duration <= 0 || c.StartTimeout <= 0 || c.ProgressEvery <= 0:
-		return errors.New("bench: sites: Duration, StartTimeout and ProgressEvery must be positive")
+	case c.Duration <= 0 || c.StartTimeout <= 0 || c.ProgressEvery <= 0 || c.RequestTimeout <= 0 || c.ConvergeTimeout <= 0:
+		return errors.New("bench: sites: Duration, StartTimeout, RequestTimeout, ConvergeTimeout and ProgressEvery must be positive")
+	case c.CutDuration < 0:
+		return errors.New("bench: sites: CutDuration < 0")
 	case c.Clients < 1:
 		return errors.New("bench: sites: Clients < 1")
 	case c.KeySize < 8 || c.ValueSize < 1:
@@ -81,15 +97,19 @@ func (c SitesConfig) Validate() error {
 
 // SiteResult is one site's Put load on one system.
 type SiteResult struct {
-	System     string  `json:"system"`
-	Site       int     `json:"site"`
-	Requests   int64   `json:"requests"` // that succeeded
-	Errors     int64   `json:"errors"`
-	Throughput float64 `json:"throughput_rps"`
-	P50Ms      float64 `json:"p50_ms"`
-	P99Ms      float64 `json:"p99_ms"`
-	MaxMs      float64 `json:"max_ms"`
-	LastError  string  `json:"last_error,omitempty"`
+	System string `json:"system"`
+	Site   int    `json:"site"`
+	// Phase is "load", or "cut" while the last site was cut off.
+	Phase string `json:"phase"`
+	// SuccessRate is the share of requests that succeeded.
+	SuccessRate float64 `json:"success_rate"`
+	Requests    int64   `json:"requests"` // that succeeded
+	Errors      int64   `json:"errors"`
+	Throughput  float64 `json:"throughput_rps"`
+	P50Ms       float64 `json:"p50_ms"`
+	P99Ms       float64 `json:"p99_ms"`
+	MaxMs       float64 `json:"max_ms"`
+	LastError   string  `json:"last_error,omitempty"`
 }
 
 // SitesReport is what RunSites measured.
@@ -105,6 +125,11 @@ type SitesReport struct {
 	// LinkBytes are the bytes that crossed each system's inter-site links
 	// during the whole run (setup included), both directions.
 	LinkBytes map[string]int64 `json:"link_bytes"`
+	// CutSeconds is how long the last site was cut off; ConvergeSeconds,
+	// per system, how long after the heal until every site held the same
+	// keys and values.
+	CutSeconds      float64            `json:"cut_seconds,omitempty"`
+	ConvergeSeconds map[string]float64 `json:"converge_seconds,omitempty"`
 }
 
 // cluster is one system's running servers in their topology.
@@ -147,7 +172,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Host:    Host{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAvg()},
 		Sites:   cfg.Sites, Delay: cfg.Delay.String(), Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(),
-		LinkBytes: map[string]int64{},
+		LinkBytes: map[string]int64{}, CutSeconds: cfg.CutDuration.Seconds(), ConvergeSeconds: map[string]float64{},
 	}
 	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-sites-")
 	if err != nil {
@@ -169,11 +194,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		c := &cluster{system: system}
 		err := start(ctx, cfg, bins, filepath.Join(work, system), c)
 		if err == nil {
-			var res []SiteResult
-			if res, err = loadSites(ctx, cfg, c, progress); err == nil {
-				rep.Results = append(rep.Results, res...)
-				rep.LinkBytes[system] = c.topo.bytes()
-			}
+			err = runPhases(ctx, cfg, c, rep, progress)
 		}
 		if err := errors.Join(err, c.close()); err != nil {
 			return nil, err
@@ -181,6 +202,92 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	}
 	rep.Host.LoadAfter = loadAvg()
 	return rep, nil
+}
+
+// runPhases runs the load, then (if configured) the cut and the heal, on
+// one system's running cluster, and adds what they measured to rep.
+func runPhases(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, progress io.Writer) error {
+	res, err := loadSites(ctx, cfg, c, "load", cfg.Duration, progress)
+	if err != nil {
+		return err
+	}
+	rep.Results = append(rep.Results, res...)
+	if cfg.CutDuration > 0 {
+		cut := len(c.servers) - 1
+		fmt.Fprintf(progress, "sites bench: %s: cutting site%d off for %v\n", c.system, cut, cfg.CutDuration)
+		c.topo.cut(cut)
+		res, err := loadSites(ctx, cfg, c, "cut", cfg.CutDuration, progress)
+		c.topo.heal(cut)
+		if err != nil {
+			return err
+		}
+		rep.Results = append(rep.Results, res...)
+		fmt.Fprintf(progress, "sites bench: %s: healed; waiting until every site holds the same data\n", c.system)
+		took, err := converge(ctx, c, cfg.ConvergeTimeout)
+		if err != nil {
+			return err
+		}
+		rep.ConvergeSeconds[c.system] = took.Seconds()
+	}
+	rep.LinkBytes[c.system] = c.topo.bytes()
+	return nil
+}
+
+// converge polls every site's whole keyspace until all are identical and
+// returns how long that took.
+func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Duration, error) {
+	start := time.Now()
+	var clis []*clientv3.Client
+	defer func() {
+		for _, cli := range clis {
+			cli.Close()
+		}
+	}()
+	for _, s := range c.servers {
+		cli, err := newClient(s.endpoint)
+		if err != nil {
+			return 0, err
+		}
+		clis = append(clis, cli)
+	}
+	for {
+		same, err := sameData(ctx, clis)
+		if same {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > timeout {
+			return 0, fmt.Errorf("bench: %s sites not identical %v after the heal (%v)", c.system, timeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// sameData reports whether every client reads the same keys and values
+// (serializable: each site's own copy).
+func sameData(ctx context.Context, clis []*clientv3.Client) (bool, error) {
+	var first map[string]string
+	for i, cli := range clis {
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithSerializable())
+		cancel()
+		if err != nil {
+			return false, err
+		}
+		kvs := make(map[string]string, len(resp.Kvs))
+		for _, kv := range resp.Kvs {
+			kvs[string(kv.Key)] = string(kv.Value)
+		}
+		if i == 0 {
+			first = kvs
+		} else if !maps.Equal(first, kvs) {
+			return false, fmt.Errorf("site %d holds %d keys, site 0 %d", i, len(kvs), len(first))
+		}
+	}
+	return true, nil
 }
 
 // sitePorts are the loopback addresses of one site's listeners, each in
@@ -353,8 +460,8 @@ func (s *server) hasLeader(ctx context.Context) error {
 }
 
 // loadSites runs cfg.Clients Put clients against every site of c at once
-// for cfg.Duration, printing progress, and returns one result per site.
-func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, progress io.Writer) ([]SiteResult, error) {
+// for d, printing progress, and returns one result per site for phase.
+func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase string, d time.Duration, progress io.Writer) ([]SiteResult, error) {
 	kv := DefaultConfig()
 	kv.KeySize, kv.ValueSize, kv.Seed = cfg.KeySize, cfg.ValueSize, cfg.Seed
 	var conns []*clientv3.Client
@@ -365,7 +472,7 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, progress io.Wri
 	}()
 	phases := make([]phaseResult, len(c.servers))
 	done := make([]atomic.Int64, len(c.servers))
-	deadline := time.Now().Add(cfg.Duration)
+	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for i, s := range c.servers {
 		var siteConns []*clientv3.Client
@@ -381,11 +488,16 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, progress io.Wri
 		ops := make([]op, cfg.Clients)
 		for j := range ops {
 			inner := cl.newOp(j)
-			ops[j] = func(ctx context.Context) error { defer done[i].Add(1); return inner(ctx) }
+			ops[j] = func(ctx context.Context) error {
+				defer done[i].Add(1)
+				ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
+				defer cancel()
+				return inner(ctx)
+			}
 		}
 		wg.Go(func() { phases[i] = runPhase(ctx, ops, deadline, nil) })
 	}
-	stop := sitesProgress(progress, c.system, cfg.ProgressEvery, done)
+	stop := sitesProgress(progress, c.system+" "+phase, cfg.ProgressEvery, done)
 	wg.Wait()
 	stop()
 	var res []SiteResult
@@ -393,9 +505,10 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, progress io.Wri
 		if err := c.servers[i].alive(); err != nil {
 			return nil, err
 		}
-		r := SiteResult{System: c.system, Site: i, Requests: ph.hist.count(), Errors: ph.errors,
-			Throughput: float64(ph.hist.count()) / ph.elapsed.Seconds(),
-			P50Ms:      ms(ph.hist.quantile(0.5)), P99Ms: ms(ph.hist.quantile(0.99)), MaxMs: ms(ph.hist.max())}
+		r := SiteResult{System: c.system, Site: i, Phase: phase, Requests: ph.hist.count(), Errors: ph.errors,
+			SuccessRate: ratio(float64(ph.hist.count()), float64(ph.hist.count()+ph.errors)),
+			Throughput:  float64(ph.hist.count()) / ph.elapsed.Seconds(),
+			P50Ms:       ms(ph.hist.quantile(0.5)), P99Ms: ms(ph.hist.quantile(0.99)), MaxMs: ms(ph.hist.max())}
 		if ph.lastErr != nil {
 			r.LastError = ph.lastErr.Error()
 		}
@@ -436,11 +549,15 @@ func (r *SitesReport) Table() string {
 		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Seconds, r.Delay)
 	fmt.Fprintf(&b, "%s/%s, %d CPUs; started %s; load1 %.2f before, %.2f after\n\n", r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tsite\treq/s\tp50\tp99\tmax\terrors\t")
+	fmt.Fprintln(tw, "system\tphase\tsite\treq/s\tsucceeded\tp50\tp99\tmax\terrors\t")
 	for _, s := range r.Results {
-		fmt.Fprintf(tw, "%s\t%d\t%.0f\t%s\t%s\t%s\t%d\t\n", s.System, s.Site, s.Throughput, fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.MaxMs), s.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1f%%\t%s\t%s\t%s\t%d\t\n", s.System, s.Phase, s.Site, s.Throughput, 100*s.SuccessRate, fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.MaxMs), s.Errors)
 	}
 	tw.Flush()
+	if r.CutSeconds > 0 {
+		fmt.Fprintf(&b, "\ncut: site %d cut off for %.0fs (open connections stall, new ones refused); identical data at every site after the heal in: rhizome %.2fs, etcd %.2fs\n",
+			r.Sites-1, r.CutSeconds, r.ConvergeSeconds[SystemRhizome], r.ConvergeSeconds[SystemEtcd])
+	}
 	fmt.Fprintf(&b, "\nbytes over the peer links (setup included): rhizome %s, etcd %s\n", fmtBytes(r.LinkBytes[SystemRhizome]), fmtBytes(r.LinkBytes[SystemEtcd]))
 	return b.String()
 }
@@ -471,7 +588,7 @@ func (r *SitesReport) PNG(w io.Writer) error {
 	}
 	find := func(sys string, site int) SiteResult {
 		for _, s := range r.Results {
-			if s.System == sys && s.Site == site {
+			if s.System == sys && s.Site == site && s.Phase == "load" {
 				return s
 			}
 		}

@@ -31,10 +31,11 @@ func TestSitesConfigValidate(t *testing.T) {
 
 // TestSitesQuick runs `rhizome bench sites` briefly: three Rhizome sites and
 // a three-member etcd, each in its own network namespace, with 20 ms
-// one-way links between them. Every site must serve
-// Puts without errors, and an etcd follower's Put must take at least the
-// round trip to its leader, which shows the delay layer carries etcd's
-// peer traffic.
+// one-way links between them, then the last site cut off for 3 s. Every
+// site must serve Puts without errors; an etcd member's Put must take at
+// least a round trip to the quorum, which shows the delay layer carries
+// etcd's peer traffic; during the cut every Rhizome site keeps writing and
+// etcd's cut-off member does not; after the heal both converge.
 func TestSitesQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six servers")
@@ -44,23 +45,34 @@ func TestSitesQuick(t *testing.T) {
 	}
 	cfg := DefaultSitesConfig()
 	cfg.Delay.Delay, cfg.Delay.Jitter = 20*time.Millisecond, 2*time.Millisecond
-	cfg.Duration, cfg.Clients = 2*time.Second, 2
+	cfg.Duration, cfg.Clients, cfg.CutDuration = 2*time.Second, 2, 3*time.Second
 	cfg.Progress = testWriter{t}
 	rep, err := RunSites(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rep.Results) != 2*cfg.Sites {
-		t.Fatalf("%d results, want %d", len(rep.Results), 2*cfg.Sites)
-	}
 	rtt := 2 * (cfg.Delay.Delay - cfg.Delay.Jitter)
-	followersDelayed := 0
+	followersDelayed, cut := 0, cfg.Sites-1
 	for _, r := range rep.Results {
-		if r.Requests == 0 || r.Errors > 0 {
+		switch {
+		case r.Phase == "load" && (r.Requests == 0 || r.Errors > 0):
 			t.Errorf("%s site %d: %d requests, %d errors (%s)", r.System, r.Site, r.Requests, r.Errors, r.LastError)
-		}
-		if r.System == SystemEtcd && time.Duration(r.P50Ms*float64(time.Millisecond)) >= rtt {
+		case r.Phase == "load" && r.System == SystemEtcd && time.Duration(r.P50Ms*float64(time.Millisecond)) >= rtt:
 			followersDelayed++
+		// During the cut every Rhizome site keeps writing; etcd's cut-off
+		// member cannot commit.
+		case r.Phase == "cut" && r.System == SystemRhizome && r.SuccessRate < 0.99:
+			t.Errorf("rhizome site %d during the cut: %.1f%% of writes succeeded (%s)", r.Site, 100*r.SuccessRate, r.LastError)
+		case r.Phase == "cut" && r.System == SystemEtcd && r.Site == cut && r.SuccessRate > 0.1:
+			t.Errorf("etcd's cut-off member: %.1f%% of writes succeeded", 100*r.SuccessRate)
+		}
+	}
+	if len(rep.Results) != 4*cfg.Sites {
+		t.Errorf("%d results, want a load and a cut phase per site and system", len(rep.Results))
+	}
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		if _, ok := rep.ConvergeSeconds[sys]; !ok {
+			t.Errorf("%s: no convergence time", sys)
 		}
 	}
 	// Every member waits at least a round trip for a quorum; the leader's

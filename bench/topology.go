@@ -118,6 +118,34 @@ func (t *topology) command(i int, bin string, args []string) (string, []string) 
 	return t.ns[i].Command(bin, args...)
 }
 
+// cuttable is what a proxy and a relay have in common.
+type cuttable interface {
+	Cut(netdelay.CutMode)
+	Heal()
+}
+
+// cut cuts every link to and from site (netdelay.CutStall).
+func (t *topology) cut(site int) { t.each(site, func(l cuttable) { l.Cut(netdelay.CutStall) }) }
+
+// heal heals every link to and from site.
+func (t *topology) heal(site int) { t.each(site, cuttable.Heal) }
+
+// each calls f with every proxy and relay to or from site.
+func (t *topology) each(site int, f func(cuttable)) {
+	for k, ps := range t.links {
+		if k[0] == site || k[1] == site {
+			for _, p := range ps {
+				f(p)
+			}
+		}
+	}
+	for k, r := range t.relays {
+		if k[0] == site || k[1] == site {
+			f(r)
+		}
+	}
+}
+
 // bytes is what crossed the inter-site links so far, both ways.
 func (t *topology) bytes() int64 {
 	var n int64

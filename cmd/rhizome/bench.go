@@ -173,6 +173,8 @@ func runBenchSites(args []string) int {
 	fs.DurationVar(&cfg.Delay.Jitter, "jitter", cfg.Delay.Jitter, "the delay varies uniformly by up to this much either way")
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the Put load runs at every site")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "Put clients per site")
+	fs.DurationVar(&cfg.CutDuration, "cut", 0, "after the load, cut the last site off for this long under load, heal, and time until all sites agree (0: no cut)")
+	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "a request taking longer fails")
 	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "value size in bytes")
 	fs.StringVar(&cfg.RhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
 	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
