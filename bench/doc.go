@@ -3,7 +3,11 @@
 // beside it. Two suites: Run (`rhizome bench kv`, below) and RunKube
 // (`rhizome bench kube`: the same comparison through one kube-apiserver per
 // system, with a mix of Pod and ConfigMap calls; QuickKubeConfig is its
-// quick mode).
+// quick mode). RunSites (`rhizome bench sites`, a skeleton of issue 12) sets
+// N Rhizome sites beside an N-member etcd, each site in its own network
+// namespace joined by internal/netdelay's delayed links, runs a Put load at
+// every site, optionally cuts the last site off under load and times the
+// convergence after the heal.
 //
 // Run starts a real `rhizome serve` process and a real etcd v3.7 process (each
 // with its own temporary data directory on loopback ports, fsync on for both:
