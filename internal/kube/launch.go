@@ -24,8 +24,10 @@ func Launch(cfg Config, dir string) (*Cluster, error) {
 	if c.LogDir == "" {
 		c.LogDir = filepath.Join(dir, "logs")
 	}
-	if err := os.MkdirAll(c.LogDir, 0o755); err != nil {
-		return nil, fmt.Errorf("kube: %w", err)
+	for _, d := range []string{dir, c.LogDir} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("kube: %w", err)
+		}
 	}
 	if err := c.launch(); err != nil {
 		return nil, errors.Join(err, c.Close())
