@@ -5,5 +5,14 @@
 // here: changes go over sync/peer. Gossip is encrypted and authenticated when a key
 // is configured; its timing defaults to memberlist's WAN profile.
 //
+// Besides memberlist's current view (Members), a Gossip keeps its own record of
+// every site of the cluster heard of since it started (Sites), each in one of the
+// states alive, suspect, dead or left: memberlist forgets a dead site after a
+// while, an operator should not. Suspect is this site's own view (its direct
+// probes of the site go unanswered); left is a site that said it was shutting
+// down. Every change of state is one log line ("gossip: site joined", "...
+// suspected", "... dead", "... back", "... left"), and rhizome_gossip_members{state}
+// counts the record. Nothing secret is logged.
+//
 // gossip is the only package that imports memberlist.
 package gossip

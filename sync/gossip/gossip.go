@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Meta is what a site tells the others about itself.
@@ -24,6 +25,9 @@ type Meta struct {
 	Cluster    string   `json:"cluster"`
 	PeerAddr   string   `json:"peer"`
 	ClientURLs []string `json:"clients,omitempty"`
+	// Leaving is set by a site shutting down, just before it leaves, so the
+	// others record it as left rather than dead.
+	Leaving bool `json:"leaving,omitempty"`
 }
 
 // Config configures gossip.
@@ -45,13 +49,20 @@ type Config struct {
 	// while alone) are contacted again: memberlist gives up on dead members, so
 	// without this a partition long enough to be detected would never heal.
 	Reconnect time.Duration
-	Logger    *slog.Logger
+	// Poll is how often member states are read from memberlist, which reports
+	// no event when a site becomes suspect.
+	Poll   time.Duration
+	Now    func() time.Time // the clock of last-seen times
+	Logger *slog.Logger     // one line per site joined, suspected, dead, back or left
+	// Registerer, when set, receives rhizome_gossip_members{state}.
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns a configuration with WAN timing and no encryption; the
 // site's metadata and addresses are the caller's to fill in.
 func DefaultConfig() Config {
-	return Config{Meta: Meta{Cluster: "rhizome-cluster"}, BindAddr: "0.0.0.0:7946", Reconnect: 10 * time.Second, Logger: slog.Default()}
+	return Config{Meta: Meta{Cluster: "rhizome-cluster"}, BindAddr: "0.0.0.0:7946", Reconnect: 10 * time.Second, Poll: time.Second,
+		Now: time.Now, Logger: slog.Default()}
 }
 
 // Validate reports the first problem with the configuration.
@@ -65,8 +76,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("gossip: config: key must be 16, 24 or 32 bytes, not %d", len(c.Key))
 	case c.Logger == nil:
 		return errors.New("gossip: config: Logger is required")
-	case c.Reconnect <= 0:
-		return errors.New("gossip: config: Reconnect must be positive")
+	case c.Reconnect <= 0 || c.Poll <= 0:
+		return errors.New("gossip: config: Reconnect and Poll must be positive")
+	case c.Now == nil:
+		return errors.New("gossip: config: Now is required")
 	}
 	if _, _, err := splitHostPort(c.BindAddr); err != nil {
 		return err
@@ -74,22 +87,43 @@ func (c Config) Validate() error {
 	return nil
 }
 
+// State is what failure detection says of a site.
+type State string
+
+// The states of a site. A site memberlist has forgotten (it reaps dead members
+// after a while) keeps the last state it had.
+const (
+	StateAlive   State = "alive"
+	StateSuspect State = "suspect" // alive for memberlist, but this site's probes of it go unanswered
+	StateDead    State = "dead"
+	StateLeft    State = "left" // left the cluster on purpose (shut down)
+)
+
+// States lists every State, in a fixed order.
+var States = []State{StateAlive, StateSuspect, StateDead, StateLeft}
+
 // Member is a site as gossip knows it.
 type Member struct {
 	Meta
-	Addr  string // gossip address
-	Alive bool
+	Addr     string // gossip address
+	Alive    bool
+	State    State
+	LastSeen time.Time // when it was last known alive (zero if never)
 }
 
 // Gossip is a running membership.
 type Gossip struct {
 	cfg  Config
 	list *memberlist.Memberlist
-	meta []byte
+	// probeInterval and probeTimeout are memberlist's: a member whose last
+	// answer to this site's direct probes is older than one probe round (every
+	// member probed once) and a timeout is suspect.
+	probeInterval, probeTimeout time.Duration
 
 	mu    sync.Mutex
-	seen  map[string]time.Time // when each site was last seen alive
-	known map[string]string    // gossip address of every site ever seen
+	meta  []byte
+	sites map[string]*Member   // every site of the cluster ever heard of, by name
+	acked map[string]time.Time // when each site last answered a direct probe
 
 	stop chan struct{}
 	done chan struct{}
@@ -114,9 +148,11 @@ func Start(cfg Config) (*Gossip, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &Gossip{cfg: cfg, meta: meta, seen: map[string]time.Time{}, known: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
+	g := &Gossip{cfg: cfg, meta: meta, probeInterval: mc.ProbeInterval, probeTimeout: mc.ProbeTimeout, sites: map[string]*Member{}, acked: map[string]time.Time{},
+		stop: make(chan struct{}), done: make(chan struct{})}
 	mc.Delegate = delegate{g}
 	mc.Events = events{g}
+	mc.Ping = delegate{g}
 	if g.list, err = memberlist.Create(mc); err != nil {
 		return nil, fmt.Errorf("gossip: start on %s: %w", cfg.BindAddr, err)
 	}
@@ -126,42 +162,88 @@ func Start(cfg Config) (*Gossip, error) {
 			cfg.Logger.Warn("gossip: could not join yet", "join", cfg.Join, "err", err)
 		}
 	}
-	go g.reconnect()
+	if cfg.Registerer != nil {
+		if err := g.register(cfg.Registerer); err != nil {
+			g.list.Shutdown()
+			return nil, err
+		}
+	}
+	go g.run()
 	return g, nil
 }
 
-// reconnect periodically contacts the sites that are known but not alive.
-func (g *Gossip) reconnect() {
+// register adds rhizome_gossip_members{state}: the sites ever heard of, by state.
+func (g *Gossip) register(reg prometheus.Registerer) error {
+	for _, st := range States {
+		gauge := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name:        "rhizome_gossip_members",
+			Help:        "Sites of the cluster ever heard of since start (this one included), by failure-detection state.",
+			ConstLabels: prometheus.Labels{"state": string(st)},
+		}, func() float64 { return float64(g.count(st)) })
+		if err := reg.Register(gauge); err != nil {
+			return fmt.Errorf("gossip: metrics: %w", err)
+		}
+	}
+	return nil
+}
+
+func (g *Gossip) count(st State) int {
+	n := 0
+	for _, m := range g.Sites() {
+		if m.State == st {
+			n++
+		}
+	}
+	return n
+}
+
+// run polls member states and reconnects to sites known but not alive, until Close.
+func (g *Gossip) run() {
 	defer close(g.done)
-	t := time.NewTicker(g.cfg.Reconnect)
-	defer t.Stop()
+	poll, reconnect := time.NewTicker(g.cfg.Poll), time.NewTicker(g.cfg.Reconnect)
+	defer poll.Stop()
+	defer reconnect.Stop()
 	for {
 		select {
 		case <-g.stop:
 			return
-		case <-t.C:
+		case <-poll.C:
+			g.refresh()
+		case <-reconnect.C:
+			g.reconnect()
 		}
-		alive := map[string]bool{}
-		for _, n := range g.list.Members() {
-			if n.State == memberlist.StateAlive {
-				alive[n.Name] = true
-			}
+	}
+}
+
+// refresh records memberlist's view of every member: suspicion raises no event.
+func (g *Gossip) refresh() {
+	for _, n := range g.list.Members() {
+		g.record(n, false)
+	}
+}
+
+// reconnect contacts the sites that are known but not alive.
+func (g *Gossip) reconnect() {
+	alive := map[string]bool{}
+	for _, n := range g.list.Members() {
+		if n.State == memberlist.StateAlive {
+			alive[n.Name] = true
 		}
-		var addrs []string
-		g.mu.Lock()
-		for site, addr := range g.known {
-			if !alive[site] && site != g.cfg.Meta.Site {
-				addrs = append(addrs, addr)
-			}
+	}
+	var addrs []string
+	g.mu.Lock()
+	for site, m := range g.sites {
+		if !alive[site] && site != g.cfg.Meta.Site {
+			addrs = append(addrs, m.Addr)
 		}
-		g.mu.Unlock()
-		if len(alive) <= 1 {
-			addrs = append(addrs, g.cfg.Join...)
-		}
-		if len(addrs) > 0 {
-			if _, err := g.list.Join(addrs); err == nil {
-				g.cfg.Logger.Debug("gossip: reconnected", "addrs", addrs)
-			}
+	}
+	g.mu.Unlock()
+	if len(alive) <= 1 {
+		addrs = append(addrs, g.cfg.Join...)
+	}
+	if len(addrs) > 0 {
+		if _, err := g.list.Join(addrs); err == nil {
+			g.cfg.Logger.Debug("gossip: reconnected", "addrs", addrs)
 		}
 	}
 }
@@ -176,13 +258,54 @@ func (g *Gossip) Join(addrs []string) error {
 func (g *Gossip) Members() []Member {
 	var out []Member
 	for _, n := range g.list.Members() {
-		var m Meta
-		if json.Unmarshal(n.Meta, &m) != nil || m.Cluster != g.cfg.Meta.Cluster {
-			continue
+		if m, ok := g.member(n, false); ok {
+			out = append(out, m)
 		}
-		out = append(out, Member{Meta: m, Addr: n.Address(), Alive: n.State == memberlist.StateAlive})
 	}
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Site, b.Site) })
+	return out
+}
+
+// member reads a memberlist node, gone if memberlist has declared it dead or left;
+// false if it is not of this cluster. A member memberlist lists is Alive (it may
+// be suspect: memberlist still counts it).
+func (g *Gossip) member(n *memberlist.Node, gone bool) (Member, bool) {
+	var meta Meta
+	if json.Unmarshal(n.Meta, &meta) != nil || meta.Cluster != g.cfg.Meta.Cluster || meta.Site != n.Name {
+		return Member{}, false
+	}
+	m := Member{Meta: meta, Addr: n.Address(), Alive: !gone, State: StateAlive}
+	switch {
+	case gone && meta.Leaving:
+		m.State = StateLeft
+	case gone:
+		m.State = StateDead
+	case meta.Site != g.cfg.Meta.Site && g.unanswered(meta.Site):
+		m.State = StateSuspect
+	}
+	return m, true
+}
+
+// unanswered reports whether a site has not answered this site's direct probes for
+// a probe round and a timeout. (Probes answered only indirectly or over TCP do not
+// count: memberlist reports no others, and keeps its own suspicion to itself.)
+func (g *Gossip) unanswered(site string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	last, ok := g.acked[site]
+	return ok && g.cfg.Now().Sub(last) > time.Duration(len(g.sites))*g.probeInterval+g.probeTimeout
+}
+
+// Sites lists every site of the cluster heard of since this process started, this
+// one included, in name order, each with its latest state: a site memberlist has
+// reaped stays, as dead (or left).
+func (g *Gossip) Sites() []Member {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]Member, 0, len(g.sites))
+	for _, name := range slices.Sorted(maps.Keys(g.sites)) {
+		out = append(out, *g.sites[name])
+	}
 	return out
 }
 
@@ -190,27 +313,50 @@ func (g *Gossip) Members() []Member {
 func (g *Gossip) Known() []string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return slices.Sorted(maps.Keys(g.known))
+	return slices.Sorted(maps.Keys(g.sites))
 }
 
 // LastSeen returns when a site was last known alive (zero if never).
 func (g *Gossip) LastSeen(site string) time.Time {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.seen[site]
+	if m := g.sites[site]; m != nil {
+		return m.LastSeen
+	}
+	return time.Time{}
 }
 
-// Close leaves the cluster and stops.
+// Close tells the others this site is leaving, leaves the cluster and stops.
 func (g *Gossip) Close() error {
 	close(g.stop)
 	<-g.done
+	leaving := g.cfg.Meta
+	leaving.Leaving = true
+	if meta, err := json.Marshal(leaving); err == nil {
+		g.mu.Lock()
+		g.meta = meta
+		g.mu.Unlock()
+		g.list.UpdateNode(time.Second / 2)
+	}
 	g.list.Leave(time.Second)
 	return g.list.Shutdown()
 }
 
+// delegate answers memberlist. Its methods must not block: memberlist calls them
+// from its own goroutines, some with its locks held.
 type delegate struct{ g *Gossip }
 
-func (d delegate) NodeMeta(limit int) []byte                  { return d.g.meta }
+func (d delegate) NodeMeta(limit int) []byte {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	return d.g.meta
+}
+func (d delegate) AckPayload() []byte { return nil }
+func (d delegate) NotifyPingComplete(n *memberlist.Node, rtt time.Duration, payload []byte) {
+	d.g.mu.Lock()
+	defer d.g.mu.Unlock()
+	d.g.acked[n.Name] = d.g.cfg.Now()
+}
 func (d delegate) NotifyMsg([]byte)                           {}
 func (d delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d delegate) LocalState(join bool) []byte                { return nil }
@@ -218,19 +364,67 @@ func (d delegate) MergeRemoteState(buf []byte, join bool)     {}
 
 type events struct{ g *Gossip }
 
-func (e events) NotifyJoin(n *memberlist.Node)   { e.touch(n) }
-func (e events) NotifyUpdate(n *memberlist.Node) { e.touch(n) }
-func (e events) NotifyLeave(n *memberlist.Node) {
-	e.touch(n)
-}
+// memberlist calls these with its own locks held: they must not call back into it.
+func (e events) NotifyJoin(n *memberlist.Node)   { e.touch(n, false) }
+func (e events) NotifyUpdate(n *memberlist.Node) { e.touch(n, false) }
+func (e events) NotifyLeave(n *memberlist.Node)  { e.touch(n, true) }
 
-func (e events) touch(n *memberlist.Node) {
-	e.g.mu.Lock()
-	e.g.seen[n.Name] = time.Now()
-	e.g.known[n.Name] = n.Address()
-	e.g.mu.Unlock()
+func (e events) touch(n *memberlist.Node, gone bool) {
+	e.g.record(n, gone)
 	if e.g.cfg.OnChange != nil {
 		e.g.cfg.OnChange()
+	}
+}
+
+// record notes a node's state (a site of this cluster only) and logs a change of it.
+func (g *Gossip) record(n *memberlist.Node, gone bool) {
+	m, ok := g.member(n, gone)
+	if !ok {
+		return
+	}
+	now := g.cfg.Now()
+	g.mu.Lock()
+	prev := g.sites[m.Site]
+	switch {
+	case m.State == StateAlive:
+		m.LastSeen = now
+	case prev != nil:
+		m.LastSeen = prev.LastSeen
+	}
+	if prev == nil || prev.Alive != m.Alive {
+		g.acked[m.Site] = now // probes start anew
+	}
+	g.sites[m.Site] = &m
+	g.mu.Unlock()
+	if m.Site == g.cfg.Meta.Site {
+		return
+	}
+	was := Member{}
+	if prev != nil {
+		was = *prev
+	}
+	g.logChange(m, was)
+}
+
+// logChange writes one line when a site's state changes (was is the zero Member
+// for a site first heard of).
+func (g *Gossip) logChange(m, prev Member) {
+	log := g.cfg.Logger.With("site", m.Site, "gossip-addr", m.Addr, "peer-addr", m.PeerAddr)
+	was := prev.State
+	switch {
+	case was == m.State:
+	case m.State == StateAlive && was == "":
+		log.Info("gossip: site joined")
+	case m.State == StateAlive && was == StateSuspect:
+		log.Info("gossip: site no longer suspected")
+	case m.State == StateAlive:
+		log.Info("gossip: site back", "was", string(was), "unseen-for", m.LastSeen.Sub(prev.LastSeen).Round(time.Second).String())
+	case m.State == StateSuspect:
+		log.Warn("gossip: site suspected")
+	case m.State == StateDead:
+		log.Warn("gossip: site dead", "last-seen", m.LastSeen)
+	case m.State == StateLeft:
+		log.Info("gossip: site left")
 	}
 }
 

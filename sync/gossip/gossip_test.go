@@ -1,0 +1,136 @@
+package gossip
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// syncBuffer is a log sink safe for memberlist's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func start(t *testing.T, name string, join []string, log *syncBuffer, reg prometheus.Registerer) *Gossip {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.Meta = Meta{Site: name, Cluster: "test", PeerAddr: "127.0.0.1:1"}
+	cfg.BindAddr, cfg.Join, cfg.LAN = freeAddr(t), join, true
+	cfg.Key = []byte("0123456789abcdef")
+	cfg.Poll = 100 * time.Millisecond
+	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
+	cfg.Registerer = reg
+	g, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return g
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func stateOf(g *Gossip, site string) State {
+	for _, m := range g.Sites() {
+		if m.Site == site {
+			return m.State
+		}
+	}
+	return ""
+}
+
+// TestSiteStates: a site that shuts down cleanly is recorded as left, one that
+// vanishes as dead; both stay listed, with a log line each, and the members gauge
+// follows. The gossip key never appears in the log.
+func TestSiteStates(t *testing.T) {
+	var log syncBuffer
+	reg := prometheus.NewRegistry()
+	a := start(t, "a", nil, &log, reg)
+	defer a.Close()
+	b := start(t, "b", []string{a.cfg.BindAddr}, &syncBuffer{}, nil)
+	c := start(t, "c", []string{a.cfg.BindAddr}, &syncBuffer{}, nil)
+	waitFor(t, "a sees three alive sites", func() bool { return a.count(StateAlive) == 3 })
+	if got := members(t, reg, "alive"); got != 3 {
+		t.Fatalf("rhizome_gossip_members{state=alive} = %v, want 3", got)
+	}
+
+	b.Close()
+	waitFor(t, "b is left", func() bool { return stateOf(a, "b") == StateLeft })
+	c.list.Shutdown() // vanishes without a word, as a killed process
+	close(c.stop)
+	<-c.done
+	waitFor(t, "c is dead", func() bool { return stateOf(a, "c") == StateDead })
+	if len(a.Members()) != 1 {
+		t.Fatalf("memberlist still lists %d members", len(a.Members()))
+	}
+	for state, want := range map[string]float64{"alive": 1, "dead": 1, "left": 1, "suspect": 0} {
+		if got := members(t, reg, state); got != want {
+			t.Errorf("rhizome_gossip_members{state=%s} = %v, want %v", state, got, want)
+		}
+	}
+	out := log.String()
+	for _, line := range []string{"site=b", "site=c", "gossip: site joined", "gossip: site left", "gossip: site dead"} {
+		if !strings.Contains(out, line) {
+			t.Errorf("log lacks %q:\n%s", line, out)
+		}
+	}
+	if strings.Contains(out, "0123456789abcdef") || strings.Contains(out, fmt.Sprintf("%x", "0123456789abcdef")) {
+		t.Error("the log holds the gossip key")
+	}
+}
+
+// members reads rhizome_gossip_members{state} from a registry.
+func members(t *testing.T, reg *prometheus.Registry, state string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if mf.GetName() == "rhizome_gossip_members" && m.GetLabel()[0].GetValue() == state {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("no rhizome_gossip_members{state=%q}", state)
+	return 0
+}
