@@ -8,4 +8,10 @@
 // Events reach a watcher in revision order, exactly once, with nothing skipped;
 // a watcher whose next revision has been compacted is cancelled with the compacted
 // revision, as etcd does.
+//
+// With a Registerer in its Config the hub reports gauges under etcd's names where
+// the meaning is etcd's: etcd_debugging_mvcc_watcher_total (and its alias
+// rhizome_watch_watchers), etcd_debugging_mvcc_slow_watcher_total (watchers behind
+// the window, reading the event log: etcd's unsynced watchers) and
+// etcd_debugging_mvcc_watch_stream_total.
 package watch

@@ -3,8 +3,12 @@ package watch
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rhizome-kv/rhizome/store"
 )
@@ -23,6 +27,8 @@ type Config struct {
 	Window int
 	// ReadBatch bounds the events a lagging watcher reads from the store at once.
 	ReadBatch int
+	// Registerer, when set, receives the watcher gauges (see the package doc).
+	Registerer prometheus.Registerer
 }
 
 // DefaultConfig returns the hub's defaults.
@@ -45,6 +51,10 @@ type Hub struct {
 	rev    int64         // newest published revision
 	window []store.Event // recent events, oldest first, whole revisions only
 	wake   chan struct{} // closed (and replaced) at every publish
+
+	// Gauges: streams open, watchers delivering, and those of them reading
+	// from the store because they are behind the window.
+	streams, watchers, slow atomic.Int64
 }
 
 // NewHub returns a hub over src, starting at its current revision.
@@ -52,7 +62,34 @@ func NewHub(cfg Config, src Source) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Hub{cfg: cfg, src: src, rev: src.Rev(), wake: make(chan struct{})}, nil
+	h := &Hub{cfg: cfg, src: src, rev: src.Rev(), wake: make(chan struct{})}
+	if cfg.Registerer != nil {
+		if err := h.register(cfg.Registerer); err != nil {
+			return nil, err
+		}
+	}
+	return h, nil
+}
+
+// register adds the hub's gauges, with etcd's names where etcd has the same one.
+func (h *Hub) register(reg prometheus.Registerer) error {
+	gauges := []struct {
+		name, help string
+		v          *atomic.Int64
+	}{
+		{"rhizome_watch_watchers", "Watchers open on this site.", &h.watchers},
+		{"etcd_debugging_mvcc_watcher_total", "Total number of watchers.", &h.watchers},
+		{"etcd_debugging_mvcc_slow_watcher_total", "Total number of unsynced slow watchers (behind the hub's window of recent events, reading the store's event log).", &h.slow},
+		{"etcd_debugging_mvcc_watch_stream_total", "Total number of watch streams.", &h.streams},
+	}
+	for _, g := range gauges {
+		v := g.v
+		f := prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help}, func() float64 { return float64(v.Load()) })
+		if err := reg.Register(f); err != nil {
+			return fmt.Errorf("watch: metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Publish implements store.Publisher.
@@ -89,10 +126,10 @@ func (h *Hub) state() (int64, <-chan struct{}) {
 }
 
 // read returns the events with revisions in [from, to], whole revisions, from the
-// window when it reaches back far enough and from the store otherwise.
-func (h *Hub) read(from, to int64) ([]store.Event, error) {
+// window when it reaches back far enough and from the store otherwise (slow).
+func (h *Hub) read(from, to int64) (evs []store.Event, slow bool, err error) {
 	if from < h.src.CompactRev() {
-		return nil, store.ErrCompacted
+		return nil, false, store.ErrCompacted
 	}
 	h.mu.Lock()
 	if len(h.window) > 0 && h.window[0].KV.ModRevision <= from {
@@ -107,10 +144,11 @@ func (h *Hub) read(from, to int64) ([]store.Event, error) {
 		}
 		evs := h.window[i:j:j]
 		h.mu.Unlock()
-		return evs, nil
+		return evs, false, nil
 	}
 	h.mu.Unlock()
-	return h.src.Events(from, to, h.cfg.ReadBatch)
+	evs, err = h.src.Events(from, to, h.cfg.ReadBatch)
+	return evs, true, err
 }
 
 // inRange reports whether key is selected by etcd's (key, end) convention.

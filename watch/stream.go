@@ -57,12 +57,14 @@ type watcher struct {
 	req    Request
 	cancel context.CancelFunc
 	next   int64 // next revision to deliver; guarded by Stream.mu
+	slow   bool  // its last read came from the store; owned by its goroutine
 }
 
 // NewStream starts a stream whose responses go to send. progressInterval is how
 // often watchers that asked for progress notifications get one (0: never).
 func (h *Hub) NewStream(ctx context.Context, progressInterval time.Duration, send func(Response) error) *Stream {
 	ctx, cancel := context.WithCancel(ctx)
+	h.streams.Add(1)
 	return &Stream{hub: h, progressInterval: progressInterval, ctx: ctx, cancel: cancel, send: send, watchers: make(map[int64]*watcher)}
 }
 
@@ -164,15 +166,19 @@ func (s *Stream) maybeProgress() {
 	s.emit(Response{WatchID: -1, Revision: rev})
 }
 
-// Close stops every watcher and waits for them.
+// Close stops every watcher and waits for them. Call it once.
 func (s *Stream) Close() {
 	s.cancel()
 	s.wg.Wait()
+	s.hub.streams.Add(-1)
 }
 
 // run delivers a watcher's events until it is cancelled or the stream ends.
 func (s *Stream) run(ctx context.Context, w *watcher) {
 	defer s.wg.Done()
+	s.hub.watchers.Add(1)
+	defer s.hub.watchers.Add(-1)
+	defer s.setSlow(w, false)
 	var tick <-chan time.Time
 	if w.req.ProgressNotify && s.progressInterval > 0 {
 		t := time.NewTicker(s.progressInterval)
@@ -190,6 +196,7 @@ func (s *Stream) run(ctx context.Context, w *watcher) {
 			}
 			continue
 		}
+		s.setSlow(w, false) // caught up
 		s.maybeProgress()
 		select {
 		case <-ctx.Done():
@@ -207,7 +214,8 @@ func (s *Stream) run(ctx context.Context, w *watcher) {
 // deliver sends the watcher's events from next up to at most rev and advances it.
 // It returns false when the watcher is finished.
 func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool {
-	evs, err := s.hub.read(next, rev)
+	evs, slow, err := s.hub.read(next, rev)
+	s.setSlow(w, slow)
 	if errors.Is(err, store.ErrCompacted) {
 		s.mu.Lock()
 		delete(s.watchers, w.req.ID)
@@ -256,4 +264,16 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 	w.next = last + 1
 	s.mu.Unlock()
 	return ctx.Err() == nil
+}
+
+// setSlow records whether a watcher reads from the store (behind the window).
+func (s *Stream) setSlow(w *watcher, slow bool) {
+	if w.slow != slow {
+		w.slow = slow
+		if slow {
+			s.hub.slow.Add(1)
+		} else {
+			s.hub.slow.Add(-1)
+		}
+	}
 }

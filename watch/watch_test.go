@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/rhizome-kv/rhizome/store"
 )
 
@@ -108,4 +110,65 @@ func TestSlowWatcherCatchesUpFromTheStore(t *testing.T) {
 	if progress[0] != int64(n+1) {
 		t.Fatalf("progress at revision %d, want %d", progress[0], n+1)
 	}
+}
+
+// TestWatcherGauges: the watcher gauges count open watchers and streams, and a
+// watcher stuck behind the window counts as slow until it has caught up.
+func TestWatcherGauges(t *testing.T) {
+	st := newStore(t)
+	reg := prometheus.NewRegistry()
+	hub, err := NewHub(Config{Window: 4, ReadBatch: 2, Registerer: reg}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetPublisher(hub)
+	gauge := func(name string) float64 {
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		t.Fatalf("no %s", name)
+		return 0
+	}
+	waitGauge := func(name string, want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); gauge(name) != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s = %v, want %v", name, gauge(name), want)
+			}
+		}
+	}
+	release := make(chan struct{})
+	stream := hub.NewStream(context.Background(), 0, func(r Response) error {
+		if !r.Created {
+			<-release
+		}
+		return nil
+	})
+	for _, id := range []int64{1, 2} {
+		if err := stream.Watch(Request{ID: id, Key: []byte("k"), End: []byte{0}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitGauge("rhizome_watch_watchers", 2)
+	waitGauge("etcd_debugging_mvcc_watcher_total", 2)
+	waitGauge("etcd_debugging_mvcc_watch_stream_total", 1)
+	for i := range 20 {
+		put(t, st, fmt.Sprintf("k%d", i))
+	}
+	release <- struct{}{} // each watcher's first response: then they read on, from the store
+	release <- struct{}{}
+	waitGauge("etcd_debugging_mvcc_slow_watcher_total", 2)
+	close(release)
+	waitGauge("etcd_debugging_mvcc_slow_watcher_total", 0)
+	stream.Cancel(1)
+	waitGauge("rhizome_watch_watchers", 1)
+	stream.Close()
+	waitGauge("etcd_debugging_mvcc_watcher_total", 0)
+	waitGauge("etcd_debugging_mvcc_watch_stream_total", 0)
 }
