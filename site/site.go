@@ -7,13 +7,17 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
+	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
 
 	"github.com/rhizome-kv/rhizome/etcdshim"
 	"github.com/rhizome-kv/rhizome/store"
@@ -28,6 +32,10 @@ type Config struct {
 	DataDir             string
 	ListenClientURLs    []string
 	AdvertiseClientURLs []string // default: the listen URLs
+	// ListenMetricsURLs serve the HTTP endpoints (/metrics, /health, /livez,
+	// /readyz, /version, /rhizome/status, /rhizome/conflicts) on plain http, as
+	// etcd's --listen-metrics-urls. The client URLs serve them too.
+	ListenMetricsURLs []string
 	// Client TLS, as etcd's --cert-file, --key-file, --trusted-ca-file and
 	// --client-cert-auth.
 	CertFile, KeyFile, TrustedCAFile string
@@ -63,8 +71,13 @@ type Config struct {
 	MemoryBudget int64
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
 	UnsafeNoFsync bool
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// Logger receives one line per significant event (see the package doc); its
+	// handler decides text or JSON.
+	Logger *slog.Logger
+	// Registerer receives every component's metrics; /metrics serves Gatherer,
+	// or the Registerer when it is also a Gatherer (a *prometheus.Registry).
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
 }
 
 // DefaultConfig is what `rhizome serve` runs with no flags: like etcd, a data
@@ -111,6 +124,11 @@ func (c Config) Validate() error {
 	case c.PeerClientCertAuth && c.PeerTrustedCAFile == "":
 		return errors.New("site: config: --peer-client-cert-auth needs --peer-trusted-ca-file")
 	}
+	for _, u := range c.ListenMetricsURLs {
+		if secure, _, err := parseURL(u); err != nil || secure {
+			return fmt.Errorf("site: config: --listen-metrics-urls %s: want http://HOST:PORT", u)
+		}
+	}
 	for _, u := range c.ListenPeerURLs {
 		secure, _, err := parseURL(u)
 		if err != nil {
@@ -141,6 +159,12 @@ type Site struct {
 	api       *etcdshim.Server
 	listeners []net.Listener
 	errc      chan error
+
+	closed     atomic.Bool // set by Close: the store is stopped
+	joining    bool        // joins a cluster with no other site's data here yet: not ready until caught up
+	httpSrvs   []*http.Server
+	metricsLns []net.Listener
+	grpcOpts   []grpc.ServerOption // shared by the gRPC servers: their metrics
 
 	// Multi-site only.
 	Sync       *peer.Runner
@@ -176,21 +200,28 @@ func Start(cfg Config) (*Site, error) {
 	if err != nil {
 		return nil, err
 	}
-	hub, err := watch.NewHub(watch.DefaultConfig(), st)
+	wcfg := watch.DefaultConfig()
+	wcfg.Registerer = cfg.Registerer
+	hub, err := watch.NewHub(wcfg, st)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
 	st.SetPublisher(hub)
 
-	s := &Site{cfg: cfg, Store: st, Hub: hub, errc: make(chan error, len(cfg.ListenClientURLs))}
+	s := &Site{cfg: cfg, Store: st, Hub: hub, errc: make(chan error, 3*len(cfg.ListenClientURLs))}
 	fail := func(err error) (*Site, error) {
-		for _, l := range s.listeners {
+		s.closed.Store(true)
+		s.stopHTTP()
+		for _, l := range append(s.listeners, s.metricsLns...) {
 			l.Close()
 		}
 		s.stopSync()
 		st.Close()
 		return nil, err
+	}
+	if err := s.registerMetrics(); err != nil {
+		return fail(err)
 	}
 	tlsCfg, err := cfg.clientTLS()
 	if err != nil {
@@ -213,9 +244,13 @@ func Start(cfg Config) (*Site, error) {
 	ecfg.AdvertiseClientURLs = advertise
 	ecfg.MaxRequestBytes = cfg.MaxRequestBytes
 	ecfg.WatchProgressNotifyInterval = cfg.WatchProgressNotifyInterval
-	ecfg.TLS = tlsCfg
+	// TLS is the listeners' (serveClients): gRPC gets the decrypted stream.
+	// TODO(etcdshim): ecfg.ServerOptions = s.grpcOpts, for gRPC metrics of the
+	// client API, once etcdshim.Config takes server options.
+	ecfg.TLS = nil
 	ecfg.Logger = cfg.Logger
 	if len(cfg.ListenPeerURLs) > 0 {
+		s.joining = len(cfg.Join) > 0 && !holdsOthers(st.VersionVector(), cfg.Name)
 		if err := s.startSync(advertise); err != nil {
 			return fail(err)
 		}
@@ -225,14 +260,52 @@ func Start(cfg Config) (*Site, error) {
 		return fail(err)
 	}
 	for _, l := range s.listeners {
-		go func() { s.errc <- s.api.Serve(l) }()
+		s.serveClients(l, tlsCfg)
 	}
-	cfg.Logger.Info("site serving", "name", cfg.Name, "data-dir", cfg.DataDir, "clients", s.ClientURLs(), "revision", st.Rev())
+	if err := s.serveMetricsURLs(); err != nil {
+		return fail(err)
+	}
+	cfg.Logger.Info("site serving", "name", cfg.Name, "data-dir", cfg.DataDir, "clients", s.ClientURLs(), "metrics", s.MetricsURLs(),
+		"revision", st.Rev(), "joining", s.joining)
 	return s, nil
 }
 
 // StoreDir is where a site keeps its store inside its data directory.
 func StoreDir(dataDir string) string { return filepath.Join(dataDir, "store") }
+
+// holdsOthers reports whether a version vector holds changes of a site but self.
+func holdsOthers(vv map[string]uint64, self string) bool {
+	for o, seq := range vv {
+		if o != self && seq > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// registerMetrics registers the site's own metrics and makes the gRPC server
+// metrics its gRPC servers share.
+func (s *Site) registerMetrics() error {
+	reg := s.cfg.Registerer
+	if reg == nil {
+		return nil
+	}
+	grpcMetrics := grpcprom.NewServerMetrics(grpcprom.WithServerHandlingTimeHistogram())
+	changeLog := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "rhizome_store_changelog_entries",
+		Help: "Changes in the change log not yet collected (held until every counted site has them).",
+	}, func() float64 { return float64(s.Store.LogLen()) })
+	for _, c := range []prometheus.Collector{grpcMetrics, changeLog} {
+		if err := reg.Register(c); err != nil {
+			return fmt.Errorf("site: metrics: %w", err)
+		}
+	}
+	s.grpcOpts = []grpc.ServerOption{
+		grpc.ChainUnaryInterceptor(grpcMetrics.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(grpcMetrics.StreamServerInterceptor()),
+	}
+	return nil
+}
 
 // ClientURLs returns the URLs clients reach the site on (with the real ports when
 // the configuration asked for port 0).
@@ -262,7 +335,12 @@ func (s *Site) Err() <-chan error { return s.errc }
 
 // Close stops serving and closes the store.
 func (s *Site) Close() error {
+	s.closed.Store(true)
+	s.stopHTTP()
 	s.api.GracefulStop()
+	for _, l := range s.listeners {
+		l.Close()
+	}
 	s.stopSync()
 	return s.Store.Close()
 }

@@ -31,7 +31,7 @@ func (s *Site) startSync(clientURLs []string) error {
 	}
 	pcfg := peer.DefaultConfig()
 	pcfg.AntiEntropyInterval = cfg.AntiEntropyInterval
-	pcfg.Logger = cfg.Logger
+	pcfg.Logger, pcfg.Registerer, pcfg.ServerOptions = cfg.Logger, cfg.Registerer, s.grpcOpts
 	if pcfg.ServerTLS, pcfg.ClientTLS, err = cfg.peerTLS(); err != nil {
 		return err
 	}
@@ -45,6 +45,7 @@ func (s *Site) startSync(clientURLs []string) error {
 	gcfg := gossip.DefaultConfig()
 	gcfg.Meta = gossip.Meta{Site: cfg.Name, Cluster: cfg.ClusterToken, PeerAddr: advertise, ClientURLs: clientURLs}
 	gcfg.BindAddr, gcfg.Join, gcfg.Key, gcfg.LAN, gcfg.Logger = cfg.GossipAddr, cfg.Join, cfg.GossipKey, cfg.GossipLAN, cfg.Logger
+	gcfg.Registerer = cfg.Registerer
 	gcfg.OnChange = func() {
 		select {
 		case s.membership <- struct{}{}:
@@ -178,46 +179,4 @@ func (c Config) peerTLS() (server, client *tls.Config, err error) {
 		}
 	}
 	return server, client, nil
-}
-
-// Status is a site's view of the cluster.
-type Status struct {
-	Site          string            `json:"site"`
-	Revision      int64             `json:"revision"`
-	VersionVector map[string]uint64 `json:"versionVector"`
-	LogLen        uint64            `json:"logLen"` // changes not yet collected from the change log
-	Peers         []PeerStatus      `json:"peers"`
-}
-
-// PeerStatus is what a site knows of another.
-type PeerStatus struct {
-	Site        string    `json:"site"`
-	Alive       bool      `json:"alive"`     // gossip's verdict
-	Reachable   bool      `json:"reachable"` // a sync stream is open to it
-	Lacks       uint64    `json:"lacks"`     // changes held here it has not acknowledged
-	LastContact time.Time `json:"lastContact"`
-}
-
-// Status reports the site's revision, version vector and peers.
-func (s *Site) Status() Status {
-	st := Status{Site: s.cfg.Name, Revision: s.Store.Rev(), VersionVector: s.Store.VersionVector(), LogLen: s.Store.LogLen()}
-	if s.Gossip == nil {
-		return st
-	}
-	links := map[string]peer.PeerStatus{}
-	for _, p := range s.Sync.Peers() {
-		links[p.Site] = p
-	}
-	for _, m := range s.Gossip.Members() {
-		if m.Site == s.cfg.Name {
-			continue
-		}
-		l := links[m.Site]
-		last := l.LastContact
-		if seen := s.Gossip.LastSeen(m.Site); seen.After(last) {
-			last = seen
-		}
-		st.Peers = append(st.Peers, PeerStatus{Site: m.Site, Alive: m.Alive, Reachable: l.Connected, Lacks: l.Lacks, LastContact: last})
-	}
-	return st
 }

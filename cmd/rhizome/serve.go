@@ -3,12 +3,10 @@ package main
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rhizome-kv/rhizome/site"
 )
@@ -30,7 +27,7 @@ func runServe(args []string) int {
 	dataDir := fs.String("data-dir", "", "directory for the site's data (default: ${name}.rhizome)")
 	listen := fs.String("listen-client-urls", strings.Join(cfg.ListenClientURLs, ","), "comma-separated URLs to serve clients on")
 	advertise := fs.String("advertise-client-urls", "", "comma-separated client URLs to report to the cluster (default: the listen URLs)")
-	metricsURLs := fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics, /health and /status")
+	metricsURLs := fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics, /health, /livez, /readyz, /version and /rhizome/status (the client URLs serve them too)")
 	fs.StringVar(&cfg.CertFile, "cert-file", "", "client server TLS certificate file")
 	fs.StringVar(&cfg.KeyFile, "key-file", "", "client server TLS key file")
 	fs.StringVar(&cfg.TrustedCAFile, "trusted-ca-file", "", "CA bundle that client certificates must chain to")
@@ -77,6 +74,7 @@ func runServe(args []string) int {
 	}
 	cfg.ListenClientURLs = splitList(*listen)
 	cfg.AdvertiseClientURLs = splitList(*advertise)
+	cfg.ListenMetricsURLs = splitList(*metricsURLs)
 	cfg.ListenPeerURLs = splitList(*listenPeer)
 	cfg.AdvertisePeerURLs = splitList(*advertisePeer)
 	cfg.Join = splitList(*join)
@@ -101,22 +99,6 @@ func runServe(args []string) int {
 		cfg.Logger.Error("cannot start", "err", err)
 		return 1
 	}
-	for _, u := range splitList(*metricsURLs) {
-		addr := strings.TrimPrefix(u, "http://")
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/health", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, `{"health":"true"}`) })
-		mux.HandleFunc("/status", func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "application/json")
-			json.NewEncoder(w).Encode(s.Status())
-		})
-		go func() {
-			if err := http.ListenAndServe(addr, mux); err != nil {
-				cfg.Logger.Error("metrics listener", "url", u, "err", err)
-			}
-		}()
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	code := 0

@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"slices"
@@ -82,7 +83,25 @@ type Engine struct {
 	// snapshots sent so far (their ids), and parts received, by sender.
 	snapshots uint64 // the id of the last snapshot sent
 	incoming  map[string]*incoming
+
+	log      *slog.Logger
+	stats    Stats
+	catching map[string]catchUp // peers this site is catching up from
 }
+
+// Stats counts what an Engine has done since it was made.
+type Stats struct {
+	Merged             uint64 // changes of other sites applied
+	SnapshotsSent      uint64
+	SnapshotsInstalled uint64
+	// CaughtUp is set once this site has held everything some peer reported
+	// holding: a joining site is then bootstrapped.
+	CaughtUp bool
+}
+
+// catchUp is a catch-up under way: when it started, this site lacked Lacked
+// changes the peer held, and had merged Merged changes so far.
+type catchUp struct{ Lacked, Merged uint64 }
 
 // incoming is a snapshot being received.
 type incoming struct {
@@ -94,7 +113,69 @@ type incoming struct {
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
 	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
-		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64()} // ids never repeat across restarts
+		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
+		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp)}
+}
+
+// SetLogger sets where the engine logs catch-ups and snapshots (nowhere by default).
+func (e *Engine) SetLogger(l *slog.Logger) { e.log = l }
+
+// Stats returns what the engine has done so far.
+func (e *Engine) Stats() Stats { return e.stats }
+
+// Sites lists the other sites whose holdings are known, directly or through others.
+func (e *Engine) Sites() []string { return slices.Sorted(maps.Keys(e.rows)) }
+
+// Missing tells, as far as known, how many changes this site holds that site lacks
+// (theyLack) and how many site holds that this one lacks (weLack). Known tells
+// whether site has reported what it holds at all.
+func (e *Engine) Missing(site string) (theyLack, weLack uint64, known bool) {
+	row, ok := e.rows[site]
+	own := e.st.VersionVector()
+	return lacking(row, own, site), lacking(own, row, e.st.Site()), ok
+}
+
+// Row returns the newest vector site is known to have reported (nil if none).
+func (e *Engine) Row(site string) map[string]uint64 { return maps.Clone(e.rows[site]) }
+
+// lacking counts the changes in want that have does not hold, except those of
+// origin self (which the holder of have made: it lacks none of its own).
+func lacking(have, want map[string]uint64, self string) uint64 {
+	var n uint64
+	for o, seq := range want {
+		if o != self && seq > have[o] {
+			n += seq - have[o]
+		}
+	}
+	return n
+}
+
+// startCatchUp notes, on a message carrying a peer's whole vector, before it is
+// handled, whether this site is more than a batch behind the peer: a catch-up
+// from it starts (and is logged).
+func (e *Engine) startCatchUp(peer string) {
+	_, lack, _ := e.Missing(peer)
+	if _, catching := e.catching[peer]; !catching && lack > uint64(e.maxBatch) {
+		e.catching[peer] = catchUp{Lacked: lack, Merged: e.stats.Merged}
+		e.log.Info("peer: catch-up started", "peer", peer, "lacking", lack)
+	}
+}
+
+// endCatchUp notes, once that message is handled, whether this site now holds all
+// the peer holds: a catch-up from it ends (and is logged), and the site is caught
+// up (once is enough for Stats.CaughtUp).
+func (e *Engine) endCatchUp(peer string) {
+	if _, lack, _ := e.Missing(peer); lack > 0 {
+		return
+	}
+	if c, catching := e.catching[peer]; catching {
+		delete(e.catching, peer)
+		e.log.Info("peer: catch-up finished", "peer", peer, "lacked", c.Lacked, "merged", e.stats.Merged-c.Merged)
+	}
+	if !e.stats.CaughtUp {
+		e.stats.CaughtUp = true
+		e.log.Info("peer: caught up with a peer for the first time", "peer", peer)
+	}
 }
 
 // SetCounted sets the sites (this one need not be named) whose holdings decide what
@@ -209,6 +290,13 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	for site, row := range m.Rows {
 		e.observe(site, row)
 	}
+	if m.Kind == KindPull && e.rows[m.From] == nil && m.From != e.st.Site() {
+		e.rows[m.From] = map[string]uint64{} // a Pull's vector is whole: it holds nothing yet
+	}
+	if m.VV != nil || m.Kind == KindPull {
+		e.startCatchUp(m.From)
+		defer e.endCatchUp(m.From)
+	}
 	defer func() {
 		// Until told which sites count, nothing is known to be stable: a
 		// horizon of this site alone would let it collect what others lack.
@@ -313,6 +401,7 @@ func (e *Engine) snapshot(ctx context.Context, to string) ([]Envelope, error) {
 		return nil, err
 	}
 	e.snapshots++
+	e.stats.SnapshotsSent++
 	parts := []*store.Snapshot{{VV: snap.VV, Leases: snap.Leases}}
 	size := 0
 	for _, d := range snap.Docs {
@@ -323,6 +412,7 @@ func (e *Engine) snapshot(ctx context.Context, to string) ([]Envelope, error) {
 		last.Docs = append(last.Docs, d)
 		size += len(d.Key) + len(d.Doc)
 	}
+	e.log.Info("peer: sending snapshot", "peer", to, "id", e.snapshots, "parts", len(parts), "keys", len(snap.Docs), "leases", len(snap.Leases))
 	envs := make([]Envelope, len(parts))
 	for i, p := range parts {
 		envs[i] = Envelope{To: to, Msg: Message{Kind: KindSnapshot, From: e.st.Site(), SnapID: e.snapshots, Part: uint32(i), Parts: uint32(len(parts)), Snap: p}}
@@ -341,6 +431,7 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 		}
 		in = &incoming{id: m.SnapID, parts: make([]*store.Snapshot, m.Parts)}
 		e.incoming[m.From] = in
+		e.log.Info("peer: receiving snapshot", "peer", m.From, "id", m.SnapID, "parts", m.Parts)
 	}
 	if int(m.Part) >= len(in.parts) || in.parts[m.Part] != nil || m.Snap == nil {
 		return nil, nil
@@ -355,19 +446,25 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
 	self := e.st.Site()
+	skip := func(why string) ([]Envelope, error) {
+		e.log.Info("peer: snapshot not installed: a later one will do", "peer", m.From, "id", m.SnapID, "reason", why)
+		return nil, nil
+	}
 	for o, seq := range e.st.VersionVector() {
 		if o != self && seq > snap.VV[o] {
-			return nil, nil // the next anti-entropy round brings a newer one
+			return skip("this site holds more of " + o) // the next anti-entropy round brings a newer one
 		}
 	}
 	if e.st.Collected()[self] > snap.VV[self] {
-		return nil, nil // older than what this site knows every site holds of its own
+		return skip("older than what every site holds of this one")
 	}
 	if err := e.st.InstallSnapshot(ctx, snap); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
-		return nil, nil // a later one will do
+		return skip(err.Error())
 	} else if err != nil {
 		return nil, err
 	}
+	e.stats.SnapshotsInstalled++
+	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases))
 	return []Envelope{e.Pull(m.From)}, nil
 }
 
@@ -380,6 +477,7 @@ func (e *Engine) apply(ctx context.Context, changes []store.Change) (gap bool, e
 		if err != nil {
 			return false, err
 		}
+		e.stats.Merged += uint64(n)
 		vv := e.st.VersionVector()
 		changes = slices.DeleteFunc(changes, func(c store.Change) bool { return c.Seq <= vv[c.Origin] })
 		if n == 0 {

@@ -10,10 +10,10 @@ import (
 	"maps"
 	"net"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -42,12 +42,18 @@ type Config struct {
 	// ServerTLS and ClientTLS, when set, secure peer traffic (mutual TLS when the
 	// server requires client certificates). Without them peers talk in plain text.
 	ServerTLS, ClientTLS *tls.Config
-	Logger               *slog.Logger
+	// ServerOptions are added to the peer gRPC server's (interceptors such as
+	// gRPC's server metrics, shared with the site's other gRPC server).
+	ServerOptions []grpc.ServerOption
+	// Registerer, when set, receives the sync metrics (see the package doc).
+	Registerer prometheus.Registerer
+	Now        func() time.Time // the clock of lags and contact times
+	Logger     *slog.Logger
 }
 
 // DefaultConfig returns WAN-suitable defaults.
 func DefaultConfig() Config {
-	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, Logger: slog.Default()}
+	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, Now: time.Now, Logger: slog.Default()}
 }
 
 // Validate reports the first problem with the configuration.
@@ -57,8 +63,8 @@ func (c Config) Validate() error {
 		return errors.New("peer: config: AntiEntropyInterval must be positive")
 	case c.MaxBatch < 1:
 		return errors.New("peer: config: MaxBatch must be at least 1")
-	case c.Logger == nil:
-		return errors.New("peer: config: Logger is required")
+	case c.Logger == nil || c.Now == nil:
+		return errors.New("peer: config: Logger and Now are required")
 	}
 	return nil
 }
@@ -70,12 +76,16 @@ type Runner struct {
 	st     LiveStore
 	server *grpc.Server
 
-	mu     sync.Mutex // guards engine and vvSent
+	mu     sync.Mutex // guards engine, vvSent and history
 	engine *Engine
 	// vvSent is when each peer was last told this site's version vector: pushes
 	// carry it at most every vvEvery, so peers learn soon what is stable without
 	// a vector in every small message.
 	vvSent map[string]time.Time
+	// history is when this site's vector reached which values: a peer's lag.
+	history vvLog
+
+	sentBytes, receivedBytes *prometheus.CounterVec
 
 	peersMu sync.Mutex
 	peers   map[string]*link // by site name
@@ -103,9 +113,15 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), vvSent: map[string]time.Time{}, peers: map[string]*link{}, ctx: ctx, cancel: cancel}
+	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), vvSent: map[string]time.Time{}, peers: map[string]*link{}, ctx: ctx, cancel: cancel,
+		history: vvLog{max: historySamples, merge: historyMerge}}
+	r.engine.SetLogger(cfg.Logger)
+	if err := r.registerMetrics(); err != nil {
+		cancel()
+		return nil, err
+	}
 	opts := []grpc.ServerOption{
-		grpc.ForceServerCodec(codec{}),
+		grpc.ForceServerCodec(codec{received: func(from string, n int) { r.receivedBytes.WithLabelValues(from).Add(float64(n)) }}),
 		// Batches and snapshot parts may exceed gRPC's 4 MiB default.
 		grpc.MaxRecvMsgSize(maxMessageBytes),
 		// Pings find a peer that vanished behind a silent network cut in seconds,
@@ -116,7 +132,7 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 	if cfg.ServerTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
 	}
-	r.server = grpc.NewServer(opts...)
+	r.server = grpc.NewServer(append(opts, cfg.ServerOptions...)...)
 	r.server.RegisterService(&serviceDesc, r)
 	r.wg.Add(1)
 	go r.loop()
@@ -162,40 +178,62 @@ func (r *Runner) SetCounted(sites []string) {
 	r.engine.SetCounted(sites)
 }
 
-// PeerStatus is what this site knows of a peer.
-type PeerStatus struct {
+// SiteSync is what this site knows of another site's sync.
+type SiteSync struct {
 	Site        string
-	Addr        string
-	Connected   bool      // an outgoing stream is open
-	LastContact time.Time // a message last arrived from it
-	// Lacks counts the changes this site holds that the peer has not
-	// acknowledged holding (nor been sent yet).
-	Lacks uint64
+	Addr        string    // its peer address, if it is a peer now
+	Connected   bool      // an outgoing stream to it is open
+	LastContact time.Time // a message last arrived from it (zero: not since start)
+	// Reported says whether the site has told (directly or through another)
+	// what it holds; the counts below are as of its newest report.
+	Reported bool
+	TheyLack uint64 // changes held here that it does not hold
+	WeLack   uint64 // changes it holds that are not here
+	// Lag is how long this site has held the oldest change the site lacks
+	// (0 when it lacks none).
+	Lag time.Duration
 }
 
-// Peers reports the peers' link state, in site order.
-func (r *Runner) Peers() []PeerStatus {
-	vv := r.st.VersionVector()
+// Sites reports every other site that is a peer now or has reported what it
+// holds, in site order.
+func (r *Runner) Sites() []SiteSync {
+	now := r.cfg.Now()
+	byName := map[string]*SiteSync{}
 	r.mu.Lock()
-	sent := map[string]map[string]uint64{}
-	for p, v := range r.engine.sent {
-		sent[p] = maps.Clone(v)
+	r.history.add(now, r.st.VersionVector())
+	for _, site := range r.engine.Sites() {
+		ss := &SiteSync{Site: site}
+		ss.TheyLack, ss.WeLack, ss.Reported = r.engine.Missing(site)
+		if at, ok := r.history.since(site, r.engine.Row(site)); ok && ss.TheyLack > 0 {
+			ss.Lag = now.Sub(at)
+		}
+		byName[site] = ss
 	}
 	r.mu.Unlock()
 	r.peersMu.Lock()
-	defer r.peersMu.Unlock()
-	var out []PeerStatus
 	for name, l := range r.peers {
-		ps := PeerStatus{Site: name, Addr: l.addr, Connected: l.connected, LastContact: l.lastContact}
-		for o, seq := range vv {
-			if o != name && seq > sent[name][o] {
-				ps.Lacks += seq - sent[name][o]
-			}
+		ss := byName[name]
+		if ss == nil {
+			ss = &SiteSync{Site: name}
+			byName[name] = ss
 		}
-		out = append(out, ps)
+		ss.Addr, ss.Connected, ss.LastContact = l.addr, l.connected, l.lastContact
 	}
-	slices.SortFunc(out, func(a, b PeerStatus) int { return strings.Compare(a.Site, b.Site) })
+	r.peersMu.Unlock()
+	out := make([]SiteSync, 0, len(byName))
+	for _, name := range slices.Sorted(maps.Keys(byName)) {
+		if name != r.st.Site() {
+			out = append(out, *byName[name])
+		}
+	}
 	return out
+}
+
+// Stats returns what the protocol has done since start (Engine.Stats).
+func (r *Runner) Stats() Stats {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.engine.Stats()
 }
 
 // Close stops serving and sending.
@@ -222,6 +260,9 @@ func (r *Runner) loop() {
 		case <-r.ctx.Done():
 			return
 		case <-logged:
+			r.mu.Lock()
+			r.history.add(r.cfg.Now(), r.st.VersionVector())
+			r.mu.Unlock()
 			r.pushAll()
 		case <-tick.C:
 			for _, name := range r.peerNames() {
@@ -314,7 +355,8 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 }
 
 func (r *Runner) stream(ctx context.Context, name string, l *link, creds credentials.TransportCredentials) error {
-	conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
+	sent := r.sentBytes.WithLabelValues(name)
+	conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{sent: func(n int) { sent.Add(float64(n)) }})),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
 	if err != nil {
 		return err
@@ -333,6 +375,9 @@ func (r *Runner) stream(ctx context.Context, name string, l *link, creds credent
 		case m := <-l.out:
 			if err := s.SendMsg(&m); err != nil {
 				return err
+			}
+			if m.Kind == KindSnapshot && m.Part+1 == m.Parts {
+				r.cfg.Logger.Info("peer: snapshot sent", "peer", name, "id", m.SnapID, "parts", m.Parts)
 			}
 		}
 	}
@@ -356,7 +401,7 @@ func (r *Runner) deliver(stream grpc.ServerStream) error {
 		}
 		r.peersMu.Lock()
 		if l := r.peers[m.From]; l != nil {
-			l.lastContact = time.Now()
+			l.lastContact = r.cfg.Now()
 		}
 		r.peersMu.Unlock()
 		r.mu.Lock()

@@ -11,25 +11,37 @@ import (
 )
 
 // codec is the gRPC codec of the peer protocol: Messages in a small binary form
-// (no protobuf: the protocol is ours and two messages long).
-type codec struct{}
+// (no protobuf: the protocol is ours and two messages long). Its optional hooks
+// count the bytes encoded and decoded (gRPC's framing aside).
+type codec struct {
+	sent     func(n int)
+	received func(from string, n int)
+}
 
 func (codec) Name() string { return "rhizome-peer" }
 
-func (codec) Marshal(v any) ([]byte, error) {
+func (c codec) Marshal(v any) ([]byte, error) {
 	m, ok := v.(*Message)
 	if !ok {
 		return nil, fmt.Errorf("peer: cannot encode %T", v)
 	}
-	return m.encode(), nil
+	b := m.encode()
+	if c.sent != nil {
+		c.sent(len(b))
+	}
+	return b, nil
 }
 
-func (codec) Unmarshal(data []byte, v any) error {
+func (c codec) Unmarshal(data []byte, v any) error {
 	m, ok := v.(*Message)
 	if !ok {
 		return fmt.Errorf("peer: cannot decode into %T", v)
 	}
-	return m.decode(data)
+	err := m.decode(data)
+	if err == nil && c.received != nil {
+		c.received(m.From, len(data))
+	}
+	return err
 }
 
 const wireVersion = 3
