@@ -29,6 +29,7 @@ type endpointFlags struct {
 
 func (f *endpointFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.endpoints, "endpoints", "127.0.0.1:2379", "comma-separated client URLs (or HOST:PORT) of a site, as etcdctl's; the first that answers is used")
+	fs.StringVar(&f.endpoints, "metrics-url", f.endpoints, "same as --endpoints: a site's --listen-metrics-urls serve the same endpoints")
 	fs.StringVar(&f.cacert, "cacert", "", "CA bundle to verify the site's TLS certificate")
 	fs.StringVar(&f.cert, "cert", "", "client certificate, for a site that requires one")
 	fs.StringVar(&f.key, "key", "", "client certificate's key")
