@@ -11,7 +11,6 @@ import (
 	"net"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -215,30 +214,51 @@ func (g *Gossip) run() {
 	}
 }
 
-// refresh records memberlist's view of every member: suspicion raises no event.
+// refresh re-reads, for every site memberlist counts alive, whether it answers this
+// site's probes (memberlist raises no event on suspicion) and notes it seen. It
+// reads gossip's own record: the nodes memberlist hands out may change under a
+// reader, except inside its event callbacks.
 func (g *Gossip) refresh() {
-	for _, n := range g.list.Members() {
-		g.record(n, false)
+	type change struct{ m, prev Member }
+	var changes []change
+	now := g.cfg.Now()
+	g.mu.Lock()
+	for name, m := range g.sites {
+		if !m.Alive || name == g.cfg.Meta.Site {
+			continue
+		}
+		prev := *m
+		m.State = StateAlive
+		if now.Sub(g.acked[name]) > time.Duration(len(g.sites))*g.probeInterval+g.probeTimeout {
+			m.State = StateSuspect
+		} else {
+			m.LastSeen = now
+		}
+		if m.State != prev.State {
+			changes = append(changes, change{*m, prev})
+		}
+	}
+	g.mu.Unlock()
+	for _, c := range changes {
+		g.logChange(c.m, c.prev)
 	}
 }
 
 // reconnect contacts the sites that are known but not alive.
 func (g *Gossip) reconnect() {
-	alive := map[string]bool{}
-	for _, n := range g.list.Members() {
-		if n.State == memberlist.StateAlive {
-			alive[n.Name] = true
-		}
-	}
+	alive := 0
 	var addrs []string
 	g.mu.Lock()
 	for site, m := range g.sites {
-		if !alive[site] && site != g.cfg.Meta.Site {
+		switch {
+		case m.Alive:
+			alive++
+		case site != g.cfg.Meta.Site:
 			addrs = append(addrs, m.Addr)
 		}
 	}
 	g.mu.Unlock()
-	if len(alive) <= 1 {
+	if alive <= 1 {
 		addrs = append(addrs, g.cfg.Join...)
 	}
 	if len(addrs) > 0 {
@@ -254,21 +274,21 @@ func (g *Gossip) Join(addrs []string) error {
 	return err
 }
 
-// Members lists the sites of this cluster that memberlist knows, this one included.
+// Members lists the sites of this cluster that memberlist counts alive (suspect
+// included), this one too, in name order.
 func (g *Gossip) Members() []Member {
 	var out []Member
-	for _, n := range g.list.Members() {
-		if m, ok := g.member(n, false); ok {
+	for _, m := range g.Sites() {
+		if m.Alive {
 			out = append(out, m)
 		}
 	}
-	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Site, b.Site) })
 	return out
 }
 
 // member reads a memberlist node, gone if memberlist has declared it dead or left;
-// false if it is not of this cluster. A member memberlist lists is Alive (it may
-// be suspect: memberlist still counts it).
+// false if it is not of this cluster. Call it only from memberlist's event
+// callbacks, where the node does not change under the reader.
 func (g *Gossip) member(n *memberlist.Node, gone bool) (Member, bool) {
 	var meta Meta
 	if json.Unmarshal(n.Meta, &meta) != nil || meta.Cluster != g.cfg.Meta.Cluster || meta.Site != n.Name {
@@ -280,20 +300,8 @@ func (g *Gossip) member(n *memberlist.Node, gone bool) (Member, bool) {
 		m.State = StateLeft
 	case gone:
 		m.State = StateDead
-	case meta.Site != g.cfg.Meta.Site && g.unanswered(meta.Site):
-		m.State = StateSuspect
 	}
 	return m, true
-}
-
-// unanswered reports whether a site has not answered this site's direct probes for
-// a probe round and a timeout. (Probes answered only indirectly or over TCP do not
-// count: memberlist reports no others, and keeps its own suspicion to itself.)
-func (g *Gossip) unanswered(site string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	last, ok := g.acked[site]
-	return ok && g.cfg.Now().Sub(last) > time.Duration(len(g.sites))*g.probeInterval+g.probeTimeout
 }
 
 // Sites lists every site of the cluster heard of since this process started, this
@@ -394,16 +402,16 @@ func (g *Gossip) record(n *memberlist.Node, gone bool) {
 	if prev == nil || prev.Alive != m.Alive {
 		g.acked[m.Site] = now // probes start anew
 	}
-	g.sites[m.Site] = &m
-	g.mu.Unlock()
-	if m.Site == g.cfg.Meta.Site {
-		return
-	}
 	was := Member{}
 	if prev != nil {
 		was = *prev
 	}
-	g.logChange(m, was)
+	stored := m // refresh updates the record in place, under g.mu
+	g.sites[m.Site] = &stored
+	g.mu.Unlock()
+	if m.Site != g.cfg.Meta.Site {
+		g.logChange(m, was)
+	}
 }
 
 // logChange writes one line when a site's state changes (was is the zero Member
