@@ -71,3 +71,46 @@ func TestMissingAndStats(t *testing.T) {
 		}
 	}
 }
+
+// TestSnapshotStats: a site that joins after the others collected their logs is
+// sent a snapshot and installs it; both ends count it, the joiner logs receiving
+// and installing it, and is then caught up.
+func TestSnapshotStats(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(1)
+	a, b := openStore(t, "a"), openStore(t, "b")
+	ea, eb := NewEngine(a, 50), NewEngine(b, 50)
+	net.Add("a", ea)
+	net.Add("b", eb)
+	for i := range 100 {
+		put(t, a, fmt.Sprintf("/a/%d", i%20), fmt.Sprintf(`{"v":"%d"}`, i))
+	}
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	net.Tick()
+	net.Drain(ctx, 1000)
+	waitCollected(t, a)
+	waitCollected(t, b)
+
+	c := openStore(t, "c")
+	ec := NewEngine(c, 50)
+	var log bytes.Buffer
+	ec.SetLogger(slog.New(slog.NewTextHandler(&log, nil)))
+	net.Add("c", ec)
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, a, b, c)
+	if got := ec.Stats(); got.SnapshotsInstalled == 0 || !got.CaughtUp {
+		t.Fatalf("c's stats after joining: %+v", got)
+	}
+	if sent := ea.Stats().SnapshotsSent + eb.Stats().SnapshotsSent; sent == 0 {
+		t.Fatal("no snapshot counted as sent")
+	}
+	for _, line := range []string{"peer: receiving snapshot", "peer: snapshot installed"} {
+		if !strings.Contains(log.String(), line) {
+			t.Errorf("c's log lacks %q:\n%s", line, log.String())
+		}
+	}
+}
