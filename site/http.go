@@ -16,11 +16,6 @@ import (
 	"github.com/rhizome-kv/rhizome/etcdshim"
 )
 
-// quotaAlarm is what /health asks the store, when the store provides it: whether
-// its space quota alarm (etcd's NOSPACE) is raised. (Asked by type assertion so
-// the site builds with a store that has no quota yet.)
-type quotaAlarm interface{ NoSpace() bool }
-
 // handler serves the site's HTTP endpoints, on the metrics URLs and on every client
 // URL beside gRPC:
 //
@@ -128,7 +123,7 @@ func (s *Site) serveHealth(w http.ResponseWriter, r *http.Request) {
 	reason := ""
 	if err := s.storeErr(); err != nil {
 		reason = err.Error()
-	} else if a, ok := any(s.Store).(quotaAlarm); ok && a.NoSpace() {
+	} else if s.Store.NoSpace() {
 		reason = "ALARM NOSPACE"
 	}
 	if reason != "" {

@@ -84,6 +84,19 @@ func TestEndpointsBesideGRPC(t *testing.T) {
 			t.Errorf("%s/rhizome/conflicts: %d %s", base, code, body)
 		}
 	}
+	// Under the NOSPACE alarm /health is false, as etcd's.
+	if err := s.Store.RaiseNoSpace(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := httpGet(t, http.DefaultClient, s.ClientURLs()[0]+"/health"); code != http.StatusServiceUnavailable || !strings.Contains(body, "NOSPACE") {
+		t.Errorf("/health under NOSPACE: %d %s", code, body)
+	}
+	if _, err := s.Store.DisarmNoSpace(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := httpGet(t, http.DefaultClient, s.ClientURLs()[0]+"/health"); code != http.StatusOK {
+		t.Errorf("/health with the alarm disarmed: %d %s", code, body)
+	}
 	// Closed, the store is stopped: /health and /livez say so.
 	s.Close()
 	for path, want := range map[string]string{"/health": `"health": "false"`, "/livez": "[-]store failed"} {
