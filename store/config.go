@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rhizome-kv/rhizome/crdt"
 )
 
 // Config configures a Store.
@@ -60,7 +62,15 @@ type Config struct {
 	// (Failpoint* constants); an error it returns fails the commit there, as a
 	// crash would, and stops the store. Tests only: nil in production.
 	Failpoint func(name string) error
-	// Now reads the clock (lease expiry). Injected so tests control time.
+	// Validator checks the value every merge of a key's document yields (for
+	// Kubernetes objects, the API's own validation): a merge it rejects shows one
+	// side's whole value and records a conflict (crdt.Validator). nil validates
+	// nothing. The store gives this one validator to every document it creates or
+	// decodes (Store.openDoc), before any change is applied to it; every site of a
+	// cluster must run the same one, or their values may differ.
+	Validator crdt.Validator
+	// Now reads the clock: lease expiry, and the time a conflict is recorded.
+	// Injected so tests control time.
 	Now func() time.Time
 	// Logger receives the store's logs.
 	Logger *slog.Logger

@@ -100,7 +100,7 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	leaseOf := make(map[string]int64, len(snap.Docs))
 	for _, sd := range snap.Docs {
 		raw[string(sd.Key)] = sd.Doc
-		d, err := crdt.DecodeDoc(sd.Doc)
+		d, err := s.openDoc(sd.Doc)
 		if err != nil {
 			return fmt.Errorf("store: snapshot document %q: %w", sd.Key, err)
 		}
@@ -121,7 +121,7 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		if err != nil {
 			return err
 		}
-		if err := canRedo(redo, raw); err != nil {
+		if err := s.canRedo(redo, raw); err != nil {
 			return err
 		}
 		tx.mutated = true
@@ -149,7 +149,7 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 			}
 		}
 		for _, key := range gone {
-			if err := tx.takeDoc(key, &crdt.Doc{}, 0); err != nil {
+			if err := tx.takeDoc(key, tx.s.newDoc(), 0); err != nil {
 				return err
 			}
 			tx.writes = append(tx.writes, write{key: docKey(key), delete: true})
@@ -196,7 +196,7 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 var ErrSnapshotBehind = errors.New("store: snapshot lacks what this site's own changes build on")
 
 // canRedo tries this site's own changes on copies of the snapshot's documents.
-func canRedo(redo []Change, raw map[string][]byte) error {
+func (s *Store) canRedo(redo []Change, raw map[string][]byte) error {
 	trial := map[string]*crdt.Doc{}
 	for _, c := range redo {
 		if len(c.Key) == 0 || len(c.Body) == 0 {
@@ -204,12 +204,9 @@ func canRedo(redo []Change, raw map[string][]byte) error {
 		}
 		d := trial[string(c.Key)]
 		if d == nil {
-			d = &crdt.Doc{}
-			if b, ok := raw[string(c.Key)]; ok {
-				var err error
-				if d, err = crdt.DecodeDoc(b); err != nil {
-					return err
-				}
+			var err error
+			if d, err = s.openDoc(raw[string(c.Key)]); err != nil {
+				return err
 			}
 			trial[string(c.Key)] = d
 		}

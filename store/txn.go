@@ -196,16 +196,35 @@ func (tx *WriteTxn) doc(key []byte) (*crdt.Doc, error) {
 		if err != nil {
 			return nil, err
 		}
-		d = &crdt.Doc{}
-		if raw != nil {
-			if d, err = crdt.DecodeDoc(raw); err != nil {
-				return nil, fmt.Errorf("store: document %q: %w", key, err)
-			}
+		if d, err = tx.s.openDoc(raw); err != nil {
+			return nil, fmt.Errorf("store: document %q: %w", key, err)
 		}
 	}
 	tx.dirty[k] = d
 	tx.s.docs.pin(k, d)
 	return d, nil
+}
+
+// openDoc returns the document encoded in raw (newDoc when raw is nil),
+// checked by the configured Validator. Every document the store applies changes
+// to is made here, so all of them merge by the same rules.
+func (s *Store) openDoc(raw []byte) (*crdt.Doc, error) {
+	if raw == nil {
+		return s.newDoc(), nil
+	}
+	d, err := crdt.DecodeDoc(raw)
+	if err != nil {
+		return nil, err
+	}
+	d.SetValidator(s.cfg.Validator)
+	return d, nil
+}
+
+// newDoc returns an empty document checked by the configured Validator.
+func (s *Store) newDoc() *crdt.Doc {
+	d := &crdt.Doc{}
+	d.SetValidator(s.cfg.Validator)
+	return d
 }
 
 // stamp advances the Lamport clock for a change made here.
