@@ -56,6 +56,9 @@ type Config struct {
 	QuotaBackendBytes int64
 	// SizeCheckInterval is how often the store's size is measured on disk.
 	SizeCheckInterval time.Duration
+	// MaxConflicts bounds the conflict records kept (Store.Conflicts): the latest
+	// this many, of all keys; older ones are dropped as new ones are recorded.
+	MaxConflicts int
 	// MaxBatch bounds how many requests share one commit.
 	MaxBatch int
 	// Failpoint, when set, is called at the named points of the commit path
@@ -78,6 +81,9 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultMaxConflicts is how many conflict records a store keeps by default.
+const DefaultMaxConflicts = 10000
+
 // Memory budget bounds (Config.MemoryBudget).
 const (
 	DefaultMemoryBudget = 128 << 20
@@ -98,6 +104,7 @@ func DefaultConfig() Config {
 		DocCacheSize:       10000,
 		RebaseEdits:        64,
 		MaxBatch:           1000,
+		MaxConflicts:       DefaultMaxConflicts,
 		MemoryBudget:       DefaultMemoryBudget,
 		Now:                time.Now,
 		Logger:             slog.Default(),
@@ -117,6 +124,8 @@ func (c Config) Validate() error {
 		return errors.New("store: config: LeaseCheckInterval, GCInterval and SizeCheckInterval must be positive")
 	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
 		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
+	case c.MaxConflicts < 1:
+		return fmt.Errorf("store: config: MaxConflicts %d < 1", c.MaxConflicts)
 	case c.MemoryBudget < MinMemoryBudget:
 		return fmt.Errorf("store: config: MemoryBudget %d is below %d bytes", c.MemoryBudget, MinMemoryBudget)
 	case c.Now == nil || c.Logger == nil:

@@ -22,6 +22,12 @@
 // holds what goes; a site alone writes no change log at all. A site that lacks
 // collected changes installs a Snapshot of another site's state.
 //
+// Merges follow crdt's rules with the one Config.Validator given to every document
+// the store opens. Each conflict a merge resolves (concurrent creates, validation
+// fallbacks) is recorded in the same commit with its kind, winning and losing
+// writes (their sites) and this site's time, the latest Config.MaxConflicts kept
+// and listed by Conflicts, counted in rhizome_conflicts_total{kind} and logged.
+//
 // A store directory belongs to one site: the first Open records the site's name and
 // later Opens under another name fail with ErrOtherSite. OpenBackup takes one
 // consistent read view of everything (writers go on) and writes it as a backup

@@ -14,7 +14,8 @@ const (
 	prefixVV        = 'v' // v | site                      -> highest contiguous seq
 	prefixLease     = 'l' // l | id(8)                     -> lease record
 	prefixMeta      = 'm' // m | name                      -> meta value
-	prefixConflict  = 'x' // x | key                       -> latest conflict resolved
+	prefixConflict  = 'x' // x | key                       -> a key's latest concurrent create (old stores; read only)
+	prefixConflicts = 'y' // y | seq(8)                    -> a conflict recorded (conflict.go)
 	prefixCollected = 'g' // g | site                      -> change log collected up to this seq
 	prefixStaged    = 's' // s | rev(8) | key              -> document of a commit written in parts
 	prefixDefrag    = 'z' // z                             -> written and dropped by Defragment

@@ -4,13 +4,15 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rhizome-kv/rhizome/crdt"
 )
 
 // metrics are the store's Prometheus instruments, registered on the Registerer
 // given in Config (none when it is nil). Where etcd measures the same thing the
 // name is etcd's (server/storage/mvcc/metrics.go, backend/metrics.go,
 // storage/metrics.go), so etcd dashboards and alerts read them; the rest are
-// rhizome_store_*.
+// rhizome_store_*, but for rhizome_conflicts_total, which is the cluster's.
 type metrics struct {
 	commitSeconds prometheus.Histogram
 	defragSeconds prometheus.Histogram
@@ -21,7 +23,7 @@ type metrics struct {
 	leasesExpired prometheus.Counter
 	compactedRevs prometheus.Counter
 	opaqueKube    prometheus.Counter
-	conflicts     prometheus.Counter
+	conflicts     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -56,8 +58,12 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		compactedRevs: counter("etcd_debugging", "mvcc", "db_compaction_keys_total", "Total number of db keys compacted."),
 		opaqueKube: counter("rhizome", "store", "opaque_kubernetes_values_total",
 			"Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field)."),
-		conflicts: counter("rhizome", "store", "conflicts_total",
-			"Concurrent creates of one key resolved by keeping one incarnation whole."),
+		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rhizome", Name: "conflicts_total",
+			Help: "Conflicts recorded, by how they were resolved: concurrent-create (one incarnation of a key kept whole) or validation (a merge the Validator rejected; one side's whole value kept)."},
+			[]string{"kind"}),
+	}
+	for _, k := range []crdt.ConflictKind{crdt.ConcurrentCreate, crdt.Validation} {
+		m.conflicts.WithLabelValues(k.String()) // listed at 0 before the first
 	}
 	if reg != nil {
 		reg.MustRegister(m.commitSeconds, m.defragSeconds, m.backupSeconds, m.batchSize, m.puts, m.deletes, m.ranges, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
@@ -96,8 +102,8 @@ func timer(h prometheus.Histogram) func() {
 	return func() { h.Observe(time.Since(start).Seconds()) }
 }
 
-func (m *metrics) batch(n int)      { m.batchSize.Observe(float64(n)) }
-func (m *metrics) leaseExpired()    { m.leasesExpired.Inc() }
-func (m *metrics) compacted(n int)  { m.compactedRevs.Add(float64(n)) }
-func (m *metrics) opaqueKubeValue() { m.opaqueKube.Inc() }
-func (m *metrics) conflict()        { m.conflicts.Inc() }
+func (m *metrics) batch(n int)                  { m.batchSize.Observe(float64(n)) }
+func (m *metrics) leaseExpired()                { m.leasesExpired.Inc() }
+func (m *metrics) compacted(n int)              { m.compactedRevs.Add(float64(n)) }
+func (m *metrics) opaqueKubeValue()             { m.opaqueKube.Inc() }
+func (m *metrics) conflict(k crdt.ConflictKind) { m.conflicts.WithLabelValues(k.String()).Inc() }

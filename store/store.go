@@ -33,11 +33,14 @@ type Store struct {
 	committed atomic.Int64 // newest durable revision: what readers see
 
 	// Committer-owned state.
-	rev   int64     // newest applied revision (>= committed)
-	clock uint64    // Lamport clock for crdt stamps
-	docs  *docCache // decoded key documents
-	fail  error     // set when a commit failed: the store refuses further writes
-	reqs  chan *request
+	rev   int64  // newest applied revision (>= committed)
+	clock uint64 // Lamport clock for crdt stamps
+	// conflictSeq numbers the last conflict record written (conflict.go); owned
+	// by the committer.
+	conflictSeq uint64
+	docs        *docCache // decoded key documents
+	fail        error     // set when a commit failed: the store refuses further writes
+	reqs        chan *request
 
 	leases *leases
 
@@ -135,6 +138,10 @@ func Open(cfg Config) (*Store, error) {
 	if err := s.recover(); err != nil {
 		db.Close()
 		return nil, err
+	}
+	if err := s.loadConflicts(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("store: load conflicts: %w", err)
 	}
 	if err := s.loadNoSpace(); err != nil {
 		db.Close()

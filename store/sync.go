@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -25,13 +24,6 @@ type Change struct {
 	Key    []byte // empty for a lease granted or revoked
 	Lease  int64  // the lease the key was attached to at its origin
 	Body   []byte
-}
-
-// Conflict records that two sites created the same key concurrently.
-type Conflict struct {
-	Key    []byte
-	Winner crdt.Stamp // the incarnation that stands
-	Loser  crdt.Stamp
 }
 
 // VersionVector returns, per origin site, the highest sequence number up to which
@@ -140,7 +132,7 @@ func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	conflicts := len(doc.Conflicts())
+	conflicts := doc.ConflictCount()
 	changed, err := doc.Apply(change)
 	if errors.Is(err, crdt.ErrMissingDependency) {
 		return false, nil // its causes have not arrived yet
@@ -162,9 +154,7 @@ func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
 	if err := tx.tidy(c.Key, doc, lease); err != nil {
 		return true, err
 	}
-	if cs := doc.Conflicts(); len(cs) > conflicts {
-		tx.recordConflict(c.Key, doc.Incarnation(), cs[len(cs)-1])
-	}
+	tx.recordConflicts(c.Key, doc, conflicts)
 	if !changed {
 		return true, nil
 	}
@@ -202,37 +192,6 @@ func (tx *WriteTxn) reattach(c Change, record bool) error {
 		return err
 	}
 	return tx.indexPut(ki, kv.Value, c.Lease)
-}
-
-func (tx *WriteTxn) recordConflict(key []byte, winner, loser crdt.Stamp) {
-	tx.s.metrics.conflict()
-	tx.s.log.Warn("concurrent creates of one key: one incarnation wins whole",
-		"key", string(key), "winner", winner.String(), "loser", loser.String())
-	v := crdt.Change{Op: crdt.OpCreate, Inc: winner, Epoch: loser}.Encode() // two stamps, reusing the codec
-	tx.writes = append(tx.writes, write{key: append([]byte{prefixConflict}, key...), value: v})
-}
-
-// Conflicts lists the keys whose concurrent creates were resolved by dropping an
-// incarnation (the latest such resolution per key), in key order.
-func (s *Store) Conflicts() ([]Conflict, error) {
-	var out []Conflict
-	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(iteratorPrefix(prefixConflict))
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			c, err := crdt.DecodeChange(v)
-			if err != nil {
-				return err
-			}
-			out = append(out, Conflict{Key: slices.Clone(it.Item().Key()[1:]), Winner: c.Inc, Loser: c.Epoch})
-		}
-		return nil
-	})
-	return out, err
 }
 
 // A change-log entry: len(key) (4 bytes), key, lease (8 bytes), body.

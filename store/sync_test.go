@@ -8,6 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dgraph-io/badger/v4"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/rhizome-kv/rhizome/crdt"
 )
 
@@ -94,5 +97,76 @@ func TestValidatorOnMerge(t *testing.T) {
 		if !ok || notBoth(kv.Value) != nil || !bytes.Contains(kv.Value, []byte(`"x":1`)) {
 			t.Fatalf("merged value %s: want one side's whole object", kv.Value)
 		}
+	}
+
+	// Each conflict is recorded by the sites that saw it, with kind, both writes' sites and time.
+	for _, s := range []*Store{a, b} {
+		checkConflicts(t, s, crdt.Validation, 1)
+	}
+}
+
+func TestConcurrentCreateConflict(t *testing.T) {
+	a, b := openSite(t, "a", nil), openSite(t, "b", nil)
+	put(t, a, "k", `{"from":"a"}`)
+	put(t, b, "k", `{"from":"b"}`)
+	put(t, a, "j", `{"from":"a"}`)
+	put(t, b, "j", `{"from":"b"}`)
+	exchange(t, a, b)
+	mustEqual(t, a, b)
+	checkConflicts(t, b, crdt.ConcurrentCreate, 2)
+
+	// Bounded: the latest MaxConflicts are kept, across a restart.
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Site, cfg.Replicated, cfg.MaxConflicts = dir, "c", true, 1
+	c, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	exchange(t, a, c)
+	if cs, err := c.Conflicts(); err != nil || len(cs) != 1 || string(cs[0].Key) != "j" {
+		t.Fatalf("conflicts kept with MaxConflicts 1: %+v, %v", cs, err)
+	}
+	c.Close()
+	if c, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if cs, err := c.Conflicts(); err != nil || len(cs) != 1 || c.conflictSeq != 2 {
+		t.Fatalf("after reopen: conflicts %+v (%v), sequence %d, want the latest and 2", cs, err, c.conflictSeq)
+	}
+}
+
+// checkConflicts asserts s recorded n conflicts of kind between sites a and b,
+// and counted them in the metric.
+func checkConflicts(t *testing.T, s *Store, kind crdt.ConflictKind, n int) {
+	t.Helper()
+	cs, err := s.Conflicts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != n {
+		t.Fatalf("site %s recorded %d conflicts, want %d: %+v", s.Site(), len(cs), n, cs)
+	}
+	for _, c := range cs {
+		sites := c.Winner.Site + c.Loser.Site
+		if c.Kind != kind || (sites != "ab" && sites != "ba") || c.Time.IsZero() || len(c.Key) == 0 {
+			t.Fatalf("site %s conflict %+v: want %s between a and b, with time", s.Site(), c, kind)
+		}
+	}
+	if got := testutil.ToFloat64(s.metrics.conflicts.WithLabelValues(kind.String())); got != float64(n) {
+		t.Fatalf("site %s rhizome_conflicts_total{kind=%q} = %v, want %d", s.Site(), kind, got, n)
+	}
+}
+
+func TestOldConflictRecordsStillListed(t *testing.T) {
+	s := openSite(t, "a", nil)
+	old := crdt.Change{Op: crdt.OpCreate, Inc: crdt.Stamp{Counter: 3, Site: "b"}, Epoch: crdt.Stamp{Counter: 3, Site: "a"}}.Encode()
+	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("xk"), old) }); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := s.Conflicts()
+	if err != nil || len(cs) != 1 || string(cs[0].Key) != "k" || cs[0].Kind != crdt.ConcurrentCreate || cs[0].Winner.Site != "b" || cs[0].Loser.Site != "a" {
+		t.Fatalf("old record listed as %+v, %v", cs, err)
 	}
 }

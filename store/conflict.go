@@ -1,0 +1,162 @@
+package store
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// Conflict is one conflict the store recorded while merging a change from
+// another site: which write won, which lost (their stamps name the writing
+// sites), how it was resolved, and when this site recorded it. Which site
+// records a conflict depends on the order changes arrive; the merged value never
+// does.
+type Conflict struct {
+	Key    []byte
+	Kind   crdt.ConflictKind // concurrent-create or validation
+	Winner crdt.Stamp        // the incarnation or write that stands
+	Loser  crdt.Stamp        // the one dropped
+	Time   time.Time         // this site's clock (Config.Now) when recorded; zero for records of old stores
+}
+
+// recordConflicts records the conflicts the key's document resolved since it had
+// recorded before of them: each is written in the commit (the latest
+// Config.MaxConflicts kept), counted and logged.
+func (tx *WriteTxn) recordConflicts(key []byte, doc *crdt.Doc, before uint64) {
+	n := doc.ConflictCount() - before
+	if n == 0 {
+		return
+	}
+	all := doc.ConflictLog()
+	for _, c := range all[len(all)-int(min(n, uint64(len(all)))):] {
+		rec := Conflict{Key: key, Kind: c.Kind, Winner: c.Winner, Loser: c.Loser, Time: tx.s.cfg.Now()}
+		tx.s.conflictSeq++
+		seq := tx.s.conflictSeq
+		tx.writes = append(tx.writes, write{key: conflictKey(seq), value: rec.encode()})
+		if limit := uint64(tx.s.cfg.MaxConflicts); seq > limit {
+			tx.writes = append(tx.writes, write{key: conflictKey(seq - limit), delete: true})
+		}
+		tx.s.metrics.conflict(c.Kind)
+		tx.s.log.Warn("conflict resolved", "key", string(key), "kind", c.Kind.String(),
+			"winner", c.Winner.String(), "loser", c.Loser.String())
+	}
+}
+
+// Conflicts lists the conflicts recorded, oldest first: records of stores from
+// before kinds were kept (one per key, a concurrent create), then the latest
+// Config.MaxConflicts in the order they were recorded.
+func (s *Store) Conflicts() ([]Conflict, error) {
+	var out []Conflict
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(iteratorPrefix(prefixConflict))
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			v, err := it.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			c, err := crdt.DecodeChange(v) // two stamps in the change codec
+			if err != nil {
+				return err
+			}
+			out = append(out, Conflict{Key: bytes.Clone(it.Item().Key()[1:]), Kind: crdt.ConcurrentCreate, Winner: c.Inc, Loser: c.Epoch})
+		}
+		it2 := txn.NewIterator(iteratorPrefix(prefixConflicts))
+		defer it2.Close()
+		for it2.Rewind(); it2.Valid(); it2.Next() {
+			v, err := it2.Item().ValueCopy(nil)
+			if err != nil {
+				return err
+			}
+			c, err := decodeConflict(v)
+			if err != nil {
+				return err
+			}
+			out = append(out, c)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: list conflicts: %w", err)
+	}
+	return out, nil
+}
+
+// loadConflicts finds the last conflict record's sequence number at Open and
+// drops records beyond Config.MaxConflicts (after it was lowered).
+func (s *Store) loadConflicts() error {
+	var seqs []uint64
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixConflicts}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			seqs = append(seqs, binary.BigEndian.Uint64(it.Item().Key()[1:]))
+		}
+		return nil
+	})
+	if err != nil || len(seqs) == 0 {
+		return err
+	}
+	s.conflictSeq = seqs[len(seqs)-1]
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	for _, seq := range seqs[:max(0, len(seqs)-s.cfg.MaxConflicts)] {
+		if err := wb.Delete(conflictKey(seq)); err != nil {
+			return err
+		}
+	}
+	return wb.Flush()
+}
+
+func conflictKey(seq uint64) []byte {
+	return binary.BigEndian.AppendUint64([]byte{prefixConflicts}, seq)
+}
+
+// A conflict record: version 1, kind, winner and loser stamps (counter, site),
+// the time in Unix nanoseconds, and the key.
+func (c Conflict) encode() []byte {
+	b := []byte{1, byte(c.Kind)}
+	for _, st := range []crdt.Stamp{c.Winner, c.Loser} {
+		b = binary.AppendUvarint(b, st.Counter)
+		b = binary.AppendUvarint(b, uint64(len(st.Site)))
+		b = append(b, st.Site...)
+	}
+	b = binary.AppendVarint(b, c.Time.UnixNano())
+	return append(b, c.Key...)
+}
+
+func decodeConflict(b []byte) (Conflict, error) {
+	var c Conflict
+	if len(b) < 2 || b[0] != 1 {
+		return c, fmt.Errorf("store: conflict record: %w", errCorrupt)
+	}
+	c.Kind, b = crdt.ConflictKind(b[1]), b[2:]
+	uv := func() uint64 {
+		v, w := binary.Uvarint(b)
+		if w <= 0 {
+			b = nil
+			return 0
+		}
+		b = b[w:]
+		return v
+	}
+	for _, st := range []*crdt.Stamp{&c.Winner, &c.Loser} {
+		st.Counter = uv()
+		if n := uv(); b != nil && uint64(len(b)) >= n {
+			st.Site, b = string(b[:n]), b[n:]
+		} else {
+			b = nil
+		}
+	}
+	ns, w := binary.Varint(b)
+	if b == nil || w <= 0 {
+		return c, fmt.Errorf("store: conflict record: %w", errCorrupt)
+	}
+	c.Time, c.Key = time.Unix(0, ns).UTC(), bytes.Clone(b[w:])
+	return c, nil
+}
