@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,6 +57,10 @@ type Config struct {
 	QuotaBackendBytes int64
 	// SizeCheckInterval is how often the store's size is measured on disk.
 	SizeCheckInterval time.Duration
+	// KubePrefix is where kube-apiserver keeps its objects (its --etcd-prefix,
+	// with a trailing slash): the store keeps Kubernetes' namespace rule across
+	// sites for keys under it (namespace.go). Empty: no Kubernetes rules.
+	KubePrefix string
 	// MaxConflicts bounds the conflict records kept (Store.Conflicts): the latest
 	// this many, of all keys; older ones are dropped as new ones are recorded.
 	MaxConflicts int
@@ -105,6 +110,7 @@ func DefaultConfig() Config {
 		RebaseEdits:        64,
 		MaxBatch:           1000,
 		MaxConflicts:       DefaultMaxConflicts,
+		KubePrefix:         "/registry/",
 		MemoryBudget:       DefaultMemoryBudget,
 		Now:                time.Now,
 		Logger:             slog.Default(),
@@ -124,6 +130,8 @@ func (c Config) Validate() error {
 		return errors.New("store: config: LeaseCheckInterval, GCInterval and SizeCheckInterval must be positive")
 	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
 		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
+	case c.KubePrefix != "" && !strings.HasSuffix(c.KubePrefix, "/"):
+		return fmt.Errorf("store: config: KubePrefix %q must end in /", c.KubePrefix)
 	case c.MaxConflicts < 1:
 		return fmt.Errorf("store: config: MaxConflicts %d < 1", c.MaxConflicts)
 	case c.MemoryBudget < MinMemoryBudget:

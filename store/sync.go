@@ -83,17 +83,29 @@ func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error
 // once its causal dependencies are here; others are left for a later delivery, so
 // duplicates, reordering and gaps are harmless. Each change that alters what a
 // client reads commits as its own revision and reaches watchers as an ordinary event.
-// It returns how many changes were applied.
+// Objects the change leaves in a namespace deleted at one of the sites are deleted
+// in the same commit (namespace.go). It returns how many changes were applied.
 func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) {
 	applied := 0
 	r := &request{done: make(chan struct{})}
 	for _, c := range changes {
+		var effect namespaceEffect
 		r.fns = append(r.fns, func(tx *WriteTxn) error {
+			_, wasLive, err := tx.liveValue(c.Key)
+			if err != nil {
+				return err
+			}
 			ok, err := tx.applyRemote(c)
 			if ok {
 				applied++
 			}
+			if ok && err == nil && len(c.Key) > 0 {
+				effect, err = tx.namespaceEffect(c.Key, wasLive)
+			}
 			return err
+		}, func(tx *WriteTxn) error {
+			// Its own revision, in the same commit (namespace.go).
+			return tx.enforceNamespace(effect)
 		})
 	}
 	_, err := s.submit(ctx, r)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -168,5 +169,96 @@ func TestOldConflictRecordsStillListed(t *testing.T) {
 	cs, err := s.Conflicts()
 	if err != nil || len(cs) != 1 || string(cs[0].Key) != "k" || cs[0].Kind != crdt.ConcurrentCreate || cs[0].Winner.Site != "b" || cs[0].Loser.Site != "a" {
 		t.Fatalf("old record listed as %+v, %v", cs, err)
+	}
+}
+
+func kubeObj(kind, ns, name string) string {
+	if ns == "" {
+		return fmt.Sprintf(`{"apiVersion":"v1","kind":%q,"metadata":{"name":%q}}`, kind, name)
+	}
+	return fmt.Sprintf(`{"apiVersion":"v1","kind":%q,"metadata":{"name":%q,"namespace":%q}}`, kind, name, ns)
+}
+
+func del(t *testing.T, s *Store, k string) {
+	t.Helper()
+	if _, err := s.Update(context.Background(), func(tx *WriteTxn) error { _, err := tx.DeleteRange([]byte(k), nil); return err }); err != nil {
+		t.Fatal(err)
+	}
+}
+
+const (
+	nsKey      = "/registry/namespaces/ns"
+	cmKey      = "/registry/configmaps/ns/cm"
+	otherKey   = "/registry/configmaps/other/cm"
+	clusterKey = "/registry/example.com/ns/thing" // cluster-scoped: its resource is named ns
+)
+
+// TestNamespaceDeletionBeatsConcurrentCreates: a namespace deleted at one site
+// while an object is created in it at another leaves neither, whichever way the
+// changes travel first; cluster-scoped keys and other namespaces stay.
+func TestNamespaceDeletionBeatsConcurrentCreates(t *testing.T) {
+	for _, first := range []string{"a", "b"} {
+		t.Run("first to "+first, func(t *testing.T) {
+			a, b := openSite(t, "a", nil), openSite(t, "b", nil)
+			put(t, a, nsKey, kubeObj("Namespace", "", "ns"))
+			put(t, a, "/registry/namespaces/other", kubeObj("Namespace", "", "other"))
+			exchange(t, a, b)
+			del(t, a, nsKey)
+			put(t, b, cmKey, kubeObj("ConfigMap", "ns", "cm"))
+			put(t, b, clusterKey, kubeObj("Thing", "", "thing"))
+			put(t, b, otherKey, kubeObj("ConfigMap", "other", "cm"))
+			if first == "a" {
+				exchange(t, b, a) // a merges b's create into a namespace it deleted
+			} else {
+				exchange(t, a, b) // b takes a's namespace delete while it holds the ConfigMap
+			}
+			mustEqual(t, a, b)
+			for _, s := range []*Store{a, b} {
+				for k, want := range map[string]bool{nsKey: false, cmKey: false, clusterKey: true, otherKey: true} {
+					if _, ok := get(t, s, k, 0); ok != want {
+						t.Fatalf("site %s: %s present %v, want %v", s.Site(), k, ok, want)
+					}
+				}
+			}
+			// The deleting site's watchers saw the ConfigMap go at its own revision.
+			s := map[string]*Store{"a": a, "b": b}[first]
+			vs := s.idx.get([]byte(cmKey)).versions
+			last := vs[len(vs)-1]
+			if !last.tomb || len(vs) < 2 || vs[len(vs)-2].rev.main == last.rev.main {
+				t.Fatalf("site %s: ConfigMap history %+v: want a delete at a revision of its own", first, vs)
+			}
+		})
+	}
+}
+
+// TestNamespaceNormalFlows: objects created after their namespace, and deleted
+// before it as the namespace controller does, lose nothing extra anywhere.
+func TestNamespaceNormalFlows(t *testing.T) {
+	a, b := openSite(t, "a", nil), openSite(t, "b", nil)
+	put(t, a, nsKey, kubeObj("Namespace", "", "ns"))
+	put(t, a, cmKey, kubeObj("ConfigMap", "ns", "cm"))
+	put(t, a, clusterKey, kubeObj("Thing", "", "thing"))
+	exchange(t, a, b)
+	put(t, b, "/registry/secrets/ns/s", kubeObj("Secret", "ns", "s"))
+	put(t, b, cmKey, kubeObj("ConfigMap", "ns", "cm")+" ")
+	exchange(t, a, b)
+	for _, s := range []*Store{a, b} {
+		for _, k := range []string{nsKey, cmKey, "/registry/secrets/ns/s", clusterKey} {
+			if _, ok := get(t, s, k, 0); !ok {
+				t.Fatalf("site %s lost %s", s.Site(), k)
+			}
+		}
+	}
+	del(t, b, cmKey)
+	del(t, b, "/registry/secrets/ns/s")
+	del(t, b, nsKey)
+	revA := a.Rev()
+	exchange(t, a, b)
+	mustEqual(t, a, b)
+	if _, ok := get(t, a, clusterKey, 0); !ok {
+		t.Fatal("cluster-scoped key deleted")
+	}
+	if a.Rev() != revA+3 || a.VersionVector()["a"] != 3 {
+		t.Fatalf("site a at revision %d (from %d), own changes %d: the namespace rule acted in a normal flow", a.Rev(), revA, a.VersionVector()["a"])
 	}
 }
