@@ -42,9 +42,10 @@ func (s *Store) namespaceKey(ns string) []byte {
 	return []byte(s.cfg.KubePrefix + "namespaces/" + ns)
 }
 
-// namespaceOf returns the namespace a live kube object key is in ("" for none:
-// cluster-scoped, not a kube key, or a value without a readable namespace).
-func (s *Store) namespaceOf(key, value []byte) string {
+// keyNamespace returns the namespace a kube object key would be in if its
+// resource is namespaced: the second-to-last segment after KubePrefix, when
+// there are at least three ("" otherwise).
+func (s *Store) keyNamespace(key []byte) string {
 	rest, ok := bytes.CutPrefix(key, []byte(s.cfg.KubePrefix))
 	if s.cfg.KubePrefix == "" || !ok {
 		return ""
@@ -53,15 +54,27 @@ func (s *Store) namespaceOf(key, value []byte) string {
 	if len(segs) < 3 {
 		return ""
 	}
+	return segs[len(segs)-2]
+}
+
+// namespaceOf returns the namespace a kube object is in ("" for none:
+// cluster-scoped, not a kube key, or a value without a readable namespace). The
+// key alone cannot tell <group>/<resource>/NAME of a cluster-scoped resource
+// from <resource>/NS/NAME: the object's metadata.namespace must agree.
+func (s *Store) namespaceOf(key, value []byte) string {
+	ns := s.keyNamespace(key)
+	if ns == "" {
+		return ""
+	}
 	var obj struct {
 		Metadata struct {
 			Namespace string `json:"namespace"`
 		} `json:"metadata"`
 	}
-	if json.Unmarshal(value, &obj) != nil || obj.Metadata.Namespace != segs[len(segs)-2] {
+	if json.Unmarshal(value, &obj) != nil || obj.Metadata.Namespace != ns {
 		return ""
 	}
-	return obj.Metadata.Namespace
+	return ns
 }
 
 // namespaceName returns the namespace a namespace key names, or "".
@@ -100,11 +113,14 @@ func (tx *WriteTxn) namespaceEffect(key []byte, wasLive bool) (namespaceEffect, 
 		}
 		return namespaceEffect{}, nil
 	}
-	if !live {
+	ns := tx.s.keyNamespace(key)
+	if !live || ns == "" {
 		return namespaceEffect{}, nil
 	}
-	ns := tx.s.namespaceOf(key, value)
-	if ns == "" {
+	if _, nsLive, err := tx.liveValue(tx.s.namespaceKey(ns)); nsLive || err != nil {
+		return namespaceEffect{}, err // the common case, decided without parsing the value
+	}
+	if tx.s.namespaceOf(key, value) != ns {
 		return namespaceEffect{}, nil
 	}
 	gone, err := tx.deletedHere(tx.s.namespaceKey(ns))
@@ -170,7 +186,7 @@ func (tx *WriteTxn) liveIn(ns string) ([]*keyIndex, error) {
 	prefix := []byte(tx.s.cfg.KubePrefix)
 	tx.s.idx.ascend(prefix, prefixEnd(prefix), func(ki *keyIndex) bool {
 		v, live := ki.live()
-		if !live || !bytes.HasSuffix(bytes.TrimSuffix(ki.key, lastSegment(ki.key)), []byte("/"+ns+"/")) {
+		if !live || tx.s.keyNamespace(ki.key) != ns {
 			return true
 		}
 		var kv KeyValue
@@ -184,9 +200,6 @@ func (tx *WriteTxn) liveIn(ns string) ([]*keyIndex, error) {
 	})
 	return out, err
 }
-
-// lastSegment returns what follows key's last slash.
-func lastSegment(key []byte) []byte { return key[bytes.LastIndexByte(key, '/')+1:] }
 
 // prefixEnd returns the end of the range of keys starting with prefix, in etcd's
 // convention ("\x00": to the end of the keyspace).

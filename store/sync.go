@@ -90,10 +90,12 @@ func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) 
 	r := &request{done: make(chan struct{})}
 	for _, c := range changes {
 		var effect namespaceEffect
-		r.fns = append(r.fns, func(tx *WriteTxn) error {
-			_, wasLive, err := tx.liveValue(c.Key)
-			if err != nil {
-				return err
+		r.fns = append(r.fns, func(tx *WriteTxn) (err error) {
+			wasLive := false
+			if tx.s.namespaceName(c.Key) != "" {
+				if _, wasLive, err = tx.liveValue(c.Key); err != nil {
+					return err
+				}
 			}
 			ok, err := tx.applyRemote(c)
 			if ok {

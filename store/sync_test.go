@@ -191,6 +191,7 @@ const (
 	cmKey      = "/registry/configmaps/ns/cm"
 	otherKey   = "/registry/configmaps/other/cm"
 	clusterKey = "/registry/example.com/ns/thing" // cluster-scoped: its resource is named ns
+	crKey      = "/registry/example.com/widgets/ns/w"
 )
 
 // TestNamespaceDeletionBeatsConcurrentCreates: a namespace deleted at one site
@@ -206,6 +207,7 @@ func TestNamespaceDeletionBeatsConcurrentCreates(t *testing.T) {
 			del(t, a, nsKey)
 			put(t, b, cmKey, kubeObj("ConfigMap", "ns", "cm"))
 			put(t, b, clusterKey, kubeObj("Thing", "", "thing"))
+			put(t, b, crKey, kubeObj("Widget", "ns", "w"))
 			put(t, b, otherKey, kubeObj("ConfigMap", "other", "cm"))
 			if first == "a" {
 				exchange(t, b, a) // a merges b's create into a namespace it deleted
@@ -214,7 +216,7 @@ func TestNamespaceDeletionBeatsConcurrentCreates(t *testing.T) {
 			}
 			mustEqual(t, a, b)
 			for _, s := range []*Store{a, b} {
-				for k, want := range map[string]bool{nsKey: false, cmKey: false, clusterKey: true, otherKey: true} {
+				for k, want := range map[string]bool{nsKey: false, cmKey: false, crKey: false, clusterKey: true, otherKey: true} {
 					if _, ok := get(t, s, k, 0); ok != want {
 						t.Fatalf("site %s: %s present %v, want %v", s.Site(), k, ok, want)
 					}
