@@ -26,10 +26,10 @@ import (
 // deletes the same incarnations, so sites doing it both is harmless.
 //
 // Limits: values kept opaque (protobuf the store cannot decode) carry no readable
-// namespace and are left alone; and an object created after its namespace was
-// recreated at a third site arrives before that recreation only when the object's
-// site forwards it first — then it is deleted too (the store does not track
-// causality across keys).
+// namespace and are left alone. The store does not track causality across keys:
+// an object created in a namespace deleted and then recreated at another site,
+// that reaches this site before the recreation does (forwarded by a third site),
+// is deleted too.
 
 // namespaceEffect is what a merged change means for the namespace rule.
 type namespaceEffect struct {
