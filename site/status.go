@@ -140,7 +140,9 @@ func failed(checks []check) error {
 }
 
 // Conflict is a recorded conflict as /rhizome/conflicts and `rhizome conflicts`
-// show it: two incarnations of a key, one kept whole, the other dropped.
+// show it: two writes of a key that could not both stand, one kept whole, the
+// other dropped. Kind is "concurrent-create" (two incarnations of the key) or
+// "validation" (a merge Kubernetes would reject; one side's whole object kept).
 type Conflict struct {
 	Key    string `json:"key"`
 	Kind   string `json:"kind"`
@@ -148,18 +150,13 @@ type Conflict struct {
 	Loser  string `json:"loser"`  // the incarnation dropped
 	// Sites are the sites whose incarnations met: the winner's, then the loser's.
 	Sites []string `json:"sites"`
-	// Time is when the conflict was resolved here; zero while the store does
-	// not record it.
+	// Time is when the conflict was resolved here; zero for records written
+	// before the store kept times.
 	Time time.Time `json:"time,omitzero"`
 }
 
-// ConflictConcurrentCreate is the kind of a conflict between two sites that created
-// one key concurrently. It is the only kind the store records so far; validation
-// fallbacks (a merge Kubernetes would reject, one side kept whole) are the next.
-const ConflictConcurrentCreate = "concurrent-create"
-
-// Conflicts lists the conflicts the store has recorded (the latest per key), in key
-// order.
+// Conflicts lists the conflicts the store has recorded (its latest
+// MaxConflicts), in the order they were recorded.
 func (s *Site) Conflicts() ([]Conflict, error) {
 	cs, err := s.Store.Conflicts()
 	if err != nil {
@@ -172,12 +169,11 @@ func (s *Site) Conflicts() ([]Conflict, error) {
 	return out, nil
 }
 
-// conflictOf is the one place a store conflict record becomes what operators see:
-// when the store records a kind and a time, they are read here.
+// conflictOf is the one place a store conflict record becomes what operators see.
 func conflictOf(c store.Conflict) Conflict {
 	sites := []string{c.Winner.Site}
 	if c.Loser.Site != c.Winner.Site {
 		sites = append(sites, c.Loser.Site)
 	}
-	return Conflict{Key: string(c.Key), Kind: ConflictConcurrentCreate, Winner: c.Winner.String(), Loser: c.Loser.String(), Sites: sites}
+	return Conflict{Key: string(c.Key), Kind: c.Kind.String(), Winner: c.Winner.String(), Loser: c.Loser.String(), Sites: sites, Time: c.Time}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/site"
 )
 
@@ -98,7 +99,7 @@ func TestObservability(t *testing.T) {
 		if err := json.Unmarshal([]byte(body), &cs); err != nil {
 			return false, err.Error()
 		}
-		return len(cs) == 1 && cs[0].Key == "/obs/dup" && strings.Join(cs[0].Sites, ",") != "" && cs[0].Kind == site.ConflictConcurrentCreate, body
+		return len(cs) == 1 && cs[0].Key == "/obs/dup" && strings.Join(cs[0].Sites, ",") != "" && cs[0].Kind == crdt.ConcurrentCreate.String() && !cs[0].Time.IsZero(), body
 	})
 
 	// Kill s2: it stays in s0's status, as dead, after memberlist has reaped it
