@@ -76,6 +76,9 @@ type Config struct {
 	// TLS, when set, serves clients over TLS (with client certificates verified
 	// when its ClientAuth says so).
 	TLS *tls.Config
+	// ServerOptions are added to the gRPC server's own (interceptors for
+	// metrics, say); the shim does not keep them.
+	ServerOptions []grpc.ServerOption
 	// Members lists the cluster's live members; nil reports this site alone.
 	Members func() []Member
 	Logger  *slog.Logger
@@ -144,6 +147,7 @@ func New(cfg Config, be Backend, hub *watch.Hub) (*Server, error) {
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
 	}
+	opts = append(opts, cfg.ServerOptions...)
 	s := &Server{cfg: cfg, be: be, hub: hub, grpc: grpc.NewServer(opts...)}
 	pb.RegisterKVServer(s.grpc, &kvServer{s: s})
 	pb.RegisterWatchServer(s.grpc, &watchServer{s: s})

@@ -245,9 +245,8 @@ func Start(cfg Config) (*Site, error) {
 	ecfg.MaxRequestBytes = cfg.MaxRequestBytes
 	ecfg.WatchProgressNotifyInterval = cfg.WatchProgressNotifyInterval
 	// TLS is the listeners' (serveClients): gRPC gets the decrypted stream.
-	// TODO(etcdshim): ecfg.ServerOptions = s.grpcOpts, for gRPC metrics of the
-	// client API, once etcdshim.Config takes server options.
 	ecfg.TLS = nil
+	ecfg.ServerOptions = s.grpcOpts // gRPC metrics of the client API
 	ecfg.Logger = cfg.Logger
 	if len(cfg.ListenPeerURLs) > 0 {
 		s.joining = len(cfg.Join) > 0 && !holdsOthers(st.VersionVector(), cfg.Name)
