@@ -1,0 +1,86 @@
+package validate
+
+import (
+	"encoding/json"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/kubernetes/pkg/api/legacyscheme"
+
+	// Each install package registers its group's versions, defaulting and
+	// conversions in legacyscheme, as kube-apiserver's own imports do.
+	_ "k8s.io/kubernetes/pkg/apis/apps/install"
+	_ "k8s.io/kubernetes/pkg/apis/autoscaling/install"
+	_ "k8s.io/kubernetes/pkg/apis/batch/install"
+	_ "k8s.io/kubernetes/pkg/apis/coordination/install"
+	_ "k8s.io/kubernetes/pkg/apis/core/install"
+	_ "k8s.io/kubernetes/pkg/apis/discovery/install"
+	_ "k8s.io/kubernetes/pkg/apis/networking/install"
+	_ "k8s.io/kubernetes/pkg/apis/policy/install"
+	_ "k8s.io/kubernetes/pkg/apis/rbac/install"
+	_ "k8s.io/kubernetes/pkg/apis/scheduling/install"
+)
+
+// typeMeta is the part of a stored value that names its type.
+type typeMeta struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+}
+
+// Object validates value, the JSON kube-apiserver stores for an object, the
+// way kube-apiserver validates that kind (see the package comment for what
+// exactly runs). It returns nil for a valid object and also, by design, for
+// a value it cannot judge: one that is not a JSON object naming apiVersion
+// and kind, or a kind it does not cover (custom resources, and built-in kinds
+// outside its list). For a covered kind it returns an error when the value
+// does not decode into that kind, or when validation fails; then the error
+// wraps a *k8s.io/apimachinery/pkg/api/errors.StatusError with reason
+// Invalid whose message is kube-apiserver's own, e.g.
+//
+//	validate: Deployment.apps "web" is invalid: spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0
+//
+// and apierrors.IsInvalid(err) holds. Object does not modify value, keeps no
+// state between calls and is safe for concurrent use.
+func Object(value []byte) error {
+	var tm typeMeta
+	if err := json.Unmarshal(value, &tm); err != nil || tm.APIVersion == "" || tm.Kind == "" {
+		return nil // not a Kubernetes object: opaque to this package
+	}
+	gv, err := schema.ParseGroupVersion(tm.APIVersion)
+	if err != nil {
+		return nil
+	}
+	gvk := gv.WithKind(tm.Kind)
+	check := ruleFor(gvk.GroupKind())
+	if check == nil || !legacyscheme.Scheme.Recognizes(gvk) {
+		return nil
+	}
+	obj, err := decode(value, gvk)
+	if err != nil {
+		return err
+	}
+	if errs := check(obj); len(errs) > 0 {
+		return fmt.Errorf("validate: %w", apierrors.NewInvalid(gvk.GroupKind(), nameOf(obj), errs))
+	}
+	return nil
+}
+
+// decode turns a stored value into the internal type of its kind, applying
+// the defaults kube-apiserver applies when it reads an object from storage.
+func decode(value []byte, gvk schema.GroupVersionKind) (runtime.Object, error) {
+	obj, _, err := legacyscheme.Codecs.UniversalDecoder().Decode(value, nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("validate: %s does not decode: %w", gvk, err)
+	}
+	return obj, nil
+}
+
+// nameOf is the object's name, as kube-apiserver's Invalid error names it.
+func nameOf(obj runtime.Object) string {
+	if m, ok := obj.(interface{ GetName() string }); ok {
+		return m.GetName()
+	}
+	return ""
+}
