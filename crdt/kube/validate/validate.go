@@ -5,8 +5,13 @@ import (
 	"fmt"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	genericvalidation "k8s.io/apimachinery/pkg/api/validation"
+	"k8s.io/apimachinery/pkg/api/validation/path"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/kubernetes/pkg/api/legacyscheme"
 
 	// Each install package registers its group's versions, defaulting and
@@ -57,30 +62,46 @@ func Object(value []byte) error {
 	if check == nil || !legacyscheme.Scheme.Recognizes(gvk) {
 		return nil
 	}
-	obj, err := decode(value, gvk)
+	obj, m, err := decode(value, gvk)
 	if err != nil {
 		return err
 	}
-	if errs := check(obj); len(errs) > 0 {
-		return fmt.Errorf("validate: %w", apierrors.NewInvalid(gvk.GroupKind(), nameOf(obj), errs))
+	errs := check(obj)
+	if len(errs) == 0 {
+		errs = commonMeta(m)
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("validate: %w", apierrors.NewInvalid(gvk.GroupKind(), m.GetName(), errs))
 	}
 	return nil
 }
 
-// decode turns a stored value into the internal type of its kind, applying
-// the defaults kube-apiserver applies when it reads an object from storage.
-func decode(value []byte, gvk schema.GroupVersionKind) (runtime.Object, error) {
-	obj, _, err := legacyscheme.Codecs.UniversalDecoder().Decode(value, nil, nil)
-	if err != nil {
-		return nil, fmt.Errorf("validate: %s does not decode: %w", gvk, err)
-	}
-	return obj, nil
+// commonMeta is the metadata validation kube-apiserver runs for every kind
+// after the kind's own (k8s.io/apiserver/pkg/registry/rest.BeforeCreate),
+// which some kinds (PodDisruptionBudget) rely on entirely. Whether the kind
+// is namespaced is taken from the object: a merge cannot move an object
+// between namespaces, its key names the namespace.
+func commonMeta(m metav1.Object) field.ErrorList {
+	return genericvalidation.ValidateObjectMetaAccessor(m, m.GetNamespace() != "",
+		path.ValidatePathSegmentName, field.NewPath("metadata"))
 }
 
-// nameOf is the object's name, as kube-apiserver's Invalid error names it.
-func nameOf(obj runtime.Object) string {
-	if m, ok := obj.(interface{ GetName() string }); ok {
-		return m.GetName()
+// decode turns a stored value into the internal type of its kind as
+// kube-apiserver does when it reads an object from storage: it applies the
+// defaults and sets metadata.resourceVersion, which a stored value lacks
+// (kube-apiserver sets it from the key's mod_revision; update validation
+// requires one, and its value matters to no rule).
+func decode(value []byte, gvk schema.GroupVersionKind) (runtime.Object, metav1.Object, error) {
+	obj, _, err := legacyscheme.Codecs.UniversalDecoder().Decode(value, nil, nil)
+	if err != nil {
+		return nil, nil, fmt.Errorf("validate: %s does not decode: %w", gvk, err)
 	}
-	return ""
+	m, err := meta.Accessor(obj)
+	if err != nil {
+		return nil, nil, fmt.Errorf("validate: %s has no metadata: %w", gvk, err)
+	}
+	if m.GetResourceVersion() == "" {
+		m.SetResourceVersion("1")
+	}
+	return obj, m, nil
 }
