@@ -31,7 +31,15 @@
 //     status as it is must be accepted. Rules about transitions (a counter
 //     going down, a terminal Job condition removed) therefore hold
 //     trivially; the status's own rules (Deployment status.readyReplicas
-//     not above status.replicas, ...) apply.
+//     not above status.replicas, ...) apply;
+//   - then, if those found nothing, the metadata validation kube-apiserver
+//     runs for every kind (rest.BeforeCreate: name as a path segment,
+//     labels, annotations, owner references, finalizers, managed fields).
+//     Whether the kind is namespaced is taken from the object itself.
+//
+// Before validating, Object sets metadata.resourceVersion when the stored
+// value has none (kube-apiserver sets it from the key's mod_revision on
+// every read; update validation requires one, no rule reads its value).
 //
 // Covered kinds: Pod, PodTemplate, ReplicationController, Service,
 // Endpoints, ConfigMap, Secret, ServiceAccount, Namespace, Node,
@@ -68,6 +76,16 @@
 //   - Protobuf values: Object expects kube-apiserver's JSON encoding, which
 //     crdt/kube produces for every value it decodes.
 //
+// # Guarantees
+//
+// Object is a pure function of the value and the Kubernetes version
+// compiled in (with its default feature gates): two sites running the same
+// Rhizome build give the same answer for the same bytes, which is what lets
+// a merge fall back deterministically. Sites on different builds may
+// disagree where Kubernetes changed a rule between versions. Object never
+// panics on any input (FuzzObject, TestOddValuesDoNotPanic), never logs,
+// does not modify value and is safe for concurrent use.
+//
 // # Errors
 //
 // A rejected object gives an error wrapping kube-apiserver's own
@@ -78,6 +96,27 @@
 //
 // # Cost
 //
-// Measured on the 2-core build machine (go test -bench . -benchmem):
-// not yet measured.
+// Per call, on the stored goldens in testdata/stored (go test -run '^$'
+// -bench . -benchmem; 2 shared cores at load ~20, so cpu-ns/op, the
+// process's CPU time per call, is the figure to trust over ns/op):
+//
+//	Pod          2.3 KB   ~160-230 µs CPU   ~20 KB, 350 allocs
+//	Deployment   1.9 KB   ~120-160 µs CPU   ~18 KB, 307 allocs
+//	Service      0.7 KB    ~60 µs CPU        ~7 KB, 143 allocs
+//	Lease        0.5 KB    ~30-37 µs CPU     ~4 KB,  78 allocs
+//	ConfigMap    0.4 KB    ~36 µs CPU        ~4.5 KB, 93 allocs
+//
+// In a CPU profile of the Pod case, about half is JSON: this package's
+// scan for apiVersion and kind (~13%), the decoder's own (~12%) and the
+// decode into the versioned type (~27%); defaulting and conversion ~5%;
+// validation ~30% (spec ~20%, status ~10%); the rest allocation and GC.
+// A merge path that validates only objects a merge changed, not every local
+// write, pays this once per such merge.
+//
+// Build: the package adds 95 packages to the module's build (72 of
+// k8s.io/kubernetes; 475 in its closure, go list -deps). Compiling those 95
+// cold, with everything the module already built in the cache, took 58 s of
+// CPU (43 s user, 15 s sys; 218 s wall on the shared 2 cores at nice 19);
+// the packages of its closure the module already had took 226 s of CPU
+// from an empty cache. A warm rebuild of the package takes under a second.
 package validate
