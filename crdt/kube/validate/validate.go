@@ -28,18 +28,24 @@ import (
 	_ "k8s.io/kubernetes/pkg/apis/scheduling/install"
 )
 
-// typeMeta is the part of a stored value that names its type.
-type typeMeta struct {
+// head is the part of a stored value that says whether it is an API object
+// and of which type.
+type head struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
 }
 
 // Object validates value, the JSON kube-apiserver stores for an object, the
 // way kube-apiserver validates that kind (see the package comment for what
 // exactly runs). It returns nil for a valid object and also, by design, for
-// a value it cannot judge: one that is not a JSON object naming apiVersion
-// and kind, or a kind it does not cover (custom resources, and built-in kinds
-// outside its list). For a covered kind it returns an error when the value
+// a value it cannot judge: one that is not a JSON object naming apiVersion,
+// kind and metadata.name (kube-apiserver's own records under
+// /registry/masterleases/ and /registry/peerserverleases/ are nameless
+// Endpoints that no API request ever validates), or a kind it does not
+// cover (custom resources, and built-in kinds outside its list). For a covered kind it returns an error when the value
 // does not decode into that kind, or when validation fails; then the error
 // wraps a *k8s.io/apimachinery/pkg/api/errors.StatusError with reason
 // Invalid whose message is kube-apiserver's own, e.g.
@@ -49,15 +55,15 @@ type typeMeta struct {
 // and apierrors.IsInvalid(err) holds. Object does not modify value, keeps no
 // state between calls and is safe for concurrent use.
 func Object(value []byte) error {
-	var tm typeMeta
-	if err := json.Unmarshal(value, &tm); err != nil || tm.APIVersion == "" || tm.Kind == "" {
-		return nil // not a Kubernetes object: opaque to this package
+	var h head
+	if err := json.Unmarshal(value, &h); err != nil || h.APIVersion == "" || h.Kind == "" || h.Metadata.Name == "" {
+		return nil // not an API object: opaque to this package
 	}
-	gv, err := schema.ParseGroupVersion(tm.APIVersion)
+	gv, err := schema.ParseGroupVersion(h.APIVersion)
 	if err != nil {
 		return nil
 	}
-	gvk := gv.WithKind(tm.Kind)
+	gvk := gv.WithKind(h.Kind)
 	check := ruleFor(gvk.GroupKind())
 	if check == nil || !legacyscheme.Scheme.Recognizes(gvk) {
 		return nil

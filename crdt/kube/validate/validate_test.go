@@ -229,7 +229,8 @@ func TestNotJudged(t *testing.T) {
 		{"truncated", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"`},
 		{"no kind", `{"apiVersion":"v1","metadata":{"name":"x"}}`},
 		{"no apiVersion", `{"kind":"Pod","metadata":{"name":"x"}}`},
-		{"bad apiVersion", `{"apiVersion":"a/b/c","kind":"Pod"}`},
+		{"no name: kube-apiserver's /registry/masterleases/ record", `{"kind":"Endpoints","apiVersion":"v1","metadata":{"creationTimestamp":null},"subsets":[{"addresses":[{"ip":"127.0.0.1"}],"ports":[{"port":6443,"protocol":"TCP"}]}]}`},
+		{"bad apiVersion", `{"apiVersion":"a/b/c","kind":"Pod","metadata":{"name":"x"}}`},
 		{"custom resource", `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"Not_A_Name!"},"spec":{"replicas":-1}}`},
 		{"built-in kind not covered", `{"apiVersion":"storage.k8s.io/v1","kind":"StorageClass","metadata":{"name":"Not_A_Name!"},"provisioner":""}`},
 		{"version not served", `{"apiVersion":"apps/v9","kind":"Deployment","metadata":{"name":"Not_A_Name!"}}`},
@@ -247,7 +248,7 @@ func TestNotJudged(t *testing.T) {
 func TestUndecodable(t *testing.T) {
 	for _, tc := range []struct{ name, value string }{
 		{"wrong field type", `{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web"},"spec":{"replicas":"three"}}`},
-		{"metadata not an object", `{"apiVersion":"v1","kind":"ConfigMap","metadata":[1]}`},
+		{"status not an object", `{"apiVersion":"v1","kind":"Pod","metadata":{"name":"p","namespace":"d"},"status":[1]}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := validate.Object([]byte(tc.value))
