@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -86,8 +87,11 @@ func (src configSource) fill(fs *flag.FlagSet, configFlag string, skip ...string
 // alone. Unknown keys are errors, so a typo is not silently ignored.
 func (src configSource) readConfigFile(path string, fs *flag.FlagSet, configFlag string, skip []string) (map[string]string, error) {
 	data, err := src.readFile(path)
+	if pe := (*os.PathError)(nil); errors.As(err, &pe) {
+		err = pe.Err // the path is in the message already
+	}
 	if err != nil {
-		return nil, fmt.Errorf("--%s: %w", configFlag, err)
+		return nil, fmt.Errorf("--%s %s: %w", configFlag, path, err)
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
