@@ -15,6 +15,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-./rhizome-static}
 version=${VERSION:-$(git describe --tags --always --dirty 2>/dev/null || echo devel)}
-CGO_ENABLED=1 go build -trimpath -tags netgo,osusergo \
+CGO_ENABLED=1 go build -trimpath -buildvcs=false -tags netgo,osusergo \
   -ldflags "-X main.version=${version} -linkmode external -extldflags -static" \
   -o "$out" ./cmd/rhizome
