@@ -6,8 +6,8 @@
 # automerge is a C library behind cgo, so CGO_ENABLED=0 cannot link it. Instead:
 # cgo on, the pure-Go DNS resolver and user lookup (netgo, osusergo: no glibc
 # NSS, which cannot be linked statically), and the external linker told to link
-# statically. Needs gcc and glibc's static libraries (libc.a: Debian's libc6-dev,
-# which gcc already depends on), nothing else.
+# statically. Needs only what any cgo build needs: gcc (its libgcc_eh.a) and
+# glibc's development files, which hold the static libc.a (Debian: libc6-dev).
 #
 # usage: scripts/build-static.sh [OUT]   (default OUT: ./rhizome-static)
 # VERSION in the environment sets what `rhizome --version` prints.
