@@ -29,7 +29,7 @@ func commands() map[string]command {
 			"rhizome serve --name site-a --data-dir /var/lib/rhizome --listen-client-urls http://127.0.0.1:2379"},
 		"status": {runStatus,
 			"print a site's view of the cluster: every site, its state, what it lacks, last contact",
-			"rhizome status --metrics-url http://127.0.0.1:2381"},
+			"rhizome status --endpoints 127.0.0.1:2379 -o table"},
 		"check": {runCheck,
 			"explore Kubernetes controllers under a consistency model and print every violated property",
 			"rhizome check --scenario stale-reads --consistency rhizome --depth 100"},

@@ -194,7 +194,9 @@ site_status() { # [SITE...] (default: all)
 members_ok() {
   for s in "${sites[@]}"; do
     local n
-    n=$(curl -sf "http://$(client_ip "$s"):2381/status" | grep -oi '"reachable": *true' | wc -l)
+    # /rhizome/status on current builds, /status on older ones.
+    n=$({ curl -sf "http://$(client_ip "$s"):2381/rhizome/status" || curl -sf "http://$(client_ip "$s"):2381/status"; } |
+      grep -oi '"reachable": *true' | wc -l)
     ((n >= 2)) || return 1
   done
 }
