@@ -10,7 +10,8 @@
 #
 # up builds ./cmd/rhizome, and takes kube-apiserver and kubectl from
 # scripts/bins.sh kube (built through the Go module proxy: ~11 minutes the first
-# time, cached in ~/.cache/rhizome/bin). --no-kube runs the Rhizome sites alone.
+# time, cached in ~/.cache/rhizome/bin) or from $KUBE_BIN_DIR if set.
+# --no-kube runs the Rhizome sites alone.
 # --cut-demo then cuts site c off, writes on both sides, heals, and shows that
 # every site ends with every write.
 #
@@ -150,6 +151,8 @@ EOF
   echo "$f"
 }
 
+has_kubectl() { [[ -s $state/kubebin && -x $(cat "$state/kubebin")/kubectl ]]; }
+
 kctl() { # SITE kubectl-args...
   local s=$1
   shift
@@ -157,8 +160,12 @@ kctl() { # SITE kubectl-args...
 }
 
 start_kube() {
-  say "kube-apiserver binaries (scripts/bins.sh kube; the first build takes minutes)"
-  (cd "$root" && bash scripts/bins.sh kube) | tail -1 >"$state/kubebin"
+  if [[ -n ${KUBE_BIN_DIR:-} ]]; then
+    echo "$KUBE_BIN_DIR" >"$state/kubebin"
+  else
+    say "kube-apiserver and kubectl (scripts/bins.sh kube; the first build takes minutes)"
+    (cd "$root" && bash scripts/bins.sh kube) | tail -1 >"$state/kubebin"
+  fi
   local bin
   bin=$(cat "$state/kubebin")
   [[ -x $bin/kube-apiserver ]] || die "scripts/bins.sh kube printed no binary directory"
@@ -177,7 +184,8 @@ start_kube() {
       --authorization-mode=RBAC
   done
   for s in "${sites[@]}"; do
-    wait_for "kube-apiserver at site $s" 180 kctl "$s" get --raw /readyz
+    wait_for "kube-apiserver at site $s" 180 curl -sf --cacert "$state/pki/ca.crt" \
+      --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" "https://$(client_ip "$s"):6443/readyz"
   done
 }
 
@@ -225,11 +233,12 @@ cut_demo() {
   say "writing on both sides of the cut (every write succeeds: it is acknowledged locally)"
   etcdctl a put /demo/from-a "written at a during the cut"
   etcdctl c put /demo/from-c "written at c during the cut"
-  if [[ -s $state/kubebin ]]; then
+  if has_kubectl; then
     kctl a create namespace cut-side-ab
     kctl c create namespace cut-side-c
   fi
-  sleep 3
+  # LAN gossip declares the cut site suspect, then dead, within seconds.
+  sleep 10
   say "site c does not have a's write yet:"
   etcdctl c get /demo/ --prefix
   site_status a c
@@ -237,11 +246,11 @@ cut_demo() {
   set_port c up
   wait_for "every site to hold both writes" 120 everywhere has_key /demo/from-a
   wait_for "every site to hold both writes" 60 everywhere has_key /demo/from-c
-  [[ ! -s $state/kubebin ]] || wait_for "every apiserver to list both namespaces" 60 everywhere kctl get namespace cut-side-ab cut-side-c
+  ! has_kubectl || wait_for "every apiserver to list both namespaces" 60 everywhere kctl get namespace cut-side-ab cut-side-c
   say "every site holds every write:"
   for s in "${sites[@]}"; do
     echo "site $s: $(etcdctl "$s" get /demo/ --prefix --keys-only | tr -s '\n' ' ')"
-    [[ ! -s $state/kubebin ]] || echo "  namespaces: $(kctl "$s" get namespaces -o name | grep cut-side | tr '\n' ' ')"
+    ! has_kubectl || echo "  namespaces: $(kctl "$s" get namespaces -o name | grep cut-side | tr '\n' ' ')"
   done
 }
 
@@ -273,7 +282,7 @@ up() {
     [[ ! -s $state/kubebin ]] || printf ', kube-apiserver https://%s:6443' "$(client_ip "$s")"
     echo
   done
-  [[ ! -s $state/kubebin ]] || printf '\nkubectl at site a: %s/kubectl --kubeconfig %s get ns\n' "$(cat "$state/kubebin")" "$(kubeconfig a)"
+  ! has_kubectl || printf '\nkubectl at site a: %s/kubectl --kubeconfig %s get ns\n' "$(cat "$state/kubebin")" "$(kubeconfig a)"
   cat <<EOF
 Cut site c off the others:  $0 cut c     (ip -n $prefix-hub link set ${prefix}cb down)
 Heal it:                    $0 heal c    (ip -n $prefix-hub link set ${prefix}cb up)
