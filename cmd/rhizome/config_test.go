@@ -130,6 +130,7 @@ func TestServeValueErrors(t *testing.T) {
 		{[]string{"--join", "10.0.0.1"}, `--join "10.0.0.1"`},
 		{[]string{"--cert-file", "/nonexistent/cert.pem"}, `--cert-file "/nonexistent/cert.pem"`},
 		{[]string{"--gossip-key", "c2VjcmV0"}, "--gossip-key"},
+		{[]string{"--memory-budget", "1024"}, "--memory-budget 1024"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "="), func(t *testing.T) {

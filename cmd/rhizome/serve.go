@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/rhizome-kv/rhizome/site"
+	"github.com/rhizome-kv/rhizome/store"
 )
 
 // serveFlags are `rhizome serve`'s flags that are not a site.Config field as
@@ -197,6 +198,8 @@ func checkServeValues(cfg *site.Config, metricsURLs string) error {
 		return fmt.Errorf("--lease-takeover-timeout %s: must be positive", cfg.LeaseTakeover)
 	case cfg.ForgetSiteAfter <= 0:
 		return fmt.Errorf("--forget-site-after %s: must be positive", cfg.ForgetSiteAfter)
+	case cfg.MemoryBudget != 0 && cfg.MemoryBudget < store.MinMemoryBudget:
+		return fmt.Errorf("--memory-budget %d: must be 0 (the default) or at least %d (8 MiB)", cfg.MemoryBudget, store.MinMemoryBudget)
 	}
 	urls := map[string][]string{
 		"listen-client-urls": cfg.ListenClientURLs, "advertise-client-urls": cfg.AdvertiseClientURLs,
