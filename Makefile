@@ -1,14 +1,29 @@
 # The project's two entry points (README): `make run` and `make test`.
 export CGO_ENABLED := 1
 
-.PHONY: run test build
+# Where `make build` puts the binary, and the version it reports
+# (`rhizome --version`); override either: `make build BIN=/usr/local/bin/rhizome`.
+BIN ?= ./rhizome
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-# One site with a default data directory (./default.rhizome), clients on 127.0.0.1:2379.
-run:
-	go run ./cmd/rhizome serve
+.PHONY: run test build static docs
+
+# One site with a default data directory (./default.rhizome), clients on
+# 127.0.0.1:2379. The recipe execs the built binary, so Ctrl-C reaches rhizome
+# alone; it shuts down cleanly and exits 0, and make reports no error.
+run: build
+	exec $(BIN) serve
 
 build:
-	go build -o rhizome ./cmd/rhizome
+	go build -ldflags '-X main.version=$(VERSION)' -o $(BIN) ./cmd/rhizome
+
+# The statically linked binary the container image ships (deploy/Dockerfile).
+static:
+	VERSION=$(VERSION) bash scripts/build-static.sh $(BIN)
+
+# Regenerate the flag reference (a test fails while it is stale).
+docs:
+	go run ./cmd/rhizome serve --help-md > docs/flags.md
 
 # The whole test suite. The external binaries (etcd/etcdctl v3.7.3, Kubernetes
 # v1.36.3) are built through the Go module proxy and cached first, as their own

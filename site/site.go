@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/rhizome-kv/rhizome/crdt/kube/validate"
 	"github.com/rhizome-kv/rhizome/etcdshim"
 	"github.com/rhizome-kv/rhizome/store"
 	"github.com/rhizome-kv/rhizome/sync/gossip"
@@ -194,6 +195,9 @@ func Start(cfg Config) (*Site, error) {
 	if cfg.MemoryBudget != 0 {
 		scfg.MemoryBudget = cfg.MemoryBudget
 	}
+	// Kubernetes' own validation decides when a merge falls back to one side's
+	// whole object; every site must judge alike, so it is not configurable.
+	scfg.Validator = validate.Object
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = cfg.Registerer
 	st, err := store.Open(scfg)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -15,11 +14,14 @@ import (
 	"github.com/rhizome-kv/rhizome/bench"
 )
 
-// benchSuites maps each `rhizome bench` suite to its entry point.
-var benchSuites = map[string]func(args []string) int{
-	"kv":    runBenchKV,
-	"kube":  runBenchKube,
-	"sites": runBenchSites,
+// benchSuites maps each `rhizome bench` suite to its entry point (a function,
+// not a variable: the suites' help reads the command table, which names runBench).
+func benchSuites() map[string]func(args []string) int {
+	return map[string]func(args []string) int{
+		"kv":    runBenchKV,
+		"kube":  runBenchKube,
+		"sites": runBenchSites,
+	}
 }
 
 // runBench is `rhizome bench <suite>`: kv (Rhizome against a real etcd with
@@ -28,11 +30,15 @@ var benchSuites = map[string]func(args []string) int{
 // status: 0 when the run completed (whether or not targets were met: they
 // are reported), 1 when it failed, 2 for a usage error.
 func runBench(args []string) int {
-	if len(args) == 0 || benchSuites[args[0]] == nil {
-		fmt.Fprintln(os.Stderr, "usage: rhizome bench kv|kube|sites [flags]   (rhizome bench <suite> -h for the flags)")
+	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
+		fmt.Println("usage: rhizome bench kv|kube|sites [flags]   (rhizome bench <suite> --help for a suite's flags)")
+		return 0
+	}
+	if len(args) == 0 || benchSuites()[args[0]] == nil {
+		usageError("bench", "want a suite: kv, kube or sites")
 		return 2
 	}
-	return benchSuites[args[0]](args[1:])
+	return benchSuites()[args[0]](args[1:])
 }
 
 // report is what a suite's run returns: a table and the files it writes.
@@ -44,17 +50,7 @@ type report interface {
 // parseBench parses a suite's flags; ok is false with the exit status when
 // the command should stop.
 func parseBench(fs *flag.FlagSet, args []string) (status int, ok bool) {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0, false
-		}
-		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "rhizome %s: unexpected arguments %q\n", fs.Name(), fs.Args())
-		return 2, false
-	}
-	return 0, true
+	return parseFlags(fs, args)
 }
 
 // finishBench runs a suite until SIGINT or SIGTERM, prints its table and

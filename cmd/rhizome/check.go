@@ -1,7 +1,6 @@
 package main
 
 import (
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -18,7 +17,6 @@ import (
 // within the bounds, 2 for a usage error.
 func runCheck(args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(os.Stderr)
 	def := k8s.DefaultConfig()
 	cdef := checker.DefaultConfig()
 	var (
@@ -47,15 +45,8 @@ func runCheck(args []string) int {
 	for _, k := range []string{"scheduler", "replicaset", "deployment", "statefulset", "job", "podgc", "gc"} {
 		counts[k] = fs.Int(k+"-controllers", -1, "number of "+k+" controllers (per site under rhizome; -1: scenario default)")
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "rhizome check: unexpected arguments %v\n", fs.Args())
-		return 2
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if *list {
 		printList(os.Stdout)

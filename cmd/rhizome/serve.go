@@ -7,6 +7,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"os"
 	"os/signal"
 	"strings"
@@ -16,18 +18,30 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rhizome-kv/rhizome/site"
+	"github.com/rhizome-kv/rhizome/store"
 )
 
-// runServe runs one site until SIGINT or SIGTERM. Flags follow etcd's names so
-// existing recipes work.
-func runServe(args []string) int {
-	cfg := site.DefaultConfig()
+// serveFlags are `rhizome serve`'s flags that are not a site.Config field as
+// they stand (lists, keys, paths with defaults derived from other flags).
+type serveFlags struct {
+	fs                                         *flag.FlagSet
+	dataDir, listen, advertise, metricsURLs    *string
+	listenPeer, advertisePeer, join, gossipKey *string
+	logLevel, logFormat, configFile            *string
+	helpMD                                     *bool
+}
+
+// newServeFlags defines serve's flags over cfg, whose values are the defaults.
+// Flags follow etcd's names so existing recipes work.
+func newServeFlags(cfg *site.Config) *serveFlags {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	f := &serveFlags{fs: fs}
+	f.configFile = fs.String("config-file", "", "YAML file of flag values, keys being the flag names (as etcd's --config-file)")
 	fs.StringVar(&cfg.Name, "name", cfg.Name, "human-readable name of this site")
-	dataDir := fs.String("data-dir", "", "directory for the site's data (default: ${name}.rhizome)")
-	listen := fs.String("listen-client-urls", strings.Join(cfg.ListenClientURLs, ","), "comma-separated URLs to serve clients on")
-	advertise := fs.String("advertise-client-urls", "", "comma-separated client URLs to report to the cluster (default: the listen URLs)")
-	metricsURLs := fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics, /health, /livez, /readyz, /version and /rhizome/status (the client URLs serve them too)")
+	f.dataDir = fs.String("data-dir", "", "directory for the site's data (default: ${name}.rhizome)")
+	f.listen = fs.String("listen-client-urls", strings.Join(cfg.ListenClientURLs, ","), "comma-separated URLs to serve clients on")
+	f.advertise = fs.String("advertise-client-urls", "", "comma-separated client URLs to report to the cluster (default: the listen URLs)")
+	f.metricsURLs = fs.String("listen-metrics-urls", "", "comma-separated http URLs serving /metrics, /health, /livez, /readyz, /version and /rhizome/status (the client URLs serve them too)")
 	fs.StringVar(&cfg.CertFile, "cert-file", "", "client server TLS certificate file")
 	fs.StringVar(&cfg.KeyFile, "key-file", "", "client server TLS key file")
 	fs.StringVar(&cfg.TrustedCAFile, "trusted-ca-file", "", "CA bundle that client certificates must chain to")
@@ -35,11 +49,11 @@ func runServe(args []string) int {
 	fs.IntVar(&cfg.MaxRequestBytes, "max-request-bytes", cfg.MaxRequestBytes, "largest write request accepted, in bytes")
 	fs.DurationVar(&cfg.WatchProgressNotifyInterval, "watch-progress-notify-interval", cfg.WatchProgressNotifyInterval, "period of progress notifications to watchers that ask for them")
 	fs.StringVar(&cfg.ClusterToken, "initial-cluster-token", cfg.ClusterToken, "cluster name: sites only join sites with the same token")
-	listenPeer := fs.String("listen-peer-urls", "", "URL to serve other sites on (sync); empty runs a lone site")
-	advertisePeer := fs.String("advertise-peer-urls", "", "peer URL to tell other sites (default: the listen URL)")
+	f.listenPeer = fs.String("listen-peer-urls", "", "URL to serve other sites on (sync); empty runs a lone site")
+	f.advertisePeer = fs.String("advertise-peer-urls", "", "peer URL to tell other sites (default: the listen URL)")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "", "HOST:PORT for membership gossip (bind and advertise)")
-	join := fs.String("join", "", "comma-separated gossip HOST:PORT of existing sites")
-	gossipKey := fs.String("gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts and authenticates gossip")
+	f.join = fs.String("join", "", "comma-separated gossip HOST:PORT of existing sites")
+	f.gossipKey = fs.String("gossip-key", "", "base64 key (16, 24 or 32 bytes) that encrypts and authenticates gossip; the same at every site")
 	fs.StringVar(&cfg.PeerCertFile, "peer-cert-file", "", "peer TLS certificate file")
 	fs.StringVar(&cfg.PeerKeyFile, "peer-key-file", "", "peer TLS key file")
 	fs.StringVar(&cfg.PeerTrustedCAFile, "peer-trusted-ca-file", "", "CA bundle that peer certificates must chain to")
@@ -51,50 +65,41 @@ func runServe(args []string) int {
 	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm and refuse writes when the store would exceed this size in bytes (0: 2 GiB, as etcd; negative: no quota)")
 	fs.Int64Var(&cfg.MemoryBudget, "memory-budget", 0, "bytes for the store's badger memtables and caches (0: 128 MiB, sized for a 2 GB edge node; at least 8 MiB)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
+	f.logLevel = fs.String("log-level", "info", "debug, info, warn or error")
+	f.logFormat = fs.String("log-format", "text", "text or json (one JSON object per line)")
+	f.helpMD = fs.Bool("help-md", false, "print this flag reference as markdown (docs/flags.md) and exit")
+	return f
+}
+
+// runServe runs one site until SIGINT or SIGTERM. Everything is validated
+// before anything is created on disk.
+func runServe(args []string) int {
+	cfg := site.DefaultConfig()
+	f := newServeFlags(&cfg)
+	if code, ok := parseFlags(f.fs, args); !ok {
+		return code
+	}
+	if *f.helpMD {
+		writeFlagsMarkdown(os.Stdout, f.fs, "help-md")
+		return 0
+	}
+	if err := osConfigSource().fill(f.fs, "config-file", "help-md"); err != nil {
+		usageError("serve", "%v", err)
 		return 2
 	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "rhizome serve: unexpected arguments %q\n", fs.Args())
+	if err := f.apply(&cfg); err != nil {
+		usageError("serve", "%v", err)
 		return 2
-	}
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "rhizome serve: --log-level: %v\n", err)
-		return 2
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
-	cfg.DataDir = *dataDir
-	if cfg.DataDir == "" {
-		cfg.DataDir = cfg.Name + ".rhizome"
-	}
-	cfg.ListenClientURLs = splitList(*listen)
-	cfg.AdvertiseClientURLs = splitList(*advertise)
-	cfg.ListenMetricsURLs = splitList(*metricsURLs)
-	cfg.ListenPeerURLs = splitList(*listenPeer)
-	cfg.AdvertisePeerURLs = splitList(*advertisePeer)
-	cfg.Join = splitList(*join)
-	if *gossipKey != "" {
-		key, err := base64.StdEncoding.DecodeString(*gossipKey)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "rhizome serve: --gossip-key: %v\n", err)
-			return 2
-		}
-		cfg.GossipKey = key
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer = reg
 	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "rhizome serve: %v\n", err)
+		usageError("serve", "%v", err)
 		return 2
 	}
 
-	s, err := site.Start(cfg)
+	s, err := startSite(cfg)
 	if err != nil {
 		cfg.Logger.Error("cannot start", "err", err)
 		return 1
@@ -124,4 +129,135 @@ func splitList(s string) []string {
 		}
 	}
 	return out
+}
+
+// apply checks every flag's value on its own, naming the flag and the value,
+// and completes cfg from the flags that are not plain Config fields. It touches
+// nothing on disk; cfg.Validate then checks the flags against each other.
+func (f *serveFlags) apply(cfg *site.Config) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*f.logLevel)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *f.logLevel)
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	switch *f.logFormat {
+	case "text":
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, opts))
+	case "json":
+		cfg.Logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	default:
+		return fmt.Errorf("--log-format %q: want text or json", *f.logFormat)
+	}
+	cfg.DataDir = *f.dataDir
+	if cfg.DataDir == "" {
+		cfg.DataDir = cfg.Name + ".rhizome"
+	}
+	cfg.ListenClientURLs = splitList(*f.listen)
+	cfg.AdvertiseClientURLs = splitList(*f.advertise)
+	cfg.ListenMetricsURLs = splitList(*f.metricsURLs)
+	cfg.ListenPeerURLs = splitList(*f.listenPeer)
+	cfg.AdvertisePeerURLs = splitList(*f.advertisePeer)
+	cfg.Join = splitList(*f.join)
+	if *f.gossipKey != "" {
+		key, err := base64.StdEncoding.DecodeString(*f.gossipKey)
+		if err != nil || (len(key) != 16 && len(key) != 24 && len(key) != 32) {
+			// Never print the key itself: it is a secret.
+			return fmt.Errorf("--gossip-key: want the base64 of 16, 24 or 32 bytes (e.g. head -c 32 /dev/urandom | base64)")
+		}
+		cfg.GossipKey = key
+	}
+	return checkServeValues(cfg, *f.metricsURLs)
+}
+
+// checkServeValues checks each value that can be wrong on its own.
+func checkServeValues(cfg *site.Config, metricsURLs string) error {
+	switch {
+	case cfg.Name == "":
+		return errors.New("--name: must not be empty")
+	case strings.ContainsAny(cfg.Name, "/\\"):
+		return fmt.Errorf("--name %q: must not contain a path separator", cfg.Name)
+	case cfg.MaxRequestBytes <= 0:
+		return fmt.Errorf("--max-request-bytes %d: must be positive", cfg.MaxRequestBytes)
+	case cfg.WatchProgressNotifyInterval < 0:
+		return fmt.Errorf("--watch-progress-notify-interval %s: must not be negative", cfg.WatchProgressNotifyInterval)
+	case cfg.ClusterToken == "":
+		return errors.New("--initial-cluster-token: must not be empty")
+	case cfg.AntiEntropyInterval <= 0:
+		return fmt.Errorf("--anti-entropy-interval %s: must be positive", cfg.AntiEntropyInterval)
+	case cfg.LeaseTakeover <= 0:
+		return fmt.Errorf("--lease-takeover-timeout %s: must be positive", cfg.LeaseTakeover)
+	case cfg.ForgetSiteAfter <= 0:
+		return fmt.Errorf("--forget-site-after %s: must be positive", cfg.ForgetSiteAfter)
+	case cfg.MemoryBudget != 0 && cfg.MemoryBudget < store.MinMemoryBudget:
+		return fmt.Errorf("--memory-budget %d: must be 0 (the default) or at least %d (8 MiB)", cfg.MemoryBudget, store.MinMemoryBudget)
+	}
+	urls := map[string][]string{
+		"listen-client-urls": cfg.ListenClientURLs, "advertise-client-urls": cfg.AdvertiseClientURLs,
+		"listen-peer-urls": cfg.ListenPeerURLs, "advertise-peer-urls": cfg.AdvertisePeerURLs,
+		"listen-metrics-urls": splitList(metricsURLs),
+	}
+	for name, list := range urls {
+		for _, u := range list {
+			if err := checkURL(u, name == "listen-metrics-urls"); err != nil {
+				return fmt.Errorf("--%s %q: %w", name, u, err)
+			}
+		}
+	}
+	hostPorts := map[string][]string{"gossip-addr": splitList(cfg.GossipAddr), "join": cfg.Join}
+	for name, list := range hostPorts {
+		for _, hp := range list {
+			if _, port, err := net.SplitHostPort(hp); err != nil || port == "" {
+				return fmt.Errorf("--%s %q: want HOST:PORT", name, hp)
+			}
+		}
+	}
+	files := map[string]string{
+		"cert-file": cfg.CertFile, "key-file": cfg.KeyFile, "trusted-ca-file": cfg.TrustedCAFile,
+		"peer-cert-file": cfg.PeerCertFile, "peer-key-file": cfg.PeerKeyFile, "peer-trusted-ca-file": cfg.PeerTrustedCAFile,
+	}
+	for name, path := range files {
+		if path == "" {
+			continue
+		}
+		if _, err := os.Stat(path); err != nil {
+			return fmt.Errorf("--%s %q: %w", name, path, errors.Unwrap(err))
+		}
+	}
+	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
+		return fmt.Errorf("--data-dir %q: not a directory", cfg.DataDir)
+	}
+	return nil
+}
+
+// checkURL accepts http://HOST:PORT or https://HOST:PORT (http only for
+// metrics).
+func checkURL(raw string, httpOnly bool) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "http" && (httpOnly || u.Scheme != "https"):
+		if httpOnly {
+			return errors.New("want http://HOST:PORT")
+		}
+		return errors.New("want http://HOST:PORT or https://HOST:PORT")
+	case u.Port() == "":
+		return errors.New("no port")
+	case u.Path != "" && u.Path != "/":
+		return errors.New("a URL to listen on has no path")
+	}
+	return nil
+}
+
+// startSite starts the site. If it fails and the data directory did not exist
+// before, it removes what it created: nothing was acknowledged to anyone.
+func startSite(cfg site.Config) (*site.Site, error) {
+	_, statErr := os.Stat(cfg.DataDir)
+	s, err := site.Start(cfg)
+	if err != nil && errors.Is(statErr, os.ErrNotExist) {
+		if rmErr := os.RemoveAll(cfg.DataDir); rmErr != nil {
+			cfg.Logger.Warn("cannot remove the data directory of a failed start", "dir", cfg.DataDir, "err", rmErr)
+		}
+	}
+	return s, err
 }

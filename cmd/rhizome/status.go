@@ -126,25 +126,16 @@ func fetchJSON(client *http.Client, url string, v any) error {
 }
 
 // parseEndpointCommand parses a command's flags; ok false with the exit code.
+// summary and example are the command table's (rhizome --help).
 func parseEndpointCommand(name, summary, example string, args []string) (*endpointFlags, int, bool) {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	var f endpointFlags
 	f.register(fs)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "%s\n\nusage: rhizome %s [flags]\nexample: %s\n\nflags:\n", summary, name, example)
-		fs.PrintDefaults()
+	if code, ok := parseFlags(fs, args); !ok {
+		return nil, code, false
 	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return nil, 0, false
-		}
-		return nil, 2, false
-	}
-	if err := f.validate(); err == nil && fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "rhizome %s: unexpected arguments %q\n", name, fs.Args())
-		return nil, 2, false
-	} else if err != nil {
-		fmt.Fprintf(os.Stderr, "rhizome %s: %v\n", name, err)
+	if err := f.validate(); err != nil {
+		usageError(name, "%v", err)
 		return nil, 2, false
 	}
 	return &f, 0, true
