@@ -194,7 +194,7 @@ site_status() { # [SITE...] (default: all)
   ((${#which[@]})) || which=("${sites[@]}")
   for s in "${which[@]}"; do
     say "rhizome status at site $s"
-    "$state/bin/rhizome" status --metrics-url "http://$(client_ip "$s"):2381" || true
+    "$state/bin/rhizome" status --endpoints "http://$(client_ip "$s"):2379" || true
   done
 }
 
@@ -202,8 +202,7 @@ site_status() { # [SITE...] (default: all)
 members_ok() {
   for s in "${sites[@]}"; do
     local n
-    # /rhizome/status on current builds, /status on older ones.
-    n=$({ curl -sf "http://$(client_ip "$s"):2381/rhizome/status" || curl -sf "http://$(client_ip "$s"):2381/status"; } |
+    n=$(curl -sf "http://$(client_ip "$s"):2379/rhizome/status" |
       grep -oi '"reachable": *true' | wc -l)
     ((n >= 2)) || return 1
   done
