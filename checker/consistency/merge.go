@@ -35,6 +35,11 @@ type Doc struct {
 	// counter and the writing site. They order concurrent writes of one
 	// field, and are not the write's Stamp (see Update).
 	Stamps [MaxFields]Stamp
+	// Seen holds, per site, the counter of the latest write of that site
+	// the state includes, and Top the fields the greatest of those writes
+	// left. Only Write and MergeKube keep them (built-in kinds).
+	Seen [MaxSites]uint32
+	Top  [MaxFields]int32
 }
 
 // Live reports whether the key exists.

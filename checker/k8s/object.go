@@ -67,6 +67,10 @@ const (
 	DPaused   = 9  // spec.paused
 	DAnnUser  = 10 // user annotations
 	DReady    = 11 // status.readyReplicas
+	// spec.strategy.rollingUpdate.maxSurge / maxUnavailable, plus one
+	// (0: unset, the default 25%)
+	DMaxSurge   = 12
+	DMaxUnavail = 13
 
 	// StatefulSet
 	SSReplicas = 4  // spec.replicas
@@ -314,7 +318,7 @@ func (s *Snapshot) apply(op *Op, rev int32, site int, a *arena) (*Snapshot, appl
 	var res applied
 	switch op.Type {
 	case OpCreate:
-		if exists {
+		if exists || !validObject(&o) {
 			return s, res
 		}
 		o.RV = rev
@@ -324,8 +328,8 @@ func (s *Snapshot) apply(op *Op, rev int32, site int, a *arena) (*Snapshot, appl
 			return s, res
 		}
 		cur := &s.Objs[i]
-		if cur.F == o.F {
-			return s, res // nothing to write
+		if cur.F == o.F || !validObject(&o) {
+			return s, res // nothing to write, or kube-apiserver rejects it
 		}
 		o.RV = rev
 		res = applied{ok: true, obj: o}

@@ -23,6 +23,7 @@ const (
 	propRunningBound
 	propRunningReturns
 	propReplicaActiveBound
+	propObjectsValid
 )
 
 type property struct {
@@ -265,6 +266,29 @@ var properties = []property{
 		Doc: "no replica ever holds more active ReplicaSet pods than the derived bound (S*R)"},
 		func(m *Model, s *State, e *evalCtx) bool {
 			return m.actBound == 0 || maxActive(s) <= m.actBound
+		}},
+	{checker.Property{Name: "objects-valid", Expect: checker.Always,
+		Doc: "every object every store version or replica holds is one kube-apiserver accepts (Deployment strategy, workload status counts)"},
+		func(m *Model, s *State, e *evalCtx) bool {
+			valid := func(v *Snapshot) bool {
+				for _, k := range [...]Kind{KindDeployment, KindReplicaSet} {
+					for i := range v.Of(k) {
+						if !validObject(&v.Of(k)[i]) {
+							return false
+						}
+					}
+				}
+				return true
+			}
+			if s.Sites != nil {
+				for _, r := range s.Sites {
+					if !valid(r.Snap) {
+						return false
+					}
+				}
+				return true
+			}
+			return valid(s.Vers[len(s.Vers)-1]) // older versions were checked when newest
 		}},
 }
 

@@ -27,6 +27,7 @@ func ResultColumns() []Column {
 		{"causal", Causal, 0},
 		{"rhizome (2 sites)", Rhizome, 2},
 		{"rhizome (3 sites)", Rhizome, 3},
+		{"rhizome json-path (2 sites)", RhizomeJSONPath, 2},
 	}
 }
 
@@ -46,6 +47,8 @@ func relevant(m *Model, name string) bool {
 	has := func(k Kind) bool { return len(v.Of(k)) > 0 }
 	switch {
 	case strings.HasPrefix(name, "rs-"):
+		return has(KindReplicaSet) || has(KindDeployment)
+	case name == "objects-valid":
 		return has(KindReplicaSet) || has(KindDeployment)
 	case strings.HasPrefix(name, "deploy-"):
 		return has(KindDeployment)
@@ -122,7 +125,7 @@ func WriteResults(w io.Writer, o ResultsOptions) error {
 			if o.Progress != nil {
 				fmt.Fprintf(o.Progress, "results: %s / %s: %d states, %.1fs\n", sc, c.Label, rep.States, rep.Seconds)
 			}
-			if mb, ma, _ := m.Bounds(); mb > 0 && c.Consistency == Rhizome {
+			if mb, ma, _ := m.Bounds(); mb > 0 && c.Consistency.replicated() {
 				overs = append(overs, over{label: c.Label, derivedRun: mb, derivedActive: ma,
 					run: rep.Gauges["running-pods"], active: rep.Gauges["replica-active-pods"],
 					returns: rep.Status("running-returns"), bound: rep.Status("running-bound")})

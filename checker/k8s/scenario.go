@@ -15,11 +15,12 @@ const (
 	BNodeRestart
 	BPartition
 	BNodeLost
+	BStrategy
 	numBudget
 )
 
 var budgetNames = [numBudget]string{"scale", "image", "pause", "annotate", "delete-pod", "delete-workload",
-	"restart", "node-fail", "node-restart", "partition", "node-lost"}
+	"restart", "node-fail", "node-restart", "partition", "node-lost", "strategy"}
 
 // Budget is the environment's remaining actions.
 type Budget [numBudget]int8
@@ -196,6 +197,41 @@ func Scenarios() []*Scenario {
 				b.controllers(CScheduler, 1)
 				b.controllers(CPodGC, 1)
 				b.budget[BDeletePod], b.budget[BRestart] = 1, 1
+			},
+		},
+		{
+			Name: "deploy-strategy",
+			Doc: "issue 9's merged Deployment: a running Deployment whose sites are cut; during the cut users set " +
+				"maxSurge 0 at one site and maxUnavailable 0 at another before their controllers observe the Deployment's generation, then the sites heal. Checks that every stored " +
+				"object stays one kube-apiserver accepts and the rollout completes",
+			Defaults: "Deployment (2, maxSurge 1, maxUnavailable 1) with its ReplicaSet and pods already running, one node per site; " +
+				"per site: deployment, replicaset; env: 1 partition, 2 strategy edits (at any site), heal",
+			build: func(b *builder) {
+				r := b.r(2)
+				ns := make([]Name, 0, b.sites)
+				for i := range b.sites {
+					ns = append(ns, b.node(fmt.Sprintf("node-%d", i+1), 2*r, i))
+				}
+				dep := b.add(KindDeployment, "dep", fv(DReplicas, r), fv(FImage, 1), fv(DGen, 1),
+					fv(DStatus, r), fv(DUpdated, r), fv(DReady, r), fv(DMaxSurge, 2), fv(DMaxUnavail, 2))
+				rs := MakeName(b.name("dep"), sufHash|1)
+				o := Object{Kind: KindReplicaSet, Name: rs}
+				for _, kv := range [][2]int32{fv(FOwnerKind, int(KindDeployment)), fv(FOwner, int(dep)), fv(FImage, 1),
+					fv(RSReplicas, r), fv(RSStatus, r), fv(RSReady, r), fv(RSGen, 1), fv(RSObserved, 1),
+					fv(RSLabelHash, 1), fv(RSSelHash, 1), fv(RSAnnRev, 1)} {
+					o.F[kv[0]] = kv[1]
+				}
+				b.objs = append(b.objs, o)
+				for i := range r {
+					p := Object{Kind: KindPod, Name: MakeName(b.name("dep"), sufGenerated|0xf00|uint16(i+1))}
+					p.F[FOwnerKind], p.F[FOwner], p.F[FImage], p.F[PHash] = int32(KindReplicaSet), int32(rs), 1, 1
+					p.F[PNode], p.F[PPhase], p.F[PReady] = int32(ns[0]), PhaseRunning, 1
+					b.objs = append(b.objs, p)
+					b.running[ns[0]] = append(b.running[ns[0]], p.Name)
+				}
+				b.controllers(CDeployment, 1)
+				b.controllers(CReplicaSet, 1)
+				b.budget[BPartition], b.budget[BStrategy] = 1, 2
 			},
 		},
 		{
