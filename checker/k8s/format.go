@@ -88,6 +88,8 @@ func (m *Model) ObjectString(o *Object) string {
 	case KindJob:
 		fmt.Fprintf(&b, " completions=%d parallelism=%d status{active=%d ready=%d succeeded=%d failed=%d complete=%d uncounted=%b/%b}",
 			f[JCompletions], f[JParallelism], f[JActive], f[JReady], f[JSucceeded], f[JFailed], f[JComplete], f[JUncSucc], f[JUncFail])
+	case KindLease:
+		fmt.Fprintf(&b, " holder=site%d transitions=%d", f[LHolder]-1, f[LTerm])
 	}
 	return b.String()
 }
@@ -205,6 +207,8 @@ func (m *Model) FormatAction(s *State, a Action) string {
 		return fmt.Sprintf("site %d sends its changes to site %d, which merges them", a.C, a.V)
 	case ActNodeLost:
 		return fmt.Sprintf("site %d's node lifecycle stops hearing from %s and marks it NotReady", a.C, m.NameString(Name(a.X)))
+	case ActLeaseExpire:
+		return fmt.Sprintf("site %d's controller-manager sees the leader's Lease expire and takes it", a.C)
 	case ActStrategy:
 		return fmt.Sprintf("user at site %d sets %s of %s to 0", a.C, [2]string{"maxSurge", "maxUnavailable"}[a.V&1], m.workloadString(a.X))
 	}

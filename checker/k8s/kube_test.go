@@ -113,3 +113,73 @@ func TestStatusMergesWhole(t *testing.T) {
 		})
 	}
 }
+
+// TestLeaderElectionVerdicts: with every site's controllers acting at once
+// (leader election off) a ReplicaSet gets more pods than its spec while the
+// sites are still connected, as in issue 9's real run; gated by a Lease held
+// at one site, it does not.
+func TestLeaderElectionVerdicts(t *testing.T) {
+	for sc, violated := range map[string]bool{"leader-election": false, "no-leader-election": true} {
+		t.Run(sc, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.Scenario, cfg.Consistency, cfg.Properties = sc, Rhizome, []string{"rs-within-spec-connected"}
+			rep := run(t, cfg, checker.Config{Mode: checker.BFS, MaxDepth: 9, Timeout: time.Minute})
+			if got := rep.Status("rs-within-spec-connected") == checker.StatusViolated; got != violated {
+				t.Errorf("rs-within-spec-connected violated = %v, want %v", got, violated)
+			}
+			if !violated && !rep.Complete {
+				t.Error("search did not reach depth 9 everywhere")
+			}
+		})
+	}
+}
+
+// TestLeaseFailover: connected, site 0 leads; cut, site 1 takes the Lease
+// and its controllers act; healed, the Lease merges whole and exactly one
+// holder remains, the same at both sites, so site 0's controllers stop.
+func TestLeaseFailover(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Scenario, cfg.Consistency = "leader-election", Rhizome
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.init
+	do := func(a Action) {
+		t.Helper()
+		n, ok := m.Next(s, a)
+		if !ok {
+			t.Fatalf("%s not enabled", m.FormatAction(s, a))
+		}
+		s = n
+	}
+	rsAt := func(site int) int16 {
+		for i, c := range m.ctrls {
+			if c.Kind == CReplicaSet && c.Site == site {
+				return int16(i)
+			}
+		}
+		t.Fatal("no replicaset controller")
+		return 0
+	}
+	if _, ok := m.Next(s, Action{T: ActStep, C: rsAt(1)}); ok {
+		t.Fatal("site 1's controller acted without the Lease")
+	}
+	do(Action{T: ActStep, C: rsAt(0)})
+	do(Action{T: ActPartition})
+	do(Action{T: ActLeaseExpire, C: 1})
+	do(Action{T: ActStep, C: rsAt(1)})
+	do(Action{T: ActHeal})
+	do(Action{T: ActSync, C: 0, V: 1})
+	do(Action{T: ActSync, C: 1, V: 0})
+	var holders []int32
+	for _, r := range s.Sites {
+		holders = append(holders, r.Snap.Of(KindLease)[0].F[LHolder])
+	}
+	if holders[0] != holders[1] || holders[0] != 2 {
+		t.Fatalf("Lease holders after heal %v, want site 1 at both", holders)
+	}
+	if _, ok := m.Next(s, Action{T: ActStep, C: rsAt(0)}); ok {
+		t.Error("site 0's controller acted after losing the Lease")
+	}
+}

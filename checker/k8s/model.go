@@ -22,6 +22,7 @@ const (
 	ActHeal                        // the partition heals
 	ActSync                        // site C sends its state to site V
 	ActNodeLost                    // site C's node lifecycle marks node X NotReady
+	ActLeaseExpire                 // site C's controller-manager sees the Lease expire (while cut) and takes it
 	ActStrategy                    // user at site C sets Deployment X's maxSurge (V=0) or maxUnavailable (V=1) to 0
 )
 
@@ -298,6 +299,11 @@ func (m *Model) Actions(s *State, buf []Action) []Action {
 		switch {
 		case s.Cut:
 			buf = append(buf, Action{T: ActHeal})
+			if s.Env[BLeaseExpire] > 0 {
+				for site := range s.Sites {
+					buf = append(buf, Action{T: ActLeaseExpire, C: int16(site)})
+				}
+			}
 			if s.Env[BNodeLost] > 0 {
 				for site := range s.Sites {
 					for _, n := range s.Sites[site].Snap.Of(KindNode) {
@@ -444,6 +450,21 @@ func (m *Model) next(s *State, a Action, ar *arena) (*State, bool) {
 		ok = m.userWorkload(n, a, ar)
 	case ActStrategy:
 		ok = m.userStrategy(n, a, ar)
+	case ActLeaseExpire:
+		if n.Sites != nil && n.Cut && n.Env[BLeaseExpire] > 0 {
+			ok = m.envWrite(n, int(a.C), func(v *Snapshot) (Op, bool) {
+				l := v.Of(KindLease)
+				if len(l) == 0 || l[0].F[LHolder] == int32(a.C)+1 {
+					return Op{}, false
+				}
+				nl := l[0]
+				nl.F[LHolder], nl.F[LTerm] = int32(a.C)+1, nl.F[LTerm]+1
+				return update(&nl), true
+			}, ar)
+			if ok {
+				n.Env[BLeaseExpire]--
+			}
+		}
 	case ActDeletePod:
 		if n.Env[BDeletePod] > 0 {
 			ok = m.envWrite(n, 0, func(v *Snapshot) (Op, bool) {

@@ -18,9 +18,10 @@ const (
 	KindControllerRevision
 	KindPVC
 	KindJob
+	KindLease
 )
 
-var kindNames = [...]string{"", "Node", "Pod", "ReplicaSet", "Deployment", "StatefulSet", "ControllerRevision", "PersistentVolumeClaim", "Job"}
+var kindNames = [...]string{"", "Node", "Pod", "ReplicaSet", "Deployment", "StatefulSet", "ControllerRevision", "PersistentVolumeClaim", "Job", "Lease"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -101,6 +102,10 @@ const (
 	JComplete    = 10 // status.conditions[Complete]
 	JUncSucc     = 11 // status.uncountedTerminatedPods.succeeded (bit per pod)
 	JUncFail     = 12 // status.uncountedTerminatedPods.failed (bit per pod)
+
+	// Lease (coordination.k8s.io, kube-controller-manager's leader lock)
+	LHolder = 4 // spec.holderIdentity: the holding site plus one (0: none)
+	LTerm   = 5 // spec.leaseTransitions
 
 	// Node
 	NReady    = 4 // status.conditions[Ready]
@@ -199,7 +204,7 @@ type Snapshot struct {
 }
 
 // numKinds bounds Kind values: kinds are 1..numKinds-1.
-const numKinds = int(KindJob) + 1
+const numKinds = int(KindLease) + 1
 
 // index sets off from Objs.
 func (s *Snapshot) index() {

@@ -48,6 +48,8 @@ func relevant(m *Model, name string) bool {
 	switch {
 	case strings.HasPrefix(name, "rs-"):
 		return has(KindReplicaSet) || has(KindDeployment)
+	case name == "rs-within-spec-connected":
+		return m.bound > 0
 	case name == "objects-valid":
 		return has(KindReplicaSet) || has(KindDeployment)
 	case strings.HasPrefix(name, "deploy-"):

@@ -41,6 +41,7 @@ var kubeRules = func() [numKinds]*consistency.Kube {
 	mk(KindStatefulSet, SSGen, []int{FImage, SSReplicas, SSClaims}, SSStatus, SSReady, SSCurrent, SSUpdated, SSObserved, SSCurRev, SSUpdRev)
 	mk(KindControllerRevision, -1, nil)
 	mk(KindPVC, -1, []int{PVCOrdinal, PVCSet})
+	mk(KindLease, -1, []int{LHolder, LTerm}, LHolder, LTerm) // a Lease's spec is one unit
 	mk(KindJob, -1, []int{JCompletions, JParallelism}, JActive, JReady, JSucceeded, JFailed, JComplete, JUncSucc, JUncFail)
 	return out
 }()
