@@ -245,10 +245,10 @@ func Scenarios() []*Scenario {
 			build: func(b *builder) { b.controlPlane(true) },
 		},
 		{
-			Name: "no-leader-election",
-			Doc: "the leader-election scenario with leader election off (--leader-elect=false): every site's controllers act at once",
+			Name:     "no-leader-election",
+			Doc:      "the leader-election scenario with leader election off (--leader-elect=false): every site's controllers act at once",
 			Defaults: "ReplicaSet (2), no pods yet, one node per site; per site: replicaset, scheduler; env: 1 partition, heal",
-			build: func(b *builder) { b.controlPlane(false) },
+			build:    func(b *builder) { b.controlPlane(false) },
 		},
 		{
 			Name: "over-replication",
