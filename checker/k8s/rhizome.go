@@ -28,7 +28,6 @@ func newReplica(snap *Snapshot) *Replica {
 		// Initial objects share one pre-history incarnation at every site.
 		d := consistency.Create(consistency.Doc{Key: o.Key()}, o.F, consistency.Stamp{})
 		d.Inc = consistency.Stamp{Counter: 0, Site: 0xff}
-		d.Top = o.F
 		r.Docs = append(r.Docs, d)
 		r.docSum += docHash(&d)
 	}
@@ -51,8 +50,14 @@ func docHash(d *consistency.Doc) uint64 {
 	for i, c := range d.Seen {
 		h = (h ^ uint64(c)<<(i*8)) * 0xc2b2ae3d27d4eb4f
 	}
-	for i := 0; i < len(d.Top); i += 2 {
-		h = (h ^ uint64(uint32(d.Top[i])) ^ uint64(uint32(d.Top[i+1]))<<32) * 0x9e3779b97f4a7c15
+	for s := range d.Heads {
+		hd := &d.Heads[s]
+		for i := 0; i < len(hd.Vals); i += 2 {
+			h = (h ^ uint64(uint32(hd.Vals[i])) ^ uint64(uint32(hd.Vals[i+1]))<<32) * 0x9e3779b97f4a7c15
+		}
+		for i, c := range hd.Seen {
+			h = (h ^ uint64(c)<<(i*8+s)) * 0xc2b2ae3d27d4eb4f
+		}
 	}
 	if d.Deleted {
 		h ^= 1 << 63
@@ -155,19 +160,17 @@ func shownF(r *Replica, d *consistency.Doc) [NF]int32 {
 	return d.Vals
 }
 
-// mergeDocs merges one key's documents of dst and src, by Kubernetes' rules
-// when kube is set, and returns the merged document and the fields it shows.
-func mergeDocs(dst, src *Replica, a, b *consistency.Doc, kube bool) (consistency.Doc, [NF]int32, bool) {
+// mergeDocs merges one key's documents, by Kubernetes' rules when kube is
+// set, and returns the merged document, the fields it shows and whether a
+// conflict (a concurrent create, or a new validation fallback) was resolved.
+func mergeDocs(a, b *consistency.Doc, kube bool) (consistency.Doc, [NF]int32, bool) {
 	if r := kubeRules[Kind(a.Key>>32)]; kube && r != nil {
-		var sa, sb [NF]int32
-		if a.Live() {
-			sa = shownF(dst, a)
+		m, conflict := consistency.MergeKube(*a, *b)
+		shown, fallback := consistency.Shown(&m, r)
+		if fallback && m != *a && m != *b {
+			conflict = true
 		}
-		if b.Live() {
-			sb = shownF(src, b)
-		}
-		m := consistency.MergeKube(*a, *b, sa, sb, r)
-		return m.Doc, m.Shown, m.Conflict
+		return m, shown, conflict
 	}
 	d, conflict := consistency.Merge(*a, *b)
 	return d, d.Vals, conflict
@@ -217,7 +220,7 @@ func mergeInto(dst, src *Replica, kube bool, a *arena) *Replica {
 			j++
 		default:
 			var conflict bool
-			d, shown, conflict = mergeDocs(dst, src, &dst.Docs[i], &src.Docs[j], kube)
+			d, shown, conflict = mergeDocs(&dst.Docs[i], &src.Docs[j], kube)
 			if conflict {
 				n.Conflicts++
 			}
