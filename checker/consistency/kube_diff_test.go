@@ -34,7 +34,7 @@ const (
 )
 
 var deployKube = &consistency.Kube{
-	Unit: [consistency.MaxFields]uint8{},
+	Unit: [consistency.MaxFields]uint8{kStatusReplicas: 1, kReady: 1, kObserved: 1},
 	Spec: 1<<kReplicas | 1<<kSurge | 1<<kUnavail,
 	Gen:  kGen,
 	Valid: func(v *[consistency.MaxFields]int32) bool {
