@@ -86,6 +86,7 @@ func WriteResults(w io.Writer, o ResultsOptions) error {
 		"\"exhaustive\" runs explored the whole bounded space, the others stopped at the timeout and reached the depth shown. "+
 		"Reproduce a cell with `rhizome check --scenario S --consistency C [--sites N] --depth %d --timeout %v`.\n\n",
 		o.Depth, o.Timeout, threads, o.Depth, o.Timeout)
+	fmt.Fprint(w, columnsNote)
 	type over struct {
 		label                     string
 		derivedRun, derivedActive int
@@ -179,6 +180,16 @@ func WriteResults(w io.Writer, o ResultsOptions) error {
 	}
 	return nil
 }
+
+const columnsNote = `Columns: "rhizome" merges built-in kinds by Kubernetes' rules as crdt/ does (status whole,
+metadata.generation moved after a concurrent spec merge, a merge kube-apiserver would reject
+falls back to the whole object of the greatest concurrent write); "rhizome json-path" is the
+merge before issue 9, every field on its own, which is what the real runs of issue 9 wedged on
+(deploy-strategy). Under every model kube-apiserver's validation of the modelled fields
+rejects an invalid write (objects-valid). leader-election gates each site's controllers by
+a Lease that merges whole; no-leader-election runs them all at once (rs-within-spec-connected).
+
+`
 
 const overReplicationDerivation = `Scenario: a ReplicaSet with R replicas whose pods run at site 0; S sites, one node
 per site (N = S), each site runs a ReplicaSet controller, a scheduler and pod GC;
