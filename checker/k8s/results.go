@@ -46,10 +46,10 @@ func relevant(m *Model, name string) bool {
 	v := m.latest(m.init)
 	has := func(k Kind) bool { return len(v.Of(k)) > 0 }
 	switch {
+	case name == "rs-within-spec-connected":
+		return m.bound > 0 // the leader-election and over-replication scenarios
 	case strings.HasPrefix(name, "rs-"):
 		return has(KindReplicaSet) || has(KindDeployment)
-	case name == "rs-within-spec-connected":
-		return m.bound > 0
 	case name == "objects-valid":
 		return has(KindReplicaSet) || has(KindDeployment)
 	case strings.HasPrefix(name, "deploy-"):
