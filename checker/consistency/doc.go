@@ -25,10 +25,22 @@
 //     and scalars are atomic leaves, which is what a field is here.
 //
 // These are crdt/'s rules for objects that are not built-in Kubernetes kinds.
-// For built-in kinds crdt/ merges by Kubernetes' merge units (status whole,
-// list-maps by key, ...), moves metadata.generation and falls back to one side's
-// whole object when a merge fails validation; this model does not follow those
-// yet (issue 9, item 6).
+// For built-in kinds (Kube, kube.go) crdt/'s further rules apply: fields of
+// one merge unit (status) are written by one operation and merge whole
+// (Write); each document keeps every site's latest write (Doc.Heads: what it
+// followed and the fields it left), so the concurrent heads are known
+// exactly; and Shown gives the object a reader sees: with concurrent heads,
+// the field merge with metadata.generation one past the heads' greatest when
+// the merged spec differs from some head's, or, when Kube.Valid rejects it,
+// the whole object written by the head with the greatest Stamp. A later
+// write diffs against the merged fields, as crdt/'s does. A second seeded
+// differential test (kube_diff_test.go) drives crdt.Docs of an apps/v1
+// Deployment (spec.replicas, rollingUpdate maxSurge/maxUnavailable, status,
+// generation; a validator that rejects both zero and readyReplicas >
+// replicas) and this model with the same random concurrent edits at 2-3
+// sites, and requires the same object at every site after every step.
+// crdt/ exports none of these rules as functions, so the model keeps its own
+// compact form and the differential tests keep the two from drifting.
 //
 // crdt/ implements the same rules over automerge documents and ships changes
 // in causal order; this package merges whole states. The seeded differential

@@ -35,6 +35,18 @@ type Doc struct {
 	// counter and the writing site. They order concurrent writes of one
 	// field, and are not the write's Stamp (see Update).
 	Stamps [MaxFields]Stamp
+	// Seen holds, per site, the counter of the latest write of that site
+	// the state includes, and Heads that write: what it had seen and the
+	// fields it left. Only Write and MergeKube keep them (built-in kinds).
+	Seen  [MaxSites]uint32
+	Heads [MaxSites]Head
+}
+
+// Head is one site's latest write of a document: the writes it followed
+// (its own included) and the fields as it left them.
+type Head struct {
+	Seen [MaxSites]uint32
+	Vals [MaxFields]int32
 }
 
 // Live reports whether the key exists.
@@ -73,6 +85,7 @@ func Delete(d Doc) Doc {
 	d.Ops = 0
 	d.Vals = [MaxFields]int32{}
 	d.Stamps = [MaxFields]Stamp{}
+	d.Seen, d.Heads = [MaxSites]uint32{}, [MaxSites]Head{}
 	return d
 }
 

@@ -74,7 +74,7 @@ func (m *Model) NewCoder() checker.Coder[*State] {
 // newCoder returns a coder whose caches have about 2^bits entries (tests
 // make them tiny to exercise evictions).
 func (m *Model) newCoder(bits int) *coder {
-	history := m.cfg.Consistency != Synchronous && m.cfg.Consistency != Rhizome
+	history := m.cfg.Consistency != Synchronous && !m.cfg.Consistency.replicated()
 	return &coder{m: m, in: m.interned, seed: maphash.MakeSeed(), snapRefs: history, bySID: make([]sidEntry, 1<<bits),
 		snaps: make([]cacheEntry[*Snapshot], 1<<bits), reps: make([]cacheEntry[*Replica], 1<<max(bits-2, 0)),
 		objIDs: make([]hashID, 1<<max(bits-2, 0)), locIDs: make([]hashID, 1<<max(bits-4, 0))}

@@ -37,10 +37,17 @@ const (
 	// are local to the site; sites exchange state when connected and merge
 	// it with package consistency's rules.
 	Rhizome Consistency = "rhizome"
+	// RhizomeJSONPath is rhizome before Kubernetes' merge rules (issue 9):
+	// every field of every kind merges on its own by JSON path, status
+	// included, with no generation move and no validation fallback.
+	RhizomeJSONPath Consistency = "rhizome-json-path"
 )
 
+// replicated reports whether c keeps one replica per site.
+func (c Consistency) replicated() bool { return c == Rhizome || c == RhizomeJSONPath }
+
 // Consistencies lists every model, in the order tables use.
-var Consistencies = []Consistency{Synchronous, MonotonicSession, ResettableSession, OptimisticLinear, Causal, Rhizome}
+var Consistencies = []Consistency{Synchronous, MonotonicSession, ResettableSession, OptimisticLinear, Causal, Rhizome, RhizomeJSONPath}
 
 // Config selects and sizes a Kubernetes model.
 type Config struct {
@@ -72,7 +79,7 @@ func (c Config) Validate() error {
 	if !slices.Contains(Consistencies, c.Consistency) {
 		return fmt.Errorf("%w: unknown consistency %q", ErrInvalidConfig, c.Consistency)
 	}
-	if c.Consistency == Rhizome && (c.Sites < 1 || c.Sites > MaxSites) {
+	if c.Consistency.replicated() && (c.Sites < 1 || c.Sites > MaxSites) {
 		return fmt.Errorf("%w: sites %d outside 1..%d", ErrInvalidConfig, c.Sites, MaxSites)
 	}
 	if c.Replicas < 0 || c.Replicas > 8 {

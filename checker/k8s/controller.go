@@ -25,6 +25,19 @@ type Controller struct {
 	Node Name // kubelet: the node it runs
 	Site int  // rhizome: the site whose replica it talks to
 	Idx  int  // instance number within its kind, for display
+	// Lease, when not 0, names the Lease that gates the controller (leader
+	// election): it acts only while its site holds the Lease in the view
+	// it reads, as a kube-controller-manager that lost its lease exits.
+	Lease Name
+}
+
+// leads reports whether c may act on v under leader election.
+func (c *Controller) leads(v *Snapshot) bool {
+	if c.Lease == 0 {
+		return true
+	}
+	l := v.Get(KindLease, c.Lease)
+	return l != nil && l.F[LHolder] == int32(c.Site+1)
 }
 
 // MaxRunning bounds how many containers one kubelet runs in the model.
@@ -104,6 +117,9 @@ func (l *Local) hash() uint64 {
 func Reconcile(c *Controller, v *Snapshot, loc *Local) (Op, Local, bool) {
 	var op Op
 	nl := *loc
+	if !c.leads(v) {
+		return op, nl, false
+	}
 	switch c.Kind {
 	case CScheduler:
 		op = schedule(v)

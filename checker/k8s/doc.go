@@ -21,8 +21,22 @@
 // Consistency models (Config.Consistency) decide which versions a controller
 // may read and where its write lands; see the Consistency constants. Under
 // rhizome every site holds a Replica, controllers read and compare-and-swap
-// against their own site, and sites merge whole states with
-// consistency.Merge (incarnations, sticky deletes, field-level LWW).
+// against their own site, and sites merge whole states with package
+// consistency's rules: built-in kinds by Kubernetes' merge units as crdt/
+// merges them (status whole, metadata.generation moved after a concurrent
+// spec merge, the validation fallback to one side's whole object, with
+// validObject standing in for kube-apiserver's validation of the modelled
+// fields, which also rejects invalid writes under every model);
+// rhizome-json-path is the merge before issue 9 (every field on its own).
+//
+// Leader election (scenarios leader-election / no-leader-election):
+// controllers carrying a Lease act only while their site holds it in the
+// replica they read; the Lease (spec one merge unit) starts at site 0, and
+// while the sites are cut each side's controller-manager may see it expire
+// and take it (an environment action; renewals are not modelled). After the
+// heal the Lease merges whole, so exactly one holder remains and the other
+// side's controllers stop, as a kube-controller-manager that lost its lease
+// exits. kube-scheduler is gated by the same Lease (upstream it has its own).
 //
 // Properties are listed by `rhizome check --list`; "when stable" ones are
 // judged only where every replica has seen every change and no controller

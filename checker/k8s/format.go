@@ -75,6 +75,9 @@ func (m *Model) ObjectString(o *Object) string {
 	case KindDeployment:
 		fmt.Fprintf(&b, " image=%d replicas=%d paused=%d ann=%d status{replicas=%d updated=%d ready=%d observed=%d/%d}",
 			f[FImage], f[DReplicas], f[DPaused], f[DAnnUser], f[DStatus], f[DUpdated], f[DReady], f[DObserved], f[DGen])
+		if f[DMaxSurge] != 0 || f[DMaxUnavail] != 0 {
+			fmt.Fprintf(&b, " rollingUpdate{maxSurge=%d maxUnavailable=%d}", f[DMaxSurge]-1, f[DMaxUnavail]-1)
+		}
 	case KindStatefulSet:
 		fmt.Fprintf(&b, " image=%d replicas=%d status{replicas=%d ready=%d current=%d updated=%d observed=%d/%d rev=%d/%d}",
 			f[FImage], f[SSReplicas], f[SSStatus], f[SSReady], f[SSCurrent], f[SSUpdated], f[SSObserved], f[SSGen], f[SSCurRev], f[SSUpdRev])
@@ -85,6 +88,8 @@ func (m *Model) ObjectString(o *Object) string {
 	case KindJob:
 		fmt.Fprintf(&b, " completions=%d parallelism=%d status{active=%d ready=%d succeeded=%d failed=%d complete=%d uncounted=%b/%b}",
 			f[JCompletions], f[JParallelism], f[JActive], f[JReady], f[JSucceeded], f[JFailed], f[JComplete], f[JUncSucc], f[JUncFail])
+	case KindLease:
+		fmt.Fprintf(&b, " holder=site%d transitions=%d", f[LHolder]-1, f[LTerm])
 	}
 	return b.String()
 }
@@ -202,6 +207,10 @@ func (m *Model) FormatAction(s *State, a Action) string {
 		return fmt.Sprintf("site %d sends its changes to site %d, which merges them", a.C, a.V)
 	case ActNodeLost:
 		return fmt.Sprintf("site %d's node lifecycle stops hearing from %s and marks it NotReady", a.C, m.NameString(Name(a.X)))
+	case ActLeaseExpire:
+		return fmt.Sprintf("site %d's controller-manager sees the leader's Lease expire and takes it", a.C)
+	case ActStrategy:
+		return fmt.Sprintf("user at site %d sets %s of %s to 0", a.C, [2]string{"maxSurge", "maxUnavailable"}[a.V&1], m.workloadString(a.X))
 	}
 	return fmt.Sprintf("action %+v", a)
 }

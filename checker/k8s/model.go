@@ -22,6 +22,8 @@ const (
 	ActHeal                        // the partition heals
 	ActSync                        // site C sends its state to site V
 	ActNodeLost                    // site C's node lifecycle marks node X NotReady
+	ActLeaseExpire                 // site C's controller-manager sees the Lease expire (while cut) and takes it
+	ActStrategy                    // user at site C sets Deployment X's maxSurge (V=0) or maxUnavailable (V=1) to 0
 )
 
 // Action is one transition of the model; it marshals to the JSON kept in
@@ -79,7 +81,7 @@ func New(cfg Config) (*Model, error) {
 	}
 	sc := ScenarioByName(cfg.Scenario)
 	sites := 1
-	if cfg.Consistency == Rhizome {
+	if cfg.Consistency.replicated() {
 		sites = cfg.Sites
 	}
 	b := &builder{cfg: cfg, sites: sites, names: []string{""}, running: map[Name][]Name{}, nodeSite: map[Name]int{}}
@@ -110,7 +112,7 @@ func New(cfg Config) (*Model, error) {
 			}
 		}
 	}
-	if cfg.Consistency == Rhizome {
+	if cfg.Consistency.replicated() {
 		for range sites {
 			s.Sites = append(s.Sites, newReplica(snap))
 		}
@@ -214,7 +216,7 @@ func (m *Model) latest(s *State) *Snapshot {
 func (m *Model) views(s *State, c int, out []int32) []int32 {
 	n := int32(len(s.Vers))
 	switch m.cfg.Consistency {
-	case Synchronous, Rhizome:
+	case Synchronous, Rhizome, RhizomeJSONPath:
 		return append(out, 0)
 	case MonotonicSession, ResettableSession:
 		for v := s.Loc[c].Session; v < n; v++ {
@@ -280,6 +282,11 @@ func (m *Model) Actions(s *State, buf []Action) []Action {
 		if s.Env[BDeleteWorkload] > 0 {
 			buf = append(buf, Action{T: ActDeleteWorkload, X: int32(x)})
 		}
+		if s.Env[BStrategy] > 0 && Kind(m.workloads[x]>>32) == KindDeployment {
+			for site := range max(1, len(s.Sites)) {
+				buf = append(buf, Action{T: ActStrategy, C: int16(site), X: int32(x)}, Action{T: ActStrategy, C: int16(site), X: int32(x), V: 1})
+			}
+		}
 	}
 	if s.Env[BDeletePod] > 0 {
 		for _, p := range m.latest(s).Of(KindPod) {
@@ -292,6 +299,11 @@ func (m *Model) Actions(s *State, buf []Action) []Action {
 		switch {
 		case s.Cut:
 			buf = append(buf, Action{T: ActHeal})
+			if s.Env[BLeaseExpire] > 0 {
+				for site := range s.Sites {
+					buf = append(buf, Action{T: ActLeaseExpire, C: int16(site)})
+				}
+			}
 			if s.Env[BNodeLost] > 0 {
 				for site := range s.Sites {
 					for _, n := range s.Sites[site].Snap.Of(KindNode) {
@@ -335,7 +347,7 @@ func (m *Model) restartSession(old int32) int32 {
 // come from a.
 func (m *Model) write(n *State, v int32, site int, op *Op, a *arena) (int32, *Snapshot, applied) {
 	if n.Sites != nil {
-		r, base, res := n.Sites[site].write(op, site, a)
+		r, base, res := n.Sites[site].write(op, site, m.cfg.Consistency == Rhizome, a)
 		if res.ok {
 			sites := a.replicas(len(n.Sites))
 			copy(sites, n.Sites)
@@ -436,6 +448,23 @@ func (m *Model) next(s *State, a Action, ar *arena) (*State, bool) {
 		}
 	case ActScale, ActImage, ActPause, ActAnnotate, ActDeleteWorkload:
 		ok = m.userWorkload(n, a, ar)
+	case ActStrategy:
+		ok = m.userStrategy(n, a, ar)
+	case ActLeaseExpire:
+		if n.Sites != nil && n.Cut && n.Env[BLeaseExpire] > 0 {
+			ok = m.envWrite(n, int(a.C), func(v *Snapshot) (Op, bool) {
+				l := v.Of(KindLease)
+				if len(l) == 0 || l[0].F[LHolder] == int32(a.C)+1 {
+					return Op{}, false
+				}
+				nl := l[0]
+				nl.F[LHolder], nl.F[LTerm] = int32(a.C)+1, nl.F[LTerm]+1
+				return update(&nl), true
+			}, ar)
+			if ok {
+				n.Env[BLeaseExpire]--
+			}
+		}
 	case ActDeletePod:
 		if n.Env[BDeletePod] > 0 {
 			ok = m.envWrite(n, 0, func(v *Snapshot) (Op, bool) {
@@ -463,7 +492,7 @@ func (m *Model) next(s *State, a Action, ar *arena) (*State, bool) {
 			sites := ar.replicas(len(n.Sites))
 			copy(sites, n.Sites)
 			n.Sites = sites
-			n.Sites[a.V] = mergeInto(n.Sites[a.V], n.Sites[a.C], ar)
+			n.Sites[a.V] = mergeInto(n.Sites[a.V], n.Sites[a.C], m.cfg.Consistency == Rhizome, ar)
 			ok = true
 		}
 	case ActNodeLost:
@@ -552,6 +581,30 @@ func (m *Model) userWorkload(n *State, a Action, ar *arena) bool {
 	}, ar)
 	if ok {
 		n.Env[slot]--
+	}
+	return ok
+}
+
+// userStrategy sets a Deployment's maxSurge (a.V == 0) or maxUnavailable
+// to 0 through site a.C, as kubectl edit would; kube-apiserver rejects the
+// edit when the other is 0 already.
+func (m *Model) userStrategy(n *State, a Action, ar *arena) bool {
+	if n.Env[BStrategy] <= 0 || int(a.X) >= len(m.workloads) || int(a.C) >= max(1, len(n.Sites)) {
+		return false
+	}
+	k := m.workloads[a.X]
+	ok := m.envWrite(n, int(a.C), func(v *Snapshot) (Op, bool) {
+		o := v.Get(Kind(k>>32), Name(k))
+		if o == nil || o.Kind != KindDeployment {
+			return Op{}, false
+		}
+		no := *o
+		no.F[DMaxSurge+int(a.V&1)] = 1
+		no.F[DGen]++
+		return update(&no), true
+	}, ar)
+	if ok {
+		n.Env[BStrategy]--
 	}
 	return ok
 }

@@ -18,9 +18,10 @@ const (
 	KindControllerRevision
 	KindPVC
 	KindJob
+	KindLease
 )
 
-var kindNames = [...]string{"", "Node", "Pod", "ReplicaSet", "Deployment", "StatefulSet", "ControllerRevision", "PersistentVolumeClaim", "Job"}
+var kindNames = [...]string{"", "Node", "Pod", "ReplicaSet", "Deployment", "StatefulSet", "ControllerRevision", "PersistentVolumeClaim", "Job", "Lease"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -67,6 +68,10 @@ const (
 	DPaused   = 9  // spec.paused
 	DAnnUser  = 10 // user annotations
 	DReady    = 11 // status.readyReplicas
+	// spec.strategy.rollingUpdate.maxSurge / maxUnavailable, plus one
+	// (0: unset, the default 25%)
+	DMaxSurge   = 12
+	DMaxUnavail = 13
 
 	// StatefulSet
 	SSReplicas = 4  // spec.replicas
@@ -97,6 +102,10 @@ const (
 	JComplete    = 10 // status.conditions[Complete]
 	JUncSucc     = 11 // status.uncountedTerminatedPods.succeeded (bit per pod)
 	JUncFail     = 12 // status.uncountedTerminatedPods.failed (bit per pod)
+
+	// Lease (coordination.k8s.io, kube-controller-manager's leader lock)
+	LHolder = 4 // spec.holderIdentity: the holding site plus one (0: none)
+	LTerm   = 5 // spec.leaseTransitions
 
 	// Node
 	NReady    = 4 // status.conditions[Ready]
@@ -195,7 +204,7 @@ type Snapshot struct {
 }
 
 // numKinds bounds Kind values: kinds are 1..numKinds-1.
-const numKinds = int(KindJob) + 1
+const numKinds = int(KindLease) + 1
 
 // index sets off from Objs.
 func (s *Snapshot) index() {
@@ -314,7 +323,7 @@ func (s *Snapshot) apply(op *Op, rev int32, site int, a *arena) (*Snapshot, appl
 	var res applied
 	switch op.Type {
 	case OpCreate:
-		if exists {
+		if exists || !validObject(&o) {
 			return s, res
 		}
 		o.RV = rev
@@ -324,8 +333,8 @@ func (s *Snapshot) apply(op *Op, rev int32, site int, a *arena) (*Snapshot, appl
 			return s, res
 		}
 		cur := &s.Objs[i]
-		if cur.F == o.F {
-			return s, res // nothing to write
+		if cur.F == o.F || !validObject(&o) {
+			return s, res // nothing to write, or kube-apiserver rejects it
 		}
 		o.RV = rev
 		res = applied{ok: true, obj: o}

@@ -23,6 +23,8 @@ const (
 	propRunningBound
 	propRunningReturns
 	propReplicaActiveBound
+	propObjectsValid
+	propRSWithinSpecConnected
 )
 
 type property struct {
@@ -266,6 +268,53 @@ var properties = []property{
 		func(m *Model, s *State, e *evalCtx) bool {
 			return m.actBound == 0 || maxActive(s) <= m.actBound
 		}},
+	{checker.Property{Name: "objects-valid", Expect: checker.Always,
+		Doc: "every object every store version or replica holds is one kube-apiserver accepts (Deployment strategy, workload status counts)"},
+		func(m *Model, s *State, e *evalCtx) bool {
+			valid := func(v *Snapshot) bool {
+				for _, k := range [...]Kind{KindDeployment, KindReplicaSet} {
+					for i := range v.Of(k) {
+						if !validObject(&v.Of(k)[i]) {
+							return false
+						}
+					}
+				}
+				return true
+			}
+			if s.Sites != nil {
+				for _, r := range s.Sites {
+					if !valid(r.Snap) {
+						return false
+					}
+				}
+				return true
+			}
+			return valid(s.Vers[len(s.Vers)-1]) // older versions were checked when newest
+		}},
+	{checker.Property{Name: "rs-within-spec-connected", Expect: checker.Always,
+		Doc: "until the first partition, no store version or replica holds more active pods of a ReplicaSet than its spec.replicas (no controllers racing)"},
+		func(m *Model, s *State, e *evalCtx) bool {
+			if s.Env[BPartition] != m.init.Env[BPartition] {
+				return true
+			}
+			within := func(v *Snapshot) bool {
+				for _, rs := range v.Of(KindReplicaSet) {
+					if countPods(v, KindReplicaSet, rs.Name, podActive) > int(rs.F[RSReplicas]) {
+						return false
+					}
+				}
+				return true
+			}
+			if s.Sites == nil {
+				return within(s.Vers[len(s.Vers)-1])
+			}
+			for _, r := range s.Sites {
+				if !within(r.Snap) {
+					return false
+				}
+			}
+			return true
+		}},
 }
 
 func propertyIndex(name string) int {
@@ -397,7 +446,7 @@ func (m *Model) quiescent(s *State) bool {
 			if s.Loc[i].Down {
 				continue
 			}
-		} else {
+		} else if c.Lease == 0 {
 			if done&(1<<c.Kind) != 0 {
 				continue
 			}

@@ -47,6 +47,18 @@ func (r *Replica) seal() {
 func docHash(d *consistency.Doc) uint64 {
 	h := d.Key*0xff51afd7ed558ccd ^ uint64(d.Inc.Counter)<<8 ^ uint64(d.Inc.Site) ^ uint64(d.Prev.Counter)<<40 ^
 		uint64(d.Ops)<<20
+	for i, c := range d.Seen {
+		h = (h ^ uint64(c)<<(i*8)) * 0xc2b2ae3d27d4eb4f
+	}
+	for s := range d.Heads {
+		hd := &d.Heads[s]
+		for i := 0; i < len(hd.Vals); i += 2 {
+			h = (h ^ uint64(uint32(hd.Vals[i])) ^ uint64(uint32(hd.Vals[i+1]))<<32) * 0x9e3779b97f4a7c15
+		}
+		for i, c := range hd.Seen {
+			h = (h ^ uint64(c)<<(i*8+s)) * 0xc2b2ae3d27d4eb4f
+		}
+	}
 	if d.Deleted {
 		h ^= 1 << 63
 	}
@@ -70,9 +82,10 @@ func (r *Replica) findDoc(k uint64) (int, bool) {
 }
 
 // write applies a local write at site: compare-and-swap against this
-// replica only, then stamps the change into the key's document. The new
+// replica only, then stamps the change into the key's document, by
+// Kubernetes' merge units when kube is set (else field by field). The new
 // replica is built in a.
-func (r *Replica) write(op *Op, site int, a *arena) (*Replica, *Snapshot, applied) {
+func (r *Replica) write(op *Op, site int, kube bool, a *arena) (*Replica, *Snapshot, applied) {
 	snap, res := r.Snap.apply(op, r.Snap.Rev+1, site, a)
 	if !res.ok {
 		return r, r.Snap, res
@@ -96,6 +109,8 @@ func (r *Replica) write(op *Op, site int, a *arena) (*Replica, *Snapshot, applie
 	switch {
 	case res.removed:
 		d = consistency.Delete(d)
+	case kube && kubeRules[res.obj.Kind] != nil:
+		d = consistency.Write(d, res.obj.F, st, uint8(site), kubeRules[res.obj.Kind])
 	case !d.Live():
 		d = consistency.Create(d, res.obj.F, st)
 	default:
@@ -137,9 +152,33 @@ func behind(dst, src *Replica) bool {
 	return false
 }
 
+// shownF returns the fields r's snapshot shows for a live document d.
+func shownF(r *Replica, d *consistency.Doc) [NF]int32 {
+	if i, ok := r.Snap.search(d.Key); ok {
+		return r.Snap.Objs[i].F
+	}
+	return d.Vals
+}
+
+// mergeDocs merges one key's documents, by Kubernetes' rules when kube is
+// set, and returns the merged document, the fields it shows and whether a
+// conflict (a concurrent create, or a new validation fallback) was resolved.
+func mergeDocs(a, b *consistency.Doc, kube bool) (consistency.Doc, [NF]int32, bool) {
+	if r := kubeRules[Kind(a.Key>>32)]; kube && r != nil {
+		m, conflict := consistency.MergeKube(*a, *b)
+		shown, fallback := consistency.Shown(&m, r)
+		if fallback && m != *a && m != *b {
+			conflict = true
+		}
+		return m, shown, conflict
+	}
+	d, conflict := consistency.Merge(*a, *b)
+	return d, d.Vals, conflict
+}
+
 // mergeInto returns dst after receiving src's state (anti-entropy), built in
 // a. Keys whose materialised value changes get dst's next local revision.
-func mergeInto(dst, src *Replica, a *arena) *Replica {
+func mergeInto(dst, src *Replica, kube bool, a *arena) *Replica {
 	n := a.replica()
 	*n = Replica{Clock: max(dst.Clock, src.Clock), Conflicts: dst.Conflicts}
 	for i := range n.VV {
@@ -163,18 +202,25 @@ func mergeInto(dst, src *Replica, a *arena) *Replica {
 		var d consistency.Doc
 		var old *consistency.Doc
 		var id uint32
+		var shown [NF]int32
 		switch {
 		case j == len(src.Docs) || i < len(dst.Docs) && dst.Docs[i].Key < src.Docs[j].Key:
 			d, old = dst.Docs[i], &dst.Docs[i]
 			id = docID(dst, i, &d)
+			if d.Live() {
+				shown = shownF(dst, &d)
+			}
 			i++
 		case i == len(dst.Docs) || src.Docs[j].Key < dst.Docs[i].Key:
 			d = src.Docs[j]
 			id = docID(src, j, &d)
+			if d.Live() {
+				shown = shownF(src, &d)
+			}
 			j++
 		default:
 			var conflict bool
-			d, conflict = consistency.Merge(dst.Docs[i], src.Docs[j])
+			d, shown, conflict = mergeDocs(&dst.Docs[i], &src.Docs[j], kube)
 			if conflict {
 				n.Conflicts++
 			}
@@ -191,10 +237,10 @@ func mergeInto(dst, src *Replica, a *arena) *Replica {
 		if !d.Live() {
 			continue
 		}
-		o := Object{Kind: Kind(d.Key >> 32), Name: Name(d.Key), RV: rev, F: d.Vals}
+		o := Object{Kind: Kind(d.Key >> 32), Name: Name(d.Key), RV: rev, F: shown}
 		var oid uint32
-		if old != nil && old.Live() && old.Inc == d.Inc && old.Vals == d.Vals {
-			if k, ok := dst.Snap.search(o.Key()); ok {
+		if old != nil && old.Live() && old.Inc == d.Inc {
+			if k, ok := dst.Snap.search(o.Key()); ok && dst.Snap.Objs[k].F == shown {
 				cur := &dst.Snap.Objs[k]
 				o.RV = cur.RV
 				if dst.Snap.ids != nil && *cur == o {

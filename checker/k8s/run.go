@@ -22,7 +22,7 @@ func Check(cfg Config, ccfg checker.Config) (*checker.Report, error) {
 		"consistency": string(cfg.Consistency),
 		"controllers": fmt.Sprint(len(m.ctrls)),
 	}
-	if cfg.Consistency == Rhizome {
+	if cfg.Consistency.replicated() {
 		rep.Labels["sites"] = fmt.Sprint(cfg.Sites)
 	}
 	if cfg.Consistency == OptimisticLinear {

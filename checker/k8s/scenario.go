@@ -15,11 +15,13 @@ const (
 	BNodeRestart
 	BPartition
 	BNodeLost
+	BStrategy
+	BLeaseExpire
 	numBudget
 )
 
 var budgetNames = [numBudget]string{"scale", "image", "pause", "annotate", "delete-pod", "delete-workload",
-	"restart", "node-fail", "node-restart", "partition", "node-lost"}
+	"restart", "node-fail", "node-restart", "partition", "node-lost", "strategy", "lease-expire"}
 
 // Budget is the environment's remaining actions.
 type Budget [numBudget]int8
@@ -199,6 +201,56 @@ func Scenarios() []*Scenario {
 			},
 		},
 		{
+			Name: "deploy-strategy",
+			Doc: "issue 9's merged Deployment: a running Deployment whose sites are cut; during the cut users set " +
+				"maxSurge 0 at one site and maxUnavailable 0 at another before their controllers observe the Deployment's generation, then the sites heal. Checks that every stored " +
+				"object stays one kube-apiserver accepts and the rollout completes",
+			Defaults: "Deployment (2, maxSurge 1, maxUnavailable 1) with its ReplicaSet and pods already running, one node per site; " +
+				"per site: deployment, replicaset; env: 1 partition, 2 strategy edits (at any site), heal",
+			build: func(b *builder) {
+				r := b.r(2)
+				ns := make([]Name, 0, b.sites)
+				for i := range b.sites {
+					ns = append(ns, b.node(fmt.Sprintf("node-%d", i+1), 2*r, i))
+				}
+				dep := b.add(KindDeployment, "dep", fv(DReplicas, r), fv(FImage, 1), fv(DGen, 1),
+					fv(DStatus, r), fv(DUpdated, r), fv(DReady, r), fv(DMaxSurge, 2), fv(DMaxUnavail, 2))
+				rs := MakeName(b.name("dep"), sufHash|1)
+				o := Object{Kind: KindReplicaSet, Name: rs}
+				for _, kv := range [][2]int32{fv(FOwnerKind, int(KindDeployment)), fv(FOwner, int(dep)), fv(FImage, 1),
+					fv(RSReplicas, r), fv(RSStatus, r), fv(RSReady, r), fv(RSGen, 1), fv(RSObserved, 1),
+					fv(RSLabelHash, 1), fv(RSSelHash, 1), fv(RSAnnRev, 1)} {
+					o.F[kv[0]] = kv[1]
+				}
+				b.objs = append(b.objs, o)
+				for i := range r {
+					p := Object{Kind: KindPod, Name: MakeName(b.name("dep"), sufGenerated|0xf00|uint16(i+1))}
+					p.F[FOwnerKind], p.F[FOwner], p.F[FImage], p.F[PHash] = int32(KindReplicaSet), int32(rs), 1, 1
+					p.F[PNode], p.F[PPhase], p.F[PReady] = int32(ns[0]), PhaseRunning, 1
+					b.objs = append(b.objs, p)
+					b.running[ns[0]] = append(b.running[ns[0]], p.Name)
+				}
+				b.controllers(CDeployment, 1)
+				b.controllers(CReplicaSet, 1)
+				b.budget[BPartition], b.budget[BStrategy] = 1, 2
+			},
+		},
+		{
+			Name: "leader-election",
+			Doc: "one control plane across sites: R pods of a ReplicaSet to create, every site runs a ReplicaSet controller " +
+				"and a scheduler gated by kube-controller-manager's Lease, held by site 0; the sites are cut, each side's " +
+				"controller-manager may see the Lease expire and take it, then the sites heal and the Lease merges",
+			Defaults: "ReplicaSet (2), no pods yet, one node per site; per site: replicaset, scheduler (leader-elected); " +
+				"env: 1 partition, Lease takeovers while cut, heal",
+			build: func(b *builder) { b.controlPlane(true) },
+		},
+		{
+			Name:     "no-leader-election",
+			Doc:      "the leader-election scenario with leader election off (--leader-elect=false): every site's controllers act at once",
+			Defaults: "ReplicaSet (2), no pods yet, one node per site; per site: replicaset, scheduler; env: 1 partition, heal",
+			build:    func(b *builder) { b.controlPlane(false) },
+		},
+		{
 			Name: "over-replication",
 			Doc: "R pods of a ReplicaSet run at site 0; the sites are partitioned, each site's node-lifecycle may declare the " +
 				"other sites' nodes lost, then the sites heal. Checks the derived bounds (S*R active pods per replica, N*S*R running) and a return to R.",
@@ -237,6 +289,34 @@ func Scenarios() []*Scenario {
 			},
 		},
 	}
+}
+
+// controlPlane builds the leader-election scenarios: a ReplicaSet whose R
+// pods are still to be created, one node per site, a ReplicaSet controller
+// and a scheduler per site, gated by one Lease held by site 0 when elect.
+func (b *builder) controlPlane(elect bool) {
+	r := b.r(2)
+	for i := range b.sites {
+		b.node(fmt.Sprintf("node-%d", i+1), 2*r*b.sites, i)
+	}
+	b.add(KindReplicaSet, "rep", fv(RSReplicas, r), fv(FImage, 1), fv(RSGen, 1))
+	first := len(b.ctrls)
+	b.controllers(CReplicaSet, 1)
+	b.controllers(CScheduler, 1)
+	if elect {
+		lease := b.add(KindLease, "kube-controller-manager", fv(LHolder, 1), fv(LTerm, 1))
+		for i := first; i < len(b.ctrls); i++ {
+			b.ctrls[i].Lease = lease
+		}
+		b.budget[BLeaseExpire] = int8(b.sites)
+	}
+	b.budget[BPartition] = 1
+	b.target = r
+	// The over-replication derivation (RESULTS.md) holds with or without
+	// leader election; with it, only sides whose controller-manager leads
+	// create pods, which the measured maxima show.
+	b.activeBound = b.sites * r
+	b.bound = b.sites * b.sites * r
 }
 
 // ScenarioByName returns the named scenario or nil.

@@ -42,6 +42,12 @@ func deployments(v *Snapshot) Op {
 		}
 		want := int(d.F[DReplicas])
 		maxSurge, maxUnavail := surge(want)
+		if d.F[DMaxSurge] != 0 {
+			maxSurge = int(d.F[DMaxSurge]) - 1
+		}
+		if d.F[DMaxUnavail] != 0 {
+			maxUnavail = int(d.F[DMaxUnavail]) - 1
+		}
 		// Upstream syncs the new ReplicaSet's annotations and revision even
 		// for a paused Deployment (getAllReplicaSetsAndSyncRevision).
 		if newRS != nil && (newRS.F[RSAnnUser] != d.F[DAnnUser] || newRS.F[RSAnnRev] < maxRev) {
