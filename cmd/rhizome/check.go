@@ -22,7 +22,7 @@ func runCheck(args []string) int {
 	var (
 		list        = fs.Bool("list", false, "list the scenarios and properties, then exit")
 		scenario    = fs.String("scenario", def.Scenario, "scenario to check (see --list)")
-		consistency = fs.String("consistency", string(def.Consistency), "consistency model: synchronous, monotonic-session, resettable-session, optimistic-linear, causal, rhizome")
+		consistency = fs.String("consistency", string(def.Consistency), "consistency model: synchronous, monotonic-session, resettable-session, optimistic-linear, causal, rhizome, rhizome-json-path (the merge before Kubernetes merge units)")
 		mode        = fs.String("mode", string(cdef.Mode), "search: bfs, dfs or simulation")
 		depth       = fs.Int("depth", 100, "maximum path length (0: unbounded)")
 		timeout     = fs.Duration("timeout", 0, "wall-clock bound (0: none)")
