@@ -93,10 +93,15 @@ func prepare(t *testing.T) (root, modfile string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	mod = append(mod, []byte("\nreplace k8s.io/apiserver => "+dst+"\n")...)
 	modfile = filepath.Join(tmp, "go.mod")
 	if err := os.WriteFile(modfile, mod, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	// The module's own go.mod already replaces k8s.io/apiserver (by its release,
+	// for k8s.io/kubernetes' sake): swap that replacement for the copy.
+	edit := exec.Command("go", "mod", "edit", "-dropreplace=k8s.io/apiserver", "-replace=k8s.io/apiserver="+dst, modfile)
+	if out, err := edit.CombinedOutput(); err != nil {
+		t.Fatalf("go mod edit: %v\n%s", err, out)
 	}
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
