@@ -8,7 +8,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -53,11 +52,8 @@ func RunKube(ctx context.Context, cfg KubeConfig) (*KubeReport, error) {
 	}
 	rep := &KubeReport{
 		Started: time.Now().UTC().Format(time.RFC3339),
-		Host: Host{
-			OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(),
-			GoVersion: runtime.Version(), LoadBefore: loadAvg(),
-		},
-		Config: cfg.report(),
+		Host:    newHost(),
+		Config:  cfg.report(),
 	}
 	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-kube-")
 	if err != nil {

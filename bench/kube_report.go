@@ -305,22 +305,12 @@ func fmtBytes(n int64) string {
 }
 
 func (r *KubeReport) otherCores() (lo, hi float64, ok bool) {
-	lo = math.Inf(1)
-	for _, c := range r.Cells {
-		if c.OtherCores >= 0 {
-			lo, hi, ok = min(lo, c.OtherCores), max(hi, c.OtherCores), true
-		}
-	}
-	return lo, hi, ok
+	return coreRange(r.Cells, func(c kubeCell) float64 { return c.OtherCores })
 }
 
 // JSON returns the report as indented JSON.
 func (r *KubeReport) JSON() ([]byte, error) {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	return append(data, '\n'), nil
+	return indentJSON(r)
 }
 
 // WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -284,22 +285,41 @@ func orDash(s string) string {
 // otherCores returns the least and most CPU, in cores, that the rest of the
 // machine used during any cell.
 func (r *Report) otherCores() (lo, hi float64, ok bool) {
+	return coreRange(r.Cells, func(c Cell) float64 { return c.OtherCores })
+}
+
+// coreRange returns the least and most of cores over cells, skipping the
+// negative values that mean "not measured".
+func coreRange[C any](cells []C, cores func(C) float64) (lo, hi float64, ok bool) {
 	lo = math.Inf(1)
-	for _, c := range r.Cells {
-		if c.OtherCores >= 0 {
-			lo, hi, ok = min(lo, c.OtherCores), max(hi, c.OtherCores), true
+	for _, c := range cells {
+		if v := cores(c); v >= 0 {
+			lo, hi, ok = min(lo, v), max(hi, v), true
 		}
 	}
 	return lo, hi, ok
 }
 
-// JSON returns the report as indented JSON.
-func (r *Report) JSON() ([]byte, error) {
-	data, err := json.MarshalIndent(r, "", "  ")
+// indentJSON is a report's JSON form: indented, ending in a newline.
+func indentJSON(report any) ([]byte, error) {
+	data, err := json.MarshalIndent(report, "", "  ")
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return append(data, '\n'), nil
+}
+
+// newHost describes this machine as a run starts.
+func newHost() Host {
+	return Host{
+		OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(),
+		GoVersion: runtime.Version(), LoadBefore: loadAvg(),
+	}
+}
+
+// JSON returns the report as indented JSON.
+func (r *Report) JSON() ([]byte, error) {
+	return indentJSON(r)
 }
 
 // WriteFiles writes the report into dir as <name>.json, <name>.txt (the

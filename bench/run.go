@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -35,11 +34,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{
 		Started: time.Now().UTC().Format(time.RFC3339),
-		Host: Host{
-			OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(),
-			GoVersion: runtime.Version(), LoadBefore: loadAvg(),
-		},
-		Config: reportConfig(cfg),
+		Host:    newHost(),
+		Config:  reportConfig(cfg),
 	}
 
 	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-")

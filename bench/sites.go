@@ -4,14 +4,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -170,7 +168,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	}
 	rep := &SitesReport{
 		Started: time.Now().UTC().Format(time.RFC3339),
-		Host:    Host{OS: runtime.GOOS, Arch: runtime.GOARCH, CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), LoadBefore: loadAvg()},
+		Host:    newHost(),
 		Sites:   cfg.Sites, Delay: cfg.Delay.String(), Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(),
 		LinkBytes: map[string]int64{}, CutSeconds: cfg.CutDuration.Seconds(), ConvergeSeconds: map[string]float64{},
 	}
@@ -564,11 +562,7 @@ func (r *SitesReport) Table() string {
 
 // JSON returns the report as indented JSON.
 func (r *SitesReport) JSON() ([]byte, error) {
-	data, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	return append(data, '\n'), nil
+	return indentJSON(r)
 }
 
 // WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.

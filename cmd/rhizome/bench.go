@@ -53,6 +53,17 @@ func parseBench(fs *flag.FlagSet, args []string) (status int, ok bool) {
 	return parseFlags(fs, args)
 }
 
+// systemFlags registers the flags every suite shares: the binaries compared,
+// where their data goes (whose: "servers'", say) and where the report goes.
+func systemFlags(fs *flag.FlagSet, suite string, rhizomeBin, etcdBin, workDir *string, whose string) (out *string, quiet *bool) {
+	fs.StringVar(rhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
+	fs.StringVar(etcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
+	fs.StringVar(workDir, "work-dir", "", "parent of the "+whose+" temporary data directories (default: the system temp dir)")
+	out = fs.String("out", "", fmt.Sprintf("directory to write %[1]s.json, %[1]s.txt and %[1]s.png into (default: print only)", suite))
+	quiet = fs.Bool("quiet", false, "no progress lines")
+	return out, quiet
+}
+
 // finishBench runs a suite until SIGINT or SIGTERM, prints its table and
 // writes its files into out (when set) as <name>.json, .txt and .png.
 func finishBench[R report](name, out string, run func(ctx context.Context) (R, error)) int {
@@ -99,11 +110,7 @@ func runBenchKV(args []string) int {
 	fs.IntVar(&cfg.RangeKeys, "range-keys", cfg.RangeKeys, "keys preloaded for Range to read")
 	fs.IntVar(&cfg.TxnKeysPerClient, "txn-keys-per-client", cfg.TxnKeysPerClient, "keys each Txn client updates in turn")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed for key choice and values")
-	fs.StringVar(&cfg.RhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
-	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
-	fs.StringVar(&cfg.WorkDir, "work-dir", "", "parent of the servers' temporary data directories (default: the system temp dir)")
-	out := fs.String("out", "", "directory to write kv.json, kv.txt and kv.png into (default: print only)")
-	quiet := fs.Bool("quiet", false, "no progress lines")
+	out, quiet := systemFlags(fs, "kv", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "servers'")
 	if status, ok := parseBench(fs, args); !ok {
 		return status
 	}
@@ -135,12 +142,8 @@ func runBenchKube(args []string) int {
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "HTTP/2 connections to kube-apiserver the clients share round-robin")
 	fs.BoolVar(&cfg.JSON, "json", false, "also measure Rhizome under kube-apiserver's JSON storage encoding")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the call sequence")
-	fs.StringVar(&cfg.RhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
-	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
-	fs.StringVar(&cfg.WorkDir, "work-dir", "", "parent of the control planes' temporary directories (default: the system temp dir)")
+	out, quiet := systemFlags(fs, "kube", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "control planes'")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "keep the components' logs here, one directory per system (default: removed)")
-	out := fs.String("out", "", "directory to write kube.json, kube.txt and kube.png into (default: print only)")
-	quiet := fs.Bool("quiet", false, "no progress lines")
 	if status, ok := parseBench(fs, args); !ok {
 		return status
 	}
@@ -172,11 +175,7 @@ func runBenchSites(args []string) int {
 	fs.DurationVar(&cfg.CutDuration, "cut", 0, "after the load, cut the last site off for this long under load, heal, and time until all sites agree (0: no cut)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "a request taking longer fails")
 	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "value size in bytes")
-	fs.StringVar(&cfg.RhizomeBin, "rhizome-bin", "", "rhizome binary to benchmark (default: go build ./cmd/rhizome)")
-	fs.StringVar(&cfg.EtcdBin, "etcd-bin", "", "etcd binary to compare with (default: from scripts/bins.sh etcd)")
-	fs.StringVar(&cfg.WorkDir, "work-dir", "", "parent of the servers' temporary data directories (default: the system temp dir)")
-	out := fs.String("out", "", "directory to write sites.json, sites.txt and sites.png into (default: print only)")
-	quiet := fs.Bool("quiet", false, "no progress lines")
+	out, quiet := systemFlags(fs, "sites", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "servers'")
 	if status, ok := parseBench(fs, args); !ok {
 		return status
 	}
