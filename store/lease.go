@@ -28,6 +28,7 @@ type lease struct {
 	// ownerGone is when this site first saw the owner declared dead (zero while
 	// it lives); after the takeover timeout this site expires the lease itself.
 	ownerGone time.Time
+	taken     bool // this site expires it now (logged once)
 }
 
 // Lease changes travel in the change log like key changes, with an empty key (which
@@ -282,7 +283,7 @@ func (s *Store) runLeaseExpiry() {
 func (s *Store) takenOver(l *lease, now time.Time) bool {
 	alive := s.ownerAlive.Load()
 	if alive == nil || (*alive)(l.owner) {
-		l.ownerGone = time.Time{}
+		l.ownerGone, l.taken = time.Time{}, false
 		return false
 	}
 	if l.ownerGone.IsZero() {
@@ -293,6 +294,10 @@ func (s *Store) takenOver(l *lease, now time.Time) bool {
 	}
 	if took := l.ownerGone.Add(s.cfg.LeaseTakeover); l.expiry.Before(took) {
 		l.expiry = took.Add(time.Duration(l.ttl) * time.Second)
+	}
+	if !l.taken {
+		l.taken = true
+		s.cfg.Logger.Info("store: lease taken over", "lease", l.id, "owner", l.owner, "owner-dead-since", l.ownerGone, "expires", l.expiry)
 	}
 	return true
 }

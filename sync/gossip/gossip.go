@@ -258,13 +258,22 @@ func (g *Gossip) reconnect() {
 		}
 	}
 	g.mu.Unlock()
-	if alive <= 1 {
+	alone := alive <= 1
+	if alone {
 		addrs = append(addrs, g.cfg.Join...)
 	}
-	if len(addrs) > 0 {
-		if _, err := g.list.Join(addrs); err == nil {
-			g.cfg.Logger.Debug("gossip: reconnected", "addrs", addrs)
-		}
+	if len(addrs) == 0 {
+		return
+	}
+	_, err := g.list.Join(addrs)
+	switch {
+	case err == nil:
+		g.cfg.Logger.Debug("gossip: reconnected", "addrs", addrs)
+	case alone:
+		// A site that stays alone is most often one started with another
+		// cluster's --gossip-key or --initial-cluster-token: say so every round,
+		// not only at start, so the operator sees it in the logs.
+		g.cfg.Logger.Warn("gossip: alone, no other site answers (check --gossip-key and --initial-cluster-token match the other sites)", "join", addrs, "err", err)
 	}
 }
 
