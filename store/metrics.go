@@ -18,6 +18,7 @@ type metrics struct {
 	defragSeconds prometheus.Histogram
 	backupSeconds prometheus.Histogram
 	batchSize     prometheus.Histogram
+	docBytes      prometheus.Histogram
 	puts, deletes prometheus.Counter
 	ranges        prometheus.Counter
 	leasesExpired prometheus.Counter
@@ -51,6 +52,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:    "Requests sharing one commit.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 11),
 		}),
+		docBytes: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "rhizome", Subsystem: "store", Name: "document_bytes",
+			Help:    "Size of a key's stored document at each write: its value, its CRDT history since the last rebase and any prior history still kept (bounded history keeps this flat for a steadily updated key).",
+			Buckets: prometheus.ExponentialBuckets(256, 2, 16),
+		}),
 		puts:          counter("etcd", "mvcc", "put_total", "Total number of puts seen by this member."),
 		deletes:       counter("etcd", "mvcc", "delete_total", "Total number of deletes seen by this member."),
 		ranges:        counter("etcd", "mvcc", "range_total", "Total number of ranges seen by this member."),
@@ -66,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.conflicts.WithLabelValues(k.String()) // listed at 0 before the first
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitSeconds, m.defragSeconds, m.backupSeconds, m.batchSize, m.puts, m.deletes, m.ranges, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
+		reg.MustRegister(m.commitSeconds, m.defragSeconds, m.backupSeconds, m.batchSize, m.docBytes, m.puts, m.deletes, m.ranges, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
 	}
 	return m
 }
@@ -103,6 +109,7 @@ func timer(h prometheus.Histogram) func() {
 }
 
 func (m *metrics) batch(n int)                  { m.batchSize.Observe(float64(n)) }
+func (m *metrics) document(size int)            { m.docBytes.Observe(float64(size)) }
 func (m *metrics) leaseExpired()                { m.leasesExpired.Inc() }
 func (m *metrics) compacted(n int)              { m.compactedRevs.Add(float64(n)) }
 func (m *metrics) opaqueKubeValue()             { m.opaqueKube.Inc() }

@@ -70,6 +70,9 @@ func TestMetrics(t *testing.T) {
 			t.Errorf("%s = %v, want %v", name, got[name], want)
 		}
 	}
+	if n := got["rhizome_store_document_bytes"]; n < 2 { // the create and the delete write the document
+		t.Errorf("rhizome_store_document_bytes counts %v document writes, want at least 2", n)
+	}
 	if got["etcd_mvcc_db_total_size_in_bytes"] < 1 {
 		t.Errorf("etcd_mvcc_db_total_size_in_bytes = %v", got["etcd_mvcc_db_total_size_in_bytes"])
 	}

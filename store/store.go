@@ -601,7 +601,9 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		}
 	}
 	for key, doc := range dirty {
-		writes = append(writes, write{key: docKey([]byte(key)), value: doc.Encode()})
+		enc := doc.Encode()
+		s.metrics.document(len(enc))
+		writes = append(writes, write{key: docKey([]byte(key)), value: enc})
 	}
 	if len(writes) > 0 && s.fail == nil {
 		writes = append(writes,
