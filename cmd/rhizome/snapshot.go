@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"time"
@@ -29,11 +30,12 @@ leases. The other sites treat it as a new member and bring it up to date.
 // runSnapshot restores a site from a snapshot taken with `etcdctl snapshot save`
 // (Maintenance Snapshot), or prints what a snapshot file holds.
 func runSnapshot(args []string) int {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(os.Stderr, snapshotUsage)
-		if len(args) == 0 {
-			return 2
-		}
+	if len(args) == 0 {
+		usageError("snapshot", "want restore or status")
+		return 2
+	}
+	if args[0] == "-h" || args[0] == "--help" {
+		fmt.Print(snapshotUsage)
 		return 0
 	}
 	switch args[0] {
@@ -42,13 +44,13 @@ func runSnapshot(args []string) int {
 	case "status":
 		return runSnapshotStatus(args[1:])
 	}
-	fmt.Fprintf(os.Stderr, "rhizome snapshot: unknown command %q\n%s", args[0], snapshotUsage)
+	usageError("snapshot", "unknown command %q: want restore or status", args[0])
 	return 2
 }
 
 func runSnapshotRestore(args []string) int {
 	fs := flag.NewFlagSet("snapshot restore", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, snapshotUsage+"\nflags:\n"); fs.PrintDefaults() }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), snapshotUsage+"\nflags:\n"); fs.PrintDefaults() }
 	dataDir := fs.String("data-dir", "", "directory of the restored site; must not exist or be empty (required)")
 	name := fs.String("name", "", "name of the restored site (default: the snapshot's site name + \"-restored-\" + the time)")
 	reuse := fs.Bool("reuse-name", false, "allow --name to be the snapshot's own site name. UNSAFE unless no other site "+
@@ -101,7 +103,7 @@ func runSnapshotRestore(args []string) int {
 
 func runSnapshotStatus(args []string) int {
 	fs := flag.NewFlagSet("snapshot status", flag.ContinueOnError)
-	fs.Usage = func() { fmt.Fprint(os.Stderr, snapshotUsage) }
+	fs.Usage = func() { fmt.Fprint(fs.Output(), snapshotUsage) }
 	file, code := parseWithFile(fs, args)
 	if file == "" {
 		return code
@@ -117,14 +119,22 @@ func runSnapshotStatus(args []string) int {
 }
 
 // parseWithFile parses flags given before or after the one FILE argument. It
-// returns the file, or "" and the exit code.
+// returns the file, or "" and the exit code: 0 after printing the help (fs.Usage,
+// to stdout), 2 after a one-line usage error.
 func parseWithFile(fs *flag.FlagSet, args []string) (string, int) {
+	help := fs.Usage
+	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
 	var files []string
 	for {
-		if err := fs.Parse(args); err != nil {
-			if errors.Is(err, flag.ErrHelp) {
-				return "", 0
-			}
+		err := fs.Parse(args)
+		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout)
+			help()
+			return "", 0
+		}
+		if err != nil {
+			usageError(fs.Name(), "%s", flagError(err))
 			return "", 2
 		}
 		if fs.NArg() == 0 {
@@ -133,7 +143,7 @@ func parseWithFile(fs *flag.FlagSet, args []string) (string, int) {
 		files, args = append(files, fs.Arg(0)), fs.Args()[1:]
 	}
 	if len(files) != 1 {
-		fmt.Fprintf(os.Stderr, "rhizome %s: want one snapshot FILE, got %q\n", fs.Name(), files)
+		usageError(fs.Name(), "want one snapshot FILE, got %q", files)
 		return "", 2
 	}
 	return files[0], 0
