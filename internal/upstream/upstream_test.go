@@ -22,7 +22,14 @@ var suites = []string{
 }
 
 // skipped lists upstream tests not run, each with its reason (also in the README).
-var skipped = map[string]string{}
+var skipped = map[string]string{
+	// A cacher whitebox test on a MockStorage: it never reaches the datastore.
+	// Its mock lists fine and fails every watch, so the cacher is ready for an
+	// instant between the two; a Watch that lands then (under CPU load, as in a
+	// full test run on 2 cores) dereferences the nil field selector of the
+	// test's ListOptions (cacher.go:543) and panics.
+	"TestWatchNotHangingOnStartupFailure": "upstream race on a MockStorage, independent of the datastore",
+}
 
 func TestUpstreamStorageSuite(t *testing.T) {
 	if testing.Short() {
