@@ -46,10 +46,7 @@ func RunKube(ctx context.Context, cfg KubeConfig) (*KubeReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	progress := cfg.Progress
-	if progress == nil {
-		progress = io.Discard
-	}
+	progress := progressOrDiscard(cfg.Progress)
 	rep := &KubeReport{
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Host:    newHost(),

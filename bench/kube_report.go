@@ -264,22 +264,7 @@ func (r *KubeReport) Table() string {
 	tw.Flush()
 	b.WriteString("\ncpu = process CPU time per call during the measured rounds; other cores = CPU used by everything but this benchmark and the\n" +
 		"control planes (other users of the machine); load1 = 1-minute load average (includes the benchmark itself).\n")
-	for _, n := range notes {
-		b.WriteString("note: " + n + "\n")
-	}
-	b.WriteString("\ntargets (issue 3):\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	for _, t := range r.Targets {
-		switch {
-		case !t.Measured:
-			fmt.Fprintf(tw, "  %s\t%s\tnot measured\t\n", t.Name, t.Want)
-		case t.Met:
-			fmt.Fprintf(tw, "  %s\t%s\t%.2fx\tmet\n", t.Name, t.Want, t.Ratio)
-		default:
-			fmt.Fprintf(tw, "  %s\t%s\t%.2fx\tNOT MET\n", t.Name, t.Want, t.Ratio)
-		}
-	}
-	tw.Flush()
+	writeNotesAndTargets(&b, notes, "issue 3", r.Targets)
 	return b.String()
 }
 

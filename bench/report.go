@@ -231,12 +231,20 @@ func (r *Report) Table() string {
 	b.WriteString("\nratio = rhizome/etcd: above 1 is better for req/s, worse for p99. cpu = server CPU time per request.\n" +
 		"other cores = CPU used by everything but this benchmark and its two servers during that system's rounds (other users of the machine);\n" +
 		"load1 = 1-minute load average at the end of the cell (includes the benchmark itself).\n")
+	writeNotesAndTargets(&b, notes, "issue 2", r.Targets)
+	return b.String()
+}
+
+// writeNotesAndTargets ends a report's table: its notes, then each target
+// (named after the issue that set it) with the ratio measured and whether it
+// was met.
+func writeNotesAndTargets(b *strings.Builder, notes []string, source string, targets []Target) {
 	for _, n := range notes {
 		b.WriteString("note: " + n + "\n")
 	}
-	b.WriteString("\ntargets (issue 2):\n")
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	for _, t := range r.Targets {
+	fmt.Fprintf(b, "\ntargets (%s):\n", source)
+	tw := tabwriter.NewWriter(b, 0, 0, 2, ' ', 0)
+	for _, t := range targets {
 		switch {
 		case !t.Measured:
 			fmt.Fprintf(tw, "  %s\t%s\tnot measured\t\n", t.Name, t.Want)
@@ -247,7 +255,6 @@ func (r *Report) Table() string {
 		}
 	}
 	tw.Flush()
-	return b.String()
 }
 
 func fmtMs(v float64) string {
@@ -307,6 +314,14 @@ func indentJSON(report any) ([]byte, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return append(data, '\n'), nil
+}
+
+// progressOrDiscard is where a run's progress lines go: w, or nowhere.
+func progressOrDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
 }
 
 // newHost describes this machine as a run starts.

@@ -162,10 +162,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	progress := cfg.Progress
-	if progress == nil {
-		progress = io.Discard
-	}
+	progress := progressOrDiscard(cfg.Progress)
 	rep := &SitesReport{
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Host:    newHost(),
