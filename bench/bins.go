@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 
 	"github.com/rhizome-kv/rhizome/internal/testbin"
@@ -24,6 +25,23 @@ type binaries struct {
 
 // getBinaries takes the given binaries, or builds rhizome from the
 // checkout into dir (created if need be) and takes etcd from scripts/bins.sh.
+// prepareRun makes a run's work directory under parent (the system temp dir
+// when empty), gets the binaries into it and describes them in host. cleanup
+// removes the directory.
+func prepareRun(ctx context.Context, parent, prefix, rhizome, etcd string, progress io.Writer, host *Host) (work string, bins binaries, cleanup func(), err error) {
+	work, err = os.MkdirTemp(parent, prefix)
+	if err != nil {
+		return "", binaries{}, nil, fmt.Errorf("bench: %w", err)
+	}
+	cleanup = func() { os.RemoveAll(work) }
+	if bins, err = getBinaries(ctx, rhizome, etcd, filepath.Join(work, "bin"), progress); err != nil {
+		cleanup()
+		return "", binaries{}, nil, err
+	}
+	host.fill(ctx, bins)
+	return work, bins, cleanup, nil
+}
+
 func getBinaries(ctx context.Context, rhizome, etcd, dir string, progress io.Writer) (binaries, error) {
 	b := binaries{rhizome: rhizome, etcd: etcd}
 	if rhizome == "" {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -52,21 +51,16 @@ func RunKube(ctx context.Context, cfg KubeConfig) (*KubeReport, error) {
 		Host:    newHost(),
 		Config:  cfg.report(),
 	}
-	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-kube-")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(work)
 	fmt.Fprintf(progress, "kube bench: load1 %.2f; getting binaries\n", rep.Host.LoadBefore)
-	bins, err := getBinaries(ctx, cfg.RhizomeBin, cfg.EtcdBin, filepath.Join(work, "bin"), progress)
+	work, bins, cleanup, err := prepareRun(ctx, cfg.WorkDir, "rhizome-bench-kube-", cfg.RhizomeBin, cfg.EtcdBin, progress, &rep.Host)
 	if err != nil {
 		return nil, err
 	}
+	defer cleanup()
 	kubeBins, err := testbin.LoadKube(ctx, progress)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	rep.Host.fill(ctx, bins)
 	rep.Config.APIServer = binaryVersion(ctx, kubeBins.APIServer)
 
 	var targets []*kubeTarget
@@ -530,8 +524,16 @@ func opStats(op, kind string, h *histogram, errs int64, elapsed time.Duration) k
 // reportProgress prints the calls done so far every interval until the
 // returned function is called.
 func reportProgress(w io.Writer, name string, every time.Duration, done *atomic.Int64) (stop func()) {
-	quit := make(chan struct{})
-	finished := make(chan struct{})
+	return tickProgress(w, every, func(el time.Duration) string {
+		n := done.Load()
+		return fmt.Sprintf("kube bench: %s: %4.0fs  %7d calls  %6.0f/s  (load1 %.2f)", name, el.Seconds(), n, float64(n)/el.Seconds(), loadAvg())
+	})
+}
+
+// tickProgress writes line(time since the start) to w every interval until
+// the returned function is called; stop waits for the last line.
+func tickProgress(w io.Writer, every time.Duration, line func(time.Duration) string) (stop func()) {
+	quit, finished := make(chan struct{}), make(chan struct{})
 	start := time.Now()
 	go func() {
 		defer close(finished)
@@ -542,9 +544,7 @@ func reportProgress(w io.Writer, name string, every time.Duration, done *atomic.
 			case <-quit:
 				return
 			case <-tick.C:
-				el := time.Since(start)
-				n := done.Load()
-				fmt.Fprintf(w, "kube bench: %s: %4.0fs  %7d calls  %6.0f/s  (load1 %.2f)\n", name, el.Seconds(), n, float64(n)/el.Seconds(), loadAvg())
+				fmt.Fprintln(w, line(time.Since(start)))
 			}
 		}
 	}()

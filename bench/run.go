@@ -34,16 +34,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		Config:  reportConfig(cfg),
 	}
 
-	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(work)
-	bins, err := getBinaries(ctx, cfg.RhizomeBin, cfg.EtcdBin, filepath.Join(work, "bin"), progress)
+	work, bins, cleanup, err := prepareRun(ctx, cfg.WorkDir, "rhizome-bench-", cfg.RhizomeBin, cfg.EtcdBin, progress, &rep.Host)
 	if err != nil {
 		return nil, err
 	}
-	rep.Host.fill(ctx, bins)
+	defer cleanup()
 
 	var contenders []*contender
 	defer func() {

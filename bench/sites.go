@@ -169,16 +169,11 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		Sites:   cfg.Sites, Delay: cfg.Delay.String(), Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(),
 		LinkBytes: map[string]int64{}, CutSeconds: cfg.CutDuration.Seconds(), ConvergeSeconds: map[string]float64{},
 	}
-	work, err := os.MkdirTemp(cfg.WorkDir, "rhizome-bench-sites-")
-	if err != nil {
-		return nil, fmt.Errorf("bench: %w", err)
-	}
-	defer os.RemoveAll(work)
-	bins, err := getBinaries(ctx, cfg.RhizomeBin, cfg.EtcdBin, filepath.Join(work, "bin"), progress)
+	work, bins, cleanup, err := prepareRun(ctx, cfg.WorkDir, "rhizome-bench-sites-", cfg.RhizomeBin, cfg.EtcdBin, progress, &rep.Host)
 	if err != nil {
 		return nil, err
 	}
-	rep.Host.fill(ctx, bins)
+	defer cleanup()
 
 	for _, system := range []string{SystemRhizome, SystemEtcd} {
 		fmt.Fprintf(progress, "sites bench: starting %d %s servers, peer links %s one way\n", cfg.Sites, system, cfg.Delay)
@@ -515,26 +510,13 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase string, d
 // sitesProgress prints every site's requests so far each interval until
 // the returned function is called.
 func sitesProgress(w io.Writer, system string, every time.Duration, done []atomic.Int64) (stop func()) {
-	quit, finished := make(chan struct{}), make(chan struct{})
-	start := time.Now()
-	go func() {
-		defer close(finished)
-		tick := time.NewTicker(every)
-		defer tick.Stop()
-		for {
-			select {
-			case <-quit:
-				return
-			case <-tick.C:
-				var parts []string
-				for i := range done {
-					parts = append(parts, fmt.Sprintf("site%d %d", i, done[i].Load()))
-				}
-				fmt.Fprintf(w, "sites bench: %s %4.0fs  requests: %s  (load1 %.2f)\n", system, time.Since(start).Seconds(), strings.Join(parts, ", "), loadAvg())
-			}
+	return tickProgress(w, every, func(el time.Duration) string {
+		parts := make([]string, len(done))
+		for i := range done {
+			parts[i] = fmt.Sprintf("site%d %d", i, done[i].Load())
 		}
-	}()
-	return func() { close(quit); <-finished }
+		return fmt.Sprintf("sites bench: %s %4.0fs  requests: %s  (load1 %.2f)", system, el.Seconds(), strings.Join(parts, ", "), loadAvg())
+	})
 }
 
 // Table renders the report: one row per system and site.
