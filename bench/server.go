@@ -67,6 +67,8 @@ func startServer(ctx context.Context, system, bin, dir string, timeout time.Dura
 		}
 		cfg := testbin.DefaultProcessConfig()
 		cfg.Name, cfg.Path, cfg.Args, cfg.Dir = system, bin, args(client, peer), dir
+		// Fine enough to time a restart (bench fill) to a few hundredths.
+		cfg.ReadyInterval = 20 * time.Millisecond
 		cfg.LogPath = filepath.Join(dir, system+".log")
 		p, err := testbin.StartProcess(cfg)
 		if err != nil {

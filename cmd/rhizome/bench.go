@@ -21,21 +21,23 @@ func benchSuites() map[string]func(args []string) int {
 		"kv":    runBenchKV,
 		"kube":  runBenchKube,
 		"sites": runBenchSites,
+		"fill":  runBenchFill,
 	}
 }
 
 // runBench is `rhizome bench <suite>`: kv (Rhizome against a real etcd with
-// etcd's benchmark shapes), kube (the same through kube-apiserver) or sites
-// (several sites against an etcd cluster over delayed links; a skeleton). Exit
+// etcd's benchmark shapes), kube (the same through kube-apiserver), sites
+// (several sites against an etcd cluster over delayed links; a skeleton) or
+// fill (memory and write rate as the store fills with pods). Exit
 // status: 0 when the run completed (whether or not targets were met: they
 // are reported), 1 when it failed, 2 for a usage error.
 func runBench(args []string) int {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Println("usage: rhizome bench kv|kube|sites [flags]   (rhizome bench <suite> --help for a suite's flags)")
+		fmt.Println("usage: rhizome bench kv|kube|sites|fill [flags]   (rhizome bench <suite> --help for a suite's flags)")
 		return 0
 	}
 	if len(args) == 0 || benchSuites()[args[0]] == nil {
-		usageError("bench", "want a suite: kv, kube or sites")
+		usageError("bench", "want a suite: kv, kube, sites or fill")
 		return 2
 	}
 	return benchSuites()[args[0]](args[1:])
@@ -185,6 +187,39 @@ func runBenchSites(args []string) int {
 		return 2
 	}
 	return finishBench("sites", *out, func(ctx context.Context) (*bench.SitesReport, error) { return bench.RunSites(ctx, cfg) })
+}
+
+func runBenchFill(args []string) int {
+	cfg, quick := bench.DefaultFillConfig(), bench.QuickFillConfig()
+	fs := flag.NewFlagSet("bench fill", flag.ContinueOnError)
+	fs.SetOutput(os.Stderr)
+	isQuick := fs.Bool("quick", false, fmt.Sprintf("a short run that proves the benchmark works: %d pods, %v idle (other flags still apply)", quick.Objects, quick.Idle))
+	fs.IntVar(&cfg.Objects, "objects", cfg.Objects, "pod-shaped objects written, then updated (the long mode: 100000)")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent writers")
+	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "gRPC connections the writers share")
+	fs.DurationVar(&cfg.Idle, "idle", cfg.Idle, "time without requests after the updates before memory is read again")
+	fs.BoolVar(&cfg.Restart, "restart", cfg.Restart, "after the idle period, restart each server on its data and time it until it serves the last pod")
+	out, quiet := systemFlags(fs, "fill", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "servers'")
+	if status, ok := parseBench(fs, args); !ok {
+		return status
+	}
+	if *isQuick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		if !set["objects"] {
+			cfg.Objects = quick.Objects
+		}
+		if !set["idle"] {
+			cfg.Idle = quick.Idle
+		}
+		cfg.SampleEvery, cfg.ProgressEvery = quick.SampleEvery, quick.ProgressEvery
+	}
+	cfg.Progress = progressTo(*quiet)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench fill: %v\n", err)
+		return 2
+	}
+	return finishBench("fill", *out, func(ctx context.Context) (*bench.FillReport, error) { return bench.RunFill(ctx, cfg) })
 }
 
 // quickUnlessSet takes the size of the run from quick, except what a flag

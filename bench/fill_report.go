@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// FillReport is everything one `rhizome bench fill` run measured. Its JSON
+// form is the archived result; Table and PNG are views of it.
+type FillReport struct {
+	Started  string           `json:"started"`
+	Finished string           `json:"finished"`
+	Host     Host             `json:"host"`
+	Config   fillReportConfig `json:"config"`
+	Systems  []FillResult     `json:"systems"`
+	Targets  []Target         `json:"targets"`
+}
+
+type fillReportConfig struct {
+	Objects   int    `json:"objects"`
+	PodBytes  int    `json:"pod_bytes"`
+	Clients   int    `json:"clients"`
+	Conns     int    `json:"conns"`
+	Idle      string `json:"idle"`
+	Restarted bool   `json:"restarted"`
+}
+
+func (c FillConfig) report() fillReportConfig {
+	pod, _ := podObject(0, true)
+	return fillReportConfig{Objects: c.Objects, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart}
+}
+
+// FillResult is one system's run.
+type FillResult struct {
+	System string      `json:"system"`
+	Phases []FillPhase `json:"phases"`
+	// Resident memory after each phase, after the idle period, and just
+	// after the restart served the last pod.
+	RSSAfterFill    int64 `json:"rss_after_fill_bytes"`
+	RSSAfterUpdate  int64 `json:"rss_after_update_bytes"`
+	RSSAfterIdle    int64 `json:"rss_after_idle_bytes"`
+	RSSAfterRestart int64 `json:"rss_after_restart_bytes,omitempty"`
+	// RestartSeconds is from starting the process on the old data until it
+	// served the last pod's update.
+	RestartSeconds float64 `json:"restart_seconds,omitempty"`
+	// DiskBytes is the size of the data directory at the end.
+	DiskBytes int64       `json:"disk_bytes"`
+	Samples   []RSSSample `json:"rss_samples"`
+}
+
+// FillPhase is one phase's writes.
+type FillPhase struct {
+	Name       string  `json:"name"`
+	Writes     int64   `json:"writes"`
+	Errors     int64   `json:"errors"`
+	LastError  string  `json:"last_error,omitempty"`
+	Seconds    float64 `json:"seconds"`
+	Throughput float64 `json:"writes_per_second"`
+	// TenthRates is the write rate over each tenth of the phase's writes;
+	// Decay is the last tenth's over the first's.
+	TenthRates    []float64 `json:"tenth_rates"`
+	Decay         float64   `json:"decay"`
+	P50Ms         float64   `json:"p50_ms"`
+	P99Ms         float64   `json:"p99_ms"`
+	CPUPerWriteUs float64   `json:"server_cpu_per_write_us"`
+}
+
+// RSSSample is the server's resident memory at one moment of the run.
+type RSSSample struct {
+	Seconds  float64 `json:"seconds"`
+	Phase    string  `json:"phase"`
+	Written  int64   `json:"written"`
+	RSSBytes int64   `json:"rss_bytes"`
+}
+
+func (r *FillReport) system(name string) (FillResult, bool) {
+	i := slices.IndexFunc(r.Systems, func(s FillResult) bool { return s.System == name })
+	if i < 0 {
+		return FillResult{}, false
+	}
+	return r.Systems[i], true
+}
+
+func (s FillResult) phase(name string) (FillPhase, bool) {
+	i := slices.IndexFunc(s.Phases, func(p FillPhase) bool { return p.Name == name })
+	if i < 0 {
+		return FillPhase{}, false
+	}
+	return s.Phases[i], true
+}
+
+// judge fills in Targets: issue 10's, against etcd measured in the same run.
+func (r *FillReport) judge() {
+	rz, ok1 := r.system(SystemRhizome)
+	et, ok2 := r.system(SystemEtcd)
+	both := ok1 && ok2
+	r.Targets = nil
+	add := func(name, want string, v float64, measured, met bool) {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Ratio: v, Measured: measured, Met: measured && met})
+	}
+	for _, m := range []struct {
+		name   string
+		rz, et int64
+	}{{"resident memory after the updates", rz.RSSAfterUpdate, et.RSSAfterUpdate}, {"resident memory after idle", rz.RSSAfterIdle, et.RSSAfterIdle}} {
+		v := ratio(float64(m.rz), float64(m.et))
+		add(m.name, "<= 1.5x etcd", v, both && m.et > 0, v <= 1.5)
+	}
+	for _, ph := range []string{phaseFill, phaseUpdate} {
+		a, okA := rz.phase(ph)
+		b, okB := et.phase(ph)
+		v := ratio(a.Throughput, b.Throughput)
+		add(fmt.Sprintf("%s throughput, %d clients", ph, r.Config.Clients), ">= 1.0x etcd", v, both && okA && okB, v >= 1.0)
+		add(ph+": last tenth's write rate / first tenth's (Rhizome)", ">= 0.8", a.Decay, okA && a.Decay > 0, a.Decay >= 0.8)
+	}
+	v := ratio(rz.RestartSeconds, et.RestartSeconds)
+	add("restart until the last pod is served", "<= 2.0x etcd", v, both && r.Config.Restarted && et.RestartSeconds > 0, v <= 2.0)
+}
+
+// Table renders the report as aligned text: one row per figure with both
+// systems side by side, then the targets.
+func (r *FillReport) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Rhizome %s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then a status update each, then %s idle; fsync on\n",
+		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Idle)
+	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s; started %s; load1 %.2f before, %.2f after; each system ran alone\n\n",
+		r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
+	rz, _ := r.system(SystemRhizome)
+	et, _ := r.system(SystemEtcd)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "figure\trhizome\tetcd\tratio\t")
+	bytesRow := func(name string, a, e int64) {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2fx\t\n", name, fmtBytes(a), fmtBytes(e), ratio(float64(a), float64(e)))
+	}
+	bytesRow("rss after fill", rz.RSSAfterFill, et.RSSAfterFill)
+	bytesRow("rss after updates", rz.RSSAfterUpdate, et.RSSAfterUpdate)
+	bytesRow("rss after idle", rz.RSSAfterIdle, et.RSSAfterIdle)
+	if r.Config.Restarted {
+		bytesRow("rss after restart", rz.RSSAfterRestart, et.RSSAfterRestart)
+		fmt.Fprintf(tw, "restart s\t%.2f\t%.2f\t%.2fx\t\n", rz.RestartSeconds, et.RestartSeconds, ratio(rz.RestartSeconds, et.RestartSeconds))
+	}
+	bytesRow("data on disk", rz.DiskBytes, et.DiskBytes)
+	var notes []string
+	for _, ph := range []string{phaseFill, phaseUpdate} {
+		a, _ := rz.phase(ph)
+		e, _ := et.phase(ph)
+		fmt.Fprintf(tw, "%s writes/s\t%.0f\t%.0f\t%.2fx\t\n", ph, a.Throughput, e.Throughput, ratio(a.Throughput, e.Throughput))
+		fmt.Fprintf(tw, "%s last/first tenth\t%.2f\t%.2f\t\t\n", ph, a.Decay, e.Decay)
+		fmt.Fprintf(tw, "%s p99\t%s\t%s\t%.2fx\t\n", ph, fmtMs(a.P99Ms), fmtMs(e.P99Ms), ratio(a.P99Ms, e.P99Ms))
+		fmt.Fprintf(tw, "%s cpu us/write\t%s\t%s\t%.2fx\t\n", ph, fmtCPU(a.CPUPerWriteUs), fmtCPU(e.CPUPerWriteUs), ratio(a.CPUPerWriteUs, e.CPUPerWriteUs))
+		for _, x := range []struct {
+			sys string
+			p   FillPhase
+		}{{SystemRhizome, a}, {SystemEtcd, e}} {
+			if x.p.Errors > 0 {
+				notes = append(notes, fmt.Sprintf("%s %s: %d errors, last: %s", x.sys, ph, x.p.Errors, x.p.LastError))
+			}
+		}
+	}
+	tw.Flush()
+	b.WriteString("\nratio = rhizome/etcd. rss = resident set size of the server process (for etcd it includes the pages of its mmapped bbolt file it touched).\n")
+	writeNotesAndTargets(&b, notes, "issue 10", r.Targets)
+	return b.String()
+}
+
+// JSON returns the report as indented JSON.
+func (r *FillReport) JSON() ([]byte, error) { return indentJSON(r) }
+
+// WriteFiles writes the report into dir as <name>.json, .txt and .png.
+func (r *FillReport) WriteFiles(dir, name string) ([]string, error) {
+	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
+}
+
+// PNG draws two panels: each system's resident memory against the writes
+// done (the idle period at the right end), and each phase's write rate per
+// tenth.
+func (r *FillReport) PNG(w io.Writer) error {
+	mem, err := r.memoryPanel()
+	if err != nil {
+		return err
+	}
+	rates, err := r.ratePanel()
+	if err != nil {
+		return err
+	}
+	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(plotH)), vgimg.UseDPI(plotDPI))
+	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
+	canvases := plot.Align([][]*plot.Plot{{mem}, {rates}}, tiles, draw.New(img))
+	mem.Draw(canvases[0][0])
+	rates.Draw(canvases[1][0])
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("bench: png: %w", err)
+	}
+	return nil
+}
+
+func (r *FillReport) memoryPanel() (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Rhizome %s vs %s: %d pods written, then updated, then %s idle\n%d clients; %d CPUs; %s",
+		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.Idle, r.Config.Clients, r.Host.CPUs, r.Started)
+	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.X.Label.Text = "seconds since the server started"
+	p.Y.Label.Text = "resident memory, MiB"
+	p.Y.Min = 0
+	p.Add(horizontalGrid())
+	p.Legend.Top, p.Legend.Left = true, true
+	for _, s := range r.Systems {
+		xys := make(plotter.XYs, len(s.Samples))
+		for i, smp := range s.Samples {
+			xys[i] = plotter.XY{X: smp.Seconds, Y: float64(smp.RSSBytes) / (1 << 20)}
+		}
+		if len(xys) == 0 {
+			continue
+		}
+		line, err := plotter.NewLine(xys)
+		if err != nil {
+			return nil, fmt.Errorf("bench: plot: %w", err)
+		}
+		line.Color, line.Width = systemColour(s.System), vg.Points(2)
+		p.Add(line)
+		p.Legend.Add(s.System, line)
+	}
+	return p, nil
+}
+
+func (r *FillReport) ratePanel() (*plot.Plot, error) {
+	p := plot.New()
+	p.X.Label.Text = "tenth of the phase's writes"
+	p.Y.Label.Text = "writes per second"
+	p.Y.Min = 0
+	p.Add(horizontalGrid())
+	p.Legend.Top = true
+	for _, s := range r.Systems {
+		for _, ph := range s.Phases {
+			xys := make(plotter.XYs, len(ph.TenthRates))
+			for i, v := range ph.TenthRates {
+				xys[i] = plotter.XY{X: float64(i + 1), Y: v}
+			}
+			if len(xys) == 0 {
+				continue
+			}
+			line, points, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return nil, fmt.Errorf("bench: plot: %w", err)
+			}
+			line.Color, points.Color, line.Width = systemColour(s.System), systemColour(s.System), vg.Points(2)
+			if ph.Name == phaseUpdate {
+				line.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+				points.Shape = draw.BoxGlyph{}
+			}
+			p.Add(line, points)
+			p.Legend.Add(s.System+" "+ph.Name, line, points)
+		}
+	}
+	p.Y.Max *= 1.25 // room for the legend
+	return p, nil
+}
