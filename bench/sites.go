@@ -4,16 +4,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"maps"
+	mathrand "math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"text/tabwriter"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -22,19 +25,43 @@ import (
 	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
+// The workloads of the sites benchmark, beside Put and the two Range kinds.
+const (
+	// WorkloadEdit rewrites one of a few pod-shaped objects with a
+	// status-sized change (editBytes of one status field), as a kubelet's
+	// status update does: what crosses the links per change is set against
+	// the changed field's size.
+	WorkloadEdit = "edit"
+	editBytes    = 100
+	editObjects  = 64 // per site
+)
+
+// SitesWorkloads lists the sites benchmark's workloads in the order a run
+// measures them.
+func SitesWorkloads() []string {
+	return []string{WorkloadPut, WorkloadRangeSerializable, WorkloadRangeLinearizable, WorkloadEdit}
+}
+
 // SitesConfig says what RunSites measures: N Rhizome sites beside an
-// N-member etcd cluster, inter-site traffic through the delay layer.
+// N-member etcd cluster, inter-site traffic through the delay layer, clients
+// at each site talking to their own site's server.
 type SitesConfig struct {
 	// Sites is how many Rhizome sites and etcd members run.
 	Sites int
-	// Delay is the one-way delay (with jitter) of every inter-site link.
-	Delay netdelay.Shape
-	// Duration is how long the Put load runs at every site at once.
+	// Delays are the one-way delays of every inter-site link the run sweeps
+	// over; each varies by Jitter (a fraction of it) either way.
+	Delays []time.Duration
+	Jitter float64
+	// Workloads are measured at every delay (SitesWorkloads names them).
+	Workloads []string
+	// Duration is how long each workload runs at every site at once, per
+	// delay.
 	Duration time.Duration
 	// Clients per site, each with its own connection to its site's server.
 	Clients int
-	// KeySize and ValueSize are in bytes, as in Config.
-	KeySize, ValueSize int
+	// KeySize and ValueSize are in bytes, as in Config; RangeKeys are
+	// preloaded at every site for the Range workloads.
+	KeySize, ValueSize, RangeKeys int
 	// Seed makes the values and the jitter reproducible.
 	Seed uint64
 	// RhizomeBin, EtcdBin and WorkDir are as in Config.
@@ -42,12 +69,13 @@ type SitesConfig struct {
 	// StartTimeout bounds the start of each server (etcd: until it has a
 	// leader).
 	StartTimeout time.Duration
-	// CutDuration, when positive, adds a phase after the load: the last
-	// site is cut off (netdelay.CutStall: open connections stall, new ones
-	// are refused, datagrams dropped) for this long while every site keeps
-	// its load; then the link heals and the run waits until all sites hold
-	// the same data.
-	CutDuration time.Duration
+	// CutDuration, when positive, adds a phase after the sweep, at
+	// CutDelay: Put load at every site for CutLead, then the last site cut
+	// off (netdelay.CutStall: open connections stall, new ones are refused,
+	// datagrams dropped) for CutDuration under the same load; then the
+	// load stops, the links heal and the run times until all sites hold
+	// the same data. Success and latency are recorded per Bucket.
+	CutDuration, CutDelay, CutLead, Bucket time.Duration
 	// RequestTimeout bounds each request, so a site that cannot commit
 	// during a cut counts failures rather than hanging.
 	RequestTimeout time.Duration
@@ -59,21 +87,39 @@ type SitesConfig struct {
 	Progress io.Writer
 }
 
-// DefaultSitesConfig is a short run: three sites, 25 ms ±10% one way.
+// DefaultSitesConfig is issue 12's full run: three sites, the delay swept
+// over 0 to 100 ms, a 30 s cut at 25 ms.
 func DefaultSitesConfig() SitesConfig {
 	return SitesConfig{
 		Sites:           3,
-		Delay:           netdelay.Shape{Delay: 25 * time.Millisecond, Jitter: 2500 * time.Microsecond},
+		Delays:          []time.Duration{0, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond},
+		Jitter:          0.1,
+		Workloads:       SitesWorkloads(),
 		Duration:        10 * time.Second,
 		Clients:         8,
 		KeySize:         8,
 		ValueSize:       256,
+		RangeKeys:       1000,
 		Seed:            1,
 		StartTimeout:    time.Minute,
+		CutDuration:     30 * time.Second,
+		CutDelay:        25 * time.Millisecond,
+		CutLead:         5 * time.Second,
+		Bucket:          500 * time.Millisecond,
 		RequestTimeout:  2 * time.Second,
 		ConvergeTimeout: time.Minute,
 		ProgressEvery:   time.Second,
 	}
+}
+
+// QuickSitesConfig is a run of a few minutes that proves the benchmark
+// works: two delays, short phases, a short cut.
+func QuickSitesConfig() SitesConfig {
+	c := DefaultSitesConfig()
+	c.Delays = []time.Duration{0, 25 * time.Millisecond}
+	c.Duration, c.Clients = 2*time.Second, 4
+	c.CutDuration, c.CutLead, c.Bucket = 4*time.Second, 2*time.Second, 250*time.Millisecond
+	return c
 }
 
 // Validate reports the first problem with the configuration.
@@ -81,24 +127,55 @@ func (c SitesConfig) Validate() error {
 	switch {
 	case c.Sites < 2 || c.Sites > 9:
 		return fmt.Errorf("bench: sites: Sites %d outside 2..9", c.Sites)
+	case len(c.Delays) == 0:
+		return errors.New("bench: sites: no Delays")
+	case c.Jitter < 0 || c.Jitter >= 1:
+		return errors.New("bench: sites: Jitter must be in [0, 1)")
 	case c.Duration <= 0 || c.StartTimeout <= 0 || c.ProgressEvery <= 0 || c.RequestTimeout <= 0 || c.ConvergeTimeout <= 0:
 		return errors.New("bench: sites: Duration, StartTimeout, RequestTimeout, ConvergeTimeout and ProgressEvery must be positive")
-	case c.CutDuration < 0:
-		return errors.New("bench: sites: CutDuration < 0")
+	case c.CutDuration < 0 || c.CutDelay < 0 || c.CutLead < 0:
+		return errors.New("bench: sites: CutDuration, CutDelay and CutLead must not be negative")
+	case c.CutDuration > 0 && c.Bucket <= 0:
+		return errors.New("bench: sites: Bucket must be positive with a cut")
 	case c.Clients < 1:
 		return errors.New("bench: sites: Clients < 1")
-	case c.KeySize < 8 || c.ValueSize < 1:
-		return errors.New("bench: sites: KeySize >= 8 and ValueSize >= 1 required")
+	case c.KeySize < 8 || c.ValueSize < 1 || c.RangeKeys < 1:
+		return errors.New("bench: sites: KeySize >= 8, ValueSize >= 1 and RangeKeys >= 1 required")
 	}
-	return c.Delay.Validate()
+	for _, d := range c.Delays {
+		if d < 0 {
+			return fmt.Errorf("bench: sites: negative delay %v", d)
+		}
+	}
+	for _, w := range c.Workloads {
+		if !slices.Contains(SitesWorkloads(), w) {
+			return fmt.Errorf("bench: sites: unknown workload %q (want %s)", w, strings.Join(SitesWorkloads(), ", "))
+		}
+	}
+	return nil
 }
 
-// SiteResult is one site's Put load on one system.
+// shape is the delay layer's shape for one-way delay d.
+func (c SitesConfig) shape(d time.Duration) netdelay.Shape {
+	return netdelay.Shape{Delay: d, Jitter: time.Duration(float64(d) * c.Jitter)}
+}
+
+// kv is the KV benchmark configuration the sites' workloads take their
+// key and value shapes from.
+func (c SitesConfig) kv() Config {
+	kv := DefaultConfig()
+	kv.KeySize, kv.ValueSize, kv.Seed, kv.RangeKeys = c.KeySize, c.ValueSize, c.Seed, c.RangeKeys
+	return kv
+}
+
+// SiteResult is one site's load in one phase on one system.
 type SiteResult struct {
 	System string `json:"system"`
 	Site   int    `json:"site"`
 	// Phase is "load", or "cut" while the last site was cut off.
-	Phase string `json:"phase"`
+	Phase    string  `json:"phase"`
+	Workload string  `json:"workload"`
+	DelayMs  float64 `json:"one_way_delay_ms"`
 	// SuccessRate is the share of requests that succeeded.
 	SuccessRate float64 `json:"success_rate"`
 	Requests    int64   `json:"requests"` // that succeeded
@@ -110,24 +187,57 @@ type SiteResult struct {
 	LastError   string  `json:"last_error,omitempty"`
 }
 
+// LinkUse is what crossed the inter-site links during one write workload.
+type LinkUse struct {
+	System   string  `json:"system"`
+	Workload string  `json:"workload"`
+	DelayMs  float64 `json:"one_way_delay_ms"`
+	Changes  int64   `json:"changes"`
+	Bytes    int64   `json:"bytes"`
+	// PerChange is Bytes/Changes; ChangedBytes is the size of what each
+	// change changed (the value for Put, the edited field for edit).
+	PerChange    float64 `json:"bytes_per_change"`
+	ChangedBytes int     `json:"changed_bytes"`
+}
+
+// Bucket is one site's requests in one interval of the cut timeline.
+type Bucket struct {
+	System    string  `json:"system"`
+	Site      int     `json:"site"`
+	Seconds   float64 `json:"seconds"` // the interval's start, from the load's start
+	Succeeded int64   `json:"succeeded"`
+	Failed    int64   `json:"failed"`
+	P99Ms     float64 `json:"p99_ms"`
+}
+
 // SitesReport is what RunSites measured.
 type SitesReport struct {
-	Started string `json:"started"`
-	Host    Host   `json:"host"`
-	Sites   int    `json:"sites"`
-	// Delay is the one-way delay of every inter-site link.
-	Delay   string       `json:"one_way_delay"`
-	Clients int          `json:"clients_per_site"`
-	Seconds float64      `json:"seconds"`
-	Results []SiteResult `json:"results"`
+	Started   string       `json:"started"`
+	Finished  string       `json:"finished"`
+	Host      Host         `json:"host"`
+	Sites     int          `json:"sites"`
+	DelaysMs  []float64    `json:"one_way_delays_ms"`
+	Jitter    float64      `json:"jitter_fraction"`
+	Clients   int          `json:"clients_per_site"`
+	Seconds   float64      `json:"seconds_per_workload"`
+	ValueSize int          `json:"value_size"`
+	Results   []SiteResult `json:"results"`
+	Links     []LinkUse    `json:"links"`
 	// LinkBytes are the bytes that crossed each system's inter-site links
 	// during the whole run (setup included), both directions.
 	LinkBytes map[string]int64 `json:"link_bytes"`
-	// CutSeconds is how long the last site was cut off; ConvergeSeconds,
-	// per system, how long after the heal until every site held the same
-	// keys and values.
-	CutSeconds      float64            `json:"cut_seconds,omitempty"`
+	// The cut: the last site was cut off from CutStart to CutEnd (seconds
+	// from the timeline's start) at CutDelayMs; Timeline holds every
+	// site's buckets; ConvergeSeconds, per system, is how long after the
+	// heal until every site held the same keys and values, and Pending how
+	// many writes the sites made during the cut.
+	CutDelayMs      float64            `json:"cut_one_way_delay_ms,omitempty"`
+	CutStart        float64            `json:"cut_start_seconds,omitempty"`
+	CutEnd          float64            `json:"cut_end_seconds,omitempty"`
+	Timeline        []Bucket           `json:"timeline,omitempty"`
 	ConvergeSeconds map[string]float64 `json:"converge_seconds,omitempty"`
+	Pending         map[string]int64   `json:"pending_changes,omitempty"`
+	Targets         []Target           `json:"targets"`
 }
 
 // cluster is one system's running servers in their topology.
@@ -135,6 +245,8 @@ type cluster struct {
 	system  string
 	servers []*server
 	topo    *topology
+	// prepared names the workloads whose data is written (prepareWorkload).
+	prepared map[string]bool
 }
 
 func (c *cluster) close() error {
@@ -149,15 +261,11 @@ func (c *cluster) close() error {
 
 // RunSites starts cfg.Sites Rhizome sites and an etcd cluster of as many
 // members, each site (and member) in its own network namespace joined by
-// the delay layer (topology), then runs a Put load at every site of one
-// system at once, one system after the other. Needs Linux and root.
-//
-// This is the skeleton of issue 12's multi-site benchmark: every
-// inter-site byte — Rhizome's peer gRPC and memberlist TCP and UDP, etcd's
-// peer traffic — crosses a delayed link of its own directed pair of sites.
-// No link is cut yet; the cut scenario will use netdelay.CutStall (open
-// connections stall, new ones are refused), which is what a WAN partition
-// does to TCP.
+// the delay layer (topology), and measures one system after the other:
+// every workload at every delay, clients at every site at once; then the
+// cut. Every inter-site byte — Rhizome's peer gRPC and memberlist TCP and
+// UDP, etcd's peer traffic — crosses a delayed link of its own directed
+// pair of sites. Needs Linux and root.
 func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -166,8 +274,11 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	rep := &SitesReport{
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Host:    newHost(),
-		Sites:   cfg.Sites, Delay: cfg.Delay.String(), Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(),
-		LinkBytes: map[string]int64{}, CutSeconds: cfg.CutDuration.Seconds(), ConvergeSeconds: map[string]float64{},
+		Sites:   cfg.Sites, Jitter: cfg.Jitter, Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(), ValueSize: cfg.ValueSize,
+		LinkBytes: map[string]int64{}, ConvergeSeconds: map[string]float64{}, Pending: map[string]int64{},
+	}
+	for _, d := range cfg.Delays {
+		rep.DelaysMs = append(rep.DelaysMs, ms(d))
 	}
 	work, bins, cleanup, err := prepareRun(ctx, cfg.WorkDir, "rhizome-bench-sites-", cfg.RhizomeBin, cfg.EtcdBin, progress, &rep.Host)
 	if err != nil {
@@ -176,7 +287,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	defer cleanup()
 
 	for _, system := range []string{SystemRhizome, SystemEtcd} {
-		fmt.Fprintf(progress, "sites bench: starting %d %s servers, peer links %s one way\n", cfg.Sites, system, cfg.Delay)
+		fmt.Fprintf(progress, "sites bench: starting %d %s servers\n", cfg.Sites, system)
 		start := startRhizomeSites
 		if system == SystemEtcd {
 			start = startEtcdMembers
@@ -191,35 +302,135 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		}
 	}
 	rep.Host.LoadAfter = loadAvg()
+	rep.Finished = time.Now().UTC().Format(time.RFC3339)
+	rep.judge()
 	return rep, nil
 }
 
-// runPhases runs the load, then (if configured) the cut and the heal, on
+// runPhases runs the sweep, then (if configured) the cut and the heal, on
 // one system's running cluster, and adds what they measured to rep.
 func runPhases(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, progress io.Writer) error {
-	res, err := loadSites(ctx, cfg, c, "load", cfg.Duration, progress)
+	for _, delay := range cfg.Delays {
+		if err := c.topo.setShape(cfg.shape(delay)); err != nil {
+			return err
+		}
+		for _, w := range cfg.Workloads {
+			if err := runWorkload(ctx, cfg, c, rep, w, delay, progress); err != nil {
+				return err
+			}
+		}
+	}
+	if cfg.CutDuration > 0 {
+		if err := c.topo.setShape(cfg.shape(cfg.CutDelay)); err != nil {
+			return err
+		}
+		if err := runCut(ctx, cfg, c, rep, progress); err != nil {
+			return err
+		}
+	}
+	rep.LinkBytes[c.system] = c.topo.bytes()
+	return nil
+}
+
+// runWorkload measures workload w at one delay at every site at once. A
+// write workload then waits until every site holds the same data, and the
+// bytes that crossed the links until then are charged to its changes.
+func runWorkload(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, w string, delay time.Duration, progress io.Writer) error {
+	if err := prepareWorkload(ctx, cfg, c, w); err != nil {
+		return err
+	}
+	bytes0 := c.topo.bytes()
+	res, err := loadSites(ctx, cfg, c, "load", w, delay, cfg.Duration, progress, nil)
 	if err != nil {
 		return err
 	}
 	rep.Results = append(rep.Results, res...)
-	if cfg.CutDuration > 0 {
-		cut := len(c.servers) - 1
-		fmt.Fprintf(progress, "sites bench: %s: cutting site%d off for %v\n", c.system, cut, cfg.CutDuration)
-		c.topo.cut(cut)
-		res, err := loadSites(ctx, cfg, c, "cut", cfg.CutDuration, progress)
-		c.topo.heal(cut)
-		if err != nil {
-			return err
-		}
-		rep.Results = append(rep.Results, res...)
-		fmt.Fprintf(progress, "sites bench: %s: healed; waiting until every site holds the same data\n", c.system)
-		took, err := converge(ctx, c, cfg.ConvergeTimeout)
-		if err != nil {
-			return err
-		}
-		rep.ConvergeSeconds[c.system] = took.Seconds()
+	if w != WorkloadPut && w != WorkloadEdit {
+		return nil
 	}
-	rep.LinkBytes[c.system] = c.topo.bytes()
+	if _, err := converge(ctx, c, cfg.ConvergeTimeout); err != nil {
+		return err
+	}
+	use := LinkUse{System: c.system, Workload: w, DelayMs: ms(delay), Bytes: c.topo.bytes() - bytes0, ChangedBytes: cfg.ValueSize}
+	if w == WorkloadEdit {
+		use.ChangedBytes = editBytes
+	}
+	for _, r := range res {
+		use.Changes += r.Requests
+	}
+	use.PerChange = ratio(float64(use.Bytes), float64(use.Changes))
+	rep.Links = append(rep.Links, use)
+	fmt.Fprintf(progress, "sites bench: %s %s at %v: %.0f bytes crossed the links per change of %d bytes\n", c.system, w, delay, use.PerChange, use.ChangedBytes)
+	return nil
+}
+
+// prepareWorkload writes what a workload reads or edits, at every site, the
+// first time it is needed.
+func prepareWorkload(ctx context.Context, cfg SitesConfig, c *cluster, w string) error {
+	if c.prepared == nil {
+		c.prepared = map[string]bool{}
+	}
+	kind := w
+	if w == WorkloadRangeLinearizable {
+		kind = WorkloadRangeSerializable // the same keys
+	}
+	if c.prepared[kind] || (kind != WorkloadRangeSerializable && kind != WorkloadEdit) {
+		return nil
+	}
+	for i, s := range c.servers {
+		cli, err := newClient(s.endpoint)
+		if err != nil {
+			return err
+		}
+		if kind == WorkloadEdit {
+			err = preloadEdits(ctx, cli, i)
+		} else {
+			err = preloadRange(ctx, []*clientv3.Client{cli}, cfg.kv())
+		}
+		cli.Close()
+		if err != nil {
+			return fmt.Errorf("%w (%s site %d)", err, c.system, i)
+		}
+	}
+	c.prepared[kind] = true
+	return nil
+}
+
+// runCut loads every site for CutLead, cuts the last site off for
+// CutDuration under the same load, stops the load, heals and times the
+// convergence; every site's requests are recorded in buckets throughout.
+func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, progress io.Writer) error {
+	cut := len(c.servers) - 1
+	tl := newTimeline(len(c.servers), cfg.Bucket)
+	go func() {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(cfg.CutLead):
+		}
+		fmt.Fprintf(progress, "sites bench: %s: cutting site%d off for %v\n", c.system, cut, cfg.CutDuration)
+		tl.mark(&rep.CutStart)
+		c.topo.cut(cut)
+	}()
+	_, err := loadSites(ctx, cfg, c, "cut", WorkloadPut, cfg.CutDelay, cfg.CutLead+cfg.CutDuration, progress, tl)
+	tl.mark(&rep.CutEnd)
+	c.topo.heal(cut)
+	if err != nil {
+		return err
+	}
+	rep.CutDelayMs = ms(cfg.CutDelay)
+	window := tl.window(c.system, rep.CutStart, rep.CutEnd)
+	rep.Results = append(rep.Results, window...)
+	for _, r := range window {
+		rep.Pending[c.system] += r.Requests
+	}
+	rep.Timeline = append(rep.Timeline, tl.buckets(c.system)...)
+	fmt.Fprintf(progress, "sites bench: %s: healed; waiting until every site holds the same data\n", c.system)
+	took, err := converge(ctx, c, cfg.ConvergeTimeout)
+	if err != nil {
+		return err
+	}
+	rep.ConvergeSeconds[c.system] = took.Seconds()
 	return nil
 }
 
@@ -305,7 +516,7 @@ func freeSitePorts(n int) ([]sitePorts, error) {
 // an undelayed way in to every site's client port.
 func wire(cfg SitesConfig, c *cluster, ports []sitePorts, udp []string, tcp func(sitePorts) []string) ([]string, error) {
 	var err error
-	if c.topo, err = newTopology(cfg.Sites, "rzb"+c.system[:2], cfg.Delay, cfg.Seed); err != nil {
+	if c.topo, err = newTopology(cfg.Sites, "rzb"+c.system[:2], cfg.shape(cfg.Delays[0]), cfg.Seed); err != nil {
 		return nil, err
 	}
 	for i, p := range ports {
@@ -449,11 +660,10 @@ func (s *server) hasLeader(ctx context.Context) error {
 	return err
 }
 
-// loadSites runs cfg.Clients Put clients against every site of c at once
-// for d, printing progress, and returns one result per site for phase.
-func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase string, d time.Duration, progress io.Writer) ([]SiteResult, error) {
-	kv := DefaultConfig()
-	kv.KeySize, kv.ValueSize, kv.Seed = cfg.KeySize, cfg.ValueSize, cfg.Seed
+// loadSites runs cfg.Clients clients of workload w against every site of c
+// at once for d, printing progress, and returns one result per site for
+// phase. With a timeline, every request is also recorded in it.
+func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase, w string, delay, d time.Duration, progress io.Writer, tl *timeline) ([]SiteResult, error) {
 	var conns []*clientv3.Client
 	defer func() {
 		for _, cli := range conns {
@@ -474,20 +684,22 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase string, d
 			siteConns = append(siteConns, cli)
 		}
 		conns = append(conns, siteConns...)
-		cl := &cell{workload: WorkloadPut, clients: cfg.Clients, level: i, conns: siteConns, cfg: kv}
 		ops := make([]op, cfg.Clients)
 		for j := range ops {
-			inner := cl.newOp(j)
+			inner := siteOp(cfg, w, i, j, siteConns)
 			ops[j] = func(ctx context.Context) error {
 				defer done[i].Add(1)
 				ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 				defer cancel()
-				return inner(ctx)
+				t0 := time.Now()
+				err := inner(ctx)
+				tl.record(i, t0, time.Since(t0), err)
+				return err
 			}
 		}
 		wg.Go(func() { phases[i] = runPhase(ctx, ops, deadline, nil) })
 	}
-	stop := sitesProgress(progress, c.system+" "+phase, cfg.ProgressEvery, done)
+	stop := sitesProgress(progress, fmt.Sprintf("%s %s %s at %v", c.system, phase, w, delay), cfg.ProgressEvery, done)
 	wg.Wait()
 	stop()
 	var res []SiteResult
@@ -495,16 +707,92 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase string, d
 		if err := c.servers[i].alive(); err != nil {
 			return nil, err
 		}
-		r := SiteResult{System: c.system, Site: i, Phase: phase, Requests: ph.hist.count(), Errors: ph.errors,
-			SuccessRate: ratio(float64(ph.hist.count()), float64(ph.hist.count()+ph.errors)),
-			Throughput:  float64(ph.hist.count()) / ph.elapsed.Seconds(),
-			P50Ms:       ms(ph.hist.quantile(0.5)), P99Ms: ms(ph.hist.quantile(0.99)), MaxMs: ms(ph.hist.max())}
-		if ph.lastErr != nil {
-			r.LastError = ph.lastErr.Error()
-		}
+		r := SiteResult{System: c.system, Site: i, Phase: phase, Workload: w, DelayMs: ms(delay)}
+		r.fill(ph.hist.count(), ph.errors, ph.elapsed, &ph.hist, ph.lastErr)
 		res = append(res, r)
 	}
 	return res, ctx.Err()
+}
+
+// fill sets a result's figures from its requests.
+func (r *SiteResult) fill(ok, failed int64, elapsed time.Duration, h *histogram, lastErr error) {
+	r.Requests, r.Errors = ok, failed
+	r.SuccessRate = ratio(float64(ok), float64(ok+failed))
+	r.Throughput = ratio(float64(ok), elapsed.Seconds())
+	r.P50Ms, r.P99Ms, r.MaxMs = ms(h.quantile(0.5)), ms(h.quantile(0.99)), ms(h.max())
+	if lastErr != nil {
+		r.LastError = lastErr.Error()
+	}
+}
+
+// siteOp is client j of site i's request function for workload w.
+func siteOp(cfg SitesConfig, w string, i, j int, conns []*clientv3.Client) op {
+	if w == WorkloadEdit {
+		return editOp(cfg, i, j, conns[j%len(conns)])
+	}
+	cl := &cell{workload: w, clients: cfg.Clients, level: i, conns: conns, cfg: cfg.kv()}
+	return cl.newOp(j)
+}
+
+// editKey is where site i keeps edited object k.
+func editKey(site, k int) string { return fmt.Sprintf("/registry/pods/edit-site%d/web-%04d", site, k) }
+
+// editBase is object k's value with the edited field holding msg; editBytes
+// of msg is what an edit changes.
+func editBase(k int, msg string) (string, error) {
+	pod, err := podObject(k, true)
+	if err != nil {
+		return "", err
+	}
+	var obj map[string]any
+	if err := json.Unmarshal(pod, &obj); err != nil {
+		return "", fmt.Errorf("bench: %w", err)
+	}
+	obj["status"].(map[string]any)["message"] = msg
+	out, err := json.Marshal(obj)
+	return string(out), err
+}
+
+// preloadEdits writes site i's edited objects.
+func preloadEdits(ctx context.Context, cli *clientv3.Client, site int) error {
+	for k := range editObjects {
+		v, err := editBase(k, strings.Repeat("0", editBytes))
+		if err != nil {
+			return err
+		}
+		if _, err := cli.Put(ctx, editKey(site, k), v); err != nil {
+			return fmt.Errorf("bench: preloading edited objects: %w", err)
+		}
+	}
+	return nil
+}
+
+// editOp rewrites client j's objects in turn, each time with a fresh
+// editBytes-long status message. Clients never share objects.
+func editOp(cfg SitesConfig, site, j int, cli *clientv3.Client) op {
+	rng := mathrand.New(mathrand.NewPCG(cfg.Seed, uint64(site<<16|j)))
+	var mine []int
+	for k := j; k < editObjects; k += cfg.Clients {
+		mine = append(mine, k)
+	}
+	if len(mine) == 0 {
+		mine = []int{j % editObjects}
+	}
+	next := 0
+	msg := make([]byte, editBytes/2)
+	return func(ctx context.Context) error {
+		k := mine[next%len(mine)]
+		next++
+		for b := range msg {
+			msg[b] = byte(rng.Uint32())
+		}
+		v, err := editBase(k, hex.EncodeToString(msg))
+		if err != nil {
+			return err
+		}
+		_, err = cli.Put(ctx, editKey(site, k), v)
+		return err
+	}
 }
 
 // sitesProgress prints every site's requests so far each interval until
@@ -517,68 +805,4 @@ func sitesProgress(w io.Writer, system string, every time.Duration, done []atomi
 		}
 		return fmt.Sprintf("sites bench: %s %4.0fs  requests: %s  (load1 %.2f)", system, el.Seconds(), strings.Join(parts, ", "), loadAvg())
 	})
-}
-
-// Table renders the report: one row per system and site.
-func (r *SitesReport) Table() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "Rhizome %s (%d sites) vs %s (%d members): Put at every site at once, %d clients per site, %.0fs; peer links %s one way; fsync on\n",
-		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Seconds, r.Delay)
-	fmt.Fprintf(&b, "%s/%s, %d CPUs; started %s; load1 %.2f before, %.2f after\n\n", r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "system\tphase\tsite\treq/s\tsucceeded\tp50\tp99\tmax\terrors\t")
-	for _, s := range r.Results {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.1f%%\t%s\t%s\t%s\t%d\t\n", s.System, s.Phase, s.Site, s.Throughput, 100*s.SuccessRate, fmtMs(s.P50Ms), fmtMs(s.P99Ms), fmtMs(s.MaxMs), s.Errors)
-	}
-	tw.Flush()
-	if r.CutSeconds > 0 {
-		fmt.Fprintf(&b, "\ncut: site %d cut off for %.0fs (open connections stall, new ones refused); identical data at every site after the heal in: rhizome %.2fs, etcd %.2fs\n",
-			r.Sites-1, r.CutSeconds, r.ConvergeSeconds[SystemRhizome], r.ConvergeSeconds[SystemEtcd])
-	}
-	fmt.Fprintf(&b, "\nbytes over the peer links (setup included): rhizome %s, etcd %s\n", fmtBytes(r.LinkBytes[SystemRhizome]), fmtBytes(r.LinkBytes[SystemEtcd]))
-	return b.String()
-}
-
-// JSON returns the report as indented JSON.
-func (r *SitesReport) JSON() ([]byte, error) {
-	return indentJSON(r)
-}
-
-// WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
-func (r *SitesReport) WriteFiles(dir, name string) ([]string, error) {
-	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
-}
-
-// PNG draws Rhizome's throughput against etcd's per site, then both
-// systems' p50 and p99 per site.
-func (r *SitesReport) PNG(w io.Writer) error {
-	c := chart{
-		title:     fmt.Sprintf("Rhizome %s vs %s, %d sites, peer links %s one way", orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Sites, r.Delay),
-		subtitle:  fmt.Sprintf("Put at every site at once, %d clients per site, %.0fs, fsync on; %d CPUs, load1 %.2f before, %.2f after; %s", r.Clients, r.Seconds, r.Host.CPUs, r.Host.LoadBefore, r.Host.LoadAfter, r.Started),
-		ratioAxis: "throughput, Rhizome/etcd (higher is better)",
-		latAxis:   "Put latency, ms (log; filled p99, hollow p50)",
-		ratios:    []series{{name: "rhizome/etcd", colour: systemColour(SystemRhizome)}},
-	}
-	find := func(sys string, site int) SiteResult {
-		for _, s := range r.Results {
-			if s.System == sys && s.Site == site && s.Phase == "load" {
-				return s
-			}
-		}
-		return SiteResult{}
-	}
-	for j, sys := range []string{SystemRhizome, SystemEtcd} {
-		c.p99 = append(c.p99, series{name: sys, colour: systemColour(sys)})
-		c.p50 = append(c.p50, series{name: sys, colour: systemColour(sys)})
-		for i := range r.Sites {
-			s := find(sys, i)
-			c.p99[j].values = append(c.p99[j].values, s.P99Ms)
-			c.p50[j].values = append(c.p50[j].values, s.P50Ms)
-		}
-	}
-	for i := range r.Sites {
-		c.slots = append(c.slots, fmt.Sprintf("site %d", i))
-		c.ratios[0].values = append(c.ratios[0].values, ratio(find(SystemRhizome, i).Throughput, find(SystemEtcd, i).Throughput))
-	}
-	return c.png(w)
 }

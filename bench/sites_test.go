@@ -10,14 +10,20 @@ import (
 )
 
 func TestSitesConfigValidate(t *testing.T) {
-	if err := DefaultSitesConfig().Validate(); err != nil {
-		t.Fatal(err)
+	for _, c := range []SitesConfig{DefaultSitesConfig(), QuickSitesConfig()} {
+		if err := c.Validate(); err != nil {
+			t.Fatal(err)
+		}
 	}
 	for name, mut := range map[string]func(*SitesConfig){
-		"one site":       func(c *SitesConfig) { c.Sites = 1 },
-		"no duration":    func(c *SitesConfig) { c.Duration = 0 },
-		"no clients":     func(c *SitesConfig) { c.Clients = 0 },
-		"negative delay": func(c *SitesConfig) { c.Delay.Delay = -time.Millisecond },
+		"one site":         func(c *SitesConfig) { c.Sites = 1 },
+		"no duration":      func(c *SitesConfig) { c.Duration = 0 },
+		"no clients":       func(c *SitesConfig) { c.Clients = 0 },
+		"no delays":        func(c *SitesConfig) { c.Delays = nil },
+		"negative delay":   func(c *SitesConfig) { c.Delays = []time.Duration{-time.Millisecond} },
+		"jitter 1":         func(c *SitesConfig) { c.Jitter = 1 },
+		"unknown workload": func(c *SitesConfig) { c.Workloads = []string{"txn-cas"} },
+		"cut, no bucket":   func(c *SitesConfig) { c.Bucket = 0 },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultSitesConfig()
@@ -29,13 +35,14 @@ func TestSitesConfigValidate(t *testing.T) {
 	}
 }
 
-// TestSitesQuick runs `rhizome bench sites` briefly: three Rhizome sites and
-// a three-member etcd, each in its own network namespace, with 20 ms
-// one-way links between them, then the last site cut off for 3 s. Every
-// site must serve Puts without errors; an etcd member's Put must take at
-// least a round trip to the quorum, which shows the delay layer carries
-// etcd's peer traffic; during the cut every Rhizome site keeps writing and
-// etcd's cut-off member does not; after the heal both converge.
+// TestSitesQuick runs `rhizome bench sites --quick`: three Rhizome sites and
+// a three-member etcd, each in its own network namespace, every workload at
+// 0 and 25 ms one way, then the last site cut off under load. Every site
+// must serve every workload without errors; at 25 ms an etcd member's Put
+// must take at least a round trip to the quorum, which shows the delay
+// layer carries etcd's peer traffic; during the cut every Rhizome site
+// keeps writing and etcd's cut-off member does not; after the heal both
+// converge; the timeline and the bytes per change are there.
 func TestSitesQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six servers")
@@ -43,47 +50,51 @@ func TestSitesQuick(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("the sites' network namespaces need root")
 	}
-	cfg := DefaultSitesConfig()
-	cfg.Delay.Delay, cfg.Delay.Jitter = 20*time.Millisecond, 2*time.Millisecond
-	cfg.Duration, cfg.Clients, cfg.CutDuration = 2*time.Second, 2, 3*time.Second
+	cfg := QuickSitesConfig()
 	cfg.Progress = testWriter{t}
 	rep, err := RunSites(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rtt := 2 * (cfg.Delay.Delay - cfg.Delay.Jitter)
-	followersDelayed, cut := 0, cfg.Sites-1
+	rtt := 2 * (25*time.Millisecond - time.Duration(float64(25*time.Millisecond)*cfg.Jitter))
+	delayed, cut := 0, cfg.Sites-1
 	for _, r := range rep.Results {
 		switch {
 		case r.Phase == "load" && (r.Requests == 0 || r.Errors > 0):
-			t.Errorf("%s site %d: %d requests, %d errors (%s)", r.System, r.Site, r.Requests, r.Errors, r.LastError)
-		case r.Phase == "load" && r.System == SystemEtcd && time.Duration(r.P50Ms*float64(time.Millisecond)) >= rtt:
-			followersDelayed++
-		// During the cut every Rhizome site keeps writing; etcd's cut-off
-		// member cannot commit.
+			t.Errorf("%s %s at %gms site %d: %d requests, %d errors (%s)", r.System, r.Workload, r.DelayMs, r.Site, r.Requests, r.Errors, r.LastError)
+		case r.Phase == "load" && r.System == SystemEtcd && r.Workload == WorkloadPut && r.DelayMs == 25 && time.Duration(r.P50Ms*float64(time.Millisecond)) >= rtt:
+			delayed++
 		case r.Phase == "cut" && r.System == SystemRhizome && r.SuccessRate < 0.99:
 			t.Errorf("rhizome site %d during the cut: %.1f%% of writes succeeded (%s)", r.Site, 100*r.SuccessRate, r.LastError)
 		case r.Phase == "cut" && r.System == SystemEtcd && r.Site == cut && r.SuccessRate > 0.1:
 			t.Errorf("etcd's cut-off member: %.1f%% of writes succeeded", 100*r.SuccessRate)
 		}
 	}
-	if len(rep.Results) != 4*cfg.Sites {
-		t.Errorf("%d results, want a load and a cut phase per site and system", len(rep.Results))
+	if want := 2 * cfg.Sites * (len(cfg.Delays)*len(cfg.Workloads) + 1); len(rep.Results) != want {
+		t.Errorf("%d results, want %d", len(rep.Results), want)
+	}
+	if delayed < cfg.Sites {
+		t.Errorf("%d of %d etcd members had a Put p50 at 25 ms of at least %v", delayed, cfg.Sites, rtt)
 	}
 	for _, sys := range []string{SystemRhizome, SystemEtcd} {
 		if _, ok := rep.ConvergeSeconds[sys]; !ok {
 			t.Errorf("%s: no convergence time", sys)
 		}
-	}
-	// Every member waits at least a round trip for a quorum; the leader's
-	// round trip is to its nearest follower.
-	if followersDelayed < cfg.Sites {
-		t.Errorf("%d of %d etcd members had a Put p50 of at least %v", followersDelayed, cfg.Sites, rtt)
-	}
-	for _, sys := range []string{SystemRhizome, SystemEtcd} {
 		if rep.LinkBytes[sys] == 0 {
 			t.Errorf("no %s bytes crossed the peer links", sys)
 		}
+		n := 0
+		for _, u := range rep.Links {
+			if u.System == sys && u.Changes > 0 && u.PerChange > 0 {
+				n++
+			}
+		}
+		if n != 2*len(cfg.Delays) {
+			t.Errorf("%s: %d link measurements, want put and edit at every delay: %+v", sys, n, rep.Links)
+		}
+	}
+	if rep.CutEnd-rep.CutStart < cfg.CutDuration.Seconds()*0.9 || len(rep.Timeline) == 0 {
+		t.Errorf("cut from %.2fs to %.2fs, %d timeline buckets", rep.CutStart, rep.CutEnd, len(rep.Timeline))
 	}
 	var buf bytes.Buffer
 	if err := rep.PNG(&buf); err != nil {
@@ -92,7 +103,7 @@ func TestSitesQuick(t *testing.T) {
 	if _, err := png.Decode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if table := rep.Table(); !strings.Contains(table, "etcd v3.7.3") {
+	if table := rep.Table(); !strings.Contains(table, "etcd v3.7.3") || !strings.Contains(table, "link bytes per change") {
 		t.Errorf("table:\n%s", table)
 	}
 	t.Log("\n" + rep.Table())

@@ -146,6 +146,25 @@ func (t *topology) each(site int, f func(cuttable)) {
 	}
 }
 
+// setShape gives every inter-site link (not the clients' way in) shape in
+// both directions, for data read from now on.
+func (t *topology) setShape(shape netdelay.Shape) error {
+	var errs []error
+	for _, ps := range t.links {
+		for _, p := range ps {
+			errs = append(errs, p.SetShape(shape, shape))
+		}
+	}
+	for _, r := range t.relays {
+		errs = append(errs, r.SetShape(shape, shape))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("bench: %w", err)
+	}
+	t.shape = shape
+	return nil
+}
+
 // bytes is what crossed the inter-site links so far, both ways.
 func (t *topology) bytes() int64 {
 	var n int64

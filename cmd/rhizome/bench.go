@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/rhizome-kv/rhizome/bench"
 )
@@ -166,20 +167,45 @@ func runBenchKube(args []string) int {
 }
 
 func runBenchSites(args []string) int {
-	cfg := bench.DefaultSitesConfig()
+	cfg, quick := bench.DefaultSitesConfig(), bench.QuickSitesConfig()
 	fs := flag.NewFlagSet("bench sites", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
+	isQuick := fs.Bool("quick", false, fmt.Sprintf("a run of a few minutes that proves the benchmark works: delays %s, %v per cell, %d clients, a %v cut (other flags still apply)",
+		joinDurations(quick.Delays), quick.Duration, quick.Clients, quick.CutDuration))
 	fs.IntVar(&cfg.Sites, "sites", cfg.Sites, "Rhizome sites, and etcd members")
-	fs.DurationVar(&cfg.Delay.Delay, "delay", cfg.Delay.Delay, "one-way delay of every inter-site link")
-	fs.DurationVar(&cfg.Delay.Jitter, "jitter", cfg.Delay.Jitter, "the delay varies uniformly by up to this much either way")
-	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the Put load runs at every site")
-	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "Put clients per site")
-	fs.DurationVar(&cfg.CutDuration, "cut", 0, "after the load, cut the last site off for this long under load, heal, and time until all sites agree (0: no cut)")
+	delays := fs.String("delays", joinDurations(cfg.Delays), "comma-separated one-way delays of every inter-site link to sweep over")
+	fs.Float64Var(&cfg.Jitter, "jitter", cfg.Jitter, "each delay varies uniformly by up to this fraction of it either way")
+	workloads := fs.String("workloads", strings.Join(cfg.Workloads, ","), "comma-separated workloads measured at every delay: "+strings.Join(bench.SitesWorkloads(), ", "))
+	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long each workload runs at every site, per delay")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "clients per site")
+	fs.DurationVar(&cfg.CutDuration, "cut", cfg.CutDuration, "after the sweep, cut the last site off for this long under Put load, heal, and time until all sites agree (0: no cut)")
+	fs.DurationVar(&cfg.CutDelay, "cut-delay", cfg.CutDelay, "one-way delay of the links during the cut run")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "a request taking longer fails")
-	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "value size in bytes")
+	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "Put value size in bytes")
 	out, quiet := systemFlags(fs, "sites", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "servers'")
 	if status, ok := parseBench(fs, args); !ok {
 		return status
+	}
+	var err error
+	if cfg.Delays, err = parseDurations(*delays); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench sites: --delays: %v\n", err)
+		return 2
+	}
+	cfg.Workloads = splitList(*workloads)
+	if *isQuick {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for name, take := range map[string]func(){
+			"delays":   func() { cfg.Delays = quick.Delays },
+			"duration": func() { cfg.Duration = quick.Duration },
+			"clients":  func() { cfg.Clients = quick.Clients },
+			"cut":      func() { cfg.CutDuration = quick.CutDuration },
+		} {
+			if !set[name] {
+				take()
+			}
+		}
+		cfg.CutLead, cfg.Bucket = quick.CutLead, quick.Bucket
 	}
 	cfg.Progress = progressTo(*quiet)
 	if err := cfg.Validate(); err != nil {
@@ -267,6 +293,26 @@ func joinInts(ns []int) string {
 	s := make([]string, len(ns))
 	for i, n := range ns {
 		s[i] = strconv.Itoa(n)
+	}
+	return strings.Join(s, ",")
+}
+
+func parseDurations(s string) ([]time.Duration, error) {
+	var out []time.Duration
+	for _, p := range splitList(s) {
+		d, err := time.ParseDuration(p)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+func joinDurations(ds []time.Duration) string {
+	s := make([]string, len(ds))
+	for i, d := range ds {
+		s[i] = d.String()
 	}
 	return strings.Join(s, ",")
 }

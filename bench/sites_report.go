@@ -1,0 +1,293 @@
+package bench
+
+import (
+	"fmt"
+	"image/color"
+	"io"
+	"math"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
+)
+
+// results returns the rows of one system, phase, workload and delay, by site.
+func (r *SitesReport) results(system, phase, workload string, delayMs float64) []SiteResult {
+	var out []SiteResult
+	for _, x := range r.Results {
+		if x.System == system && x.Phase == phase && x.Workload == workload && (phase == "cut" || x.DelayMs == delayMs) {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// worst sums a phase's sites: total throughput, the highest p50 and p99,
+// the lowest success rate and the errors.
+func worst(rows []SiteResult) (sum SiteResult, ok bool) {
+	if len(rows) == 0 {
+		return SiteResult{}, false
+	}
+	sum.SuccessRate = 1
+	for _, x := range rows {
+		sum.Throughput += x.Throughput
+		sum.P50Ms, sum.P99Ms = max(sum.P50Ms, x.P50Ms), max(sum.P99Ms, x.P99Ms)
+		sum.SuccessRate = min(sum.SuccessRate, x.SuccessRate)
+		sum.Errors += x.Errors
+	}
+	return sum, true
+}
+
+// judge fills in Targets: issue 12's, against etcd measured in the same run.
+func (r *SitesReport) judge() {
+	r.Targets = nil
+	add := func(name, want string, v float64, measured, met bool) {
+		r.Targets = append(r.Targets, Target{Name: name, Want: want, Ratio: v, Measured: measured, Met: measured && met})
+	}
+	rz25, ok1 := worst(r.results(SystemRhizome, "load", WorkloadPut, 25))
+	et25 := r.results(SystemEtcd, "load", WorkloadPut, 25)
+	ok2 := len(et25) > 0
+	etBest := bestP(et25)
+	p50, p99 := ratio(etBest.P50Ms, rz25.P50Ms), ratio(etBest.P99Ms, rz25.P99Ms)
+	add("25 ms: etcd's best put p50 / Rhizome's worst", ">= 25x", p50, ok1 && ok2, p50 >= 25)
+	add("25 ms: etcd's best put p99 / Rhizome's worst", ">= 25x", p99, ok1 && ok2, p99 >= 25)
+
+	base, okBase := worst(r.results(SystemRhizome, "load", WorkloadPut, 0))
+	far, okFar := worst(r.results(SystemRhizome, "load", WorkloadPut, 100))
+	v := ratio(far.P99Ms, base.P99Ms)
+	add("Rhizome put p99 at 100 ms / at 0 ms", "<= 1.5x", v, okBase && okFar, v <= 1.5)
+	cutRz, okCut := worst(r.results(SystemRhizome, "cut", WorkloadPut, 0))
+	v = ratio(cutRz.P99Ms, base.P99Ms)
+	add("Rhizome put p99 during the cut / at 0 ms", "<= 1.5x", v, okBase && okCut, v <= 1.5)
+	add("during the cut: lowest Rhizome site's write success", "= 1.00", cutRz.SuccessRate, okCut, cutRz.SuccessRate == 1)
+	isolated := r.results(SystemEtcd, "cut", WorkloadPut, 0)
+	okIso := len(isolated) == r.Sites
+	var iso float64
+	if okIso {
+		iso = isolated[r.Sites-1].SuccessRate
+	}
+	add("during the cut: etcd's isolated member's write success", "= 0.00", iso, okIso, iso == 0)
+
+	conv, okConv := r.ConvergeSeconds[SystemRhizome]
+	bound := (2*time.Duration(r.CutDelayMs*float64(time.Millisecond)) + 500*time.Millisecond).Seconds()
+	v = conv / bound
+	add(fmt.Sprintf("Rhizome convergence after the heal / (round trip + 0.5 s), %d writes pending", r.Pending[SystemRhizome]), "<= 1.0x", v, okConv && r.CutDelayMs > 0, v <= 1)
+
+	var perChange float64
+	okEdit := false
+	for _, u := range r.Links {
+		if u.System == SystemRhizome && u.Workload == WorkloadEdit {
+			perChange, okEdit = max(perChange, u.PerChange/float64(u.ChangedBytes)), true
+		}
+	}
+	add(fmt.Sprintf("Rhizome link bytes per %d-byte edit / its size (worst delay)", editBytes), "<= 1.5x", perChange, okEdit, perChange <= 1.5)
+}
+
+// bestP returns the lowest p50 and p99 among a phase's sites.
+func bestP(rows []SiteResult) SiteResult {
+	best := SiteResult{P50Ms: math.Inf(1), P99Ms: math.Inf(1)}
+	for _, x := range rows {
+		best.P50Ms, best.P99Ms = min(best.P50Ms, x.P50Ms), min(best.P99Ms, x.P99Ms)
+	}
+	return best
+}
+
+// Table renders the report: the sweep (every site at once, per workload and
+// delay), the bytes per change, the cut per site, then the targets.
+func (r *SitesReport) Table() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "Rhizome %s (%d sites) vs %s (%d members): clients at every site at once against their own site, %d per site, %.0fs per cell; one-way delay ±%.0f%%; fsync on\n",
+		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Seconds, 100*r.Jitter)
+	fmt.Fprintf(&b, "%s/%s, %d CPUs; started %s; load1 %.2f before, %.2f after\n\n", r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "workload\tdelay\trhizome req/s\tetcd req/s\trhizome p50\tetcd p50\trhizome p99\tetcd p99\tp99 etcd/rz\terrors rz|etcd\t")
+	for _, w := range SitesWorkloads() {
+		for _, d := range r.DelaysMs {
+			rz, ok1 := worst(r.results(SystemRhizome, "load", w, d))
+			et, ok2 := worst(r.results(SystemEtcd, "load", w, d))
+			if !ok1 && !ok2 {
+				continue
+			}
+			fmt.Fprintf(tw, "%s\t%gms\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%.1fx\t%d|%d\t\n", w, d, rz.Throughput, et.Throughput,
+				fmtMs(rz.P50Ms), fmtMs(et.P50Ms), fmtMs(rz.P99Ms), fmtMs(et.P99Ms), ratio(et.P99Ms, rz.P99Ms), rz.Errors, et.Errors)
+		}
+	}
+	tw.Flush()
+	b.WriteString("req/s = all sites together; p50, p99 = the worst site's.\n\n")
+	if len(r.Links) > 0 {
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "link bytes per change\tdelay\tchanged bytes\trhizome\tetcd\t")
+		for _, u := range r.Links {
+			if u.System != SystemRhizome {
+				continue
+			}
+			var e LinkUse
+			if i := slices.IndexFunc(r.Links, func(x LinkUse) bool {
+				return x.System == SystemEtcd && x.Workload == u.Workload && x.DelayMs == u.DelayMs
+			}); i >= 0 {
+				e = r.Links[i]
+			}
+			fmt.Fprintf(tw, "%s\t%gms\t%d\t%.0f (%.1fx)\t%.0f (%.1fx)\t\n", u.Workload, u.DelayMs, u.ChangedBytes,
+				u.PerChange, u.PerChange/float64(u.ChangedBytes), e.PerChange, e.PerChange/float64(max(1, e.ChangedBytes)))
+		}
+		tw.Flush()
+		b.WriteString("bytes crossing the inter-site links, both ways, from a write workload's start until every site held the same data, per write made.\n\n")
+	}
+	if r.CutDelayMs > 0 {
+		fmt.Fprintf(&b, "cut: site %d cut off for %.1fs at %gms (open connections stall, new ones refused), Put at every site throughout\n",
+			r.Sites-1, r.CutEnd-r.CutStart, r.CutDelayMs)
+		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "system\tsite\treq/s\tsucceeded\tp50\tp99\t")
+		for _, sys := range []string{SystemRhizome, SystemEtcd} {
+			for _, x := range r.results(sys, "cut", WorkloadPut, 0) {
+				fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f%%\t%s\t%s\t\n", sys, x.Site, x.Throughput, 100*x.SuccessRate, fmtMs(x.P50Ms), fmtMs(x.P99Ms))
+			}
+		}
+		tw.Flush()
+		fmt.Fprintf(&b, "after the heal, identical data at every site in: rhizome %.2fs (%d writes made during the cut), etcd %.2fs\n",
+			r.ConvergeSeconds[SystemRhizome], r.Pending[SystemRhizome], r.ConvergeSeconds[SystemEtcd])
+	}
+	fmt.Fprintf(&b, "\nbytes over the peer links in the whole run (setup included): rhizome %s, etcd %s\n", fmtBytes(r.LinkBytes[SystemRhizome]), fmtBytes(r.LinkBytes[SystemEtcd]))
+	writeNotesAndTargets(&b, nil, "issue 12", r.Targets)
+	return b.String()
+}
+
+// JSON returns the report as indented JSON.
+func (r *SitesReport) JSON() ([]byte, error) { return indentJSON(r) }
+
+// WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
+func (r *SitesReport) WriteFiles(dir, name string) ([]string, error) {
+	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
+}
+
+// PNG draws three panels: Put latency against the injected delay (log),
+// then every site's write success rate and p99 over the cut, the cut shaded.
+func (r *SitesReport) PNG(w io.Writer) error {
+	sweep, err := r.delayPanel()
+	if err != nil {
+		return err
+	}
+	panels := [][]*plot.Plot{{sweep}}
+	if len(r.Timeline) > 0 {
+		success, err := r.timelinePanel("write success rate", false, func(b Bucket) float64 { return ratio(float64(b.Succeeded), float64(b.Succeeded+b.Failed)) })
+		if err != nil {
+			return err
+		}
+		lat, err := r.timelinePanel("Put p99, ms (log)", true, func(b Bucket) float64 { return b.P99Ms })
+		if err != nil {
+			return err
+		}
+		panels = append(panels, []*plot.Plot{success}, []*plot.Plot{lat})
+	}
+	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(plotH+300*(len(panels)-1))), vgimg.UseDPI(plotDPI))
+	tiles := draw.Tiles{Rows: len(panels), Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
+	canvases := plot.Align(panels, tiles, draw.New(img))
+	for i, row := range panels {
+		row[0].Draw(canvases[i][0])
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
+		return fmt.Errorf("bench: png: %w", err)
+	}
+	return nil
+}
+
+// delayPanel plots each system's worst-site Put p50 and p99 against the
+// one-way delay.
+func (r *SitesReport) delayPanel() (*plot.Plot, error) {
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("Rhizome %s (%d sites) vs %s (%d members), Put at every site, %d clients per site, fsync on\n%d CPUs; %s",
+		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Host.CPUs, r.Started)
+	p.Title.TextStyle.Font.Size = vg.Points(13)
+	p.X.Label.Text = "one-way delay between sites, ms"
+	p.Y.Label.Text = "Put latency, ms (log; worst site; solid p99, dashed p50)"
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	p.Add(horizontalGrid())
+	p.Legend.Top, p.Legend.Left = true, true
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		for _, q := range []string{"p99", "p50"} {
+			var xys plotter.XYs
+			for _, d := range r.DelaysMs {
+				s, ok := worst(r.results(sys, "load", WorkloadPut, d))
+				v := s.P99Ms
+				if q == "p50" {
+					v = s.P50Ms
+				}
+				if ok && v > 0 {
+					xys = append(xys, plotter.XY{X: d, Y: v})
+				}
+			}
+			if len(xys) == 0 {
+				continue
+			}
+			line, points, err := plotter.NewLinePoints(xys)
+			if err != nil {
+				return nil, fmt.Errorf("bench: plot: %w", err)
+			}
+			line.Color, points.Color, line.Width = systemColour(sys), systemColour(sys), vg.Points(2)
+			if q == "p50" {
+				line.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+			}
+			p.Add(line, points)
+			p.Legend.Add(sys+" "+q, line)
+		}
+	}
+	return p, nil
+}
+
+// timelinePanel plots value per bucket for every site of both systems over
+// the cut run, the cut shaded.
+func (r *SitesReport) timelinePanel(label string, logY bool, value func(Bucket) float64) (*plot.Plot, error) {
+	p := plot.New()
+	p.X.Label.Text = fmt.Sprintf("seconds (site %d cut off in the shaded span; %g ms one way)", r.Sites-1, r.CutDelayMs)
+	p.Y.Label.Text = label
+	if logY {
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	}
+	p.Add(horizontalGrid())
+	lo, hi := math.Inf(1), math.Inf(-1)
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		for site := range r.Sites {
+			var xys plotter.XYs
+			for _, b := range r.Timeline {
+				if v := value(b); b.System == sys && b.Site == site && b.Succeeded+b.Failed > 0 && (!logY || v > 0) {
+					xys = append(xys, plotter.XY{X: b.Seconds, Y: v})
+					lo, hi = min(lo, v), max(hi, v)
+				}
+			}
+			if len(xys) == 0 {
+				continue
+			}
+			line, err := plotter.NewLine(xys)
+			if err != nil {
+				return nil, fmt.Errorf("bench: plot: %w", err)
+			}
+			line.Color, line.Width = systemColour(sys), vg.Points(1.5)
+			if site == r.Sites-1 {
+				line.Width = vg.Points(3) // the site that is cut off
+			}
+			p.Add(line)
+			p.Legend.Add(fmt.Sprintf("%s site %d", sys, site), line)
+		}
+	}
+	if math.IsInf(lo, 0) {
+		lo, hi = 0.01, 1
+	}
+	if !logY {
+		lo, hi = 0, max(hi, 1)*1.05
+	}
+	shade, err := plotter.NewPolygon(plotter.XYs{{X: r.CutStart, Y: lo}, {X: r.CutEnd, Y: lo}, {X: r.CutEnd, Y: hi}, {X: r.CutStart, Y: hi}})
+	if err != nil {
+		return nil, fmt.Errorf("bench: plot: %w", err)
+	}
+	shade.Color, shade.LineStyle.Width = color.RGBA{200, 30, 30, 40}, 0
+	p.Add(shade)
+	p.Legend.Add("cut", shade)
+	p.Legend.Top = true
+	return p, nil
+}
