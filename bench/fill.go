@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -22,8 +23,11 @@ import (
 // sits idle; then it is restarted on the same data and timed until it serves
 // the last object again.
 type FillConfig struct {
-	// Objects is how many pods are written; each phase writes each once.
+	// Objects is how many pods are written; the fill writes each once.
 	Objects int
+	// Updates is how many status updates each pod gets in the update phase
+	// (issue 12's storage cost: 100).
+	Updates int
 	// Clients write concurrently; they share Conns gRPC connections.
 	Clients, Conns int
 	// Idle is how long the store sits without requests after the updates
@@ -49,7 +53,7 @@ type FillConfig struct {
 // DefaultFillConfig is issue 10's run: 50,000 pods, 16 clients, 20 s idle.
 func DefaultFillConfig() FillConfig {
 	return FillConfig{
-		Objects: 50000, Clients: 16, Conns: 4,
+		Objects: 50000, Updates: 1, Clients: 16, Conns: 4,
 		Idle: 20 * time.Second, Restart: true,
 		SampleEvery: 500 * time.Millisecond, RequestTimeout: 10 * time.Second,
 		StartTimeout: 120 * time.Second, ProgressEvery: 5 * time.Second,
@@ -68,6 +72,8 @@ func (c FillConfig) Validate() error {
 	switch {
 	case c.Objects < 100:
 		return errors.New("bench: fill config: Objects < 100 (each tenth of a phase must hold writes)")
+	case c.Updates < 1:
+		return errors.New("bench: fill config: Updates < 1")
 	case c.Clients < 1 || c.Conns < 1:
 		return errors.New("bench: fill config: Clients and Conns must be >= 1")
 	case c.Idle < 0:
@@ -142,6 +148,26 @@ func newPodSet(n int) (*podSet, error) {
 	return p, nil
 }
 
+// fill is write i of the fill phase: pod i, pending.
+func (p *podSet) fill(i int) (string, []byte) { return p.keys[i], p.pending[i] }
+
+// update is write i of the update phase: pass i/n over the n pods, each
+// pass a kubelet's status with the container's restart count at the pass.
+func (p *podSet) update(i int) (string, []byte) {
+	n := len(p.keys)
+	pass, k := i/n, i%n
+	if pass == 0 {
+		return p.keys[k], p.running[k]
+	}
+	return p.keys[k], bytes.Replace(p.running[k], []byte(`"restartCount":0`), fmt.Appendf(nil, `"restartCount":%d`, pass), 1)
+}
+
+// lastValue is the value the update phase leaves pod i with.
+func (p *podSet) lastValue(i, updates int) []byte {
+	_, v := p.update((updates-1)*len(p.keys) + i)
+	return v
+}
+
 // fillSystem runs every phase on one system, started by start in dir.
 func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir string, start func(dir string) (*server, error)) (*FillResult, error) {
 	progress := progressOrDiscard(cfg.Progress)
@@ -158,11 +184,12 @@ func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir s
 	smp := startSampler(srv, cfg.SampleEvery)
 	for _, ph := range []struct {
 		name   string
-		values [][]byte
+		writes int
+		write  func(i int) (string, []byte)
 		rss    *int64
-	}{{phaseFill, pods.pending, &res.RSSAfterFill}, {phaseUpdate, pods.running, &res.RSSAfterUpdate}} {
+	}{{phaseFill, cfg.Objects, pods.fill, &res.RSSAfterFill}, {phaseUpdate, cfg.Objects * cfg.Updates, pods.update, &res.RSSAfterUpdate}} {
 		smp.setPhase(ph.name)
-		p, err := writePhase(ctx, cfg, srv, ph.name, pods.keys, ph.values, &smp.written)
+		p, err := writePhase(ctx, cfg, srv, ph.name, ph.writes, ph.write, &smp.written)
 		if err != nil {
 			smp.stop()
 			return nil, err
@@ -187,7 +214,7 @@ func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir s
 	fmt.Fprintf(progress, "bench: %s after %v idle: rss %s\n", system, cfg.Idle, fmtBytes(res.RSSAfterIdle))
 	if cfg.Restart {
 		srv.stop()
-		if srv, err = restartTimed(ctx, start, dir, pods, res); err != nil {
+		if srv, err = restartTimed(ctx, start, dir, pods, cfg.Updates, res); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(progress, "bench: %s restarted in %.2fs; rss %s\n", system, res.RestartSeconds, fmtBytes(res.RSSAfterRestart))
@@ -198,7 +225,7 @@ func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir s
 
 // restartTimed starts the server again on dir and times it until it serves
 // the last pod's updated value; it records the time and the resident memory.
-func restartTimed(ctx context.Context, start func(dir string) (*server, error), dir string, pods *podSet, res *FillResult) (*server, error) {
+func restartTimed(ctx context.Context, start func(dir string) (*server, error), dir string, pods *podSet, updates int, res *FillResult) (*server, error) {
 	t0 := time.Now()
 	srv, err := start(dir)
 	if err != nil {
@@ -211,9 +238,10 @@ func restartTimed(ctx context.Context, start func(dir string) (*server, error), 
 	}
 	defer cli.Close()
 	last := len(pods.keys) - 1
+	want := pods.lastValue(last, updates)
 	for {
 		resp, err := cli.Get(ctx, pods.keys[last])
-		if err == nil && len(resp.Kvs) == 1 && string(resp.Kvs[0].Value) == string(pods.running[last]) {
+		if err == nil && len(resp.Kvs) == 1 && bytes.Equal(resp.Kvs[0].Value, want) {
 			break
 		}
 		if ctx.Err() != nil || time.Since(t0) > time.Minute {
@@ -227,10 +255,10 @@ func restartTimed(ctx context.Context, start func(dir string) (*server, error), 
 	return srv, nil
 }
 
-// writePhase writes values[i] at keys[i] for every i with cfg.Clients
-// clients taking the next index in turn, and times each tenth of the phase.
-// written counts the writes done, for the sampler.
-func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, keys []string, values [][]byte, written *atomic.Int64) (*FillPhase, error) {
+// writePhase makes writes 0..n-1 (write says each one's key and value) with
+// cfg.Clients clients taking the next in turn, and times each tenth of the
+// phase. written counts the writes done, for the sampler.
+func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, n int, write func(i int) (string, []byte), written *atomic.Int64) (*FillPhase, error) {
 	conns := make([]*clientv3.Client, cfg.Conns)
 	for i := range conns {
 		cli, err := newClient(srv.endpoint)
@@ -240,7 +268,6 @@ func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, k
 		defer cli.Close()
 		conns[i] = cli
 	}
-	n := len(keys)
 	var next, done, errs atomic.Int64
 	var lastErr atomic.Pointer[error]
 	tenths := make([]time.Time, 11) // tenths[k]: when k tenths were done
@@ -258,9 +285,10 @@ func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, k
 		wg.Go(func() {
 			cli := conns[c%len(conns)]
 			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
+				key, value := write(i)
 				rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 				t := time.Now()
-				_, err := cli.Put(rctx, keys[i], string(values[i]))
+				_, err := cli.Put(rctx, key, string(value))
 				cancel()
 				if err != nil {
 					errs.Add(1)

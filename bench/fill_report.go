@@ -27,6 +27,7 @@ type FillReport struct {
 
 type fillReportConfig struct {
 	Objects   int    `json:"objects"`
+	Updates   int    `json:"updates_per_object"`
 	PodBytes  int    `json:"pod_bytes"`
 	Clients   int    `json:"clients"`
 	Conns     int    `json:"conns"`
@@ -36,7 +37,7 @@ type fillReportConfig struct {
 
 func (c FillConfig) report() fillReportConfig {
 	pod, _ := podObject(0, true)
-	return fillReportConfig{Objects: c.Objects, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart}
+	return fillReportConfig{Objects: c.Objects, Updates: c.Updates, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart}
 }
 
 // FillResult is one system's run.
@@ -121,7 +122,9 @@ func (r *FillReport) judge() {
 		add(fmt.Sprintf("%s throughput, %d clients", ph, r.Config.Clients), ">= 1.0x etcd", v, both && okA && okB, v >= 1.0)
 		add(ph+": last tenth's write rate / first tenth's (Rhizome)", ">= 0.8", a.Decay, okA && a.Decay > 0, a.Decay >= 0.8)
 	}
-	v := ratio(rz.RestartSeconds, et.RestartSeconds)
+	v := ratio(float64(rz.DiskBytes), float64(et.DiskBytes))
+	add("bytes on disk per object after the updates (issue 12)", "<= 1.5x etcd", v, both && et.DiskBytes > 0, v <= 1.5)
+	v = ratio(rz.RestartSeconds, et.RestartSeconds)
 	add("restart until the last pod is served", "<= 2.0x etcd", v, both && r.Config.Restarted && et.RestartSeconds > 0, v <= 2.0)
 }
 
@@ -129,8 +132,8 @@ func (r *FillReport) judge() {
 // systems side by side, then the targets.
 func (r *FillReport) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rhizome %s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then a status update each, then %s idle; fsync on\n",
-		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Idle)
+	fmt.Fprintf(&b, "Rhizome %s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then %d status update(s) each, then %s idle; fsync on\n",
+		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Updates, r.Config.Idle)
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s; started %s; load1 %.2f before, %.2f after; each system ran alone\n\n",
 		r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
 	rz, _ := r.system(SystemRhizome)
@@ -148,6 +151,7 @@ func (r *FillReport) Table() string {
 		fmt.Fprintf(tw, "restart s\t%.2f\t%.2f\t%.2fx\t\n", rz.RestartSeconds, et.RestartSeconds, ratio(rz.RestartSeconds, et.RestartSeconds))
 	}
 	bytesRow("data on disk", rz.DiskBytes, et.DiskBytes)
+	fmt.Fprintf(tw, "disk bytes per object\t%.0f\t%.0f\t%.2fx\t\n", float64(rz.DiskBytes)/float64(r.Config.Objects), float64(et.DiskBytes)/float64(r.Config.Objects), ratio(float64(rz.DiskBytes), float64(et.DiskBytes)))
 	var notes []string
 	for _, ph := range []string{phaseFill, phaseUpdate} {
 		a, _ := rz.phase(ph)
@@ -166,7 +170,7 @@ func (r *FillReport) Table() string {
 		}
 	}
 	tw.Flush()
-	b.WriteString("\nratio = rhizome/etcd. rss = resident set size of the server process (for etcd it includes the pages of its mmapped bbolt file it touched).\n")
+	b.WriteString("\nratio = rhizome/etcd. rss = resident set size of the server process (for etcd it includes the pages of its mmapped bbolt file it touched).\ndata on disk = allocated blocks of the data directory, preallocated files included (etcd preallocates 64 MiB WAL segments).\n")
 	writeNotesAndTargets(&b, notes, "issue 10", r.Targets)
 	return b.String()
 }

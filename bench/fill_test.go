@@ -64,6 +64,29 @@ func TestPodObject(t *testing.T) {
 	}
 }
 
+// Each update pass gives every pod a new value; the last pass's is what a
+// restarted server must serve.
+func TestPodSetUpdate(t *testing.T) {
+	pods, err := newPodSet(100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for pass := range 3 {
+		key, v := pods.update(pass*100 + 7)
+		if key != podKey(7) || seen[string(v)] || !json.Valid(v) {
+			t.Fatalf("pass %d: %s, repeated %v, valid %v", pass, key, seen[string(v)], json.Valid(v))
+		}
+		seen[string(v)] = true
+		if pass == 2 && !bytes.Equal(v, pods.lastValue(7, 3)) {
+			t.Error("lastValue is not the last pass's value")
+		}
+	}
+	if _, v := pods.fill(7); !bytes.Contains(v, []byte(`"Pending"`)) {
+		t.Error("the fill does not write the pending form")
+	}
+}
+
 func TestTenthEndingAt(t *testing.T) {
 	for _, n := range []int{100, 101, 999, 50000} {
 		var got []int
@@ -90,6 +113,7 @@ func TestFillQuick(t *testing.T) {
 		t.Skip("starts two servers")
 	}
 	cfg := QuickFillConfig()
+	cfg.Objects, cfg.Updates = 1000, 2
 	cfg.Progress = testWriter{t}
 	rep, err := RunFill(t.Context(), cfg)
 	if err != nil {
@@ -103,7 +127,11 @@ func TestFillQuick(t *testing.T) {
 			t.Errorf("%s: %d phases", s.System, len(s.Phases))
 		}
 		for _, p := range s.Phases {
-			if p.Errors > 0 || p.Writes != int64(cfg.Objects) || len(p.TenthRates) != 10 || p.Decay <= 0 {
+			want := int64(cfg.Objects)
+			if p.Name == phaseUpdate {
+				want *= int64(cfg.Updates)
+			}
+			if p.Errors > 0 || p.Writes != want || len(p.TenthRates) != 10 || p.Decay <= 0 {
 				t.Errorf("%s %s: %+v", s.System, p.Name, p)
 			}
 		}

@@ -221,6 +221,7 @@ func runBenchFill(args []string) int {
 	fs.SetOutput(os.Stderr)
 	isQuick := fs.Bool("quick", false, fmt.Sprintf("a short run that proves the benchmark works: %d pods, %v idle (other flags still apply)", quick.Objects, quick.Idle))
 	fs.IntVar(&cfg.Objects, "objects", cfg.Objects, "pod-shaped objects written, then updated (the long mode: 100000)")
+	fs.IntVar(&cfg.Updates, "updates", cfg.Updates, "status updates per object in the update phase (storage cost after many updates: 100)")
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "concurrent writers")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "gRPC connections the writers share")
 	fs.DurationVar(&cfg.Idle, "idle", cfg.Idle, "time without requests after the updates before memory is read again")

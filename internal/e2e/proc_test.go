@@ -6,28 +6,26 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // startTimeout bounds how long a server may take to answer its first request.
 const startTimeout = 30 * time.Second
 
-// proc is a server running as a subprocess.
+// proc is a server running as a subprocess (testbin's process starter).
 type proc struct {
 	name string
 	ep   string // host:port of its client listener
-	cmd  *exec.Cmd
-	out  *syncBuffer // stdout and stderr, shown when the test fails
-	done chan struct{}
-	err  error // from Wait; valid once done is closed
+	*testbin.Process
 }
 
 // startRhizome runs `rhizome serve` on dataDir with clients on a free
@@ -65,88 +63,60 @@ func startEtcd(t *testing.T, bin string, extra ...string) *proc {
 }
 
 // startServer starts the command that argv returns and waits until its
-// client URL answers. A free port can be taken by someone else between
-// freeAddr and the server's listen, so a server that exits before answering is
-// retried on new ports a few times.
+// client URL answers a Status call. A free port can be taken by someone else
+// between freeAddr and the server's listen, so a server that exits before
+// answering is retried on new ports a few times. Its output goes to a log
+// file in a temporary directory, shown when the test fails.
 func startServer(t *testing.T, name string, argv func() (clientURL string, argv []string)) *proc {
 	t.Helper()
+	logDir := t.TempDir()
 	var lastErr error
-	for range 3 {
+	for attempt := range 3 {
 		client, args := argv()
-		p := &proc{name: name, ep: strings.TrimPrefix(client, "http://"), out: &syncBuffer{}, done: make(chan struct{})}
-		p.cmd = exec.Command(args[0], args[1:]...)
-		p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-		p.cmd.SysProcAttr = childAttrs()
-		if err := p.cmd.Start(); err != nil {
-			t.Fatalf("e2e: start %s: %v", name, err)
+		cfg := testbin.DefaultProcessConfig()
+		cfg.Name, cfg.Path, cfg.Args = name, args[0], args[1:]
+		cfg.LogPath = filepath.Join(logDir, fmt.Sprintf("%s-%d.log", name, attempt))
+		cfg.ReadyInterval = 20 * time.Millisecond
+		tp, err := testbin.StartProcess(cfg)
+		if err != nil {
+			t.Fatalf("e2e: %v", err)
 		}
-		go func() {
-			p.err = p.cmd.Wait()
-			close(p.done)
-		}()
-		if lastErr = p.waitReady(); lastErr == nil {
+		p := &proc{name: name, ep: strings.TrimPrefix(client, "http://"), Process: tp}
+		if lastErr = tp.WaitReady(context.Background(), startTimeout, p.answers); lastErr == nil {
 			t.Cleanup(func() {
 				p.stop()
 				if t.Failed() {
-					t.Logf("%s output:\n%s", p.name, p.out.String())
+					log, _ := p.Log()
+					t.Logf("%s output:\n%s", p.name, log)
 				}
 			})
 			return p
 		}
 		p.kill()
-		t.Logf("e2e: %s did not start (%v); output:\n%s", name, lastErr, p.out.String())
+		t.Logf("e2e: %s did not start: %v", name, lastErr)
 	}
 	t.Fatalf("e2e: %s did not start: %v", name, lastErr)
 	return nil
 }
 
-// waitReady polls the server with a Status call until it answers, it exits,
-// or startTimeout passes.
-func (p *proc) waitReady() error {
+// answers is a readiness check: the server answers a Status call.
+func (p *proc) answers(ctx context.Context) error {
 	cli, err := newClient(p.ep)
 	if err != nil {
 		return err
 	}
 	defer cli.Close()
-	deadline := time.Now().Add(startTimeout)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		_, err := cli.Status(ctx, p.ep)
-		cancel()
-		if err == nil {
-			return nil
-		}
-		select {
-		case <-p.done:
-			return fmt.Errorf("exited: %v", p.err)
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no answer within %v: %w", startTimeout, err)
-		}
-	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	_, err = cli.Status(ctx, p.ep)
+	return err
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
-func (p *proc) kill() {
-	_ = p.cmd.Process.Signal(syscall.SIGKILL)
-	<-p.done
-}
+func (p *proc) kill() { p.Kill() }
 
 // stop asks the process to shut down (SIGTERM) and kills it if it takes long.
-func (p *proc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		p.kill()
-	}
-}
+func (p *proc) stop() { _ = p.Stop() }
 
 // newClient returns a clientv3 client for one endpoint; it dials lazily.
 func newClient(ep string) (*clientv3.Client, error) {
