@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -24,7 +25,8 @@ const startTimeout = 30 * time.Second
 // proc is a server running as a subprocess (testbin's process starter).
 type proc struct {
 	name string
-	ep   string // host:port of its client listener
+	ep   string      // host:port of its client listener
+	tls  *tls.Config // how a client reaches it; nil for plain gRPC
 	*testbin.Process
 }
 
@@ -69,6 +71,13 @@ func startEtcd(t *testing.T, bin string, extra ...string) *proc {
 // file in a temporary directory, shown when the test fails.
 func startServer(t *testing.T, name string, argv func() (clientURL string, argv []string)) *proc {
 	t.Helper()
+	return startServerTLS(t, name, nil, argv)
+}
+
+// startServerTLS is startServer for a server whose clients connect with
+// tlsCfg.
+func startServerTLS(t *testing.T, name string, tlsCfg *tls.Config, argv func() (clientURL string, argv []string)) *proc {
+	t.Helper()
 	logDir := t.TempDir()
 	var lastErr error
 	for attempt := range 3 {
@@ -81,7 +90,7 @@ func startServer(t *testing.T, name string, argv func() (clientURL string, argv 
 		if err != nil {
 			t.Fatalf("e2e: %v", err)
 		}
-		p := &proc{name: name, ep: strings.TrimPrefix(client, "http://"), Process: tp}
+		p := &proc{name: name, ep: strings.TrimPrefix(strings.TrimPrefix(client, "http://"), "https://"), tls: tlsCfg, Process: tp}
 		if lastErr = tp.WaitReady(context.Background(), startTimeout, p.answers); lastErr == nil {
 			t.Cleanup(func() {
 				p.stop()
@@ -101,7 +110,7 @@ func startServer(t *testing.T, name string, argv func() (clientURL string, argv 
 
 // answers is a readiness check: the server answers a Status call.
 func (p *proc) answers(ctx context.Context) error {
-	cli, err := newClient(p.ep)
+	cli, err := newTLSClient(p.ep, p.tls)
 	if err != nil {
 		return err
 	}
@@ -119,11 +128,15 @@ func (p *proc) kill() { p.Kill() }
 func (p *proc) stop() { _ = p.Stop() }
 
 // newClient returns a clientv3 client for one endpoint; it dials lazily.
-func newClient(ep string) (*clientv3.Client, error) {
+func newClient(ep string) (*clientv3.Client, error) { return newTLSClient(ep, nil) }
+
+// newTLSClient is newClient over TLS when tlsCfg is not nil.
+func newTLSClient(ep string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 	cli, err := clientv3.New(clientv3.Config{
 		Endpoints:   []string{ep},
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		TLS:         tlsCfg,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("client for %s: %w", ep, err)
