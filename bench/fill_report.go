@@ -11,7 +11,6 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // FillReport is everything one `rhizome bench fill` run measured. Its JSON
@@ -195,15 +194,7 @@ func (r *FillReport) PNG(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(plotH)), vgimg.UseDPI(plotDPI))
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
-	canvases := plot.Align([][]*plot.Plot{{mem}, {rates}}, tiles, draw.New(img))
-	mem.Draw(canvases[0][0])
-	rates.Draw(canvases[1][0])
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("bench: png: %w", err)
-	}
-	return nil
+	return writePanels(w, plotH, mem, rates)
 }
 
 func (r *FillReport) memoryPanel() (*plot.Plot, error) {

@@ -65,12 +65,22 @@ func (c chart) png(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(plotH)), vgimg.UseDPI(plotDPI))
-	dc := draw.New(img)
-	tiles := draw.Tiles{Rows: 2, Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
-	canvases := plot.Align([][]*plot.Plot{{top}, {bottom}}, tiles, dc)
-	top.Draw(canvases[0][0])
-	bottom.Draw(canvases[1][0])
+	return writePanels(w, plotH, top, bottom)
+}
+
+// writePanels renders plots one above the other, aligned, plotW wide and
+// height pixels high in all, as a PNG.
+func writePanels(w io.Writer, height int, panels ...*plot.Plot) error {
+	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(height)), vgimg.UseDPI(plotDPI))
+	rows := make([][]*plot.Plot, len(panels))
+	for i, p := range panels {
+		rows[i] = []*plot.Plot{p}
+	}
+	tiles := draw.Tiles{Rows: len(panels), Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
+	canvases := plot.Align(rows, tiles, draw.New(img))
+	for i, p := range panels {
+		p.Draw(canvases[i][0])
+	}
 	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
 		return fmt.Errorf("bench: png: %w", err)
 	}

@@ -13,8 +13,6 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
-	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // results returns the rows of one system, phase, workload and delay, by site.
@@ -173,7 +171,7 @@ func (r *SitesReport) PNG(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	panels := [][]*plot.Plot{{sweep}}
+	panels := []*plot.Plot{sweep}
 	if len(r.Timeline) > 0 {
 		success, err := r.timelinePanel("write success rate", false, func(b Bucket) float64 { return ratio(float64(b.Succeeded), float64(b.Succeeded+b.Failed)) })
 		if err != nil {
@@ -183,18 +181,9 @@ func (r *SitesReport) PNG(w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		panels = append(panels, []*plot.Plot{success}, []*plot.Plot{lat})
+		panels = append(panels, success, lat)
 	}
-	img := vgimg.NewWith(vgimg.UseWH(px(plotW), px(plotH+300*(len(panels)-1))), vgimg.UseDPI(plotDPI))
-	tiles := draw.Tiles{Rows: len(panels), Cols: 1, PadTop: vg.Points(8), PadBottom: vg.Points(8), PadLeft: vg.Points(8), PadRight: vg.Points(16), PadY: vg.Points(18)}
-	canvases := plot.Align(panels, tiles, draw.New(img))
-	for i, row := range panels {
-		row[0].Draw(canvases[i][0])
-	}
-	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(w); err != nil {
-		return fmt.Errorf("bench: png: %w", err)
-	}
-	return nil
+	return writePanels(w, plotH+300*(len(panels)-1), panels...)
 }
 
 // delayPanel plots each system's worst-site Put p50 and p99 against the

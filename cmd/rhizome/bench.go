@@ -193,18 +193,12 @@ func runBenchSites(args []string) int {
 	}
 	cfg.Workloads = splitList(*workloads)
 	if *isQuick {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		for name, take := range map[string]func(){
+		takeUnlessSet(fs, map[string]func(){
 			"delays":   func() { cfg.Delays = quick.Delays },
 			"duration": func() { cfg.Duration = quick.Duration },
 			"clients":  func() { cfg.Clients = quick.Clients },
 			"cut":      func() { cfg.CutDuration = quick.CutDuration },
-		} {
-			if !set[name] {
-				take()
-			}
-		}
+		})
 		cfg.CutLead, cfg.Bucket = quick.CutLead, quick.Bucket
 	}
 	cfg.Progress = progressTo(*quiet)
@@ -231,14 +225,10 @@ func runBenchFill(args []string) int {
 		return status
 	}
 	if *isQuick {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		if !set["objects"] {
-			cfg.Objects = quick.Objects
-		}
-		if !set["idle"] {
-			cfg.Idle = quick.Idle
-		}
+		takeUnlessSet(fs, map[string]func(){
+			"objects": func() { cfg.Objects = quick.Objects },
+			"idle":    func() { cfg.Idle = quick.Idle },
+		})
 		cfg.SampleEvery, cfg.ProgressEvery = quick.SampleEvery, quick.ProgressEvery
 	}
 	cfg.Progress = progressTo(*quiet)
@@ -252,30 +242,27 @@ func runBenchFill(args []string) int {
 // quickUnlessSet takes the size of the run from quick, except what a flag
 // set explicitly.
 func quickUnlessSet(fs *flag.FlagSet, cfg, quick bench.KubeConfig) bench.KubeConfig {
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-	take := func(name string, dst *bench.KubeConfig) {
-		if set[name] {
-			return
-		}
-		switch name {
-		case "duration":
-			dst.Duration = quick.Duration
-		case "warmup":
-			dst.Warmup = quick.Warmup
-		case "rounds":
-			dst.Rounds = quick.Rounds
-		case "clients":
-			dst.Clients = quick.Clients
-		case "conns":
-			dst.Conns = quick.Conns
-		}
-	}
-	for _, name := range []string{"duration", "warmup", "rounds", "clients", "conns"} {
-		take(name, &cfg)
-	}
+	takeUnlessSet(fs, map[string]func(){
+		"duration": func() { cfg.Duration = quick.Duration },
+		"warmup":   func() { cfg.Warmup = quick.Warmup },
+		"rounds":   func() { cfg.Rounds = quick.Rounds },
+		"clients":  func() { cfg.Clients = quick.Clients },
+		"conns":    func() { cfg.Conns = quick.Conns },
+	})
 	cfg.Namespaces, cfg.PoolPerClient, cfg.ProgressEvery = quick.Namespaces, quick.PoolPerClient, quick.ProgressEvery
 	return cfg
+}
+
+// takeUnlessSet calls the function of every flag name that the command line
+// did not set: a --quick run's sizes give way to explicit flags.
+func takeUnlessSet(fs *flag.FlagSet, takes map[string]func()) {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	for name, take := range takes {
+		if !set[name] {
+			take()
+		}
+	}
 }
 
 func parseInts(s string) ([]int, error) {
