@@ -2,6 +2,7 @@ package kube
 
 import (
 	"bytes"
+	"fmt"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
@@ -42,4 +43,30 @@ func ToJSON(value []byte) (out []byte, ok bool) {
 		return nil, false
 	}
 	return buf.Bytes(), true
+}
+
+// Decode reads a built-in object from its JSON storage form (what ToJSON
+// returns, or what kube-apiserver's JSON encoding stored) into a typed object.
+func Decode(value []byte, into runtime.Object) error {
+	if _, _, err := encoder.Decode(value, nil, into); err != nil {
+		return fmt.Errorf("kube: decode: %w", err)
+	}
+	return nil
+}
+
+// Encode writes a built-in object in kube-apiserver's JSON storage form, its
+// apiVersion and kind set from the scheme: the bytes kube-apiserver itself would
+// have stored for it.
+func Encode(obj runtime.Object) ([]byte, error) {
+	gvks, _, err := scheme.Scheme.ObjectKinds(obj)
+	if err != nil || len(gvks) == 0 {
+		return nil, fmt.Errorf("kube: encode %T: not a built-in kind: %w", obj, err)
+	}
+	obj = obj.DeepCopyObject()
+	obj.GetObjectKind().SetGroupVersionKind(gvks[0])
+	var buf bytes.Buffer
+	if err := encoder.Encode(obj, &buf); err != nil {
+		return nil, fmt.Errorf("kube: encode: %w", err)
+	}
+	return buf.Bytes(), nil
 }
