@@ -1,6 +1,7 @@
 package site
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -21,6 +22,7 @@ import (
 
 	"github.com/rhizome-kv/rhizome/crdt/kube/validate"
 	"github.com/rhizome-kv/rhizome/etcdshim"
+	"github.com/rhizome-kv/rhizome/site/alloc"
 	"github.com/rhizome-kv/rhizome/store"
 	"github.com/rhizome-kv/rhizome/sync/gossip"
 	"github.com/rhizome-kv/rhizome/sync/peer"
@@ -175,6 +177,7 @@ type Site struct {
 	started    time.Time
 	stop       chan struct{} // closed by Close
 	following  chan struct{} // closed when followMembership has returned
+	stopAlloc  func()        // stops the allocation repair (startAllocRepair)
 }
 
 // Start opens the store and serves clients. The returned site runs until Close.
@@ -220,6 +223,7 @@ func Start(cfg Config) (*Site, error) {
 		for _, l := range append(s.listeners, s.metricsLns...) {
 			l.Close()
 		}
+		s.stopAllocRepair()
 		s.stopSync()
 		st.Close()
 		return nil, err
@@ -257,6 +261,9 @@ func Start(cfg Config) (*Site, error) {
 		if err := s.startSync(advertise); err != nil {
 			return fail(err)
 		}
+		if err := s.startAllocRepair(); err != nil {
+			return fail(err)
+		}
 		ecfg.Members = s.members
 	}
 	if s.api, err = etcdshim.New(ecfg, st, hub); err != nil {
@@ -271,6 +278,53 @@ func Start(cfg Config) (*Site, error) {
 	cfg.Logger.Info("site serving", "name", cfg.Name, "data-dir", cfg.DataDir, "clients", s.ClientURLs(), "metrics", s.MetricsURLs(),
 		"revision", st.Rev(), "joining", s.joining)
 	return s, nil
+}
+
+// startAllocRepair runs the repair of allocations Kubernetes assumes unique
+// cluster-wide (site/alloc) on a multi-site store: a pass after the keys it
+// reads change, as the watch hub reports them.
+func (s *Site) startAllocRepair() error {
+	cfg := alloc.DefaultConfig()
+	cfg.Prefix = store.DefaultConfig().KubePrefix
+	cfg.Site, cfg.Logger, cfg.Registerer = s.cfg.Name, s.cfg.Logger, s.cfg.Registerer
+	rep, err := alloc.New(cfg, s.Store)
+	if err != nil {
+		return fmt.Errorf("site: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	stream := s.Hub.NewStream(ctx, 0, func(r watch.Response) error {
+		for _, ev := range r.Events {
+			if rep.Relevant(ev.KV.Key) {
+				rep.Notify()
+				break
+			}
+		}
+		return nil
+	})
+	key, end := rep.Watch()
+	if err := stream.Watch(watch.Request{Key: key, End: end}); err != nil {
+		cancel()
+		stream.Close()
+		return fmt.Errorf("site: allocation repair: %w", err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		rep.Run(ctx)
+	}()
+	s.stopAlloc = func() {
+		cancel()
+		stream.Close()
+		<-done
+	}
+	return nil
+}
+
+func (s *Site) stopAllocRepair() {
+	if s.stopAlloc != nil {
+		s.stopAlloc()
+		s.stopAlloc = nil
+	}
 }
 
 // StoreDir is where a site keeps its store inside its data directory.
@@ -344,6 +398,7 @@ func (s *Site) Close() error {
 	for _, l := range s.listeners {
 		l.Close()
 	}
+	s.stopAllocRepair()
 	s.stopSync()
 	return s.Store.Close()
 }

@@ -34,7 +34,7 @@ func TestComputeRules(t *testing.T) {
 		if len(p.Repairs) != 2 || p.Repairs[0].Service != "default/web-a" || p.Repairs[1].Service != "default/web-b" {
 			t.Fatalf("repairs %+v", p.Repairs)
 		}
-		if p.Read[svcA] != 5 || p.Read[svcB] != 6 || p.Read[ranges] != 0 && p.Read[ranges] != 4 {
+		if p.Read[svcA] != 5 || p.Read[svcB] != 6 || p.Read[ranges] != 4 {
 			t.Errorf("read set %v", p.Read)
 		}
 		if ip := "/registry/ipaddresses/" + p.Repairs[0].New; p.Read[ip] != 0 || !slices.ContainsFunc(p.Writes, func(w Write) bool { return w.Key == ip }) {

@@ -127,6 +127,13 @@ func (r *Repairer) Relevant(key []byte) bool {
 	return false
 }
 
+// Watch returns the range of keys whose changes a pass may follow (etcd's
+// convention: every key from key up to end); Relevant filters them.
+func (r *Repairer) Watch() (key, end []byte) {
+	key = []byte(r.cfg.Prefix)
+	return key, prefixEnd(key)
+}
+
 // Notify asks for a pass soon; it never blocks.
 func (r *Repairer) Notify() {
 	select {
@@ -135,11 +142,12 @@ func (r *Repairer) Notify() {
 	}
 }
 
-// Run makes passes until ctx ends: Settle after a Notify, and at least every
-// Interval. It blocks.
+// Run makes passes until ctx ends: one at once, then Settle after a Notify,
+// and at least every Interval. It blocks.
 func (r *Repairer) Run(ctx context.Context) {
 	tick := time.NewTicker(r.cfg.Interval)
 	defer tick.Stop()
+	r.Notify()
 	for {
 		select {
 		case <-ctx.Done():
