@@ -8,7 +8,8 @@
 // Merge units: Object returns, for a built-in kind, the root of its
 // structured-merge-diff schema as server-side apply uses it (client-go's
 // applyconfigurations type converter), with Kubernetes' own rules layered on top
-// (status one unit; a Lease's spec one unit). A Node says how the value at one
+// (status one unit; a Lease's spec one unit; a PersistentVolume's claimRef one
+// unit). A Node says how the value at one
 // place merges: Granular, Atomic, ListMap (by key fields) or Set. Kinds the schema
 // does not know (custom resources) have no Node: their CRD schemas are not read
 // yet.

@@ -20,10 +20,14 @@ import (
 // merges member by member; an atomic struct or map, and an atomic list (SMD's
 // default for a list without a list-type), is one unit; a list-map merges element
 // by element, each element named by its key fields (containers by name); a set
-// list merges element by element. On top of the schema, Kubernetes' own rules:
-// an object's status is one unit (an observation, written whole by its
-// controller), and a coordination.k8s.io Lease's spec is one unit (never one
-// holder's name with another's renew time).
+// list merges element by element. On top of the schema, Kubernetes' own rules
+// (rulesFor): an object's status is one unit (an observation, written whole by
+// its controller); a coordination.k8s.io Lease's spec is one unit (never one
+// holder's name with another's renew time); a PersistentVolume's
+// spec.claimRef is one unit (server-side apply makes it granular so that a user
+// can pre-bind by name and the controller add the uid, one after the other;
+// concurrent bindings at two sites must not blend one claim's name with
+// another's uid).
 //
 // The zero Node is a place the schema does not describe (a custom resource, a
 // field newer than the schema, an untyped value): there JSON objects merge member
@@ -43,8 +47,38 @@ const (
 type Node struct {
 	s     *smd.Schema
 	atom  smd.Atom
-	root  bool // an object's root, where the rules layered on the schema apply
-	lease bool // a coordination.k8s.io Lease's root
+	rules *rule // Kubernetes' rules for this place and below; nil: none
+}
+
+// rule overrides the schema at one place: one unit, or rules for members.
+type rule struct {
+	atomic  bool
+	members map[string]*rule
+}
+
+func (r *rule) member(name string) *rule {
+	if r == nil {
+		return nil
+	}
+	return r.members[name]
+}
+
+var (
+	atomicRule  = &rule{atomic: true}
+	objectRules = &rule{members: map[string]*rule{"status": atomicRule}}
+	kindRules   = map[schema.GroupKind]*rule{
+		{Group: "coordination.k8s.io", Kind: "Lease"}: {members: map[string]*rule{"status": atomicRule, "spec": atomicRule}},
+		{Kind: "PersistentVolume"}: {members: map[string]*rule{"status": atomicRule,
+			"spec": {members: map[string]*rule{"claimRef": atomicRule}}}},
+	}
+)
+
+// rulesFor returns the rules layered on the schema for an object of kind gk.
+func rulesFor(gk schema.GroupKind) *rule {
+	if r, ok := kindRules[gk]; ok {
+		return r
+	}
+	return objectRules
 }
 
 // Object returns the root Node of a built-in object of the given apiVersion and
@@ -86,14 +120,17 @@ func (n Node) Member(name string) Node {
 	if m == nil {
 		return Node{}
 	}
-	if n.root && (name == "status" || n.lease && name == "spec") {
+	r := n.rules.member(name)
+	if r != nil && r.atomic {
 		return Node{s: n.s, atom: smd.Atom{Map: &atomicMap}}
 	}
 	tr := m.ElementType
 	if f, ok := m.FindField(name); ok {
 		tr = f.Type
 	}
-	return n.resolve(tr)
+	child := n.resolve(tr)
+	child.rules = r
+	return child
 }
 
 // Element returns the Node of an array's elements.
@@ -178,5 +215,5 @@ func (s *schemas) lookup(gvk schema.GroupVersionKind) *Node {
 	if !ok || a.Map == nil {
 		return nil
 	}
-	return &Node{s: sch, atom: a, root: true, lease: gvk.Group == "coordination.k8s.io" && gvk.Kind == "Lease"}
+	return &Node{s: sch, atom: a, rules: rulesFor(gvk.GroupKind())}
 }

@@ -56,6 +56,10 @@ func TestMergeUnits(t *testing.T) {
 	if !ok || lease.Member("spec").Object() != Atomic || lease.Member("metadata").Member("labels").Object() != Granular {
 		t.Error("a Lease's spec is not one unit")
 	}
+	if pv, ok := Object("v1", "PersistentVolume"); !ok || pv.Member("spec").Member("claimRef").Object() != Atomic ||
+		pv.Member("spec").Member("capacity").Object() != Granular || pv.Member("status").Object() != Atomic {
+		t.Error("a PersistentVolume's claimRef is not one unit")
+	}
 	if cm, ok := Object("v1", "ConfigMap"); !ok || cm.Member("data").Object() != Granular {
 		t.Error("a ConfigMap's data does not merge by key")
 	}
