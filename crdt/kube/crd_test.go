@@ -1,0 +1,111 @@
+package kube
+
+import (
+	"os"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestCustomResources(t *testing.T) {
+	crd, err := os.ReadFile("testdata/crd-widgets.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crs := NewCustomResources()
+	if _, ok := crs.Object("example.com/v1", "Widget"); ok {
+		t.Fatal("a Widget is known before its CRD")
+	}
+	res, changed, err := crs.Put(crd)
+	if err != nil || !changed || res.KeyPrefix("/registry/") != "/registry/example.com/widgets/" {
+		t.Fatalf("Put: %v %v %v", res, changed, err)
+	}
+	w, ok := crs.Object("example.com/v1", "Widget")
+	if !ok || !w.Known() {
+		t.Fatal("Widget v1 unknown after its CRD")
+	}
+	spec, meta := w.Member("spec"), w.Member("metadata")
+	arrays := []struct {
+		name  string
+		node  Node
+		shape Shape
+		keys  []string
+	}{
+		{"ports a list-map by name and protocol", spec.Member("ports"), ListMap, []string{"name", "protocol"}},
+		{"tags a set", spec.Member("tags"), Set, nil},
+		{"args atomic (no list-type)", spec.Member("args"), Atomic, nil},
+		{"finalizers a set (ObjectMeta)", meta.Member("finalizers"), Set, nil},
+		{"ownerReferences by uid (ObjectMeta)", meta.Member("ownerReferences"), ListMap, []string{"uid"}},
+	}
+	for _, tc := range arrays {
+		if shape, keys := tc.node.Array(); shape != tc.shape || !slices.Equal(keys, tc.keys) {
+			t.Errorf("%s: %d %v, want %d %v", tc.name, shape, keys, tc.shape, tc.keys)
+		}
+	}
+	objects := []struct {
+		name  string
+		node  Node
+		shape Shape
+	}{
+		{"status one unit", w.Member("status"), Atomic},
+		{"selector atomic map", spec.Member("selector"), Atomic},
+		{"config by key", spec.Member("config"), Granular},
+		{"labels by key", meta.Member("labels"), Granular},
+		{"spec by field", spec, Granular},
+	}
+	for _, tc := range objects {
+		if got := tc.node.Object(); got != tc.shape {
+			t.Errorf("%s: %d, want %d", tc.name, got, tc.shape)
+		}
+	}
+	if d, ok := spec.Member("ports").Element().KeyDefault("protocol"); !ok || d != `"TCP"` {
+		t.Errorf("port protocol default %q %v", d, ok)
+	}
+	if b, ok := crs.Object("example.com/v1beta1", "Widget"); !ok || func() bool { s, _ := b.Member("spec").Member("ports").Array(); return s != Atomic }() {
+		t.Error("v1beta1 Widget: its own schema (ports atomic) not used")
+	}
+	if d, ok := crs.Object("apps/v1", "Deployment"); !ok || !d.Known() {
+		t.Error("built-in kinds unknown through the registry")
+	}
+
+	// A write that changes only the CRD's status keeps the merge units.
+	status := strings.Replace(string(crd), `"storedVersions":["v1"]`, `"storedVersions":["v1","v1beta1"]`, 1)
+	if _, changed, err := crs.Put([]byte(status)); err != nil || changed {
+		t.Errorf("status-only CRD write: changed %v, %v", changed, err)
+	}
+	// A schema change takes effect.
+	atomicPorts := strings.Replace(string(crd), `"x-kubernetes-list-type":"map","x-kubernetes-list-map-keys":["name","protocol"],`, ``, 1)
+	if _, changed, err := crs.Put([]byte(atomicPorts)); err != nil || !changed {
+		t.Fatalf("schema change: changed %v, %v", changed, err)
+	}
+	w, _ = crs.Object("example.com/v1", "Widget")
+	if s, _ := w.Member("spec").Member("ports").Array(); s != Atomic {
+		t.Errorf("ports after the schema change: %d, want atomic", s)
+	}
+	if _, _, err := crs.Put([]byte(`{"kind":"CustomResourceDefinition"}`)); err == nil {
+		t.Error("a CRD without a name was accepted")
+	}
+	if res, ok := crs.Delete("widgets.example.com"); !ok || res.Plural != "widgets" {
+		t.Errorf("Delete: %v %v", res, ok)
+	}
+	if _, ok := crs.Object("example.com/v1", "Widget"); ok {
+		t.Error("Widget known after its CRD was deleted")
+	}
+	if name, ok := IsCRDKey("/registry/", []byte("/registry/apiextensions.k8s.io/customresourcedefinitions/widgets.example.com")); !ok || name != "widgets.example.com" {
+		t.Errorf("IsCRDKey: %q %v", name, ok)
+	}
+}
+
+// BenchmarkCustomResourcesPut: what building a CRD's merge units costs (paid
+// once per CRD schema change).
+func BenchmarkCustomResourcesPut(b *testing.B) {
+	crd, err := os.ReadFile("testdata/crd-widgets.json")
+	if err != nil {
+		b.Fatal(err)
+	}
+	for b.Loop() {
+		if _, _, err := NewCustomResources().Put(crd); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
