@@ -18,6 +18,7 @@ import (
 	"k8s.io/kubernetes/pkg/registry/core/service/allocator"
 
 	"github.com/rhizome-kv/rhizome/crdt/kube"
+	"github.com/rhizome-kv/rhizome/crdt/kube/validate"
 	"github.com/rhizome-kv/rhizome/store"
 )
 
@@ -199,6 +200,22 @@ func TestConcurrentAllocations(t *testing.T) {
 		}
 	}
 	sameBytes(t, a, b)
+	acceptedByAPI(t, a)
+}
+
+// acceptedByAPI asserts that kube-apiserver's validation accepts every object
+// a site holds.
+func acceptedByAPI(t *testing.T, s *store.Store) {
+	t.Helper()
+	res, err := s.Range([]byte("/registry/"), store.RangeOptions{End: prefixEnd([]byte("/registry/"))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range res.KVs {
+		if err := validate.Object(kv.Value); err != nil {
+			t.Errorf("%s: %v", kv.Key, err)
+		}
+	}
 }
 
 // get decodes the object at key.
