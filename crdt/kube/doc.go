@@ -10,10 +10,19 @@
 // applyconfigurations type converter), with Kubernetes' own rules layered on top
 // (status one unit; a Lease's spec one unit; a PersistentVolume's claimRef one
 // unit). A Node says how the value at one
-// place merges: Granular, Atomic, ListMap (by key fields) or Set. Kinds the schema
-// does not know (custom resources) have no Node: their CRD schemas are not read
-// yet.
+// place merges: Granular, Atomic, ListMap (by key fields) or Set.
 //
-// Everything here is pure and deterministic; the schema is parsed once and only
-// read afterwards.
+// Custom resources: CustomResources builds the merge units of the kinds a
+// CustomResourceDefinition defines from its OpenAPI schema, as kube-apiserver
+// builds them for server-side apply, and answers Object for built-in kinds and
+// those alike. It is fed the stored CRDs; which keys are CRDs (IsCRDKey) and
+// which documents a CRD's schema governs (Resource.KeyPrefix) follow
+// kube-apiserver's key layout. Kinds of no known CRD have no Node.
+//
+// Codec: Decode and Encode read and write built-in objects in the JSON storage
+// form, for components that rewrite stored objects (site/alloc).
+//
+// Everything here is pure and deterministic: the built-in schema is parsed once
+// and only read afterwards; a CustomResources answers from the CRDs it was
+// given, nothing else.
 package kube
