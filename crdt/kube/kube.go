@@ -8,6 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/serializer/json"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
 	"k8s.io/client-go/kubernetes/scheme"
+	sigsjson "sigs.k8s.io/json"
 )
 
 // protobufMagic starts every value kube-apiserver writes in protobuf.
@@ -46,9 +47,11 @@ func ToJSON(value []byte) (out []byte, ok bool) {
 }
 
 // Decode reads a built-in object from its JSON storage form (what ToJSON
-// returns, or what kube-apiserver's JSON encoding stored) into a typed object.
+// returns, or what kube-apiserver's JSON encoding stored) into a typed object,
+// as kube-apiserver's JSON serializer unmarshals (case-sensitive field names),
+// without its separate pass over apiVersion and kind.
 func Decode(value []byte, into runtime.Object) error {
-	if _, _, err := encoder.Decode(value, nil, into); err != nil {
+	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(value, into); err != nil {
 		return fmt.Errorf("kube: decode: %w", err)
 	}
 	return nil

@@ -1,6 +1,7 @@
 package alloc
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"testing"
@@ -82,5 +83,29 @@ func TestFreeAddr(t *testing.T) {
 	a, ok := freeAddr(c, 0, taken)
 	if !ok || !c.Contains(a) || a.String() != "fd00::11" {
 		t.Errorf("first free of %s from seed 0: %s %v, want fd00::11 (after the static band)", c, a, ok)
+	}
+}
+
+// BenchmarkCompute: a pass over 5,000 Services with their IPAddresses and no
+// duplicate (what every pass after a change of a Service costs).
+func BenchmarkCompute(b *testing.B) {
+	t := &testing.T{}
+	var st State
+	st.ServiceCIDRs = []Object{obj(t, "/registry/servicecidrs/kubernetes", serviceCIDR("10.96.0.0/16"), 1)}
+	for i := range 5000 {
+		ip := addrAt(netip.MustParseAddr("10.96.0.0"), uint64(1+i)).String()
+		name := fmt.Sprintf("s%d", i)
+		np := int32(0)
+		if i < 2768 {
+			np = int32(30000 + i)
+		}
+		st.Services = append(st.Services, obj(t, "/registry/services/specs/default/"+name, svc(name, "u"+name, ip, np, t0), 1))
+		st.IPAddresses = append(st.IPAddresses, obj(t, "/registry/ipaddresses/"+ip, ipAddr(ip, name), 1))
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if p := Compute("/registry/", st); len(p.Repairs) != 0 {
+			b.Fatalf("repairs %+v", p.Repairs[0])
+		}
 	}
 }
