@@ -217,6 +217,44 @@ func typedRoot(tc managedfields.TypeConverter, gvk schema.GroupVersionKind) *Nod
 	return &Node{s: sch, atom: a, rules: rulesFor(gvk.GroupKind())}
 }
 
+// Observe is the one call a store makes for every committed change of a key
+// under kube-apiserver's prefix: value is the key's materialised value, live
+// false for a delete. For a CRD's key it puts or deletes the CRD and returns
+// its resource and whether the merge units changed (the documents under
+// Resource.KeyPrefix must then be materialised again); any other key is
+// ignored (ok false).
+func (c *CustomResources) Observe(prefix string, key, value []byte, live bool) (res Resource, changed bool, err error) {
+	name, ok := IsCRDKey(prefix, key)
+	if !ok {
+		return Resource{}, false, nil
+	}
+	if !live {
+		res, changed = c.Delete(name)
+		return res, changed, nil
+	}
+	return c.Put(value)
+}
+
+// ForKey returns the resource of a known CRD that key belongs to
+// (<prefix>GROUP/PLURAL/...).
+func (c *CustomResources) ForKey(prefix string, key []byte) (Resource, bool) {
+	rest, ok := strings.CutPrefix(string(key), prefix)
+	group, rest, ok2 := strings.Cut(rest, "/")
+	plural, _, ok3 := strings.Cut(rest, "/")
+	if !ok || !ok2 || !ok3 {
+		return Resource{}, false
+	}
+	want := Resource{Group: group, Plural: plural}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	for _, e := range c.crds {
+		if e.res == want {
+			return want, true
+		}
+	}
+	return Resource{}, false
+}
+
 // IsCRDKey reports whether key is a CustomResourceDefinition's under prefix,
 // and returns its name.
 func IsCRDKey(prefix string, key []byte) (string, bool) {

@@ -85,8 +85,18 @@ func TestCustomResources(t *testing.T) {
 	if _, _, err := crs.Put([]byte(`{"kind":"CustomResourceDefinition"}`)); err == nil {
 		t.Error("a CRD without a name was accepted")
 	}
-	if res, ok := crs.Delete("widgets.example.com"); !ok || res.Plural != "widgets" {
-		t.Errorf("Delete: %v %v", res, ok)
+	if r, ok := crs.ForKey("/registry/", []byte("/registry/example.com/widgets/default/w1")); !ok || r != res {
+		t.Errorf("ForKey: %v %v", r, ok)
+	}
+	if _, ok := crs.ForKey("/registry/", []byte("/registry/example.com/gadgets/default/g1")); ok {
+		t.Error("ForKey found a resource no CRD defines")
+	}
+	crdKey := []byte("/registry/" + CRDResource + "widgets.example.com")
+	if _, changed, err := crs.Observe("/registry/", []byte("/registry/configmaps/default/x"), []byte("{}"), true); changed || err != nil {
+		t.Errorf("Observe of a ConfigMap: %v %v", changed, err)
+	}
+	if r, changed, err := crs.Observe("/registry/", crdKey, nil, false); !changed || err != nil || r != res {
+		t.Errorf("Observe of the CRD's delete: %v %v %v", r, changed, err)
 	}
 	if _, ok := crs.Object("example.com/v1", "Widget"); ok {
 		t.Error("Widget known after its CRD was deleted")
