@@ -3,6 +3,7 @@ package alloc
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -302,5 +303,38 @@ func sameBytes(t *testing.T, a, b *store.Store) {
 	db, _ := b.Digest()
 	if da != db {
 		t.Error("digests differ")
+	}
+}
+
+// TestStalePlanNotApplied: a plan is written only if the keys it writes are as
+// it read them; RepairOnce then plans again from the new state.
+func TestStalePlanNotApplied(t *testing.T) {
+	a := openSite(t, "a")
+	put(t, a, "/registry/servicecidrs/kubernetes", serviceCIDR("10.96.0.0/24"))
+	put(t, a, svcA, svc("web-a", "uid-a", "10.96.0.10", 0, t0))
+	put(t, a, svcB, svc("web-b", "uid-b", "10.96.0.10", 0, t0.Add(time.Second)))
+	r := newRepairer(t, a)
+	st, err := r.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := Compute("/registry/", st)
+	if len(plan.Writes) != 2 {
+		t.Fatalf("plan %+v", plan)
+	}
+	moved := svc("web-b", "uid-b", "10.96.0.10", 0, t0.Add(time.Second))
+	moved.Labels = map[string]string{"edited": "meanwhile"}
+	put(t, a, svcB, moved)
+	if err := r.apply(context.Background(), plan, nil); !errors.Is(err, errStale) {
+		t.Fatalf("stale plan applied: %v", err)
+	}
+	reps, err := r.RepairOnce(context.Background())
+	if err != nil || len(reps) != 1 || reps[0].Service != "default/web-b" {
+		t.Fatalf("repair after the edit: %+v %v", reps, err)
+	}
+	var got corev1.Service
+	get(t, a, svcB, &got)
+	if got.Labels["edited"] != "meanwhile" || got.Spec.ClusterIP == "10.96.0.10" {
+		t.Errorf("web-b after the repair: labels %v, clusterIP %s", got.Labels, got.Spec.ClusterIP)
 	}
 }
