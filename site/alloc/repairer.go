@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,12 +72,13 @@ func (c Config) Validate() error {
 }
 
 // Repairer repairs duplicated allocations in a site's store (see the package
-// doc). Its methods are safe for concurrent use; Run owns the passes.
+// doc). Its methods are safe for concurrent use; passes run one at a time.
 type Repairer struct {
 	cfg     Config
 	st      Store
 	kick    chan struct{}
-	flagged map[string]bool // flags already reported, owned by the pass
+	pass    sync.Mutex      // held by RepairOnce
+	flagged map[string]bool // flags already reported; guarded by pass
 	repairs *prometheus.CounterVec
 	stale   prometheus.Counter
 }
@@ -169,6 +171,8 @@ func (r *Repairer) Run(ctx context.Context) {
 // RepairOnce reads the store, plans and applies the repair, and returns the
 // repairs it applied or flagged (a flag only the first time it is seen).
 func (r *Repairer) RepairOnce(ctx context.Context) ([]Repair, error) {
+	r.pass.Lock()
+	defer r.pass.Unlock()
 	for range maxAttempts {
 		st, err := r.read()
 		if err != nil {
