@@ -7,12 +7,15 @@ import (
 	"strings"
 	"sync"
 
+	"k8s.io/apiextensions-apiserver/pkg/apis/apiextensions"
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
+	"k8s.io/apiextensions-apiserver/pkg/apiserver/validation"
 	"k8s.io/apiextensions-apiserver/pkg/controller/openapi/builder"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/kube-openapi/pkg/spec3"
 )
@@ -39,7 +42,14 @@ const CRDResource = "apiextensions.k8s.io/customresourcedefinitions/"
 type CustomResources struct {
 	mu    sync.RWMutex
 	crds  map[string]crdEntry // by CRD name
-	kinds map[schema.GroupVersionKind]Node
+	kinds map[schema.GroupVersionKind]kindSchema
+}
+
+// kindSchema is what a CRD says of one of its versions: its merge units and
+// the validator of its openAPIV3Schema.
+type kindSchema struct {
+	root      Node
+	validator validation.SchemaValidator
 }
 
 type crdEntry struct {
@@ -60,7 +70,7 @@ func (r Resource) KeyPrefix(prefix string) string { return prefix + r.Group + "/
 
 // NewCustomResources returns an empty registry.
 func NewCustomResources() *CustomResources {
-	return &CustomResources{crds: map[string]crdEntry{}, kinds: map[schema.GroupVersionKind]Node{}}
+	return &CustomResources{crds: map[string]crdEntry{}, kinds: map[schema.GroupVersionKind]kindSchema{}}
 }
 
 // Object returns the root Node of an object of the given apiVersion and kind: a
@@ -76,8 +86,32 @@ func (c *CustomResources) Object(apiVersion, kind string) (Node, bool) {
 	}
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	n, ok := c.kinds[gv.WithKind(kind)]
-	return n, ok
+	k, ok := c.kinds[gv.WithKind(kind)]
+	return k.root, ok && k.root.Known()
+}
+
+// Validate checks a custom resource against its CRD's schema for its version,
+// as kube-apiserver's schema validation does (x-kubernetes-validations rules
+// are not evaluated); values of other kinds, and of kinds no known CRD
+// defines, are accepted. It fits crdt.Validator beside the built-in kinds'
+// validation.
+func (c *CustomResources) Validate(value []byte) error {
+	var obj map[string]any
+	if c == nil || utiljson.Unmarshal(value, &obj) != nil {
+		return nil
+	}
+	u := unstructured.Unstructured{Object: obj}
+	gvk := u.GroupVersionKind()
+	c.mu.RLock()
+	k, ok := c.kinds[gvk]
+	c.mu.RUnlock()
+	if !ok || k.validator == nil {
+		return nil
+	}
+	if errs := validation.ValidateCustomResource(nil, obj, k.validator); len(errs) > 0 {
+		return fmt.Errorf("kube: %s %q is invalid: %w", gvk.Kind, u.GetName(), errs.ToAggregate())
+	}
+	return nil
 }
 
 // Put reads a CustomResourceDefinition as stored (JSON, or kube-apiserver's
@@ -107,8 +141,8 @@ func (c *CustomResources) Put(value []byte) (Resource, bool, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.dropLocked(crd.Name)
-	for gvk, n := range roots {
-		c.kinds[gvk] = n
+	for gvk, k := range roots {
+		c.kinds[gvk] = k
 		e.gvks = append(e.gvks, gvk)
 	}
 	c.crds[crd.Name] = e
@@ -164,11 +198,12 @@ func schemaDigest(crd *apiextensionsv1.CustomResourceDefinition) ([32]byte, erro
 	return sha256.Sum256(b), err
 }
 
-// crdRoots builds the root Node of each version of a CRD that has a schema,
-// as kube-apiserver builds the type converter server-side apply uses.
-func crdRoots(crd *apiextensionsv1.CustomResourceDefinition) (map[schema.GroupVersionKind]Node, error) {
+// crdRoots builds, for each version of a CRD that has a schema, its root Node
+// (as kube-apiserver builds the type converter server-side apply uses) and its
+// schema validator.
+func crdRoots(crd *apiextensionsv1.CustomResourceDefinition) (map[schema.GroupVersionKind]kindSchema, error) {
 	var specs []*spec3.OpenAPI
-	var gvks []schema.GroupVersionKind
+	roots := map[schema.GroupVersionKind]kindSchema{}
 	for _, v := range crd.Spec.Versions {
 		if v.Schema == nil || v.Schema.OpenAPIV3Schema == nil {
 			continue
@@ -178,9 +213,17 @@ func crdRoots(crd *apiextensionsv1.CustomResourceDefinition) (map[schema.GroupVe
 			return nil, err
 		}
 		specs = append(specs, s)
-		gvks = append(gvks, schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind})
+		gvk := schema.GroupVersionKind{Group: crd.Spec.Group, Version: v.Name, Kind: crd.Spec.Names.Kind}
+		var internal apiextensions.JSONSchemaProps
+		if err := apiextensionsv1.Convert_v1_JSONSchemaProps_To_apiextensions_JSONSchemaProps(v.Schema.OpenAPIV3Schema, &internal, nil); err != nil {
+			return nil, err
+		}
+		sv, _, err := validation.NewSchemaValidator(&internal)
+		if err != nil {
+			return nil, err
+		}
+		roots[gvk] = kindSchema{validator: sv}
 	}
-	roots := map[schema.GroupVersionKind]Node{}
 	if len(specs) == 0 {
 		return roots, nil
 	}
@@ -192,9 +235,10 @@ func crdRoots(crd *apiextensionsv1.CustomResourceDefinition) (map[schema.GroupVe
 	if err != nil {
 		return nil, err
 	}
-	for _, gvk := range gvks {
+	for gvk, k := range roots {
 		if n := typedRoot(tc, gvk); n != nil {
-			roots[gvk] = *n
+			k.root = *n
+			roots[gvk] = k
 		}
 	}
 	return roots, nil

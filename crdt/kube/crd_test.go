@@ -119,3 +119,32 @@ func BenchmarkCustomResourcesPut(b *testing.B) {
 		}
 	}
 }
+
+func TestCustomResourcesValidate(t *testing.T) {
+	crd, err := os.ReadFile("testdata/crd-widgets.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	crs := NewCustomResources()
+	widget := `{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"w1","namespace":"default"},"spec":%s}`
+	valid := []byte(`{"replicas":3,"ports":[{"name":"http","port":80}],"tags":["a","b"],"selector":{"app":"w"}}`)
+	invalid := []byte(`{"replicas":"three","ports":[{"port":80}]}`)
+	if err := crs.Validate([]byte(strings.Replace(widget, "%s", string(invalid), 1))); err != nil {
+		t.Errorf("a Widget judged before its CRD is known: %v", err)
+	}
+	if _, _, err := crs.Put(crd); err != nil {
+		t.Fatal(err)
+	}
+	if err := crs.Validate([]byte(strings.Replace(widget, "%s", string(valid), 1))); err != nil {
+		t.Errorf("valid Widget rejected: %v", err)
+	}
+	err = crs.Validate([]byte(strings.Replace(widget, "%s", string(invalid), 1)))
+	if err == nil || !strings.Contains(err.Error(), "spec.replicas") || !strings.Contains(err.Error(), "spec.ports[0].name") {
+		t.Errorf("invalid Widget: %v, want errors for spec.replicas and spec.ports[0].name", err)
+	}
+	for _, v := range []string{`{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"}}`, `not json`, `{"apiVersion":"example.com/v2","kind":"Widget"}`} {
+		if err := crs.Validate([]byte(v)); err != nil {
+			t.Errorf("%s: %v", v, err)
+		}
+	}
+}

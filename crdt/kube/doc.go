@@ -17,7 +17,8 @@
 // builds them for server-side apply, and answers Object for built-in kinds and
 // those alike. It is fed the stored CRDs; which keys are CRDs (IsCRDKey) and
 // which documents a CRD's schema governs (Resource.KeyPrefix) follow
-// kube-apiserver's key layout. Kinds of no known CRD have no Node.
+// kube-apiserver's key layout. Kinds of no known CRD have no Node. Its Validate
+// checks a custom resource against its CRD's schema, for the merge's validator.
 //
 // Codec: Decode and Encode read and write built-in objects in the JSON storage
 // form, for components that rewrite stored objects (site/alloc).
