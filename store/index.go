@@ -13,11 +13,26 @@ type revision struct {
 	sub  int32
 }
 
-// version is one entry of a key's history.
+// version is one entry of a key's history. Like etcd's key index it keeps where
+// the state lives, not the state: a durable entry's value is read from its
+// revision record in badger (block cache), so the memory a key costs does not
+// grow with its value. An entry not yet durable keeps its state (kv) until its
+// batch commits, as no read transaction can see it before then.
 type version struct {
-	rev  revision
-	tomb bool
-	kv   *KeyValue // cached state; kept for the latest entry and entries not yet durable
+	rev     revision
+	tomb    bool
+	size    int32     // bytes of the value (0 for a tombstone)
+	created int64     // the key's create revision (0 for a tombstone)
+	ver     int64     // the key's version: writes since its creation
+	kv      *KeyValue // state of an entry not yet durable; nil once durable
+}
+
+// newVersion returns the index entry of an event, without its state.
+func newVersion(r revision, typ EventType, kv KeyValue) version {
+	if typ == EventDelete {
+		return version{rev: r, tomb: true}
+	}
+	return version{rev: r, size: int32(len(kv.Value)), created: kv.CreateRevision, ver: kv.Version}
 }
 
 // keyIndex is a key's history, oldest first, as far back as compaction left it.

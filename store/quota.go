@@ -60,8 +60,8 @@ func (s *Store) measureSize() {
 	if s.cfg.InMemory {
 		s.mu.RLock()
 		s.idx.tree.Ascend(func(ki *keyIndex) bool {
-			if v, ok := ki.live(); ok && v.kv != nil {
-				size += int64(len(ki.key) + len(v.kv.Value))
+			if v, ok := ki.live(); ok {
+				size += int64(len(ki.key)) + int64(v.size)
 			}
 			return true
 		})

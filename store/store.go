@@ -1,7 +1,6 @@
 package store
 
 import (
-	"bytes"
 	"container/list"
 	"context"
 	"errors"
@@ -213,15 +212,7 @@ func (s *Store) recover() error {
 			}
 			main, sub := parseRevKey(item.Key())
 			ki := s.idx.getOrCreate(rec.kv.Key)
-			if n := len(ki.versions); n > 0 {
-				ki.versions[n-1].kv = nil
-			}
-			ver := version{rev: revision{main, sub}, tomb: rec.typ == EventDelete}
-			if !ver.tomb {
-				kv := rec.kv
-				ver.kv = &kv
-			}
-			ki.versions = append(ki.versions, ver)
+			ki.versions = append(ki.versions, newVersion(revision{main, sub}, rec.typ, rec.kv))
 			ki.lease = rec.kv.Lease
 		}
 		// A compaction interrupted before its deletions finished left records
@@ -322,71 +313,105 @@ func (s *Store) claimSite() error {
 	})
 }
 
-// Range reads keys at a revision (0: the newest durable one).
+// Range reads keys at a revision (0: the newest durable one). The index is read
+// under mu and the values afterwards, from a badger view opened before mu is
+// released: a compaction that follows cannot take away what the range selected,
+// and a long range holds the committer up only while it walks the index.
 func (s *Store) Range(key []byte, opts RangeOptions) (RangeResult, error) {
 	s.metrics.ranges.Inc()
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.rangeAt(key, opts, s.committed.Load())
+	res, vers, err := s.selectRange(key, opts, s.committed.Load())
+	if err != nil || len(vers) == 0 {
+		s.mu.RUnlock()
+		return res, err
+	}
+	txn := s.db.NewTransaction(false)
+	s.mu.RUnlock()
+	defer txn.Discard()
+	res.KVs, err = readVersions(txn, vers)
+	return res, err
 }
 
 // rangeAt reads with mu held, seeing revisions up to cur.
 func (s *Store) rangeAt(key []byte, opts RangeOptions, cur int64) (RangeResult, error) {
+	res, vers, err := s.selectRange(key, opts, cur)
+	if err != nil || len(vers) == 0 {
+		return res, err
+	}
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+	res.KVs, err = readVersions(txn, vers)
+	return res, err
+}
+
+// selectRange finds, with mu held, the index entries a range at cur returns:
+// the result without its KVs, and the entries whose states make them.
+func (s *Store) selectRange(key []byte, opts RangeOptions, cur int64) (RangeResult, []version, error) {
 	// The order of these checks is etcd's: a revision <= 0 means the newest.
 	rev := opts.Rev
 	if rev > cur {
-		return RangeResult{}, ErrFutureRev
+		return RangeResult{}, nil, ErrFutureRev
 	}
 	if rev <= 0 {
 		rev = cur
 	}
 	if rev < s.compactRev {
-		return RangeResult{}, ErrCompacted
+		return RangeResult{}, nil, ErrCompacted
 	}
 	res := RangeResult{Rev: cur}
-	var err error
+	var vers []version
 	s.idx.ascend(key, opts.End, func(ki *keyIndex) bool {
 		v, ok := ki.at(rev)
 		if !ok || v.tomb {
 			return true
 		}
 		res.Count++
-		if opts.CountOnly || (opts.Limit > 0 && int64(len(res.KVs)) >= opts.Limit) {
+		if opts.CountOnly || (opts.Limit > 0 && int64(len(vers)) >= opts.Limit) {
 			return true
 		}
-		var kv KeyValue
-		if kv, err = s.kvOf(v); err != nil {
-			return false
-		}
-		res.KVs = append(res.KVs, kv)
+		vers = append(vers, *v)
 		return true
 	})
-	return res, err
+	return res, vers, nil
 }
 
-// kvOf returns the state a history entry names, from cache or from badger.
+// readVersions reads the states of index entries through txn.
+func readVersions(txn *badger.Txn, vers []version) ([]KeyValue, error) {
+	kvs := make([]KeyValue, len(vers))
+	for i := range vers {
+		var err error
+		if kvs[i], err = kvIn(txn, &vers[i]); err != nil {
+			return nil, err
+		}
+	}
+	return kvs, nil
+}
+
+// kvIn returns the state an index entry names: its own while it is not yet
+// durable, else its revision record's, read through txn.
+func kvIn(txn *badger.Txn, v *version) (KeyValue, error) {
+	if v.kv != nil {
+		return *v.kv, nil
+	}
+	rec, err := readRecordIn(txn, v.rev)
+	if err != nil {
+		return KeyValue{}, fmt.Errorf("store: read revision %d.%d: %w", v.rev.main, v.rev.sub, err)
+	}
+	return rec.kv, nil
+}
+
+// kvOf returns the state an index entry names, read in a view of its own.
 func (s *Store) kvOf(v *version) (KeyValue, error) {
 	if v.kv != nil {
 		return *v.kv, nil
 	}
-	rec, err := s.readRecord(v.rev)
-	return rec.kv, err
-}
-
-func (s *Store) readRecord(r revision) (record, error) {
-	var rec record
+	var kv KeyValue
 	err := s.db.View(func(txn *badger.Txn) error {
-		k := revKey(r.main, r.sub)
-		item, err := txn.Get(k)
-		if err != nil {
-			return fmt.Errorf("store: read revision %d.%d: %w", r.main, r.sub, err)
-		}
-		return item.Value(func(v []byte) error {
-			rec, err = decodeRecord(k, bytes.Clone(v))
-			return err
-		})
+		var err error
+		kv, err = kvIn(txn, v)
+		return err
 	})
-	return rec, err
+	return kv, err
 }
 
 // Events returns committed events with revisions in [from, to], in order, at most
@@ -422,7 +447,7 @@ func (s *Store) Events(from, to int64, limit int) ([]Event, error) {
 			// The previous state of an event at exactly the compacted revision is
 			// gone; like etcd, such an event carries no prev_kv.
 			if rec.prevRev.main != 0 {
-				prev, err := s.readRecordIn(txn, rec.prevRev)
+				prev, err := readRecordIn(txn, rec.prevRev)
 				switch {
 				case err == nil:
 					ev.PrevKV = &prev.kv
@@ -441,7 +466,7 @@ func (s *Store) Events(from, to int64, limit int) ([]Event, error) {
 	return evs, nil
 }
 
-func (s *Store) readRecordIn(txn *badger.Txn, r revision) (record, error) {
+func readRecordIn(txn *badger.Txn, r revision) (record, error) {
 	k := revKey(r.main, r.sub)
 	item, err := txn.Get(k)
 	if err != nil {
@@ -632,9 +657,9 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 	s.metrics.batch(len(batch))
 	if s.fail == nil {
 		s.mu.Lock()
-		// Only the newest entry of a key keeps its value in memory once durable.
+		// Durable entries keep no state in memory: reads find it in badger.
 		for _, ki := range cached {
-			for i := range len(ki.versions) - 1 {
+			for i := range ki.versions {
 				ki.versions[i].kv = nil
 			}
 		}

@@ -80,11 +80,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 func (tx *WriteTxn) indexPut(ki *keyIndex, value []byte, lease int64) error {
 	kv := KeyValue{Key: ki.key, Value: value, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
 	if v, ok := ki.live(); ok {
-		p, err := tx.s.kvOf(v)
-		if err != nil {
-			return err
-		}
-		kv.CreateRevision, kv.Version = p.CreateRevision, p.Version+1
+		kv.CreateRevision, kv.Version = v.created, v.ver+1
 	}
 	var prev *KeyValue
 	var prevRev revision
@@ -173,9 +169,9 @@ func (tx *WriteTxn) before(ki *keyIndex) (*KeyValue, revision, error) {
 func (tx *WriteTxn) appendVersion(ki *keyIndex, typ EventType, kv KeyValue, prev *KeyValue, prevRev revision) {
 	r := revision{tx.rev, tx.sub}
 	tx.sub++
-	ver := version{rev: r, tomb: typ == EventDelete}
+	ver := newVersion(r, typ, kv)
 	if !ver.tomb {
-		ver.kv = &kv
+		ver.kv = &kv // until durable (Store.commit)
 	}
 	ki.versions = append(ki.versions, ver)
 	tx.cached = append(tx.cached, ki)
