@@ -78,6 +78,7 @@ type Doc struct {
 	conflicts []Conflict        // the latest maxConflicts conflicts seen here
 	recorded  uint64            // conflicts ever recorded here
 	validate  Validator         // not state: given by the caller (SetValidator)
+	churn     int               // not state: C-side bytes of automerge documents made and dropped since Unload
 }
 
 // Value returns the materialised value and whether the key exists.
@@ -120,7 +121,7 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 		value = j
 	}
 	if _, exists := d.Value(); !exists {
-		body, kind, err := newBody(value, st.Site)
+		body, kind, err := d.newBody(value, st.Site)
 		if err != nil {
 			return Change{}, false, err
 		}
@@ -137,7 +138,7 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 	if d.kind == Register && bytes.Equal(d.value, value) {
 		return Change{}, false, nil
 	}
-	body, kind, err := newBody(value, st.Site)
+	body, kind, err := d.newBody(value, st.Site)
 	if err != nil {
 		return Change{}, false, err
 	}
@@ -371,12 +372,13 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 
 // newBody builds the body a create or replace ships: the value itself for a
 // register, a fresh automerge document holding its fields for a document.
-func newBody(value []byte, site string) ([]byte, Kind, error) {
+func (d *Doc) newBody(value []byte, site string) ([]byte, Kind, error) {
 	fields, isDoc := flatten(value)
 	if !isDoc {
 		return bytes.Clone(value), Register, nil
 	}
 	body, err := newDocBody(fields, site)
+	d.churn += len(body) * nativePerSavedByte
 	return body, Document, err
 }
 

@@ -101,6 +101,7 @@ func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok boo
 	if err != nil {
 		return Change{}, false, err
 	}
+	d.churn += len(body) * nativePerSavedByte
 	c = Change{Op: OpRebase, Inc: d.inc, Epoch: nextRebase(d.epoch), Kind: Document, Data: body,
 		Value: d.value, From: d.epoch, Cut: am.Heads(), Mark: mark, Sites: slices.Sorted(slices.Values(sites))}
 	_, err = d.Apply(c)

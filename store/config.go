@@ -31,8 +31,12 @@ type Config struct {
 	LeaseTakeover time.Duration
 	// LeaseCheckInterval is how often expired leases are looked for.
 	LeaseCheckInterval time.Duration
-	// DocCacheSize is how many decoded key documents are kept in memory.
-	DocCacheSize int
+	// DocCacheBytes bounds the memory the documents of recently written keys
+	// hold between writes, in bytes: their Go heap and the C-side memory of the
+	// automerge documents they have loaded (see docCache). A write to a key not
+	// cached decodes its document from badger. It also bounds the automerge
+	// memory let go before Go's garbage collector is asked to free it.
+	DocCacheBytes int64
 	// RebaseEdits is how many field edits a document's history may hold before the
 	// store restarts it from the current value (crdt.Doc.Rebase), so steadily
 	// updated objects stay small. 0 never rebases.
@@ -50,7 +54,7 @@ type Config struct {
 	// fell from 1.06x etcd's throughput to 0.81x and its p99 rose 1.6x (more
 	// flushes and level-0 compactions). On a 2 GB node beside kube-apiserver,
 	// 128 MiB trades that write speed for memory. It does
-	// not bound the store's index or document cache (DocCacheSize). A memtable
+	// not bound the store's index or document cache (DocCacheBytes). A memtable
 	// also bounds one badger transaction (15% of it), so a smaller budget makes
 	// large commits take the slower crash-consistent path in parts (commit.go).
 	MemoryBudget int64
@@ -89,6 +93,12 @@ type Config struct {
 	Registerer prometheus.Registerer
 }
 
+// DefaultDocCacheBytes is the document cache's default budget
+// (Config.DocCacheBytes): room for the hot keys of a cluster (leases, leader
+// election, a controller's working set), each a few tens of KB once its
+// automerge history is loaded.
+const DefaultDocCacheBytes = 16 << 20
+
 // DefaultMaxConflicts is how many conflict records a store keeps by default.
 const DefaultMaxConflicts = 10000
 
@@ -109,7 +119,7 @@ func DefaultConfig() Config {
 		GCInterval:         time.Second,
 		SizeCheckInterval:  time.Second,
 		LeaseTakeover:      time.Minute,
-		DocCacheSize:       10000,
+		DocCacheBytes:      DefaultDocCacheBytes,
 		RebaseEdits:        64,
 		MaxBatch:           1000,
 		MaxConflicts:       DefaultMaxConflicts,
@@ -131,8 +141,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
 	case c.LeaseCheckInterval <= 0 || c.GCInterval <= 0 || c.SizeCheckInterval <= 0:
 		return errors.New("store: config: LeaseCheckInterval, GCInterval and SizeCheckInterval must be positive")
-	case c.DocCacheSize < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
-		return errors.New("store: config: DocCacheSize and RebaseEdits must be >= 0 and MaxBatch >= 1")
+	case c.DocCacheBytes < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
+		return errors.New("store: config: DocCacheBytes and RebaseEdits must be >= 0 and MaxBatch >= 1")
 	case c.KubePrefix != "" && !strings.HasSuffix(c.KubePrefix, "/"):
 		return fmt.Errorf("store: config: KubePrefix %q must end in /", c.KubePrefix)
 	case c.MaxConflicts < 1:

@@ -97,6 +97,12 @@ func (s *Store) registerGauges(reg prometheus.Registerer) {
 			"The current revision of store.", func() float64 { return float64(s.Rev()) }),
 		gauge("etcd_debugging", "mvcc", "compact_revision",
 			"The revision of the last compaction in store.", func() float64 { return float64(s.CompactRev()) }),
+		gauge("rhizome", "store", "document_cache_bytes",
+			"Memory the document cache holds (Config.DocCacheBytes bounds it): Go heap plus the estimated C-side memory of loaded automerge documents.",
+			func() float64 { return float64(s.docs.heap.Load() + s.docs.native.Load()) }),
+		gauge("rhizome", "store", "document_cache_native_bytes",
+			"The part of rhizome_store_document_cache_bytes outside Go's heap: automerge documents loaded on its C side (estimated from their saved size).",
+			func() float64 { return float64(s.docs.native.Load()) }),
 	)
 }
 

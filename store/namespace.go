@@ -146,6 +146,7 @@ func (tx *WriteTxn) deletedHere(key []byte) (bool, error) {
 			if d, err = tx.s.openDoc(raw); err != nil {
 				return false, fmt.Errorf("store: document %q: %w", key, err)
 			}
+			defer tx.s.docs.drop(d)
 		}
 	}
 	_, exists := d.Value()

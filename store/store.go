@@ -1,7 +1,6 @@
 package store
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -116,7 +115,7 @@ func Open(cfg Config) (*Store, error) {
 		db:        db,
 		metrics:   newMetrics(cfg.Registerer),
 		idx:       newIndex(),
-		docs:      newDocCache(cfg.DocCacheSize),
+		docs:      newDocCache(cfg.DocCacheBytes),
 		reqs:      make(chan *request, cfg.MaxBatch),
 		leases:    newLeases(),
 		vv:        make(map[string]uint64),
@@ -148,8 +147,9 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.measureSize()
 	s.registerGauges(cfg.Registerer)
-	s.wg.Add(3)
+	s.wg.Add(4)
 	go s.runCommitter()
+	go s.runReclaimer()
 	go s.runLeaseExpiry()
 	go s.runSizer()
 	if cfg.Replicated {
@@ -689,61 +689,6 @@ func isNotFound(err error) bool { return errors.Is(err, badger.ErrKeyNotFound) }
 type write struct {
 	key, value []byte
 	delete     bool
-}
-
-// docCache keeps recently used key documents, least recently used evicted first.
-// Documents changed by the batch being committed are pinned until it settles.
-type docCache struct {
-	size   int
-	lru    *list.List // of *cachedDoc, most recent at front
-	byKey  map[string]*list.Element
-	pinned map[string]*crdt.Doc
-}
-
-type cachedDoc struct {
-	key string
-	doc *crdt.Doc
-}
-
-func newDocCache(size int) *docCache {
-	return &docCache{size: size, lru: list.New(), byKey: make(map[string]*list.Element), pinned: make(map[string]*crdt.Doc)}
-}
-
-func (c *docCache) get(key string) (*crdt.Doc, bool) {
-	if d, ok := c.pinned[key]; ok {
-		return d, true
-	}
-	if e, ok := c.byKey[key]; ok {
-		c.lru.MoveToFront(e)
-		return e.Value.(*cachedDoc).doc, true
-	}
-	return nil, false
-}
-
-func (c *docCache) pin(key string, d *crdt.Doc) { c.pinned[key] = d }
-
-// settle moves the batch's documents into the LRU once they are durable.
-func (c *docCache) settle() {
-	for key, d := range c.pinned {
-		if e, ok := c.byKey[key]; ok {
-			e.Value.(*cachedDoc).doc = d
-			c.lru.MoveToFront(e)
-		} else {
-			c.byKey[key] = c.lru.PushFront(&cachedDoc{key, d})
-		}
-		delete(c.pinned, key)
-	}
-	for c.lru.Len() > c.size {
-		e := c.lru.Back()
-		delete(c.byKey, e.Value.(*cachedDoc).key)
-		c.lru.Remove(e)
-	}
-}
-
-func (c *docCache) reset() {
-	c.lru.Init()
-	clear(c.byKey)
-	clear(c.pinned)
 }
 
 // badgerLogger sends badger's logs to slog at matching levels.

@@ -1,0 +1,135 @@
+package store
+
+import (
+	"container/list"
+	"runtime"
+	"sync/atomic"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// docCache keeps the documents of recently written keys, least recently used
+// evicted first, within a budget of bytes that counts both the Go heap a
+// document holds and the C-side memory of the automerge documents it has loaded
+// (crdt.Doc.HeapBytes, NativeBytes). A key nobody writes costs nothing here: its
+// value is read from badger and its document is decoded from badger when a write
+// or a merge needs it. Documents changed by the batch being committed are pinned
+// until it settles, whatever the budget.
+//
+// An evicted document's C memory is let go at once (crdt.Doc.Unload) but freed
+// only when Go's garbage collector next runs and finalizes what wrapped it; the
+// collector paces itself by Go's heap alone and would leave it for long. So the
+// cache counts the C garbage it lets go, and the automerge documents writes made
+// and dropped (crdt.Doc.TakeChurn), and once that reaches its budget asks for a
+// collection (reclaim). Owned by the committer, but for the gauges.
+type docCache struct {
+	max          int64
+	lru          *list.List // of *cachedDoc, most recent at front
+	byKey        map[string]*list.Element
+	pinned       map[string]*crdt.Doc
+	heap, native atomic.Int64 // bytes the documents in the LRU hold, for the gauges
+	garbage      int64        // C-side bytes let go since the last reclaim
+	reclaim      chan struct{}
+}
+
+type cachedDoc struct {
+	key          string
+	doc          *crdt.Doc
+	heap, native int64
+}
+
+func newDocCache(maxBytes int64) *docCache {
+	return &docCache{max: maxBytes, lru: list.New(), byKey: make(map[string]*list.Element),
+		pinned: make(map[string]*crdt.Doc), reclaim: make(chan struct{}, 1)}
+}
+
+func (c *docCache) get(key string) (*crdt.Doc, bool) {
+	if d, ok := c.pinned[key]; ok {
+		return d, true
+	}
+	if e, ok := c.byKey[key]; ok {
+		c.lru.MoveToFront(e)
+		return e.Value.(*cachedDoc).doc, true
+	}
+	return nil, false
+}
+
+func (c *docCache) pin(key string, d *crdt.Doc) { c.pinned[key] = d }
+
+// drop lets go of a document read outside the cache.
+func (c *docCache) drop(d *crdt.Doc) { c.letGo(int64(d.Unload() + d.TakeChurn())) }
+
+// settle moves the batch's documents into the LRU once they are durable and
+// evicts down to the budget.
+func (c *docCache) settle() {
+	for key, d := range c.pinned {
+		c.letGo(int64(d.TakeChurn()))
+		e, ok := c.byKey[key]
+		if !ok {
+			e = c.lru.PushFront(&cachedDoc{key: key})
+			c.byKey[key] = e
+		}
+		cd := e.Value.(*cachedDoc)
+		c.account(cd, -1)
+		cd.doc, cd.heap, cd.native = d, int64(d.HeapBytes()), int64(d.NativeBytes())
+		c.account(cd, 1)
+		c.lru.MoveToFront(e)
+		delete(c.pinned, key)
+	}
+	for c.lru.Len() > 0 && c.heap.Load()+c.native.Load() > c.max {
+		e := c.lru.Back()
+		cd := e.Value.(*cachedDoc)
+		c.account(cd, -1)
+		delete(c.byKey, cd.key)
+		c.lru.Remove(e)
+		c.letGo(int64(cd.doc.Unload()))
+	}
+}
+
+func (c *docCache) account(cd *cachedDoc, sign int64) {
+	c.heap.Add(sign * cd.heap)
+	c.native.Add(sign * cd.native)
+}
+
+// letGo counts C-side garbage and asks for a collection once it reaches the
+// budget (at least 1 MiB, so a tiny cache does not collect at every write).
+func (c *docCache) letGo(n int64) {
+	c.garbage += n
+	if c.garbage < max(c.max, 1<<20) {
+		return
+	}
+	c.garbage = 0
+	select {
+	case c.reclaim <- struct{}{}:
+	default: // one is pending
+	}
+}
+
+// reset forgets every document (their changes may never have committed).
+func (c *docCache) reset() {
+	for e := c.lru.Front(); e != nil; e = e.Next() {
+		c.letGo(int64(e.Value.(*cachedDoc).doc.Unload()))
+	}
+	for _, d := range c.pinned {
+		c.drop(d)
+	}
+	c.lru.Init()
+	clear(c.byKey)
+	clear(c.pinned)
+	c.heap.Store(0)
+	c.native.Store(0)
+}
+
+// runReclaimer runs Go's garbage collector when the document cache asks, so
+// that the automerge memory it let go is freed (see docCache).
+func (s *Store) runReclaimer() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.closing:
+			return
+		case <-s.docs.reclaim:
+			runtime.GC()
+		}
+	}
+}
