@@ -40,7 +40,10 @@ type Change struct {
 	Inc   Stamp // the incarnation written
 	Epoch Stamp // create, replace: the new body's epoch; update: the epoch edited
 	Kind  Kind  // create, replace: the body's kind
-	Data  []byte
+	// Data is a register's value, an edit's automerge change, a rebase's new
+	// body; empty for a document's create or replace, whose body every replica
+	// builds from Value (newDocAM).
+	Data []byte
 	// Value is, for a document's create, replace or rebase, its materialised value,
 	// so that a replica knows it without reading the automerge document.
 	Value []byte
@@ -121,10 +124,7 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 		value = j
 	}
 	if _, exists := d.Value(); !exists {
-		body, kind, err := d.newBody(value, st.Site)
-		if err != nil {
-			return Change{}, false, err
-		}
+		body, kind := newBody(value)
 		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: kind, Data: body}
 		if kind == Document {
 			c.Value = value
@@ -138,10 +138,7 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 	if d.kind == Register && bytes.Equal(d.value, value) {
 		return Change{}, false, nil
 	}
-	body, kind, err := d.newBody(value, st.Site)
-	if err != nil {
-		return Change{}, false, err
-	}
+	body, kind := newBody(value)
 	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
 	if kind == Document {
 		c.Value = value
@@ -356,9 +353,9 @@ func readFields(am *automerge.Doc) (map[string]string, error) {
 // automerge returns the loaded document, acting as site when site is not empty.
 func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 	if d.am == nil {
-		am, err := automerge.Load(d.amBytes)
+		am, err := d.loadBody()
 		if err != nil {
-			return nil, fmt.Errorf("crdt: load document: %w", err)
+			return nil, err
 		}
 		d.am = am
 	}
@@ -370,21 +367,36 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 	return d.am, nil
 }
 
-// newBody builds the body a create or replace ships: the value itself for a
-// register, a fresh automerge document holding its fields for a document.
-func (d *Doc) newBody(value []byte, site string) ([]byte, Kind, error) {
-	fields, isDoc := flatten(value)
-	if !isDoc {
-		return bytes.Clone(value), Register, nil
+// loadBody loads the automerge document from its saved form, or, for a body
+// never edited, which is never saved (see newBody), builds it from the epoch's
+// fields as its writer did.
+func (d *Doc) loadBody() (*automerge.Doc, error) {
+	if len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil {
+		return newDocAM(d.fields, d.epoch.Site)
 	}
-	body, err := newDocBody(fields, site)
-	d.churn += len(body) * nativePerSavedByte
-	return body, Document, err
+	am, err := automerge.Load(d.amBytes)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: load document: %w", err)
+	}
+	return am, nil
 }
 
-// newDocBody builds a fresh automerge document holding fields, deterministically
-// (sorted fields, no timestamp).
-func newDocBody(fields map[string]string, site string) ([]byte, error) {
+// newBody returns the body a create or replace ships: the value itself for a
+// register; nothing for a document, whose body is the automerge document holding
+// its value's fields, which every replica builds alike when it first needs it
+// (Doc.automerge, newDocAM): most objects are never edited, and building it costs
+// more than the rest of a write.
+func newBody(value []byte) ([]byte, Kind) {
+	if _, isDoc := flatten(value); !isDoc {
+		return bytes.Clone(value), Register
+	}
+	return nil, Document
+}
+
+// newDocAM builds a fresh automerge document holding fields, deterministically
+// (sorted fields, site's actor, no timestamp): built anywhere, it saves to the
+// same bytes and its change has the same hash.
+func newDocAM(fields map[string]string, site string) (*automerge.Doc, error) {
 	am := automerge.New()
 	if err := am.SetActorID(actorID(site)); err != nil {
 		return nil, fmt.Errorf("crdt: set actor: %w", err)
@@ -394,6 +406,15 @@ func newDocBody(fields map[string]string, site string) ([]byte, error) {
 	}
 	if _, err := am.Commit("", commitOptions()); err != nil {
 		return nil, fmt.Errorf("crdt: commit: %w", err)
+	}
+	return am, nil
+}
+
+// newDocBody returns newDocAM's document saved.
+func newDocBody(fields map[string]string, site string) ([]byte, error) {
+	am, err := newDocAM(fields, site)
+	if err != nil {
+		return nil, err
 	}
 	return am.Save(), nil
 }

@@ -37,7 +37,9 @@ func (d *Doc) HeapBytes() int {
 func (d *Doc) NativeBytes() int {
 	n := 0
 	if d.am != nil {
-		n += len(d.amBytes) * nativePerSavedByte
+		// A body never edited is not saved (newBody); its value's length
+		// stands in for the save's.
+		n += max(len(d.amBytes), len(d.value)) * nativePerSavedByte
 	}
 	if d.prior != nil && d.prior.am != nil {
 		n += len(d.prior.amBytes) * nativePerSavedByte

@@ -104,7 +104,7 @@ const DefaultMaxConflicts = 10000
 
 // Memory budget bounds (Config.MemoryBudget).
 const (
-	DefaultMemoryBudget = 256 << 20
+	DefaultMemoryBudget = 64 << 20
 	MinMemoryBudget     = 8 << 20
 )
 

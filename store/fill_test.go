@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -45,7 +46,9 @@ func BenchmarkFillPods(b *testing.B) {
 	b.ResetTimer()
 	for phase, gen := range []int{0, 1} {
 		name := [...]string{"fill", "update"}[phase]
+		cpu := cpuTime()
 		rate, decay := fillPhase(b, s, n, gen)
+		b.ReportMetric(float64((cpuTime()-cpu).Microseconds())/float64(n), name+"-cpu-µs/op")
 		b.ReportMetric(rate, name+"/s")
 		b.ReportMetric(decay, name+"-last/first")
 		reportMemory(b, name)
@@ -99,6 +102,7 @@ func reportMemory(b *testing.B, at string) {
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	b.ReportMetric(float64(ms.HeapInuse)/(1<<20), at+"-heap-MiB")
+	b.ReportMetric(float64(ms.HeapSys-ms.HeapReleased)/(1<<20), at+"-heapsys-MiB")
 	b.ReportMetric(float64(residentBytes())/(1<<20), at+"-rss-MiB")
 	b.ReportMetric(float64(statusBytes("RssAnon:"))/(1<<20), at+"-anon-MiB")
 	if dir := os.Getenv("FILL_PROFILES"); dir != "" {
@@ -126,6 +130,15 @@ func statusBytes(field string) int64 {
 		}
 	}
 	return 0
+}
+
+// cpuTime returns the CPU time this process has used, user and system.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // residentBytes reads this process's resident set from /proc/self/statm.

@@ -87,25 +87,7 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	opts := badger.DefaultOptions(cfg.Dir).
-		WithInMemory(cfg.InMemory).
-		WithSyncWrites(cfg.SyncWrites).
-		WithLogger(badgerLogger{cfg.Logger}).
-		WithNumMemtables(2).
-		WithMemTableSize(cfg.MemoryBudget / 4).
-		// badger requires values kept in the LSM to fit a transaction (15% of a
-		// memtable); larger ones go to the value log.
-		WithValueThreshold(min(1<<20, cfg.MemoryBudget/64)).
-		WithNumLevelZeroTables(2).
-		WithNumCompactors(2).
-		WithBlockCacheSize(cfg.MemoryBudget * 3 / 8).
-		WithIndexCacheSize(cfg.MemoryBudget / 8).
-		WithValueLogFileSize(256 << 20).
-		WithMetricsEnabled(false)
-	if cfg.InMemory {
-		opts.Dir, opts.ValueDir = "", ""
-	}
-	db, err := badger.Open(opts)
+	db, err := badger.Open(badgerOptions(cfg))
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
@@ -689,20 +671,4 @@ func isNotFound(err error) bool { return errors.Is(err, badger.ErrKeyNotFound) }
 type write struct {
 	key, value []byte
 	delete     bool
-}
-
-// badgerLogger sends badger's logs to slog at matching levels.
-type badgerLogger struct{ log *slog.Logger }
-
-func (l badgerLogger) Errorf(f string, a ...any) {
-	l.log.Error(fmt.Sprintf(f, a...), "component", "badger")
-}
-func (l badgerLogger) Warningf(f string, a ...any) {
-	l.log.Warn(fmt.Sprintf(f, a...), "component", "badger")
-}
-func (l badgerLogger) Infof(f string, a ...any) {
-	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
-}
-func (l badgerLogger) Debugf(f string, a ...any) {
-	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
 }
