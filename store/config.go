@@ -47,16 +47,18 @@ type Config struct {
 	Replicated bool
 	// GCInterval is how often the change log is collected.
 	GCInterval time.Duration
-	// MemoryBudget bounds the memory badger uses, in bytes: two memtables of a
-	// quarter each, a block cache of three eighths and an index cache of one
-	// eighth. The default (DefaultMemoryBudget, 256 MiB) keeps badger's own
-	// 64 MiB memtables: with 128 MiB (32 MiB memtables) Put with 100 clients
-	// fell from 1.06x etcd's throughput to 0.81x and its p99 rose 1.6x (more
-	// flushes and level-0 compactions). On a 2 GB node beside kube-apiserver,
-	// 128 MiB trades that write speed for memory. It does
-	// not bound the store's index or document cache (DocCacheBytes). A memtable
-	// also bounds one badger transaction (15% of it), so a smaller budget makes
-	// large commits take the slower crash-consistent path in parts (commit.go).
+	// MemoryBudget bounds the memory badger uses, in bytes (see badger.go):
+	// two memtables of an eighth each (each also maps a write-ahead log of its
+	// size), a block cache of a quarter and an index cache of a sixteenth;
+	// flushes and compactions take about as much again while they run. The
+	// default, 64 MiB, fits a 2 GB edge node beside kube-apiserver; on a server,
+	// 256 MiB buys fewer flushes and a larger block cache (faster writes under
+	// many clients and reads of values not recently written); on a 1 GB box,
+	// 32 MiB. It does not bound the key index (about 150 bytes a key and
+	// revision kept), the document cache (DocCacheBytes) or the watch window
+	// (watch.Config). A memtable also bounds one badger transaction (15% of
+	// it), so a smaller budget makes large commits take the slower
+	// crash-consistent path in parts (commit.go).
 	MemoryBudget int64
 	// QuotaBackendBytes is the space quota (etcd's --quota-backend-bytes): 0 means
 	// DefaultQuotaBytes (2 GiB, as etcd), negative means none. See quota.go for

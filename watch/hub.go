@@ -25,6 +25,11 @@ type Config struct {
 	// Window is how many recent events are kept in memory for watchers to share
 	// (up to twice as many between trims).
 	Window int
+	// WindowBytes bounds the same window by the bytes of the events' keys and
+	// values (prev_kv included), so large objects do not multiply its memory:
+	// up to twice as many between trims. A watcher further behind reads the
+	// store's event log.
+	WindowBytes int
 	// ReadBatch bounds the events a lagging watcher reads from the store at once.
 	ReadBatch int
 	// Registerer, when set, receives the watcher gauges (see the package doc).
@@ -32,12 +37,12 @@ type Config struct {
 }
 
 // DefaultConfig returns the hub's defaults.
-func DefaultConfig() Config { return Config{Window: 8192, ReadBatch: 1000} }
+func DefaultConfig() Config { return Config{Window: 8192, WindowBytes: 8 << 20, ReadBatch: 1000} }
 
 // Validate reports the first problem with the configuration.
 func (c Config) Validate() error {
-	if c.Window < 1 || c.ReadBatch < 1 {
-		return errors.New("watch: config: Window and ReadBatch must be at least 1")
+	if c.Window < 1 || c.WindowBytes < 1 || c.ReadBatch < 1 {
+		return errors.New("watch: config: Window, WindowBytes and ReadBatch must be at least 1")
 	}
 	return nil
 }
@@ -50,6 +55,7 @@ type Hub struct {
 	mu     sync.Mutex
 	rev    int64         // newest published revision
 	window []store.Event // recent events, oldest first, whole revisions only
+	bytes  int           // of the window's events (eventBytes)
 	wake   chan struct{} // closed (and replaced) at every publish
 
 	// Gauges: streams open, watchers delivering, and those of them reading
@@ -97,18 +103,38 @@ func (h *Hub) Publish(rev int64, events []store.Event) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.window = append(h.window, events...)
-	// Trim to Window once it holds twice that: amortised, copying is O(1) a publish.
-	if over := len(h.window) - h.cfg.Window; over > h.cfg.Window {
-		// Drop whole revisions only, so a read from the window never splits one.
-		cut := over
-		for cut < len(h.window) && h.window[cut].KV.ModRevision == h.window[cut-1].KV.ModRevision {
-			cut++
-		}
-		h.window = append([]store.Event(nil), h.window[cut:]...)
+	for _, ev := range events {
+		h.bytes += eventBytes(ev)
+	}
+	// Trim to Window and WindowBytes once it holds twice either: amortised,
+	// copying is O(1) a publish.
+	if len(h.window) > 2*h.cfg.Window || h.bytes > 2*h.cfg.WindowBytes {
+		h.trim()
 	}
 	h.rev = rev
 	close(h.wake)
 	h.wake = make(chan struct{})
+}
+
+// trim drops the oldest events down to Window and WindowBytes, whole revisions
+// only, so a read from the window never splits one. Called with mu held.
+func (h *Hub) trim() {
+	cut := 0
+	for cut < len(h.window) && (len(h.window)-cut > h.cfg.Window || h.bytes > h.cfg.WindowBytes ||
+		cut > 0 && h.window[cut].KV.ModRevision == h.window[cut-1].KV.ModRevision) {
+		h.bytes -= eventBytes(h.window[cut])
+		cut++
+	}
+	h.window = append([]store.Event(nil), h.window[cut:]...)
+}
+
+// eventBytes is what an event holds in memory, roughly: keys and values.
+func eventBytes(ev store.Event) int {
+	n := len(ev.KV.Key) + len(ev.KV.Value)
+	if ev.PrevKV != nil {
+		n += len(ev.PrevKV.Key) + len(ev.PrevKV.Value)
+	}
+	return n
 }
 
 // Rev returns the newest published revision.

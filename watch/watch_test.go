@@ -39,7 +39,7 @@ func put(t *testing.T, s *store.Store, k string) {
 // what the window lost from the store, every event once and in order.
 func TestSlowWatcherCatchesUpFromTheStore(t *testing.T) {
 	st := newStore(t)
-	hub, err := NewHub(Config{Window: 16, ReadBatch: 10}, st)
+	hub, err := NewHub(Config{Window: 16, WindowBytes: 1 << 20, ReadBatch: 10}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestSlowWatcherCatchesUpFromTheStore(t *testing.T) {
 func TestWatcherGauges(t *testing.T) {
 	st := newStore(t)
 	reg := prometheus.NewRegistry()
-	hub, err := NewHub(Config{Window: 4, ReadBatch: 2, Registerer: reg}, st)
+	hub, err := NewHub(Config{Window: 4, WindowBytes: 1 << 20, ReadBatch: 2, Registerer: reg}, st)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -171,4 +171,24 @@ func TestWatcherGauges(t *testing.T) {
 	stream.Close()
 	waitGauge("etcd_debugging_mvcc_watcher_total", 0)
 	waitGauge("etcd_debugging_mvcc_watch_stream_total", 0)
+}
+
+// TestWindowBoundedByBytes: large events shrink the window to its byte budget
+// (twice it at most between trims), whole revisions kept.
+func TestWindowBoundedByBytes(t *testing.T) {
+	st := newStore(t)
+	hub, err := NewHub(Config{Window: 1000, WindowBytes: 4 << 10, ReadBatch: 10}, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	big := make([]byte, 1000)
+	for i := range 50 {
+		hub.Publish(int64(i+2), []store.Event{{Type: store.EventPut, KV: store.KeyValue{Key: []byte("k"), Value: big, ModRevision: int64(i + 2)}}})
+		hub.mu.Lock()
+		n, b := len(hub.window), hub.bytes
+		hub.mu.Unlock()
+		if b > 2*(4<<10) || n > 9 {
+			t.Fatalf("after %d publishes the window holds %d events, %d bytes", i+1, n, b)
+		}
+	}
 }

@@ -63,7 +63,7 @@ func newServeFlags(cfg *site.Config) *serveFlags {
 	fs.DurationVar(&cfg.ForgetSiteAfter, "forget-site-after", cfg.ForgetSiteAfter, "how long a dead site is waited for before the others stop keeping history for it (it then catches up by snapshot)")
 	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm and refuse writes when the store would exceed this size in bytes (0: 2 GiB, as etcd; negative: no quota)")
-	fs.Int64Var(&cfg.MemoryBudget, "memory-budget", 0, "bytes for the store's badger memtables and caches (0: 256 MiB; 128 MiB suits a 2 GB edge node at some write speed; at least 8 MiB)")
+	fs.Int64Var(&cfg.MemoryBudget, "memory-budget", 0, "bytes for the store's badger memtables and caches (0: 64 MiB, for a 2 GB edge node; 256 MiB on a server, 32 MiB on a 1 GB box; at least 8 MiB)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
 	f.logLevel = fs.String("log-level", "info", "debug, info, warn or error")
 	f.logFormat = fs.String("log-format", "text", "text or json (one JSON object per line)")
