@@ -23,42 +23,21 @@ type kvServer struct {
 	s *Server
 }
 
-// txnView is what requests read and write through: a store write, or a read-only
-// snapshot for requests that write nothing.
-type txnView interface {
-	Range(key []byte, opts store.RangeOptions) (store.RangeResult, error)
-	Rev() int64 // revision before the request
-	Changed() bool
-	CompactRev() int64
-	LeaseExists(id int64) bool
-	Put(key, value []byte, lease int64) error
-	DeleteRange(key, end []byte) ([]store.KeyValue, error)
-}
+// txnView is what requests read and write through: a store write, or a
+// read-only view (readOnly) for requests that write nothing.
+type txnView = store.TxnWrite
 
-// snapshot reads a backend at one revision.
-type snapshot struct {
-	be  Backend
-	rev int64
-}
+// readOnly is a read view that refuses writes, for requests that make none.
+type readOnly struct{ store.TxnRead }
 
-func (v snapshot) Range(key []byte, opts store.RangeOptions) (store.RangeResult, error) {
-	if opts.Rev == 0 {
-		opts.Rev = v.rev
-	} else if opts.Rev > v.rev {
-		return store.RangeResult{}, store.ErrFutureRev
-	}
-	res, err := v.be.Range(key, opts)
-	res.Rev = v.rev
-	return res, err
-}
-func (v snapshot) Rev() int64             { return v.rev }
-func (v snapshot) Changed() bool          { return false }
-func (v snapshot) CompactRev() int64      { return v.be.CompactRev() }
-func (v snapshot) LeaseExists(int64) bool { return false }
-func (v snapshot) Put([]byte, []byte, int64) error {
+func (readOnly) Changed() bool { return false }
+func (readOnly) Reserve(int64) error {
 	return errors.New("etcdshim: write in a read-only request")
 }
-func (v snapshot) DeleteRange([]byte, []byte) ([]store.KeyValue, error) {
+func (readOnly) Put([]byte, []byte, int64) error {
+	return errors.New("etcdshim: write in a read-only request")
+}
+func (readOnly) DeleteRange([]byte, []byte) ([]store.KeyValue, error) {
 	return nil, errors.New("etcdshim: write in a read-only request")
 }
 
@@ -111,7 +90,7 @@ func (k *kvServer) Put(ctx context.Context, r *pb.PutRequest) (*pb.PutResponse, 
 		return nil, err
 	}
 	var resp *pb.PutResponse
-	_, err := k.s.be.Update(ctx, func(tx *store.WriteTxn) error {
+	_, err := k.s.be.Write(ctx, func(tx store.TxnWrite) error {
 		if err := tx.Reserve(int64(costPut(r))); err != nil {
 			return err
 		}
@@ -137,7 +116,7 @@ func (k *kvServer) DeleteRange(ctx context.Context, r *pb.DeleteRangeRequest) (*
 		return nil, err
 	}
 	var resp *pb.DeleteRangeResponse
-	_, err := k.s.be.Update(ctx, func(tx *store.WriteTxn) error {
+	_, err := k.s.be.Write(ctx, func(tx store.TxnWrite) error {
 		var err error
 		resp, err = deleteRange(tx, r)
 		return err
@@ -174,12 +153,12 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 	}
 	var err error
 	if isTxnReadonly(r) {
-		err = run(snapshot{be: k.s.be, rev: k.s.be.Rev()})
+		err = run(readOnly{k.s.be.Read()})
 	} else {
 		if err := k.s.checkSize(r); err != nil {
 			return nil, err
 		}
-		_, err = k.s.be.Update(ctx, func(tx *store.WriteTxn) error {
+		_, err = k.s.be.Write(ctx, func(tx store.TxnWrite) error {
 			if err := tx.Reserve(int64(costTxn(r))); err != nil {
 				return err
 			}

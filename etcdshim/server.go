@@ -25,10 +25,19 @@ import (
 // kube-apiserver enables watch progress requests only for 3.5.13 and later.
 const Version = "3.7.0"
 
-// Backend is what the shim needs of a site's store.
+// Backend is what the shim needs of a site's store (a *store.Store is one):
+// reads through a view, writes through one atomic write at a time, and the
+// maintenance the etcd API exposes.
 type Backend interface {
+	// Range reads at the newest durable revision or opts.Rev (store.ReadView's
+	// rules).
 	Range(key []byte, opts store.RangeOptions) (store.RangeResult, error)
-	Update(ctx context.Context, fn func(tx *store.WriteTxn) error) (int64, error)
+	// Read returns a view at the newest durable revision, for requests that
+	// write nothing.
+	Read() store.TxnRead
+	// Write runs fn as one atomic write and returns its revision once durable;
+	// fn must validate before it changes anything (store.Store.Update).
+	Write(ctx context.Context, fn func(tx store.TxnWrite) error) (int64, error)
 	Rev() int64
 	CompactRev() int64
 	Compact(ctx context.Context, rev int64) error
