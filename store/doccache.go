@@ -3,7 +3,9 @@ package store
 import (
 	"container/list"
 	"runtime"
+	"runtime/debug"
 	"sync/atomic"
+	"time"
 
 	"github.com/rhizome-kv/rhizome/crdt"
 )
@@ -120,16 +122,34 @@ func (c *docCache) reset() {
 	c.native.Store(0)
 }
 
+// reclaimIdle is how long the store must see no write before the reclaimer
+// gives the memory freed since the last writes back to the system.
+const reclaimIdle = 2 * time.Second
+
 // runReclaimer runs Go's garbage collector when the document cache asks, so
-// that the automerge memory it let go is freed (see docCache).
+// that the automerge memory it let go is freed (see docCache); and once the
+// store has been idle for reclaimIdle after writes, it also returns the memory
+// freed to the system (Go's own scavenger would take minutes), so an idle site
+// is as small as its live data.
 func (s *Store) runReclaimer() {
 	defer s.wg.Done()
+	tick := time.NewTicker(reclaimIdle)
+	defer tick.Stop()
+	lastRev, written := s.Rev(), false
 	for {
 		select {
 		case <-s.closing:
 			return
 		case <-s.docs.reclaim:
 			runtime.GC()
+		case <-tick.C:
+			switch rev := s.Rev(); {
+			case rev != lastRev:
+				lastRev, written = rev, true
+			case written:
+				written = false
+				debug.FreeOSMemory()
+			}
 		}
 	}
 }

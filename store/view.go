@@ -76,8 +76,8 @@ type readView struct {
 	rev int64
 }
 
-func (v readView) Rev() int64             { return v.rev }
-func (v readView) CompactRev() int64      { return v.s.CompactRev() }
+func (v readView) Rev() int64                { return v.rev }
+func (v readView) CompactRev() int64         { return v.s.CompactRev() }
 func (v readView) LeaseExists(id int64) bool { return v.s.leases.exists(id) }
 
 func (v readView) Range(key []byte, opts RangeOptions) (RangeResult, error) {
