@@ -62,5 +62,12 @@
 // to create the same nested container, which automerge would resolve by hiding
 // one side's entries.
 //
+// A document's create or replace ships no automerge body: the body is the
+// automerge document holding the value's fields, built deterministically (sorted
+// fields, the writer's actor, no timestamp), so every replica builds the same one,
+// with the same change hash, when an edit first needs it; an object never edited
+// never builds one. A Doc reports what it costs in Go's heap and on automerge's C
+// side, and can let its loaded automerge documents go (memory.go).
+//
 // Everything here is pure and deterministic: no goroutines, clocks or globals.
 package crdt

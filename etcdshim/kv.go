@@ -152,8 +152,13 @@ func (k *kvServer) Txn(ctx context.Context, r *pb.TxnRequest) (*pb.TxnResponse, 
 		return err
 	}
 	var err error
-	if isTxnReadonly(r) {
-		err = run(readOnly{k.s.be.Read()})
+	view := readOnly{k.s.be.Read()}
+	if isTxnReadonly(r) || branchReadsOnly(r, compareToPath(view, r)) {
+		// As etcd does, compares are read from a view first: a request whose
+		// branch writes nothing (an update with a stale mod_revision getting
+		// the current value) is answered from that view, at the newest
+		// durable revision, without waiting for the committer.
+		err = run(view)
 	} else {
 		if err := k.s.checkSize(r); err != nil {
 			return nil, err
@@ -559,6 +564,21 @@ func isTxnReadonly(r *pb.TxnRequest) bool {
 
 // compareToPath evaluates the compares of a Txn and of the nested Txns on the
 // branches taken, depth first, before anything is written.
+// branchReadsOnly reports whether the branch path takes at the top of r holds
+// only ranges.
+func branchReadsOnly(r *pb.TxnRequest, path []bool) bool {
+	ops := r.Success
+	if !path[0] {
+		ops = r.Failure
+	}
+	for _, u := range ops {
+		if u.GetRequestRange() == nil {
+			return false
+		}
+	}
+	return true
+}
+
 func compareToPath(v txnView, r *pb.TxnRequest) []bool {
 	ok := applyCompares(v, r.Compare)
 	path := []bool{ok}

@@ -38,5 +38,15 @@
 // WriteTxn.Reserve refuses writes that would pass it and raises the NOSPACE alarm,
 // which holds until DisarmNoSpace; Defragment gives deleted space back (quota.go).
 //
+// Memory is bounded by configuration, not by the data. Like etcd's key index, the
+// in-memory index holds per key only where each state lives (revision, create
+// revision, version, size); values are read from badger's revision records, so a
+// key once read keeps nothing in memory. A key's document is decoded from badger
+// when a write or a merge needs it; recently written ones stay in a cache bounded
+// by bytes that counts automerge's C-side memory (DocCacheBytes), and the C memory
+// the cache lets go is collected deliberately (doccache.go). badger's memtables
+// and caches follow MemoryBudget (badger.go). Reads and writes are offered as the
+// small views of view.go (ReadView, WriteView, TxnRead, TxnWrite).
+//
 // store is the only package that imports badger.
 package store
