@@ -190,9 +190,10 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	// The local replica already holds the edit, which follows every head: only
 	// the cached views move.
 	d.fields, d.value, d.clean = fields, value, true
-	d.appendSaved(am)
+	data := ch.Save()
+	d.appendSaved(am, data)
 	d.edits++
-	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: ch.Save()}, true, nil
+	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: data}, true, nil
 }
 
 // Apply merges a change, local or remote, into the replica and reports whether the
@@ -294,7 +295,7 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 		return false, fmt.Errorf("crdt: apply change: %w", err)
 	}
 	before := d.value
-	d.appendSaved(am)
+	d.appendSaved(am, raw)
 	d.edits++
 	if err := d.refresh(known); err != nil {
 		return false, err
@@ -303,15 +304,21 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 }
 
 // appendSaved keeps the saved form current at the cost of the new changes, not of
-// the whole document: it appends them as incremental chunks, and only when those
-// outgrow half the last full save (chunks carry headers a full save shares, and
-// histories are bounded by rebases, so a full save stays cheap) saves whole.
-func (d *Doc) appendSaved(am *automerge.Doc) {
-	d.amBytes = append(d.amBytes, am.SaveIncremental()...)
-	if len(d.amBytes) > d.savedLen+d.savedLen/2+256 {
-		d.amBytes = am.Save()
-		d.savedLen = len(d.amBytes)
+// the whole document: it appends them (chunks, the form automerge saves changes
+// in) as they were made or received, and only when those outgrow half the last
+// full save (chunks carry headers a full save shares, and histories are bounded
+// by rebases, so a full save stays cheap) saves whole. A body never saved (see
+// newBody) is saved whole at once. Chunks a replica already held may be appended
+// again: loading the saved form ignores them.
+func (d *Doc) appendSaved(am *automerge.Doc, chunks []byte) {
+	if len(d.amBytes) > 0 {
+		d.amBytes = append(d.amBytes, chunks...)
+		if len(d.amBytes) <= d.savedLen+d.savedLen/2+256 {
+			return
+		}
 	}
+	d.amBytes = am.Save()
+	d.savedLen = len(d.amBytes)
 }
 
 // refresh re-reads the fields from automerge and re-materialises the value: the

@@ -76,6 +76,9 @@ func DecodeDoc(b []byte) (*Doc, error) {
 	d.edits = int(r.uvarint())
 	d.value = r.bytes()
 	d.amBytes = r.bytes()
+	// Not stored: chunks appended to the saved form count against it as if it
+	// were all one save (appendSaved), which a later full save makes true.
+	d.savedLen = len(d.amBytes)
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		if format < 3 {

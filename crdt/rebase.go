@@ -195,7 +195,9 @@ func (d *Doc) applyPriorEdit(raw []byte) (bool, error) {
 	if err := p.am.LoadIncremental(raw); err != nil {
 		return false, fmt.Errorf("crdt: apply change: %w", err)
 	}
-	p.amBytes = append(p.amBytes, p.am.SaveIncremental()...)
+	// The edit as received: SaveIncremental of a document loaded from its saved
+	// form would repeat the whole history.
+	p.amBytes = append(p.amBytes, raw...)
 	before := d.value
 	for _, h := range fresh {
 		ch, err := p.am.Change(h)
@@ -255,11 +257,12 @@ func (d *Doc) translate(ch *automerge.Change) error {
 	if err != nil {
 		return fmt.Errorf("crdt: read translation: %w", err)
 	}
-	if err := d.am.LoadIncremental(moved.Save()); err != nil {
+	chunk := moved.Save()
+	if err := d.am.LoadIncremental(chunk); err != nil {
 		return fmt.Errorf("crdt: apply translation: %w", err)
 	}
 	p.moved[ch.Hash()] = h
-	d.appendSaved(d.am)
+	d.appendSaved(d.am, chunk)
 	d.edits++
 	return nil
 }
