@@ -45,7 +45,10 @@ func badgerOptions(cfg Config) badger.Options {
 		WithNumCompactors(2).
 		WithBlockCacheSize(b / 4).
 		WithIndexCacheSize(b / 16).
-		WithValueLogFileSize(64 << 20).
+		// Only values above the threshold go to the value log, and its files
+		// are mapped whole (twice their size): pages of that mapping read
+		// while empty would count as resident memory for nothing.
+		WithValueLogFileSize(16 << 20).
 		WithMetricsEnabled(false)
 	if cfg.InMemory {
 		opts.Dir, opts.ValueDir = "", ""

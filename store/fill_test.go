@@ -105,6 +105,9 @@ func reportMemory(b *testing.B, at string) {
 	b.ReportMetric(float64(ms.HeapSys-ms.HeapReleased)/(1<<20), at+"-heapsys-MiB")
 	b.ReportMetric(float64(residentBytes())/(1<<20), at+"-rss-MiB")
 	b.ReportMetric(float64(statusBytes("RssAnon:"))/(1<<20), at+"-anon-MiB")
+	if os.Getenv("FILL_SMAPS") != "" {
+		b.Logf("%s: resident by file: %v", at, residentByFile())
+	}
 	if dir := os.Getenv("FILL_PROFILES"); dir != "" {
 		f, err := os.Create(filepath.Join(dir, "heap-"+at+".prof"))
 		if err != nil {
@@ -115,6 +118,34 @@ func reportMemory(b *testing.B, at string) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// residentByFile sums the resident memory of file mappings by file suffix
+// (.sst, .mem, .vlog), in MiB, from /proc/self/smaps.
+func residentByFile() map[string]int64 {
+	raw, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	cur := ""
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		switch {
+		case len(f) >= 6 && strings.Contains(f[0], "-"):
+			cur = filepath.Ext(f[5])
+			if len(f) > 6 {
+				cur += " " + f[6] // (deleted)
+			}
+		case len(f) == 3 && f[0] == "Rss:" && cur != "":
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			out[cur] += kb
+		}
+	}
+	for k, v := range out {
+		out[k] = v >> 10
+	}
+	return out
 }
 
 // statusBytes reads one kB figure of /proc/self/status, in bytes.
