@@ -15,17 +15,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/keepalive"
 )
 
-const (
-	keepaliveTime    = 5 * time.Second
-	keepaliveTimeout = 3 * time.Second
-	vvEvery          = 50 * time.Millisecond
-	maxMessageBytes  = 256 << 20
-)
+const vvEvery = 50 * time.Millisecond
 
 // LiveStore is a Store that also says when new changes are logged.
 type LiveStore interface {
@@ -39,12 +31,18 @@ type Config struct {
 	AntiEntropyInterval time.Duration
 	// MaxBatch bounds the changes in one message.
 	MaxBatch int
+	// Transport carries the messages; nil is a gRPC transport (NewGRPC) made
+	// from the three fields below, served by Runner.Serve. The Runner closes it.
+	Transport Transport
 	// ServerTLS and ClientTLS, when set, secure peer traffic (mutual TLS when the
 	// server requires client certificates). Without them peers talk in plain text.
 	ServerTLS, ClientTLS *tls.Config
 	// ServerOptions are added to the peer gRPC server's (interceptors such as
 	// gRPC's server metrics, shared with the site's other gRPC server).
 	ServerOptions []grpc.ServerOption
+	// Redial bounds the wait before a broken stream to a peer is opened again
+	// (it starts at a tenth of it and doubles).
+	Redial time.Duration
 	// Registerer, when set, receives the sync metrics (see the package doc).
 	Registerer prometheus.Registerer
 	Now        func() time.Time // the clock of lags and contact times
@@ -53,7 +51,7 @@ type Config struct {
 
 // DefaultConfig returns WAN-suitable defaults.
 func DefaultConfig() Config {
-	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, Now: time.Now, Logger: slog.Default()}
+	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, Redial: time.Second, Now: time.Now, Logger: slog.Default()}
 }
 
 // Validate reports the first problem with the configuration.
@@ -63,18 +61,21 @@ func (c Config) Validate() error {
 		return errors.New("peer: config: AntiEntropyInterval must be positive")
 	case c.MaxBatch < 1:
 		return errors.New("peer: config: MaxBatch must be at least 1")
+	case c.Redial <= 0:
+		return errors.New("peer: config: Redial must be positive")
 	case c.Logger == nil || c.Now == nil:
 		return errors.New("peer: config: Logger and Now are required")
 	}
 	return nil
 }
 
-// Runner runs the protocol for a real site over gRPC: it serves peers' messages on
-// a listener and keeps one outgoing stream to every peer it is told about.
+// Runner runs the protocol for a real site over a Transport: it handles the
+// messages of every stream peers open to it, and keeps one outgoing stream to
+// every peer it is told about, redialling when one breaks.
 type Runner struct {
-	cfg    Config
-	st     LiveStore
-	server *grpc.Server
+	cfg Config
+	st  LiveStore
+	tr  Transport
 
 	mu     sync.Mutex // guards engine, vvSent and history
 	engine *Engine
@@ -120,27 +121,24 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 		cancel()
 		return nil, err
 	}
-	opts := []grpc.ServerOption{
-		grpc.ForceServerCodec(codec{received: func(from string, n int) { r.receivedBytes.WithLabelValues(from).Add(float64(n)) }}),
-		// Batches and snapshot parts may exceed gRPC's 4 MiB default.
-		grpc.MaxRecvMsgSize(maxMessageBytes),
-		// Pings find a peer that vanished behind a silent network cut in seconds,
-		// rather than when TCP's retransmissions give up.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	r.tr = cfg.Transport
+	if r.tr == nil {
+		r.tr = NewGRPC(GRPCConfig{ServerTLS: cfg.ServerTLS, ClientTLS: cfg.ClientTLS, ServerOptions: cfg.ServerOptions})
 	}
-	if cfg.ServerTLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
-	}
-	r.server = grpc.NewServer(append(opts, cfg.ServerOptions...)...)
-	r.server.RegisterService(&serviceDesc, r)
+	r.tr.Listen(r.deliver)
 	r.wg.Add(1)
 	go r.loop()
 	return r, nil
 }
 
-// Serve answers peers on l until Close.
-func (r *Runner) Serve(l net.Listener) error { return r.server.Serve(l) }
+// Serve answers peers on l until Close, when the transport is gRPC's.
+func (r *Runner) Serve(l net.Listener) error {
+	g, ok := r.tr.(*GRPC)
+	if !ok {
+		return fmt.Errorf("peer: serve: transport %T does not use listeners", r.tr)
+	}
+	return g.Serve(l)
+}
 
 // SetPeers replaces the set of peers (site name to peer address).
 func (r *Runner) SetPeers(peers map[string]string) {
@@ -239,7 +237,7 @@ func (r *Runner) Stats() Stats {
 // Close stops serving and sending.
 func (r *Runner) Close() {
 	r.cancel()
-	r.server.Stop()
+	r.tr.Close()
 	r.wg.Wait()
 }
 
@@ -333,13 +331,9 @@ func (r *Runner) link(to string) *link {
 // send keeps a stream open to one peer and writes its mailbox to it.
 func (r *Runner) send(ctx context.Context, name string, l *link) {
 	defer r.wg.Done()
-	creds := insecure.NewCredentials()
-	if r.cfg.ClientTLS != nil {
-		creds = credentials.NewTLS(r.cfg.ClientTLS)
-	}
-	backoff := 100 * time.Millisecond
+	backoff := r.cfg.Redial / 10
 	for ctx.Err() == nil {
-		err := r.stream(ctx, name, l, creds)
+		err := r.stream(ctx, name, l)
 		r.setConnected(l, false)
 		if ctx.Err() != nil {
 			return
@@ -350,32 +344,28 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 			return
 		case <-time.After(backoff):
 		}
-		backoff = min(2*backoff, time.Second) // a healed link is used again within a second
+		backoff = min(2*backoff, r.cfg.Redial) // a healed link is used again soon
 	}
 }
 
-func (r *Runner) stream(ctx context.Context, name string, l *link, creds credentials.TransportCredentials) error {
+func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 	sent := r.sentBytes.WithLabelValues(name)
-	conn, err := grpc.NewClient(l.addr, grpc.WithTransportCredentials(creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{sent: func(n int) { sent.Add(float64(n)) }})),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
+	out, err := r.tr.Dial(ctx, l.addr)
 	if err != nil {
 		return err
 	}
-	defer conn.Close()
-	s, err := conn.NewStream(ctx, &serviceDesc.Streams[0], "/"+serviceDesc.ServiceName+"/Deliver")
-	if err != nil {
-		return err
-	}
+	defer out.Close()
 	r.setConnected(l, true)
 	for {
 		select {
 		case <-ctx.Done():
-			s.CloseSend()
 			return ctx.Err()
 		case m := <-l.out:
-			if err := s.SendMsg(&m); err != nil {
+			n, err := out.Send(&m)
+			if err != nil {
 				return err
 			}
+			sent.Add(float64(n))
 			if m.Kind == KindSnapshot && m.Part+1 == m.Parts {
 				r.cfg.Logger.Info("peer: snapshot sent", "peer", name, "id", m.SnapID, "parts", m.Parts)
 			}
@@ -390,15 +380,16 @@ func (r *Runner) setConnected(l *link, ok bool) {
 }
 
 // deliver serves one peer's incoming stream.
-func (r *Runner) deliver(stream grpc.ServerStream) error {
+func (r *Runner) deliver(stream Inbound) error {
 	for {
-		var m Message
-		if err := stream.RecvMsg(&m); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
-			}
+		m, n, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
+		r.receivedBytes.WithLabelValues(m.From).Add(float64(n))
 		r.peersMu.Lock()
 		if l := r.peers[m.From]; l != nil {
 			l.lastContact = r.cfg.Now()
@@ -420,14 +411,4 @@ func (r *Runner) deliver(stream grpc.ServerStream) error {
 			r.enqueue(e.To, e.Msg)
 		}
 	}
-}
-
-var serviceDesc = grpc.ServiceDesc{
-	ServiceName: "rhizome.peer.v1.Peer",
-	HandlerType: (*any)(nil),
-	Streams: []grpc.StreamDesc{{
-		StreamName:    "Deliver",
-		ClientStreams: true,
-		Handler:       func(srv any, s grpc.ServerStream) error { return srv.(*Runner).deliver(s) },
-	}},
 }

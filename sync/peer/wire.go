@@ -11,37 +11,29 @@ import (
 )
 
 // codec is the gRPC codec of the peer protocol: Messages in a small binary form
-// (no protobuf: the protocol is ours and two messages long). Its optional hooks
-// count the bytes encoded and decoded (gRPC's framing aside).
-type codec struct {
-	sent     func(n int)
-	received func(from string, n int)
-}
+// (no protobuf: the protocol is ours and three messages long). It notes the size
+// of each message on the wire (gRPC's framing aside) in the wireMessage.
+type codec struct{}
 
 func (codec) Name() string { return "rhizome-peer" }
 
-func (c codec) Marshal(v any) ([]byte, error) {
-	m, ok := v.(*Message)
+func (codec) Marshal(v any) ([]byte, error) {
+	w, ok := v.(*wireMessage)
 	if !ok {
 		return nil, fmt.Errorf("peer: cannot encode %T", v)
 	}
-	b := m.encode()
-	if c.sent != nil {
-		c.sent(len(b))
-	}
+	b := w.m.encode()
+	w.n = len(b)
 	return b, nil
 }
 
-func (c codec) Unmarshal(data []byte, v any) error {
-	m, ok := v.(*Message)
+func (codec) Unmarshal(data []byte, v any) error {
+	w, ok := v.(*wireMessage)
 	if !ok {
 		return fmt.Errorf("peer: cannot decode into %T", v)
 	}
-	err := m.decode(data)
-	if err == nil && c.received != nil {
-		c.received(m.From, len(data))
-	}
-	return err
+	w.n = len(data)
+	return w.m.decode(data)
 }
 
 const wireVersion = 3

@@ -1,0 +1,210 @@
+package peer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"maps"
+	"testing"
+	"time"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+// recorder is a listening site that keeps what it receives.
+type recorder struct{ got chan Message }
+
+func listen(f *Fabric, addr string) (*recorder, Transport) {
+	r := &recorder{got: make(chan Message, 1000)}
+	t := f.Transport(addr)
+	t.Listen(func(in Inbound) error {
+		for {
+			m, _, err := in.Recv()
+			if err != nil {
+				return err
+			}
+			r.got <- m
+		}
+	})
+	return r, t
+}
+
+func (r *recorder) drain(wait time.Duration) []Message {
+	var out []Message
+	for {
+		select {
+		case m := <-r.got:
+			out = append(out, m)
+		case <-time.After(wait):
+			return out
+		}
+	}
+}
+
+func TestFabricFaults(t *testing.T) {
+	ctx := context.Background()
+	for _, tc := range []struct {
+		name     string
+		faults   Faults
+		min, max int // messages received of 100 sent
+		ordered  bool
+	}{
+		{"none", Faults{}, 100, 100, true},
+		{"drop all", Faults{Drop: 1}, 0, 0, true},
+		{"duplicate all", Faults{Duplicate: 1}, 200, 200, false},
+		{"drop some", Faults{Drop: 0.5}, 20, 80, true},
+		{"reorder", Faults{Reorder: 0.5, ReorderDelay: 20 * time.Millisecond}, 100, 100, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := NewFabric(1)
+			if err := f.SetFaults(tc.faults); err != nil {
+				t.Fatal(err)
+			}
+			rec, tb := listen(f, "b")
+			defer tb.Close()
+			out, err := f.Transport("a").Dial(ctx, "b")
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range 100 {
+				if _, err := out.Send(&Message{Kind: KindPull, From: "a", VV: map[string]uint64{"a": uint64(i + 1)}}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := rec.drain(100 * time.Millisecond)
+			if len(got) < tc.min || len(got) > tc.max {
+				t.Fatalf("received %d messages, want %d..%d (stats %+v)", len(got), tc.min, tc.max, f.Stats())
+			}
+			inOrder := true
+			for i := 1; i < len(got); i++ {
+				inOrder = inOrder && got[i].VV["a"] > got[i-1].VV["a"]
+			}
+			if inOrder != tc.ordered {
+				t.Fatalf("in order: %v, want %v", inOrder, tc.ordered)
+			}
+		})
+	}
+}
+
+func TestFabricPartition(t *testing.T) {
+	ctx := context.Background()
+	f := NewFabric(1)
+	rec, tb := listen(f, "b")
+	defer tb.Close()
+	out, err := f.Transport("a").Dial(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Partition([]string{"a"})
+	if _, err := out.Send(&Message{Kind: KindPull, From: "a"}); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("send across a partition: %v, want ErrUnreachable", err)
+	}
+	if _, err := f.Transport("a").Dial(ctx, "b"); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("dial across a partition: %v, want ErrUnreachable", err)
+	}
+	f.Heal()
+	out, err = f.Transport("a").Dial(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Send(&Message{Kind: KindPull, From: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	if got := rec.drain(50 * time.Millisecond); len(got) != 1 {
+		t.Fatalf("after healing: %d messages, want 1", len(got))
+	}
+	if st := f.Stats(); st.Broken != 1 || st.Refused != 1 {
+		t.Fatalf("stats %+v: want 1 broken stream and 1 refused dial", st)
+	}
+}
+
+func TestFabricCloseEndsStreams(t *testing.T) {
+	f := NewFabric(1)
+	done := make(chan error, 1)
+	tb := f.Transport("b")
+	tb.Listen(func(in Inbound) error {
+		_, _, err := in.Recv()
+		done <- err
+		return err
+	})
+	out, err := f.Transport("a").Dial(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+	if err := <-done; !errors.Is(err, io.EOF) {
+		t.Fatalf("receiver of a closed stream: %v, want io.EOF", err)
+	}
+	tb.Close()
+	if _, err := f.Transport("a").Dial(context.Background(), "b"); !errors.Is(err, ErrUnreachable) {
+		t.Fatalf("dial to a closed transport: %v", err)
+	}
+}
+
+// TestRunnersOverFabric runs three real Runners over a lossy, duplicating,
+// reordering fabric that is partitioned while every site writes; after healing
+// they must hold the same changes and state.
+func TestRunnersOverFabric(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	f := NewFabric(7)
+	if err := f.SetFaults(Faults{Drop: 0.1, Duplicate: 0.1, Reorder: 0.2, ReorderDelay: 5 * time.Millisecond, Jitter: time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"a", "b", "c"}
+	stores := map[string]*store.Store{}
+	for _, n := range names {
+		stores[n] = openStore(t, n)
+		cfg := DefaultConfig()
+		cfg.AntiEntropyInterval, cfg.Redial, cfg.MaxBatch = 20*time.Millisecond, 20*time.Millisecond, 7
+		cfg.Logger, cfg.Transport = slog.New(slog.DiscardHandler), f.Transport(n)
+		r, err := NewRunner(cfg, stores[n])
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(r.Close)
+		peers := map[string]string{}
+		for _, p := range names {
+			peers[p] = p
+		}
+		r.SetPeers(peers)
+		r.SetCounted(names)
+	}
+	f.Partition([]string{"a"})
+	for i := range 60 {
+		n := names[i%3]
+		key := fmt.Sprintf("/k/%d", i%10)
+		if _, err := stores[n].Update(ctx, func(tx *store.WriteTxn) error {
+			return tx.Put([]byte(key), []byte(fmt.Sprintf(`{"by":%q,"i":%d}`, n, i)), 0)
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 30 {
+			f.Heal()
+			f.Partition([]string{"a", "b"})
+		}
+	}
+	f.Heal()
+	for {
+		a, b, c := stores["a"].VersionVector(), stores["b"].VersionVector(), stores["c"].VersionVector()
+		if maps.Equal(a, b) && maps.Equal(b, c) && a["a"] >= 20 && a["b"] >= 20 && a["c"] >= 20 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not converged: a %v b %v c %v (fabric %+v)", a, b, c, f.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	da, _ := stores["a"].Digest()
+	for _, n := range names[1:] {
+		if d, _ := stores[n].Digest(); d != da {
+			t.Fatalf("%s's digest differs from a's", n)
+		}
+	}
+	if st := f.Stats(); st.Dropped == 0 || st.Duplicated == 0 || st.Reordered == 0 || st.Broken == 0 {
+		t.Fatalf("the fabric injected too little: %+v", st)
+	}
+}

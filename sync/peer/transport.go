@@ -1,0 +1,184 @@
+package peer
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+)
+
+// Transport carries Messages between sites, as one-way streams: a site dials a
+// stream to each peer it sends to, and accepts the streams its peers dial. The
+// Runner is its only user; it gives each stream to one goroutine.
+//
+// A Transport may lose, delay, duplicate and reorder messages, and break streams
+// at any time: the protocol is idempotent and the Runner redials. It must not
+// alter a message it delivers, and never delivers a message the sender did not
+// send (a message is decoded from the wire, or is a copy, never the sender's own
+// value).
+type Transport interface {
+	// Listen sets the handler of inbound streams. The transport calls accept on
+	// a goroutine of its own for each stream a peer opens, and ends the stream
+	// when accept returns; a non-nil error ends it as failed. It is called once,
+	// before any Dial; streams may arrive as soon as it is.
+	Listen(accept func(Inbound) error)
+	// Dial opens a stream to the site at addr. It blocks until the stream is open,
+	// the peer is found unreachable, or ctx ends. The stream ends when ctx does.
+	Dial(ctx context.Context, addr string) (Outbound, error)
+	// Close stops accepting, ends every stream and returns once no accept call is
+	// running. The transport cannot be used again.
+	Close()
+}
+
+// Outbound is the sending side of a stream. It is used by one goroutine.
+type Outbound interface {
+	// Send writes m, blocking while the stream has no room (a slow peer holds up
+	// only its own stream). It returns the bytes m took on the wire. The caller
+	// keeps m: the transport copies what it needs before returning. After an
+	// error the stream is broken and only Close may be called.
+	Send(m *Message) (int, error)
+	// Close ends the stream; messages already sent may still arrive.
+	Close() error
+}
+
+// Inbound is the receiving side of a stream. It is used by one goroutine.
+type Inbound interface {
+	// Recv blocks until the next message arrives and returns it with the bytes
+	// it took on the wire; io.EOF when the sender closed the stream, another
+	// error when it broke. The message is the caller's.
+	Recv() (Message, int, error)
+	// Context ends when the stream does.
+	Context() context.Context
+}
+
+// grpc's limits of the peer service.
+const (
+	keepaliveTime    = 5 * time.Second
+	keepaliveTimeout = 3 * time.Second
+	maxMessageBytes  = 256 << 20
+)
+
+// GRPCConfig configures the gRPC transport.
+type GRPCConfig struct {
+	// ServerTLS and ClientTLS, when set, secure peer traffic (mutual TLS when the
+	// server requires client certificates). Without them peers talk in plain text.
+	ServerTLS, ClientTLS *tls.Config
+	// ServerOptions are added to the peer gRPC server's (interceptors such as
+	// gRPC's server metrics, shared with the site's other gRPC server).
+	ServerOptions []grpc.ServerOption
+}
+
+// GRPC is the Transport between real sites: one gRPC client stream per peer
+// (method rhizome.peer.v1.Peer/Deliver), messages in the package's wire form, and
+// keepalive pings that find a peer gone behind a silent network cut in seconds.
+type GRPC struct {
+	cfg    GRPCConfig
+	server *grpc.Server
+	creds  credentials.TransportCredentials
+	accept func(Inbound) error
+}
+
+// NewGRPC returns a gRPC transport; call Serve to answer peers.
+func NewGRPC(cfg GRPCConfig) *GRPC {
+	t := &GRPC{cfg: cfg, creds: insecure.NewCredentials()}
+	if cfg.ClientTLS != nil {
+		t.creds = credentials.NewTLS(cfg.ClientTLS)
+	}
+	opts := []grpc.ServerOption{
+		grpc.ForceServerCodec(codec{}),
+		// Batches and snapshot parts may exceed gRPC's 4 MiB default.
+		grpc.MaxRecvMsgSize(maxMessageBytes),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+	}
+	if cfg.ServerTLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
+	}
+	t.server = grpc.NewServer(append(opts, cfg.ServerOptions...)...)
+	t.server.RegisterService(&serviceDesc, t)
+	return t
+}
+
+// Serve answers peers on l until Close.
+func (t *GRPC) Serve(l net.Listener) error { return t.server.Serve(l) }
+
+// Listen implements Transport.
+func (t *GRPC) Listen(accept func(Inbound) error) { t.accept = accept }
+
+// Close implements Transport.
+func (t *GRPC) Close() { t.server.Stop() }
+
+// Dial implements Transport.
+func (t *GRPC) Dial(ctx context.Context, addr string) (Outbound, error) {
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
+	if err != nil {
+		return nil, fmt.Errorf("peer: dial %s: %w", addr, err)
+	}
+	s, err := conn.NewStream(ctx, &serviceDesc.Streams[0], "/"+serviceDesc.ServiceName+"/Deliver")
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("peer: stream to %s: %w", addr, err)
+	}
+	return &grpcOut{conn: conn, s: s}, nil
+}
+
+// deliver serves one peer's incoming stream.
+func (t *GRPC) deliver(s grpc.ServerStream) error {
+	if t.accept == nil {
+		return errors.New("peer: not listening")
+	}
+	return t.accept(grpcIn{s})
+}
+
+type grpcOut struct {
+	conn *grpc.ClientConn
+	s    grpc.ClientStream
+}
+
+func (o *grpcOut) Send(m *Message) (int, error) {
+	w := wireMessage{m: m}
+	if err := o.s.SendMsg(&w); err != nil {
+		return 0, err
+	}
+	return w.n, nil
+}
+
+func (o *grpcOut) Close() error {
+	o.s.CloseSend()
+	return o.conn.Close()
+}
+
+type grpcIn struct{ s grpc.ServerStream }
+
+func (i grpcIn) Recv() (Message, int, error) {
+	var m Message
+	w := wireMessage{m: &m}
+	err := i.s.RecvMsg(&w)
+	return m, w.n, err
+}
+
+func (i grpcIn) Context() context.Context { return i.s.Context() }
+
+// wireMessage is a Message as the codec sees it, with the size it had on the wire.
+type wireMessage struct {
+	m *Message
+	n int
+}
+
+var serviceDesc = grpc.ServiceDesc{
+	ServiceName: "rhizome.peer.v1.Peer",
+	HandlerType: (*any)(nil),
+	Streams: []grpc.StreamDesc{{
+		StreamName:    "Deliver",
+		ClientStreams: true,
+		Handler:       func(srv any, s grpc.ServerStream) error { return srv.(*GRPC).deliver(s) },
+	}},
+}
