@@ -1,0 +1,238 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rhizome-kv/rhizome/store"
+)
+
+// The watch guarantees of etcd's tests/robustness (watch.go), checked against a
+// site's own event log (store.Events, what its revisions committed):
+//
+//   - ordered: events arrive in revision order;
+//   - unique: no event arrives twice;
+//   - atomic: a revision's events arrive in one response;
+//   - reliable: a watcher gets every event from its start revision on, with no gap;
+//   - resumable: a watcher re-opened from the revision after the last it got
+//     continues with exactly the events that follow (clients re-open their
+//     watches after a site restarts; one watcher also does it by hand);
+//   - bookmarkable: a progress notification at revision R comes only after every
+//     event up to R;
+//   - prev_kv right: an event's prev_kv is the key's previous event's value;
+//   - create right: a put is a create (create_revision == mod_revision,
+//     version 1) exactly when the key did not exist before it.
+
+// wEvent is a watch event or a log event, compared field by field.
+type wEvent struct {
+	Rev          int64
+	Put          bool
+	Key, Value   string
+	Create, Ver  int64
+	Prev         string
+	HasPrev      bool
+	PrevModRev   int64
+	PrevExisting bool // the log's view: the key existed before the event
+}
+
+func (e wEvent) String() string {
+	kind := "delete"
+	if e.Put {
+		kind = "put"
+	}
+	return fmt.Sprintf("rev %d %s %q=%q create %d version %d prev %v:%q", e.Rev, kind, e.Key, e.Value, e.Create, e.Ver, e.HasPrev, e.Prev)
+}
+
+// sameEvent compares what a watcher got with the log.
+func sameEvent(got, want wEvent) bool {
+	got.PrevExisting, want.PrevExisting = false, false
+	return got == want
+}
+
+func logEvent(rev int64, ev store.Event) wEvent {
+	e := wEvent{Rev: rev, Put: ev.Type == store.EventPut, Key: string(ev.KV.Key), Value: string(ev.KV.Value), Create: ev.KV.CreateRevision, Ver: ev.KV.Version}
+	if ev.PrevKV != nil {
+		e.HasPrev, e.Prev, e.PrevModRev, e.PrevExisting = true, string(ev.PrevKV.Value), ev.PrevKV.ModRevision, true
+	}
+	return e
+}
+
+// siteLog reads a site's whole event log from revision from on, and checks that
+// every revision made at least one event (a committed change always does).
+func siteLog(st *store.Store, from int64) ([]wEvent, error) {
+	to := st.Rev()
+	evs, err := st.Events(from, to, 1<<30)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]wEvent, len(evs))
+	next := from
+	for i, ev := range evs {
+		out[i] = logEvent(ev.KV.ModRevision, ev)
+		switch rev := out[i].Rev; {
+		case rev == next:
+			next++
+		case rev != next-1:
+			return nil, fmt.Errorf("log: revision %d has no event (next event at %d)", next, rev)
+		}
+	}
+	if next <= to {
+		return nil, fmt.Errorf("log: revisions %d..%d have no event", next, to)
+	}
+	return out, nil
+}
+
+// watchResp is one watch response as a watcher got it.
+type watchResp struct {
+	Rev      int64 // header revision
+	Progress bool
+	Events   []wEvent
+}
+
+// watcher records the responses of watches at one site.
+type watcher struct {
+	name string
+	from int64 // the revision it started at
+	mu   sync.Mutex
+	resp []watchResp
+	got  int64 // the newest revision of an event it got
+	err  error
+}
+
+// watch opens a watch of every key from revision from (0: from now on, with the
+// start revision taken from the created notification) with prev_kv and progress
+// notifications, and records it until ctx ends or stop reports true.
+func (w *watcher) watch(ctx context.Context, c *clientv3.Client, from int64, stop func(*watcher) bool) {
+	opts := []clientv3.OpOption{clientv3.WithFromKey(), clientv3.WithPrevKV(), clientv3.WithProgressNotify(), clientv3.WithCreatedNotify()}
+	if from > 0 {
+		opts = append(opts, clientv3.WithRev(from))
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	for r := range c.Watch(clientv3.WithRequireLeader(ctx), "\x00", opts...) {
+		if err := r.Err(); err != nil {
+			w.mu.Lock()
+			w.err = err
+			w.mu.Unlock()
+			return
+		}
+		w.mu.Lock()
+		if r.Created {
+			if w.from == 0 {
+				w.from = r.Header.Revision + 1
+			}
+			w.mu.Unlock()
+			continue
+		}
+		wr := watchResp{Rev: r.Header.Revision, Progress: r.IsProgressNotify()}
+		for _, ev := range r.Events {
+			e := wEvent{Rev: ev.Kv.ModRevision, Put: ev.Type == clientv3.EventTypePut, Key: string(ev.Kv.Key), Value: string(ev.Kv.Value),
+				Create: ev.Kv.CreateRevision, Ver: ev.Kv.Version}
+			if ev.PrevKv != nil {
+				e.HasPrev, e.Prev, e.PrevModRev = true, string(ev.PrevKv.Value), ev.PrevKv.ModRevision
+			}
+			wr.Events = append(wr.Events, e)
+			w.got = max(w.got, e.Rev)
+		}
+		w.resp = append(w.resp, wr)
+		done := stop != nil && stop(w)
+		w.mu.Unlock()
+		if done {
+			return
+		}
+	}
+}
+
+// reached reports whether the watcher has got an event at rev or later.
+func (w *watcher) reached(rev int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.got >= rev || w.err != nil
+}
+
+// check checks the watcher's responses against the site's log (which starts at
+// revision logFrom) and the guarantees above.
+func (w *watcher) check(log []wEvent, logFrom int64) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil {
+		return fmt.Errorf("watcher %s: %w", w.name, w.err)
+	}
+	want := log
+	for len(want) > 0 && want[0].Rev < w.from {
+		want = want[1:]
+	}
+	i := 0 // the next log event the watcher should get
+	last := int64(0)
+	for _, r := range w.resp {
+		if r.Progress {
+			// bookmarkable: every event up to r.Rev has arrived.
+			if i < len(want) && want[i].Rev <= r.Rev {
+				return fmt.Errorf("watcher %s: bookmarkable: progress at revision %d before the event %v", w.name, r.Rev, want[i])
+			}
+			continue
+		}
+		for j, e := range r.Events {
+			switch {
+			case j == 0 && e.Rev == last && i < len(want) && want[i].Rev == last:
+				return fmt.Errorf("watcher %s: atomic: revision %d split across responses", w.name, last)
+			case e.Rev < last:
+				return fmt.Errorf("watcher %s: ordered: %v after revision %d", w.name, e, last)
+			case i >= len(want):
+				return fmt.Errorf("watcher %s: unique: %v is past the log's end or a repeat", w.name, e)
+			case e.Rev < want[i].Rev:
+				return fmt.Errorf("watcher %s: unique: %v again (next expected %v)", w.name, e, want[i])
+			case e.Rev > want[i].Rev || e.Key != want[i].Key:
+				return fmt.Errorf("watcher %s: reliable: got %v, missed %v", w.name, e, want[i])
+			case !sameEvent(e, want[i]):
+				return fmt.Errorf("watcher %s: event %v, the log has %v", w.name, e, want[i])
+			}
+			if err := createRight(e, want[i]); err != nil {
+				return fmt.Errorf("watcher %s: %w", w.name, err)
+			}
+			last = e.Rev
+			i++
+		}
+	}
+	if i < len(want) {
+		return fmt.Errorf("watcher %s: reliable: stopped before %v (%d of %d events)", w.name, want[i], i, len(want))
+	}
+	return nil
+}
+
+// createRight checks an event's create flag and prev_kv against the log's view of
+// whether the key existed.
+func createRight(got, want wEvent) error {
+	create := got.Put && got.Create == got.Rev
+	switch {
+	case create != (got.Put && !want.PrevExisting):
+		return fmt.Errorf("create right: %v (the key existed before: %v)", got, want.PrevExisting)
+	case got.Put && create != (got.Ver == 1):
+		return fmt.Errorf("create right: %v has version %d", got, got.Ver)
+	case got.HasPrev != want.PrevExisting:
+		return fmt.Errorf("prev_kv right: %v (the key existed before: %v)", got, want.PrevExisting)
+	}
+	return nil
+}
+
+// prevRight checks the log itself: an event's prev_kv is the key's previous event.
+func prevRight(log []wEvent) error {
+	lastOf := map[string]wEvent{}
+	for _, e := range log {
+		prev, seen := lastOf[e.Key]
+		live := seen && prev.Put
+		switch {
+		case seen && live != e.HasPrev:
+			return fmt.Errorf("log: prev_kv right: %v after %v", e, prev)
+		case live && (e.Prev != prev.Value || e.PrevModRev != prev.Rev):
+			return fmt.Errorf("log: prev_kv right: %v, previous event %v", e, prev)
+		case !e.Put && !e.HasPrev:
+			return fmt.Errorf("log: a delete of an absent key: %v", e)
+		}
+		lastOf[e.Key] = e
+	}
+	return nil
+}
