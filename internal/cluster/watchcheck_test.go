@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -89,6 +90,7 @@ func siteLog(st *store.Store, from int64) ([]wEvent, error) {
 type watchResp struct {
 	Rev      int64 // header revision
 	Progress bool
+	Created  bool
 	Events   []wEvent
 }
 
@@ -124,6 +126,7 @@ func (w *watcher) watch(ctx context.Context, c *clientv3.Client, from int64, sto
 			if w.from == 0 {
 				w.from = r.Header.Revision + 1
 			}
+			w.resp = append(w.resp, watchResp{Rev: r.Header.Revision, Created: true})
 			w.mu.Unlock()
 			continue
 		}
@@ -167,38 +170,77 @@ func (w *watcher) check(log []wEvent, logFrom int64) error {
 	}
 	i := 0 // the next log event the watcher should get
 	last := int64(0)
-	for _, r := range w.resp {
-		if r.Progress {
-			// bookmarkable: every event up to r.Rev has arrived.
-			if i < len(want) && want[i].Rev <= r.Rev {
-				return fmt.Errorf("watcher %s: bookmarkable: progress at revision %d before the event %v", w.name, r.Rev, want[i])
-			}
-			continue
+	for n, r := range w.resp {
+		if err := w.checkResp(r, want[i:], last); err != nil {
+			return fmt.Errorf("%w; responses before: %s", err, transcript(w.resp[max(0, n-8):n+1]))
 		}
-		for j, e := range r.Events {
-			switch {
-			case j == 0 && e.Rev == last && i < len(want) && want[i].Rev == last:
-				return fmt.Errorf("watcher %s: atomic: revision %d split across responses", w.name, last)
-			case e.Rev < last:
-				return fmt.Errorf("watcher %s: ordered: %v after revision %d", w.name, e, last)
-			case i >= len(want):
-				return fmt.Errorf("watcher %s: unique: %v is past the log's end or a repeat", w.name, e)
-			case e.Rev < want[i].Rev:
-				return fmt.Errorf("watcher %s: unique: %v again (next expected %v)", w.name, e, want[i])
-			case e.Rev > want[i].Rev || e.Key != want[i].Key:
-				return fmt.Errorf("watcher %s: reliable: got %v, missed %v", w.name, e, want[i])
-			case !sameEvent(e, want[i]):
-				return fmt.Errorf("watcher %s: event %v, the log has %v", w.name, e, want[i])
-			}
-			if err := createRight(e, want[i]); err != nil {
-				return fmt.Errorf("watcher %s: %w", w.name, err)
-			}
+		for _, e := range r.Events {
 			last = e.Rev
 			i++
 		}
 	}
 	if i < len(want) {
 		return fmt.Errorf("watcher %s: reliable: stopped before %v (%d of %d events)", w.name, want[i], i, len(want))
+	}
+	return nil
+}
+
+// transcript describes responses briefly: c for created, p for progress, and
+// the events' revisions, with their header revisions.
+func transcript(resps []watchResp) string {
+	var b strings.Builder
+	for _, r := range resps {
+		switch {
+		case r.Created:
+			fmt.Fprintf(&b, " created@%d", r.Rev)
+		case r.Progress:
+			fmt.Fprintf(&b, " progress@%d", r.Rev)
+		default:
+			revs := make([]int64, len(r.Events))
+			for i, e := range r.Events {
+				revs[i] = e.Rev
+			}
+			fmt.Fprintf(&b, " events%v@%d", revs, r.Rev)
+		}
+	}
+	return b.String()
+}
+
+// checkResp checks one response, given the log events the watcher has yet to
+// get and the revision of the last event it got.
+func (w *watcher) checkResp(r watchResp, want []wEvent, last int64) error {
+	switch {
+	case r.Created:
+		return nil
+	case r.Progress && r.Rev < last:
+		// bookmarkable: a client resumes after a progress notification's revision.
+		return fmt.Errorf("watcher %s: bookmarkable: progress at revision %d after an event at %d", w.name, r.Rev, last)
+	case r.Progress && len(want) > 0 && want[0].Rev <= r.Rev:
+		return fmt.Errorf("watcher %s: bookmarkable: progress at revision %d before the event %v", w.name, r.Rev, want[0])
+	case r.Progress:
+		return nil
+	}
+	i := 0
+	for j, e := range r.Events {
+		switch {
+		case j == 0 && e.Rev == last && i < len(want) && want[i].Rev == last:
+			return fmt.Errorf("watcher %s: atomic: revision %d split across responses", w.name, last)
+		case e.Rev < last:
+			return fmt.Errorf("watcher %s: ordered: %v after revision %d", w.name, e, last)
+		case i >= len(want):
+			return fmt.Errorf("watcher %s: unique: %v is past the log's end or a repeat", w.name, e)
+		case e.Rev < want[i].Rev:
+			return fmt.Errorf("watcher %s: unique: %v again (next expected %v)", w.name, e, want[i])
+		case e.Rev > want[i].Rev || e.Key != want[i].Key:
+			return fmt.Errorf("watcher %s: reliable: got %v, missed %v", w.name, e, want[i])
+		case !sameEvent(e, want[i]):
+			return fmt.Errorf("watcher %s: event %v, the log has %v", w.name, e, want[i])
+		}
+		if err := createRight(e, want[i]); err != nil {
+			return fmt.Errorf("watcher %s: %w", w.name, err)
+		}
+		last = e.Rev
+		i++
 	}
 	return nil
 }
