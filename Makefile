@@ -6,7 +6,7 @@ export CGO_ENABLED := 1
 BIN ?= ./rhizome
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: run test build static docs
+.PHONY: run test build static docs fuzz
 
 # One site with a default data directory (./default.rhizome), clients on
 # 127.0.0.1:2379. The recipe execs the built binary, so Ctrl-C reaches rhizome
@@ -34,3 +34,15 @@ test:
 	bash scripts/bins.sh all
 	go vet ./...
 	go test -count=1 -timeout 60m ./...
+
+# Every fuzz target for FUZZTIME each (go test -fuzz takes one target at a time);
+# new inputs that fail are kept under the package's testdata/fuzz/ and replayed
+# by every later `go test`.
+FUZZTIME ?= 30s
+FUZZ_TARGETS := ./sync/peer:FuzzDecode ./sync/peer:FuzzHandle ./crdt:FuzzDecodeChange \
+	./crdt:FuzzDecodeDoc ./etcdshim:FuzzRequest ./crdt/kube/validate:FuzzObject
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}"; \
+	done

@@ -15,11 +15,11 @@ import (
 )
 
 // openStore opens a store that rebases and collects often, so faults meet them.
-func openStore(t *testing.T, site string) *store.Store {
+func openStore(t testing.TB, site string) *store.Store {
 	return openSyncedStore(t, site, 3)
 }
 
-func openSyncedStore(t *testing.T, site string, rebaseEdits int) *store.Store {
+func openSyncedStore(t testing.TB, site string, rebaseEdits int) *store.Store {
 	t.Helper()
 	cfg := store.DefaultConfig()
 	cfg.InMemory, cfg.Site, cfg.Replicated = true, site, true

@@ -7,6 +7,8 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -207,4 +209,61 @@ func TestRunnersOverFabric(t *testing.T) {
 	if st := f.Stats(); st.Dropped == 0 || st.Duplicated == 0 || st.Reordered == 0 || st.Broken == 0 {
 		t.Fatalf("the fabric injected too little: %+v", st)
 	}
+}
+
+// TestRunnerRefusesBadChange sends a runner a batch whose change does not decode:
+// the runner ends the stream, logs the peer, and its store is untouched.
+func TestRunnerRefusesBadChange(t *testing.T) {
+	f := NewFabric(1)
+	st := openStore(t, "b")
+	var logs syncBuffer
+	cfg := DefaultConfig()
+	cfg.Logger, cfg.Transport = slog.New(slog.NewTextHandler(&logs, nil)), f.Transport("b")
+	r, err := NewRunner(cfg, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	before, _ := st.Digest()
+	out, err := f.Transport("evil").Dial(context.Background(), "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := Message{Kind: KindBatch, From: "evil", Changes: []store.Change{{Origin: "evil", Seq: 1, Key: []byte("/k"), Body: []byte("not a change")}}}
+	if _, err := out.Send(&bad); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(logs.String(), "refusing a peer's stream") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no warning logged: %s", logs.String())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !strings.Contains(logs.String(), "peer=evil") {
+		t.Fatalf("the warning does not name the peer: %s", logs.String())
+	}
+	if _, err := out.Send(&bad); err == nil {
+		t.Fatal("the stream still takes messages after a refused one")
+	}
+	if after, _ := st.Digest(); after != before || st.VersionVector()["evil"] != 0 {
+		t.Fatalf("the store changed: vv %v", st.VersionVector())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -379,16 +379,28 @@ func (r *Runner) setConnected(l *link, ok bool) {
 	l.connected = ok
 }
 
-// deliver serves one peer's incoming stream.
+// deliver serves one peer's incoming stream. A message that does not decode, or
+// that the engine refuses, ends the stream (the store is left as it was) and is
+// logged with the peer that sent it, if known.
 func (r *Runner) deliver(stream Inbound) error {
+	from, err := r.receive(stream)
+	if err != nil && r.ctx.Err() == nil && stream.Context().Err() == nil {
+		r.cfg.Logger.Warn("peer: refusing a peer's stream", "peer", from, "err", err)
+	}
+	return err
+}
+
+// receive handles a stream's messages until it ends; it returns the sender.
+func (r *Runner) receive(stream Inbound) (from string, _ error) {
 	for {
 		m, n, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return from, nil
 		}
 		if err != nil {
-			return err
+			return from, err
 		}
+		from = m.From
 		r.receivedBytes.WithLabelValues(m.From).Add(float64(n))
 		r.peersMu.Lock()
 		if l := r.peers[m.From]; l != nil {
@@ -399,7 +411,7 @@ func (r *Runner) deliver(stream Inbound) error {
 		replies, err := r.engine.Handle(stream.Context(), m)
 		r.mu.Unlock()
 		if err != nil {
-			return fmt.Errorf("peer: handling message from %s: %w", m.From, err)
+			return from, fmt.Errorf("peer: handling message from %s: %w", m.From, err)
 		}
 		for _, e := range replies {
 			if e.Msg.Kind == KindSnapshot {

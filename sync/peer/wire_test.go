@@ -1,6 +1,9 @@
 package peer
 
 import (
+	"context"
+	"fmt"
+	"maps"
 	"reflect"
 	"testing"
 
@@ -38,4 +41,53 @@ func FuzzDecode(f *testing.F) {
 			}
 		}
 	})
+}
+
+// FuzzHandle hands arbitrary messages, as a peer might send them, to an Engine
+// over a real store: nothing may panic, and a message the engine refuses (an
+// error) must leave the store as it was.
+func FuzzHandle(f *testing.F) {
+	ctx := context.Background()
+	src := openStore(f, "a")
+	for i := range 3 {
+		if _, err := src.Update(ctx, func(tx *store.WriteTxn) error {
+			return tx.Put([]byte(fmt.Sprint("/k/", i)), []byte(fmt.Sprintf(`{"n":%d}`, i)), 0)
+		}); err != nil {
+			f.Fatal(err)
+		}
+	}
+	changes, err := src.Changes("a", 0, 10)
+	if err != nil {
+		f.Fatal(err)
+	}
+	snap, err := src.Snapshot(ctx)
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add((&Message{Kind: KindBatch, From: "a", VV: src.VersionVector(), Changes: changes}).encode())
+	f.Add((&Message{Kind: KindPull, From: "a", VV: src.VersionVector()}).encode())
+	f.Add((&Message{Kind: KindSnapshot, From: "a", SnapID: 1, Parts: 1, Snap: &snap}).encode())
+	st := openStore(f, "b")
+	e := NewEngine(st, 50)
+	e.SetCounted([]string{"a", "b"})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var m Message
+		if m.decode(b) != nil {
+			return
+		}
+		vv, before := st.VersionVector(), digest(t, st)
+		if _, err := e.Handle(ctx, m); err != nil {
+			if after := digest(t, st); after != before || !maps.Equal(vv, st.VersionVector()) {
+				t.Fatalf("a refused message (%v) changed the store", err)
+			}
+		}
+	})
+}
+
+func digest(t *testing.T, st *store.Store) [32]byte {
+	d, err := st.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }
