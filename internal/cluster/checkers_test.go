@@ -121,3 +121,22 @@ func TestWatchCheckCatches(t *testing.T) {
 		t.Fatalf("prevRight of a wrong prev_kv: %v", err)
 	}
 }
+
+// TestWatchCheckClientResume: a watch opened at "now" may get the event at its
+// created revision once, if clientv3 resumed it before its first event; not a
+// repeat of an event it already had.
+func TestWatchCheckClientResume(t *testing.T) {
+	log := []wEvent{
+		{Rev: 2, Put: true, Key: "a", Value: "1", Create: 2, Ver: 1},
+		{Rev: 3, Put: true, Key: "a", Value: "2", Create: 2, Ver: 2, HasPrev: true, Prev: "1", PrevModRev: 2, PrevExisting: true},
+	}
+	strip := func(e wEvent) []wEvent { e.PrevExisting = false; return []wEvent{e} }
+	resumed := &watcher{name: "resumed", from: 3, now: 2, resp: []watchResp{{Rev: 2, Created: true}, {Events: strip(log[0])}, {Events: strip(log[1])}}}
+	if err := resumed.check(log, 2); err != nil {
+		t.Fatal(err)
+	}
+	repeat := &watcher{name: "repeat", from: 3, now: 2, resp: []watchResp{{Rev: 2, Created: true}, {Events: strip(log[1])}, {Events: strip(log[0])}}}
+	if err := repeat.check(log, 2); err == nil || !strings.Contains(err.Error(), "ordered") {
+		t.Fatalf("an old event after a newer one: %v", err)
+	}
+}

@@ -98,6 +98,11 @@ type watchResp struct {
 type watcher struct {
 	name string
 	from int64 // the revision it started at
+	// now is the revision a watch opened without one was created at: clientv3
+	// resumes such a watch from there (not the next one) if its stream breaks
+	// before the first event, so that event may come too (etcd's own client
+	// rule, as with etcd).
+	now int64
 	mu   sync.Mutex
 	resp []watchResp
 	got  int64 // the newest revision of an event it got
@@ -124,7 +129,7 @@ func (w *watcher) watch(ctx context.Context, c *clientv3.Client, from int64, sto
 		w.mu.Lock()
 		if r.Created {
 			if w.from == 0 {
-				w.from = r.Header.Revision + 1
+				w.from, w.now = r.Header.Revision+1, r.Header.Revision
 			}
 			w.resp = append(w.resp, watchResp{Rev: r.Header.Revision, Created: true})
 			w.mu.Unlock()
@@ -164,8 +169,12 @@ func (w *watcher) check(log []wEvent, logFrom int64) error {
 	if w.err != nil {
 		return fmt.Errorf("watcher %s: %w", w.name, w.err)
 	}
+	from := w.from
+	if first := w.firstEvent(); w.now > 0 && first == w.now {
+		from = w.now
+	}
 	want := log
-	for len(want) > 0 && want[0].Rev < w.from {
+	for len(want) > 0 && want[0].Rev < from {
 		want = want[1:]
 	}
 	i := 0 // the next log event the watcher should get
@@ -183,6 +192,16 @@ func (w *watcher) check(log []wEvent, logFrom int64) error {
 		return fmt.Errorf("watcher %s: reliable: stopped before %v (%d of %d events)", w.name, want[i], i, len(want))
 	}
 	return nil
+}
+
+// firstEvent returns the revision of the first event the watcher got (0: none).
+func (w *watcher) firstEvent() int64 {
+	for _, r := range w.resp {
+		if len(r.Events) > 0 {
+			return r.Events[0].Rev
+		}
+	}
+	return 0
 }
 
 // transcript describes responses briefly: c for created, p for progress, and
