@@ -95,11 +95,15 @@ func runChaos(t *testing.T, seed uint64) error {
 	defer cancel()
 	rng := rand.New(rand.NewPCG(seed, 2))
 	cfg := DefaultConfig()
-	cfg.Seed = seed
+	cfg.Seed, cfg.ClockSkew = seed, time.Hour
 	cfg.Faults = peer.Faults{Drop: 0.05, Duplicate: 0.05, Reorder: 0.1, ReorderDelay: 5 * time.Millisecond, Jitter: time.Millisecond}
 	c := startCluster(t, cfg)
 	cs := &clients{t: t}
 	names := c.Names()
+	leases := map[string]*[]clientv3.LeaseID{}
+	for _, n := range names {
+		leases[n] = new([]clientv3.LeaseID)
+	}
 	last := map[string]final{}
 	var lastMu sync.Mutex
 	for step := range 80 {
@@ -111,7 +115,7 @@ func runChaos(t *testing.T, seed uint64) error {
 			for _, s := range c.Running() {
 				w := randomWrite(rng, s.Name, step)
 				wg.Go(func() {
-					if err := w.do(ctx, cs.of(s)); err != nil {
+					if err := w.do(ctx, cs.of(s), leases[s.Name]); err != nil {
 						errs <- fmt.Errorf("step %d: %s at %s: %w", step, w, s.Name, err)
 						return
 					}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math/rand/v2"
 	"net"
 	"path/filepath"
 	"slices"
@@ -44,6 +45,9 @@ type Config struct {
 	GCInterval  time.Duration
 	// SyncWrites fsyncs every commit (store.Config.SyncWrites).
 	SyncWrites bool
+	// ClockSkew sets each site's clock (its store's and runner's) off the real
+	// one by up to this much either way, drawn from Seed; merges must not care.
+	ClockSkew time.Duration
 	// Failpoint, when set, is every store's failpoint hook, called with the
 	// site's name (store.Config.Failpoint).
 	Failpoint func(site, name string) error
@@ -68,6 +72,8 @@ func (c Config) Validate() error {
 		return errors.New("cluster: config: AntiEntropyInterval, Redial, MaxBatch and GCInterval must be positive")
 	case c.Logger == nil:
 		return errors.New("cluster: config: Logger is required")
+	case c.ClockSkew < 0:
+		return errors.New("cluster: config: ClockSkew is negative")
 	}
 	return c.Faults.Validate()
 }
@@ -92,11 +98,13 @@ type Site struct {
 	// Endpoint is host:port of its etcd API; it stays the same across restarts,
 	// so a client keeps reconnecting to it.
 	Endpoint string
-	Store    *store.Store
-	Hub      *watch.Hub
-	Runner   *peer.Runner
-	api      *etcdshim.Server
-	ln       net.Listener
+	// Skew is how far its clock is off the real one (Config.ClockSkew).
+	Skew   time.Duration
+	Store  *store.Store
+	Hub    *watch.Hub
+	Runner *peer.Runner
+	api    *etcdshim.Server
+	ln     net.Listener
 }
 
 // Start starts every site, each already knowing all the others as peers.
@@ -108,9 +116,13 @@ func Start(cfg Config) (*Cluster, error) {
 	if err := c.Fabric.SetFaults(cfg.Faults); err != nil {
 		return nil, err
 	}
+	rng := rand.New(rand.NewPCG(cfg.Seed, 4))
 	for i := range cfg.Sites {
 		name := fmt.Sprintf("s%d", i)
 		s := &Site{Name: name, Dir: filepath.Join(cfg.Dir, name), Endpoint: "127.0.0.1:0"}
+		if cfg.ClockSkew > 0 {
+			s.Skew = time.Duration(rng.Int64N(int64(2*cfg.ClockSkew))) - cfg.ClockSkew
+		}
 		if err := c.open(s); err != nil {
 			c.Close()
 			return nil, err
@@ -141,6 +153,7 @@ func (c *Cluster) open(s *Site) error {
 	scfg.SyncWrites, scfg.RebaseEdits, scfg.GCInterval = c.cfg.SyncWrites, c.cfg.RebaseEdits, c.cfg.GCInterval
 	scfg.MemoryBudget, scfg.Validator = store.MinMemoryBudget, validate.Object
 	scfg.Logger = c.cfg.Logger.With("site", s.Name)
+	scfg.Now = func() time.Time { return time.Now().Add(s.Skew) }
 	if fp := c.cfg.Failpoint; fp != nil {
 		scfg.Failpoint = func(name string) error { return fp(s.Name, name) }
 	}
@@ -168,7 +181,7 @@ func (c *Cluster) open(s *Site) error {
 	}
 	pcfg := peer.DefaultConfig()
 	pcfg.AntiEntropyInterval, pcfg.Redial, pcfg.MaxBatch = c.cfg.AntiEntropyInterval, c.cfg.Redial, c.cfg.MaxBatch
-	pcfg.Logger, pcfg.Transport = scfg.Logger, c.Fabric.Transport(s.Name)
+	pcfg.Logger, pcfg.Transport, pcfg.Now = scfg.Logger, c.Fabric.Transport(s.Name), scfg.Now
 	runner, err := peer.NewRunner(pcfg, st)
 	if err != nil {
 		ln.Close()

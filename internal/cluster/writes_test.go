@@ -20,6 +20,8 @@ type write struct {
 	del        bool
 	own        bool // only this site writes key
 	create     bool // a Txn that puts only if the key is absent here
+	lease      bool // a put attached to a new lease
+	revoke     bool // revokes the newest lease this site's client granted
 }
 
 func (w write) String() string {
@@ -28,6 +30,10 @@ func (w write) String() string {
 		return "delete " + w.key
 	case w.create:
 		return "create " + w.key
+	case w.lease:
+		return "put with a lease " + w.key
+	case w.revoke:
+		return "revoke a lease"
 	}
 	return "put " + w.key
 }
@@ -41,7 +47,11 @@ func randomWrite(rng *rand.Rand, site string, step int) write {
 	key := fmt.Sprintf("/shared/%d", rng.IntN(3))
 	field := []string{"a", "b", "c"}[rng.IntN(3)]
 	value := fmt.Sprintf(`{"metadata":{"name":"x"},%q:{"by":%q,"step":%d}}`, field, site, step)
-	switch rng.IntN(6) {
+	switch rng.IntN(8) {
+	case 6:
+		return write{key: "/shared/leased/" + site, value: value, lease: true}
+	case 7:
+		return write{revoke: true}
 	case 0:
 		return write{key: key, del: true}
 	case 1:
@@ -52,12 +62,24 @@ func randomWrite(rng *rand.Rand, site string, step int) write {
 	return write{key: key, value: value}
 }
 
-// do sends the write to a site's etcd API.
-func (w write) do(ctx context.Context, c *clientv3.Client) error {
+// do sends the write to a site's etcd API; leases lists the leases granted
+// there, newest last.
+func (w write) do(ctx context.Context, c *clientv3.Client, leases *[]clientv3.LeaseID) error {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	var err error
 	switch {
+	case w.lease:
+		var l *clientv3.LeaseGrantResponse
+		if l, err = c.Grant(ctx, 600); err == nil {
+			*leases = append(*leases, l.ID)
+			_, err = c.Put(ctx, w.key, w.value, clientv3.WithLease(l.ID))
+		}
+	case w.revoke:
+		if n := len(*leases); n > 0 {
+			_, err = c.Revoke(ctx, (*leases)[n-1])
+			*leases = (*leases)[:n-1]
+		}
 	case w.del:
 		_, err = c.Delete(ctx, w.key)
 	case w.create:
