@@ -102,7 +102,7 @@ type watcher struct {
 	// resumes such a watch from there (not the next one) if its stream breaks
 	// before the first event, so that event may come too (etcd's own client
 	// rule, as with etcd).
-	now int64
+	now  int64
 	mu   sync.Mutex
 	resp []watchResp
 	got  int64 // the newest revision of an event it got
