@@ -39,5 +39,20 @@
 // report brings them back to zero.
 //
 // The Engine is pure protocol logic, driven by its caller (the Runner in real
-// sites; a deterministic scheduler in tests), so a failing seed replays exactly.
+// sites; a deterministic scheduler, Network, in tests), so a failing seed
+// replays exactly.
+//
+// # Transports
+//
+// The Runner — reconnects, one mailbox per peer, backpressure, gap detection —
+// talks to peers through a Transport: one-way streams of Messages, dialled to a
+// peer and accepted from peers. GRPC is the transport between real sites (one
+// gRPC client stream per peer, TLS and keepalives). Fabric is an in-memory one in
+// normal code, for tests and internal/cluster: it partitions and cuts sites
+// (breaking their streams and refusing dials until healed) and delays, drops,
+// duplicates and reorders messages, from a seeded source. The Runner holds its
+// lock on the Engine only while the Engine computes, never across the store's
+// fsyncs (Engine.SetUnlocker). A stream whose message does not decode, or that
+// the Engine refuses, is ended and logged with the peer that sent it; the store
+// is left as it was.
 package peer

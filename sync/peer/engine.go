@@ -87,6 +87,8 @@ type Engine struct {
 	log      *slog.Logger
 	stats    Stats
 	catching map[string]catchUp // peers this site is catching up from
+	// unlock is called around the store's slow calls (SetUnlocker).
+	unlock func() (relock func())
 }
 
 // Stats counts what an Engine has done since it was made.
@@ -114,7 +116,22 @@ type incoming struct {
 func NewEngine(st Store, maxBatch int) *Engine {
 	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
 		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
-		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp)}
+		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} }}
+}
+
+// SetUnlocker sets what the engine calls before each store call that writes
+// (and fsyncs) or reads the whole store — ApplyRemote, InstallSnapshot,
+// Snapshot — and, through the function it returns, after it: a caller that
+// serialises the engine under a lock releases the lock there, so that the lock
+// is never held across an fsync. The engine touches none of its own state in
+// between; the store orders concurrent writes itself.
+func (e *Engine) SetUnlocker(unlock func() (relock func())) { e.unlock = unlock }
+
+// outside runs a slow store call outside the caller's lock (SetUnlocker).
+func outside[T any](e *Engine, call func() (T, error)) (T, error) {
+	relock := e.unlock()
+	defer relock()
+	return call()
 }
 
 // SetLogger sets where the engine logs catch-ups and snapshots (nowhere by default).
@@ -396,7 +413,7 @@ func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (
 
 // snapshot sends a peer this site's whole state, in parts.
 func (e *Engine) snapshot(ctx context.Context, to string) ([]Envelope, error) {
-	snap, err := e.st.Snapshot(ctx)
+	snap, err := outside(e, func() (store.Snapshot, error) { return e.st.Snapshot(ctx) })
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +475,7 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	if e.st.Collected()[self] > snap.VV[self] {
 		return skip("older than what every site holds of this one")
 	}
-	if err := e.st.InstallSnapshot(ctx, snap); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
+	if _, err := outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshot(ctx, snap) }); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
 		return skip(err.Error())
 	} else if err != nil {
 		return nil, err
@@ -473,7 +490,7 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 // It reports whether a change was left behind a gap in its origin's sequence.
 func (e *Engine) apply(ctx context.Context, changes []store.Change) (gap bool, err error) {
 	for len(changes) > 0 {
-		n, err := e.st.ApplyRemote(ctx, changes)
+		n, err := outside(e, func() (int, error) { return e.st.ApplyRemote(ctx, changes) })
 		if err != nil {
 			return false, err
 		}

@@ -267,3 +267,67 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// slowStore holds every ApplyRemote until released, as a long fsync would.
+type slowStore struct {
+	*store.Store
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *slowStore) ApplyRemote(ctx context.Context, changes []store.Change) (int, error) {
+	s.entered <- struct{}{}
+	<-s.release
+	return s.Store.ApplyRemote(ctx, changes)
+}
+
+// TestRunnerNotLockedAcrossWrites: while a merge is being written (an fsync),
+// the runner still answers for its state and pulls and pushes to other peers.
+func TestRunnerNotLockedAcrossWrites(t *testing.T) {
+	ctx := context.Background()
+	f := NewFabric(1)
+	src := openStore(t, "a")
+	if _, err := src.Update(ctx, func(tx *store.WriteTxn) error { return tx.Put([]byte("/k"), []byte("v"), 0) }); err != nil {
+		t.Fatal(err)
+	}
+	changes, err := src.Changes("a", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow := &slowStore{Store: openStore(t, "b"), entered: make(chan struct{}, 1), release: make(chan struct{})}
+	cfg := DefaultConfig()
+	cfg.Logger, cfg.Transport = slog.New(slog.DiscardHandler), f.Transport("b")
+	r, err := NewRunner(cfg, slow)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	out, err := f.Transport("a").Dial(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := out.Send(&Message{Kind: KindBatch, From: "a", Changes: changes}); err != nil {
+		t.Fatal(err)
+	}
+	<-slow.entered
+	done := make(chan struct{})
+	go func() {
+		r.Sites()
+		r.Stats()
+		r.SetCounted([]string{"a", "b"})
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		close(slow.release)
+		t.Fatal("the runner's state is locked while a merge is written")
+	}
+	close(slow.release)
+	for slow.VersionVector()["a"] != changes[len(changes)-1].Seq {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := r.Stats().Merged; got != uint64(len(changes)) {
+		t.Fatalf("merged %d, want %d", got, len(changes))
+	}
+}

@@ -77,7 +77,9 @@ type Runner struct {
 	st  LiveStore
 	tr  Transport
 
-	mu     sync.Mutex // guards engine, vvSent and history
+	// mu guards engine, vvSent and history. It is not held across the store's
+	// writes: the engine releases it around them (Engine.SetUnlocker).
+	mu     sync.Mutex
 	engine *Engine
 	// vvSent is when each peer was last told this site's version vector: pushes
 	// carry it at most every vvEvery, so peers learn soon what is stable without
@@ -117,6 +119,8 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), vvSent: map[string]time.Time{}, peers: map[string]*link{}, ctx: ctx, cancel: cancel,
 		history: vvLog{max: historySamples, merge: historyMerge}}
 	r.engine.SetLogger(cfg.Logger)
+	// The engine is used under r.mu, but not across the store's fsyncs.
+	r.engine.SetUnlocker(func() func() { r.mu.Unlock(); return r.mu.Lock })
 	if err := r.registerMetrics(); err != nil {
 		cancel()
 		return nil, err
