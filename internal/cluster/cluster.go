@@ -80,8 +80,10 @@ func (c Config) Validate() error {
 
 // Cluster is N sites in one process: each a real store, watch hub, etcd API on a
 // loopback port and sync runner, the runners talking over one peer.Fabric. Every
-// site counts every other (nothing is forgotten). Its methods are safe for
-// concurrent use, but a site being crashed or restarted is not running meanwhile.
+// site counts every other (nothing is forgotten). Partition, Disconnect, Heal
+// and the fabric's methods may be called from any goroutine; Crash and Restart
+// change a Site's fields, so call them from the goroutine that drives the test,
+// not while another method (EnsureSame, Running) runs.
 type Cluster struct {
 	cfg    Config
 	Fabric *peer.Fabric

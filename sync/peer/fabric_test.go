@@ -324,10 +324,14 @@ func TestRunnerNotLockedAcrossWrites(t *testing.T) {
 		t.Fatal("the runner's state is locked while a merge is written")
 	}
 	close(slow.release)
-	for slow.VersionVector()["a"] != changes[len(changes)-1].Seq {
+	deadline := time.Now().Add(5 * time.Second)
+	for r.Stats().Merged != uint64(len(changes)) {
+		if time.Now().After(deadline) {
+			t.Fatalf("merged %d, want %d", r.Stats().Merged, len(changes))
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if got := r.Stats().Merged; got != uint64(len(changes)) {
-		t.Fatalf("merged %d, want %d", got, len(changes))
+	if slow.VersionVector()["a"] != changes[len(changes)-1].Seq {
+		t.Fatalf("holds %v after the merge", slow.VersionVector())
 	}
 }
