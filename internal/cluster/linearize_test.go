@@ -18,8 +18,8 @@ import (
 )
 
 // TestLinearizable checks one site's etcd API while it syncs: four clients send
-// Kubernetes- and etcd-shaped requests (get, list, put, delete, and optimistic
-// updates by Txn on mod_revision) to site s0 while s1 and s2 write the same keys,
+// Kubernetes- and etcd-shaped requests (get, list, put, delete, DeleteRange of a
+// prefix, and optimistic updates by Txn on mod_revision) to site s0 while s1 and s2 write the same keys,
 // the fabric drops, duplicates and reorders messages, s0 is cut off and healed,
 // and s0 crashes and restarts. The history — the clients' requests and, as a
 // "remote" client, every revision a merge committed — must be linearizable
@@ -45,7 +45,7 @@ var linKeys = []string{"/lin/a", "/lin/b", "/lin/c"}
 
 const (
 	linClients = 4
-	linOps     = 60 // per local client
+	linOps     = 60 // per local client, at least: they go on until the faults are over
 )
 
 // recorder collects the local clients' operations.
@@ -107,12 +107,12 @@ func runLinearizable(t *testing.T, seed uint64) error {
 		ws[1].watch(wctx, resumed, from, nil)
 	})
 
-	done := make(chan struct{})
+	done, faultsOver := make(chan struct{}), make(chan struct{})
 	var writers sync.WaitGroup
 	for i := range linClients {
 		cl := newClient(t, s0.Endpoint)
 		rng := rand.New(rand.NewPCG(seed, uint64(10+i)))
-		writers.Go(func() { localClient(ctx, cl, rng, i, rec) })
+		writers.Go(func() { localClient(ctx, cl, rng, i, rec, faultsOver) })
 	}
 	var remote sync.WaitGroup
 	for i, name := range []string{"s1", "s2"} {
@@ -135,6 +135,8 @@ func runLinearizable(t *testing.T, seed uint64) error {
 	if err := c.Restart("s0"); err != nil {
 		return err
 	}
+	time.Sleep(100 * time.Millisecond)
+	close(faultsOver)
 	writers.Wait()
 	close(done)
 	remote.Wait()
@@ -183,10 +185,18 @@ func runLinearizable(t *testing.T, seed uint64) error {
 	return nil
 }
 
-// localClient sends linOps random requests to s0.
-func localClient(ctx context.Context, c *clientv3.Client, rng *rand.Rand, id int, rec *recorder) {
+// localClient sends random requests to s0, at least linOps and until the faults
+// are over.
+func localClient(ctx context.Context, c *clientv3.Client, rng *rand.Rand, id int, rec *recorder, faultsOver <-chan struct{}) {
 	modRev := map[string]int64{} // the mod revision this client last read, per key
-	for n := range linOps {
+	for n := 0; ; n++ {
+		if n >= linOps {
+			select {
+			case <-faultsOver:
+				return
+			default:
+			}
+		}
 		key := linKeys[rng.IntN(len(linKeys))]
 		value := fmt.Sprintf("c%d-%d", id, n)
 		op := linOp{Client: id, Call: rec.now()}
@@ -214,10 +224,16 @@ func localClient(ctx context.Context, c *clientv3.Client, rng *rand.Rand, id int
 			if res, err = c.Put(rctx, key, value); err == nil {
 				op.Out = linOutput{Rev: res.Header.Revision}
 			}
-		case r < 70:
+		case r < 67:
 			op.In = linInput{Kind: opDelete, Key: key}
 			var res *clientv3.DeleteResponse
 			if res, err = c.Delete(rctx, key); err == nil {
+				op.Out = linOutput{Rev: res.Header.Revision, Deleted: res.Deleted}
+			}
+		case r < 70:
+			op.In = linInput{Kind: opPurge, Key: "/lin/"}
+			var res *clientv3.DeleteResponse
+			if res, err = c.Delete(rctx, "/lin/", clientv3.WithPrefix()); err == nil {
 				op.Out = linOutput{Rev: res.Header.Revision, Deleted: res.Deleted}
 			}
 		default:
@@ -307,7 +323,7 @@ func writes(op linOp) bool {
 	switch op.In.Kind {
 	case opPut:
 		return true
-	case opDelete:
+	case opDelete, opPurge:
 		return op.Out.Deleted > 0
 	case opCAS:
 		return op.Out.Succeeded

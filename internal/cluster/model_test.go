@@ -26,6 +26,7 @@ const (
 	opList   opKind = "list"   // Range of a prefix
 	opPut    opKind = "put"    // Put
 	opDelete opKind = "delete" // DeleteRange of one key
+	opPurge  opKind = "purge"  // DeleteRange of a prefix: one revision, several events
 	// opCAS is Kubernetes' optimistic update: Txn If mod_revision(key) == Rev
 	// Then Put Else Get.
 	opCAS opKind = "cas"
@@ -121,6 +122,15 @@ func step(s linState, in linInput, out linOutput) (bool, linState) {
 			return out.Rev == s.Rev && out.Deleted == 0, s
 		}
 		return out.Rev == s.Rev+1 && out.Deleted == 1, s.with(linKV{Key: in.Key, Deleted: true})
+	case opPurge:
+		var gone []linKV
+		for _, kv := range s.list(in.Key) {
+			gone = append(gone, linKV{Key: kv.Key, Deleted: true})
+		}
+		if len(gone) == 0 {
+			return out.Rev == s.Rev && out.Deleted == 0, s
+		}
+		return out.Rev == s.Rev+1 && out.Deleted == int64(len(gone)), s.with(gone...)
 	case opCAS:
 		cur, ok := s.KVs[in.Key]
 		if ok && cur.ModRev == in.Rev || !ok && in.Rev == 0 {
