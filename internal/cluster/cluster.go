@@ -9,6 +9,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -254,6 +255,19 @@ func (c *Cluster) Restart(name string) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return err
+}
+
+// Wipe deletes a crashed site's data directory, as a lost disk would: Restart
+// then starts it empty under the same name.
+func (c *Cluster) Wipe(name string) error {
+	s := c.Site(name)
+	if s == nil || s.Store != nil {
+		return fmt.Errorf("cluster: wipe %s: not crashed", name)
+	}
+	if err := os.RemoveAll(s.Dir); err != nil {
+		return fmt.Errorf("cluster: wipe %s: %w", name, err)
+	}
+	return nil
 }
 
 // Running lists the sites not crashed, in order.

@@ -4,7 +4,7 @@
 // runner, and the runners talk over one in-memory peer.Fabric, so a test can
 // Partition, Disconnect and Heal the sites, make the fabric drop, duplicate,
 // delay and reorder messages, Crash a site and Restart it from its data
-// directory, and then EnsureSame: wait until every running site holds the same
+// directory (or Wipe it first, as a lost disk), and then EnsureSame: wait until every running site holds the same
 // changes, the same state digest and the same keys and values.
 //
 // Membership is fixed (no gossip): every site knows every other as a peer and
