@@ -31,6 +31,11 @@ type NodesConfig struct {
 	// LeaseDuration is what the node's Lease promises; it is renewed every
 	// third of it, as the kubelet does (40s, renewed every 10s).
 	LeaseDuration time.Duration
+	// CompleteAfter, when positive, ends the pods that are not restarted
+	// (restartPolicy Never or OnFailure: a Job's) this long after they
+	// started, as if their containers exited 0, so Jobs complete. Zero
+	// keeps every pod running.
+	CompleteAfter time.Duration
 }
 
 // DefaultNodesConfig is three roomy nodes.
@@ -60,6 +65,9 @@ func (c NodesConfig) Validate() error {
 	if c.LeaseDuration < 3*time.Second {
 		return fmt.Errorf("kube: LeaseDuration %v is shorter than 3s", c.LeaseDuration)
 	}
+	if c.CompleteAfter < 0 {
+		return fmt.Errorf("kube: negative CompleteAfter %v", c.CompleteAfter)
+	}
 	return nil
 }
 
@@ -84,16 +92,28 @@ type Nodes struct {
 // ends. It fails tb if the nodes cannot be created.
 func StartNodes(tb testing.TB, client kubernetes.Interface, cfg NodesConfig) *Nodes {
 	tb.Helper()
-	if err := cfg.Validate(); err != nil {
+	n, err := RunNodes(client, cfg)
+	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(n.Close)
+	return n
+}
+
+// RunNodes registers the nodes and runs their stand-in kubelets until
+// Close, for a command rather than a test. On error nothing is left
+// running.
+func RunNodes(client kubernetes.Interface, cfg NodesConfig) (*Nodes, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Nodes{client: client, cfg: cfg, own: map[string]bool{}, cancel: cancel}
-	tb.Cleanup(n.stop)
 	for _, name := range cfg.Names {
 		n.own[name] = true
 		if err := n.register(ctx, name); err != nil {
-			tb.Fatal(err)
+			n.Close()
+			return nil, err
 		}
 	}
 
@@ -122,37 +142,47 @@ func StartNodes(tb testing.TB, client kubernetes.Interface, cfg NodesConfig) *No
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	}); err != nil {
-		tb.Fatal(err)
+		n.Close()
+		return nil, fmt.Errorf("kube: nodes: %w", err)
 	}
 	factory.Start(ctx.Done())
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		defer factory.Shutdown()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case key := <-queue:
-				obj, exists, err := pods.GetStore().GetByKey(key)
-				if err != nil || !exists {
-					continue
-				}
-				if err := n.syncPod(ctx, obj.(*corev1.Pod)); err != nil {
-					n.record(err)
-					// The next update of the pod, or the requeue, retries.
-					go func() {
-						select {
-						case <-time.After(time.Second):
-							enqueue(obj)
-						case <-ctx.Done():
-						}
-					}()
-				}
+		n.syncLoop(ctx, pods, queue, enqueue)
+	}()
+	return n, nil
+}
+
+// syncLoop plays the kubelet for each queued pod until ctx ends.
+func (n *Nodes) syncLoop(ctx context.Context, pods cache.SharedIndexInformer, queue <-chan string, enqueue func(any)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case key := <-queue:
+			obj, exists, err := pods.GetStore().GetByKey(key)
+			if err != nil || !exists {
+				continue
+			}
+			after, err := n.syncPod(ctx, obj.(*corev1.Pod))
+			if err != nil {
+				n.record(err)
+				// The next update of the pod, or the requeue, retries.
+				after = time.Second
+			}
+			if after > 0 {
+				go func() {
+					select {
+					case <-time.After(after):
+						enqueue(obj)
+					case <-ctx.Done():
+					}
+				}()
 			}
 		}
-	}()
-	return n
+	}
 }
 
 // Errors returns how many API calls of the stand-in kubelets failed (each
@@ -173,7 +203,8 @@ func (n *Nodes) record(err error) {
 	n.lastErr.Store(&err)
 }
 
-func (n *Nodes) stop() {
+// Close stops the stand-in kubelets; the Node objects stay.
+func (n *Nodes) Close() {
 	n.cancel()
 	n.wg.Wait()
 }
@@ -270,10 +301,11 @@ func (n *Nodes) renewLeases(ctx context.Context) {
 	}
 }
 
-// syncPod does what a kubelet would for a pod bound to one of the nodes.
-func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) error {
+// syncPod does what a kubelet would for a pod bound to one of the nodes;
+// a positive duration asks to be called again for the pod that much later.
+func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, error) {
 	if !n.own[pod.Spec.NodeName] {
-		return nil
+		return 0, nil
 	}
 	pods := n.client.CoreV1().Pods(pod.Namespace)
 	if pod.DeletionTimestamp != nil {
@@ -282,13 +314,30 @@ func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) error {
 			Preconditions:      &metav1.Preconditions{UID: &pod.UID},
 		})
 		if apierrors.IsNotFound(err) {
-			return nil
+			return 0, nil
 		}
-		return err
+		return 0, err
 	}
-	if pod.Status.Phase == corev1.PodRunning {
-		return nil
+	switch pod.Status.Phase {
+	case corev1.PodSucceeded, corev1.PodFailed:
+		return 0, nil
+	case corev1.PodRunning:
+		if n.cfg.CompleteAfter <= 0 || pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Status.StartTime == nil {
+			return 0, nil
+		}
+		if left := time.Until(pod.Status.StartTime.Add(n.cfg.CompleteAfter)); left > 0 {
+			return left, nil
+		}
+		_, err := pods.UpdateStatus(ctx, completed(pod), metav1.UpdateOptions{})
+		return 0, err
 	}
+	_, err := pods.UpdateStatus(ctx, running(pod), metav1.UpdateOptions{})
+	return 0, err
+}
+
+// running is pod as a kubelet reports it once its containers run and are
+// ready.
+func running(pod *corev1.Pod) *corev1.Pod {
 	now := metav1.Now()
 	p := pod.DeepCopy()
 	p.Status.Phase = corev1.PodRunning
@@ -312,6 +361,28 @@ func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) error {
 			State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
 	}
-	_, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	return err
+	return p
+}
+
+// completed is pod as a kubelet reports it once every container exited 0.
+func completed(pod *corev1.Pod) *corev1.Pod {
+	now := metav1.Now()
+	p := pod.DeepCopy()
+	p.Status.Phase = corev1.PodSucceeded
+	for i := range p.Status.Conditions {
+		if t := p.Status.Conditions[i].Type; t == corev1.PodReady || t == corev1.ContainersReady {
+			p.Status.Conditions[i].Status, p.Status.Conditions[i].Reason = corev1.ConditionFalse, "PodCompleted"
+			p.Status.Conditions[i].LastTransitionTime = now
+		}
+	}
+	for i := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[i]
+		started := now
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+		cs.Ready, cs.Started = false, ptr.To(false)
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: now}}
+	}
+	return p
 }
