@@ -266,8 +266,8 @@ func (r *EdgeReport) Table() string {
 	if len(r.Conflicts) == 0 {
 		fmt.Fprintf(&b, "No site listed a conflict.\n")
 	} else {
-		fmt.Fprintf(&b, "Each concurrent incarnation of a key was resolved whole: the winner's object kept, the loser's dropped (the sites: winner's first).\n\n| listed at | key | kind | kept (site) | dropped (site) |\n|---|---|---|---|---|\n")
-		for _, c := range r.Conflicts {
+		fmt.Fprintf(&b, "Each concurrent incarnation of a key was resolved whole: the winner's object kept, the loser's dropped.\n\n| key | kind | kept (site) | dropped (site) | listed at |\n|---|---|---|---|---|\n")
+		for _, c := range groupConflicts(r.Conflicts) {
 			win, lose := "", ""
 			if len(c.Sites) > 0 {
 				win = c.Sites[0]
@@ -275,7 +275,7 @@ func (r *EdgeReport) Table() string {
 			if len(c.Sites) > 1 {
 				lose = c.Sites[1]
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s (%s) | %s (%s) |\n", c.Site, c.Key, c.Kind, c.Winner, win, c.Loser, lose)
+			fmt.Fprintf(&b, "| %s | %s | %s (%s) | %s (%s) | %s |\n", c.Key, c.Kind, c.Winner, win, c.Loser, lose, c.Site)
 		}
 	}
 	fmt.Fprintf(&b, "\n## Final state at the first site\n\n")
@@ -283,6 +283,23 @@ func (r *EdgeReport) Table() string {
 		fmt.Fprintf(&b, "- %s\n", f)
 	}
 	return b.String()
+}
+
+// groupConflicts merges the records of one conflict listed at several
+// sites into one, its Site naming them all.
+func groupConflicts(cs []EdgeConflict) []EdgeConflict {
+	var out []EdgeConflict
+	at := map[string]int{}
+	for _, c := range cs {
+		id := c.Key + "\x00" + c.Kind + "\x00" + c.Winner + "\x00" + c.Loser
+		if i, ok := at[id]; ok {
+			out[i].Site += ", " + c.Site
+			continue
+		}
+		at[id] = len(out)
+		out = append(out, c)
+	}
+	return out
 }
 
 func secs(s float64) string {
