@@ -135,13 +135,24 @@ func startKubeSite(t *testing.T, name string, cfg kube.Config) *kubeSite {
 // TestKubeOneEtcd is the control: the same writes from two control planes
 // on one real etcd, where no cut is possible.
 func TestKubeAcrossSites(t *testing.T) {
-	needNetns(t)
+	needKube(t)
 	sites, nw := startKubeSites(t, 2)
 	runScenario(t, sites, scenario{cut: func() { nw.Cut(1) }, heal: func() { nw.Heal(1) }})
 }
 
 func TestKubeOneEtcd(t *testing.T) {
+	needKube(t)
 	runScenario(t, startEtcdSites(t, 2), scenario{})
+}
+
+// needKube skips the test under -short (it starts two control planes) and
+// without root (network and UTS namespaces).
+func needKube(t *testing.T) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("multisite: -short: starts two Kubernetes control planes")
+	}
+	needNetns(t)
 }
 
 // scenario is what differs between a run across a cut and the control.
