@@ -106,7 +106,7 @@ func Start(tb testing.TB, cfg Config) *Cluster {
 		if tb.Failed() {
 			for _, name := range []string{ComponentDatastore, ComponentAPIServer, ComponentControllerManager, ComponentScheduler} {
 				if p := c.proc(name); p != nil {
-					tb.Logf("kube: %s: last %d lines of %s:\n%s", cfg.Hostname, logTailLines, p.logPath, p.logTail(logTailLines))
+					tb.Logf("kube: last %d lines of %s:\n%s", logTailLines, p.logPath, p.logTail(logTailLines))
 				}
 			}
 		}
@@ -120,8 +120,12 @@ func Start(tb testing.TB, cfg Config) *Cluster {
 	if err := c.launch(); err != nil {
 		tb.Fatal(err)
 	}
-	tb.Logf("kube: control plane %s on %s (%s) ready in %v; logs in %s",
-		cfg.Hostname, cfg.Datastore, cfg.Encoding, time.Since(start).Round(time.Millisecond), c.LogDir)
+	name := "control plane"
+	if cfg.Hostname != "" {
+		name += " " + cfg.Hostname
+	}
+	tb.Logf("kube: %s on %s (%s) ready in %v; logs in %s",
+		name, cfg.Datastore, cfg.Encoding, time.Since(start).Round(time.Millisecond), c.LogDir)
 	return c
 }
 
