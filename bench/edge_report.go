@@ -22,6 +22,8 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 	"gonum.org/v1/plot/vg/vgimg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rhizome-kv/rhizome/internal/kube"
 )
 
 // EdgeReport is what RunEdge saw.
@@ -187,13 +189,21 @@ func (r *edgeRun) finalState(ctx context.Context) []string {
 	}
 	if ss, err := cs.AppsV1().StatefulSets(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, s := range ss.Items {
-			out = append(out, fmt.Sprintf("StatefulSet %s: spec %d, %d ready", s.Name, *s.Spec.Replicas, s.Status.ReadyReplicas))
+			out = append(out, fmt.Sprintf("StatefulSet %s: spec %d, generation %d observed %d, %d replicas, %d ready",
+				s.Name, *s.Spec.Replicas, s.Generation, s.Status.ObservedGeneration, s.Status.Replicas, s.Status.ReadyReplicas))
 		}
 	}
 	if js, err := cs.BatchV1().Jobs(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, j := range js.Items {
 			out = append(out, fmt.Sprintf("Job %s: image %s, %d of %d succeeded", j.Name, j.Spec.Template.Spec.Containers[0].Image, j.Status.Succeeded, *j.Spec.Completions))
 		}
+	}
+	if pods, err := cs.CoreV1().Pods(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
+		states := map[string]int{}
+		for _, p := range pods.Items {
+			states[fmt.Sprintf("%s %s ready=%v", p.Labels[edgeLabel], p.Status.Phase, kube.PodReady(&p))]++
+		}
+		out = append(out, "Pods: "+fmtMap(states))
 	}
 	if cm, err := cs.CoreV1().ConfigMaps(edgeNS).Get(ctx, "shared", metav1.GetOptions{}); err == nil {
 		out = append(out, fmt.Sprintf("ConfigMap shared: %v", cm.Data))

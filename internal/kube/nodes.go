@@ -73,7 +73,8 @@ func (c NodesConfig) Validate() error {
 
 // Nodes stands in for kubelets: it registers Node objects that report
 // Ready, renews their Leases so the node lifecycle controller keeps them
-// schedulable, marks pods bound to them Running and Ready, and completes
+// schedulable, marks pods bound to them Running and Ready (again, when
+// another party marked them not ready), and completes
 // the deletion of their terminating pods (a kubelet deletes with grace 0
 // once the containers are gone). It runs no containers.
 type Nodes struct {
@@ -322,6 +323,13 @@ func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, er
 	case corev1.PodSucceeded, corev1.PodFailed:
 		return 0, nil
 	case corev1.PodRunning:
+		if !PodReady(pod) {
+			// Someone else (the node lifecycle controller of a site that
+			// lost sight of this node) marked it not ready: a kubelet's
+			// status manager reports the truth again.
+			_, err := pods.UpdateStatus(ctx, running(pod), metav1.UpdateOptions{})
+			return 0, err
+		}
 		if n.cfg.CompleteAfter <= 0 || pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Status.StartTime == nil {
 			return 0, nil
 		}
@@ -335,15 +343,27 @@ func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, er
 	return 0, err
 }
 
+// PodReady reports whether pod's Ready condition is true.
+func PodReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
 // running is pod as a kubelet reports it once its containers run and are
-// ready.
+// ready (since its start time, if it has one).
 func running(pod *corev1.Pod) *corev1.Pod {
 	now := metav1.Now()
 	p := pod.DeepCopy()
 	p.Status.Phase = corev1.PodRunning
 	p.Status.HostIP = "127.0.0.1"
 	p.Status.PodIP = "127.0.0.1"
-	p.Status.StartTime = &now
+	if p.Status.StartTime == nil {
+		p.Status.StartTime = &now
+	}
 	p.Status.Conditions = []corev1.PodCondition{
 		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
 		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
