@@ -59,6 +59,8 @@
 //     object accepts an update at every site, and no ClusterIP or NodePort held
 //     twice. TestKubeOneEtcd is the control: the same writes from two control
 //     planes on one real etcd (no cut), where the conflicting ones are refused.
+//     RHIZOME_MULTISITE_KUBE_CUT=90s holds the cut at least that long (past the
+//     node lifecycle controller's grace period).
 //
 // Run them with
 //

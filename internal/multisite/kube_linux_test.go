@@ -145,6 +145,21 @@ func TestKubeOneEtcd(t *testing.T) {
 	runScenario(t, startEtcdSites(t, 2), scenario{})
 }
 
+// longCut is how long RHIZOME_MULTISITE_KUBE_CUT asks the cut to last at
+// least (the long variant: past the node lifecycle controller's grace period,
+// so each side marks the other's nodes and pods not ready); 0 by default.
+func longCut(t *testing.T) time.Duration {
+	v := os.Getenv("RHIZOME_MULTISITE_KUBE_CUT")
+	if v == "" {
+		return 0
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		t.Fatalf("RHIZOME_MULTISITE_KUBE_CUT: %v", err)
+	}
+	return d
+}
+
 // needKube skips the test under -short (it starts two control planes) and
 // without root (network and UTS namespaces).
 func needKube(t *testing.T) {
@@ -180,8 +195,10 @@ func runScenario(t *testing.T, sites []*kubeSite, sc scenario) {
 	leader := waitOneLeader(ctx, t, sites, 90*time.Second)
 	step("connected: one controller-manager leader for every site: %s", leader)
 
+	var cutAt time.Time
 	if sc.partitioned() {
 		sc.cut()
+		cutAt = time.Now()
 		step("cut: site b cut off; waiting for each side to elect its own leader")
 		waitOwnLeaders(ctx, t, sites)
 		step("cut: each side has its own leader")
@@ -198,6 +215,10 @@ func runScenario(t *testing.T, sites []*kubeSite, sc scenario) {
 	waitGone(ctx, t, a, "namespace", doomedNS)
 	step("both sides reconciled their own changes; namespace %s gone at site a", doomedNS)
 	if sc.partitioned() {
+		if d := longCut(t); d > 0 {
+			step("holding the cut until %v have passed (RHIZOME_MULTISITE_KUBE_CUT)", d)
+			time.Sleep(time.Until(cutAt.Add(d)))
+		}
 		sc.heal()
 		step("healed")
 		took := waitIdentical(ctx, t, sites, 2*time.Minute)
