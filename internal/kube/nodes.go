@@ -211,11 +211,6 @@ func (n *Nodes) Close() {
 }
 
 func (n *Nodes) register(ctx context.Context, name string) error {
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse(n.cfg.CPU),
-		corev1.ResourceMemory: resource.MustParse(n.cfg.Memory),
-		corev1.ResourcePods:   *resource.NewQuantity(int64(n.cfg.Pods), resource.DecimalSI),
-	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   name,
@@ -226,23 +221,7 @@ func (n *Nodes) register(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("kube: create node %s: %w", name, err)
 	}
-	now := metav1.Now()
-	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
-		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
-	}
-	status := corev1.NodeStatus{
-		Capacity:    capacity,
-		Allocatable: capacity,
-		Phase:       corev1.NodeRunning,
-		Conditions: []corev1.NodeCondition{
-			cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
-			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
-			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
-			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
-		},
-		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}},
-		NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "v1.36.3", OperatingSystem: "linux", Architecture: "amd64"},
-	}
+	status := n.readyStatus(name)
 	// Status is ignored on create; the kubelet sets it through the
 	// subresource, and so does this. The node lifecycle controller may
 	// have tainted the new Node in between, hence the retry.
@@ -278,6 +257,54 @@ func (n *Nodes) register(ctx context.Context, name string) error {
 	return nil
 }
 
+// readyStatus is the status a healthy kubelet reports for node name.
+func (n *Nodes) readyStatus(name string) corev1.NodeStatus {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(n.cfg.CPU),
+		corev1.ResourceMemory: resource.MustParse(n.cfg.Memory),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(n.cfg.Pods), resource.DecimalSI),
+	}
+	now := metav1.Now()
+	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
+	}
+	return corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity,
+		Phase:       corev1.NodeRunning,
+		Conditions: []corev1.NodeCondition{
+			cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
+			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
+			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
+		},
+		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}},
+		NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "v1.36.3", OperatingSystem: "linux", Architecture: "amd64"},
+	}
+}
+
+// keepReady reports node name Ready again when its Ready condition is not
+// true: the node lifecycle controller of a site that lost sight of the
+// node's Lease marked it unknown, and a kubelet's next status update
+// corrects that, which lets the controller lift its taints.
+func (n *Nodes) keepReady(ctx context.Context, name string) error {
+	nodes := n.client.CoreV1().Nodes()
+	cur, err := nodes.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, c := range cur.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			return nil
+		}
+	}
+	cur.Status = n.readyStatus(name)
+	_, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// renewLeases renews every node's Lease each third of its duration and
+// keeps the nodes reported Ready, as kubelets do.
 func (n *Nodes) renewLeases(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.LeaseDuration / 3)
 	defer tick.Stop()
@@ -296,6 +323,9 @@ func (n *Nodes) renewLeases(ctx context.Context) {
 			}
 			l.Spec.RenewTime = &metav1.MicroTime{Time: time.Now()}
 			if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
+				n.record(err)
+			}
+			if err := n.keepReady(ctx, name); err != nil {
 				n.record(err)
 			}
 		}
