@@ -76,7 +76,8 @@ type EdgeWorkload struct {
 	// Spec is the largest replicas (a Job: parallelism) the story set.
 	Spec int `json:"spec"`
 	// Bound is the checker's derived per-replica bound, S·R for the two
-	// sides of the cut with R the spec plus a rolling update's surge.
+	// sides of the cut with R the spec plus a rolling update's surge; 0
+	// for a workload created on both sides (two objects: none derived).
 	Bound      int     `json:"bound"`
 	MaxPods    int     `json:"max_pods"`
 	MaxSite    string  `json:"max_site"`
@@ -263,7 +264,11 @@ func (r *EdgeReport) Table() string {
 	fmt.Fprintf(&b, "## Pods at once\n\nThe most pods of each workload one site held at once (not terminating, not finished), against the largest spec the story set and the checker's derived per-replica bound S·R (checker/k8s, over-replication bounds; S = 2 sides, R = spec plus a rolling update's surge).\n\n")
 	fmt.Fprintf(&b, "| workload | kind | spec | most at once | where, when | bound S·R | within |\n|---|---|---|---|---|---|---|\n")
 	for _, w := range r.Workloads {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | site %s at %.0fs | %d | %v |\n", w.Name, w.Kind, w.Spec, w.MaxPods, orDash(w.MaxSite), w.MaxSeconds, w.Bound, w.MaxPods <= w.Bound)
+		bound, within := "none derived (two objects)", "-"
+		if w.Bound > 0 {
+			bound, within = fmt.Sprint(w.Bound), fmt.Sprint(w.MaxPods <= w.Bound)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | site %s at %.0fs | %s | %s |\n", w.Name, w.Kind, w.Spec, w.MaxPods, orDash(w.MaxSite), w.MaxSeconds, bound, within)
 	}
 	fmt.Fprintf(&b, "\nPod names bound to two nodes at once (seen by different sites at the same moment): ")
 	if len(r.DoubleBindings) == 0 {

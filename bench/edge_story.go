@@ -27,6 +27,9 @@ const (
 	edgeImageNew  = "registry.example/app:2"
 	edgeLeaseName = "kube-controller-manager"
 	heartbeatTick = 500 * time.Millisecond
+	// requestTimeout is long: a write that is slow on a loaded machine is
+	// not one the site refused.
+	requestTimeout = 30 * time.Second
 )
 
 // story deploys the workloads, cuts the last site off while both sides
@@ -234,7 +237,7 @@ func heartbeat(ctx context.Context, cs kubernetes.Interface, name string, c *Edg
 			return
 		case <-time.After(heartbeatTick):
 		}
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
 		cm := configMap(name, map[string]string{"beat": fmt.Sprint(n)})
 		_, err := cms.Update(rctx, cm, metav1.UpdateOptions{})
 		if apierrors.IsNotFound(err) {
@@ -297,7 +300,7 @@ func deployWorkloads(ctx context.Context, cs kubernetes.Interface) error {
 // createObject creates one of the story's objects.
 func createObject(obj any) func(kubernetes.Interface) error {
 	return func(cs kubernetes.Interface) error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), requestTimeout)
 		defer cancel()
 		var err error
 		switch o := obj.(type) {
