@@ -275,11 +275,15 @@ func runScenario(t *testing.T, sites []*kubeSite, sc scenario) {
 		}
 	})
 	t.Run("UniqueAllocations", func(t *testing.T) {
-		if sc.partitioned() && os.Getenv("RHIZOME_EXPECT_ALLOC_REPAIR") == "" {
-			t.Skip("needs site/alloc (the allocation repair package of another branch): the lead removes this skip at merge")
-		}
+		// site/alloc repairs what the two sides allocated alike.
 		for _, s := range sites {
-			checkUniqueAllocations(ctx, t, s)
+			err := kube.Poll(ctx, time.Minute, time.Second, func(ctx context.Context) (bool, string, error) {
+				dups, err := duplicateAllocations(ctx, s)
+				return err == nil && len(dups) == 0, fmt.Sprintf("%v %v", dups, err), nil
+			})
+			if err != nil {
+				t.Errorf("site %s: allocations held twice: %v", s.Name, err)
+			}
 		}
 	})
 	t.Run("EveryObjectAcceptsUpdate", func(t *testing.T) {
@@ -538,36 +542,34 @@ func storeDiff(ctx context.Context, sites []*kubeSite) (string, error) {
 	return "", nil
 }
 
-// checkUniqueAllocations fails t if two Services at site s hold the same
-// ClusterIP or NodePort.
-func checkUniqueAllocations(ctx context.Context, t *testing.T, s *kubeSite) {
-	t.Helper()
+// duplicateAllocations lists the ClusterIPs and NodePorts that more than one
+// Service holds at site s.
+func duplicateAllocations(ctx context.Context, s *kubeSite) ([]string, error) {
 	svcs, err := s.Client.CoreV1().Services("").List(ctx, metav1.ListOptions{})
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
-	ips, ports := map[string][]string{}, map[int32][]string{}
+	holders := map[string][]string{}
 	for _, svc := range svcs.Items {
 		name := svc.Namespace + "/" + svc.Name
 		for _, ip := range svc.Spec.ClusterIPs {
 			if ip != "None" {
-				ips[ip] = append(ips[ip], name)
+				holders["ClusterIP "+ip] = append(holders["ClusterIP "+ip], name)
 			}
 		}
 		for _, p := range svc.Spec.Ports {
 			if p.NodePort != 0 {
-				ports[p.NodePort] = append(ports[p.NodePort], name)
+				port := fmt.Sprintf("NodePort %d", p.NodePort)
+				holders[port] = append(holders[port], name)
 			}
 		}
 	}
-	for ip, names := range ips {
+	var dups []string
+	for what, names := range holders {
 		if len(names) > 1 {
-			t.Errorf("site %s: ClusterIP %s held by %v", s.Name, ip, names)
+			dups = append(dups, fmt.Sprintf("%s held by %v", what, names))
 		}
 	}
-	for port, names := range ports {
-		if len(names) > 1 {
-			t.Errorf("site %s: NodePort %d held by %v", s.Name, port, names)
-		}
-	}
+	slices.Sort(dups)
+	return dups, nil
 }
