@@ -1,13 +1,26 @@
 // Package bench measures Rhizome against real etcd with etcd's own benchmark
 // shapes, so every figure Rhizome quotes has an etcd figure from the same run
-// beside it. Two suites: Run (`rhizome bench kv`, below) and RunKube
+// beside it. Two comparing suites: Run (`rhizome bench kv`, below) and RunKube
 // (`rhizome bench kube`: the same comparison through one kube-apiserver per
 // system, with a mix of Pod and ConfigMap calls; QuickKubeConfig is its
 // quick mode). RunSites (`rhizome bench sites`, a skeleton of issue 12) sets
 // N Rhizome sites beside an N-member etcd, each site in its own network
 // namespace joined by internal/netdelay's delayed links, runs a Put load at
 // every site, optionally cuts the last site off under load and times the
-// convergence after the heal.
+// convergence after the heal. RunEdge (`rhizome bench edge`, issue 9's edge
+// story; QuickEdgeConfig is its quick mode) is not a comparison: it starts
+// three sites in network namespaces joined by the same delayed links, each a
+// Rhizome site with the unmodified kube-apiserver, kube-controller-manager and
+// kube-scheduler (internal/kube; the controllers restarted when they exit, as
+// deploy/systemd does) and stand-in kubelets, deploys Deployments, a
+// StatefulSet and Jobs, cuts the last site off while both sides scale, update
+// and create same-named objects, heals, and reports (markdown, JSON, and a
+// timeline plot of pods per workload per site with the cut shaded): failed
+// writes per site during the cut, when every side had its own leader, time
+// until the stores are identical and until the controllers stop writing, the
+// most pods of each workload at once against its spec and the checker's
+// derived bound, pod names bound to two nodes at once, and every conflict
+// the sites list with its resolution.
 //
 // Run starts a real `rhizome serve` process and a real etcd v3.7 process (each
 // with its own temporary data directory on loopback ports, fsync on for both:

@@ -23,22 +23,24 @@ func benchSuites() map[string]func(args []string) int {
 		"kube":  runBenchKube,
 		"sites": runBenchSites,
 		"fill":  runBenchFill,
+		"edge":  runBenchEdge,
 	}
 }
 
 // runBench is `rhizome bench <suite>`: kv (Rhizome against a real etcd with
 // etcd's benchmark shapes), kube (the same through kube-apiserver), sites
-// (several sites against an etcd cluster over delayed links; a skeleton) or
-// fill (memory and write rate as the store fills with pods). Exit
+// (several sites against an etcd cluster over delayed links; a skeleton),
+// fill (memory and write rate as the store fills with pods) or edge (three
+// sites with the Kubernetes control plane, cut and healed). Exit
 // status: 0 when the run completed (whether or not targets were met: they
 // are reported), 1 when it failed, 2 for a usage error.
 func runBench(args []string) int {
 	if len(args) == 1 && (args[0] == "-h" || args[0] == "--help") {
-		fmt.Println("usage: rhizome bench kv|kube|sites|fill [flags]   (rhizome bench <suite> --help for a suite's flags)")
+		fmt.Println("usage: rhizome bench kv|kube|sites|fill|edge [flags]   (rhizome bench <suite> --help for a suite's flags)")
 		return 0
 	}
 	if len(args) == 0 || benchSuites()[args[0]] == nil {
-		usageError("bench", "want a suite: kv, kube, sites or fill")
+		usageError("bench", "want a suite: kv, kube, sites, fill or edge")
 		return 2
 	}
 	return benchSuites()[args[0]](args[1:])

@@ -34,7 +34,7 @@ func commands() map[string]command {
 			"explore Kubernetes controllers under a consistency model and print every violated property",
 			"rhizome check --scenario stale-reads --consistency rhizome --depth 100"},
 		"bench": {runBench,
-			"benchmark Rhizome against a real etcd measured in the same run (suites: kv, kube, sites, fill)",
+			"benchmark Rhizome against a real etcd measured in the same run (suites: kv, kube, sites, fill), or run the edge story (suite: edge)",
 			"rhizome bench kv --duration 10s --out bench/results"},
 		"conflicts": {runConflicts,
 			"list recorded conflicts: key, kind, winner, loser, when, sites",

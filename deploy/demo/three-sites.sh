@@ -186,6 +186,8 @@ start_kube() {
   for s in "${sites[@]}"; do
     wait_for "kube-apiserver at site $s" 180 curl -sf --cacert "$state/pki/ca.crt" \
       --cert "$state/pki/admin.crt" --key "$state/pki/admin.key" "https://$(client_ip "$s"):6443/readyz"
+    # Every site gets its kubeconfig now, not only the first one kubectl uses.
+    kubeconfig "$s" >/dev/null
   done
 }
 
@@ -281,7 +283,12 @@ up() {
     [[ ! -s $state/kubebin ]] || printf ', kube-apiserver https://%s:6443' "$(client_ip "$s")"
     echo
   done
-  ! has_kubectl || printf '\nkubectl at site a: %s/kubectl --kubeconfig %s get ns\n' "$(cat "$state/kubebin")" "$(kubeconfig a)"
+  if has_kubectl; then
+    echo
+    for s in "${sites[@]}"; do
+      printf 'kubectl at site %s: %s/kubectl --kubeconfig %s get ns\n' "$s" "$(cat "$state/kubebin")" "$state/$s/kubeconfig"
+    done
+  fi
   cat <<EOF
 Cut site c off the others:  $0 cut c     (ip -n $prefix-hub link set ${prefix}cb down)
 Heal it:                    $0 heal c    (ip -n $prefix-hub link set ${prefix}cb up)

@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -13,11 +14,13 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"k8s.io/client-go/dynamic"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -67,9 +70,15 @@ type Cluster struct {
 	Client     kubernetes.Interface
 	Dynamic    dynamic.Interface
 
-	kubectl   string
-	etcdTLS   *tls.Config // the datastore client's TLS, nil for plain http
-	processes map[string]*process
+	kubectl string
+	etcdTLS *tls.Config // the datastore client's TLS, nil for plain http
+
+	mu        sync.Mutex
+	processes map[string]*process // the current process of each component
+	restarts  map[string]int      // by component, see RestartDelay
+	closed    chan struct{}       // closed by Close: no more restarts
+	closeOnce sync.Once
+	wg        sync.WaitGroup // the supervisors
 }
 
 // Start starts a datastore, kube-apiserver and (as configured) the
@@ -80,18 +89,14 @@ func Start(tb testing.TB, cfg Config) *Cluster {
 	if cfg.Kube.APIServer == "" {
 		cfg.Kube = testbin.Kube(tb)
 	}
-	if cfg.Datastore == Etcd && cfg.EtcdBinary == "" {
+	if cfg.Datastore == Etcd && cfg.EtcdBinary == "" && cfg.DatastoreEndpoint == "" {
 		cfg.EtcdBinary, _ = testbin.Etcd(tb)
 	}
 	if err := cfg.Validate(); err != nil {
 		tb.Fatal(err)
 	}
-	c := &Cluster{Config: cfg, Dir: tb.TempDir(), kubectl: cfg.Kube.Kubectl, processes: map[string]*process{}}
-	c.LogDir = cfg.LogDir
-	if c.LogDir == "" {
-		c.LogDir = filepath.Join(c.Dir, "logs")
-	}
-	if err := os.MkdirAll(c.LogDir, 0o755); err != nil {
+	c, err := newCluster(cfg, tb.TempDir())
+	if err != nil {
 		tb.Fatal(err)
 	}
 	// Registered first so it runs last: the tails of the logs explain a
@@ -100,49 +105,28 @@ func Start(tb testing.TB, cfg Config) *Cluster {
 	tb.Cleanup(func() {
 		if tb.Failed() {
 			for _, name := range []string{ComponentDatastore, ComponentAPIServer, ComponentControllerManager, ComponentScheduler} {
-				if p := c.processes[name]; p != nil {
+				if p := c.proc(name); p != nil {
 					tb.Logf("kube: last %d lines of %s:\n%s", logTailLines, p.logPath, p.logTail(logTailLines))
 				}
 			}
 		}
 	})
-
-	start := time.Now()
-	pki, err := c.writePKI()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if err := c.startDatastore(pki); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.stop(tb, ComponentDatastore) })
-	if err := c.startAPIServer(pki); err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { c.stop(tb, ComponentAPIServer) })
-	if cfg.ControllerManager {
-		if err := c.startController(pki, ComponentControllerManager); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { c.stop(tb, ComponentControllerManager) })
-	}
-	if cfg.Scheduler {
-		if err := c.startController(pki, ComponentScheduler); err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { c.stop(tb, ComponentScheduler) })
-	}
-	tb.Logf("kube: control plane on %s (%s) ready in %v; logs in %s",
-		cfg.Datastore, cfg.Encoding, time.Since(start).Round(time.Millisecond), c.LogDir)
-	return c
-}
-
-func (c *Cluster) stop(tb testing.TB, name string) {
-	if p := c.processes[name]; p != nil {
-		if err := p.Stop(); err != nil {
+	tb.Cleanup(func() {
+		if err := c.Close(); err != nil {
 			tb.Error(err)
 		}
+	})
+	start := time.Now()
+	if err := c.launch(); err != nil {
+		tb.Fatal(err)
 	}
+	name := "control plane"
+	if cfg.Hostname != "" {
+		name += " " + cfg.Hostname
+	}
+	tb.Logf("kube: %s on %s (%s) ready in %v; logs in %s",
+		name, cfg.Datastore, cfg.Encoding, time.Since(start).Round(time.Millisecond), c.LogDir)
+	return c
 }
 
 // LogPath is the log file of a component (one of the Component constants).
@@ -159,9 +143,13 @@ func (c *Cluster) ReadLog(component string) (string, error) {
 	return string(data), nil
 }
 
-// Running reports an error naming the first component that has exited.
+// Running reports an error naming the first component that has exited
+// (one that RestartDelay restarts counts only while it is down).
 func (c *Cluster) Running() error {
-	for name, p := range c.processes {
+	c.mu.Lock()
+	procs := maps.Clone(c.processes)
+	c.mu.Unlock()
+	for name, p := range procs {
 		if done, err := p.exited(); done {
 			return fmt.Errorf("kube: %s %w (%v); see %s", name, errExited, err, p.logPath)
 		}
@@ -185,7 +173,8 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 // KubectlCommand prepares a kubectl command as the admin, for callers that
 // stream its output (kubectl get -w).
 func (c *Cluster) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...)...)
+	bin, argv := c.command(c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...))
+	return exec.CommandContext(ctx, bin, argv...)
 }
 
 // APIServerMetrics scrapes kube-apiserver's /metrics as the admin.
@@ -215,6 +204,9 @@ func (c *Cluster) newEtcdClient() (*clientv3.Client, error) {
 		DialTimeout: 5 * time.Second,
 		TLS:         c.etcdTLS,
 		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return c.Dial(ctx, "tcp", addr)
+		})},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("kube: datastore client: %w", err)
@@ -239,16 +231,15 @@ type pkiFiles struct {
 // writePKI generates every certificate and key the cluster needs into
 // c.Dir, and the kubeconfigs that carry the client certificates.
 func (c *Cluster) writePKI() (*pkiFiles, error) {
-	ca, err := NewCA("rhizome-kube-ca")
-	if err != nil {
-		return nil, err
+	shared := c.Config.PKI
+	if shared == nil {
+		var err error
+		if shared, err = NewPKI(); err != nil {
+			return nil, err
+		}
 	}
-	// The datastore trusts its own CA only, so a cluster client certificate
-	// cannot talk to it, as kubeadm sets it up.
-	etcdCA, err := NewCA("rhizome-etcd-ca")
-	if err != nil {
-		return nil, err
-	}
+	ca, etcdCA, proxyCA := shared.CA, shared.EtcdCA, shared.ProxyCA
+	var err error
 	f := &pkiFiles{kubeconfigs: map[string]string{}, servingCert: map[string]string{}, servingKey: map[string]string{}}
 	write := func(name string, data []byte, mode os.FileMode) (string, error) {
 		p := filepath.Join(c.Dir, name)
@@ -288,24 +279,13 @@ func (c *Cluster) writePKI() (*pkiFiles, error) {
 	if f.etcdClientCert, f.etcdCKey, err = issue(etcdCA, CertSpec{CommonName: "kube-apiserver-etcd-client", Client: true}, "apiserver-etcd-client"); err != nil {
 		return nil, err
 	}
-	// The front proxy CA lets kube-apiserver publish a request-header CA,
-	// which the controller manager's and scheduler's delegated
-	// authentication insist on finding.
-	proxyCA, err := NewCA("rhizome-front-proxy-ca")
-	if err != nil {
-		return nil, err
-	}
 	if f.proxyCA, err = write("front-proxy-ca.crt", proxyCA.CertPEM, 0o644); err != nil {
 		return nil, err
 	}
 	if f.proxyCert, f.proxyKey, err = issue(proxyCA, CertSpec{CommonName: "front-proxy-client", Client: true}, "front-proxy-client"); err != nil {
 		return nil, err
 	}
-	sa, err := NewServiceAccountKey()
-	if err != nil {
-		return nil, err
-	}
-	if f.saPub, f.saKey, err = sa.Write(c.Dir, "sa"); err != nil {
+	if f.saPub, f.saKey, err = shared.ServiceAccount.Write(c.Dir, "sa"); err != nil {
 		return nil, err
 	}
 	for _, comp := range []string{ComponentControllerManager, ComponentScheduler} {
@@ -391,7 +371,7 @@ func (c *Cluster) startWithRetry(name string, launch func() (*process, error), r
 		if err != nil {
 			return err
 		}
-		c.processes[name] = p
+		c.setProc(name, p)
 		err = c.waitReady(p, ready)
 		if err == nil {
 			return nil
@@ -485,7 +465,8 @@ func (c *Cluster) startDatastore(pki *pkiFiles) error {
 		} else {
 			args = append([]string{"serve"}, args...)
 		}
-		return startProcess(ComponentDatastore, c.LogPath(ComponentDatastore), bin, args)
+		args = append(args, c.Config.DatastoreArgs...)
+		return c.startProcess(ComponentDatastore, bin, args)
 	}
 	ready := func(ctx context.Context) error {
 		cli, err := c.newEtcdClient()
@@ -550,7 +531,7 @@ func (c *Cluster) startAPIServer(pki *pkiFiles) error {
 		if err := c.newClients(); err != nil {
 			return nil, err
 		}
-		return startProcess(ComponentAPIServer, c.LogPath(ComponentAPIServer), c.Config.Kube.APIServer, args)
+		return c.startProcess(ComponentAPIServer, c.Config.Kube.APIServer, args)
 	}
 	ready := func(ctx context.Context) error {
 		body, err := c.Client.CoreV1().RESTClient().Get().AbsPath("/readyz").DoRaw(ctx)
@@ -571,6 +552,7 @@ func (c *Cluster) newClients() error {
 	// them measure the client's rate limiter.
 	rc.QPS, rc.Burst = 100, 200
 	rc.UserAgent = "rhizome-kube-harness"
+	rc.Dial = c.Dial
 	c.RESTConfig = rc
 	if c.Client, err = kubernetes.NewForConfig(rc); err != nil {
 		return fmt.Errorf("kube: %w", err)
@@ -616,7 +598,7 @@ func (c *Cluster) startController(pki *pkiFiles, name string) error {
 				"--root-ca-file="+pki.ca,
 			)
 		}
-		return startProcess(name, c.LogPath(name), bin, args)
+		return c.startProcess(name, bin, args)
 	}
 	caPEM, err := os.ReadFile(pki.ca)
 	if err != nil {
@@ -624,7 +606,10 @@ func (c *Cluster) startController(pki *pkiFiles, name string) error {
 	}
 	pool := x509.NewCertPool()
 	pool.AppendCertsFromPEM(caPEM)
-	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	hc := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		DialContext:     c.Dial,
+	}}
 	defer hc.CloseIdleConnections()
 	ready := func(ctx context.Context) error {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, healthz, nil)

@@ -1,10 +1,14 @@
 package kube
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
 
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rhizome-kv/rhizome/internal/netdelay"
 	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
@@ -74,6 +78,40 @@ type Config struct {
 	// APIServerArgs are appended to kube-apiserver's flags (later flags win).
 	APIServerArgs []string
 
+	// PKI is the cluster's authorities and service account key; nil
+	// generates them. The sites of one multi-site cluster share one.
+	PKI *PKI
+
+	// Namespace, when set, runs every component inside this network
+	// namespace (ip netns exec); the harness's own clients, health checks
+	// and kubectl reach them through it. Every component listens on
+	// 127.0.0.1 inside it.
+	Namespace *netdelay.Namespace
+	// Hostname, when set, runs every component in a UTS namespace of its
+	// own with this hostname (unshare -u). kube-apiserver names its identity
+	// Lease and the controllers their leader-election identity after the
+	// hostname, so the sites of one cluster on one machine need different
+	// ones, as they would have on different machines.
+	Hostname string
+
+	// DatastoreEndpoint, when set, is a datastore already running (another
+	// site's etcd, say) that kube-apiserver uses instead of starting one;
+	// DatastoreTLS must be off.
+	DatastoreEndpoint string
+	// DatastoreArgs are appended to the datastore's flags (later flags win):
+	// a Rhizome site's --name, peer and gossip flags.
+	DatastoreArgs []string
+	// AfterDatastore, when set, is called once the datastore answers and
+	// before kube-apiserver starts, e.g. to wait until a joining site has
+	// received the cluster's state from the others.
+	AfterDatastore func(context.Context, *clientv3.Client) error
+
+	// RestartDelay, when positive, restarts kube-controller-manager and
+	// kube-scheduler this long after they exit, as systemd's Restart=always
+	// with RestartSec does (deploy/systemd): both exit on purpose when they
+	// lose their leader-election lease. Zero leaves an exited one down.
+	RestartDelay time.Duration
+
 	// LogDir receives one log file per component; default: a directory
 	// removed when the test ends (its tails are logged if the test failed).
 	LogDir string
@@ -99,12 +137,18 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch c.Datastore {
 	case Rhizome:
-		if c.RhizomeBinary == "" {
+		if c.RhizomeBinary == "" && c.DatastoreEndpoint == "" {
 			return errors.New("kube: RhizomeBinary is required for the rhizome datastore (see BuildRhizome)")
 		}
 	case Etcd:
 	default:
 		return fmt.Errorf("kube: unknown datastore %q", c.Datastore)
+	}
+	if c.DatastoreEndpoint != "" && (c.DatastoreTLS || len(c.DatastoreArgs) > 0) {
+		return errors.New("kube: DatastoreEndpoint names a running datastore: DatastoreTLS and DatastoreArgs do not apply")
+	}
+	if c.RestartDelay < 0 {
+		return fmt.Errorf("kube: negative RestartDelay %v", c.RestartDelay)
 	}
 	switch c.Encoding {
 	case Protobuf, JSON:

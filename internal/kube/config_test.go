@@ -28,6 +28,13 @@ func TestConfigValidate(t *testing.T) {
 		{"negative compaction", func(c *Config) { c.CompactionInterval = -time.Second }, "CompactionInterval"},
 		{"scheduler alone", func(c *Config) { c.ControllerManager = false }, "Scheduler needs ControllerManager"},
 		{"no start timeout", func(c *Config) { c.StartTimeout = 0 }, "StartTimeout"},
+		{"another site's datastore", func(c *Config) { c.DatastoreEndpoint, c.RhizomeBinary = "http://127.0.0.1:2379", "" }, ""},
+		{"running datastore over TLS", func(c *Config) { c.DatastoreEndpoint, c.DatastoreTLS = "http://127.0.0.1:2379", true }, "DatastoreEndpoint"},
+		{"running datastore with flags", func(c *Config) {
+			c.DatastoreEndpoint, c.DatastoreArgs = "http://127.0.0.1:2379", []string{"--name=a"}
+		}, "DatastoreEndpoint"},
+		{"supervised", func(c *Config) { c.RestartDelay = 2 * time.Second }, ""},
+		{"negative restart delay", func(c *Config) { c.RestartDelay = -time.Second }, "RestartDelay"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := valid
@@ -54,6 +61,8 @@ func TestNodesConfigValidate(t *testing.T) {
 		{"bad cpu", func(c *NodesConfig) { c.CPU = "lots" }, false},
 		{"no pods", func(c *NodesConfig) { c.Pods = 0 }, false},
 		{"short lease", func(c *NodesConfig) { c.LeaseDuration = time.Second }, false},
+		{"jobs complete", func(c *NodesConfig) { c.CompleteAfter = time.Second }, true},
+		{"negative completion", func(c *NodesConfig) { c.CompleteAfter = -time.Second }, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := DefaultNodesConfig()

@@ -21,10 +21,22 @@
 // the test that started it ends, and on Linux the kernel kills the
 // components if the test process dies.
 //
+// Several control planes make one multi-site cluster: they share a PKI
+// (Config.PKI), each runs in its own network namespace (Config.Namespace,
+// reached through it by every client of the harness) with its own hostname
+// (Config.Hostname: kube-apiserver's identity Lease and the controllers'
+// leader-election identities follow it), its datastore gets the site's peer
+// and gossip flags (Config.DatastoreArgs), and a joining site's apiserver
+// waits for the cluster's state (Config.AfterDatastore, WaitKey). With
+// Config.RestartDelay the harness supervises kube-controller-manager and
+// kube-scheduler as systemd's Restart=always does: both exit when they lose
+// their leader-election lease.
+//
 // There is no kubelet: Nodes registers Node objects and plays just enough
 // kubelet (Lease renewal, pods marked Running and Ready, terminating pods
-// deleted) for controllers and the scheduler to behave as on a real
-// cluster.
+// deleted, and with NodesConfig.CompleteAfter Job pods completed) for
+// controllers and the scheduler to behave as on a real cluster. RunNodes
+// does the same for a command (`rhizome bench edge`).
 //
 // The package is test support: it takes a testing.TB and fails it; its
 // tests are the end-to-end scenarios run on Rhizome and on etcd with the

@@ -31,6 +31,11 @@ type NodesConfig struct {
 	// LeaseDuration is what the node's Lease promises; it is renewed every
 	// third of it, as the kubelet does (40s, renewed every 10s).
 	LeaseDuration time.Duration
+	// CompleteAfter, when positive, ends the pods that are not restarted
+	// (restartPolicy Never or OnFailure: a Job's) this long after they
+	// started, as if their containers exited 0, so Jobs complete. Zero
+	// keeps every pod running.
+	CompleteAfter time.Duration
 }
 
 // DefaultNodesConfig is three roomy nodes.
@@ -60,12 +65,16 @@ func (c NodesConfig) Validate() error {
 	if c.LeaseDuration < 3*time.Second {
 		return fmt.Errorf("kube: LeaseDuration %v is shorter than 3s", c.LeaseDuration)
 	}
+	if c.CompleteAfter < 0 {
+		return fmt.Errorf("kube: negative CompleteAfter %v", c.CompleteAfter)
+	}
 	return nil
 }
 
 // Nodes stands in for kubelets: it registers Node objects that report
 // Ready, renews their Leases so the node lifecycle controller keeps them
-// schedulable, marks pods bound to them Running and Ready, and completes
+// schedulable, marks pods bound to them Running and Ready (again, when
+// another party marked them not ready), and completes
 // the deletion of their terminating pods (a kubelet deletes with grace 0
 // once the containers are gone). It runs no containers.
 type Nodes struct {
@@ -84,16 +93,28 @@ type Nodes struct {
 // ends. It fails tb if the nodes cannot be created.
 func StartNodes(tb testing.TB, client kubernetes.Interface, cfg NodesConfig) *Nodes {
 	tb.Helper()
-	if err := cfg.Validate(); err != nil {
+	n, err := RunNodes(client, cfg)
+	if err != nil {
 		tb.Fatal(err)
+	}
+	tb.Cleanup(n.Close)
+	return n
+}
+
+// RunNodes registers the nodes and runs their stand-in kubelets until
+// Close, for a command rather than a test. On error nothing is left
+// running.
+func RunNodes(client kubernetes.Interface, cfg NodesConfig) (*Nodes, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Nodes{client: client, cfg: cfg, own: map[string]bool{}, cancel: cancel}
-	tb.Cleanup(n.stop)
 	for _, name := range cfg.Names {
 		n.own[name] = true
 		if err := n.register(ctx, name); err != nil {
-			tb.Fatal(err)
+			n.Close()
+			return nil, err
 		}
 	}
 
@@ -122,37 +143,47 @@ func StartNodes(tb testing.TB, client kubernetes.Interface, cfg NodesConfig) *No
 		AddFunc:    enqueue,
 		UpdateFunc: func(_, obj any) { enqueue(obj) },
 	}); err != nil {
-		tb.Fatal(err)
+		n.Close()
+		return nil, fmt.Errorf("kube: nodes: %w", err)
 	}
 	factory.Start(ctx.Done())
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		defer factory.Shutdown()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case key := <-queue:
-				obj, exists, err := pods.GetStore().GetByKey(key)
-				if err != nil || !exists {
-					continue
-				}
-				if err := n.syncPod(ctx, obj.(*corev1.Pod)); err != nil {
-					n.record(err)
-					// The next update of the pod, or the requeue, retries.
-					go func() {
-						select {
-						case <-time.After(time.Second):
-							enqueue(obj)
-						case <-ctx.Done():
-						}
-					}()
-				}
+		n.syncLoop(ctx, pods, queue, enqueue)
+	}()
+	return n, nil
+}
+
+// syncLoop plays the kubelet for each queued pod until ctx ends.
+func (n *Nodes) syncLoop(ctx context.Context, pods cache.SharedIndexInformer, queue <-chan string, enqueue func(any)) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case key := <-queue:
+			obj, exists, err := pods.GetStore().GetByKey(key)
+			if err != nil || !exists {
+				continue
+			}
+			after, err := n.syncPod(ctx, obj.(*corev1.Pod))
+			if err != nil {
+				n.record(err)
+				// The next update of the pod, or the requeue, retries.
+				after = time.Second
+			}
+			if after > 0 {
+				go func() {
+					select {
+					case <-time.After(after):
+						enqueue(obj)
+					case <-ctx.Done():
+					}
+				}()
 			}
 		}
-	}()
-	return n
+	}
 }
 
 // Errors returns how many API calls of the stand-in kubelets failed (each
@@ -173,17 +204,13 @@ func (n *Nodes) record(err error) {
 	n.lastErr.Store(&err)
 }
 
-func (n *Nodes) stop() {
+// Close stops the stand-in kubelets; the Node objects stay.
+func (n *Nodes) Close() {
 	n.cancel()
 	n.wg.Wait()
 }
 
 func (n *Nodes) register(ctx context.Context, name string) error {
-	capacity := corev1.ResourceList{
-		corev1.ResourceCPU:    resource.MustParse(n.cfg.CPU),
-		corev1.ResourceMemory: resource.MustParse(n.cfg.Memory),
-		corev1.ResourcePods:   *resource.NewQuantity(int64(n.cfg.Pods), resource.DecimalSI),
-	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   name,
@@ -194,23 +221,7 @@ func (n *Nodes) register(ctx context.Context, name string) error {
 	if err != nil {
 		return fmt.Errorf("kube: create node %s: %w", name, err)
 	}
-	now := metav1.Now()
-	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
-		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
-	}
-	status := corev1.NodeStatus{
-		Capacity:    capacity,
-		Allocatable: capacity,
-		Phase:       corev1.NodeRunning,
-		Conditions: []corev1.NodeCondition{
-			cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
-			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
-			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
-			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
-		},
-		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}},
-		NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "v1.36.3", OperatingSystem: "linux", Architecture: "amd64"},
-	}
+	status := n.readyStatus(name)
 	// Status is ignored on create; the kubelet sets it through the
 	// subresource, and so does this. The node lifecycle controller may
 	// have tainted the new Node in between, hence the retry.
@@ -246,6 +257,54 @@ func (n *Nodes) register(ctx context.Context, name string) error {
 	return nil
 }
 
+// readyStatus is the status a healthy kubelet reports for node name.
+func (n *Nodes) readyStatus(name string) corev1.NodeStatus {
+	capacity := corev1.ResourceList{
+		corev1.ResourceCPU:    resource.MustParse(n.cfg.CPU),
+		corev1.ResourceMemory: resource.MustParse(n.cfg.Memory),
+		corev1.ResourcePods:   *resource.NewQuantity(int64(n.cfg.Pods), resource.DecimalSI),
+	}
+	now := metav1.Now()
+	cond := func(t corev1.NodeConditionType, s corev1.ConditionStatus, reason string) corev1.NodeCondition {
+		return corev1.NodeCondition{Type: t, Status: s, Reason: reason, LastHeartbeatTime: now, LastTransitionTime: now}
+	}
+	return corev1.NodeStatus{
+		Capacity:    capacity,
+		Allocatable: capacity,
+		Phase:       corev1.NodeRunning,
+		Conditions: []corev1.NodeCondition{
+			cond(corev1.NodeReady, corev1.ConditionTrue, "KubeletReady"),
+			cond(corev1.NodeMemoryPressure, corev1.ConditionFalse, "KubeletHasSufficientMemory"),
+			cond(corev1.NodeDiskPressure, corev1.ConditionFalse, "KubeletHasNoDiskPressure"),
+			cond(corev1.NodePIDPressure, corev1.ConditionFalse, "KubeletHasSufficientPID"),
+		},
+		Addresses: []corev1.NodeAddress{{Type: corev1.NodeInternalIP, Address: "127.0.0.1"}, {Type: corev1.NodeHostName, Address: name}},
+		NodeInfo:  corev1.NodeSystemInfo{KubeletVersion: "v1.36.3", OperatingSystem: "linux", Architecture: "amd64"},
+	}
+}
+
+// keepReady reports node name Ready again when its Ready condition is not
+// true: the node lifecycle controller of a site that lost sight of the
+// node's Lease marked it unknown, and a kubelet's next status update
+// corrects that, which lets the controller lift its taints.
+func (n *Nodes) keepReady(ctx context.Context, name string) error {
+	nodes := n.client.CoreV1().Nodes()
+	cur, err := nodes.Get(ctx, name, metav1.GetOptions{})
+	if err != nil {
+		return err
+	}
+	for _, c := range cur.Status.Conditions {
+		if c.Type == corev1.NodeReady && c.Status == corev1.ConditionTrue {
+			return nil
+		}
+	}
+	cur.Status = n.readyStatus(name)
+	_, err = nodes.UpdateStatus(ctx, cur, metav1.UpdateOptions{})
+	return err
+}
+
+// renewLeases renews every node's Lease each third of its duration and
+// keeps the nodes reported Ready, as kubelets do.
 func (n *Nodes) renewLeases(ctx context.Context) {
 	tick := time.NewTicker(n.cfg.LeaseDuration / 3)
 	defer tick.Stop()
@@ -266,14 +325,18 @@ func (n *Nodes) renewLeases(ctx context.Context) {
 			if _, err := leases.Update(ctx, l, metav1.UpdateOptions{}); err != nil {
 				n.record(err)
 			}
+			if err := n.keepReady(ctx, name); err != nil {
+				n.record(err)
+			}
 		}
 	}
 }
 
-// syncPod does what a kubelet would for a pod bound to one of the nodes.
-func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) error {
+// syncPod does what a kubelet would for a pod bound to one of the nodes;
+// a positive duration asks to be called again for the pod that much later.
+func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) (time.Duration, error) {
 	if !n.own[pod.Spec.NodeName] {
-		return nil
+		return 0, nil
 	}
 	pods := n.client.CoreV1().Pods(pod.Namespace)
 	if pod.DeletionTimestamp != nil {
@@ -282,19 +345,55 @@ func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) error {
 			Preconditions:      &metav1.Preconditions{UID: &pod.UID},
 		})
 		if apierrors.IsNotFound(err) {
-			return nil
+			return 0, nil
 		}
-		return err
+		return 0, err
 	}
-	if pod.Status.Phase == corev1.PodRunning {
-		return nil
+	switch pod.Status.Phase {
+	case corev1.PodSucceeded, corev1.PodFailed:
+		return 0, nil
+	case corev1.PodRunning:
+		if !PodReady(pod) {
+			// Someone else (the node lifecycle controller of a site that
+			// lost sight of this node) marked it not ready: a kubelet's
+			// status manager reports the truth again.
+			_, err := pods.UpdateStatus(ctx, running(pod), metav1.UpdateOptions{})
+			return 0, err
+		}
+		if n.cfg.CompleteAfter <= 0 || pod.Spec.RestartPolicy == corev1.RestartPolicyAlways || pod.Status.StartTime == nil {
+			return 0, nil
+		}
+		if left := time.Until(pod.Status.StartTime.Add(n.cfg.CompleteAfter)); left > 0 {
+			return left, nil
+		}
+		_, err := pods.UpdateStatus(ctx, completed(pod), metav1.UpdateOptions{})
+		return 0, err
 	}
+	_, err := pods.UpdateStatus(ctx, running(pod), metav1.UpdateOptions{})
+	return 0, err
+}
+
+// PodReady reports whether pod's Ready condition is true.
+func PodReady(pod *corev1.Pod) bool {
+	for _, c := range pod.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}
+
+// running is pod as a kubelet reports it once its containers run and are
+// ready (since its start time, if it has one).
+func running(pod *corev1.Pod) *corev1.Pod {
 	now := metav1.Now()
 	p := pod.DeepCopy()
 	p.Status.Phase = corev1.PodRunning
 	p.Status.HostIP = "127.0.0.1"
 	p.Status.PodIP = "127.0.0.1"
-	p.Status.StartTime = &now
+	if p.Status.StartTime == nil {
+		p.Status.StartTime = &now
+	}
 	p.Status.Conditions = []corev1.PodCondition{
 		{Type: corev1.PodInitialized, Status: corev1.ConditionTrue, LastTransitionTime: now},
 		{Type: corev1.PodReady, Status: corev1.ConditionTrue, LastTransitionTime: now},
@@ -312,6 +411,28 @@ func (n *Nodes) syncPod(ctx context.Context, pod *corev1.Pod) error {
 			State:   corev1.ContainerState{Running: &corev1.ContainerStateRunning{StartedAt: now}},
 		})
 	}
-	_, err := pods.UpdateStatus(ctx, p, metav1.UpdateOptions{})
-	return err
+	return p
+}
+
+// completed is pod as a kubelet reports it once every container exited 0.
+func completed(pod *corev1.Pod) *corev1.Pod {
+	now := metav1.Now()
+	p := pod.DeepCopy()
+	p.Status.Phase = corev1.PodSucceeded
+	for i := range p.Status.Conditions {
+		if t := p.Status.Conditions[i].Type; t == corev1.PodReady || t == corev1.ContainersReady {
+			p.Status.Conditions[i].Status, p.Status.Conditions[i].Reason = corev1.ConditionFalse, "PodCompleted"
+			p.Status.Conditions[i].LastTransitionTime = now
+		}
+	}
+	for i := range p.Status.ContainerStatuses {
+		cs := &p.Status.ContainerStatuses[i]
+		started := now
+		if cs.State.Running != nil {
+			started = cs.State.Running.StartedAt
+		}
+		cs.Ready, cs.Started = false, ptr.To(false)
+		cs.State = corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 0, Reason: "Completed", StartedAt: started, FinishedAt: now}}
+	}
+	return p
 }

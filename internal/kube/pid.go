@@ -4,7 +4,7 @@ package kube
 // constants), or 0 if the cluster has no such component. Benchmarks read a
 // component's CPU time and memory from /proc with it.
 func (c *Cluster) PID(component string) int {
-	p := c.processes[component]
+	p := c.proc(component)
 	if p == nil || p.cmd.Process == nil {
 		return 0
 	}

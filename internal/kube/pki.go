@@ -160,3 +160,37 @@ func newSerial() (*big.Int, error) {
 func pemBlock(typ string, der []byte) []byte {
 	return pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der})
 }
+
+// PKI is what every site of one cluster shares: the cluster CA (serving
+// and client certificates), the datastore's CA, the front proxy's CA and
+// the service account signing key. Each control plane issues its own leaf
+// certificates from it, so a client certificate or service account token
+// of one site is valid at every site, as in one Kubernetes cluster.
+type PKI struct {
+	CA, EtcdCA, ProxyCA *CA
+	ServiceAccount      KeyPair
+}
+
+// NewPKI generates the authorities and the service account key.
+func NewPKI() (*PKI, error) {
+	var p PKI
+	var err error
+	if p.CA, err = NewCA("rhizome-kube-ca"); err != nil {
+		return nil, err
+	}
+	// The datastore trusts its own CA only, so a cluster client certificate
+	// cannot talk to it, as kubeadm sets it up.
+	if p.EtcdCA, err = NewCA("rhizome-etcd-ca"); err != nil {
+		return nil, err
+	}
+	// The front proxy CA lets kube-apiserver publish a request-header CA,
+	// which the controller manager's and scheduler's delegated
+	// authentication insist on finding.
+	if p.ProxyCA, err = NewCA("rhizome-front-proxy-ca"); err != nil {
+		return nil, err
+	}
+	if p.ServiceAccount, err = NewServiceAccountKey(); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}

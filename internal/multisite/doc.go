@@ -1,6 +1,6 @@
 // Package multisite tests Rhizome's multi-site behaviour with real `rhizome serve`
 // processes on a real network that the tests cut and heal (acceptance items 2
-// and 3 of issue 4). It has no code of its own: only tests and benchmarks.
+// and 3 of issue 4; issue 9's end-to-end test with the Kubernetes control plane). It has no code of its own: only tests and benchmarks.
 //
 // # The network
 //
@@ -42,6 +42,25 @@
 //     other per delivered change (Ethernet frames on the peer links, and TCP
 //     payload of the sync connections) against the size of the changed field's
 //     value, and the size of the crdt change body for comparison.
+//   - TestKubeAcrossSites (issue 9's end-to-end test and item 4): two sites,
+//     each Rhizome with the unmodified kube-apiserver, kube-controller-manager
+//     and kube-scheduler on default flags (leader election on; each site's
+//     components in their own UTS namespace, so hostnames and identities differ)
+//     and two stand-in kubelets (internal/kube). Connected, one
+//     controller-manager leads; cut, each side elects its own and reconciles its
+//     own changes; both sides take kubectl writes that must all succeed (scale
+//     on one side, new image on the other, same-named ConfigMaps, a namespace
+//     deleted on one side while a ConfigMap is created in it on the other,
+//     Services asking for the same ClusterIP and NodePort). After the heal:
+//     identical stores, exactly one leader (the loser exits as upstream does and
+//     the harness restarts it, as deploy/systemd's Restart=always), the
+//     Deployment rolled out with both changes and observedGeneration ==
+//     generation at every site, nothing left in the deleted namespace, every
+//     object accepts an update at every site, and no ClusterIP or NodePort held
+//     twice. TestKubeOneEtcd is the control: the same writes from two control
+//     planes on one real etcd (no cut), where the conflicting ones are refused.
+//     RHIZOME_MULTISITE_KUBE_CUT=90s holds the cut at least that long (past the
+//     node lifecycle controller's grace period).
 //
 // Run them with
 //
