@@ -81,6 +81,7 @@ type Doc struct {
 	conflicts []Conflict        // the latest maxConflicts conflicts seen here
 	recorded  uint64            // conflicts ever recorded here
 	validate  Validator         // not state: given by the caller (SetValidator)
+	schemas   Schemas           // not state: given by the caller (SetSchemas, DecodeDoc)
 	churn     int               // not state: C-side bytes of automerge documents made and dropped since Unload
 }
 
@@ -132,7 +133,7 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 		_, err = d.Apply(c)
 		return c, err == nil, err
 	}
-	if fields, isDoc := flatten(value); isDoc && d.kind == Document {
+	if fields, isDoc := flatten(value, d.schemas); isDoc && d.kind == Document {
 		return d.update(value, fields, st)
 	}
 	if d.kind == Register && bytes.Equal(d.value, value) {
@@ -262,8 +263,14 @@ func (d *Doc) setBody(c Change) error {
 		return nil
 	case Document:
 		// A fresh body is exactly its value's fields: no need to read automerge
-		// until an edit arrives.
-		if fields, ok := flatten(c.Value); ok {
+		// until an edit arrives. A body not shipped was cut by the built-in
+		// kinds' schemas (newBody); a rebase's body of a kind that is not
+		// built in (a custom resource) is read, as its CRD's schema cut it.
+		schemas := d.schemas
+		if len(c.Data) == 0 {
+			schemas = nil
+		}
+		if fields, ok := flatten(c.Value, schemas); ok && (len(c.Data) == 0 || !maybeCustom(fields)) {
 			d.value, d.fields, d.amBytes, d.clean = bytes.Clone(c.Value), fields, bytes.Clone(c.Data), true
 			return nil
 		}
@@ -331,13 +338,13 @@ func (d *Doc) refresh(known map[automerge.ChangeHash]map[string]string) error {
 		return err
 	}
 	d.fields = fields
-	d.value = materialize(d.fields)
+	d.value = materialize(d.fields, d.schemas)
 	if hs := d.am.Heads(); len(hs) > 1 {
 		if err := d.mergeRules(hs, known); err != nil {
 			return err
 		}
 	}
-	flat, _ := flatten(d.value)
+	flat, _ := flatten(d.value, d.schemas)
 	d.clean = maps.Equal(flat, d.fields)
 	return nil
 }
@@ -392,9 +399,12 @@ func (d *Doc) loadBody() (*automerge.Doc, error) {
 // register; nothing for a document, whose body is the automerge document holding
 // its value's fields, which every replica builds alike when it first needs it
 // (Doc.automerge, newDocAM): most objects are never edited, and building it costs
-// more than the rest of a write.
+// more than the rest of a write. Its fields are cut by the built-in kinds'
+// schemas, which every replica knows alike (unlike a CRD's, which replicas may
+// learn at different times): a custom resource's first edit cuts it by its
+// CRD's.
 func newBody(value []byte) ([]byte, Kind) {
-	if _, isDoc := flatten(value); !isDoc {
+	if _, isDoc := flatten(value, nil); !isDoc {
 		return bytes.Clone(value), Register
 	}
 	return nil, Document

@@ -57,11 +57,11 @@ func TestRoundTripBytes(t *testing.T) {
 				t.Fatalf("value %q, want %q", got, tc.value)
 			}
 			if tc.kind == Document {
-				if m := materialize(d.fields); string(m) != tc.value {
+				if m := materialize(d.fields, nil); string(m) != tc.value {
 					t.Fatalf("materialize %q, want %q", m, tc.value)
 				}
 			}
-			d2, err := DecodeDoc(d.Encode())
+			d2, err := DecodeDoc(d.Encode(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -236,7 +236,7 @@ func TestConvergenceAnyOrder(t *testing.T) {
 						d.Apply(c)
 					}
 				}
-				d2, err := DecodeDoc(d.Encode())
+				d2, err := DecodeDoc(d.Encode(), nil)
 				if err != nil {
 					t.Fatal(err)
 				}

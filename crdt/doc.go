@@ -37,8 +37,14 @@
 //     later writer's whole status wins; a coordination.k8s.io Lease's spec is one
 //     unit (never one holder with another's renew time). Metadata: labels and
 //     annotations per key, finalizers as a set, ownerReferences by uid,
-//     managedFields whole. Kinds the schema does not know (custom resources: CRD
-//     schemas are a later step) keep JSON-path fields as above.
+//     managedFields whole. Custom resources follow their CRD's schema when the
+//     caller's Schemas (SetSchemas, DecodeDoc) knows it, from their first edit
+//     on: a create's body, which replicas build themselves, is cut by the
+//     built-in kinds' schemas that every replica knows alike, and an edited
+//     body's fields are read from automerge, never re-cut from its value, so
+//     a replica that learns a CRD (or its new schema) later diverges from none.
+//     Replicas must hold the same CRDs for their materialised values to agree.
+//     Kinds no schema knows keep JSON-path fields as above.
 //   - Concurrent heads. When a document's history ends in more than one
 //     concurrent edit, the value shown is the field merge corrected by rules a
 //     field merge alone does not keep, decided from the set of changes held so

@@ -60,14 +60,15 @@ func (d *Doc) Encode() []byte {
 	return b
 }
 
-// DecodeDoc reads a Doc written by Encode.
-func DecodeDoc(b []byte) (*Doc, error) {
+// DecodeDoc reads a Doc written by Encode, whose fields follow schemas (see
+// SetSchemas; nil: the built-in kinds').
+func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 	r := reader{b: b}
 	format := r.byte()
 	if format < 1 || format > docFormat {
 		return nil, fmt.Errorf("crdt: unknown doc format: %w", errCorrupt)
 	}
-	d := &Doc{}
+	d := &Doc{schemas: schemas}
 	d.inc = r.stamp()
 	d.deleted = r.byte() == 1
 	d.epoch = r.stamp()
@@ -109,9 +110,12 @@ func DecodeDoc(b []byte) (*Doc, error) {
 		// Field diffs need the flat view. A clean value rebuilds it without
 		// loading automerge; after some merges only automerge knows it. The
 		// value is kept as stored: the merge rules that made it need the
-		// validator, which the caller sets after decoding.
-		if d.clean && format >= 3 {
-			d.fields, _ = flatten(d.value)
+		// validator, which the caller sets after decoding. A clean value is
+		// cut by the built-in kinds' schemas, as a body never shipped was
+		// (setBody); a custom resource's shipped body is read.
+		flat, _ := flatten(d.value, nil)
+		if d.clean && format >= 3 && (len(d.amBytes) == 0 || !maybeCustom(flat)) {
+			d.fields = flat
 		} else {
 			am, err := d.automerge("")
 			if err != nil {
@@ -120,7 +124,7 @@ func DecodeDoc(b []byte) (*Doc, error) {
 			if d.fields, err = readFields(am); err != nil {
 				return nil, err
 			}
-			flat, _ := flatten(d.value)
+			flat, _ = flatten(d.value, schemas)
 			d.clean = maps.Equal(flat, d.fields)
 		}
 	}

@@ -31,14 +31,14 @@ const (
 // compactly (no white space between tokens outside leaves) with no duplicate member
 // names. Exactly such values are rebuilt byte for byte by materialize; anything else
 // is an opaque register, so a client always reads back the bytes it wrote. A
-// Kubernetes object's fields follow its kind's merge units (kube.Object).
-func flatten(value []byte) (map[string]string, bool) {
+// Kubernetes object's fields follow its kind's merge units (as schemas finds them).
+func flatten(value []byte, schemas Schemas) (map[string]string, bool) {
 	body, newline := bytes.CutSuffix(value, []byte("\n"))
 	if len(body) < 2 || body[0] != '{' || !json.Valid(body) {
 		return nil, false
 	}
 	p := flattener{src: body, fields: make(map[string]string)}
-	if !p.object("", rootNode(body)) || p.pos != len(body) {
+	if !p.object("", rootNode(body, schemas)) || p.pos != len(body) {
 		return nil, false
 	}
 	if newline {
@@ -48,8 +48,8 @@ func flatten(value []byte) (map[string]string, bool) {
 }
 
 // rootNode finds the schema of the object in body from its top-level apiVersion
-// and kind (the zero Node when it is not a built-in Kubernetes object).
-func rootNode(body []byte) kube.Node {
+// and kind (the zero Node when schemas does not know it).
+func rootNode(body []byte, schemas Schemas) kube.Node {
 	p := flattener{src: body, pos: 1}
 	var apiVersion, kind []byte
 	for p.peek() != '}' {
@@ -77,18 +77,35 @@ func rootNode(body []byte) kube.Node {
 			kind = p.src[start:p.pos]
 		}
 	}
-	return kindNode(apiVersion, kind)
+	return kindNode(schemas, apiVersion, kind)
 }
 
 // kindNode returns the schema of a kind named by the JSON text of an object's
-// apiVersion and kind members.
-func kindNode(apiVersion, kind []byte) kube.Node {
+// apiVersion and kind members, as schemas finds it (nil: the built-in kinds').
+func kindNode(schemas Schemas, apiVersion, kind []byte) kube.Node {
 	var av, k string
 	if json.Unmarshal(apiVersion, &av) != nil || json.Unmarshal(kind, &k) != nil {
 		return kube.Node{}
 	}
-	n, _ := kube.Object(av, k)
+	if schemas == nil {
+		schemas = kube.Object
+	}
+	n, _ := schemas(av, k)
 	return n
+}
+
+// fieldsNode returns the schema of the object held as fields.
+func fieldsNode(schemas Schemas, fields map[string]string) kube.Node {
+	return kindNode(schemas, []byte(fields[leafPrefix+"/apiVersion"]), []byte(fields[leafPrefix+"/kind"]))
+}
+
+// maybeCustom reports whether the object held as fields names a kind that is
+// not built in: some replica's schemas (a CRD's) may have cut it, so a shipped
+// body of it is read rather than rebuilt from its value by the local schemas.
+func maybeCustom(fields map[string]string) bool {
+	_, av := fields[leafPrefix+"/apiVersion"]
+	_, k := fields[leafPrefix+"/kind"]
+	return av && k && !fieldsNode(nil, fields).Known()
 }
 
 type flattener struct {
@@ -304,7 +321,7 @@ func unescapeSegment(seg string) string {
 // key field (removed at one site while another edited one of its fields) is
 // dropped: it is no longer addressable, so the removal wins; a list-map left with
 // no elements by that is dropped too.
-func materialize(fields map[string]string) []byte {
+func materialize(fields map[string]string, schemas Schemas) []byte {
 	m := materializer{fields: fields, children: make(map[string][]string)}
 	for k := range fields {
 		if k == newlineField {
@@ -320,7 +337,7 @@ func materialize(fields map[string]string) []byte {
 		}
 	}
 	var buf bytes.Buffer
-	m.object(&buf, "", kindNode([]byte(fields[leafPrefix+"/apiVersion"]), []byte(fields[leafPrefix+"/kind"])))
+	m.object(&buf, "", fieldsNode(schemas, fields))
 	if _, ok := fields[newlineField]; ok {
 		buf.WriteByte('\n')
 	}

@@ -145,7 +145,7 @@ func TestKubeMergeRegressions(t *testing.T) {
 		a.put(t, va)
 		b.put(t, vb)
 		exchange(t, a, b)
-		merged := string(materialize(a.doc.fields))
+		merged := string(materialize(a.doc.fields, nil))
 		if merged == value(&a.doc) {
 			t.Fatal("no fallback to test with")
 		}
@@ -321,7 +321,7 @@ func TestKubeFallbackSurvivesRebase(t *testing.T) {
 	if value(&b.doc) != shown || b.doc.Digest() != a.doc.Digest() {
 		t.Fatalf("b after the rebase: %s", value(&b.doc))
 	}
-	d, err := DecodeDoc(b.doc.Encode())
+	d, err := DecodeDoc(b.doc.Encode(), nil)
 	if err != nil || value(d) != shown || len(d.ConflictLog()) != 1 || d.ConflictCount() != 1 {
 		t.Fatalf("decoded: %v %s %v", err, value(d), d.ConflictLog())
 	}
@@ -386,7 +386,7 @@ func TestKubeDocFromBeforeMergeUnits(t *testing.T) {
 	enc[0] = 2
 	var replicas []*Doc
 	for range 2 {
-		d, err := DecodeDoc(enc)
+		d, err := DecodeDoc(enc, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

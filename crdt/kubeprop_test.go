@@ -320,7 +320,7 @@ func applyInOrder(t *testing.T, create Change, cs []Change, order []int, recode 
 		}
 		if i == recode {
 			var err error
-			if d, err = DecodeDoc(d.Encode()); err != nil {
+			if d, err = DecodeDoc(d.Encode(), nil); err != nil {
 				t.Fatal(err)
 			}
 			d.SetValidator(propValidator)

@@ -94,8 +94,8 @@ func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok boo
 	// The new history starts from the value shown, which merge rules may have
 	// made differ from the merged fields.
 	fields := d.fields
-	if !bytes.Equal(materialize(fields), d.value) {
-		fields, _ = flatten(d.value)
+	if !bytes.Equal(materialize(fields, d.schemas), d.value) {
+		fields, _ = flatten(d.value, d.schemas)
 	}
 	body, err := newDocBody(fields, site)
 	if err != nil {

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/automerge/automerge-go"
+
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Validator tells whether a materialised value is one the value's API accepts
@@ -21,6 +23,19 @@ type Validator func(value []byte) error
 // none). It is not part of the document's state: the caller sets it on every Doc
 // it creates or decodes, before applying changes to it.
 func (d *Doc) SetValidator(v Validator) { d.validate = v }
+
+// Schemas finds the merge units of a Kubernetes object by its apiVersion and
+// kind (ok false: it merges by JSON path). kube.Object knows the built-in
+// kinds; (*kube.CustomResources).Object adds the kinds of the CRDs it was fed.
+// Like a Validator it must be deterministic and, for a given set of stored
+// CRDs, the same at every replica.
+type Schemas func(apiVersion, kind string) (kube.Node, bool)
+
+// SetSchemas gives the document the schemas its fields follow (nil: the
+// built-in kinds'). It is not part of the document's state: the caller sets it
+// on every Doc it creates, before applying changes to it, and passes it to
+// DecodeDoc.
+func (d *Doc) SetSchemas(s Schemas) { d.schemas = s }
 
 // ConflictKind is how a conflict was resolved.
 type ConflictKind uint8
@@ -137,12 +152,12 @@ func (d *Doc) mergeRules(hs []automerge.ChangeHash, known map[automerge.ChangeHa
 		}
 		return err
 	}
-	if needsGeneration(d.fields) {
+	if needsGeneration(d.fields, d.schemas) {
 		if err := load(); err != nil {
 			return err
 		}
 		if bumped, ok := bumpGeneration(d.fields, tips); ok {
-			d.value = materialize(bumped)
+			d.value = materialize(bumped, d.schemas)
 		}
 	}
 	if d.validate == nil || d.validate(d.value) == nil {
@@ -152,7 +167,7 @@ func (d *Doc) mergeRules(hs []automerge.ChangeHash, known map[automerge.ChangeHa
 		return err
 	}
 	win := tips[len(tips)-1]
-	d.value = materialize(win.fields)
+	d.value = materialize(win.fields, d.schemas)
 	for _, lost := range tips[:len(tips)-1] {
 		d.recordConflict(Conflict{Kind: Validation, Winner: win.stamp, Loser: lost.stamp})
 	}
@@ -166,11 +181,11 @@ const (
 
 // needsGeneration reports whether fields are a built-in Kubernetes object with a
 // generation and a spec, whose generation a merge may have to move.
-func needsGeneration(fields map[string]string) bool {
+func needsGeneration(fields map[string]string, schemas Schemas) bool {
 	if _, ok := fields[generationField]; !ok {
 		return false
 	}
-	if !kindNode([]byte(fields[leafPrefix+"/apiVersion"]), []byte(fields[leafPrefix+"/kind"])).Known() {
+	if !fieldsNode(schemas, fields).Known() {
 		return false
 	}
 	for k := range fields {

@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 	"github.com/rhizome-kv/rhizome/crdt/kube/validate"
 	"github.com/rhizome-kv/rhizome/etcdshim"
 	"github.com/rhizome-kv/rhizome/site/alloc"
@@ -200,7 +201,16 @@ func Start(cfg Config) (*Site, error) {
 	}
 	// Kubernetes' own validation decides when a merge falls back to one side's
 	// whole object; every site must judge alike, so it is not configurable.
-	scfg.Validator = validate.Object
+	// Custom resources are checked by their CRD's schema, from the CRDs the
+	// store holds (the store feeds the registry; it also gives their merge units).
+	crs := kube.NewCustomResources()
+	scfg.CustomResources = crs
+	scfg.Validator = func(value []byte) error {
+		if err := validate.Object(value); err != nil {
+			return err
+		}
+		return crs.Validate(value)
+	}
 	scfg.Logger = cfg.Logger
 	scfg.Registerer = cfg.Registerer
 	st, err := store.Open(scfg)

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Config configures a Store.
@@ -86,6 +87,11 @@ type Config struct {
 	// decodes (Store.openDoc), before any change is applied to it; every site of a
 	// cluster must run the same one, or their values may differ.
 	Validator crdt.Validator
+	// CustomResources holds the merge units of custom resources; the store feeds
+	// it the CRDs it holds under KubePrefix (crd.go). Give it to share it with a
+	// Validator (its Validate checks custom resources); nil: the store makes
+	// its own.
+	CustomResources *kube.CustomResources
 	// Now reads the clock: lease expiry, and the time a conflict is recorded.
 	// Injected so tests control time.
 	Now func() time.Time

@@ -23,7 +23,11 @@
 // collected changes installs a Snapshot of another site's state.
 //
 // Merges follow crdt's rules with the one Config.Validator given to every document
-// the store opens. Each conflict a merge resolves (concurrent creates, validation
+// the store opens, and the merge units of the built-in kinds and of the custom
+// resources whose CRDs the store holds under Config.KubePrefix (loaded at Open,
+// then kept current from every commit; crd.go). When a CRD's schema changes,
+// values already stored under its resource are not materialised again: each
+// follows the new schema from its next write or merge on. Each conflict a merge resolves (concurrent creates, validation
 // fallbacks) is recorded in the same commit with its kind, winning and losing
 // writes (their sites) and this site's time, the latest Config.MaxConflicts kept
 // and listed by Conflicts, counted in rhizome_conflicts_total{kind} and logged.

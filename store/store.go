@@ -12,6 +12,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Store is one site's MVCC store. Reads may run concurrently with each other and
@@ -39,6 +40,7 @@ type Store struct {
 	docs        *docCache // decoded key documents
 	fail        error     // set when a commit failed: the store refuses further writes
 	reqs        chan *request
+	crs         *kube.CustomResources // merge units of custom resources (crd.go)
 
 	leases *leases
 
@@ -106,6 +108,10 @@ func Open(cfg Config) (*Store, error) {
 		changes:   newBroadcast(),
 		closing:   make(chan struct{}),
 		stopped:   make(chan struct{}),
+		crs:       cfg.CustomResources,
+	}
+	if s.crs == nil {
+		s.crs = kube.NewCustomResources()
 	}
 	if err := s.claimSite(); err != nil {
 		db.Close()
@@ -116,6 +122,10 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.loadCRDs(); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -649,6 +659,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		maps.Copy(s.durable, s.vv)
 		s.mu.Unlock()
 		s.docs.settle()
+		s.observeCRDs(events)
 		if p := s.publisher.Load(); p != nil && len(events) > 0 {
 			(*p).Publish(s.rev, events)
 		}

@@ -202,13 +202,14 @@ func (tx *WriteTxn) doc(key []byte) (*crdt.Doc, error) {
 }
 
 // openDoc returns the document encoded in raw (newDoc when raw is nil),
-// checked by the configured Validator. Every document the store applies changes
+// checked by the configured Validator, its fields following the schemas of the
+// built-in kinds and of the stored CRDs (crd.go). Every document the store applies changes
 // to is made here, so all of them merge by the same rules.
 func (s *Store) openDoc(raw []byte) (*crdt.Doc, error) {
 	if raw == nil {
 		return s.newDoc(), nil
 	}
-	d, err := crdt.DecodeDoc(raw)
+	d, err := crdt.DecodeDoc(raw, s.crs.Object)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +221,7 @@ func (s *Store) openDoc(raw []byte) (*crdt.Doc, error) {
 func (s *Store) newDoc() *crdt.Doc {
 	d := &crdt.Doc{}
 	d.SetValidator(s.cfg.Validator)
+	d.SetSchemas(s.crs.Object)
 	return d
 }
 
