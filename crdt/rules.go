@@ -48,6 +48,12 @@ const (
 	// the value shown is the Winner's write whole, the Loser's write is not seen
 	// until a later write builds on it.
 	Validation
+	// Allocation: two objects hold a value Kubernetes allocates once cluster-wide
+	// (a Service's ClusterIP or NodePort); the Winner keeps it and the Loser is
+	// given another or flagged. Recorded by the store's caller
+	// (store.WriteTxn.RecordConflict), never by a merge: Winner and Loser are
+	// the two objects' incarnations.
+	Allocation
 )
 
 func (k ConflictKind) String() string {
@@ -56,6 +62,8 @@ func (k ConflictKind) String() string {
 		return "concurrent-create"
 	case Validation:
 		return "validation"
+	case Allocation:
+		return "allocation"
 	}
 	return fmt.Sprintf("conflict-kind-%d", uint8(k))
 }

@@ -141,8 +141,10 @@ func failed(checks []check) error {
 
 // Conflict is a recorded conflict as /rhizome/conflicts and `rhizome conflicts`
 // show it: two writes of a key that could not both stand, one kept whole, the
-// other dropped. Kind is "concurrent-create" (two incarnations of the key) or
-// "validation" (a merge Kubernetes would reject; one side's whole object kept).
+// other dropped. Kind is "concurrent-create" (two incarnations of the key),
+// "validation" (a merge Kubernetes would reject; one side's whole object kept)
+// or "allocation" (two Services held one ClusterIP or NodePort; the loser's was
+// re-allocated or flagged, see Detail).
 type Conflict struct {
 	Key    string `json:"key"`
 	Kind   string `json:"kind"`
@@ -153,6 +155,9 @@ type Conflict struct {
 	// Time is when the conflict was resolved here; zero for records written
 	// before the store kept times.
 	Time time.Time `json:"time,omitzero"`
+	// Detail says what was at stake when the store's caller resolved it (an
+	// allocation: the ClusterIP or NodePort held twice and what became of it).
+	Detail string `json:"detail,omitempty"`
 }
 
 // Conflicts lists the conflicts the store has recorded (its latest
@@ -175,5 +180,5 @@ func conflictOf(c store.Conflict) Conflict {
 	if c.Loser.Site != c.Winner.Site {
 		sites = append(sites, c.Loser.Site)
 	}
-	return Conflict{Key: string(c.Key), Kind: c.Kind.String(), Winner: c.Winner.String(), Loser: c.Loser.String(), Sites: sites, Time: c.Time}
+	return Conflict{Key: string(c.Key), Kind: c.Kind.String(), Winner: c.Winner.String(), Loser: c.Loser.String(), Sites: sites, Time: c.Time, Detail: c.Detail}
 }

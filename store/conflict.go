@@ -18,10 +18,11 @@ import (
 // does.
 type Conflict struct {
 	Key    []byte
-	Kind   crdt.ConflictKind // concurrent-create or validation
+	Kind   crdt.ConflictKind // concurrent-create, validation or allocation
 	Winner crdt.Stamp        // the incarnation or write that stands
 	Loser  crdt.Stamp        // the one dropped
 	Time   time.Time         // this site's clock (Config.Now) when recorded; zero for records of old stores
+	Detail string            // what the recorder said of it (allocation: the value held twice); "" for merges
 }
 
 // recordConflicts records the conflicts the key's document resolved since it had
@@ -34,17 +35,45 @@ func (tx *WriteTxn) recordConflicts(key []byte, doc *crdt.Doc, before uint64) {
 	}
 	all := doc.ConflictLog()
 	for _, c := range all[len(all)-int(min(n, uint64(len(all)))):] {
-		rec := Conflict{Key: key, Kind: c.Kind, Winner: c.Winner, Loser: c.Loser, Time: tx.s.cfg.Now()}
-		tx.s.conflictSeq++
-		seq := tx.s.conflictSeq
-		tx.writes = append(tx.writes, write{key: conflictKey(seq), value: rec.encode()})
-		if limit := uint64(tx.s.cfg.MaxConflicts); seq > limit {
-			tx.writes = append(tx.writes, write{key: conflictKey(seq - limit), delete: true})
-		}
-		tx.s.metrics.conflict(c.Kind)
-		tx.s.log.Warn("conflict resolved", "key", string(key), "kind", c.Kind.String(),
-			"winner", c.Winner.String(), "loser", c.Loser.String())
+		tx.writeConflict(Conflict{Key: key, Kind: c.Kind, Winner: c.Winner, Loser: c.Loser, Time: tx.s.cfg.Now()})
 	}
+}
+
+// writeConflict writes one conflict record in the commit (dropping the oldest
+// beyond Config.MaxConflicts), counts and logs it.
+func (tx *WriteTxn) writeConflict(rec Conflict) {
+	tx.s.conflictSeq++
+	seq := tx.s.conflictSeq
+	tx.writes = append(tx.writes, write{key: conflictKey(seq), value: rec.encode()})
+	if limit := uint64(tx.s.cfg.MaxConflicts); seq > limit {
+		tx.writes = append(tx.writes, write{key: conflictKey(seq - limit), delete: true})
+	}
+	tx.s.metrics.conflict(rec.Kind)
+	tx.s.log.Warn("conflict resolved", "key", string(rec.Key), "kind", rec.Kind.String(),
+		"winner", rec.Winner.String(), "loser", rec.Loser.String(), "detail", rec.Detail)
+}
+
+// RecordConflict records, in this write's commit, a conflict its caller
+// resolved between the live objects at key (the loser) and winnerKey (the
+// winner), such as a crdt.Allocation repair; detail says what was at stake.
+// The record names the two keys' incarnations (and so the sites that created
+// them) and is listed by Conflicts like a merge's. It is an event of this
+// site: a caller at every site resolving the same conflict records it at each.
+func (tx *WriteTxn) RecordConflict(kind crdt.ConflictKind, key, winnerKey []byte, detail string) error {
+	var inc [2]crdt.Stamp
+	for i, k := range [][]byte{winnerKey, key} {
+		d, err := tx.peekDoc(k)
+		if err != nil {
+			return err
+		}
+		if _, live := d.Value(); !live {
+			return fmt.Errorf("store: record conflict: %q does not exist", k)
+		}
+		inc[i] = d.Incarnation()
+	}
+	tx.writeConflict(Conflict{Key: bytes.Clone(key), Kind: kind, Winner: inc[0], Loser: inc[1],
+		Time: tx.s.cfg.Now(), Detail: detail})
+	return nil
 }
 
 // Conflicts lists the conflicts recorded, oldest first: records of stores from
@@ -117,24 +146,28 @@ func conflictKey(seq uint64) []byte {
 	return binary.BigEndian.AppendUint64([]byte{prefixConflicts}, seq)
 }
 
-// A conflict record: version 1, kind, winner and loser stamps (counter, site),
-// the time in Unix nanoseconds, and the key.
+// A conflict record: version 2, kind, winner and loser stamps (counter, site),
+// the time in Unix nanoseconds, the detail (length, bytes) and the key.
+// Version 1 had no detail.
 func (c Conflict) encode() []byte {
-	b := []byte{1, byte(c.Kind)}
+	b := []byte{2, byte(c.Kind)}
 	for _, st := range []crdt.Stamp{c.Winner, c.Loser} {
 		b = binary.AppendUvarint(b, st.Counter)
 		b = binary.AppendUvarint(b, uint64(len(st.Site)))
 		b = append(b, st.Site...)
 	}
 	b = binary.AppendVarint(b, c.Time.UnixNano())
+	b = binary.AppendUvarint(b, uint64(len(c.Detail)))
+	b = append(b, c.Detail...)
 	return append(b, c.Key...)
 }
 
 func decodeConflict(b []byte) (Conflict, error) {
 	var c Conflict
-	if len(b) < 2 || b[0] != 1 {
+	if len(b) < 2 || b[0] < 1 || b[0] > 2 {
 		return c, fmt.Errorf("store: conflict record: %w", errCorrupt)
 	}
+	version := b[0]
 	c.Kind, b = crdt.ConflictKind(b[1]), b[2:]
 	uv := func() uint64 {
 		v, w := binary.Uvarint(b)
@@ -157,6 +190,14 @@ func decodeConflict(b []byte) (Conflict, error) {
 	if b == nil || w <= 0 {
 		return c, fmt.Errorf("store: conflict record: %w", errCorrupt)
 	}
-	c.Time, c.Key = time.Unix(0, ns).UTC(), bytes.Clone(b[w:])
+	c.Time, b = time.Unix(0, ns).UTC(), b[w:]
+	if version >= 2 {
+		if n := uv(); b != nil && uint64(len(b)) >= n {
+			c.Detail, b = string(b[:n]), b[n:]
+		} else {
+			return c, fmt.Errorf("store: conflict record: %w", errCorrupt)
+		}
+	}
+	c.Key = bytes.Clone(b)
 	return c, nil
 }

@@ -1,11 +1,14 @@
 package store
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rhizome-kv/rhizome/crdt"
 )
 
 const (
@@ -102,5 +105,38 @@ func TestCRDsLoadedAtOpen(t *testing.T) {
 	del(t, s, crdKey)
 	if _, ok := s.crs.Object("example.com/v1", "Widget"); ok {
 		t.Fatal("Widget's schema kept after its CRD's deletion")
+	}
+}
+
+// A conflict the store's caller resolved is listed with the two keys'
+// incarnations and its detail, after a restart too; a key that does not exist
+// cannot lose one.
+func TestRecordConflict(t *testing.T) {
+	dir := t.TempDir()
+	s := openTest(t, dir)
+	put(t, s, "/registry/services/specs/default/a", `{"a":1}`)
+	put(t, s, "/registry/services/specs/default/b", `{"b":1}`)
+	record := func(loser string) error {
+		_, err := s.Update(context.Background(), func(tx *WriteTxn) error {
+			return tx.RecordConflict(crdt.Allocation, []byte(loser), []byte("/registry/services/specs/default/a"), "ClusterIP 10.0.0.1")
+		})
+		return err
+	}
+	if err := record("/registry/services/specs/default/b"); err != nil {
+		t.Fatal(err)
+	}
+	if err := record("/registry/services/specs/default/none"); err == nil {
+		t.Fatal("a conflict lost by a missing key was recorded")
+	}
+	s.Close()
+	s = openTest(t, dir)
+	defer s.Close()
+	cs, err := s.Conflicts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cs) != 1 || cs[0].Kind != crdt.Allocation || string(cs[0].Key) != "/registry/services/specs/default/b" ||
+		cs[0].Detail != "ClusterIP 10.0.0.1" || cs[0].Winner.Site != "test" || cs[0].Winner == cs[0].Loser || cs[0].Kind.String() != "allocation" {
+		t.Fatalf("conflicts %+v", cs)
 	}
 }

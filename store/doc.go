@@ -31,6 +31,8 @@
 // fallbacks) is recorded in the same commit with its kind, winning and losing
 // writes (their sites) and this site's time, the latest Config.MaxConflicts kept
 // and listed by Conflicts, counted in rhizome_conflicts_total{kind} and logged.
+// A caller that resolves a conflict itself (site/alloc's allocation repairs)
+// records it in its write with WriteTxn.RecordConflict, listed alike.
 //
 // A store directory belongs to one site: the first Open records the site's name and
 // later Opens under another name fail with ErrOtherSite. OpenBackup takes one

@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		opaqueKube: counter("rhizome", "store", "opaque_kubernetes_values_total",
 			"Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field)."),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rhizome", Name: "conflicts_total",
-			Help: "Conflicts recorded, by how they were resolved: concurrent-create (one incarnation of a key kept whole) or validation (a merge the Validator rejected; one side's whole value kept)."},
+			Help: "Conflicts recorded, by how they were resolved: concurrent-create (one incarnation of a key kept whole), validation (a merge the Validator rejected; one side's whole value kept) or allocation (recorded by a caller, e.g. a ClusterIP or NodePort repair)."},
 			[]string{"kind"}),
 	}
 	for _, k := range []crdt.ConflictKind{crdt.ConcurrentCreate, crdt.Validation} {

@@ -186,18 +186,32 @@ func (tx *WriteTxn) doc(key []byte) (*crdt.Doc, error) {
 	if d, ok := tx.dirty[k]; ok {
 		return d, nil
 	}
-	d, ok := tx.s.docs.get(k)
-	if !ok {
-		raw, err := tx.s.getRaw(docKey(key))
-		if err != nil {
-			return nil, err
-		}
-		if d, err = tx.s.openDoc(raw); err != nil {
-			return nil, fmt.Errorf("store: document %q: %w", key, err)
-		}
+	d, err := tx.peekDoc(key)
+	if err != nil {
+		return nil, err
 	}
 	tx.dirty[k] = d
 	tx.s.docs.pin(k, d)
+	return d, nil
+}
+
+// peekDoc returns the key's document for reading only: this batch's, else the
+// cached or stored one, which the batch does not write back.
+func (tx *WriteTxn) peekDoc(key []byte) (*crdt.Doc, error) {
+	if d, ok := tx.dirty[string(key)]; ok {
+		return d, nil
+	}
+	if d, ok := tx.s.docs.get(string(key)); ok {
+		return d, nil
+	}
+	raw, err := tx.s.getRaw(docKey(key))
+	if err != nil {
+		return nil, err
+	}
+	d, err := tx.s.openDoc(raw)
+	if err != nil {
+		return nil, fmt.Errorf("store: document %q: %w", key, err)
+	}
 	return d, nil
 }
 

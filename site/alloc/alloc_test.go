@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/kubernetes/pkg/registry/core/service/allocator"
 
+	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/crdt/kube"
 	"github.com/rhizome-kv/rhizome/crdt/kube/validate"
 	"github.com/rhizome-kv/rhizome/store"
@@ -202,6 +204,37 @@ func TestConcurrentAllocations(t *testing.T) {
 	}
 	sameBytes(t, a, b)
 	acceptedByAPI(t, a)
+	for _, s := range []*store.Store{a, b} {
+		allocationConflicts(t, s, repA)
+	}
+}
+
+// allocationConflicts asserts that the store lists each repair as an
+// allocation conflict: the Service that gave the value up loses to the one
+// that keeps it.
+func allocationConflicts(t *testing.T, s *store.Store, reps []Repair) {
+	t.Helper()
+	cs, err := s.Conflicts()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []store.Conflict
+	for _, c := range cs {
+		if c.Kind == crdt.Allocation {
+			got = append(got, c)
+		}
+	}
+	if len(got) != len(reps) {
+		t.Fatalf("site %s: allocation conflicts %+v, want one per repair %+v", s.Site(), got, reps)
+	}
+	sites := map[string]string{"default/web-a": "a", "default/web-b": "b"}
+	for i, rep := range reps {
+		c := got[i]
+		if string(c.Key) != "/registry/services/specs/"+rep.Service || c.Loser.Site != sites[rep.Service] ||
+			c.Winner.Site != sites[rep.Winner] || !strings.Contains(c.Detail, rep.Held) || !strings.Contains(c.Detail, rep.New) {
+			t.Errorf("site %s: conflict %+v (%s) for repair %+v", s.Site(), c, c.Detail, rep)
+		}
+	}
 }
 
 // acceptedByAPI asserts that kube-apiserver's validation accepts every object

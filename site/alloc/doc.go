@@ -28,9 +28,12 @@
 // already broken (kube-proxy routes it to one of the two Services), and
 // recreating the Service, upstream's advice, gives it a new address too. Where
 // no free address or port exists the Service is flagged instead: a Warning
-// Event on it, a log line and a metric, and it keeps the duplicate. Repairs are
-// not in the store's conflict list: the store offers no way yet to record one
-// from outside a merge.
+// Event on it, a log line and a metric, and it keeps the duplicate. Every
+// repair (re-allocation or flag) is also in the store's conflict list, kind
+// allocation, in the same write (store.WriteTxn.RecordConflict): the loser is
+// the Service that gave the value up, the winner the one that keeps it, the
+// detail the value and what became of it; `rhizome conflicts` and
+// /rhizome/conflicts list it. Each site that applies the repair records it.
 //
 // Repairer runs Compute on a site's store and applies the plan through the
 // store's ordinary local write path (one Update; watchers and kube-apiserver's

@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/store"
 )
 
@@ -292,6 +293,9 @@ func (r *Repairer) apply(ctx context.Context, plan Plan, report []Repair) error 
 				return errStale
 			}
 		}
+		if err := r.recordConflicts(tx, report); err != nil {
+			return err
+		}
 		for _, w := range plan.Writes {
 			if err := tx.Put([]byte(w.Key), w.Value, 0); err != nil {
 				return err
@@ -308,6 +312,23 @@ func (r *Repairer) apply(ctx context.Context, plan Plan, report []Repair) error 
 		return fmt.Errorf("alloc: apply repair: %w", err)
 	}
 	return err
+}
+
+// recordConflicts lists each repair among the store's conflicts (kind
+// allocation): the Service that gave the value up is the loser, the one that
+// keeps it the winner. It writes no key, so it goes before the plan's writes.
+func (r *Repairer) recordConflicts(tx *store.WriteTxn, reps []Repair) error {
+	specs := r.cfg.Prefix + "services/specs/"
+	for _, rep := range reps {
+		detail := fmt.Sprintf("%s %s held twice; given %s", rep.Kind, rep.Held, rep.New)
+		if rep.Flagged() {
+			detail = fmt.Sprintf("%s %s held twice; kept (%s)", rep.Kind, rep.Held, rep.Reason)
+		}
+		if err := tx.RecordConflict(crdt.Allocation, []byte(specs+rep.Service), []byte(specs+rep.Winner), detail); err != nil {
+			return fmt.Errorf("alloc: record conflict: %w", err)
+		}
+	}
+	return nil
 }
 
 // cost is etcd's estimate of what writes add to the store (as for a Put: key
