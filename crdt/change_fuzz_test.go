@@ -62,12 +62,12 @@ func FuzzDecodeDoc(f *testing.F) {
 	f.Add(reg.Encode())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
-		d, err := crdt.DecodeDoc(b)
+		d, err := crdt.DecodeDoc(b, nil)
 		if err != nil {
 			return
 		}
 		v, ok := d.Value()
-		d2, err := crdt.DecodeDoc(d.Encode())
+		d2, err := crdt.DecodeDoc(d.Encode(), nil)
 		if err != nil {
 			t.Fatalf("a decoded doc does not decode again: %v", err)
 		}
