@@ -14,6 +14,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -146,7 +147,16 @@ func TestAllocationRepairKubeAPIServers(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			ip, err := c.NetworkingV1().IPAddresses().Get(ctx, s.Spec.ClusterIP, metav1.GetOptions{})
+			// A site applies another site's changes key by key, so the
+			// Service's new address can show before its IPAddress does.
+			var ip *networkingv1.IPAddress
+			for {
+				ip, err = c.NetworkingV1().IPAddresses().Get(ctx, s.Spec.ClusterIP, metav1.GetOptions{})
+				if err == nil && ip.Spec.ParentRef.Name == name || ctx.Err() != nil {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
 			if err != nil || ip.Spec.ParentRef.Name != name {
 				t.Errorf("IPAddress of %s's %s: %v %v", name, s.Spec.ClusterIP, ip, err)
 			}
