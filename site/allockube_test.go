@@ -115,6 +115,7 @@ func TestAllocationRepairKubeAPIServers(t *testing.T) {
 	if err := sites[1].Gossip.Join([]string{sites[0].cfg.GossipAddr}); err != nil {
 		t.Fatal(err)
 	}
+	joined := time.Now()
 
 	// held lists what each Service holds: its address and its port.
 	held := func(c *kubernetes.Clientset) ([2][2]string, error) {
@@ -141,6 +142,7 @@ func TestAllocationRepairKubeAPIServers(t *testing.T) {
 		}
 		time.Sleep(time.Second)
 	}
+	t.Logf("both apiservers list the repaired Services %v after the join", time.Since(joined).Round(time.Millisecond))
 	for _, c := range clients {
 		for _, name := range []string{"web-east", "web-west"} {
 			s, err := c.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
@@ -158,7 +160,7 @@ func TestAllocationRepairKubeAPIServers(t *testing.T) {
 				time.Sleep(200 * time.Millisecond)
 			}
 			if err != nil || ip.Spec.ParentRef.Name != name {
-				t.Errorf("IPAddress of %s's %s: %v %v", name, s.Spec.ClusterIP, ip, err)
+				t.Errorf("IPAddress of %s's %s: %v %v; the site holds %s", name, s.Spec.ClusterIP, ip, err, ipAddresses(c))
 			}
 			s.Labels = map[string]string{"touched": "yes"}
 			if _, err := c.CoreV1().Services("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
@@ -166,5 +168,22 @@ func TestAllocationRepairKubeAPIServers(t *testing.T) {
 			}
 		}
 	}
-	t.Logf("after the repair (address, port): web-east %v, web-west %v", last[0], last[1])
+	t.Logf("after the repair (address, port): web-east %v, web-west %v; IPAddresses and updates checked %v after the join",
+		last[0], last[1], time.Since(joined).Round(time.Millisecond))
+}
+
+// ipAddresses lists the IPAddress objects an apiserver serves, with the
+// Service each names, for a failure message.
+func ipAddresses(c *kubernetes.Clientset) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	list, err := c.NetworkingV1().IPAddresses().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return err.Error()
+	}
+	var out []string
+	for _, ip := range list.Items {
+		out = append(out, ip.Name+"->"+ip.Spec.ParentRef.Name+" (uid "+string(ip.UID)+")")
+	}
+	return fmt.Sprint(out)
 }
