@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"sync"
 
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/managedfields"
 	"k8s.io/client-go/applyconfigurations"
@@ -201,19 +200,5 @@ func (s *schemas) root(apiVersion, kind string) (Node, bool) {
 	return *n, true
 }
 
-// lookup asks the type converter for the kind's typed form of an empty object,
-// which names the kind's root type in the schema.
-func (s *schemas) lookup(gvk schema.GroupVersionKind) *Node {
-	u := &unstructured.Unstructured{}
-	u.SetGroupVersionKind(gvk)
-	tv, err := s.tc.ObjectToTyped(u)
-	if err != nil {
-		return nil
-	}
-	sch := tv.Schema()
-	a, ok := sch.Resolve(tv.TypeRef())
-	if !ok || a.Map == nil {
-		return nil
-	}
-	return &Node{s: sch, atom: a, rules: rulesFor(gvk.GroupKind())}
-}
+// lookup asks the type converter for the kind's root (typedRoot).
+func (s *schemas) lookup(gvk schema.GroupVersionKind) *Node { return typedRoot(s.tc, gvk) }
