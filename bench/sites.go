@@ -753,10 +753,19 @@ func editBase(k int, msg string) (string, error) {
 	return string(out), err
 }
 
+// editBlank is the message an edited object is preloaded with.
+var editBlank = strings.Repeat("0", editBytes)
+
+// editValue is base (editBase with editBlank) with msg in place of the
+// blank message: editBase(k, msg) without encoding the object again.
+func editValue(base, msg string) string {
+	return strings.Replace(base, `"message":"`+editBlank+`"`, `"message":"`+msg+`"`, 1)
+}
+
 // preloadEdits writes site i's edited objects.
 func preloadEdits(ctx context.Context, cli *clientv3.Client, site int) error {
 	for k := range editObjects {
-		v, err := editBase(k, strings.Repeat("0", editBytes))
+		v, err := editBase(k, editBlank)
 		if err != nil {
 			return err
 		}
@@ -768,7 +777,8 @@ func preloadEdits(ctx context.Context, cli *clientv3.Client, site int) error {
 }
 
 // editOp rewrites client j's objects in turn, each time with a fresh
-// editBytes-long status message. Clients never share objects.
+// editBytes-long status message. Clients never share objects. Each object is
+// encoded once; an edit swaps the message into its bytes.
 func editOp(cfg SitesConfig, site, j int, cli *clientv3.Client) op {
 	rng := mathrand.New(mathrand.NewPCG(cfg.Seed, uint64(site<<16|j)))
 	var mine []int
@@ -778,19 +788,25 @@ func editOp(cfg SitesConfig, site, j int, cli *clientv3.Client) op {
 	if len(mine) == 0 {
 		mine = []int{j % editObjects}
 	}
+	bases := make([]string, len(mine))
+	var baseErr error
+	for i, k := range mine {
+		var err error
+		bases[i], err = editBase(k, editBlank)
+		baseErr = errors.Join(baseErr, err)
+	}
 	next := 0
 	msg := make([]byte, editBytes/2)
 	return func(ctx context.Context) error {
-		k := mine[next%len(mine)]
+		if baseErr != nil {
+			return baseErr
+		}
+		i := next % len(mine)
 		next++
 		for b := range msg {
 			msg[b] = byte(rng.Uint32())
 		}
-		v, err := editBase(k, hex.EncodeToString(msg))
-		if err != nil {
-			return err
-		}
-		_, err = cli.Put(ctx, editKey(site, k), v)
+		_, err := cli.Put(ctx, editKey(site, mine[i]), editValue(bases[i], hex.EncodeToString(msg)))
 		return err
 	}
 }

@@ -35,6 +35,25 @@ func TestSitesConfigValidate(t *testing.T) {
 	}
 }
 
+// An edit swapped into a preloaded object's bytes is the object encoded
+// with that message.
+func TestEditValue(t *testing.T) {
+	msg := strings.Repeat("ab", editBytes/2)
+	for _, k := range []int{0, 7, editObjects - 1} {
+		base, err := editBase(k, editBlank)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := editBase(k, msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := editValue(base, msg); got != want {
+			t.Errorf("object %d: the swapped value differs from the encoded one", k)
+		}
+	}
+}
+
 // TestSitesQuick runs `rhizome bench sites --quick`: three Rhizome sites and
 // a three-member etcd, each in its own network namespace, every workload at
 // 0 and 25 ms one way, then the last site cut off under load. Every site
