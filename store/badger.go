@@ -5,17 +5,29 @@ import (
 	"log/slog"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // badgerOptions sizes badger from Config.MemoryBudget (B), which bounds what
 // badger holds in memory:
 //
 //   - two memtables of B/8 each. A memtable is an arena in Go's heap plus a
-//     write-ahead log of the same size mapped into memory, and flushing one
-//     builds its level-0 table in a buffer of about twice its size;
-//   - a block cache of B/4 (decompressed blocks: what reads of values not in
-//     a memtable hit) and an index cache of B/16 (table indexes and bloom
-//     filters).
+//     write-ahead log of the same size mapped into memory;
+//   - an index cache of B/16 (table indexes and bloom filters);
+//   - the buffers tables are built in: badger pools eight table builders and
+//     keeps each one's largest buffer for reuse, letting one go only after two
+//     seconds without a build. A table is built whole in its buffer, blocks
+//     and, when compressed, a compressed copy of each block too; with badger's
+//     defaults (snappy, tables doubling in size at each level) those buffers,
+//     not the data, were most of a filled store's Go heap (150-235 MiB at
+//     20,000 pods). Tables of one small size at every level (tableSize) and no
+//     compression bound them at about eight times twice a memtable.
+//
+// Tables are not compressed, so there is no block cache: reads go to the
+// tables' memory mappings, which the kernel pages in and out as it needs
+// (badger's block cache holds decompressed blocks only, and missed 99% of
+// reads of uncompressed tables). Disk space is the price (see the fill
+// benchmark's bytes per object).
 //
 // Small memtables flush often, and every level-0 table overlaps all of level 1
 // (each batch writes revision records, documents and meta keys, spread over the
@@ -35,25 +47,36 @@ func badgerOptions(cfg Config) badger.Options {
 		WithDetectConflicts(false).
 		WithNumMemtables(2).
 		WithMemTableSize(b / 8).
+		WithCompression(options.None).
 		// badger requires values kept in the LSM to fit a transaction (15% of a
 		// memtable); larger ones go to the value log.
 		WithValueThreshold(min(1<<20, b/64)).
 		WithNumLevelZeroTables(5).
 		WithNumLevelZeroTablesStall(20).
-		WithBaseTableSize(max(2<<20, b/32)).
+		WithBaseTableSize(tableSize(b)).
 		WithBaseLevelSize(5 * b / 8).
 		WithNumCompactors(2).
-		WithBlockCacheSize(b / 4).
+		WithBlockCacheSize(0).
 		WithIndexCacheSize(b / 16).
 		// Only values above the threshold go to the value log, and its files
 		// are mapped whole (twice their size): pages of that mapping read
 		// while empty would count as resident memory for nothing.
 		WithValueLogFileSize(16 << 20).
 		WithMetricsEnabled(false)
+	// See tableSize.
+	opts.TableSizeMultiplier = 1
 	if cfg.InMemory {
 		opts.Dir, opts.ValueDir = "", ""
 	}
 	return opts
+}
+
+// tableSize is the size of every badger table, at every level, for a memory
+// budget of b: 1/64 of it, at least 1 MiB (smaller tables only multiply the
+// files and their indexes). Compactions build tables of this size; only a
+// memtable's flush builds a larger one.
+func tableSize(b int64) int64 {
+	return max(1<<20, b/64)
 }
 
 // badgerLogger sends badger's logs to slog at matching levels.

@@ -50,11 +50,10 @@ type Config struct {
 	GCInterval time.Duration
 	// MemoryBudget bounds the memory badger uses, in bytes (see badger.go):
 	// two memtables of an eighth each (each also maps a write-ahead log of its
-	// size), a block cache of a quarter and an index cache of a sixteenth;
-	// flushes and compactions take about as much again while they run. The
+	// size) and an index cache of a sixteenth; flushes and compactions build
+	// tables in buffers badger pools, up to about twice as much again. The
 	// default, 64 MiB, fits a 2 GB edge node beside kube-apiserver; on a server,
-	// 256 MiB buys fewer flushes and a larger block cache (faster writes under
-	// many clients and reads of values not recently written); on a 1 GB box,
+	// 256 MiB buys fewer flushes (faster writes under many clients); on a 1 GB box,
 	// 32 MiB. It does not bound the key index (about 150 bytes a key and
 	// revision kept), the document cache (DocCacheBytes) or the watch window
 	// (watch.Config). A memtable also bounds one badger transaction (15% of

@@ -126,16 +126,24 @@ func (c *docCache) reset() {
 // gives the memory freed since the last writes back to the system.
 const reclaimIdle = 2 * time.Second
 
+// reclaimIdleLast is the longest idle time after which the reclaimer returns
+// memory once more: badger lets its pooled table-builder buffers go one every
+// two seconds once it builds no table (eight of them: 16 s), and a store idle
+// that long has given back all it will.
+const reclaimIdleLast = 32 * time.Second
+
 // runReclaimer runs Go's garbage collector when the document cache asks, so
 // that the automerge memory it let go is freed (see docCache); and once the
 // store has been idle for reclaimIdle after writes, it also returns the memory
-// freed to the system (Go's own scavenger would take minutes), so an idle site
-// is as small as its live data.
+// freed to the system, Go's and automerge's (Go's own scavenger would take
+// minutes, and glibc keeps what it frees inside its arenas), again each time
+// the idle time doubles up to reclaimIdleLast, so an idle site is as small as
+// its live data.
 func (s *Store) runReclaimer() {
 	defer s.wg.Done()
 	tick := time.NewTicker(reclaimIdle)
 	defer tick.Stop()
-	lastRev, written := s.Rev(), false
+	idle := newIdleSchedule(s.Rev())
 	for {
 		select {
 		case <-s.closing:
@@ -143,13 +151,37 @@ func (s *Store) runReclaimer() {
 		case <-s.docs.reclaim:
 			runtime.GC()
 		case <-tick.C:
-			switch rev := s.Rev(); {
-			case rev != lastRev:
-				lastRev, written = rev, true
-			case written:
-				written = false
+			if idle.due(s.Rev()) {
 				debug.FreeOSMemory()
+				crdt.TrimNative() // what the previous collection's finalizers freed
 			}
 		}
 	}
+}
+
+// idleSchedule decides, at each reclaimIdle tick, whether to return memory to
+// the system: after reclaimIdle without a new revision, then each time the
+// idle time doubles, up to reclaimIdleLast.
+type idleSchedule struct {
+	lastRev    int64
+	idle, next time.Duration
+}
+
+func newIdleSchedule(rev int64) idleSchedule {
+	return idleSchedule{lastRev: rev, next: reclaimIdle}
+}
+
+// due records a tick at which the store's revision is rev and reports whether
+// memory is to be returned now.
+func (i *idleSchedule) due(rev int64) bool {
+	if rev != i.lastRev {
+		*i = newIdleSchedule(rev)
+		return false
+	}
+	i.idle += reclaimIdle
+	if i.idle < i.next || i.next > reclaimIdleLast {
+		return false
+	}
+	i.next *= 2
+	return true
 }

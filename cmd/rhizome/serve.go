@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/site"
 	"github.com/rhizome-kv/rhizome/store"
 )
@@ -73,7 +74,15 @@ func newServeFlags(cfg *site.Config) *serveFlags {
 
 // runServe runs one site until SIGINT or SIGTERM. Everything is validated
 // before anything is created on disk.
+// nativeArenas is how many glibc arenas serve lets automerge's memory spread
+// over (MALLOC_ARENA_MAX in the environment, if set, decides instead).
+const nativeArenas = 2
+
 func runServe(args []string) int {
+	// Before the store's goroutines allocate on the C side (see crdt).
+	if os.Getenv("MALLOC_ARENA_MAX") == "" {
+		crdt.LimitNativeArenas(nativeArenas)
+	}
 	cfg := site.DefaultConfig()
 	f := newServeFlags(&cfg)
 	if code, ok := parseFlags(f.fs, args); !ok {
