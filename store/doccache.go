@@ -150,6 +150,7 @@ func (s *Store) runReclaimer() {
 			return
 		case <-s.docs.reclaim:
 			runtime.GC()
+			crdt.TrimNative() // what the previous collection's finalizers freed
 		case <-tick.C:
 			if idle.due(s.Rev()) {
 				debug.FreeOSMemory()
