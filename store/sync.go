@@ -82,28 +82,46 @@ func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error
 // its origin's order (the next sequence number after the version vector) and only
 // once its causal dependencies are here; others are left for a later delivery, so
 // duplicates, reordering and gaps are harmless. Each change that alters what a
-// client reads commits as its own revision and reaches watchers as an ordinary event.
+// client reads commits as its own revision and reaches watchers as an ordinary event;
+// a change whose incarnation replaces the live one (a concurrent create that wins)
+// commits as two, a delete of the object here and a create of the winner, so a
+// watcher never sees an object's identity change in an update.
 // Objects the change leaves in a namespace deleted at one of the sites are deleted
 // in the same commit (namespace.go). It returns how many changes were applied.
 func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) {
 	applied := 0
 	r := &request{done: make(chan struct{})}
 	for _, c := range changes {
-		var effect namespaceEffect
+		var (
+			effect   namespaceEffect
+			wasLive  bool
+			recreate *recreation
+		)
 		r.fns = append(r.fns, func(tx *WriteTxn) (err error) {
-			wasLive := false
 			if tx.s.namespaceName(c.Key) != "" {
 				if _, wasLive, err = tx.liveValue(c.Key); err != nil {
 					return err
 				}
 			}
+			tx.splitReplace = true
 			ok, err := tx.applyRemote(c)
 			if ok {
 				applied++
 			}
-			if ok && err == nil && len(c.Key) > 0 {
+			if recreate = tx.recreate; ok && err == nil && recreate == nil && len(c.Key) > 0 {
 				effect, err = tx.namespaceEffect(c.Key, wasLive)
 			}
+			return err
+		}, func(tx *WriteTxn) error {
+			// A replaced incarnation's successor: a create, at its own revision.
+			if recreate == nil {
+				return nil
+			}
+			if err := tx.indexPut(recreate.ki, recreate.value, recreate.lease); err != nil {
+				return err
+			}
+			var err error
+			effect, err = tx.namespaceEffect(c.Key, wasLive)
 			return err
 		}, func(tx *WriteTxn) error {
 			// Its own revision, in the same commit (namespace.go).
@@ -146,7 +164,7 @@ func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	conflicts := doc.ConflictCount()
+	conflicts, inc := doc.ConflictCount(), doc.Incarnation()
 	changed, err := doc.Apply(change)
 	if errors.Is(err, crdt.ErrMissingDependency) {
 		return false, nil // its causes have not arrived yet
@@ -177,6 +195,15 @@ func (tx *WriteTxn) merge(c Change, record bool) (bool, error) {
 		lease := c.Lease
 		if !tx.s.leases.exists(lease) {
 			lease = 0 // revoked here meanwhile
+		}
+		if _, live := ki.live(); live && tx.splitReplace && doc.Incarnation() != inc {
+			// Another site's concurrent create won over the object here: watchers
+			// see this one deleted and the winner created at the next revision,
+			// as etcd would show them, never an update that changes an object's
+			// identity (a Kubernetes uid) under the same key.
+			tx.recreate = &recreation{ki: ki, value: value, lease: lease}
+			_, err := tx.indexDelete(ki)
+			return true, err
 		}
 		return true, tx.indexPut(ki, value, lease)
 	}

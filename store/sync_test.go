@@ -264,3 +264,42 @@ func TestNamespaceNormalFlows(t *testing.T) {
 		t.Fatalf("site a at revision %d (from %d), own changes %d: the namespace rule acted in a normal flow", a.Rev(), revA, a.VersionVector()["a"])
 	}
 }
+
+// TestReplacedIncarnationEvents checks what a watcher of the site whose object
+// loses to a concurrent create sees: its object deleted (prev_kv: the loser),
+// then the winner created at the next revision (create_revision ==
+// mod_revision, no prev_kv), never an update from one object to another; and
+// the winning site sees nothing, its object being unchanged.
+func TestReplacedIncarnationEvents(t *testing.T) {
+	a, b := openSite(t, "a", nil), openSite(t, "b", nil)
+	put(t, a, "k", `{"from":"a"}`)
+	put(t, b, "k", `{"from":"b"}`)
+	revA, revB := a.Rev(), b.Rev()
+	exchange(t, a, b)
+	mustEqual(t, a, b)
+	kv, _ := get(t, a, "k", 0)
+	loser, winner, from := a, b, revA
+	if string(kv.Value) == `{"from":"a"}` {
+		loser, winner, from = b, a, revB
+	}
+	evs, err := loser.Events(from+1, loser.Rev(), 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(evs) != 2 || evs[0].Type != EventDelete || evs[1].Type != EventPut {
+		t.Fatalf("loser's events %+v, want a delete then a put", evs)
+	}
+	del, cre := evs[0], evs[1]
+	if del.PrevKV == nil || string(del.PrevKV.Value) == string(kv.Value) {
+		t.Errorf("delete's prev_kv %+v, want the losing object", del.PrevKV)
+	}
+	if cre.KV.ModRevision != del.KV.ModRevision+1 || cre.KV.CreateRevision != cre.KV.ModRevision ||
+		cre.KV.Version != 1 || cre.PrevKV != nil || string(cre.KV.Value) != string(kv.Value) {
+		t.Errorf("create event %+v after delete at %d: want the winner created at the next revision",
+			cre, del.KV.ModRevision)
+	}
+	wrev := map[*Store]int64{a: revA, b: revB}[winner]
+	if evs, err := winner.Events(wrev+1, winner.Rev(), 100); err != nil || len(evs) != 0 {
+		t.Errorf("winner's events %+v (%v), want none", evs, err)
+	}
+}

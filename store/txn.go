@@ -19,6 +19,19 @@ type WriteTxn struct {
 	dirty   map[string]*crdt.Doc // documents changed in this batch
 	mutated bool
 	logged  bool // a change was added to the change log
+
+	// recreate is set by merge, when asked to (splitReplace), to the create
+	// that is to follow at the next revision because another incarnation
+	// replaced the live one (see ApplyRemote).
+	splitReplace bool
+	recreate     *recreation
+}
+
+// recreation is a key's new incarnation, to be indexed as a create.
+type recreation struct {
+	ki    *keyIndex
+	value []byte
+	lease int64
 }
 
 // Rev returns the store's revision before this write.
