@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -80,20 +79,20 @@ func (h *Host) fill(ctx context.Context, b binaries) {
 // gitDescribe names the checkout's commit for the report (with "-dirty" when
 // the tree has changes), or "" when git cannot tell.
 func gitDescribe(ctx context.Context, root string) string {
-	out, err := exec.CommandContext(ctx, "git", "-C", root, "describe", "--always", "--dirty").Output()
+	out, err := testbin.Run(ctx, "git", "-C", root, "describe", "--always", "--dirty")
 	if err != nil {
 		return ""
 	}
-	return strings.TrimSpace(string(out))
+	return strings.TrimSpace(out)
 }
 
 // binaryVersion returns the first line `bin --version` prints.
 func binaryVersion(ctx context.Context, bin string) string {
-	out, err := exec.CommandContext(ctx, bin, "--version").CombinedOutput()
-	if err != nil && len(out) == 0 {
+	out, err := testbin.Run(ctx, bin, "--version")
+	if err != nil && out == "" {
 		return ""
 	}
-	line, _, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
 	// etcd prints "etcd Version: 3.7.3".
 	if name, v, ok := strings.Cut(line, " Version: "); ok {
 		return name + " v" + v

@@ -74,9 +74,9 @@ type Cluster struct {
 	etcdTLS *tls.Config // the datastore client's TLS, nil for plain http
 
 	mu        sync.Mutex
-	processes map[string]*process // the current process of each component
-	restarts  map[string]int      // by component, see RestartDelay
-	closed    chan struct{}       // closed by Close: no more restarts
+	processes map[string]*testbin.Process // the current process of each component
+	restarts  map[string]int              // by component, see RestartDelay
+	closed    chan struct{}               // closed by Close: no more restarts
 	closeOnce sync.Once
 	wg        sync.WaitGroup // the supervisors
 }
@@ -106,7 +106,7 @@ func Start(tb testing.TB, cfg Config) *Cluster {
 		if tb.Failed() {
 			for _, name := range []string{ComponentDatastore, ComponentAPIServer, ComponentControllerManager, ComponentScheduler} {
 				if p := c.proc(name); p != nil {
-					tb.Logf("kube: last %d lines of %s:\n%s", logTailLines, p.logPath, p.logTail(logTailLines))
+					tb.Logf("kube: last %d lines of %s:\n%s", logTailLines, p.LogPath(), p.LogTail(logTailLines))
 				}
 			}
 		}
@@ -150,8 +150,8 @@ func (c *Cluster) Running() error {
 	procs := maps.Clone(c.processes)
 	c.mu.Unlock()
 	for name, p := range procs {
-		if done, err := p.exited(); done {
-			return fmt.Errorf("kube: %s %w (%v); see %s", name, errExited, err, p.logPath)
+		if err := p.Alive(); err != nil {
+			return fmt.Errorf("kube: %s: %w", name, err)
 		}
 	}
 	return nil
@@ -160,14 +160,12 @@ func (c *Cluster) Running() error {
 // Kubectl runs kubectl as the admin and returns its standard output; the
 // error carries its standard error.
 func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
-	cmd := c.KubectlCommand(ctx, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	bin, argv := c.command(c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...))
+	out, err := testbin.Run(ctx, bin, argv...)
 	if err != nil {
-		return string(out), fmt.Errorf("kube: kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return out, fmt.Errorf("kube: kubectl %s: %w", strings.Join(args, " "), err)
 	}
-	return string(out), nil
+	return out, nil
 }
 
 // KubectlCommand prepares a kubectl command as the admin, for callers that
@@ -364,7 +362,7 @@ func setServer(paths map[string]string, server string) error {
 
 // startWithRetry starts a component on fresh ports until it gets past
 // binding them: launch picks the ports, ready waits for the component.
-func (c *Cluster) startWithRetry(name string, launch func() (*process, error), ready func(context.Context) error) error {
+func (c *Cluster) startWithRetry(name string, launch func() (*testbin.Process, error), ready func(context.Context) error) error {
 	var lastErr error
 	for attempt := 0; attempt < startAttempts; attempt++ {
 		p, err := launch()
@@ -378,7 +376,7 @@ func (c *Cluster) startWithRetry(name string, launch func() (*process, error), r
 		}
 		lastErr = err
 		_ = p.Stop()
-		if !p.portInUse() {
+		if !p.PortInUse() {
 			break
 		}
 		// The log is appended to, so it keeps every attempt.
@@ -386,31 +384,18 @@ func (c *Cluster) startWithRetry(name string, launch func() (*process, error), r
 	return lastErr
 }
 
-// waitReady polls ready until it succeeds, the process exits or the start
-// timeout passes.
-func (c *Cluster) waitReady(p *process, ready func(context.Context) error) error {
-	ctx, cancel := context.WithTimeout(context.Background(), c.Config.StartTimeout)
-	defer cancel()
-	var last error
-	for {
-		if done, err := p.exited(); done {
-			return fmt.Errorf("kube: %s %w before it was ready (%v); last lines of %s:\n%s",
-				p.name, errExited, err, p.logPath, p.logTail(logTailLines))
-		}
-		attempt, cancelAttempt := context.WithTimeout(ctx, 5*time.Second)
-		last = ready(attempt)
-		cancelAttempt()
-		if last == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("kube: %s not ready within %v: %v; last lines of %s:\n%s",
-				p.name, c.Config.StartTimeout, last, p.logPath, p.logTail(logTailLines))
-		case <-p.done:
-		case <-time.After(250 * time.Millisecond):
-		}
+// waitReady polls ready, each attempt bounded by 5 s, until it succeeds,
+// the process exits or the start timeout passes.
+func (c *Cluster) waitReady(p *testbin.Process, ready func(context.Context) error) error {
+	err := p.WaitReady(context.Background(), c.Config.StartTimeout, func(ctx context.Context) error {
+		attempt, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return ready(attempt)
+	})
+	if err != nil {
+		return fmt.Errorf("kube: %w", err)
 	}
+	return nil
 }
 
 func (c *Cluster) startDatastore(pki *pkiFiles) error {
@@ -418,7 +403,7 @@ func (c *Cluster) startDatastore(pki *pkiFiles) error {
 	if c.Config.DatastoreTLS {
 		scheme = "https"
 	}
-	launch := func() (*process, error) {
+	launch := func() (*testbin.Process, error) {
 		client, err := freePort()
 		if err != nil {
 			return nil, err
@@ -481,7 +466,7 @@ func (c *Cluster) startDatastore(pki *pkiFiles) error {
 }
 
 func (c *Cluster) startAPIServer(pki *pkiFiles) error {
-	launch := func() (*process, error) {
+	launch := func() (*testbin.Process, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err
@@ -571,7 +556,7 @@ func (c *Cluster) startController(pki *pkiFiles, name string) error {
 		bin = c.Config.Kube.Scheduler
 	}
 	var healthz string
-	launch := func() (*process, error) {
+	launch := func() (*testbin.Process, error) {
 		port, err := freePort()
 		if err != nil {
 			return nil, err

@@ -19,7 +19,9 @@
 // its own log file; if the test fails, the tails of the logs are logged.
 // Everything is stopped (SIGTERM, then SIGKILL after a grace period) when
 // the test that started it ends, and on Linux the kernel kills the
-// components if the test process dies.
+// components if the test process dies: every component runs through
+// internal/testbin's process starter (StartProcess), as every other server
+// of the tests and benchmarks does.
 //
 // Several control planes make one multi-site cluster: they share a PKI
 // (Config.PKI), each runs in its own network namespace (Config.Namespace,

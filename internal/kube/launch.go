@@ -7,9 +7,12 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // Launch starts a control plane as Start does, for a command rather than a
@@ -36,7 +39,7 @@ func Launch(cfg Config, dir string) (*Cluster, error) {
 // newCluster prepares c's directories; nothing runs yet.
 func newCluster(cfg Config, dir string) (*Cluster, error) {
 	c := &Cluster{Config: cfg, Dir: dir, LogDir: cfg.LogDir, kubectl: cfg.Kube.Kubectl,
-		processes: map[string]*process{}, restarts: map[string]int{}, closed: make(chan struct{})}
+		processes: map[string]*testbin.Process{}, restarts: map[string]int{}, closed: make(chan struct{})}
 	if c.LogDir == "" {
 		c.LogDir = filepath.Join(dir, "logs")
 	}
@@ -106,7 +109,7 @@ func (c *Cluster) afterDatastore() error {
 func (c *Cluster) supervise(pki *pkiFiles, name string) {
 	for {
 		select {
-		case <-c.proc(name).done:
+		case <-c.proc(name).Done():
 		case <-c.closed:
 			return
 		}
@@ -154,23 +157,52 @@ func (c *Cluster) StopComponent(component string) error {
 	return nil
 }
 
-func (c *Cluster) proc(name string) *process {
+func (c *Cluster) proc(name string) *testbin.Process {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.processes[name]
 }
 
-func (c *Cluster) setProc(name string, p *process) {
+func (c *Cluster) setProc(name string, p *testbin.Process) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.processes[name] = p
 }
 
+// stopGrace is how long a component gets to exit after SIGTERM before it is
+// killed: kube-apiserver drains requests for a few seconds on shutdown.
+const stopGrace = 15 * time.Second
+
 // startProcess starts a component, its output appended to its log file,
 // inside the configured namespace and hostname.
-func (c *Cluster) startProcess(name, bin string, args []string) (*process, error) {
-	bin, args = c.command(bin, args)
-	return startProcess(name, c.LogPath(name), bin, args)
+func (c *Cluster) startProcess(name, bin string, args []string) (*testbin.Process, error) {
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.LogPath, cfg.StopGrace = name, c.LogPath(name), stopGrace
+	cfg.ReadyInterval = 250 * time.Millisecond
+	cfg.Path, cfg.Args = c.command(bin, args)
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube: %w", err)
+	}
+	return p, nil
+}
+
+// freePort returns a loopback port that was free a moment ago (see
+// testbin.FreePort); callers retry on fresh ports when it was taken.
+func freePort() (int, error) {
+	addr, err := testbin.FreePort()
+	if err != nil {
+		return 0, fmt.Errorf("kube: %w", err)
+	}
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, fmt.Errorf("kube: free port %s: %w", addr, err)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil {
+		return 0, fmt.Errorf("kube: free port %s: %w", addr, err)
+	}
+	return n, nil
 }
 
 // command returns how to run bin with args inside Config.Namespace and

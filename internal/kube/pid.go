@@ -5,8 +5,8 @@ package kube
 // component's CPU time and memory from /proc with it.
 func (c *Cluster) PID(component string) int {
 	p := c.proc(component)
-	if p == nil || p.cmd.Process == nil {
+	if p == nil {
 		return 0
 	}
-	return p.cmd.Process.Pid
+	return p.PID()
 }

@@ -4,17 +4,17 @@ import (
 	"context"
 	"encoding/base64"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rhizome-kv/rhizome/internal/netdelay"
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // Every site of a cluster uses the same ports: each has addresses of its own.
@@ -45,10 +45,7 @@ type cluster struct {
 type siteProc struct {
 	Name   string
 	Client *clientv3.Client
-	cmd    *exec.Cmd
-	log    string // its stdout and stderr
-	done   chan struct{}
-	err    error // from Wait; valid once done is closed
+	proc   *testbin.Process
 }
 
 // startCluster starts cfg.Sites sites in a fresh network and waits until each
@@ -63,7 +60,7 @@ func startCluster(t testing.TB, cfg clusterConfig) *cluster {
 	key := base64.StdEncoding.EncodeToString([]byte("rhizome-ms-test!")) // 16 bytes: AES-128
 	for i, ns := range nw.sites {
 		name := fmt.Sprintf("s%d", i)
-		args := []string{"netns", "exec", ns.NS, bin, "serve",
+		args := []string{"serve",
 			"--name", name,
 			"--data-dir", filepath.Join(dir, name),
 			"--listen-client-urls", fmt.Sprintf("http://%s:%d", ns.ClientIP, clientPort),
@@ -83,7 +80,8 @@ func startCluster(t testing.TB, cfg clusterConfig) *cluster {
 		if i > 0 {
 			args = append(args, "--join", fmt.Sprintf("%s:%d", nw.sites[0].PeerIP, gossipPort))
 		}
-		c.Sites = append(c.Sites, c.start(name, filepath.Join(dir, name+".log"), args))
+		path, argv := (&netdelay.Namespace{Name: ns.NS}).Command(bin, args...)
+		c.Sites = append(c.Sites, c.start(name, filepath.Join(dir, name+".log"), path, argv))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
@@ -95,72 +93,40 @@ func startCluster(t testing.TB, cfg clusterConfig) *cluster {
 
 // start runs one site (under `ip netns exec`, which execs in place, so the
 // parent-death signal still reaches rhizome) and waits until it answers.
-func (c *cluster) start(name, logPath string, args []string) *siteProc {
+// It stops when the test ends.
+func (c *cluster) start(name, logPath, path string, argv []string) *siteProc {
 	t := c.t
 	t.Helper()
-	logf, err := os.Create(logPath)
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.Path, cfg.Args, cfg.LogPath = name, path, argv, logPath
+	cfg.ReadyInterval = 20 * time.Millisecond
+	proc, err := testbin.StartProcess(cfg)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("multisite: %v", err)
 	}
-	p := &siteProc{Name: name, log: logPath, done: make(chan struct{})}
-	p.cmd = exec.Command("ip", args...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	// Killed with the test process, so an interrupted run leaves no sites behind.
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := p.cmd.Start(); err != nil {
-		logf.Close()
-		t.Fatalf("multisite: start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
+	p := &siteProc{Name: name, proc: proc}
 	t.Cleanup(func() {
-		p.stop()
+		_ = proc.Stop()
 		if t.Failed() {
-			t.Logf("%s log (last lines):\n%s", name, tail(p.log, 40))
+			t.Logf("%s log (last lines):\n%s", name, proc.LogTail(40))
 		}
 	})
-	ep := strings.TrimPrefix(args[slices.Index(args, "--listen-client-urls")+1], "http://")
+	ep := strings.TrimPrefix(argv[slices.Index(argv, "--listen-client-urls")+1], "http://")
 	p.Client, err = clientv3.New(clientv3.Config{Endpoints: []string{ep}, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.Client.Close() })
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	answers := func(ctx context.Context) error {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		_, err := p.Client.Status(ctx, ep)
-		cancel()
-		if err == nil {
-			return p
-		}
-		select {
-		case <-p.done:
-			t.Fatalf("multisite: %s exited before serving: %v\n%s", name, p.err, tail(p.log, 40))
-		case <-time.After(20 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("multisite: %s did not answer within 30s: %v\n%s", name, err, tail(p.log, 40))
-		}
+		return err
 	}
-}
-
-// stop asks the site to shut down and kills it if it takes long.
-func (p *siteProc) stop() {
-	select {
-	case <-p.done:
-		return
-	default:
+	if err := proc.WaitReady(context.Background(), 30*time.Second, answers); err != nil {
+		t.Fatalf("multisite: %v", err)
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Signal(syscall.SIGKILL)
-		<-p.done
-	}
+	return p
 }
 
 // Members returns the names in site i's etcd MemberList, sorted.
@@ -210,14 +176,4 @@ func poll(ctx context.Context, interval time.Duration, cond func() (bool, string
 		case <-time.After(interval):
 		}
 	}
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }

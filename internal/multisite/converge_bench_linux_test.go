@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
-	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +14,8 @@ import (
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // BenchmarkConvergeAfterPartition cuts three sites apart, writes 10,000 changes
@@ -188,15 +190,21 @@ func profileSites(b *testing.B, c *cluster) func() {
 	}
 	var pids []string
 	for _, s := range c.Sites {
-		pids = append(pids, strconv.Itoa(s.cmd.Process.Pid)) // ip netns exec execs rhizome in place
+		pids = append(pids, strconv.Itoa(s.proc.PID())) // ip netns exec execs rhizome in place
 	}
-	cmd := exec.Command("perf", "record", "-F", "999", "-g", "-o", out, "-p", strings.Join(pids, ","))
-	if err := cmd.Start(); err != nil {
-		b.Fatalf("perf: %v", err)
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.Path = "perf", "perf"
+	cfg.Args = []string{"record", "-F", "999", "-g", "-o", out, "-p", strings.Join(pids, ",")}
+	cfg.LogPath = filepath.Join(b.TempDir(), "perf.log")
+	perf, err := testbin.StartProcess(cfg)
+	if err != nil {
+		b.Fatalf("multisite: %v", err)
 	}
 	return func() {
-		_ = cmd.Process.Signal(os.Interrupt)
-		_ = cmd.Wait() // perf reports being interrupted; the file tells whether it worked
+		// perf writes its file on SIGTERM; the file tells whether it worked.
+		if err := perf.Stop(); err != nil {
+			b.Logf("multisite: %v", err)
+		}
 	}
 }
 

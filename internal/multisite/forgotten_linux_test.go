@@ -3,7 +3,6 @@ package multisite
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -58,12 +57,12 @@ func TestForgottenSiteCatchesUp(t *testing.T) {
 	if len(st) != 41 || !jsonEqual(st[prefix+"status"], `{"metadata":{"name":"node-1"},"status":{"beat":"299"}}`) {
 		t.Fatalf("after healing, s0 holds %d keys, status %s", len(st), st[prefix+"status"])
 	}
-	log, err := os.ReadFile(c.Sites[cut].log)
+	log, err := c.Sites[cut].proc.Log()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.Contains(string(log), "installed a snapshot") {
-		t.Fatalf("s%d caught up without a snapshot:\n%s", cut, tail(c.Sites[cut].log, 20))
+	if !strings.Contains(log, "installed a snapshot") {
+		t.Fatalf("s%d caught up without a snapshot:\n%s", cut, c.Sites[cut].proc.LogTail(20))
 	}
 }
 

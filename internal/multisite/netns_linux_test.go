@@ -1,6 +1,7 @@
 package multisite
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,6 +12,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rhizome-kv/rhizome/internal/netdelay"
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // netPrefix starts the name of every namespace and link the tests create, so a
@@ -179,10 +183,10 @@ func (nw *network) PeerBytes() ([]uint64, error) {
 // connections counted, so a caller can tell whether they changed between readings.
 func (nw *network) TCPSent(i int, port int) (uint64, []string, error) {
 	filter := fmt.Sprintf("( sport = :%d or dport = :%d )", port, port)
-	cmd := exec.Command("ip", "netns", "exec", nw.sites[i].NS, "ss", "-tinH", "state", "established", filter)
-	out, err := cmd.CombinedOutput()
+	path, argv := (&netdelay.Namespace{Name: nw.sites[i].NS}).Command("ss", "-tinH", "state", "established", filter)
+	out, err := testbin.Run(context.Background(), path, argv...)
 	if err != nil {
-		return 0, nil, fmt.Errorf("multisite: ss in %s: %w\n%s", nw.sites[i].NS, err, out)
+		return 0, nil, fmt.Errorf("multisite: ss in %s: %w", nw.sites[i].NS, err)
 	}
 	// ss prints each connection as an address line followed by an indented
 	// line of tcp_info fields.
@@ -284,9 +288,9 @@ func prefixedLinks() ([]string, error) {
 }
 
 func ipOut(args ...string) (string, error) {
-	out, err := exec.Command("ip", args...).CombinedOutput()
+	out, err := testbin.Run(context.Background(), "ip", args...)
 	if err != nil {
-		return string(out), fmt.Errorf("ip %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+		return out, fmt.Errorf("multisite: %w", err)
 	}
-	return string(out), nil
+	return out, nil
 }

@@ -3,13 +3,12 @@ package multisite
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 	"github.com/rhizome-kv/rhizome/site"
 )
 
@@ -104,13 +104,12 @@ func TestObservability(t *testing.T) {
 
 	// Kill s2: it stays in s0's status, as dead, after memberlist has reaped it
 	// (LAN timing: dead within seconds, reaped 30 s later).
-	c.Sites[2].cmd.Process.Signal(syscall.SIGKILL)
-	<-c.Sites[2].done
+	c.Sites[2].proc.Kill()
 	waitStatus(ctx, t, url(0), "s2", site.StateDead)
 	if got := scrape(t, url(0), "rhizome_gossip_members", "state", "dead"); got != 1 {
 		t.Fatalf("s0: rhizome_gossip_members{state=dead} = %v, want 1", got)
 	}
-	if log := tail(c.Sites[0].log, 1000); !strings.Contains(log, `msg="gossip: site dead" site=s2`) {
+	if log := c.Sites[0].proc.LogTail(1000); !strings.Contains(log, `msg="gossip: site dead" site=s2`) {
 		t.Fatalf("s0 logged no death of s2:\n%s", log)
 	}
 	time.Sleep(35 * time.Second)
@@ -139,10 +138,15 @@ func TestStatusErrors(t *testing.T) {
 		{"http://" + l.Addr().String(), "is not a Rhizome site"},
 	}
 	for _, tc := range cases {
-		out, err := exec.Command(rhizomeBuild.Path(t), "status", "--endpoints", tc.endpoint).CombinedOutput()
-		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-		if err == nil || len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
-			t.Errorf("status --endpoints %s: %v\n%s\nwant one line saying %q", tc.endpoint, err, out, tc.want)
+		out, err := testbin.Run(t.Context(), rhizomeBuild.Path(t), "status", "--endpoints", tc.endpoint)
+		var re *testbin.RunError
+		if !errors.As(err, &re) {
+			t.Errorf("status --endpoints %s: %v\n%s\nwant a failure", tc.endpoint, err, out)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(out+re.Stderr), "\n")
+		if len(lines) != 1 || !strings.Contains(lines[0], tc.want) {
+			t.Errorf("status --endpoints %s printed:\n%s%s\nwant one line saying %q", tc.endpoint, out, re.Stderr, tc.want)
 		}
 	}
 }
@@ -150,11 +154,11 @@ func TestStatusErrors(t *testing.T) {
 // rhizome runs the binary and returns its standard output.
 func rhizome(t *testing.T, args ...string) string {
 	t.Helper()
-	out, err := exec.Command(rhizomeBuild.Path(t), args...).Output()
+	out, err := testbin.Run(t.Context(), rhizomeBuild.Path(t), args...)
 	if err != nil {
-		t.Fatalf("rhizome %v: %v", args, err)
+		t.Fatal(err)
 	}
-	return string(out)
+	return out
 }
 
 // waitStatus polls `rhizome status -o json` until site is in state, and returns

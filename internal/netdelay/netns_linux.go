@@ -6,12 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
-	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // Namespace is a named network namespace (`ip netns`) with nothing in it
@@ -25,12 +25,12 @@ type Namespace struct {
 // NewNamespace creates namespace name (ip netns add) and brings its
 // loopback up. Close deletes it.
 func NewNamespace(name string) (*Namespace, error) {
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		return nil, fmt.Errorf("netdelay: ip netns add %s: %w: %s", name, err, strings.TrimSpace(string(out)))
+	if _, err := testbin.Run(context.Background(), "ip", "netns", "add", name); err != nil {
+		return nil, fmt.Errorf("netdelay: %w", err)
 	}
 	n := &Namespace{Name: name}
-	if out, err := exec.Command("ip", "-n", name, "link", "set", "lo", "up").CombinedOutput(); err != nil {
-		return nil, errors.Join(fmt.Errorf("netdelay: %s: lo up: %w: %s", name, err, strings.TrimSpace(string(out))), n.Close())
+	if _, err := testbin.Run(context.Background(), "ip", "-n", name, "link", "set", "lo", "up"); err != nil {
+		return nil, errors.Join(fmt.Errorf("netdelay: %s: lo up: %w", name, err), n.Close())
 	}
 	return n, nil
 }
@@ -38,8 +38,8 @@ func NewNamespace(name string) (*Namespace, error) {
 // Close deletes the namespace; processes still in it keep it alive until
 // they exit.
 func (n *Namespace) Close() error {
-	if out, err := exec.Command("ip", "netns", "delete", n.Name).CombinedOutput(); err != nil {
-		return fmt.Errorf("netdelay: ip netns delete %s: %w: %s", n.Name, err, strings.TrimSpace(string(out)))
+	if _, err := testbin.Run(context.Background(), "ip", "netns", "delete", n.Name); err != nil {
+		return fmt.Errorf("netdelay: %w", err)
 	}
 	return nil
 }

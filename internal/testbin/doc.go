@@ -26,7 +26,14 @@
 // timeout passes (errors carry the log's tail); Stop sends SIGTERM and kills
 // after a grace period; PortInUse and FreePort support the start-again-on-
 // fresh-ports loop that free-port picking needs. On Linux a started process
-// dies with the process that started it.
+// dies with the process that started it. A process that must run inside a
+// network namespace or under another wrapper gets it through Path and Args
+// (ip netns exec NS BIN ..., unshare -u -- ...): wrappers that exec in place
+// keep the process id and the parent-death signal the binary's. Every
+// server of the tests and benchmarks starts here.
+//
+// Run is for one-shot commands (ip, ss, git, a CLI under test): it returns
+// their standard output, or a *RunError that keeps their standard error.
 //
 // The package uses only the standard library.
 package testbin

@@ -2,6 +2,7 @@ package testbin_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -27,9 +28,9 @@ func TestEtcdVersions(t *testing.T) {
 		{etcdctl, []string{"version"}, "etcdctl version: " + etcdVersion},
 	} {
 		t.Run(filepath.Base(tc.bin), func(t *testing.T) {
-			out, err := exec.Command(tc.bin, tc.args...).CombinedOutput()
+			out, err := testbin.Run(t.Context(), tc.bin, tc.args...)
 			if err != nil {
-				t.Fatalf("%s %v: %v\n%s", tc.bin, tc.args, err, out)
+				t.Fatal(err)
 			}
 			if !strings.Contains(string(out), tc.want) {
 				t.Errorf("%s %v printed %q, want it to contain %q", tc.bin, tc.args, out, tc.want)
@@ -43,57 +44,71 @@ func TestEtcdVersions(t *testing.T) {
 	}
 }
 
-// TestEtcdServes runs the built etcd on loopback and talks to it with etcdctl,
-// as the differential tests will.
+// TestEtcdServes runs the built etcd on loopback through StartProcess and
+// talks to it with etcdctl, as the differential tests will.
 func TestEtcdServes(t *testing.T) {
 	etcd, etcdctl := testbin.Etcd(t)
 	client, peer := "http://"+freeAddr(t), "http://"+freeAddr(t)
 
-	ctx, cancel := context.WithCancel(t.Context())
-	srv := exec.CommandContext(ctx, etcd,
-		"--name", "testbin",
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.Path = "etcd", etcd
+	cfg.Args = []string{"--name", "testbin",
 		"--data-dir", t.TempDir(),
 		"--listen-client-urls", client, "--advertise-client-urls", client,
 		"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
-		"--initial-cluster", "testbin="+peer,
-	)
-	var log strings.Builder
-	srv.Stdout, srv.Stderr = &log, &log
-	if err := srv.Start(); err != nil {
+		"--initial-cluster", "testbin=" + peer,
+	}
+	cfg.LogPath = filepath.Join(t.TempDir(), "etcd.log")
+	srv, err := testbin.StartProcess(cfg)
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		cancel()
-		_ = srv.Wait()
+		if err := srv.Stop(); err != nil {
+			t.Error(err)
+		}
 		if t.Failed() {
-			t.Logf("etcd output:\n%s", log.String())
+			t.Logf("etcd output:\n%s", srv.LogTail(40))
 		}
 	})
 
-	ctl := func(args ...string) (string, error) {
-		out, err := exec.Command(etcdctl, append([]string{"--endpoints", client}, args...)...).CombinedOutput()
-		return string(out), err
+	ctl := func(ctx context.Context, args ...string) (string, error) {
+		return testbin.Run(ctx, etcdctl, append([]string{"--endpoints", client}, args...)...)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		out, err := ctl("endpoint", "health")
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("etcd did not become healthy: %v\n%s", err, out)
-		}
-		time.Sleep(200 * time.Millisecond)
+	health := func(ctx context.Context) error {
+		_, err := ctl(ctx, "endpoint", "health")
+		return err
 	}
-	if out, err := ctl("put", "/testbin/k", "v"); err != nil {
+	if err := srv.WaitReady(t.Context(), 30*time.Second, health); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ctl(t.Context(), "put", "/testbin/k", "v"); err != nil {
 		t.Fatalf("put: %v\n%s", err, out)
 	}
-	out, err := ctl("get", "/testbin/k", "--print-value-only")
+	out, err := ctl(t.Context(), "get", "/testbin/k", "--print-value-only")
 	if err != nil {
 		t.Fatalf("get: %v\n%s", err, out)
 	}
 	if got := strings.TrimSpace(out); got != "v" {
 		t.Errorf("get /testbin/k = %q, want %q", got, "v")
+	}
+}
+
+// TestRun: Run returns a command's standard output, and a failure's error
+// keeps its standard error and exit status.
+func TestRun(t *testing.T) {
+	out, err := testbin.Run(t.Context(), "/bin/sh", "-c", "echo out; echo err >&2")
+	if err != nil || out != "out\n" {
+		t.Fatalf("Run = %q, %v; want %q, nil", out, err, "out\n")
+	}
+	_, err = testbin.Run(t.Context(), "/bin/sh", "-c", "echo why >&2; exit 3")
+	var re *testbin.RunError
+	var exit *exec.ExitError
+	if !errors.As(err, &re) || strings.TrimSpace(re.Stderr) != "why" || !errors.As(err, &exit) || exit.ExitCode() != 3 {
+		t.Fatalf("Run of a failing command: %v; want a *RunError with stderr %q and exit status 3", err, "why")
+	}
+	if !strings.Contains(err.Error(), "/bin/sh -c") || !strings.Contains(err.Error(), "why") {
+		t.Errorf("error %q names neither the command nor its stderr", err)
 	}
 }
 
