@@ -8,8 +8,6 @@ import (
 	"io"
 	"maps"
 	"net/http"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -338,19 +336,7 @@ func (r *EdgeReport) JSON() ([]byte, error) { return indentJSON(r) }
 // WriteFiles writes <name>.md (the report), <name>.json and <name>.png
 // (the timeline) into dir.
 func (r *EdgeReport) WriteFiles(dir, name string) ([]string, error) {
-	paths, err := writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
-	if err != nil {
-		return nil, err
-	}
-	for i, p := range paths {
-		if md, ok := strings.CutSuffix(p, ".txt"); ok {
-			if err := os.Rename(p, md+".md"); err != nil {
-				return nil, fmt.Errorf("bench: %w", err)
-			}
-			paths[i] = filepath.Clean(md + ".md")
-		}
-	}
-	return paths, nil
+	return writeMarkdownFiles(dir, name, r.JSON, r.Table(), r.PNG)
 }
 
 // PNG draws the timeline: one panel per workload, its pods at every site

@@ -298,8 +298,18 @@ func (t *kubeTarget) connect(conns int) error {
 	if t.etcd, err = t.cluster.NewDatastoreClient(); err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}
-	for range conns {
-		rc := rest.CopyConfig(t.cluster.RESTConfig)
+	t.conns, err = kubeClientsets(t.cluster.RESTConfig, conns, nil)
+	return err
+}
+
+// kubeClientsets returns n clientsets of base, each on its own HTTP/2
+// connection, without a client-side rate limit, speaking protobuf. dial
+// (nil: an ordinary dialer) reaches the apiserver, inside a site's
+// namespace, say.
+func kubeClientsets(base *rest.Config, n int, dial func(context.Context, string, string) (net.Conn, error)) ([]kubernetes.Interface, error) {
+	var out []kubernetes.Interface
+	for range n {
+		rc := rest.CopyConfig(base)
 		// No client-side rate limit: the servers are what is measured.
 		rc.QPS, rc.Burst = -1, 0
 		rc.Timeout = time.Minute
@@ -311,13 +321,16 @@ func (t *kubeTarget) connect(conns int) error {
 		// transport, hence its own connection, instead of a shared one.
 		d := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
 		rc.Dial = d.DialContext
+		if dial != nil {
+			rc.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) { return dial(ctx, network, addr) }
+		}
 		cs, err := kubernetes.NewForConfig(rc)
 		if err != nil {
-			return fmt.Errorf("bench: kube client: %w", err)
+			return nil, fmt.Errorf("bench: kube client: %w", err)
 		}
-		t.conns = append(t.conns, cs)
+		out = append(out, cs)
 	}
-	return nil
+	return out, nil
 }
 
 // close closes the etcd client and stops the control plane.
@@ -383,17 +396,10 @@ func prepareKubeCell(ctx context.Context, cfg KubeConfig, t *kubeTarget, level, 
 	cs := t.conns[0]
 	var namespaces []string
 	for j := range min(cfg.Namespaces, n) {
-		ns := fmt.Sprintf("kb-c%d-%d", n, j)
-		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
-			return nil, fmt.Errorf("bench: %s: namespace: %w", name, err)
-		}
-		// Pods need their service account; without a controller manager
-		// nobody else creates it.
-		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}
-		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
-			return nil, fmt.Errorf("bench: %s: service account: %w", name, err)
-		}
-		namespaces = append(namespaces, ns)
+		namespaces = append(namespaces, fmt.Sprintf("kb-c%d-%d", n, j))
+	}
+	if err := createKubeNamespaces(ctx, cs, namespaces); err != nil {
+		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
 	run := &kubeCellRun{t: t, name: name, n: n, clients: make([]*kubeClient, n)}
 	for i := range run.clients {
@@ -403,6 +409,22 @@ func prepareKubeCell(ctx context.Context, cfg KubeConfig, t *kubeTarget, level, 
 		return nil, fmt.Errorf("bench: %s: %w", name, err)
 	}
 	return run, nil
+}
+
+// createKubeNamespaces creates the namespaces and their default service
+// accounts, which Pods need and which, without a controller manager,
+// nobody else creates.
+func createKubeNamespaces(ctx context.Context, cs kubernetes.Interface, names []string) error {
+	for _, ns := range names {
+		if _, err := cs.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("namespace %s: %w", ns, err)
+		}
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "default", Namespace: ns}}
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("service account in %s: %w", ns, err)
+		}
+	}
+	return nil
 }
 
 // measure runs one round: warm-up, then the measured phase. all are every

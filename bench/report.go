@@ -344,6 +344,24 @@ func (r *Report) WriteFiles(dir, name string) ([]string, error) {
 	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
 }
 
+// writeMarkdownFiles is writeFiles for a report whose table is markdown:
+// <name>.md rather than <name>.txt.
+func writeMarkdownFiles(dir, name string, js func() ([]byte, error), table string, plot func(io.Writer) error) ([]string, error) {
+	paths, err := writeFiles(dir, name, js, table, plot)
+	if err != nil {
+		return nil, err
+	}
+	for i, p := range paths {
+		if md, ok := strings.CutSuffix(p, ".txt"); ok {
+			if err := os.Rename(p, md+".md"); err != nil {
+				return nil, fmt.Errorf("bench: %w", err)
+			}
+			paths[i] = filepath.Clean(md + ".md")
+		}
+	}
+	return paths, nil
+}
+
 // writeFiles writes a report's JSON, table and plot as <name>.json, .txt and .png
 // into dir, creating it if needed, and returns the paths written, sorted.
 func writeFiles(dir, name string, js func() ([]byte, error), table string, plot func(io.Writer) error) ([]string, error) {

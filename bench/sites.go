@@ -81,6 +81,19 @@ type SitesConfig struct {
 	RequestTimeout time.Duration
 	// ConvergeTimeout bounds the wait for identical data after the heal.
 	ConvergeTimeout time.Duration
+	// KubeDelays, when not empty, add the Kubernetes part after the cut:
+	// one kube-apiserver per site (Rhizome: each site's own store; etcd:
+	// each member's own apiserver against its local member), and the
+	// create/get/list/update/delete mix of Pods and ConfigMaps
+	// (kube_workload.go) by KubeClients clients at every site at once, for
+	// KubeDuration after KubeWarmup, at each of these delays. KubePool is
+	// how many Pods and how many ConfigMaps each client keeps.
+	KubeDelays               []time.Duration
+	KubeDuration, KubeWarmup time.Duration
+	KubeClients, KubePool    int
+	// Notes are printed at the top of the report (what the machine was
+	// doing meanwhile, say).
+	Notes []string
 	// ProgressEvery is how often the load prints its progress.
 	ProgressEvery time.Duration
 	// Progress receives setup steps and progress lines; nil discards them.
@@ -108,6 +121,11 @@ func DefaultSitesConfig() SitesConfig {
 		Bucket:          500 * time.Millisecond,
 		RequestTimeout:  2 * time.Second,
 		ConvergeTimeout: time.Minute,
+		KubeDelays:      []time.Duration{0, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond},
+		KubeDuration:    10 * time.Second,
+		KubeWarmup:      2 * time.Second,
+		KubeClients:     8,
+		KubePool:        10,
 		ProgressEvery:   time.Second,
 	}
 }
@@ -119,6 +137,7 @@ func QuickSitesConfig() SitesConfig {
 	c.Delays = []time.Duration{0, 25 * time.Millisecond}
 	c.Duration, c.Clients = 2*time.Second, 4
 	c.CutDuration, c.CutLead, c.Bucket = 4*time.Second, 2*time.Second, 250*time.Millisecond
+	c.KubeDelays, c.KubeDuration, c.KubeWarmup, c.KubeClients, c.KubePool = []time.Duration{0, 25 * time.Millisecond}, 2*time.Second, time.Second, 2, 3
 	return c
 }
 
@@ -142,7 +161,10 @@ func (c SitesConfig) Validate() error {
 	case c.KeySize < 8 || c.ValueSize < 1 || c.RangeKeys < 1:
 		return errors.New("bench: sites: KeySize >= 8, ValueSize >= 1 and RangeKeys >= 1 required")
 	}
-	for _, d := range c.Delays {
+	if len(c.KubeDelays) > 0 && (c.KubeDuration <= 0 || c.KubeWarmup < 0 || c.KubeClients < 1 || c.KubePool < 1) {
+		return errors.New("bench: sites: the Kubernetes part needs a positive KubeDuration, KubeClients and KubePool, and KubeWarmup >= 0")
+	}
+	for _, d := range slices.Concat(c.Delays, c.KubeDelays) {
 		if d < 0 {
 			return fmt.Errorf("bench: sites: negative delay %v", d)
 		}
@@ -237,7 +259,12 @@ type SitesReport struct {
 	Timeline        []Bucket           `json:"timeline,omitempty"`
 	ConvergeSeconds map[string]float64 `json:"converge_seconds,omitempty"`
 	Pending         map[string]int64   `json:"pending_changes,omitempty"`
-	Targets         []Target           `json:"targets"`
+	// Kube is the Kubernetes part: per system, delay, site and verb.
+	Kube        []KubeSiteResult `json:"kube,omitempty"`
+	KubeClients int              `json:"kube_clients_per_site,omitempty"`
+	KubeSeconds float64          `json:"kube_seconds_per_delay,omitempty"`
+	Notes       []string         `json:"notes,omitempty"`
+	Targets     []Target         `json:"targets"`
 }
 
 // cluster is one system's running servers in their topology.
@@ -247,6 +274,8 @@ type cluster struct {
 	topo    *topology
 	// prepared names the workloads whose data is written (prepareWorkload).
 	prepared map[string]bool
+	// local are the servers' client addresses inside their namespaces.
+	local []string
 }
 
 func (c *cluster) close() error {
@@ -276,6 +305,10 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		Host:    newHost(),
 		Sites:   cfg.Sites, Jitter: cfg.Jitter, Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(), ValueSize: cfg.ValueSize,
 		LinkBytes: map[string]int64{}, ConvergeSeconds: map[string]float64{}, Pending: map[string]int64{},
+		Notes: cfg.Notes,
+	}
+	if len(cfg.KubeDelays) > 0 {
+		rep.KubeClients, rep.KubeSeconds = cfg.KubeClients, cfg.KubeDuration.Seconds()
 	}
 	for _, d := range cfg.Delays {
 		rep.DelaysMs = append(rep.DelaysMs, ms(d))
@@ -295,7 +328,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 		c := &cluster{system: system}
 		err := start(ctx, cfg, bins, filepath.Join(work, system), c)
 		if err == nil {
-			err = runPhases(ctx, cfg, c, rep, progress)
+			err = runPhases(ctx, cfg, c, filepath.Join(work, system), rep, progress)
 		}
 		if err := errors.Join(err, c.close()); err != nil {
 			return nil, err
@@ -309,7 +342,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 
 // runPhases runs the sweep, then (if configured) the cut and the heal, on
 // one system's running cluster, and adds what they measured to rep.
-func runPhases(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, progress io.Writer) error {
+func runPhases(ctx context.Context, cfg SitesConfig, c *cluster, dir string, rep *SitesReport, progress io.Writer) error {
 	for _, delay := range cfg.Delays {
 		if err := c.topo.setShape(cfg.shape(delay)); err != nil {
 			return err
@@ -329,6 +362,13 @@ func runPhases(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesRepor
 		}
 	}
 	rep.LinkBytes[c.system] = c.topo.bytes()
+	if len(cfg.KubeDelays) > 0 {
+		res, err := runKubeSites(ctx, cfg, c, filepath.Join(dir, "kube"), progress)
+		if err != nil {
+			return err
+		}
+		rep.Kube = append(rep.Kube, res...)
+	}
 	return nil
 }
 
@@ -536,6 +576,7 @@ func wire(cfg SitesConfig, c *cluster, ports []sitePorts, udp []string, tcp func
 		if clients[i], err = c.topo.expose(i, p.client); err != nil {
 			return nil, err
 		}
+		c.local = append(c.local, p.client)
 	}
 	return clients, nil
 }

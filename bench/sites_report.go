@@ -1,13 +1,15 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
-	"text/tabwriter"
 	"time"
 
 	"gonum.org/v1/plot"
@@ -96,15 +98,19 @@ func bestP(rows []SiteResult) SiteResult {
 	return best
 }
 
-// Table renders the report: the sweep (every site at once, per workload and
-// delay), the bytes per change, the cut per site, then the targets.
+// Table renders the report as markdown: the sweep (every site at once,
+// per workload and delay), the bytes per change, the cut per site, the
+// Kubernetes mix, then the targets.
 func (r *SitesReport) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rhizome %s (%d sites) vs %s (%d members): clients at every site at once against their own site, %d per site, %.0fs per cell; one-way delay ±%.0f%%; fsync on\n",
-		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Seconds, 100*r.Jitter)
-	fmt.Fprintf(&b, "%s/%s, %d CPUs; started %s; load1 %.2f before, %.2f after\n\n", r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "workload\tdelay\trhizome req/s\tetcd req/s\trhizome p50\tetcd p50\trhizome p99\tetcd p99\tp99 etcd/rz\terrors rz|etcd\t")
+	fmt.Fprintf(&b, "# Rhizome %s (%d sites) vs %s (%d members) over slow links\n\n", orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites)
+	fmt.Fprintf(&b, "Clients at every site at once against their own site, %d per site, %.0fs per cell; one-way delay ±%.0f%%; fsync on. %s/%s, %d CPUs; started %s, finished %s; load1 %.2f before, %.2f after.\n\n",
+		r.Clients, r.Seconds, 100*r.Jitter, r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Started, r.Finished, r.Host.LoadBefore, r.Host.LoadAfter)
+	for _, n := range r.Notes {
+		fmt.Fprintf(&b, "%s\n\n", n)
+	}
+	b.WriteString("## Delay sweep\n\nreq/s = all sites together; p50, p99 = the worst site's.\n\n")
+	b.WriteString("| workload | delay | rhizome req/s | etcd req/s | rhizome p50 | etcd p50 | rhizome p99 | etcd p99 | p99 etcd/rz | errors rz / etcd |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, w := range SitesWorkloads() {
 		for _, d := range r.DelaysMs {
 			rz, ok1 := worst(r.results(SystemRhizome, "load", w, d))
@@ -112,56 +118,208 @@ func (r *SitesReport) Table() string {
 			if !ok1 && !ok2 {
 				continue
 			}
-			fmt.Fprintf(tw, "%s\t%gms\t%.0f\t%.0f\t%s\t%s\t%s\t%s\t%.1fx\t%d|%d\t\n", w, d, rz.Throughput, et.Throughput,
+			fmt.Fprintf(&b, "| %s | %g ms | %.0f | %.0f | %s | %s | %s | %s | %.1fx | %d / %d |\n", w, d, rz.Throughput, et.Throughput,
 				fmtMs(rz.P50Ms), fmtMs(et.P50Ms), fmtMs(rz.P99Ms), fmtMs(et.P99Ms), ratio(et.P99Ms, rz.P99Ms), rz.Errors, et.Errors)
 		}
 	}
-	tw.Flush()
-	b.WriteString("req/s = all sites together; p50, p99 = the worst site's.\n\n")
-	if len(r.Links) > 0 {
-		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "link bytes per change\tdelay\tchanged bytes\trhizome\tetcd\t")
-		for _, u := range r.Links {
-			if u.System != SystemRhizome {
-				continue
-			}
-			var e LinkUse
-			if i := slices.IndexFunc(r.Links, func(x LinkUse) bool {
-				return x.System == SystemEtcd && x.Workload == u.Workload && x.DelayMs == u.DelayMs
-			}); i >= 0 {
-				e = r.Links[i]
-			}
-			fmt.Fprintf(tw, "%s\t%gms\t%d\t%.0f (%.1fx)\t%.0f (%.1fx)\t\n", u.Workload, u.DelayMs, u.ChangedBytes,
-				u.PerChange, u.PerChange/float64(u.ChangedBytes), e.PerChange, e.PerChange/float64(max(1, e.ChangedBytes)))
+	r.linksTable(&b)
+	r.cutTable(&b)
+	r.kubeTable(&b)
+	fmt.Fprintf(&b, "\nBytes over the peer links in the whole run (setup included): rhizome %s, etcd %s.\n", fmtBytes(r.LinkBytes[SystemRhizome]), fmtBytes(r.LinkBytes[SystemEtcd]))
+	b.WriteString("\n## Targets (issue 12)\n\n| target | want | measured | |\n|---|---|--:|---|\n")
+	for _, t := range r.Targets {
+		switch {
+		case !t.Measured:
+			fmt.Fprintf(&b, "| %s | %s | - | not measured |\n", t.Name, t.Want)
+		case t.Met:
+			fmt.Fprintf(&b, "| %s | %s | %.2fx | met |\n", t.Name, t.Want, t.Ratio)
+		default:
+			fmt.Fprintf(&b, "| %s | %s | %.2fx | NOT MET |\n", t.Name, t.Want, t.Ratio)
 		}
-		tw.Flush()
-		b.WriteString("bytes crossing the inter-site links, both ways, from a write workload's start until every site held the same data, per write made.\n\n")
 	}
-	if r.CutDelayMs > 0 {
-		fmt.Fprintf(&b, "cut: site %d cut off for %.1fs at %gms (open connections stall, new ones refused), Put at every site throughout\n",
-			r.Sites-1, r.CutEnd-r.CutStart, r.CutDelayMs)
-		tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "system\tsite\treq/s\tsucceeded\tp50\tp99\t")
-		for _, sys := range []string{SystemRhizome, SystemEtcd} {
-			for _, x := range r.results(sys, "cut", WorkloadPut, 0) {
-				fmt.Fprintf(tw, "%s\t%d\t%.0f\t%.1f%%\t%s\t%s\t\n", sys, x.Site, x.Throughput, 100*x.SuccessRate, fmtMs(x.P50Ms), fmtMs(x.P99Ms))
-			}
-		}
-		tw.Flush()
-		fmt.Fprintf(&b, "after the heal, identical data at every site in: rhizome %.2fs (%d writes made during the cut), etcd %.2fs\n",
-			r.ConvergeSeconds[SystemRhizome], r.Pending[SystemRhizome], r.ConvergeSeconds[SystemEtcd])
-	}
-	fmt.Fprintf(&b, "\nbytes over the peer links in the whole run (setup included): rhizome %s, etcd %s\n", fmtBytes(r.LinkBytes[SystemRhizome]), fmtBytes(r.LinkBytes[SystemEtcd]))
-	writeNotesAndTargets(&b, nil, "issue 12", r.Targets)
 	return b.String()
+}
+
+// linksTable writes the bytes per change of each write workload.
+func (r *SitesReport) linksTable(b *strings.Builder) {
+	if len(r.Links) == 0 {
+		return
+	}
+	b.WriteString("\n## Bytes between sites per change\n\nBytes crossing the inter-site links, both ways, from a write workload's start until every site held the same data, per write made (in brackets: against the changed bytes).\n\n")
+	b.WriteString("| workload | delay | changed bytes | rhizome | etcd |\n|---|--:|--:|--:|--:|\n")
+	for _, u := range r.Links {
+		if u.System != SystemRhizome {
+			continue
+		}
+		var e LinkUse
+		if i := slices.IndexFunc(r.Links, func(x LinkUse) bool {
+			return x.System == SystemEtcd && x.Workload == u.Workload && x.DelayMs == u.DelayMs
+		}); i >= 0 {
+			e = r.Links[i]
+		}
+		fmt.Fprintf(b, "| %s | %g ms | %d | %.0f (%.1fx) | %.0f (%.1fx) |\n", u.Workload, u.DelayMs, u.ChangedBytes,
+			u.PerChange, u.PerChange/float64(u.ChangedBytes), e.PerChange, e.PerChange/float64(max(1, e.ChangedBytes)))
+	}
+}
+
+// cutTable writes every site's requests during the cut and the
+// convergence after it.
+func (r *SitesReport) cutTable(b *strings.Builder) {
+	if r.CutDelayMs <= 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n## Cut\n\nSite %d cut off for %.1fs at %g ms (open connections stall, new ones are refused), Put at every site throughout.\n\n",
+		r.Sites-1, r.CutEnd-r.CutStart, r.CutDelayMs)
+	b.WriteString("| system | site | req/s | succeeded | p50 | p99 |\n|---|--:|--:|--:|--:|--:|\n")
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		for _, x := range r.results(sys, "cut", WorkloadPut, 0) {
+			fmt.Fprintf(b, "| %s | %d | %.0f | %.1f%% | %s | %s |\n", sys, x.Site, x.Throughput, 100*x.SuccessRate, fmtMs(x.P50Ms), fmtMs(x.P99Ms))
+		}
+	}
+	fmt.Fprintf(b, "\nAfter the heal, identical data at every site in: rhizome %.2fs (%d writes made during the cut), etcd %.2fs.\n",
+		r.ConvergeSeconds[SystemRhizome], r.Pending[SystemRhizome], r.ConvergeSeconds[SystemEtcd])
+}
+
+// kubeRows returns the Kubernetes part's rows of one system, delay and
+// verb, by site.
+func (r *SitesReport) kubeRows(system string, delayMs float64, op string) []KubeSiteResult {
+	var out []KubeSiteResult
+	for _, x := range r.Kube {
+		if x.System == system && x.DelayMs == delayMs && x.Op == op {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// kubeDelays are the delays the Kubernetes part ran at, in order.
+func (r *SitesReport) kubeDelays() []float64 {
+	var ds []float64
+	for _, x := range r.Kube {
+		if !slices.Contains(ds, x.DelayMs) {
+			ds = append(ds, x.DelayMs)
+		}
+	}
+	return ds
+}
+
+// kubeTable writes each site's calls/s and each verb's p50 / p99.
+func (r *SitesReport) kubeTable(b *strings.Builder) {
+	if len(r.Kube) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "\n## Kubernetes mix across sites\n\nOne kube-apiserver per site (Rhizome: against its site; etcd: against its own member), %d clients per site at once, each creating, getting, listing, updating and deleting its own Pods and ConfigMaps in namespaces of its site (the mix of `rhizome bench kube`), %.0fs per delay. Per verb: p50 / p99.\n\n",
+		r.KubeClients, r.KubeSeconds)
+	ops := []string{}
+	for op := range numKubeOps {
+		ops = append(ops, op.String())
+	}
+	fmt.Fprintf(b, "| delay | system | site | calls/s | errors | %s |\n|--:|---|--:|--:|--:|%s\n", strings.Join(ops, " | "), strings.Repeat("--:|", len(ops)))
+	for _, d := range r.kubeDelays() {
+		for _, sys := range []string{SystemRhizome, SystemEtcd} {
+			for _, all := range r.kubeRows(sys, d, kubeOpAll) {
+				var cells []string
+				for _, op := range ops {
+					for _, x := range r.kubeRows(sys, d, op) {
+						if x.Site == all.Site {
+							cells = append(cells, fmtMs(x.P50Ms)+" / "+fmtMs(x.P99Ms))
+						}
+					}
+				}
+				fmt.Fprintf(b, "| %g ms | %s | %d | %.0f | %d | %s |\n", d, sys, all.Site, all.Throughput, all.Errors, strings.Join(cells, " | "))
+			}
+		}
+	}
 }
 
 // JSON returns the report as indented JSON.
 func (r *SitesReport) JSON() ([]byte, error) { return indentJSON(r) }
 
-// WriteFiles writes <name>.json, <name>.txt and <name>.png into dir.
+// WriteFiles writes <name>.md (the report), <name>.json, <name>.png (the
+// sweep and the cut) and, with the Kubernetes part, <name>-kube.png into
+// dir.
 func (r *SitesReport) WriteFiles(dir, name string) ([]string, error) {
-	return writeFiles(dir, name, r.JSON, r.Table(), r.PNG)
+	paths, err := writeMarkdownFiles(dir, name, r.JSON, r.Table(), r.PNG)
+	if err != nil || len(r.Kube) == 0 {
+		return paths, err
+	}
+	path := filepath.Join(dir, name+"-kube.png")
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	if err := errors.Join(r.KubePNG(f), f.Close()); err != nil {
+		return nil, err
+	}
+	return append(paths, path), nil
+}
+
+// KubePNG draws the Kubernetes part: the mix's p50 and p99 (the worst
+// site's) against the delay, and each site's calls/s.
+func (r *SitesReport) KubePNG(w io.Writer) error {
+	lat := plot.New()
+	lat.Title.Text = fmt.Sprintf("Kubernetes mix (create/get/list/update/delete of Pods and ConfigMaps), one kube-apiserver per site, %d clients per site\nRhizome %s (%d sites) vs %s (%d members); %s", r.KubeClients, orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Started)
+	lat.Title.TextStyle.Font.Size = vg.Points(12)
+	lat.X.Label.Text = "one-way delay between sites, ms"
+	lat.Y.Label.Text = "call latency, ms (log; worst site; solid p99, dashed p50)"
+	lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	lat.Add(horizontalGrid())
+	lat.Legend.Top, lat.Legend.Left = true, true
+	tput := plot.New()
+	tput.X.Label.Text = lat.X.Label.Text
+	tput.Y.Label.Text = "calls/s per site"
+	tput.Add(horizontalGrid())
+	tput.Legend.Top = true
+	for _, sys := range []string{SystemRhizome, SystemEtcd} {
+		for _, q := range []string{"p99", "p50"} {
+			var xys plotter.XYs
+			for _, d := range r.kubeDelays() {
+				v := 0.0
+				for _, x := range r.kubeRows(sys, d, kubeOpAll) {
+					v = max(v, map[string]float64{"p99": x.P99Ms, "p50": x.P50Ms}[q])
+				}
+				if v > 0 {
+					xys = append(xys, plotter.XY{X: d, Y: v})
+				}
+			}
+			if err := addSeries(lat, xys, sys+" "+q, systemColour(sys), q == "p50", 2); err != nil {
+				return err
+			}
+		}
+		for site := range r.Sites {
+			var xys plotter.XYs
+			for _, d := range r.kubeDelays() {
+				for _, x := range r.kubeRows(sys, d, kubeOpAll) {
+					if x.Site == site {
+						xys = append(xys, plotter.XY{X: d, Y: x.Throughput})
+					}
+				}
+			}
+			if err := addSeries(tput, xys, fmt.Sprintf("%s site %d", sys, site), systemColour(sys), site > 0, 1.5); err != nil {
+				return err
+			}
+		}
+	}
+	return writePanels(w, plotH+300, lat, tput)
+}
+
+// addSeries adds a line with points to p and its legend (none for no
+// points).
+func addSeries(p *plot.Plot, xys plotter.XYs, label string, colour color.Color, dashed bool, width float64) error {
+	if len(xys) == 0 {
+		return nil
+	}
+	line, points, err := plotter.NewLinePoints(xys)
+	if err != nil {
+		return fmt.Errorf("bench: plot: %w", err)
+	}
+	line.Color, points.Color, line.Width = colour, colour, vg.Points(width)
+	if dashed {
+		line.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
+	}
+	p.Add(line, points)
+	p.Legend.Add(label, line)
+	return nil
 }
 
 // PNG draws three panels: Put latency against the injected delay (log),

@@ -3,6 +3,7 @@ package bench
 import (
 	"bytes"
 	"image/png"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -61,7 +62,9 @@ func TestEditValue(t *testing.T) {
 // must take at least a round trip to the quorum, which shows the delay
 // layer carries etcd's peer traffic; during the cut every Rhizome site
 // keeps writing and etcd's cut-off member does not; after the heal both
-// converge; the timeline and the bytes per change are there.
+// converge; the timeline and the bytes per change are there; and a
+// kube-apiserver per site serves the Kubernetes mix at every site at 0 and
+// 25 ms (a tiny step: 2 clients per site, 2 s per delay).
 func TestSitesQuick(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts six servers")
@@ -115,15 +118,32 @@ func TestSitesQuick(t *testing.T) {
 	if rep.CutEnd-rep.CutStart < cfg.CutDuration.Seconds()*0.9 || len(rep.Timeline) == 0 {
 		t.Errorf("cut from %.2fs to %.2fs, %d timeline buckets", rep.CutStart, rep.CutEnd, len(rep.Timeline))
 	}
-	var buf bytes.Buffer
-	if err := rep.PNG(&buf); err != nil {
-		t.Fatal(err)
+	checkKubeSites(t, cfg, rep)
+	for _, draw := range []func(io.Writer) error{rep.PNG, rep.KubePNG} {
+		var buf bytes.Buffer
+		if err := draw(&buf); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := png.Decode(&buf); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := png.Decode(&buf); err != nil {
-		t.Fatal(err)
-	}
-	if table := rep.Table(); !strings.Contains(table, "etcd v3.7.3") || !strings.Contains(table, "link bytes per change") {
+	if table := rep.Table(); !strings.Contains(table, "etcd v3.7.3") || !strings.Contains(table, "Bytes between sites per change") || !strings.Contains(table, "Kubernetes mix across sites") {
 		t.Errorf("table:\n%s", table)
 	}
 	t.Log("\n" + rep.Table())
+}
+
+// checkKubeSites: the Kubernetes part measured every verb at every site of
+// both systems at every delay, and every call succeeded.
+func checkKubeSites(t *testing.T, cfg SitesConfig, rep *SitesReport) {
+	t.Helper()
+	if want := 2 * len(cfg.KubeDelays) * cfg.Sites * (int(numKubeOps) + 1); len(rep.Kube) != want {
+		t.Errorf("%d Kubernetes rows, want %d", len(rep.Kube), want)
+	}
+	for _, r := range rep.Kube {
+		if r.Errors > 0 || (r.Op == kubeOpAll && (r.Requests == 0 || r.P99Ms <= 0)) {
+			t.Errorf("kube %s %s at %gms site %d: %d calls, %d errors, p99 %.2f ms (%s)", r.System, r.Op, r.DelayMs, r.Site, r.Requests, r.Errors, r.P99Ms, r.LastError)
+		}
+	}
 }

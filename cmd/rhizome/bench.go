@@ -29,9 +29,11 @@ func benchSuites() map[string]func(args []string) int {
 
 // runBench is `rhizome bench <suite>`: kv (Rhizome against a real etcd with
 // etcd's benchmark shapes), kube (the same through kube-apiserver), sites
-// (several sites against an etcd cluster over delayed links; a skeleton),
-// fill (memory and write rate as the store fills with pods) or edge (three
-// sites with the Kubernetes control plane, cut and healed). Exit
+// (several sites against an etcd cluster of as many members over delayed
+// links: the delay sweep, a cut, bytes per change and the Kubernetes mix
+// with a kube-apiserver per site), fill (memory and write rate as the store
+// fills with pods) or edge (three sites with the Kubernetes control plane,
+// cut and healed). Exit
 // status: 0 when the run completed (whether or not targets were met: they
 // are reported), 1 when it failed, 2 for a usage error.
 func runBench(args []string) int {
@@ -184,6 +186,10 @@ func runBenchSites(args []string) int {
 	fs.DurationVar(&cfg.CutDelay, "cut-delay", cfg.CutDelay, "one-way delay of the links during the cut run")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "a request taking longer fails")
 	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "Put value size in bytes")
+	kubeDelays := fs.String("kube-delays", joinDurations(cfg.KubeDelays), "comma-separated delays at which a kube-apiserver per site runs the Kubernetes mix after the cut (empty: no Kubernetes part)")
+	fs.DurationVar(&cfg.KubeDuration, "kube-duration", cfg.KubeDuration, "how long the Kubernetes mix runs at every site, per delay")
+	fs.IntVar(&cfg.KubeClients, "kube-clients", cfg.KubeClients, "Kubernetes mix clients per site")
+	note := fs.String("note", "", "a line printed at the top of the report (what else the machine was doing, say)")
 	out, quiet := systemFlags(fs, "sites", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "servers'")
 	if status, ok := parseBench(fs, args); !ok {
 		return status
@@ -193,15 +199,26 @@ func runBenchSites(args []string) int {
 		fmt.Fprintf(os.Stderr, "rhizome bench sites: --delays: %v\n", err)
 		return 2
 	}
+	if cfg.KubeDelays, err = parseDurations(*kubeDelays); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench sites: --kube-delays: %v\n", err)
+		return 2
+	}
 	cfg.Workloads = splitList(*workloads)
+	if *note != "" {
+		cfg.Notes = append(cfg.Notes, *note)
+	}
 	if *isQuick {
 		takeUnlessSet(fs, map[string]func(){
-			"delays":   func() { cfg.Delays = quick.Delays },
-			"duration": func() { cfg.Duration = quick.Duration },
-			"clients":  func() { cfg.Clients = quick.Clients },
-			"cut":      func() { cfg.CutDuration = quick.CutDuration },
+			"delays":        func() { cfg.Delays = quick.Delays },
+			"duration":      func() { cfg.Duration = quick.Duration },
+			"clients":       func() { cfg.Clients = quick.Clients },
+			"cut":           func() { cfg.CutDuration = quick.CutDuration },
+			"kube-delays":   func() { cfg.KubeDelays = quick.KubeDelays },
+			"kube-duration": func() { cfg.KubeDuration = quick.KubeDuration },
+			"kube-clients":  func() { cfg.KubeClients = quick.KubeClients },
 		})
 		cfg.CutLead, cfg.Bucket = quick.CutLead, quick.Bucket
+		cfg.KubeWarmup, cfg.KubePool = quick.KubeWarmup, quick.KubePool
 	}
 	cfg.Progress = progressTo(*quiet)
 	if err := cfg.Validate(); err != nil {
