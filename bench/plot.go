@@ -321,3 +321,21 @@ func shortWorkload(w string) string {
 	}
 	return w
 }
+
+// logTicks labels a log axis at 1, 2 and 5 times each power of ten, in
+// plain numbers (gonum's LogTicks labels the powers alone, and in exponent
+// form).
+type logTicks struct{}
+
+func (logTicks) Ticks(lo, hi float64) []plot.Tick {
+	var ticks []plot.Tick
+	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+		for _, m := range []float64{1, 2, 5} {
+			v := m * math.Pow(10, e)
+			if v >= lo && v <= hi {
+				ticks = append(ticks, plot.Tick{Value: v, Label: trimFloat(v)})
+			}
+		}
+	}
+	return ticks
+}

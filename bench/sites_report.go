@@ -262,7 +262,7 @@ func (r *SitesReport) KubePNG(w io.Writer) error {
 	lat.Title.TextStyle.Font.Size = vg.Points(12)
 	lat.X.Label.Text = "one-way delay between sites, ms"
 	lat.Y.Label.Text = "call latency, ms (log; worst site; solid p99, dashed p50)"
-	lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, logTicks{}
 	lat.Add(horizontalGrid())
 	lat.Legend.Top, lat.Legend.Left = true, true
 	tput := plot.New()
@@ -353,7 +353,7 @@ func (r *SitesReport) delayPanel() (*plot.Plot, error) {
 	p.Title.TextStyle.Font.Size = vg.Points(13)
 	p.X.Label.Text = "one-way delay between sites, ms"
 	p.Y.Label.Text = "Put latency, ms (log; worst site; solid p99, dashed p50)"
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
 	p.Add(horizontalGrid())
 	p.Legend.Top, p.Legend.Left = true, true
 	for _, sys := range []string{SystemRhizome, SystemEtcd} {
@@ -394,10 +394,11 @@ func (r *SitesReport) timelinePanel(label string, logY bool, value func(Bucket) 
 	p.X.Label.Text = fmt.Sprintf("seconds (site %d cut off in the shaded span; %g ms one way)", r.Sites-1, r.CutDelayMs)
 	p.Y.Label.Text = label
 	if logY {
-		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, plot.LogTicks{}
+		p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
 	}
 	p.Add(horizontalGrid())
 	lo, hi := math.Inf(1), math.Inf(-1)
+	var lines []plot.Plotter // drawn over the shading
 	for _, sys := range []string{SystemRhizome, SystemEtcd} {
 		for site := range r.Sites {
 			var xys plotter.XYs
@@ -418,7 +419,7 @@ func (r *SitesReport) timelinePanel(label string, logY bool, value func(Bucket) 
 			if site == r.Sites-1 {
 				line.Width = vg.Points(3) // the site that is cut off
 			}
-			p.Add(line)
+			lines = append(lines, line)
 			p.Legend.Add(fmt.Sprintf("%s site %d", sys, site), line)
 		}
 	}
@@ -432,8 +433,9 @@ func (r *SitesReport) timelinePanel(label string, logY bool, value func(Bucket) 
 	if err != nil {
 		return nil, fmt.Errorf("bench: plot: %w", err)
 	}
-	shade.Color, shade.LineStyle.Width = color.RGBA{200, 30, 30, 40}, 0
+	shade.Color, shade.LineStyle.Width = color.NRGBA{200, 30, 30, 40}, 0
 	p.Add(shade)
+	p.Add(lines...)
 	p.Legend.Add("cut", shade)
 	p.Legend.Top = true
 	return p, nil
