@@ -3,11 +3,15 @@
 // beside it. Two comparing suites: Run (`rhizome bench kv`, below) and RunKube
 // (`rhizome bench kube`: the same comparison through one kube-apiserver per
 // system, with a mix of Pod and ConfigMap calls; QuickKubeConfig is its
-// quick mode). RunSites (`rhizome bench sites`, a skeleton of issue 12) sets
-// N Rhizome sites beside an N-member etcd, each site in its own network
-// namespace joined by internal/netdelay's delayed links, runs a Put load at
-// every site, optionally cuts the last site off under load and times the
-// convergence after the heal. RunEdge (`rhizome bench edge`, issue 9's edge
+// quick mode). RunSites (`rhizome bench sites`, issue 12) sets N Rhizome
+// sites beside an N-member etcd, each site in its own network namespace
+// joined by internal/netdelay's delayed links; at every delay of a sweep it
+// runs Put, both Range kinds and a status-sized edit at every site at once
+// and charges the link bytes to the changes; it cuts the last site off under
+// load and times the convergence after the heal; then it starts a
+// kube-apiserver per site against that site's server and runs RunKube's mix
+// at every site at once per delay (sites.md, sites.png, sites-kube.png;
+// QuickSitesConfig is its quick mode, with a tiny Kubernetes step). RunEdge (`rhizome bench edge`, issue 9's edge
 // story; QuickEdgeConfig is its quick mode) is not a comparison: it starts
 // three sites in network namespaces joined by the same delayed links, each a
 // Rhizome site with the unmodified kube-apiserver, kube-controller-manager and
