@@ -146,7 +146,7 @@ func (p *flattener) object(path string, n kube.Node) bool {
 		seen[name] = true
 		names = append(names, name)
 		p.pos++
-		if !p.member(path+"/"+escapeSegment(name), n.Member(name)) {
+		if !p.member(path+"/"+kube.EscapeSegment(name), n.Member(name)) {
 			return false
 		}
 	}
@@ -214,7 +214,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 			return "", false
 		}
 		name := string(p.src[start:p.pos])
-		p.fields[leafPrefix+path+"/"+escapeSegment(name)] = name
+		p.fields[leafPrefix+path+"/"+kube.EscapeSegment(name)] = name
 		return name, true
 	}
 	if p.peek() != '{' {
@@ -229,7 +229,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 	if !ok {
 		return "", false
 	}
-	prefix := path + "/" + escapeSegment(name)
+	prefix := path + "/" + kube.EscapeSegment(name)
 	for k, v := range obj.fields {
 		p.fields[k[:1]+prefix+k[1:]] = v
 	}
@@ -243,7 +243,7 @@ func elementName(fields map[string]string, path string, el kube.Node, keys []str
 	texts := make([]string, len(keys))
 	for i, k := range keys {
 		var ok bool
-		if texts[i], ok = fields[leafPrefix+path+"/"+escapeSegment(k)]; !ok {
+		if texts[i], ok = fields[leafPrefix+path+"/"+kube.EscapeSegment(k)]; !ok {
 			if texts[i], ok = el.KeyDefault(k); !ok {
 				return "", false
 			}
@@ -295,20 +295,6 @@ func (p *flattener) skipValue() bool {
 		return p.pos > start
 	}
 	return true
-}
-
-func escapeSegment(name string) string {
-	if !strings.ContainsAny(name, "~/") {
-		return name
-	}
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(name)
-}
-
-func unescapeSegment(seg string) string {
-	if !strings.Contains(seg, "~") {
-		return seg
-	}
-	return strings.NewReplacer("~1", "/", "~0", "~").Replace(seg)
 }
 
 // materialize rebuilds the JSON text of flat fields. It is total: fields merged from
@@ -372,7 +358,7 @@ func (m *materializer) object(buf *bytes.Buffer, path string, n kube.Node) {
 	buf.WriteByte('{')
 	i := 0
 	for _, seg := range m.ordered(path, m.fields[orderPrefix+path]) {
-		name := unescapeSegment(seg)
+		name := kube.UnescapeSegment(seg)
 		if m.vanished(path+"/"+seg, n.Member(name)) {
 			continue
 		}
@@ -411,7 +397,7 @@ func (m *materializer) keyed(path, seg string, n, el kube.Node) bool {
 		return true
 	}
 	name, ok := elementName(m.fields, path+"/"+seg, el, keys)
-	return ok && escapeSegment(name) == seg
+	return ok && kube.EscapeSegment(name) == seg
 }
 
 // vanished reports whether path is a list-map that was removed, leaving only
@@ -444,7 +430,7 @@ func (m *materializer) ordered(path, order string) []string {
 	var out []string
 	if order != "" {
 		for _, name := range strings.Split(order, orderSep) {
-			seg := escapeSegment(name)
+			seg := kube.EscapeSegment(name)
 			if present[seg] {
 				out = append(out, seg)
 				delete(present, seg)

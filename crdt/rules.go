@@ -148,36 +148,34 @@ func (d *Doc) heads(hs []automerge.ChangeHash, known map[automerge.ChangeHash]ma
 
 // mergeRules materialises a document whose history ends in concurrent edits
 // (hs, more than one head) by the rules a field-by-field merge alone does not
-// keep: a Kubernetes object's generation moves when the merged spec is not the
-// spec every side saw, and a merge the validator rejects shows the Lamport-latest
-// edit's whole value instead, recording the others as conflicts. Everything here
-// is a function of the changes held, so every replica decides alike.
+// keep (kube.Concurrent): a Kubernetes object's generation moves when the
+// merged spec is not the spec every side saw, and a merge the validator
+// rejects shows the Lamport-latest edit's whole value instead, recording the
+// others as conflicts. Everything here is a function of the changes held, so
+// every replica decides alike.
 func (d *Doc) mergeRules(hs []automerge.ChangeHash, known map[automerge.ChangeHash]map[string]string) error {
 	var tips []head
-	load := func() (err error) {
+	tip := func(i int) (map[string]string, error) {
 		if tips == nil {
-			tips, err = d.heads(hs, known)
+			var err error
+			if tips, err = d.heads(hs, known); err != nil {
+				return nil, err
+			}
 		}
+		return tips[i].fields, nil
+	}
+	ops := fieldOps{d: d}
+	_, win, err := kube.Concurrent(d.fields, len(hs), tip, ops.rules())
+	if err != nil {
 		return err
 	}
-	if needsGeneration(d.fields, d.schemas) {
-		if err := load(); err != nil {
-			return err
-		}
-		if bumped, ok := bumpGeneration(d.fields, tips); ok {
-			d.value = materialize(bumped, d.schemas)
-		}
-	}
-	if d.validate == nil || d.validate(d.value) == nil {
+	if win < 0 {
+		d.value = ops.value
 		return nil
 	}
-	if err := load(); err != nil {
-		return err
-	}
-	win := tips[len(tips)-1]
-	d.value = materialize(win.fields, d.schemas)
-	for _, lost := range tips[:len(tips)-1] {
-		d.recordConflict(Conflict{Kind: Validation, Winner: win.stamp, Loser: lost.stamp})
+	d.value = materialize(tips[win].fields, d.schemas)
+	for _, lost := range tips[:win] {
+		d.recordConflict(Conflict{Kind: Validation, Winner: tips[win].stamp, Loser: lost.stamp})
 	}
 	return nil
 }
@@ -186,6 +184,39 @@ const (
 	generationField = leafPrefix + "/metadata/generation"
 	specPath        = "/spec"
 )
+
+// fieldOps gives kube.Concurrent its operations on a document's flat fields,
+// under the document's schemas and validator, materialising the merge once:
+// d.value already holds the merged fields' value, and only a moved generation
+// makes another.
+type fieldOps struct {
+	d      *Doc
+	bumped bool   // WithGeneration was called
+	value  []byte // the value of the fields Valid was given
+}
+
+func (o *fieldOps) rules() *kube.HeadRules[map[string]string] {
+	return &kube.HeadRules[map[string]string]{
+		Generation: func(f map[string]string) (int64, bool) {
+			g, _ := strconv.ParseInt(f[generationField], 10, 64)
+			return g, needsGeneration(f, o.d.schemas)
+		},
+		WithGeneration: func(f map[string]string, g int64) map[string]string {
+			o.bumped = true
+			out := maps.Clone(f)
+			out[generationField] = strconv.FormatInt(g, 10)
+			return out
+		},
+		SameSpec: func(a, b map[string]string) bool { return sameSubtree(a, b, specPath) },
+		Valid: func(f map[string]string) bool {
+			o.value = o.d.value
+			if o.bumped {
+				o.value = materialize(f, o.d.schemas)
+			}
+			return o.d.validate == nil || o.d.validate(o.value) == nil
+		},
+	}
+}
 
 // needsGeneration reports whether fields are a built-in Kubernetes object with a
 // generation and a spec, whose generation a merge may have to move.
@@ -202,26 +233,6 @@ func needsGeneration(fields map[string]string, schemas Schemas) bool {
 		}
 	}
 	return false
-}
-
-// bumpGeneration returns the merged fields with metadata.generation one past the
-// greatest generation of the heads when the merged spec differs from some head's
-// spec: controllers that observed that head's spec then see a newer generation
-// and reconcile again. ok is false when every head saw the merged spec.
-func bumpGeneration(merged map[string]string, tips []head) (map[string]string, bool) {
-	var top int64
-	differs := false
-	for _, t := range tips {
-		g, _ := strconv.ParseInt(t.fields[generationField], 10, 64)
-		top = max(top, g)
-		differs = differs || !sameSubtree(merged, t.fields, specPath)
-	}
-	if !differs {
-		return nil, false
-	}
-	out := maps.Clone(merged)
-	out[generationField] = strconv.FormatInt(top+1, 10)
-	return out, true
 }
 
 // inSubtree reports whether the field named k lies at path or below it.
