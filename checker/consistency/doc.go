@@ -25,22 +25,28 @@
 //     and scalars are atomic leaves, which is what a field is here.
 //
 // These are crdt/'s rules for objects that are not built-in Kubernetes kinds.
-// For built-in kinds (Kube, kube.go) crdt/'s further rules apply: fields of
-// one merge unit (status) are written by one operation and merge whole
-// (Write); each document keeps every site's latest write (Doc.Heads: what it
+// For built-in kinds (Kube, kube.go) the model calls crdt/kube's own rules
+// rather than a copy of them: NewKube places each field slot in the kind's
+// object and takes from crdt/kube's structured-merge-diff schema with
+// Kubernetes' rules on top (kube.Node.Unit) which slots are one merge unit
+// (an object's status, a Lease's spec), written by one operation and merged
+// whole, in the order crdt/ writes units (by key); Write numbers operations
+// so; each document keeps every site's latest write (Doc.Heads: what it
 // followed and the fields it left), so the concurrent heads are known
-// exactly; and Shown gives the object a reader sees: with concurrent heads,
-// the field merge with metadata.generation one past the heads' greatest when
-// the merged spec differs from some head's, or, when Kube.Valid rejects it,
-// the whole object written by the head with the greatest Stamp. A later
-// write diffs against the merged fields, as crdt/'s does. A second seeded
-// differential test (kube_diff_test.go) drives crdt.Docs of an apps/v1
-// Deployment (spec.replicas, rollingUpdate maxSurge/maxUnavailable, status,
-// generation; a validator that rejects both zero and readyReplicas >
-// replicas) and this model with the same random concurrent edits at 2-3
+// exactly; and Shown gives the object a reader sees by kube.Concurrent, the
+// function crdt/'s own merge calls when a history ends in concurrent edits
+// (metadata.generation one past the heads' greatest when the merged spec
+// differs from some head's; when the validator rejects that, the whole
+// object written by the head with the greatest Stamp). A later write diffs
+// against the merged fields, as crdt/'s does. What stays modelled here is
+// what crdt/ leaves to automerge or does per change rather than per state:
+// the order of operations on one field, and incarnations and deletes, which
+// crdt/ applies change by change and this package state by state. A second
+// seeded differential test (kube_diff_test.go) drives crdt.Docs of an
+// apps/v1 Deployment (spec.replicas, rollingUpdate maxSurge/maxUnavailable,
+// status, generation; a validator that rejects both zero and readyReplicas
+// > replicas) and this model with the same random concurrent edits at 2-3
 // sites, and requires the same object at every site after every step.
-// crdt/ exports none of these rules as functions, so the model keeps its own
-// compact form and the differential tests keep the two from drifting.
 //
 // crdt/ implements the same rules over automerge documents and ships changes
 // in causal order; this package merges whole states. The seeded differential

@@ -19,27 +19,42 @@ import (
 // package's Write/MergeKube/Shown, which must show the same object at every
 // site after every step.
 //
-// Model slots follow the flat fields' key order in crdt: generation, then
-// spec.replicas, maxSurge, maxUnavailable (each a merge unit), then the
-// status fields, which are one unit.
+// The model's slots are in the reverse of crdt's key order (status fields,
+// spec fields, generation): NewKube orders the units' operations as crdt/
+// writes them, whatever the slots' order.
 const (
-	kGen = iota
-	kReplicas
-	kSurge
-	kUnavail
-	kStatusReplicas
+	kObserved = iota
 	kReady
-	kObserved
+	kStatusReplicas
+	kUnavail
+	kSurge
+	kReplicas
+	kGen
 	kFields
 )
 
-var deployKube = &consistency.Kube{
-	Unit: [consistency.MaxFields]uint8{kStatusReplicas: 1, kReady: 1, kObserved: 1},
-	Spec: 1<<kReplicas | 1<<kSurge | 1<<kUnavail,
-	Gen:  kGen,
-	Valid: func(v *[consistency.MaxFields]int32) bool {
-		return !(v[kSurge] == 0 && v[kUnavail] == 0) && v[kReady] <= v[kStatusReplicas]
-	},
+// deployKube returns the model's Deployment, its merge units, their order
+// and its generation taken from crdt/kube's schema by NewKube.
+func deployKube(t *testing.T) *consistency.Kube {
+	t.Helper()
+	k, err := consistency.NewKube("apps/v1", "Deployment", [consistency.MaxFields]string{
+		kGen:            "/metadata/generation",
+		kReplicas:       "/spec/replicas",
+		kSurge:          "/spec/strategy/rollingUpdate/maxSurge",
+		kUnavail:        "/spec/strategy/rollingUpdate/maxUnavailable",
+		kStatusReplicas: "/status/replicas",
+		kReady:          "/status/readyReplicas",
+		kObserved:       "/status/observedGeneration",
+	}, validDeploy)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+// validDeploy mirrors kube-apiserver's validation of the modelled fields.
+func validDeploy(v [consistency.MaxFields]int32) bool {
+	return !(v[kSurge] == 0 && v[kUnavail] == 0) && v[kReady] <= v[kStatusReplicas]
 }
 
 func deployJSON(v [consistency.MaxFields]int32) []byte {
@@ -70,13 +85,13 @@ func deployVals(value []byte) ([consistency.MaxFields]int32, error) {
 	return v, nil
 }
 
-// deployValidator is deployKube.Valid over the JSON crdt materialises.
+// deployValidator is validDeploy over the JSON crdt materialises.
 func deployValidator(value []byte) error {
 	v, err := deployVals(value)
 	if err != nil {
 		return err
 	}
-	if !deployKube.Valid(&v) {
+	if !validDeploy(v) {
 		return errors.New("invalid Deployment")
 	}
 	return nil
@@ -101,6 +116,7 @@ type kubeMsg struct {
 
 type kubeHistory struct {
 	t     *testing.T
+	kube  *consistency.Kube
 	seed  uint64
 	names []string
 	ranks []uint8
@@ -116,7 +132,7 @@ func (h *kubeHistory) fail(format string, args ...any) {
 }
 
 func (h *kubeHistory) shown(s *kubeSite) [consistency.MaxFields]int32 {
-	v, _ := consistency.Shown(&s.model, deployKube)
+	v, _ := consistency.Shown(&s.model, h.kube)
 	return v
 }
 
@@ -126,7 +142,7 @@ func (h *kubeHistory) put(s *kubeSite, vals [consistency.MaxFields]int32) {
 	s.clock++
 	st := consistency.Stamp{Counter: s.clock, Site: s.id}
 	prev := s.model
-	s.model = consistency.Write(s.model, vals, st, h.ranks[s.id], deployKube)
+	s.model = consistency.Write(s.model, vals, st, h.ranks[s.id], h.kube)
 	c, ok, err := s.doc.Put(deployJSON(vals), crdt.Stamp{Counter: uint64(s.clock), Site: h.names[s.id]})
 	if err != nil {
 		h.fail("put: %v", err)
@@ -211,7 +227,7 @@ func (h *kubeHistory) edit(s *kubeSite) [consistency.MaxFields]int32 {
 func runKubeHistory(t *testing.T, seed uint64, nm naming) {
 	rng := rand.New(rand.NewPCG(seed, 0xdeb1))
 	n := 2 + rng.IntN(2)
-	h := &kubeHistory{t: t, seed: seed, names: nm.names[:n], ranks: actorRanks(nm.names[:n]), rng: rng}
+	h := &kubeHistory{t: t, kube: deployKube(t), seed: seed, names: nm.names[:n], ranks: actorRanks(nm.names[:n]), rng: rng}
 	for i := range n {
 		s := &kubeSite{id: uint8(i), got: make([]int, n)}
 		s.doc.SetValidator(deployValidator)
@@ -231,7 +247,7 @@ func runKubeHistory(t *testing.T, seed uint64, nm naming) {
 			continue
 		}
 		s := h.sites[rng.IntN(n)]
-		if v := h.edit(s); deployKube.Valid(&v) { // kube-apiserver rejects an invalid write
+		if v := h.edit(s); h.kube.Valid(&v) { // kube-apiserver rejects an invalid write
 			h.put(s, v)
 			h.compare(s)
 		}

@@ -79,6 +79,11 @@ func New(cfg Config) (*Model, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Consistency == Rhizome {
+		if _, err := kubeRules(); err != nil {
+			return nil, err
+		}
+	}
 	sc := ScenarioByName(cfg.Scenario)
 	sites := 1
 	if cfg.Consistency.replicated() {

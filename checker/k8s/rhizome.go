@@ -109,8 +109,8 @@ func (r *Replica) write(op *Op, site int, kube bool, a *arena) (*Replica, *Snaps
 	switch {
 	case res.removed:
 		d = consistency.Delete(d)
-	case kube && kubeRules[res.obj.Kind] != nil:
-		d = consistency.Write(d, res.obj.F, st, uint8(site), kubeRules[res.obj.Kind])
+	case kube && kubeRule(res.obj.Kind) != nil:
+		d = consistency.Write(d, res.obj.F, st, uint8(site), kubeRule(res.obj.Kind))
 	case !d.Live():
 		d = consistency.Create(d, res.obj.F, st)
 	default:
@@ -164,7 +164,7 @@ func shownF(r *Replica, d *consistency.Doc) [NF]int32 {
 // set, and returns the merged document, the fields it shows and whether a
 // conflict (a concurrent create, or a new validation fallback) was resolved.
 func mergeDocs(a, b *consistency.Doc, kube bool) (consistency.Doc, [NF]int32, bool) {
-	if r := kubeRules[Kind(a.Key>>32)]; kube && r != nil {
+	if r := kubeRule(Kind(a.Key >> 32)); kube && r != nil {
 		m, conflict := consistency.MergeKube(*a, *b)
 		shown, fallback := consistency.Shown(&m, r)
 		if fallback && m != *a && m != *b {
