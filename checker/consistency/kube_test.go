@@ -43,3 +43,27 @@ func TestNewKube(t *testing.T) {
 		t.Error("NewKube of a path that is no JSON pointer: no error")
 	}
 }
+
+// BenchmarkMergeShown: one merge of a Deployment's concurrent edits at two
+// sites (spec fields at both, status at both) and the object shown, what the
+// checker pays per merged key.
+func BenchmarkMergeShown(b *testing.B) {
+	k, err := NewKube("apps/v1", "Deployment", [MaxFields]string{"/metadata/generation", "/spec/replicas",
+		"/spec/strategy/rollingUpdate/maxSurge", "/spec/strategy/rollingUpdate/maxUnavailable",
+		"/status/replicas", "/status/readyReplicas", "/status/observedGeneration"},
+		func(v Fields) bool { return !(v[2] == 0 && v[3] == 0) && v[5] <= v[4] })
+	if err != nil {
+		b.Fatal(err)
+	}
+	base := Write(Doc{Key: 1}, vals(1, 2, 1, 1, 2, 2, 1), Stamp{1, 0}, 0, k)
+	x := Write(base, vals(2, 2, 0, 1, 2, 2, 1), Stamp{2, 0}, 0, k)
+	y := Write(base, vals(2, 3, 1, 0, 3, 1, 2), Stamp{2, 1}, 1, k)
+	m, _ := MergeKube(x, y)
+	if v, fallback := Shown(&m, k); !fallback || v != y.Vals {
+		b.Fatalf("shown %v (fallback %v), want the later edit %v whole", v, fallback, y.Vals)
+	}
+	for b.Loop() {
+		m, _ := MergeKube(x, y)
+		Shown(&m, k)
+	}
+}

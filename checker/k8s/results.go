@@ -184,13 +184,16 @@ func WriteResults(w io.Writer, o ResultsOptions) error {
 	return nil
 }
 
-const columnsNote = `Columns: "rhizome" merges built-in kinds by Kubernetes' rules as crdt/ does (status whole,
-metadata.generation moved after a concurrent spec merge, a merge kube-apiserver would reject
-falls back to the whole object of the greatest concurrent write); "rhizome json-path" is the
-merge before issue 9, every field on its own, which is what the real runs of issue 9 wedged on
-(deploy-strategy). Under every model kube-apiserver's validation of the modelled fields
-rejects an invalid write (objects-valid). leader-election gates each site's controllers by
-a Lease that merges whole; no-leader-election runs them all at once (rs-within-spec-connected).
+const columnsNote = `Columns: "rhizome" merges built-in kinds by crdt/kube's own rules, called, not copied: merge
+units from the kind's structured-merge-diff schema (status whole, a Lease's spec whole), and
+kube.Concurrent, the function crdt/'s merge calls at concurrent edits (metadata.generation
+moved after a concurrent spec merge; a merge kube-apiserver would reject falls back to the whole
+object of the greatest concurrent write). "rhizome json-path" is the merge before issue 9,
+every field on its own, which is what the real runs of issue 9 wedged on (deploy-strategy).
+Under every model kube-apiserver's validation of the modelled fields rejects an invalid write
+(objects-valid; the model's validator agrees with crdt/kube/validate on every combination of
+those fields). leader-election gates each site's controllers by a Lease that merges whole;
+no-leader-election runs them all at once (rs-within-spec-connected).
 
 `
 
