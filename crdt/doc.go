@@ -54,7 +54,8 @@
 //     controllers to reconcile again); and when the Validator the caller gave
 //     (SetValidator) rejects the merged value, the value shown is the whole value
 //     written by the head with the greatest Stamp (each edit carries its write's
-//     stamp), and the other heads are recorded as Validation conflicts. A later
+//     stamp), and the other heads are recorded as Validation conflicts. These two
+//     rules are kube.Concurrent, which the model checker calls too. A later
 //     local write diffs against the merged fields, not the value shown, so it
 //     writes every field the value shown differs in, and its value stands.
 //   - Conflicts. Every resolved conflict (concurrent creates, validation

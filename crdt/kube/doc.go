@@ -12,6 +12,12 @@
 // unit). A Node says how the value at one
 // place merges: Granular, Atomic, ListMap (by key fields) or Set.
 //
+// Concurrent edits: Concurrent applies the rules a field merge alone does not
+// keep when an object's history ends in concurrent edits (metadata.generation
+// moved, the validation fallback), generic over how the fields are held, and
+// Node.Unit names the merge unit a place lies in: crdt's merge and the model
+// checker (checker/consistency) call both, so they run one implementation.
+//
 // Custom resources: CustomResources builds the merge units of the kinds a
 // CustomResourceDefinition defines from its OpenAPI schema, as kube-apiserver
 // builds them for server-side apply, and answers Object for built-in kinds and
