@@ -1,9 +1,10 @@
 // Package consistency holds Rhizome's replica merge rules in the small, pure,
 // deterministic form the model checker uses: one key's document with a fixed
 // number of leaf fields, stamped writes, and a Merge that is commutative,
-// associative and idempotent.
+// associative and idempotent. For built-in Kubernetes kinds it calls
+// crdt/kube's rules (see Kube below); the rest follows crdt/ as modelled here.
 //
-// The rules mirror crdt/ (see DESIGN.md, "Semantics"):
+// The rules follow crdt/ (see DESIGN.md, "Semantics"):
 //
 //   - Incarnations. A create of a key that the writing site sees as absent
 //     starts a new incarnation named by the write's Stamp (Lamport counter,

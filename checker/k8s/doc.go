@@ -22,12 +22,16 @@
 // may read and where its write lands; see the Consistency constants. Under
 // rhizome every site holds a Replica, controllers read and compare-and-swap
 // against their own site, and sites merge whole states with package
-// consistency's rules: built-in kinds by Kubernetes' merge units as crdt/
-// merges them (status whole, metadata.generation moved after a concurrent
-// spec merge, the validation fallback to one side's whole object, with
-// validObject standing in for kube-apiserver's validation of the modelled
-// fields, which also rejects invalid writes under every model);
-// rhizome-json-path is the merge before issue 9 (every field on its own).
+// consistency's rules: built-in kinds by crdt/kube's own rules, called
+// rather than copied (validate.go places every field slot in the real
+// object, and consistency.NewKube takes the merge units from the kind's
+// schema: status whole, a Lease's spec whole; metadata.generation moved
+// after a concurrent spec merge and the validation fallback to one side's
+// whole object are kube.Concurrent), with validObject standing in for
+// kube-apiserver's validation of the modelled fields (it agrees with
+// crdt/kube/validate on every combination of them, validate_test.go), which
+// also rejects invalid writes under every model; rhizome-json-path is the
+// merge before issue 9 (every field on its own).
 //
 // Leader election (scenarios leader-election / no-leader-election):
 // controllers carrying a Lease act only while their site holds it in the
