@@ -267,7 +267,7 @@ func Start(cfg Config) (*Site, error) {
 	ecfg.ServerOptions = s.grpcOpts // gRPC metrics of the client API
 	ecfg.Logger = cfg.Logger
 	if len(cfg.ListenPeerURLs) > 0 {
-		s.joining = len(cfg.Join) > 0 && !holdsOthers(st.VersionVector(), cfg.Name)
+		s.joining = len(cfg.Join) > 0 && !holdsOthers(st.VersionVector(), st.Origin())
 		if err := s.startSync(advertise); err != nil {
 			return fail(err)
 		}

@@ -188,10 +188,10 @@ func uvarintLen(v uint64) int { return len(binary.AppendUvarint(nil, v)) }
 type RestoreConfig struct {
 	// Dir is the store directory to create; it must not exist or be empty.
 	Dir string
-	// Site is the name the restored store will serve as (Config.Site). The
-	// caller decides whether it may equal the backup's own site: restoring under
-	// the old name while other sites hold changes of that name made after the
-	// backup makes this site reuse their sequence numbers.
+	// Site is the name the restored store will serve as (Config.Site); it may
+	// be the backup's own. The restored store is a new incarnation of the site
+	// (Store.Origin), so its changes never reuse the sequence numbers of changes
+	// the site made after the backup.
 	Site   string
 	Logger *slog.Logger
 }
@@ -231,6 +231,11 @@ func restoreInto(r io.Reader, dir string, cfg RestoreConfig) (BackupInfo, error)
 	info, err := br.load(wb)
 	if err == nil {
 		err = wb.Set(metaSite, []byte(cfg.Site))
+	}
+	if err == nil {
+		// A new incarnation at its first Open: its own changes must not reuse
+		// the sequence numbers of the changes the backup's site made after it.
+		err = wb.Set(metaIncarnation, nil)
 	}
 	if err == nil {
 		err = br.checkEnd()
@@ -338,9 +343,9 @@ func (br *backupReader) load(wb *badger.WriteBatch) (BackupInfo, error) {
 		if err != nil {
 			return info, err
 		}
-		// The restored store is a site of its own: not the old one's name, nor
-		// its alarm.
-		if !bytes.Equal(key, metaSite) && !bytes.Equal(key, metaNoSpace) {
+		// The restored store is a site of its own: not the old one's name or
+		// incarnation, nor its alarm.
+		if !bytes.Equal(key, metaSite) && !bytes.Equal(key, metaNoSpace) && !bytes.Equal(key, metaIncarnation) {
 			if err := wb.Set(key, value); err != nil {
 				return info, err
 			}

@@ -31,7 +31,7 @@ func TestStagedCommitCrash(t *testing.T) {
 			handed uint64 // highest own sequence number the reader was given
 		)
 		cfg.Failpoint = func(string) error {
-			chs, err := s.Changes("a", 0, 1<<20)
+			chs, err := s.Changes(s.Origin(), 0, 1<<20)
 			if err != nil {
 				return err
 			}
@@ -132,11 +132,11 @@ func checkConsistent(t *testing.T, s *Store, before int64, handed uint64, keys i
 	if err != nil {
 		t.Fatal(err)
 	}
-	own := s.VersionVector()["a"]
+	own := s.VersionVector()[s.Origin()]
 	if own < handed {
 		t.Fatalf("own sequence %d is behind %d, handed to sync before the crash", own, handed)
 	}
-	chs, err := s.Changes("a", 0, 1<<20)
+	chs, err := s.Changes(s.Origin(), 0, 1<<20)
 	if err != nil || uint64(len(chs)) != own {
 		t.Fatalf("change log holds %d of the %d own changes (%v)", len(chs), own, err)
 	}

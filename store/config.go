@@ -1,8 +1,10 @@
 package store
 
 import (
+	"crypto/rand"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
@@ -91,9 +93,13 @@ type Config struct {
 	// Validator (its Validate checks custom resources); nil: the store makes
 	// its own.
 	CustomResources *kube.CustomResources
-	// Now reads the clock: lease expiry, and the time a conflict is recorded.
+	// Now reads the clock: lease expiry, the time a conflict is recorded, and
+	// the time a data directory's incarnation is made (incarnation.go).
 	// Injected so tests control time.
 	Now func() time.Time
+	// Rand is where a new data directory's incarnation draws its random bits
+	// (crypto/rand's Reader by default).
+	Rand io.Reader
 	// Logger receives the store's logs.
 	Logger *slog.Logger
 	// Registerer receives the store's metrics; nil registers nothing.
@@ -133,6 +139,7 @@ func DefaultConfig() Config {
 		KubePrefix:         "/registry/",
 		MemoryBudget:       DefaultMemoryBudget,
 		Now:                time.Now,
+		Rand:               rand.Reader,
 		Logger:             slog.Default(),
 	}
 }
@@ -144,6 +151,8 @@ func (c Config) Validate() error {
 		return errors.New("store: config: Dir is empty")
 	case c.Site == "":
 		return errors.New("store: config: Site is empty")
+	case strings.Contains(c.Site, originSep):
+		return fmt.Errorf("store: config: Site %q contains %q (it separates a site from its incarnation)", c.Site, originSep)
 	case c.MinLeaseTTL < 1:
 		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
 	case c.LeaseCheckInterval <= 0 || c.GCInterval <= 0 || c.SizeCheckInterval <= 0:
@@ -156,8 +165,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("store: config: MaxConflicts %d < 1", c.MaxConflicts)
 	case c.MemoryBudget < MinMemoryBudget:
 		return fmt.Errorf("store: config: MemoryBudget %d is below %d bytes", c.MemoryBudget, MinMemoryBudget)
-	case c.Now == nil || c.Logger == nil:
-		return errors.New("store: config: Now and Logger are required")
+	case c.Now == nil || c.Logger == nil || c.Rand == nil:
+		return errors.New("store: config: Now, Rand and Logger are required")
 	}
 	return nil
 }

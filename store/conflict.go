@@ -13,7 +13,7 @@ import (
 
 // Conflict is one conflict the store recorded while merging a change from
 // another site: which write won, which lost (their stamps name the writing
-// sites), how it was resolved, and when this site recorded it. Which site
+// sites; Conflicts lists them without the sites' incarnations), how it was resolved, and when this site recorded it. Which site
 // records a conflict depends on the order changes arrive; the merged value never
 // does.
 type Conflict struct {
@@ -112,6 +112,10 @@ func (s *Store) Conflicts() ([]Conflict, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: list conflicts: %w", err)
+	}
+	// The stamps name the writing sites, not their incarnations.
+	for i := range out {
+		out[i].Winner.Site, out[i].Loser.Site = OriginSite(out[i].Winner.Site), OriginSite(out[i].Loser.Site)
 	}
 	return out, nil
 }

@@ -26,6 +26,9 @@ var (
 	metaCompact = []byte("mcompact")
 	metaClock   = []byte("mclock")
 	metaSite    = []byte("msite") // the site whose data this is
+	// metaIncarnation names this data directory among the site's (incarnation.go);
+	// empty: to be chosen at the next Open (a restored backup).
+	metaIncarnation = []byte("mincarnation")
 )
 
 var errCorrupt = errors.New("store: corrupt record")

@@ -26,11 +26,16 @@ type Horizon struct {
 	// Stable is, per origin, the sequence number up to which every site the
 	// cluster counts holds that origin's changes.
 	Stable map[string]uint64
-	// Rows is, per other site heard from, the newest version vector it is known
-	// to have reported.
+	// Rows is, per other origin heard from (incarnations replaced since
+	// included), the newest version vector it is known to have reported.
 	Rows map[string]map[string]uint64
-	// Counted lists the sites all of this is about, this one included.
+	// Counted lists the sites all of this is about, this one included, by
+	// their origins (Store.Origin): the newest incarnation known of each.
 	Counted []string
+	// Complete says the origin of every counted site is known. Until it is,
+	// no document is rebased (a rebase names the origins whose concurrent edits
+	// it keeps) and no prior that keeps every counted site's edits is dropped.
+	Complete bool
 }
 
 // SetHorizon publishes the sync layer's newest horizon. A replicated store
@@ -48,9 +53,11 @@ func (s *Store) SetHorizon(h Horizon) {
 // keeps can arrive any more: each site whose edits it keeps (sites; none: every
 // counted site) holds the rebase (the rebaser's log up to mark), and this site
 // holds every change that site had made when it last reported, which was after it
-// took the rebase. A kept site this site has since stopped counting (heard from,
-// but not for ForgetSiteAfter) is not waited for; one never heard from is. Called
-// by the committer.
+// took the rebase. A kept origin that a newer incarnation of its site has replaced
+// (incarnation.go) makes no edits any more: it is done once this site holds all it
+// last reported holding of its own. A kept site this site has since stopped
+// counting (heard from, but not for ForgetSiteAfter) is not waited for; one never
+// heard from is. Called by the committer.
 func (s *Store) priorDone(rebaser string, mark uint64, sites []string) bool {
 	if !s.cfg.Replicated {
 		return true
@@ -60,24 +67,37 @@ func (s *Store) priorDone(rebaser string, mark uint64, sites []string) bool {
 		return false
 	}
 	if len(sites) == 0 {
+		if !h.Complete {
+			return false
+		}
 		sites = h.Counted
 	}
 	for _, site := range sites {
-		if site == s.cfg.Site {
+		if site == s.origin {
 			continue
 		}
 		row, heard := h.Rows[site]
-		if !slices.Contains(h.Counted, site) {
-			if heard {
-				continue // forgotten here
+		switch {
+		case s.superseded(site, h.Counted):
+			if !heard || s.vv[site] < row[site] {
+				return false
 			}
-			return false
-		}
-		if row[rebaser] < mark || s.vv[site] < row[site] {
+		case !slices.Contains(h.Counted, site):
+			if !heard {
+				return false
+			}
+			// forgotten here
+		case row[rebaser] < mark || s.vv[site] < row[site]:
 			return false
 		}
 	}
 	return true
+}
+
+// superseded reports whether a newer incarnation of origin's site is counted (or
+// is this store).
+func (s *Store) superseded(origin string, counted []string) bool {
+	return NewerOrigin(s.origin, origin) || slices.ContainsFunc(counted, func(c string) bool { return NewerOrigin(c, origin) })
 }
 
 // tidy bounds a document's history after a write to it: it drops the prior epoch
@@ -95,12 +115,12 @@ func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
 	var counted []string
 	if tx.s.cfg.Replicated {
 		h := tx.s.horizon.Load()
-		if h == nil {
+		if h == nil || !h.Complete {
 			return nil // which sites count is not known yet
 		}
 		counted = h.Counted
 	}
-	site := tx.s.cfg.Site
+	site := tx.s.origin
 	rebase, ok, err := doc.Rebase(site, tx.s.vv[site]+1, counted)
 	if err != nil {
 		return fmt.Errorf("store: rebase %q: %w", key, err)

@@ -137,7 +137,7 @@ func (s *Store) GrantLease(ctx context.Context, id, ttl int64) (int64, int64, er
 		tx.mutated = true
 		tx.writes = append(tx.writes, write{key: leaseKey(id), value: encodeLeaseRecord(leaseGrant, l)})
 		// Other sites learn of the lease so that they can take over its expiry.
-		tx.record(s.cfg.Site, tx.s.vv[s.cfg.Site]+1, nil, encodeLeaseRecord(leaseGrant, l))
+		tx.record(s.origin, tx.s.vv[s.origin]+1, nil, encodeLeaseRecord(leaseGrant, l))
 		return nil
 	})
 	return id, ttl, err
@@ -152,8 +152,8 @@ func (tx *WriteTxn) revokeLease(id int64) error {
 	if err := tx.dropLease(id); err != nil {
 		return err
 	}
-	site := tx.s.cfg.Site
-	tx.record(site, tx.s.vv[site]+1, nil, encodeLeaseRecord(leaseRevoke, &lease{id: id, owner: site}))
+	origin := tx.s.origin
+	tx.record(origin, tx.s.vv[origin]+1, nil, encodeLeaseRecord(leaseRevoke, &lease{id: id, owner: tx.s.cfg.Site}))
 	return nil
 }
 

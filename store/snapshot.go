@@ -115,7 +115,7 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		grants = append(grants, l)
 	}
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
-		self := tx.s.cfg.Site
+		self := tx.s.origin
 		own := tx.s.vv[self]
 		redo, err := tx.ownChanges(snap.VV[self])
 		if err != nil {
@@ -227,7 +227,7 @@ func (s *Store) canRedo(redo []Change, raw map[string][]byte) error {
 // in the log: the sync layer keeps a site's own changes until every site it has
 // heard from holds them.
 func (tx *WriteTxn) ownChanges(after uint64) ([]Change, error) {
-	self := tx.s.cfg.Site
+	self := tx.s.origin
 	var out []Change
 	for seq := after + 1; seq <= tx.s.vv[self]; seq++ {
 		raw, err := tx.s.getRaw(changeKey(self, seq))

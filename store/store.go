@@ -19,6 +19,7 @@ import (
 // with writes; writes are serialised through one committer goroutine.
 type Store struct {
 	cfg     Config
+	origin  string // Site and the data directory's incarnation (incarnation.go)
 	log     *slog.Logger
 	db      *badger.DB
 	metrics *metrics
@@ -280,29 +281,6 @@ func metaIn(txn *badger.Txn, k []byte, def int64) (int64, error) {
 		return 0, err
 	}
 	return bytesInt64(v)
-}
-
-// claimSite records which site the data belongs to, the first time, and refuses
-// to serve it as another: a site's sequence numbers are its own, and a backup
-// restored under a new name must not be opened under the old one by mistake.
-func (s *Store) claimSite() error {
-	return s.db.Update(func(txn *badger.Txn) error {
-		item, err := txn.Get(metaSite)
-		if errors.Is(err, badger.ErrKeyNotFound) {
-			return txn.Set(metaSite, []byte(s.cfg.Site))
-		}
-		if err != nil {
-			return fmt.Errorf("store: read meta: %w", err)
-		}
-		owner, err := item.ValueCopy(nil)
-		if err != nil {
-			return fmt.Errorf("store: read meta: %w", err)
-		}
-		if string(owner) != s.cfg.Site {
-			return fmt.Errorf("%w: %s holds the data of site %q, not %q", ErrOtherSite, s.cfg.Dir, owner, s.cfg.Site)
-		}
-		return nil
-	})
 }
 
 // Range reads keys at a revision (0: the newest durable one). The index is read

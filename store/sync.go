@@ -133,7 +133,7 @@ func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) 
 }
 
 func (tx *WriteTxn) applyRemote(c Change) (bool, error) {
-	if c.Origin == tx.s.cfg.Site || c.Seq != tx.s.vv[c.Origin]+1 {
+	if c.Origin == tx.s.origin || c.Seq != tx.s.vv[c.Origin]+1 {
 		return false, nil // ours, a duplicate, or ahead of a gap
 	}
 	return tx.merge(c, true)

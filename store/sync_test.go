@@ -260,8 +260,8 @@ func TestNamespaceNormalFlows(t *testing.T) {
 	if _, ok := get(t, a, clusterKey, 0); !ok {
 		t.Fatal("cluster-scoped key deleted")
 	}
-	if a.Rev() != revA+3 || a.VersionVector()["a"] != 3 {
-		t.Fatalf("site a at revision %d (from %d), own changes %d: the namespace rule acted in a normal flow", a.Rev(), revA, a.VersionVector()["a"])
+	if a.Rev() != revA+3 || a.VersionVector()[a.Origin()] != 3 {
+		t.Fatalf("site a at revision %d (from %d), own changes %d: the namespace rule acted in a normal flow", a.Rev(), revA, a.VersionVector()[a.Origin()])
 	}
 }
 

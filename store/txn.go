@@ -76,7 +76,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		tx.logChange(key, lease, change)
 	case ki != nil && ki.lease != lease:
 		// Same value, another lease: other sites must learn the attachment.
-		site := tx.s.cfg.Site
+		site := tx.s.origin
 		tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, nil)
 	}
 	if err := tx.tidy(key, doc, lease); err != nil {
@@ -255,13 +255,13 @@ func (s *Store) newDoc() *crdt.Doc {
 // stamp advances the Lamport clock for a change made here.
 func (tx *WriteTxn) stamp() crdt.Stamp {
 	tx.s.clock++
-	return crdt.Stamp{Counter: tx.s.clock, Site: tx.s.cfg.Site}
+	return crdt.Stamp{Counter: tx.s.clock, Site: tx.s.origin}
 }
 
 // logChange records a change originated here for shipping to other sites, with the
 // lease its key is attached to.
 func (tx *WriteTxn) logChange(key []byte, lease int64, c crdt.Change) {
-	site := tx.s.cfg.Site
+	site := tx.s.origin
 	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, c.Encode())
 }
 

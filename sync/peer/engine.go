@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"maps"
 	"math/rand/v2"
@@ -14,6 +15,9 @@ import (
 // Store is the seam between sync and a site's store.
 type Store interface {
 	Site() string
+	// Origin is the origin of this site's own changes: its name and the data
+	// directory's incarnation (store.Store.Origin).
+	Origin() string
 	VersionVector() map[string]uint64
 	Changes(origin string, after uint64, limit int) ([]store.Change, error)
 	ApplyRemote(ctx context.Context, changes []store.Change) (int, error)
@@ -41,11 +45,15 @@ const snapshotPartBytes = 1 << 20
 // Message is the unit sent between sites.
 type Message struct {
 	Kind Kind
-	From string
+	From string // the sender's site name
+	// Origin is the sender's origin (its name and incarnation): the key of its
+	// own changes and of its row in version vectors. A new origin under a known
+	// name is a site that lost its data and started again.
+	Origin string
 	// VV is the sender's version vector: always in a Pull, now and then in a
 	// Batch, so that peers learn what is stable soon after it is.
 	VV      map[string]uint64
-	Rows    map[string]map[string]uint64 // Pull: the newest vectors the sender knows of other sites
+	Rows    map[string]map[string]uint64 // Pull: the newest vectors the sender knows of other sites, by origin
 	Skip    []string                     // Pull: origins the sender hears from directly: not to forward
 	Changes []store.Change               // Batch
 	More    bool                         // Batch: the sender held back changes over the size limit
@@ -69,13 +77,16 @@ type Engine struct {
 	// sent is, per peer, how far (per origin) this site has already pushed, so a
 	// push sends only what is new. A Pull from the peer resets it to the truth.
 	sent map[string]map[string]uint64
-	// rows is, per other site, the newest version vector it is known to have
+	// rows is, per other origin, the newest version vector it is known to have
 	// reported, directly or through a third site. Vectors only grow.
 	rows map[string]map[string]uint64
+	// current is, per other site name, its newest origin known (the
+	// incarnation that counts; older ones of the name are superseded).
+	current map[string]string
 	// counted lists the sites whose holdings decide what is stable.
 	counted []string
-	// heard is, per peer, the sites that sent their own changes here since the
-	// last Pull to it.
+	// heard is, per peer, the origins that sent their own changes here since
+	// the last Pull to it.
 	heard map[string]map[string]bool
 	// forgotten lists sites dropped from counted that have not been sent a
 	// snapshot since.
@@ -114,7 +125,7 @@ type incoming struct {
 
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
-	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64),
+	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
 		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
 		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} }}
 }
@@ -141,19 +152,29 @@ func (e *Engine) SetLogger(l *slog.Logger) { e.log = l }
 func (e *Engine) Stats() Stats { return e.stats }
 
 // Sites lists the other sites whose holdings are known, directly or through others.
-func (e *Engine) Sites() []string { return slices.Sorted(maps.Keys(e.rows)) }
+func (e *Engine) Sites() []string {
+	var out []string
+	for site, origin := range e.current {
+		if e.rows[origin] != nil {
+			out = append(out, site)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Missing tells, as far as known, how many changes this site holds that site lacks
 // (theyLack) and how many site holds that this one lacks (weLack). Known tells
 // whether site has reported what it holds at all.
 func (e *Engine) Missing(site string) (theyLack, weLack uint64, known bool) {
-	row, ok := e.rows[site]
+	origin := e.current[site]
+	row, ok := e.rows[origin]
 	own := e.st.VersionVector()
-	return lacking(row, own, site), lacking(own, row, e.st.Site()), ok
+	return lacking(row, own, origin), lacking(own, row, e.st.Origin()), ok
 }
 
 // Row returns the newest vector site is known to have reported (nil if none).
-func (e *Engine) Row(site string) map[string]uint64 { return maps.Clone(e.rows[site]) }
+func (e *Engine) Row(site string) map[string]uint64 { return maps.Clone(e.rows[e.current[site]]) }
 
 // lacking counts the changes in want that have does not hold, except those of
 // origin self (which the holder of have made: it lacks none of its own).
@@ -211,42 +232,75 @@ func (e *Engine) SetCounted(sites []string) {
 	e.st.SetHorizon(e.Horizon())
 }
 
-// Horizon computes how far every counted site holds the change log.
+// Horizon computes how far every counted site holds the change log. A counted
+// site counts by its newest incarnation known (Counted holds origins); one not
+// heard of at all yet holds nothing, and the horizon is not Complete.
 func (e *Engine) Horizon() store.Horizon {
 	own := e.st.VersionVector()
-	h := store.Horizon{Stable: maps.Clone(own), Rows: e.rows, Counted: []string{e.st.Site()}}
+	self := e.st.Origin()
+	h := store.Horizon{Stable: maps.Clone(own), Rows: e.rows, Counted: []string{self}, Complete: true}
 	for _, site := range e.counted {
 		if site == e.st.Site() {
 			continue
 		}
-		row := e.rows[site]
-		h.Counted = append(h.Counted, site)
+		origin, known := e.current[site]
+		if !known {
+			h.Complete = false
+			for o := range h.Stable {
+				h.Stable[o] = 0
+			}
+			continue
+		}
+		row := e.rows[origin]
+		h.Counted = append(h.Counted, origin)
 		for o, seq := range h.Stable {
 			h.Stable[o] = min(seq, row[o])
 		}
 	}
 	// This site's own changes stay until every site ever heard from holds them,
 	// counted or not, and some site does: a forgotten site that returns, or one
-	// never heard from yet, gets them from nowhere else.
-	self := e.st.Site()
-	if len(e.rows) == 0 {
+	// never heard from yet, gets them from nowhere else. An incarnation replaced
+	// by a newer one holds nothing any more; the newer one is waited for.
+	if len(e.current) == 0 {
 		h.Stable[self] = 0
 	}
-	for _, row := range e.rows {
-		h.Stable[self] = min(h.Stable[self], row[self])
+	for origin, row := range e.rows {
+		if e.current[store.OriginSite(origin)] == origin {
+			h.Stable[self] = min(h.Stable[self], row[self])
+		}
 	}
 	return h
 }
 
-// observe merges a vector a site reported into what is known of it.
-func (e *Engine) observe(site string, vv map[string]uint64) {
-	if site == e.st.Site() || len(vv) == 0 {
+// learn notes an origin heard of: the newest incarnation of its site is the one
+// that counts. A site seen under a newer incarnation lost its data: pushes to it
+// wait for its Pull, which says what the new incarnation holds.
+func (e *Engine) learn(origin string) {
+	site := store.OriginSite(origin)
+	if site == e.st.Site() {
+		return // this site's own older incarnations: replaced by this one
+	}
+	cur, known := e.current[site]
+	if known && !store.NewerOrigin(origin, cur) {
 		return
 	}
-	row := e.rows[site]
+	e.current[site] = origin
+	if known {
+		delete(e.sent, site)
+		e.log.Info("peer: a site started again with new data", "site", site, "origin", origin, "replaces", cur)
+	}
+}
+
+// observe merges a vector an origin reported into what is known of it.
+func (e *Engine) observe(origin string, vv map[string]uint64) {
+	if origin == e.st.Origin() || len(vv) == 0 {
+		return
+	}
+	e.learn(origin)
+	row := e.rows[origin]
 	if row == nil {
 		row = map[string]uint64{}
-		e.rows[site] = row
+		e.rows[origin] = row
 	}
 	for o, seq := range vv {
 		row[o] = max(row[o], seq)
@@ -255,19 +309,20 @@ func (e *Engine) observe(site string, vv map[string]uint64) {
 
 // Pull returns the anti-entropy request to send to a peer.
 func (e *Engine) Pull(to string) Envelope {
-	// Only counted sites' vectors travel on, so that a site gone for good is
+	// Only counted sites' vectors travel on (of each incarnation: replaced ones
+	// tell what their last edits were), so that a site gone for good is
 	// forgotten once the processes that heard from it restart.
 	rows := make(map[string]map[string]uint64, len(e.rows))
-	for site, row := range e.rows {
-		if site != to && slices.Contains(e.counted, site) {
-			rows[site] = maps.Clone(row)
+	for origin, row := range e.rows {
+		if origin != e.current[to] && slices.Contains(e.counted, store.OriginSite(origin)) {
+			rows[origin] = maps.Clone(row)
 		}
 	}
 	// Sites that sent their own changes here since the last Pull to this peer
 	// are delivering them: the peer need not forward them too.
 	skip := slices.Sorted(maps.Keys(e.heard[to]))
 	e.heard[to] = map[string]bool{}
-	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), VV: e.st.VersionVector(), Rows: rows, Skip: skip}}
+	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.VersionVector(), Rows: rows, Skip: skip}}
 }
 
 // Push returns the changes made here that a peer has not been sent yet, if any.
@@ -280,7 +335,7 @@ func (e *Engine) Push(to string) ([]Envelope, error) {
 	if sent == nil {
 		return nil, nil // nothing known of the peer yet: its first Pull says what it has
 	}
-	b, err := e.batch(sent, to, e.st.Site(), nil)
+	b, err := e.batch(sent, e.current[to], e.st.Origin(), nil)
 	if errors.Is(err, store.ErrCollected) {
 		return nil, nil // the peer needs a snapshot: its next Pull gets one
 	}
@@ -292,23 +347,30 @@ func (e *Engine) Push(to string) ([]Envelope, error) {
 
 // Handle processes a received message and returns the replies to send.
 func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
-	if slices.ContainsFunc(m.Changes, func(c store.Change) bool { return c.Origin == m.From }) {
+	if m.Origin == "" || store.OriginSite(m.Origin) != m.From {
+		return nil, fmt.Errorf("peer: message from %q names origin %q: %w", m.From, m.Origin, errWire)
+	}
+	if m.From == e.st.Site() {
+		return nil, nil
+	}
+	e.learn(m.Origin)
+	if slices.ContainsFunc(m.Changes, func(c store.Change) bool { return c.Origin == m.Origin }) {
 		// m.From delivers its own changes here: others need not forward them.
 		for to, heard := range e.heard {
 			if to != m.From {
-				heard[m.From] = true
+				heard[m.Origin] = true
 			}
 		}
 	}
 	if e.heard[m.From] == nil {
 		e.heard[m.From] = map[string]bool{}
 	}
-	e.observe(m.From, m.VV)
-	for site, row := range m.Rows {
-		e.observe(site, row)
+	e.observe(m.Origin, m.VV)
+	for origin, row := range m.Rows {
+		e.observe(origin, row)
 	}
-	if m.Kind == KindPull && e.rows[m.From] == nil && m.From != e.st.Site() {
-		e.rows[m.From] = map[string]uint64{} // a Pull's vector is whole: it holds nothing yet
+	if m.Kind == KindPull && e.rows[m.Origin] == nil {
+		e.rows[m.Origin] = map[string]uint64{} // a Pull's vector is whole: it holds nothing yet
 	}
 	if m.VV != nil || m.Kind == KindPull {
 		e.startCatchUp(m.From)
@@ -328,9 +390,10 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 			return e.snapshot(ctx, m.From)
 		}
 		// What the peer holds, as newly as known (a Pull may arrive late): push
-		// from there. (A site that lost data it had reported must come back
-		// under a new name.)
-		have := maps.Clone(e.rows[m.From])
+		// from there. A site that lost its data comes back as a new origin, with
+		// a row of its own, and is sent everything, its old incarnation's
+		// changes too (or a snapshot).
+		have := maps.Clone(e.rows[m.Origin])
 		if have == nil {
 			have = map[string]uint64{}
 		}
@@ -339,7 +402,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		// one round trip per batch.
 		var out []Envelope
 		for range pullBatches {
-			b, err := e.batch(have, m.From, "", m.Skip)
+			b, err := e.batch(have, m.Origin, "", m.Skip)
 			if errors.Is(err, store.ErrCollected) {
 				return e.snapshot(ctx, m.From)
 			}
@@ -367,7 +430,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		}
 		// The sender holds what it sent: it may not have said so in a vector.
 		for _, c := range m.Changes {
-			e.observe(m.From, map[string]uint64{c.Origin: c.Seq})
+			e.observe(m.Origin, map[string]uint64{c.Origin: c.Seq})
 		}
 		// More waiting, or a gap (an earlier push was lost): ask now rather
 		// than at the next anti-entropy round.
@@ -379,16 +442,17 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 }
 
 // batch collects changes beyond have (per origin; of one origin if only is set;
-// not of the origins in skip but this site) and advances have past them.
+// not of the peer's own origin to, nor of the origins in skip but this site's) and
+// advances have past them.
 func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (Message, error) {
-	m := Message{Kind: KindBatch, From: e.st.Site()}
+	m := Message{Kind: KindBatch, From: e.st.Site(), Origin: e.st.Origin()}
 	vv := e.st.VersionVector()
 	if only == "" {
 		m.VV = vv // an answer to a Pull: say what this site holds
 	}
 	origins := slices.Sorted(maps.Keys(vv))
 	for _, o := range origins {
-		if o == to || vv[o] <= have[o] || (only != "" && o != only) || (o != e.st.Site() && slices.Contains(skip, o)) {
+		if o == to || vv[o] <= have[o] || (only != "" && o != only) || (o != e.st.Origin() && slices.Contains(skip, o)) {
 			continue // the peer made those itself, has them, or gets them from their origin
 		}
 		room := e.maxBatch - len(m.Changes)
@@ -432,7 +496,7 @@ func (e *Engine) snapshot(ctx context.Context, to string) ([]Envelope, error) {
 	e.log.Info("peer: sending snapshot", "peer", to, "id", e.snapshots, "parts", len(parts), "keys", len(snap.Docs), "leases", len(snap.Leases))
 	envs := make([]Envelope, len(parts))
 	for i, p := range parts {
-		envs[i] = Envelope{To: to, Msg: Message{Kind: KindSnapshot, From: e.st.Site(), SnapID: e.snapshots, Part: uint32(i), Parts: uint32(len(parts)), Snap: p}}
+		envs[i] = Envelope{To: to, Msg: Message{Kind: KindSnapshot, From: e.st.Site(), Origin: e.st.Origin(), SnapID: e.snapshots, Part: uint32(i), Parts: uint32(len(parts)), Snap: p}}
 	}
 	return envs, nil
 }
@@ -462,7 +526,7 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
-	self := e.st.Site()
+	self := e.st.Origin()
 	skip := func(why string) ([]Envelope, error) {
 		e.log.Info("peer: snapshot not installed: a later one will do", "peer", m.From, "id", m.SnapID, "reason", why)
 		return nil, nil

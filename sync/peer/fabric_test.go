@@ -192,7 +192,7 @@ func TestRunnersOverFabric(t *testing.T) {
 	f.Heal()
 	for {
 		a, b, c := stores["a"].VersionVector(), stores["b"].VersionVector(), stores["c"].VersionVector()
-		if maps.Equal(a, b) && maps.Equal(b, c) && a["a"] >= 20 && a["b"] >= 20 && a["c"] >= 20 {
+		if maps.Equal(a, b) && maps.Equal(b, c) && a[stores["a"].Origin()] >= 20 && a[stores["b"].Origin()] >= 20 && a[stores["c"].Origin()] >= 20 {
 			break
 		}
 		if ctx.Err() != nil {
@@ -290,7 +290,7 @@ func TestRunnerNotLockedAcrossWrites(t *testing.T) {
 	if _, err := src.Update(ctx, func(tx *store.WriteTxn) error { return tx.Put([]byte("/k"), []byte("v"), 0) }); err != nil {
 		t.Fatal(err)
 	}
-	changes, err := src.Changes("a", 0, 10)
+	changes, err := src.Changes(src.Origin(), 0, 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,7 +306,7 @@ func TestRunnerNotLockedAcrossWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := out.Send(&Message{Kind: KindBatch, From: "a", Changes: changes}); err != nil {
+	if _, err := out.Send(&Message{Kind: KindBatch, From: "a", Origin: src.Origin(), Changes: changes}); err != nil {
 		t.Fatal(err)
 	}
 	<-slow.entered
@@ -331,7 +331,7 @@ func TestRunnerNotLockedAcrossWrites(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if slow.VersionVector()["a"] != changes[len(changes)-1].Seq {
+	if slow.VersionVector()[src.Origin()] != changes[len(changes)-1].Seq {
 		t.Fatalf("holds %v after the merge", slow.VersionVector())
 	}
 }

@@ -107,8 +107,8 @@ func TestSnapshotAfterForgotten(t *testing.T) {
 		net.Tick()
 		net.Drain(ctx, 1000)
 	}
-	waitCollectedOf(t, stores["a"], "b")
-	waitCollectedOf(t, stores["b"], "a")
+	waitCollectedOf(t, stores["a"], stores["b"].Origin())
+	waitCollectedOf(t, stores["b"], stores["a"].Origin())
 	net.Heal()
 	engines["a"].SetCounted(names)
 	engines["b"].SetCounted(names)
@@ -116,7 +116,7 @@ func TestSnapshotAfterForgotten(t *testing.T) {
 		t.Fatal(err)
 	}
 	sameData(t, stores["a"], stores["b"], stores["c"])
-	if got := stores["c"].Collected()["a"]; got == 0 {
+	if got := stores["c"].Collected()[stores["a"].Origin()]; got == 0 {
 		t.Fatal("c caught up without a snapshot")
 	}
 	res, err := stores["a"].Range([]byte("/c/"), store.RangeOptions{End: []byte("/c0"), CountOnly: true})

@@ -36,13 +36,14 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return w.m.decode(data)
 }
 
-const wireVersion = 3
+const wireVersion = 4
 
 var errWire = errors.New("peer: malformed message")
 
 func (m *Message) encode() []byte {
 	b := []byte{wireVersion, byte(m.Kind)}
 	b = appendString(b, m.From)
+	b = appendString(b, m.Origin)
 	b = appendVV(b, m.VV)
 	b = binary.AppendUvarint(b, uint64(len(m.Skip)))
 	for _, s := range m.Skip {
@@ -97,6 +98,7 @@ func (m *Message) decode(b []byte) error {
 	}
 	m.Kind = Kind(d.byte())
 	m.From = string(d.bytes())
+	m.Origin = string(d.bytes())
 	m.VV = d.vv()
 	n := d.uvarint()
 	for i := uint64(0); i < n && d.err == nil; i++ {

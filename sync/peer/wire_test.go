@@ -12,7 +12,7 @@ import (
 
 func TestWireRoundTrip(t *testing.T) {
 	for _, m := range []Message{
-		{Kind: KindPull, From: "a", VV: map[string]uint64{"a": 3, "b": 1 << 40}},
+		{Kind: KindPull, From: "a", Origin: "a~0001", VV: map[string]uint64{"a~0001": 3, "b": 1 << 40}},
 		{Kind: KindPull, From: "fresh"},
 		{Kind: KindPull, From: "c", VV: map[string]uint64{"c": 1}, Skip: []string{"a", "b"}, Rows: map[string]map[string]uint64{"a": {"a": 2, "b": 1}, "b": nil}},
 		{Kind: KindBatch, From: "b", VV: map[string]uint64{"a": 7, "b": 2}},
@@ -56,7 +56,7 @@ func FuzzHandle(f *testing.F) {
 			f.Fatal(err)
 		}
 	}
-	changes, err := src.Changes("a", 0, 10)
+	changes, err := src.Changes(src.Origin(), 0, 10)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -64,9 +64,9 @@ func FuzzHandle(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	f.Add((&Message{Kind: KindBatch, From: "a", VV: src.VersionVector(), Changes: changes}).encode())
-	f.Add((&Message{Kind: KindPull, From: "a", VV: src.VersionVector()}).encode())
-	f.Add((&Message{Kind: KindSnapshot, From: "a", SnapID: 1, Parts: 1, Snap: &snap}).encode())
+	f.Add((&Message{Kind: KindBatch, From: "a", Origin: src.Origin(), VV: src.VersionVector(), Changes: changes}).encode())
+	f.Add((&Message{Kind: KindPull, From: "a", Origin: src.Origin(), VV: src.VersionVector()}).encode())
+	f.Add((&Message{Kind: KindSnapshot, From: "a", Origin: src.Origin(), SnapID: 1, Parts: 1, Snap: &snap}).encode())
 	st := openStore(f, "b")
 	e := NewEngine(st, 50)
 	e.SetCounted([]string{"a", "b"})
