@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,16 +70,35 @@ func (cs *clients) of(s *Site) *clientv3.Client {
 // running site takes writes (of keys only it writes, and of keys all write)
 // while the fabric drops, duplicates and reorders messages, partitions and
 // disconnects sites and heals them, and sites crash and restart from their data
-// directories. After healing, every site must hold identical state, and every key
-// one site alone wrote must hold that site's last acknowledged write. A failure
+// directories, or lose them (Wipe) and start again empty under their names.
+// After healing, every site must hold identical state, and every key one site
+// alone wrote must hold that site's last acknowledged write. (A wiped site writes
+// its own keys under a new prefix: what it wrote before may have been lost with
+// its disk, if no other site held it yet, and is not checked.) A failure
 // names its seed: RHIZOME_CLUSTER_SEED=N replays its schedule (the goroutines'
 // timing still varies).
 func TestChaos(t *testing.T) {
 	first, last := seedRange(3)
 	for seed := first; seed <= last; seed++ {
 		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
-			if err := runChaos(t, seed); err != nil {
-				t.Fatalf("seed %d: %v (replay: RHIZOME_CLUSTER_SEED=%d go test -run TestChaos ./internal/cluster)", seed, err, seed)
+			if err := runChaos(t, seed, false); err != nil {
+				t.Fatalf("seed %d: %v (replay: RHIZOME_CLUSTER_SEED=%d go test -run 'TestChaos$' ./internal/cluster)", seed, err, seed)
+			}
+		})
+	}
+}
+
+// TestChaosForgetting runs TestChaos's schedules with one more fault: each site
+// stops counting another, or counts it again, on its own and at its own time, as
+// --forget-site-after clocks do, so the sites' counted sets disagree while they
+// collect logs and rebase and drop old histories. Forgetting must never make
+// them diverge. Seeds as TestChaos's (5 by default).
+func TestChaosForgetting(t *testing.T) {
+	first, last := seedRange(5)
+	for seed := first; seed <= last; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) {
+			if err := runChaos(t, seed, true); err != nil {
+				t.Fatalf("seed %d: %v (replay: RHIZOME_CLUSTER_SEED=%d go test -run TestChaosForgetting ./internal/cluster)", seed, err, seed)
 			}
 		})
 	}
@@ -90,7 +110,8 @@ type final struct {
 	exists bool
 }
 
-func runChaos(t *testing.T, seed uint64) error {
+// runChaos runs one seed's schedule; forgetting adds sites forgetting others.
+func runChaos(t *testing.T, seed uint64, forgetting bool) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	rng := rand.New(rand.NewPCG(seed, 2))
@@ -106,14 +127,31 @@ func runChaos(t *testing.T, seed uint64) error {
 	}
 	last := map[string]final{}
 	var lastMu sync.Mutex
+	// writer is the name a site writes its own keys under: a new one after
+	// each wipe.
+	writer, wipes := map[string]string{}, 0
+	for _, n := range names {
+		writer[n] = n
+	}
+	forgot := 0
 	for step := range 80 {
+		if forgetting && rng.IntN(8) == 0 {
+			a, b := names[rng.IntN(len(names))], names[rng.IntN(len(names))]
+			if a != b {
+				forgot++
+				if err := c.Forget(a, b, rng.IntN(3) > 0); err != nil {
+					return err
+				}
+			}
+			continue
+		}
 		switch r := rng.IntN(100); {
 		case r < 55:
 			// One write at every running site at once.
 			var wg sync.WaitGroup
 			errs := make(chan error, len(names))
 			for _, s := range c.Running() {
-				w := randomWrite(rng, s.Name, step)
+				w := randomWrite(rng, writer[s.Name], step)
 				wg.Go(func() {
 					if err := w.do(ctx, cs.of(s), leases[s.Name]); err != nil {
 						errs <- fmt.Errorf("step %d: %s at %s: %w", step, w, s.Name, err)
@@ -140,8 +178,18 @@ func runChaos(t *testing.T, seed uint64) error {
 			c.Heal()
 		case r < 82:
 			if running := c.Running(); len(running) > 1 {
-				if err := c.Crash(running[rng.IntN(len(running))].Name); err != nil {
+				name := running[rng.IntN(len(running))].Name
+				if err := c.Crash(name); err != nil {
 					return err
+				}
+				if rng.IntN(3) == 0 {
+					if err := c.Wipe(name); err != nil {
+						return err
+					}
+					wipes++
+					forgetWrites(last, writer[name])
+					writer[name] += "w"
+					*leases[name] = nil
 				}
 			}
 		case r < 90:
@@ -164,6 +212,17 @@ func runChaos(t *testing.T, seed uint64) error {
 			}
 		}
 	}
+	if forgetting { // all alive and in touch again: every site counts every other
+		for _, a := range names {
+			for _, b := range names {
+				if a != b {
+					if err := c.Forget(a, b, false); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
 	c.Heal()
 	if err := c.EnsureSame(ctx); err != nil {
 		return fmt.Errorf("%w (fabric %+v)", err, c.Fabric.Stats())
@@ -180,6 +239,15 @@ func runChaos(t *testing.T, seed uint64) error {
 			}
 		}
 	}
-	t.Logf("seed %d: %d keys written by one site checked; fabric %+v", seed, len(last), c.Fabric.Stats())
+	t.Logf("seed %d: %d keys written by one site checked, %d sites wiped, %d forgetting decisions; fabric %+v", seed, len(last), wipes, forgot, c.Fabric.Stats())
 	return nil
+}
+
+// forgetWrites drops the checks of the keys one writer alone wrote.
+func forgetWrites(last map[string]final, writer string) {
+	for key := range last {
+		if strings.HasPrefix(key, "/own/"+writer+"/") {
+			delete(last, key)
+		}
+	}
 }

@@ -94,7 +94,8 @@ type Cluster struct {
 }
 
 // Site is one site of a Cluster. Store, Hub and Runner change when it restarts:
-// read them through the Cluster while it may.
+// read them through the Cluster while it may. It counts every site unless told
+// otherwise (Cluster.Forget).
 type Site struct {
 	Name string
 	Dir  string
@@ -108,6 +109,8 @@ type Site struct {
 	Runner *peer.Runner
 	api    *etcdshim.Server
 	ln     net.Listener
+	// counted is the sites it counts (nil: every site); it survives restarts.
+	counted []string
 }
 
 // Start starts every site, each already knowing all the others as peers.
@@ -200,7 +203,35 @@ func (c *Cluster) open(s *Site) error {
 		peers[names[i]] = names[i] // a site's fabric address is its name
 	}
 	runner.SetPeers(peers)
+	if s.counted != nil {
+		names = s.counted
+	}
 	runner.SetCounted(names)
+	return nil
+}
+
+// Forget makes one site stop counting another (or count it again, when forget
+// is false), on that site's own decision, as a site's --forget-site-after clock
+// would: collection there stops waiting for the other site, and new rebases
+// there stop keeping its concurrent edits. It holds across restarts.
+func (c *Cluster) Forget(site, other string, forget bool) error {
+	s := c.Site(site)
+	if s == nil || c.Site(other) == nil || site == other {
+		return fmt.Errorf("cluster: forget %s at %s: no such pair of sites", other, site)
+	}
+	c.mu.Lock()
+	if s.counted == nil {
+		s.counted = slices.Sorted(maps.Keys(c.sites))
+	}
+	s.counted = slices.DeleteFunc(s.counted, func(n string) bool { return n == other })
+	if !forget {
+		s.counted = append(s.counted, other)
+	}
+	counted, runner := slices.Clone(s.counted), s.Runner
+	c.mu.Unlock()
+	if runner != nil {
+		runner.SetCounted(counted)
+	}
 	return nil
 }
 

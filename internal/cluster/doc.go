@@ -8,7 +8,8 @@
 // changes, the same state digest and the same keys and values.
 //
 // Membership is fixed (no gossip): every site knows every other as a peer and
-// counts it for collection, so nothing is forgotten. Clients reach a site with an
+// counts it for collection, unless a test makes one site forget another on its
+// own (Forget), as a site's --forget-site-after clock does. Clients reach a site with an
 // ordinary etcd client at Site.Endpoint, which stays the same across restarts.
 //
 // The package's own tests are the randomised fault schedules (TestChaos) and the
