@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rhizome-kv/rhizome/etcdshim"
+	"github.com/rhizome-kv/rhizome/store"
 	"github.com/rhizome-kv/rhizome/sync/gossip"
 	"github.com/rhizome-kv/rhizome/sync/peer"
 )
@@ -96,6 +97,9 @@ func (s *Site) followMembership(stop <-chan struct{}) {
 // counted lists the sites whose holdings decide what may be collected: every site
 // gossip knows or whose changes are here, unless dead and unheard of for
 // ForgetSiteAfter (since it was last seen, or since this site started if never).
+// It is this site's own decision, on its own clock: the sync layer lets it decide
+// only what may differ between sites (see sync/peer's doc, Forgetting). Sites
+// are named without their incarnations.
 func (s *Site) counted() []string {
 	sites, alive := map[string]bool{}, map[string]bool{}
 	for _, m := range s.Gossip.Members() {
@@ -105,7 +109,7 @@ func (s *Site) counted() []string {
 		sites[site] = true
 	}
 	for o := range s.Store.VersionVector() {
-		sites[o] = true
+		sites[store.OriginSite(o)] = true
 	}
 	var out []string
 	for site := range sites {

@@ -35,7 +35,11 @@
 // records it in its write with WriteTxn.RecordConflict, listed alike.
 //
 // A store directory belongs to one site: the first Open records the site's name and
-// later Opens under another name fail with ErrOtherSite. OpenBackup takes one
+// later Opens under another name fail with ErrOtherSite. It also records the
+// directory's incarnation (random, Config.Rand): the changes written here are
+// keyed by the origin name~incarnation (Origin), so a site that lost its
+// directory and starts again under its name never reuses the old one's sequence
+// numbers (incarnation.go); a restored backup is a new incarnation too. OpenBackup takes one
 // consistent read view of everything (writers go on) and writes it as a backup
 // file; Restore creates a new store directory from one, under the site name the
 // caller chooses, with the same keys, values, revisions, history and leases.

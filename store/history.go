@@ -50,14 +50,19 @@ func (s *Store) SetHorizon(h Horizon) {
 }
 
 // priorDone reports whether no edit of a document's prior epoch that the rebase
-// keeps can arrive any more: each site whose edits it keeps (sites; none: every
-// counted site) holds the rebase (the rebaser's log up to mark), and this site
-// holds every change that site had made when it last reported, which was after it
-// took the rebase. A kept origin that a newer incarnation of its site has replaced
-// (incarnation.go) makes no edits any more: it is done once this site holds all it
-// last reported holding of its own. A kept site this site has since stopped
-// counting (heard from, but not for ForgetSiteAfter) is not waited for; one never
-// heard from is. Called by the committer.
+// keeps can arrive any more: each site whose edits it keeps (sites, fixed by the
+// rebase; none: every site heard from) holds the rebase (the rebaser's log up to
+// mark), and this site holds every change that site had made when it last
+// reported, which was after it took the rebase. A kept origin that a newer
+// incarnation of its site has replaced (incarnation.go) makes no edits any more:
+// it is done once this site holds all it last reported holding of its own.
+//
+// Whether this site still counts a kept site does not matter: which sites count
+// is each site's own decision, on its own clock (--forget-site-after), and a
+// prior dropped here while another site keeps it would let a late edit of it be
+// translated there and ignored here. Forgetting acts only through what is
+// replicated and ordered: a rebase names the sites whose concurrent edits it
+// keeps, the same at every site. Called by the committer.
 func (s *Store) priorDone(rebaser string, mark uint64, sites []string) bool {
 	if !s.cfg.Replicated {
 		return true
@@ -70,7 +75,7 @@ func (s *Store) priorDone(rebaser string, mark uint64, sites []string) bool {
 		if !h.Complete {
 			return false
 		}
-		sites = h.Counted
+		sites = slices.Concat(h.Counted, slices.Collect(maps.Keys(h.Rows)))
 	}
 	for _, site := range sites {
 		if site == s.origin {
@@ -78,17 +83,14 @@ func (s *Store) priorDone(rebaser string, mark uint64, sites []string) bool {
 		}
 		row, heard := h.Rows[site]
 		switch {
-		case s.superseded(site, h.Counted):
-			if !heard || s.vv[site] < row[site] {
-				return false
-			}
-		case !slices.Contains(h.Counted, site):
-			if !heard {
-				return false
-			}
-			// forgotten here
-		case row[rebaser] < mark || s.vv[site] < row[site]:
+		case !heard:
 			return false
+		case s.superseded(site, h.Counted):
+			if s.vv[site] < row[site] {
+				return false
+			}
+		case row[rebaser] < mark || s.vv[site] < row[site]:
+			return false // counted here or not: see above
 		}
 	}
 	return true

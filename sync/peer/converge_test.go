@@ -50,11 +50,34 @@ func TestConvergence(t *testing.T) {
 		first, last = s, s
 	}
 	for seed := first; seed <= last; seed++ {
-		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runConvergence(t, seed) })
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runConvergence(t, seed, false) })
 	}
 }
 
-func runConvergence(t *testing.T, seed uint64) {
+// TestConvergenceForgetting is TestConvergence with each site also forgetting
+// others and counting them again on its own, out of step with the others (as
+// their --forget-site-after clocks would): the counted sets disagree while logs
+// are collected and histories rebased, and the sites must still converge.
+//
+// Seeds 1..10 by default (RHIZOME_SYNC_SEEDS raises it). Known: seed 52 of 60
+// does not converge (a site's own change stays missing a dependency at the
+// others after snapshots moved documents between sites); the divergence this
+// test found (seed 12) is fixed.
+func TestConvergenceForgetting(t *testing.T) {
+	first, last := uint64(1), uint64(min(10, seeds()))
+	if os.Getenv("RHIZOME_SYNC_SEEDS") != "" {
+		last = uint64(seeds())
+	}
+	if s, err := strconv.ParseUint(os.Getenv("RHIZOME_SYNC_SEED"), 10, 64); err == nil {
+		first, last = s, s
+	}
+	for seed := first; seed <= last; seed++ {
+		t.Run(fmt.Sprint("seed", seed), func(t *testing.T) { runConvergence(t, seed, true) })
+	}
+}
+
+// runConvergence runs one seed's schedule; forgetting adds sites forgetting others.
+func runConvergence(t *testing.T, seed uint64, forgetting bool) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(seed, 1))
 	names := []string{"a", "b", "c"}
@@ -115,6 +138,15 @@ func runConvergence(t *testing.T, seed uint64) {
 			net.Partition([]string{a}) // one site cut off from the other two
 		case r < 55:
 			net.Heal()
+		case r < 60 && forgetting:
+			site := names[rng.IntN(3)]
+			counted := []string{site}
+			for _, n := range names {
+				if n != site && rng.IntN(2) == 0 {
+					counted = append(counted, n)
+				}
+			}
+			net.engines[site].SetCounted(counted)
 		case r < 70:
 			if err := net.Tick(); err != nil {
 				t.Fatalf("seed %d: %v", seed, err)
@@ -126,6 +158,9 @@ func runConvergence(t *testing.T, seed uint64) {
 				}
 			}
 		}
+	}
+	for _, n := range names {
+		net.engines[n].SetCounted(names)
 	}
 	net.Heal()
 	rounds, err := net.Settle(ctx, 50)

@@ -21,6 +21,34 @@
 // every site the cluster counts holds every origin's log. The store collects its
 // change log and old document histories behind it (bounded history).
 //
+// # Incarnations
+//
+// A site's own changes are keyed by its origin, the site's name and its data
+// directory's incarnation (store.Store.Origin), and every message carries the
+// sender's origin beside its name. A site that lost its data directory and starts
+// again under its name is a new origin: its new changes never collide with the
+// old ones, even when it writes before it reaches any peer (local writes need no
+// peer), and it is sent everything it lacks like any other site, its old
+// incarnation's changes included (or a snapshot where the logs no longer hold
+// them). Incarnations of one name order by their creation time, so every site
+// tells alike which is the newest: the Engine counts that one for the name, and
+// no longer waits for the older one, which makes no changes any more
+// (store.Horizon.Counted holds origins).
+//
+// # Forgetting
+//
+// Which sites a site counts is its own decision (SetCounted; site's
+// --forget-site-after clock), so counted sets may disagree for a while. Nothing
+// that must be the same at every site depends on it: forgetting a site only lets
+// this site collect its change log without waiting for it (a forgotten site that
+// returns lacks collected changes and gets a snapshot), and makes this site's new
+// rebases keep no concurrent edits of the forgotten site — a choice written into
+// the rebase change itself, so every site applies it alike. An old history (a
+// prior) is dropped only once every site whose edits its rebase keeps has taken
+// the rebase, counted here or not (store's priorDone): a prior kept for a site
+// that never comes back stays, and that document is not rebased again until the
+// site returns (or is replaced by a new incarnation that reports).
+//
 // # What it reports
 //
 // The Engine knows, per site, the newest vector that site reported, so it tells
