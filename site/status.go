@@ -81,7 +81,7 @@ func (s *Site) siteStatuses(vv map[string]uint64, conflicts []Conflict) []SiteSt
 		return byName[name]
 	}
 	for o := range vv {
-		get(o)
+		get(store.OriginSite(o)) // a site, not its incarnation
 	}
 	for _, m := range s.Gossip.Sites() {
 		ss := get(m.Site)
