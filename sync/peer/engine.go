@@ -238,6 +238,9 @@ func (e *Engine) SetCounted(sites []string) {
 func (e *Engine) Horizon() store.Horizon {
 	own := e.st.VersionVector()
 	self := e.st.Origin()
+	for origin := range own {
+		e.learn(origin) // a site whose changes are here is known, heard from or not
+	}
 	h := store.Horizon{Stable: maps.Clone(own), Rows: e.rows, Counted: []string{self}, Complete: true}
 	for _, site := range e.counted {
 		if site == e.st.Site() {
