@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -25,6 +26,7 @@ import (
 //	/version            etcd's {"etcdserver":...,"etcdcluster":...} and rhizome's
 //	/rhizome/status     Status as JSON
 //	/rhizome/conflicts  Conflicts as JSON
+//	/debug/pprof/       Go's runtime profiles (Config.EnablePprof only)
 func (s *Site) handler() http.Handler {
 	mux := http.NewServeMux()
 	if g := s.cfg.gatherer(); g != nil {
@@ -52,6 +54,13 @@ func (s *Site) handler() http.Handler {
 		}
 		writeJSON(w, http.StatusOK, cs)
 	})
+	if s.cfg.EnablePprof {
+		mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+		mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

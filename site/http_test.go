@@ -177,3 +177,24 @@ func TestReadyzWhileJoining(t *testing.T) {
 		time.Sleep(100 * time.Millisecond)
 	}
 }
+
+// TestEnablePprof checks that Go's profiles are served with EnablePprof, on the
+// client URL as etcd's --enable-pprof does, and not without it.
+func TestEnablePprof(t *testing.T) {
+	for _, enable := range []bool{false, true} {
+		cfg := DefaultConfig()
+		cfg.DataDir = t.TempDir()
+		cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+		cfg.EnablePprof = enable
+		s, err := Start(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		code, body := httpGet(t, http.DefaultClient, s.ClientURLs()[0]+"/debug/pprof/heap?debug=1")
+		s.Close()
+		if got := code == http.StatusOK && strings.Contains(body, "heap profile"); got != enable {
+			t.Errorf("EnablePprof %v: GET /debug/pprof/heap = %d %.80q", enable, code, body)
+		}
+	}
+}

@@ -40,6 +40,9 @@ type Config struct {
 	// /readyz, /version, /rhizome/status, /rhizome/conflicts) on plain http, as
 	// etcd's --listen-metrics-urls. The client URLs serve them too.
 	ListenMetricsURLs []string
+	// EnablePprof serves Go's runtime profiles under /debug/pprof/ on the same
+	// HTTP endpoints, as etcd's --enable-pprof.
+	EnablePprof bool
 	// Client TLS, as etcd's --cert-file, --key-file, --trusted-ca-file and
 	// --client-cert-auth.
 	CertFile, KeyFile, TrustedCAFile string

@@ -62,6 +62,7 @@ func newServeFlags(cfg *site.Config) *serveFlags {
 	fs.DurationVar(&cfg.AntiEntropyInterval, "anti-entropy-interval", cfg.AntiEntropyInterval, "how often each site asks its peers for changes it lacks")
 	fs.DurationVar(&cfg.LeaseTakeover, "lease-takeover-timeout", cfg.LeaseTakeover, "how long after a site is declared dead another site expires the leases it granted")
 	fs.DurationVar(&cfg.ForgetSiteAfter, "forget-site-after", cfg.ForgetSiteAfter, "how long a dead site is waited for before the others stop keeping history for it (it then catches up by snapshot)")
+	fs.BoolVar(&cfg.EnablePprof, "enable-pprof", false, "serve Go's runtime profiles at /debug/pprof/ on the client and metrics URLs, as etcd's --enable-pprof")
 	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm and refuse writes when the store would exceed this size in bytes (0: 2 GiB, as etcd; negative: no quota)")
 	fs.Int64Var(&cfg.MemoryBudget, "memory-budget", 0, "bytes for the store's badger memtables and caches (0: 64 MiB, for a 2 GB edge node; 256 MiB on a server, 32 MiB on a 1 GB box; at least 8 MiB)")
