@@ -78,6 +78,9 @@ type Config struct {
 	MemoryBudget int64
 	// UnsafeNoFsync acknowledges writes before they reach the disk (tests only).
 	UnsafeNoFsync bool
+	// Failpoint is the store's failpoint hook (store.Config.Failpoint; tests
+	// of the real process only, nil in production).
+	Failpoint func(name string) error
 	// Logger receives one line per significant event (see the package doc); its
 	// handler decides text or JSON.
 	Logger *slog.Logger
@@ -199,6 +202,7 @@ func Start(cfg Config) (*Site, error) {
 	scfg.LeaseTakeover = cfg.LeaseTakeover
 	scfg.Replicated = len(cfg.ListenPeerURLs) > 0
 	scfg.QuotaBackendBytes = cfg.QuotaBackendBytes
+	scfg.Failpoint = cfg.Failpoint
 	if cfg.MemoryBudget != 0 {
 		scfg.MemoryBudget = cfg.MemoryBudget
 	}

@@ -48,12 +48,18 @@ func (s *Store) batchBytes() int64 { return s.db.MaxBatchSize() / 4 }
 // persist makes writes durable: in one badger transaction when they fit, else in
 // crash-consistent parts (see above).
 func (s *Store) persist(writes []write) error {
-	err := s.writeAll(writes)
-	if !errors.Is(err, badger.ErrTxnTooBig) {
+	if err := s.failpoint(FailpointBeforeCommit); err != nil {
 		return err
 	}
-	s.log.Info("commit larger than one badger transaction: writing it in parts", "writes", len(writes))
-	return s.persistStaged(writes)
+	err := s.writeAll(writes)
+	if errors.Is(err, badger.ErrTxnTooBig) {
+		s.log.Info("commit larger than one badger transaction: writing it in parts", "writes", len(writes))
+		err = s.persistStaged(writes)
+	}
+	if err != nil {
+		return err
+	}
+	return s.failpoint(FailpointAfterCommit)
 }
 
 // writeAll writes in one transaction.

@@ -154,6 +154,9 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 			}
 			tx.writes = append(tx.writes, write{key: docKey(key), delete: true})
 		}
+		if err := tx.s.failpoint(FailpointSnapshotInstall); err != nil {
+			return err
+		}
 		for key, d := range docs {
 			tx.s.clock = max(tx.s.clock, d.Clock())
 			if err := tx.takeDoc([]byte(key), d, leaseOf[key]); err != nil {

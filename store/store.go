@@ -638,6 +638,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		s.mu.Unlock()
 		s.docs.settle()
 		s.observeCRDs(events)
+		_ = s.failpoint(FailpointBeforePublish) // durable already: only a crash matters here
 		if p := s.publisher.Load(); p != nil && len(events) > 0 {
 			(*p).Publish(s.rev, events)
 		}

@@ -107,6 +107,9 @@ func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) 
 			ok, err := tx.applyRemote(c)
 			if ok {
 				applied++
+				if err == nil {
+					err = tx.s.failpoint(FailpointApplyRemote)
+				}
 			}
 			if recreate = tx.recreate; ok && err == nil && recreate == nil && len(c.Key) > 0 {
 				effect, err = tx.namespaceEffect(c.Key, wasLive)

@@ -101,6 +101,10 @@ func runServe(args []string) int {
 		usageError("serve", "%v", err)
 		return 2
 	}
+	if err := armFailpoints(&cfg, os.LookupEnv); err != nil {
+		usageError("serve", "%v", err)
+		return 2
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer = reg
