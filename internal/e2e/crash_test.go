@@ -20,7 +20,6 @@ import (
 )
 
 const (
-	crashCycles  = 3  // SIGKILLs on one data directory
 	crashWriters = 16 // concurrent clients
 	// minAcks is how many writes must be acknowledged before the kill can
 	// come, so that every cycle kills a loaded server.
@@ -29,6 +28,20 @@ const (
 	maxKillDelay = 1500 * time.Millisecond
 	opTimeout    = 10 * time.Second
 )
+
+// crashCycles is how many SIGKILLs TestCrashSafety makes on one data
+// directory: RHIZOME_CRASH_CYCLES (the long mode: 100), else 3.
+func crashCycles(t *testing.T) int {
+	s := os.Getenv("RHIZOME_CRASH_CYCLES")
+	if s == "" {
+		return 3
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		t.Fatalf("RHIZOME_CRASH_CYCLES=%q: want a positive number", s)
+	}
+	return n
+}
 
 // TestCrashSafety SIGKILLs `rhizome serve` (fsync on, the default) under
 // concurrent write load, restarts it on the same data directory, and checks
@@ -46,41 +59,104 @@ const (
 //     did a lease with its key.
 //
 // Each writer owns its keys, so it knows their values, and at most its last
-// write (the one the kill interrupted) is in doubt.
+// write (the one the kill interrupted) is in doubt. RHIZOME_CRASH_CYCLES=100
+// is the long mode; each restart's time (start to first answer, recovery
+// included) is reported.
 func TestCrashSafety(t *testing.T) {
 	if testing.Short() {
 		t.Skip("e2e: starts real processes")
 	}
 	seed := crashSeed(t)
 	rng := rand.New(rand.NewPCG(seed, 0))
+	cycles := crashCycles(t)
+	kill := func(p *proc) string {
+		// The kill point is the seeded random part; it is not waiting for
+		// anything.
+		delay := time.Duration(rng.Int64N(int64(maxKillDelay)))
+		time.Sleep(delay)
+		p.kill()
+		return fmt.Sprintf("SIGKILL %v past %d acks", delay.Round(time.Millisecond), minAcks)
+	}
+	start := func(t *testing.T, bin, dataDir string, _ int) *proc { return startRhizome(t, bin, dataDir) }
+	crashRun{seed: seed, cycles: cycles, start: start, crasher: crasher{crash: kill}}.run(t)
+}
+
+// crasher ends a server under load.
+type crasher struct {
+	// crash ends p once the load is on, and says how. It returns once p is
+	// gone.
+	crash func(p *proc) string
+	// selfInflicted: p ends by itself (a failpoint), so a write failing
+	// because p exited is expected even before crash is called.
+	selfInflicted bool
+}
+
+// crashRun is cycles of: start the server on one data directory, check it
+// against the history, load it until crasher ends it.
+type crashRun struct {
+	seed    uint64
+	cycles  int
+	start   func(t *testing.T, bin, dataDir string, cycle int) *proc
+	crasher crasher
+	foreign string // crashHistory.foreign
+	// final, if set, runs on the last server started, after its checks.
+	final func(t *testing.T, cli *clientv3.Client)
+}
+
+// run runs the cycles, logs the restart times and returns them.
+func (r crashRun) run(t *testing.T) []time.Duration {
+	t.Helper()
+	seed, cycles, start, c := r.seed, r.cycles, r.start, r.crasher
 	bin := rhizomeBuild.Path(t)
 	dataDir := t.TempDir()
-
-	h := &crashHistory{base: 1} // a fresh store is at revision 1
+	h := &crashHistory{base: 1, foreign: r.foreign} // a fresh store is at revision 1
 	for i := range crashWriters {
 		h.writers = append(h.writers, newWriter(i, rand.New(rand.NewPCG(seed, uint64(i)+1))))
 	}
 	h.probe = newWriter(-1, nil)
-	var totalAcks int
+	var (
+		totalAcks int
+		restarts  []time.Duration
+	)
 	for cycle := 0; ; cycle++ {
-		p := startRhizome(t, bin, dataDir)
+		began := time.Now()
+		p := start(t, bin, dataDir, cycle)
+		if cycle > 0 {
+			restarts = append(restarts, time.Since(began))
+		}
 		cli, err := newClient(p.ep)
 		if err != nil {
 			t.Fatal(err)
 		}
 		h.verify(t, cli, cycle)
 		h.afterRestart(t, cli, cycle)
-		if t.Failed() || cycle == crashCycles {
+		if t.Failed() || cycle == cycles {
+			if r.final != nil && !t.Failed() {
+				r.final(t, cli)
+			}
 			cli.Close()
 			p.stop()
 			break
 		}
-		totalAcks += h.load(t, cli, p, rng, cycle+1)
+		totalAcks += h.load(t, cli, p, c, cycle+1)
 		cli.Close()
 	}
 	if !t.Failed() {
-		t.Logf("seed %d: %d writes acknowledged under load over %d kills, all found after restart", seed, totalAcks, crashCycles)
+		t.Logf("seed %d: %d writes acknowledged under load over %d crashes, all found after restart; restart to first answer: %s",
+			seed, totalAcks, cycles, durationSummary(restarts))
 	}
+	return restarts
+}
+
+// durationSummary is "min / median / max over n".
+func durationSummary(ds []time.Duration) string {
+	if len(ds) == 0 {
+		return "none"
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	r := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	return fmt.Sprintf("min %v, median %v, max %v over %d", r(s[0]), r(s[len(s)/2]), r(s[len(s)-1]), len(s))
 }
 
 // crashSeed is RHIZOME_E2E_SEED if set, else a new seed, logged for replay.
@@ -109,11 +185,22 @@ type crashHistory struct {
 	// lease was granted after the last restart, with leaseKey attached.
 	lease    clientv3.LeaseID
 	leaseKey string
+	// foreign prefixes the keys another site writes and sync merges in
+	// here: their revisions are not the writers' to explain, and their
+	// values are checked by convergence instead.
+	foreign string
 }
 
-// load runs the writers until the server is SIGKILLed at a seeded random
-// moment, and returns how many writes were acknowledged.
-func (h *crashHistory) load(t *testing.T, cli *clientv3.Client, p *proc, rng *rand.Rand, kill int) int {
+// isForeign tells whether every event is of a foreign key.
+func (h *crashHistory) isForeign(evs []*mvccpb.Event) bool {
+	return h.foreign != "" && len(evs) > 0 && !slices.ContainsFunc(evs, func(ev *mvccpb.Event) bool {
+		return !strings.HasPrefix(string(ev.Kv.Key), h.foreign)
+	})
+}
+
+// load runs the writers until c has ended the server, and returns how many
+// writes were acknowledged.
+func (h *crashHistory) load(t *testing.T, cli *clientv3.Client, p *proc, c crasher, kill int) int {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()
@@ -122,37 +209,48 @@ func (h *crashHistory) load(t *testing.T, cli *clientv3.Client, p *proc, rng *ra
 		acks   atomic.Int64
 		wg     sync.WaitGroup
 	)
+	// dead tells a writer whose write failed whether the server's end
+	// explains it: it was killed, or (selfInflicted) it exited by itself.
+	dead := func() bool {
+		if killed.Load() {
+			return true
+		}
+		if !c.selfInflicted {
+			return false
+		}
+		select {
+		case <-p.Done():
+			return true
+		case <-time.After(5 * time.Second):
+			return false
+		}
+	}
 	start := time.Now()
 	for _, w := range h.writers {
-		wg.Go(func() { w.run(ctx, t, cli, &killed, &acks) })
+		wg.Go(func() { w.run(ctx, t, cli, dead, &acks) })
 	}
-	var delay time.Duration
-	for acks.Load() < minAcks && !t.Failed() && time.Since(start) < time.Minute {
+	for acks.Load() < minAcks && !t.Failed() && time.Since(start) < time.Minute && p.Alive() == nil {
 		time.Sleep(5 * time.Millisecond)
 	}
-	if h.base > 1 {
+	if h.base > 1 && p.Alive() == nil {
 		// A physical compaction of everything verified so far, under load;
 		// once acknowledged it must survive the kill.
 		cctx, ccancel := context.WithTimeout(ctx, opTimeout)
 		_, err := cli.Compact(cctx, h.base, clientv3.WithCompactPhysical())
 		ccancel()
-		if err != nil {
-			t.Errorf("kill %d: compact at %d under load: %v", kill, h.base, err)
-		} else {
+		switch {
+		case err == nil:
 			h.compacted, h.compactedKeys = h.base, h.keys
 			t.Logf("kill %d: compacted at revision %d under load", kill, h.base)
+		case !dead():
+			t.Errorf("kill %d: compact at %d under load: %v", kill, h.base, err)
 		}
 	}
-	if acks.Load() >= minAcks {
-		// The kill point is the seeded random part; it is not waiting for
-		// anything.
-		delay = time.Duration(rng.Int64N(int64(maxKillDelay)))
-		time.Sleep(delay)
-	} else {
+	if acks.Load() < minAcks && !c.selfInflicted {
 		t.Errorf("kill %d: only %d writes acknowledged in %v", kill, acks.Load(), time.Since(start))
 	}
-	killed.Store(true)
-	p.kill()
+	killed.Store(true) // from here on, a failed write is the crash's
+	how := c.crash(p)
 	n := acks.Load()
 	cancel()
 	wg.Wait()
@@ -162,8 +260,8 @@ func (h *crashHistory) load(t *testing.T, cli *clientv3.Client, p *proc, rng *ra
 			inFlight++
 		}
 	}
-	t.Logf("kill %d: SIGKILL after %v of load (%v past %d acks): %d writes acknowledged, %d in flight",
-		kill, time.Since(start).Round(time.Millisecond), delay.Round(time.Millisecond), minAcks, n, inFlight)
+	t.Logf("kill %d: %s, after %v of load: %d writes acknowledged, %d in flight",
+		kill, how, time.Since(start).Round(time.Millisecond), n, inFlight)
 	return int(n)
 }
 
@@ -196,6 +294,9 @@ func (h *crashHistory) verify(t *testing.T, cli *clientv3.Client, cycle int) {
 
 	// Each revision must be one acknowledged write, or one in-flight write.
 	explained := map[int64]bool{}
+	for r, evs := range byRev {
+		explained[r] = h.isForeign(evs)
+	}
 	acked := 0
 	all := append(slices.Clone(h.writers), h.probe)
 	for _, w := range all {
@@ -250,6 +351,9 @@ func (h *crashHistory) verify(t *testing.T, cli *clientv3.Client, cycle int) {
 	}
 	for _, kv := range state.Kvs {
 		k := string(kv.Key)
+		if h.foreign != "" && strings.HasPrefix(k, h.foreign) {
+			continue
+		}
 		s, ok := want[k]
 		switch {
 		case !ok:
@@ -302,8 +406,11 @@ func (h *crashHistory) afterRestart(t *testing.T, cli *clientv3.Client, cycle in
 	if err != nil {
 		t.Fatalf("restart %d: first write: %v", cycle, err)
 	}
-	if o.rev = resp.Header.Revision; o.rev != h.base+1 {
+	switch o.rev = resp.Header.Revision; {
+	case h.foreign == "" && o.rev != h.base+1:
 		t.Errorf("restart %d: first write got revision %d, want %d", cycle, o.rev, h.base+1)
+	case o.rev <= h.base: // merges from other sites may come first
+		t.Errorf("restart %d: first write got revision %d, want more than %d", cycle, o.rev, h.base)
 	}
 	h.probe.ack(o)
 
@@ -441,11 +548,11 @@ func newWriter(id int, rng *rand.Rand) *writer {
 
 // run writes until ctx ends or a write fails; a failure before the kill is
 // an error.
-func (w *writer) run(ctx context.Context, t *testing.T, cli *clientv3.Client, killed *atomic.Bool, acks *atomic.Int64) {
+func (w *writer) run(ctx context.Context, t *testing.T, cli *clientv3.Client, dead func() bool, acks *atomic.Int64) {
 	for ctx.Err() == nil {
 		o, err := w.write(ctx, cli)
 		if err != nil {
-			if !killed.Load() {
+			if !dead() {
 				t.Errorf("writer %d: %s failed before the kill: %v", w.id, o, err)
 			}
 			w.pending = &o

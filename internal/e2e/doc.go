@@ -12,7 +12,17 @@
 //     seeded random moment, restarts it on the same data directory and checks
 //     that every acknowledged write survived with its revision, that the
 //     history has no gaps or strangers, and that new writes get higher
-//     revisions; three kill cycles on one data directory.
+//     revisions; three kill cycles on one data directory by default,
+//     RHIZOME_CRASH_CYCLES of them in the long mode (100), each restart's time
+//     reported.
+//   - TestFailpointCrash does the same with the crash at a named point of the
+//     commit path instead of a random moment: the process, armed through
+//     RHIZOME_FAILPOINTS (store.ParseFailpoints), SIGKILLs itself before the
+//     badger commit, after it, or before the events reach watchers.
+//     TestFailpointCrashMidSync crashes a site of a real two-site cluster
+//     while it merges the other's changes, TestFailpointCrashMidSnapshot a
+//     new site while it installs the snapshot it bootstraps from; both check
+//     that the sites reopen and converge.
 //
 // The tests build the binary once per test process (`go build ./cmd/rhizome`,
 // cgo on) and take etcd and etcdctl from internal/testbin. All processes listen

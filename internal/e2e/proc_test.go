@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -35,7 +36,14 @@ type proc struct {
 // extra flags come last, so they may override the defaults (--name).
 func startRhizome(t *testing.T, bin, dataDir string, extra ...string) *proc {
 	t.Helper()
-	return startServer(t, "rhizome", func() (string, []string) {
+	return startRhizomeEnv(t, bin, dataDir, nil, extra...)
+}
+
+// startRhizomeEnv is startRhizome with env added to the test's environment
+// (RHIZOME_FAILPOINTS=...).
+func startRhizomeEnv(t *testing.T, bin, dataDir string, env []string, extra ...string) *proc {
+	t.Helper()
+	return startServerOpts(t, "rhizome", serverOpts{env: env}, func() (string, []string) {
 		client := "http://" + freeAddr(t)
 		return client, append([]string{bin, "serve",
 			"--name", "e2e",
@@ -78,6 +86,19 @@ func startServer(t *testing.T, name string, argv func() (clientURL string, argv 
 // tlsCfg.
 func startServerTLS(t *testing.T, name string, tlsCfg *tls.Config, argv func() (clientURL string, argv []string)) *proc {
 	t.Helper()
+	return startServerOpts(t, name, serverOpts{tls: tlsCfg}, argv)
+}
+
+// serverOpts are the less common ways to start a server.
+type serverOpts struct {
+	tls *tls.Config // how clients connect; nil for plain gRPC
+	env []string    // added to the test process's environment
+}
+
+// startServerOpts is startServer with opts.
+func startServerOpts(t *testing.T, name string, opts serverOpts, argv func() (clientURL string, argv []string)) *proc {
+	t.Helper()
+	tlsCfg := opts.tls
 	logDir := t.TempDir()
 	var lastErr error
 	for attempt := range 3 {
@@ -86,6 +107,9 @@ func startServerTLS(t *testing.T, name string, tlsCfg *tls.Config, argv func() (
 		cfg.Name, cfg.Path, cfg.Args = name, args[0], args[1:]
 		cfg.LogPath = filepath.Join(logDir, fmt.Sprintf("%s-%d.log", name, attempt))
 		cfg.ReadyInterval = 20 * time.Millisecond
+		if opts.env != nil {
+			cfg.Env = append(os.Environ(), opts.env...)
+		}
 		tp, err := testbin.StartProcess(cfg)
 		if err != nil {
 			t.Fatalf("e2e: %v", err)
