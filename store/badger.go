@@ -62,6 +62,11 @@ func badgerOptions(cfg Config) badger.Options {
 		// are mapped whole (twice their size): pages of that mapping read
 		// while empty would count as resident memory for nothing.
 		WithValueLogFileSize(16 << 20).
+		// Every table is checked against its checksums when opened and
+		// every block when read, so a damaged table fails Open (or the read)
+		// instead of serving what is left of it: badger checks nothing by
+		// default, and a damaged index made a store look empty.
+		WithChecksumVerificationMode(options.OnTableAndBlockRead).
 		WithMetricsEnabled(false)
 	// See tableSize.
 	opts.TableSizeMultiplier = 1
