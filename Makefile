@@ -39,8 +39,11 @@ test:
 # new inputs that fail are kept under the package's testdata/fuzz/ and replayed
 # by every later `go test`.
 FUZZTIME ?= 30s
+# Each target's seed corpus, from real messages and values, is in its
+# package's testdata/fuzz/<target>/.
 FUZZ_TARGETS := ./sync/peer:FuzzDecode ./sync/peer:FuzzHandle ./crdt:FuzzDecodeChange \
-	./crdt:FuzzDecodeDoc ./etcdshim:FuzzRequest ./crdt/kube/validate:FuzzObject
+	./crdt:FuzzDecodeDoc ./crdt:FuzzValue ./crdt/kube:FuzzToJSON ./store:FuzzRecords \
+	./etcdshim:FuzzRequest ./crdt/kube/validate:FuzzObject
 fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		echo "fuzz $${t#*:} in $${t%%:*} for $(FUZZTIME)"; \
