@@ -23,6 +23,13 @@
 //     while it merges the other's changes, TestFailpointCrashMidSnapshot a
 //     new site while it installs the snapshot it bootstraps from; both check
 //     that the sites reopen and converge.
+//   - TestBadInput sends each bad request of the README's bad-input table to
+//     Rhizome and to a real etcd and compares the errors; its siblings cover
+//     malformed TLS, a site of another cluster and a damaged data file.
+//   - TestResourceBounds measures the site's Go heap, resident memory and a
+//     well-behaved client's latency under a write load with and without a
+//     misbehaving client (watchers that stop reading, unpaged lists of
+//     everything, a peer site that stops reading), and bounds them.
 //
 // The tests build the binary once per test process (`go build ./cmd/rhizome`,
 // cgo on) and take etcd and etcdctl from internal/testbin. All processes listen
