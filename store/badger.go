@@ -65,7 +65,9 @@ func badgerOptions(cfg Config) badger.Options {
 		// Every table is checked against its checksums when opened and
 		// every block when read, so a damaged table fails Open (or the read)
 		// instead of serving what is left of it: badger checks nothing by
-		// default, and a damaged index made a store look empty.
+		// default, and a damaged index made a store look empty. (badger
+		// v4.9.6 panics, in a goroutine of Open, on a damaged data block:
+		// the process ends without serving.)
 		WithChecksumVerificationMode(options.OnTableAndBlockRead).
 		WithMetricsEnabled(false)
 	// See tableSize.
