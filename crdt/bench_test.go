@@ -5,6 +5,9 @@ import (
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // benchValues returns n versions of a Deployment, each one edit away from the
@@ -125,4 +128,96 @@ func BenchmarkConcurrentMerge(b *testing.B) {
 		}
 		b.StartTimer()
 	}
+}
+
+// benchPod returns a pod-shaped object of about 2 KB, as kube-apiserver stores
+// it: generation gen differs from the last in its status only.
+func benchPod(b *testing.B, gen int) []byte {
+	ready := corev1.ConditionStatus([...]string{"True", "False"}[gen%2])
+	mount := corev1.VolumeMount{Name: "kube-api-access", ReadOnly: true, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-0000001", Namespace: "ns-1", UID: "6f1c7c1e-0001",
+			Labels:      map[string]string{"app": "web", "pod-template-hash": "7d9f8c6b5", "tier": "frontend"},
+			Annotations: map[string]string{"prometheus.io/scrape": "true"},
+			OwnerReferences: []metav1.OwnerReference{{APIVersion: "apps/v1", Kind: "ReplicaSet", Name: "web-7d9f8c6b5",
+				UID: "0a2b4c6d", Controller: ptr(true), BlockOwnerDeletion: ptr(true)}}},
+		Spec: corev1.PodSpec{
+			Volumes: []corev1.Volume{{Name: mount.Name, VolumeSource: corev1.VolumeSource{Projected: &corev1.ProjectedVolumeSource{
+				Sources: []corev1.VolumeProjection{{ServiceAccountToken: &corev1.ServiceAccountTokenProjection{Path: "token"}}}}}}},
+			Containers: []corev1.Container{{Name: "web", Image: "registry.example.com/web:1.25.1",
+				Ports: []corev1.ContainerPort{{Name: "http", ContainerPort: 8080, Protocol: corev1.ProtocolTCP}},
+				Env:   []corev1.EnvVar{{Name: "MODE", Value: "production"}, {Name: "LOG_LEVEL", Value: "info"}},
+				Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{"cpu": resource.MustParse("500m")},
+					Requests: corev1.ResourceList{"cpu": resource.MustParse("100m")}},
+				VolumeMounts: []corev1.VolumeMount{mount}, TerminationMessagePath: "/dev/termination-log"}},
+			RestartPolicy: corev1.RestartPolicyAlways, DNSPolicy: corev1.DNSClusterFirst, NodeName: "edge-node-1",
+			Tolerations: []corev1.Toleration{{Key: "node.kubernetes.io/not-ready", Operator: corev1.TolerationOpExists,
+				Effect: corev1.TaintEffectNoExecute, TolerationSeconds: ptr(int64(300))}},
+		},
+		Status: corev1.PodStatus{Phase: corev1.PodRunning, HostIP: "10.0.1.1", PodIP: "10.244.1.2",
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: ready}, {Type: corev1.PodScheduled, Status: "True"}},
+			ContainerStatuses: []corev1.ContainerStatus{{Name: "web", Ready: gen%2 == 0, RestartCount: int32(gen),
+				Image: "registry.example.com/web:1.25.1", ContainerID: "containerd://9a8b7c6d5e4f"}}},
+	}
+	return []byte(kubeJSON(b, p))
+}
+
+// BenchmarkPodCreate measures a pod's create as the store makes it: the write
+// and the durable form.
+func BenchmarkPodCreate(b *testing.B) {
+	v := benchPod(b, 0)
+	b.ReportAllocs()
+	for i := range b.N {
+		var d Doc
+		if _, _, err := d.Put(v, Stamp{uint64(i + 1), "w"}); err != nil {
+			b.Fatal(err)
+		}
+		_ = d.Encode()
+	}
+}
+
+// BenchmarkPodFirstEdit measures a pod's first status update after its create,
+// as the store makes it (decode the stored document, write, encode), and
+// applying that edit at another replica, which builds the body too.
+func BenchmarkPodFirstEdit(b *testing.B) {
+	var created Doc
+	create, _, err := created.Put(benchPod(b, 0), Stamp{1, "w"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	stored, next := created.Encode(), benchPod(b, 1)
+	saved := 0
+	edit := func(b *testing.B) Change {
+		d, err := DecodeDoc(stored, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		c, ok, err := d.Put(next, Stamp{2, "w"})
+		if err != nil || !ok {
+			b.Fatalf("put: %v %v", ok, err)
+		}
+		saved = len(d.Encode())
+		return c
+	}
+	b.Run("local", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			edit(b)
+		}
+		b.ReportMetric(float64(saved), "doc-B")
+	})
+	c := edit(b)
+	b.Run("remote", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			var d Doc
+			if _, err := d.Apply(create); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := d.Apply(c); err != nil {
+				b.Fatal(err)
+			}
+			_ = d.Encode()
+		}
+	})
 }

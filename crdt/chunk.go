@@ -9,6 +9,7 @@ import (
 	"io"
 
 	"github.com/automerge/automerge-go"
+	kflate "github.com/klauspost/compress/flate"
 )
 
 // automerge-go can read a saved change only by loading it into a document, where
@@ -76,6 +77,45 @@ func readChanges(raw []byte) ([]changeRef, error) {
 			return nil, fmt.Errorf("crdt: saved change: dependencies: %w", r.err)
 		}
 		out = append(out, ref)
+	}
+	return out, nil
+}
+
+// deflateMin is the size of a change's contents from which compressChanges
+// deflates it, as automerge does its own changes.
+const deflateMin = 256
+
+// compressChanges returns the saved changes concatenated in raw with each
+// uncompressed change of deflateMin bytes or more deflated (chunk type 2, same
+// checksum: a change's hash is over its uncompressed contents, so loading the
+// result yields the same changes). automerge saves its changes since the last
+// save uncompressed; a body's change deflates to about a third.
+func compressChanges(raw []byte) ([]byte, error) {
+	out := make([]byte, 0, len(raw)/2)
+	var buf bytes.Buffer
+	for len(raw) > 0 {
+		if len(raw) < 9 || !bytes.Equal(raw[:4], chunkMagic) {
+			return nil, fmt.Errorf("crdt: saved change: bad header: %w", errCorrupt)
+		}
+		n, w := binary.Uvarint(raw[9:])
+		if w <= 0 || uint64(len(raw)-9-w) < n {
+			return nil, fmt.Errorf("crdt: saved change: bad length: %w", errCorrupt)
+		}
+		chunk, contents := raw[:9+w+int(n)], raw[9+w:9+w+int(n)]
+		raw = raw[len(chunk):]
+		if chunk[8] != chunkChange || len(contents) < deflateMin {
+			out = append(out, chunk...)
+			continue
+		}
+		// Stateless: no compressor state to allocate or keep per call.
+		buf.Reset()
+		if err := kflate.StatelessDeflate(&buf, contents, true, nil); err != nil {
+			return nil, fmt.Errorf("crdt: deflate: %w", err)
+		}
+		out = append(out, chunk[:8]...) // magic and checksum
+		out = append(out, chunkCompressedChange)
+		out = binary.AppendUvarint(out, uint64(buf.Len()))
+		out = append(out, buf.Bytes()...)
 	}
 	return out, nil
 }

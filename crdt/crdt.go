@@ -125,12 +125,12 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 		value = j
 	}
 	if _, exists := d.Value(); !exists {
-		body, kind := newBody(value)
+		body, kind, fields := newBody(value)
 		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: kind, Data: body}
 		if kind == Document {
 			c.Value = value
 		}
-		_, err = d.Apply(c)
+		_, err = d.apply(c, fields)
 		return c, err == nil, err
 	}
 	if fields, isDoc := flatten(value, d.schemas); isDoc && d.kind == Document {
@@ -139,12 +139,12 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 	if d.kind == Register && bytes.Equal(d.value, value) {
 		return Change{}, false, nil
 	}
-	body, kind := newBody(value)
+	body, kind, fields := newBody(value)
 	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
 	if kind == Document {
 		c.Value = value
 	}
-	_, err = d.Apply(c)
+	_, err = d.apply(c, fields)
 	return c, err == nil, err
 }
 
@@ -199,7 +199,11 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 
 // Apply merges a change, local or remote, into the replica and reports whether the
 // visible value changed. Applying a change twice is a no-op.
-func (d *Doc) Apply(c Change) (changed bool, err error) {
+func (d *Doc) Apply(c Change) (changed bool, err error) { return d.apply(c, nil) }
+
+// apply is Apply given, for a document's create or replace written here, its
+// value's fields as newBody cut them (nil: cut them again).
+func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error) {
 	switch cmp := c.Inc.Compare(d.inc); {
 	case cmp < 0:
 		// An older incarnation: either one this replica saw end, or a concurrent
@@ -215,7 +219,7 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 		if !d.inc.IsZero() && !d.deleted {
 			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: c.Inc, Loser: d.inc})
 		}
-		if err := d.setBody(c); err != nil {
+		if err := d.setBody(c, fields); err != nil {
 			return false, err
 		}
 		d.inc, d.deleted = c.Inc, false
@@ -236,7 +240,7 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 		if c.Epoch.Compare(d.epoch) <= 0 {
 			return false, nil
 		}
-		return true, d.setBody(c)
+		return true, d.setBody(c, fields)
 	case OpRebase:
 		return d.applyRebase(c)
 	case OpUpdate:
@@ -254,7 +258,9 @@ func (d *Doc) Apply(c Change) (changed bool, err error) {
 	return false, nil // a duplicate create
 }
 
-func (d *Doc) setBody(c Change) error {
+// setBody starts the body c carries; fields, when not nil, are those of a
+// document's value as newBody cut them.
+func (d *Doc) setBody(c Change, fields map[string]string) error {
 	d.epoch, d.kind, d.edits = c.Epoch, c.Kind, 0
 	d.am, d.amBytes, d.fields, d.prior = nil, nil, nil, nil
 	switch c.Kind {
@@ -266,11 +272,14 @@ func (d *Doc) setBody(c Change) error {
 		// until an edit arrives. A body not shipped was cut by the built-in
 		// kinds' schemas (newBody); a rebase's body of a kind that is not
 		// built in (a custom resource) is read, as its CRD's schema cut it.
-		schemas := d.schemas
+		schemas, ok := d.schemas, fields != nil
 		if len(c.Data) == 0 {
 			schemas = nil
 		}
-		if fields, ok := flatten(c.Value, schemas); ok && (len(c.Data) == 0 || !maybeCustom(fields)) {
+		if !ok {
+			fields, ok = flatten(c.Value, schemas)
+		}
+		if ok && (len(c.Data) == 0 || !maybeCustom(fields)) {
 			d.value, d.fields, d.amBytes, d.clean = bytes.Clone(c.Value), fields, bytes.Clone(c.Data), true
 			return nil
 		}
@@ -315,9 +324,19 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 // in) as they were made or received, and only when those outgrow half the last
 // full save (chunks carry headers a full save shares, and histories are bounded
 // by rebases, so a full save stays cheap) saves whole. A body never saved (see
-// newBody) is saved whole at once. Chunks a replica already held may be appended
-// again: loading the saved form ignores them.
+// newBody) is saved as its changes, the body's and the new ones, deflated
+// (compressChanges), which costs a fraction of a full save, is about as long,
+// and is what every replica holding them saves alike.
+// Chunks a replica already held may be appended again: loading the saved form
+// ignores them.
 func (d *Doc) appendSaved(am *automerge.Doc, chunks []byte) {
+	if len(d.amBytes) == 0 && d.edits == 0 {
+		saved, err := compressChanges(am.SaveIncremental())
+		if err == nil {
+			d.amBytes, d.savedLen = saved, len(saved)
+			return
+		}
+	}
 	if len(d.amBytes) > 0 {
 		d.amBytes = append(d.amBytes, chunks...)
 		if len(d.amBytes) <= d.savedLen+d.savedLen/2+256 {
@@ -402,12 +421,13 @@ func (d *Doc) loadBody() (*automerge.Doc, error) {
 // more than the rest of a write. Its fields are cut by the built-in kinds'
 // schemas, which every replica knows alike (unlike a CRD's, which replicas may
 // learn at different times): a custom resource's first edit cuts it by its
-// CRD's.
-func newBody(value []byte) ([]byte, Kind) {
-	if _, isDoc := flatten(value, nil); !isDoc {
-		return bytes.Clone(value), Register
+// CRD's. A document's fields are returned too, so the writer cuts them once.
+func newBody(value []byte) ([]byte, Kind, map[string]string) {
+	fields, isDoc := flatten(value, nil)
+	if !isDoc {
+		return bytes.Clone(value), Register, nil
 	}
-	return nil, Document
+	return nil, Document, fields
 }
 
 // newDocAM builds a fresh automerge document holding fields, deterministically

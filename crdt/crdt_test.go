@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
@@ -336,5 +337,55 @@ func TestUnsavedBodyBuiltAlike(t *testing.T) {
 	}
 	if !bytes.Equal(a.Encode(), b.Encode()) {
 		t.Fatal("replicas' saved documents differ")
+	}
+}
+
+// TestFirstEditSavedAsChanges checks that a body's first edit saves the document
+// as its two changes, the body's deflated, rather than whole, and that a
+// document saved whole at its first edit, as stored before, decodes and takes
+// the next edit alike.
+func TestFirstEditSavedAsChanges(t *testing.T) {
+	long := strings.Repeat("q", 400)
+	val := func(x int) []byte { return fmt.Appendf(nil, `{"x":%d,"y":{"z":"%s"}}`, x, long) }
+	var d, remote Doc
+	create, _, err := d.Put(val(1), Stamp{1, "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edit, _, err := d.Put(val(2), Stamp{2, "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []Change{create, edit} {
+		if _, err := remote.Apply(c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(d.Encode(), remote.Encode()) {
+		t.Fatal("the writer's and another replica's saved documents differ")
+	}
+	refs, err := readChanges(d.amBytes)
+	if err != nil || len(refs) != 2 {
+		t.Fatalf("saved form holds %d changes (%v), want the body's and the edit's", len(refs), err)
+	}
+	if d.amBytes[8] != chunkCompressedChange || len(d.amBytes) > len(long) {
+		t.Fatalf("body's change not deflated: type %d, saved form %d bytes", d.amBytes[8], len(d.amBytes))
+	}
+	whole := d
+	whole.amBytes = d.am.Save()
+	var edits [][]byte
+	for _, enc := range [][]byte{d.Encode(), whole.Encode()} {
+		r, err := DecodeDoc(enc, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, ok, err := r.Put(val(3), Stamp{3, "a"})
+		if err != nil || !ok || value(r) != string(val(3)) {
+			t.Fatalf("next edit: %v %v %s", ok, err, value(r))
+		}
+		edits = append(edits, c.Data)
+	}
+	if !bytes.Equal(edits[0], edits[1]) {
+		t.Fatal("the next edit differs between the two saved forms")
 	}
 }
