@@ -132,7 +132,7 @@ func BenchmarkConcurrentMerge(b *testing.B) {
 
 // benchPod returns a pod-shaped object of about 2 KB, as kube-apiserver stores
 // it: generation gen differs from the last in its status only.
-func benchPod(b *testing.B, gen int) []byte {
+func benchPod(b testing.TB, gen int) []byte {
 	ready := corev1.ConditionStatus([...]string{"True", "False"}[gen%2])
 	mount := corev1.VolumeMount{Name: "kube-api-access", ReadOnly: true, MountPath: "/var/run/secrets/kubernetes.io/serviceaccount"}
 	p := &corev1.Pod{

@@ -220,6 +220,10 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 	if p.peek() != '{' {
 		return "", false
 	}
+	if name, ok := p.keyName(el, keys); ok {
+		// Named before it is parsed: its fields go straight to their places.
+		return name, p.object(path+"/"+kube.EscapeSegment(name), el)
+	}
 	obj := flattener{src: p.src, pos: p.pos, fields: make(map[string]string)}
 	if !obj.object("", el) {
 		return "", false
@@ -234,6 +238,57 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 		p.fields[k[:1]+prefix+k[1:]] = v
 	}
 	return name, true
+}
+
+// keyName names the list-map element whose object starts at p.pos, as
+// elementName would once it is parsed, by scanning its members for key fields
+// that are scalars (whose leaf is their text). ok is false when it cannot say
+// so simply: a key field is a container or absent without a default, or the
+// object is not compact.
+func (p *flattener) keyName(el kube.Node, keys []string) (string, bool) {
+	texts := make([]string, len(keys))
+	scan := flattener{src: p.src, pos: p.pos + 1}
+	for scan.peek() != '}' {
+		if scan.pos > p.pos+1 {
+			if scan.peek() != ',' {
+				return "", false
+			}
+			scan.pos++
+		}
+		if scan.peek() != '"' {
+			return "", false
+		}
+		start := scan.pos
+		scan.skipString()
+		name := scan.src[start+1 : scan.pos-1]
+		if scan.peek() != ':' {
+			return "", false
+		}
+		scan.pos++
+		start = scan.pos
+		if !scan.skipValue() {
+			return "", false
+		}
+		for i, k := range keys {
+			if string(name) != k {
+				continue
+			}
+			if c := scan.src[start]; c == '{' || c == '[' || texts[i] != "" {
+				return "", false
+			}
+			texts[i] = string(scan.src[start:scan.pos])
+		}
+	}
+	for i, k := range keys {
+		if texts[i] != "" {
+			continue
+		}
+		var ok bool
+		if texts[i], ok = el.KeyDefault(k); !ok {
+			return "", false
+		}
+	}
+	return strings.Join(texts, ","), true
 }
 
 // elementName names the list-map element at path in fields by the JSON text of

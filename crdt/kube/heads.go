@@ -106,7 +106,8 @@ func EscapeSegment(name string) string {
 	if !strings.ContainsAny(name, "~/") {
 		return name
 	}
-	return strings.NewReplacer("~", "~0", "/", "~1").Replace(name)
+	// '~' first, so the '~' that escapes '/' is not escaped again.
+	return strings.ReplaceAll(strings.ReplaceAll(name, "~", "~0"), "/", "~1")
 }
 
 // UnescapeSegment returns the name one segment of a JSON pointer stands for.
@@ -114,5 +115,6 @@ func UnescapeSegment(seg string) string {
 	if !strings.Contains(seg, "~") {
 		return seg
 	}
-	return strings.NewReplacer("~1", "/", "~0", "~").Replace(seg)
+	// "~1" first, so "~01" is "~1" (RFC 6901, section 4).
+	return strings.ReplaceAll(strings.ReplaceAll(seg, "~1", "/"), "~0", "~")
 }
