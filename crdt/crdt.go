@@ -74,9 +74,9 @@ type Doc struct {
 	fields    map[string]string // documents: the flat fields, kept equal to am
 	clean     bool              // documents: fields == flatten(value), so value can rebuild them
 	edits     int               // documents: field edits applied since the body's epoch began
-	savedLen  int               // documents: length of the full save at the start of amBytes
+	savedLen  int               // documents: length of amBytes when it was last saved whole (or as a body's first changes)
 	am        *automerge.Doc    // documents: nil until needed
-	amBytes   []byte            // documents: saved form (a save, then incremental chunks), always current
+	amBytes   []byte            // documents: saved form (a save or a body's first changes, then incremental chunks), always current
 	prior     *prior            // documents: the epoch the current one rebased, while edits of it may arrive
 	conflicts []Conflict        // the latest maxConflicts conflicts seen here
 	recorded  uint64            // conflicts ever recorded here
