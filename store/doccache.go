@@ -149,8 +149,9 @@ func (s *Store) runReclaimer() {
 		case <-s.closing:
 			return
 		case <-s.docs.reclaim:
+			// Not trimmed here: malloc_trim at every collection cost 9-10 % of
+			// the CPU of a run of first edits; the idle schedule trims.
 			runtime.GC()
-			crdt.TrimNative() // what the previous collection's finalizers freed
 		case <-tick.C:
 			if idle.due(s.Rev()) {
 				debug.FreeOSMemory()
