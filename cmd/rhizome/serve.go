@@ -205,36 +205,40 @@ func checkServeValues(cfg *site.Config, metricsURLs string) error {
 	case cfg.MemoryBudget != 0 && cfg.MemoryBudget < store.MinMemoryBudget:
 		return fmt.Errorf("--memory-budget %d: must be 0 (the default) or at least %d (8 MiB)", cfg.MemoryBudget, store.MinMemoryBudget)
 	}
-	urls := map[string][]string{
-		"listen-client-urls": cfg.ListenClientURLs, "advertise-client-urls": cfg.AdvertiseClientURLs,
-		"listen-peer-urls": cfg.ListenPeerURLs, "advertise-peer-urls": cfg.AdvertisePeerURLs,
-		"listen-metrics-urls": splitList(metricsURLs),
+	// Each in flag order, so the same bad command line always gets the same error.
+	type flagList struct {
+		name string
+		list []string
 	}
-	for name, list := range urls {
-		for _, u := range list {
-			if err := checkURL(u, name == "listen-metrics-urls"); err != nil {
-				return fmt.Errorf("--%s %q: %w", name, u, err)
+	urls := []flagList{
+		{"listen-client-urls", cfg.ListenClientURLs}, {"advertise-client-urls", cfg.AdvertiseClientURLs},
+		{"listen-peer-urls", cfg.ListenPeerURLs}, {"advertise-peer-urls", cfg.AdvertisePeerURLs},
+		{"listen-metrics-urls", splitList(metricsURLs)},
+	}
+	for _, f := range urls {
+		for _, u := range f.list {
+			if err := checkURL(u, f.name == "listen-metrics-urls"); err != nil {
+				return fmt.Errorf("--%s %q: %w", f.name, u, err)
 			}
 		}
 	}
-	hostPorts := map[string][]string{"gossip-addr": splitList(cfg.GossipAddr), "join": cfg.Join}
-	for name, list := range hostPorts {
-		for _, hp := range list {
+	for _, f := range []flagList{{"gossip-addr", splitList(cfg.GossipAddr)}, {"join", cfg.Join}} {
+		for _, hp := range f.list {
 			if _, port, err := net.SplitHostPort(hp); err != nil || port == "" {
-				return fmt.Errorf("--%s %q: want HOST:PORT", name, hp)
+				return fmt.Errorf("--%s %q: want HOST:PORT", f.name, hp)
 			}
 		}
 	}
-	files := map[string]string{
-		"cert-file": cfg.CertFile, "key-file": cfg.KeyFile, "trusted-ca-file": cfg.TrustedCAFile,
-		"peer-cert-file": cfg.PeerCertFile, "peer-key-file": cfg.PeerKeyFile, "peer-trusted-ca-file": cfg.PeerTrustedCAFile,
+	files := []struct{ name, path string }{
+		{"cert-file", cfg.CertFile}, {"key-file", cfg.KeyFile}, {"trusted-ca-file", cfg.TrustedCAFile},
+		{"peer-cert-file", cfg.PeerCertFile}, {"peer-key-file", cfg.PeerKeyFile}, {"peer-trusted-ca-file", cfg.PeerTrustedCAFile},
 	}
-	for name, path := range files {
-		if path == "" {
+	for _, f := range files {
+		if f.path == "" {
 			continue
 		}
-		if _, err := os.Stat(path); err != nil {
-			return fmt.Errorf("--%s %q: %w", name, path, errors.Unwrap(err))
+		if _, err := os.Stat(f.path); err != nil {
+			return fmt.Errorf("--%s %q: %w", f.name, f.path, errors.Unwrap(err))
 		}
 	}
 	if fi, err := os.Stat(cfg.DataDir); err == nil && !fi.IsDir() {
