@@ -32,8 +32,8 @@ func (s *Site) startSync(clientURLs []string) error {
 	}
 	pcfg := peer.DefaultConfig()
 	pcfg.AntiEntropyInterval = cfg.AntiEntropyInterval
-	pcfg.Logger, pcfg.Registerer, pcfg.ServerOptions = cfg.Logger, cfg.Registerer, s.grpcOpts
-	if pcfg.ServerTLS, pcfg.ClientTLS, err = cfg.peerTLS(); err != nil {
+	pcfg.Logger, pcfg.Registerer, pcfg.GRPC.ServerOptions = cfg.Logger, cfg.Registerer, s.grpcOpts
+	if pcfg.GRPC.ServerTLS, pcfg.GRPC.ClientTLS, err = cfg.peerTLS(); err != nil {
 		return err
 	}
 	if s.Sync, err = peer.NewRunner(pcfg, s.Store); err != nil {

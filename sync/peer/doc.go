@@ -77,8 +77,17 @@
 // peer and accepted from peers. GRPC is the transport between real sites (one
 // gRPC client stream per peer, TLS and keepalives). Fabric is an in-memory one in
 // normal code, for tests and internal/cluster: it partitions and cuts sites
-// (breaking their streams and refusing dials until healed) and delays, drops,
-// duplicates and reorders messages, from a seeded source. The Runner holds its
+// (breaking their streams and refusing dials until healed), stalls links (streams
+// hold their messages until healed, as a silent cut does to TCP), and delays,
+// drops, duplicates and reorders messages, from a seeded source.
+//
+// After a cut heals, the sites converge without waiting for an anti-entropy
+// round: a stream whose message waits longer than Config.StallTimeout to be
+// written is dropped, broken streams are dialled again within Config.Redial,
+// and every fresh stream, and every mailbox that overflowed once it has
+// drained, starts with a resync: a Pull for what this site lacks, and pushes
+// again from what the peer is known to hold (Engine.Rewind), so that messages
+// the cut lost are sent again at once. The Runner holds its
 // lock on the Engine only while the Engine computes, never across the store's
 // fsyncs (Engine.SetUnlocker). A stream whose message does not decode, or that
 // the Engine refuses, is ended and logged with the peer that sent it; the store

@@ -348,6 +348,22 @@ func (e *Engine) Push(to string) ([]Envelope, error) {
 	return []Envelope{{To: to, Msg: b}}, nil
 }
 
+// Rewind makes the next Push to a peer start from what the peer is known to
+// hold rather than from what was sent to it: pushes to it were lost (a stream
+// broke, or its mailbox overflowed), and the peer would otherwise notice the gap
+// only with the next push or anti-entropy round. A peer not heard from yet is
+// left alone: its first Pull says what it holds.
+func (e *Engine) Rewind(to string) {
+	if e.sent[to] == nil {
+		return
+	}
+	have := maps.Clone(e.rows[e.current[to]])
+	if have == nil {
+		have = map[string]uint64{}
+	}
+	e.sent[to] = have
+}
+
 // Handle processes a received message and returns the replies to send.
 func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	if m.Origin == "" || store.OriginSite(m.Origin) != m.From {

@@ -70,6 +70,7 @@ type Fabric struct {
 	sites   map[string]*fabricTransport // listening transports, by address
 	group   map[string]int              // partition group by address; 0 for the rest
 	cut     map[[2]string]bool
+	stalled map[[2]string]bool
 	streams map[*fabricStream]bool
 	stats   FabricStats
 }
@@ -77,7 +78,7 @@ type Fabric struct {
 // NewFabric returns a network with no faults, driven by seed.
 func NewFabric(seed uint64) *Fabric {
 	return &Fabric{rng: rand.New(rand.NewPCG(seed, seed^0x5851f42d4c957f2d)), sites: map[string]*fabricTransport{},
-		group: map[string]int{}, cut: map[[2]string]bool{}, streams: map[*fabricStream]bool{}}
+		group: map[string]int{}, cut: map[[2]string]bool{}, stalled: map[[2]string]bool{}, streams: map[*fabricStream]bool{}}
 }
 
 // Transport returns a transport for the site at addr. A site that restarts takes a
@@ -119,12 +120,32 @@ func (f *Fabric) Cut(a, b string) {
 	f.breakUnreachable()
 }
 
-// Heal joins every group again and restores every link.
+// Stall stalls the link between two addresses, both ways, as a silent network
+// cut does to open TCP connections: streams stay open but deliver nothing (their
+// senders block once a stream's window is full) until Heal delivers what they
+// hold; new streams are refused.
+func (f *Fabric) Stall(a, b string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stalled[[2]string{a, b}], f.stalled[[2]string{b, a}] = true, true
+	for s := range f.streams {
+		if f.stalled[[2]string{s.from, s.to}] {
+			s.setStalled(true)
+		}
+	}
+}
+
+// Heal joins every group again and restores every link; stalled streams
+// deliver what they hold.
 func (f *Fabric) Heal() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	clear(f.group)
 	clear(f.cut)
+	clear(f.stalled)
+	for s := range f.streams {
+		s.setStalled(false)
+	}
 }
 
 // Stats returns what the fabric has done so far.
@@ -136,13 +157,13 @@ func (f *Fabric) Stats() FabricStats {
 
 // reachable is called with mu held.
 func (f *Fabric) reachable(a, b string) bool {
-	return f.group[a] == f.group[b] && !f.cut[[2]string{a, b}]
+	return f.group[a] == f.group[b] && !f.cut[[2]string{a, b}] && !f.stalled[[2]string{a, b}]
 }
 
 // breakUnreachable is called with mu held.
 func (f *Fabric) breakUnreachable() {
 	for s := range f.streams {
-		if !f.reachable(s.from, s.to) {
+		if !f.reachable(s.from, s.to) && !f.stalled[[2]string{s.from, s.to}] {
 			f.dropStream(s, ErrUnreachable)
 		}
 	}
@@ -263,6 +284,7 @@ type fabricStream struct {
 	queue  []flight
 	seq    uint64
 	eof    bool  // the sender closed the stream
+	stall  bool  // the link is stalled: nothing is delivered
 	broken error // the stream broke: nothing more is delivered
 	wake   chan struct{}
 	room   chan struct{}
@@ -289,6 +311,14 @@ func (s *fabricStream) fail(err error) {
 		notify(s.wake)
 		notify(s.room)
 	}
+}
+
+// setStalled stalls or resumes delivery; called with the fabric's lock held.
+func (s *fabricStream) setStalled(stall bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.stall = stall
+	notify(s.wake)
 }
 
 func notify(c chan struct{}) {
@@ -373,6 +403,9 @@ func (s *fabricStream) next() (wire []byte, wait time.Duration, err error) {
 	defer s.mu.Unlock()
 	if s.broken != nil {
 		return nil, 0, s.broken
+	}
+	if s.stall {
+		return nil, time.Hour, nil
 	}
 	if len(s.queue) == 0 {
 		if s.eof {

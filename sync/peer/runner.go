@@ -2,7 +2,6 @@ package peer
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -11,13 +10,16 @@ import (
 	"net"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"google.golang.org/grpc"
 )
 
 const vvEvery = 50 * time.Millisecond
+
+// mailboxSize bounds the messages waiting for a peer's stream: two Pulls' worth.
+const mailboxSize = 2 * pullBatches
 
 // LiveStore is a Store that also says when new changes are logged.
 type LiveStore interface {
@@ -32,17 +34,20 @@ type Config struct {
 	// MaxBatch bounds the changes in one message.
 	MaxBatch int
 	// Transport carries the messages; nil is a gRPC transport (NewGRPC) made
-	// from the three fields below, served by Runner.Serve. The Runner closes it.
+	// from GRPC, served by Runner.Serve. The Runner closes it.
 	Transport Transport
-	// ServerTLS and ClientTLS, when set, secure peer traffic (mutual TLS when the
-	// server requires client certificates). Without them peers talk in plain text.
-	ServerTLS, ClientTLS *tls.Config
-	// ServerOptions are added to the peer gRPC server's (interceptors such as
-	// gRPC's server metrics, shared with the site's other gRPC server).
-	ServerOptions []grpc.ServerOption
+	// GRPC configures the gRPC transport (TLS, keepalives, dial timeout) when
+	// Transport is nil.
+	GRPC GRPCConfig
 	// Redial bounds the wait before a broken stream to a peer is opened again
-	// (it starts at a tenth of it and doubles).
+	// (it starts at a tenth of it and doubles): after a cut heals, the stream
+	// is open again within Redial and a dial.
 	Redial time.Duration
+	// StallTimeout bounds how long one message may wait to be written to a
+	// peer's stream (a full window: the peer or the path to it stalled): the
+	// stream is then dropped and dialled afresh, without waiting for the
+	// transport's keepalive to find it dead.
+	StallTimeout time.Duration
 	// Registerer, when set, receives the sync metrics (see the package doc).
 	Registerer prometheus.Registerer
 	Now        func() time.Time // the clock of lags and contact times
@@ -51,7 +56,8 @@ type Config struct {
 
 // DefaultConfig returns WAN-suitable defaults.
 func DefaultConfig() Config {
-	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, Redial: time.Second, Now: time.Now, Logger: slog.Default()}
+	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, GRPC: DefaultGRPCConfig(), Redial: 500 * time.Millisecond, StallTimeout: 3 * time.Second,
+		Now: time.Now, Logger: slog.Default()}
 }
 
 // Validate reports the first problem with the configuration.
@@ -61,10 +67,14 @@ func (c Config) Validate() error {
 		return errors.New("peer: config: AntiEntropyInterval must be positive")
 	case c.MaxBatch < 1:
 		return errors.New("peer: config: MaxBatch must be at least 1")
-	case c.Redial <= 0:
-		return errors.New("peer: config: Redial must be positive")
+	case c.Redial <= 0 || c.StallTimeout <= 0:
+		return errors.New("peer: config: Redial and StallTimeout must be positive")
 	case c.Logger == nil || c.Now == nil:
 		return errors.New("peer: config: Logger and Now are required")
+	case c.Transport == nil:
+		if err := c.GRPC.Validate(); err != nil {
+			return fmt.Errorf("peer: config: %w", err)
+		}
 	}
 	return nil
 }
@@ -108,10 +118,13 @@ type link struct {
 	// lastContact is when a message last arrived from the peer.
 	lastContact time.Time
 	connected   bool
+	// dropped is set when the mailbox overflowed: once it has room again, pushes
+	// start over from what the peer is known to hold (resync).
+	dropped atomic.Bool
 }
 
 // NewRunner returns a runner for st; call Serve and SetPeers, then Close.
-func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
+func NewRunner(cfg Config, st LiveStore) (_ *Runner, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -121,13 +134,16 @@ func NewRunner(cfg Config, st LiveStore) (*Runner, error) {
 	r.engine.SetLogger(cfg.Logger)
 	// The engine is used under r.mu, but not across the store's fsyncs.
 	r.engine.SetUnlocker(func() func() { r.mu.Unlock(); return r.mu.Lock })
-	if err := r.registerMetrics(); err != nil {
+	if err = r.registerMetrics(); err != nil {
 		cancel()
 		return nil, err
 	}
 	r.tr = cfg.Transport
 	if r.tr == nil {
-		r.tr = NewGRPC(GRPCConfig{ServerTLS: cfg.ServerTLS, ClientTLS: cfg.ClientTLS, ServerOptions: cfg.ServerOptions})
+		if r.tr, err = NewGRPC(cfg.GRPC); err != nil {
+			cancel()
+			return nil, err
+		}
 	}
 	r.tr.Listen(r.deliver)
 	r.wg.Add(1)
@@ -146,12 +162,6 @@ func (r *Runner) Serve(l net.Listener) error {
 
 // SetPeers replaces the set of peers (site name to peer address).
 func (r *Runner) SetPeers(peers map[string]string) {
-	var added []string
-	defer func() {
-		for _, name := range added {
-			r.enqueue(name, r.pull(name)) // ask at once for what we lack
-		}
-	}()
 	r.peersMu.Lock()
 	defer r.peersMu.Unlock()
 	for name, l := range r.peers {
@@ -165,11 +175,10 @@ func (r *Runner) SetPeers(peers map[string]string) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		l := &link{addr: addr, out: make(chan Message, 2*pullBatches), cancel: cancel}
+		l := &link{addr: addr, out: make(chan Message, mailboxSize), cancel: cancel}
 		r.peers[name] = l
 		r.wg.Add(1)
-		go r.send(ctx, name, l)
-		added = append(added, name)
+		go r.send(ctx, name, l) // its first stream asks at once for what we lack
 	}
 }
 
@@ -310,6 +319,7 @@ func (r *Runner) enqueue(to string, m Message) {
 		select {
 		case l.out <- m:
 		default:
+			l.dropped.Store(true)
 		}
 	}
 }
@@ -352,28 +362,61 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 	}
 }
 
+// stream opens one stream to a peer and writes the mailbox to it until it
+// breaks, or a message waits longer than StallTimeout to be written. A fresh
+// stream starts with a resync: whatever the last one lost is sent again.
 func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 	sent := r.sentBytes.WithLabelValues(name)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
 	out, err := r.tr.Dial(ctx, l.addr)
 	if err != nil {
 		return err
 	}
 	defer out.Close()
 	r.setConnected(l, true)
+	r.resync(name)
+	errStalled := fmt.Errorf("peer: stream to %s stalled for %v", name, r.cfg.StallTimeout)
 	for {
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case m := <-l.out:
+			stall := time.AfterFunc(r.cfg.StallTimeout, func() { cancel(errStalled) })
 			n, err := out.Send(&m)
+			stall.Stop()
 			if err != nil {
-				return err
+				return errors.Join(err, context.Cause(ctx))
 			}
 			sent.Add(float64(n))
 			if m.Kind == KindSnapshot && m.Part+1 == m.Parts {
 				r.cfg.Logger.Info("peer: snapshot sent", "peer", name, "id", m.SnapID, "parts", m.Parts)
 			}
+			if len(l.out) == 0 && l.dropped.Swap(false) {
+				r.resync(name)
+			}
 		}
+	}
+}
+
+// resync asks a peer for what this site lacks and pushes to it again from what
+// it is known to hold (Engine.Rewind): on a fresh stream, and once a mailbox
+// that overflowed has drained, so that what was lost (a broken stream's
+// messages, dropped pushes) is sent again now, not at the next push or
+// anti-entropy round. The peer, which may have lost messages to this site
+// too, does the same on its side.
+func (r *Runner) resync(name string) {
+	r.mu.Lock()
+	r.engine.Rewind(name)
+	envs, err := r.engine.Push(name)
+	pull := r.engine.Pull(name)
+	r.mu.Unlock()
+	if err != nil {
+		r.cfg.Logger.Error("preparing push", "peer", name, "err", err)
+	}
+	r.enqueue(name, pull.Msg)
+	for _, e := range envs {
+		r.enqueue(e.To, e.Msg)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
@@ -58,12 +59,8 @@ type Inbound interface {
 	Context() context.Context
 }
 
-// grpc's limits of the peer service.
-const (
-	keepaliveTime    = 5 * time.Second
-	keepaliveTimeout = 3 * time.Second
-	maxMessageBytes  = 256 << 20
-)
+// maxMessageBytes is gRPC's limit of a peer message.
+const maxMessageBytes = 256 << 20
 
 // GRPCConfig configures the gRPC transport.
 type GRPCConfig struct {
@@ -73,6 +70,31 @@ type GRPCConfig struct {
 	// ServerOptions are added to the peer gRPC server's (interceptors such as
 	// gRPC's server metrics, shared with the site's other gRPC server).
 	ServerOptions []grpc.ServerOption
+	// KeepaliveTime is how long a connection may go without hearing from the
+	// other side before it is pinged, and KeepaliveTimeout how long the ping may
+	// go unanswered before the connection (and its stream) is dropped: a stream
+	// a silent network cut stalled is found dead then and dialled afresh. gRPC
+	// pings from a client no more often than every 10 s, whatever is set; the
+	// server pings its clients at KeepaliveTime (1 s at least), and lets them
+	// ping it every KeepaliveTime/2.
+	KeepaliveTime, KeepaliveTimeout time.Duration
+	// DialTimeout bounds the connection attempt of a Dial: a peer behind a cut
+	// that drops packets fails the Dial then, rather than after gRPC's 20 s.
+	DialTimeout time.Duration
+}
+
+// DefaultGRPCConfig returns plain-text peer traffic with keepalives that find a
+// stalled connection within a few seconds (the client's 10 s aside).
+func DefaultGRPCConfig() GRPCConfig {
+	return GRPCConfig{KeepaliveTime: 2 * time.Second, KeepaliveTimeout: 2 * time.Second, DialTimeout: 3 * time.Second}
+}
+
+// Validate reports the first problem with the configuration.
+func (c GRPCConfig) Validate() error {
+	if c.KeepaliveTime <= 0 || c.KeepaliveTimeout <= 0 || c.DialTimeout <= 0 {
+		return errors.New("peer: grpc config: KeepaliveTime, KeepaliveTimeout and DialTimeout must be positive")
+	}
+	return nil
 }
 
 // GRPC is the Transport between real sites: one gRPC client stream per peer
@@ -86,7 +108,10 @@ type GRPC struct {
 }
 
 // NewGRPC returns a gRPC transport; call Serve to answer peers.
-func NewGRPC(cfg GRPCConfig) *GRPC {
+func NewGRPC(cfg GRPCConfig) (*GRPC, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
 	t := &GRPC{cfg: cfg, creds: insecure.NewCredentials()}
 	if cfg.ClientTLS != nil {
 		t.creds = credentials.NewTLS(cfg.ClientTLS)
@@ -95,15 +120,15 @@ func NewGRPC(cfg GRPCConfig) *GRPC {
 		grpc.ForceServerCodec(codec{}),
 		// Batches and snapshot parts may exceed gRPC's 4 MiB default.
 		grpc.MaxRecvMsgSize(maxMessageBytes),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: keepaliveTime / 2, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: cfg.KeepaliveTime, Timeout: cfg.KeepaliveTimeout}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: cfg.KeepaliveTime / 2, PermitWithoutStream: true}),
 	}
 	if cfg.ServerTLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.ServerTLS)))
 	}
 	t.server = grpc.NewServer(append(opts, cfg.ServerOptions...)...)
 	t.server.RegisterService(&serviceDesc, t)
-	return t
+	return t, nil
 }
 
 // Serve answers peers on l until Close.
@@ -118,7 +143,8 @@ func (t *GRPC) Close() { t.server.Stop() }
 // Dial implements Transport.
 func (t *GRPC) Dial(ctx context.Context, addr string) (Outbound, error) {
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: keepaliveTime, Timeout: keepaliveTimeout, PermitWithoutStream: true}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: t.cfg.KeepaliveTime, Timeout: t.cfg.KeepaliveTimeout, PermitWithoutStream: true}),
+		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: t.cfg.DialTimeout}))
 	if err != nil {
 		return nil, fmt.Errorf("peer: dial %s: %w", addr, err)
 	}
