@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/rhizome-kv/rhizome/etcdshim"
@@ -70,21 +71,17 @@ func (s *Site) startSync(clientURLs []string) error {
 	return nil
 }
 
-// followMembership keeps the sync runner's peers equal to the live sites, and its
-// counted sites equal to every site heard of within ForgetSiteAfter.
+// followMembership keeps the sync runner's peers equal to the live sites and
+// the dead ones still counted (peers), and its counted sites equal to every
+// site heard of within ForgetSiteAfter.
 func (s *Site) followMembership(stop <-chan struct{}) {
 	defer close(s.following)
 	tick := time.NewTicker(min(time.Minute, s.cfg.ForgetSiteAfter/2))
 	defer tick.Stop()
 	for {
-		peers := map[string]string{}
-		for _, m := range s.Gossip.Members() {
-			if m.Alive && m.Site != s.cfg.Name {
-				peers[m.Site] = m.PeerAddr
-			}
-		}
-		s.Sync.SetPeers(peers)
-		s.Sync.SetCounted(s.counted())
+		counted := s.counted()
+		s.Sync.SetPeers(s.peers(counted))
+		s.Sync.SetCounted(counted)
 		select {
 		case <-stop:
 			return
@@ -92,6 +89,23 @@ func (s *Site) followMembership(stop <-chan struct{}) {
 		case <-tick.C:
 		}
 	}
+}
+
+// peers lists the sites the sync runner keeps a stream to, by name, with their
+// peer addresses: the live ones, and the dead ones still counted. A stream to a
+// site behind a cut is then redialled within peer.Config.Redial once the cut
+// heals, not only once gossip finds the site alive again (memberlist hears of a
+// dead member only when one side reaches the other: up to gossip's Reconnect).
+// A site that left, or that this one forgot, is not dialled.
+func (s *Site) peers(counted []string) map[string]string {
+	peers := map[string]string{}
+	for _, m := range s.Gossip.Sites() {
+		dialled := m.Alive || m.State == gossip.StateDead && slices.Contains(counted, m.Site)
+		if dialled && m.Site != s.cfg.Name && m.PeerAddr != "" {
+			peers[m.Site] = m.PeerAddr
+		}
+	}
+	return peers
 }
 
 // counted lists the sites whose holdings decide what may be collected: every site
