@@ -10,9 +10,10 @@ import (
 	"github.com/rhizome-kv/rhizome/store"
 )
 
-// healPair starts runners a and b on f with no anti-entropy rounds to speak of,
-// syncs one change, and returns their stores.
-func healPair(t *testing.T, f *Fabric, stall time.Duration) (a, b *store.Store, ra *Runner) {
+// healPair starts runners a and b on f with no anti-entropy rounds to speak of
+// (tune, if set, changes each one's configuration further), syncs one change,
+// and returns their stores and a's runner.
+func healPair(t *testing.T, f *Fabric, stall time.Duration, tune func(site string, cfg *Config)) (a, b *store.Store, ra *Runner) {
 	t.Helper()
 	stores, runners := map[string]*store.Store{}, map[string]*Runner{}
 	for _, n := range []string{"a", "b"} {
@@ -22,6 +23,9 @@ func healPair(t *testing.T, f *Fabric, stall time.Duration) (a, b *store.Store, 
 		// repair what the cut lost.
 		cfg.AntiEntropyInterval, cfg.Redial, cfg.StallTimeout = time.Hour, 50*time.Millisecond, stall
 		cfg.Logger, cfg.Transport = slog.New(slog.DiscardHandler), f.Transport(n)
+		if tune != nil {
+			tune(n, &cfg)
+		}
 		r, err := NewRunner(cfg, stores[n])
 		if err != nil {
 			t.Fatal(err)
@@ -57,7 +61,7 @@ func waitSame(t *testing.T, a, b *store.Store, within time.Duration) time.Durati
 // once, not at the next anti-entropy round (an hour away here).
 func TestResyncAfterHeal(t *testing.T) {
 	f := NewFabric(1)
-	a, b, _ := healPair(t, f, time.Hour)
+	a, b, _ := healPair(t, f, time.Hour, nil)
 	f.Stall("a", "b")
 	for i := 1; i <= 2*(mailboxSize+fabricQueue); i++ {
 		put(t, a, fmt.Sprintf("/k/%d", i), fmt.Sprintf(`{"i":%d}`, i))
@@ -75,7 +79,7 @@ func TestResyncAfterHeal(t *testing.T) {
 // have been all that arrives.
 func TestStalledStreamRedialled(t *testing.T) {
 	f := NewFabric(1)
-	a, b, ra := healPair(t, f, 200*time.Millisecond)
+	a, b, ra := healPair(t, f, 200*time.Millisecond, nil)
 	f.Stall("a", "b")
 	for i := 1; i <= 2000; i++ {
 		put(t, a, fmt.Sprintf("/k/%d", i), fmt.Sprintf(`{"i":%d}`, i))
@@ -84,6 +88,29 @@ func TestStalledStreamRedialled(t *testing.T) {
 	if s := ra.Sites(); len(s) != 1 || s[0].Connected {
 		t.Fatalf("the stalled stream is still open %v after the stall: %+v (fabric %+v)", 500*time.Millisecond, s, f.Stats())
 	}
+	f.Heal()
+	took := waitSame(t, a, b, 3*time.Second)
+	t.Logf("converged %v after the heal (fabric %+v)", took, f.Stats())
+}
+
+// TestRedialWhenPeerHeard partitions two sites while a writes; a waits an hour
+// between redials, b 50 ms. After the heal b's stream (its Pulls) arrives first, and a
+// redials at once on hearing from b (its stream carries a's answers to b's
+// Pull), rather than after its backoff.
+func TestRedialWhenPeerHeard(t *testing.T) {
+	f := NewFabric(1)
+	a, b, _ := healPair(t, f, time.Hour, func(site string, cfg *Config) {
+		if site == "a" {
+			cfg.Redial = time.Hour
+		} else {
+			cfg.AntiEntropyInterval = 100 * time.Millisecond // b's Pulls find its stream broken
+		}
+	})
+	f.Partition([]string{"a"})
+	for i := 1; i <= 50; i++ {
+		put(t, a, fmt.Sprintf("/k/%d", i), fmt.Sprintf(`{"i":%d}`, i))
+	}
+	time.Sleep(100 * time.Millisecond) // a's stream breaks: it waits out Redial/10
 	f.Heal()
 	took := waitSame(t, a, b, 3*time.Second)
 	t.Logf("converged %v after the heal (fabric %+v)", took, f.Stats())

@@ -121,6 +121,9 @@ type link struct {
 	// dropped is set when the mailbox overflowed: once it has room again, pushes
 	// start over from what the peer is known to hold (resync).
 	dropped atomic.Bool
+	// heard is signalled when a message arrives from the peer: it is
+	// reachable, so a redial waiting out its backoff goes at once.
+	heard chan struct{}
 }
 
 // NewRunner returns a runner for st; call Serve and SetPeers, then Close.
@@ -175,7 +178,7 @@ func (r *Runner) SetPeers(peers map[string]string) {
 			continue
 		}
 		ctx, cancel := context.WithCancel(r.ctx)
-		l := &link{addr: addr, out: make(chan Message, mailboxSize), cancel: cancel}
+		l := &link{addr: addr, out: make(chan Message, mailboxSize), cancel: cancel, heard: make(chan struct{}, 1)}
 		r.peers[name] = l
 		r.wg.Add(1)
 		go r.send(ctx, name, l) // its first stream asks at once for what we lack
@@ -357,6 +360,7 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 		case <-ctx.Done():
 			return
 		case <-time.After(backoff):
+		case <-l.heard: // the peer reached this site: the way back is likely open too
 		}
 		backoff = min(2*backoff, r.cfg.Redial) // a healed link is used again soon
 	}
@@ -452,6 +456,9 @@ func (r *Runner) receive(stream Inbound) (from string, _ error) {
 		r.peersMu.Lock()
 		if l := r.peers[m.From]; l != nil {
 			l.lastContact = r.cfg.Now()
+			if !l.connected {
+				notify(l.heard)
+			}
 		}
 		r.peersMu.Unlock()
 		r.mu.Lock()
