@@ -257,14 +257,7 @@ func (r *SitesReport) WriteFiles(dir, name string) ([]string, error) {
 // KubePNG draws the Kubernetes part: the mix's p50 and p99 (the worst
 // site's) against the delay, and each site's calls/s.
 func (r *SitesReport) KubePNG(w io.Writer) error {
-	lat := plot.New()
-	lat.Title.Text = fmt.Sprintf("Kubernetes mix (create/get/list/update/delete of Pods and ConfigMaps), one kube-apiserver per site, %d clients per site\nRhizome %s (%d sites) vs %s (%d members); %s", r.KubeClients, orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Started)
-	lat.Title.TextStyle.Font.Size = vg.Points(12)
-	lat.X.Label.Text = "one-way delay between sites, ms"
-	lat.Y.Label.Text = "call latency, ms (log; worst site; solid p99, dashed p50)"
-	lat.Y.Scale, lat.Y.Tick.Marker = plot.LogScale{}, logTicks{}
-	lat.Add(horizontalGrid())
-	lat.Legend.Top, lat.Legend.Left = true, true
+	lat := latencyByDelayPlot(fmt.Sprintf("Kubernetes mix (create/get/list/update/delete of Pods and ConfigMaps), one kube-apiserver per site, %d clients per site\nRhizome %s (%d sites) vs %s (%d members); %s", r.KubeClients, orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Started), 12, "call latency")
 	tput := plot.New()
 	tput.X.Label.Text = lat.X.Label.Text
 	tput.Y.Label.Text = "calls/s per site"
@@ -347,15 +340,8 @@ func (r *SitesReport) PNG(w io.Writer) error {
 // delayPanel plots each system's worst-site Put p50 and p99 against the
 // one-way delay.
 func (r *SitesReport) delayPanel() (*plot.Plot, error) {
-	p := plot.New()
-	p.Title.Text = fmt.Sprintf("Rhizome %s (%d sites) vs %s (%d members), Put at every site, %d clients per site, fsync on\n%d CPUs; %s",
-		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Host.CPUs, r.Started)
-	p.Title.TextStyle.Font.Size = vg.Points(13)
-	p.X.Label.Text = "one-way delay between sites, ms"
-	p.Y.Label.Text = "Put latency, ms (log; worst site; solid p99, dashed p50)"
-	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
-	p.Add(horizontalGrid())
-	p.Legend.Top, p.Legend.Left = true, true
+	p := latencyByDelayPlot(fmt.Sprintf("Rhizome %s (%d sites) vs %s (%d members), Put at every site, %d clients per site, fsync on\n%d CPUs; %s",
+		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Host.CPUs, r.Started), 13, "Put latency")
 	for _, sys := range []string{SystemRhizome, SystemEtcd} {
 		for _, q := range []string{"p99", "p50"} {
 			var xys plotter.XYs
@@ -439,4 +425,18 @@ func (r *SitesReport) timelinePanel(label string, logY bool, value func(Bucket) 
 	p.Legend.Add("cut", shade)
 	p.Legend.Top = true
 	return p, nil
+}
+
+// latencyByDelayPlot is an empty plot of a latency (what) against the one-way
+// delay between sites: log latency axis, grid, legend top left.
+func latencyByDelayPlot(title string, titlePoints float64, what string) *plot.Plot {
+	p := plot.New()
+	p.Title.Text = title
+	p.Title.TextStyle.Font.Size = vg.Points(titlePoints)
+	p.X.Label.Text = "one-way delay between sites, ms"
+	p.Y.Label.Text = what + ", ms (log; worst site; solid p99, dashed p50)"
+	p.Y.Scale, p.Y.Tick.Marker = plot.LogScale{}, logTicks{}
+	p.Add(horizontalGrid())
+	p.Legend.Top, p.Legend.Left = true, true
+	return p
 }
