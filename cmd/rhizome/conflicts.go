@@ -12,7 +12,8 @@ import (
 )
 
 // runConflicts lists the conflicts a site has recorded: for each key, the
-// incarnation kept whole and the one dropped, the kind, when and the sites.
+// incarnation kept whole and the one dropped, the kind, the sites, when, and
+// what was at stake (an allocation repair's detail).
 func runConflicts(args []string) int {
 	f, code, ok := parseEndpointCommand("conflicts", "List the conflicts a site has recorded (concurrent creates and merge fallbacks).",
 		"rhizome conflicts --endpoints 127.0.0.1:2379 -o json", args)
@@ -41,13 +42,13 @@ func printConflicts(out io.Writer, cs []site.Conflict) {
 		return
 	}
 	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "KEY\tKIND\tWINNER\tLOSER\tSITES\tWHEN")
+	fmt.Fprintln(w, "KEY\tKIND\tWINNER\tLOSER\tSITES\tWHEN\tDETAIL")
 	for _, c := range cs {
 		when := "unknown"
 		if !c.Time.IsZero() {
 			when = c.Time.Format(time.RFC3339)
 		}
-		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Key, c.Kind, c.Winner, c.Loser, strings.Join(c.Sites, ","), when)
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.Key, c.Kind, c.Winner, c.Loser, strings.Join(c.Sites, ","), when, c.Detail)
 	}
 	w.Flush()
 }
