@@ -74,8 +74,11 @@ func quotaRecovery(t *testing.T, tg *target, acked int) []string {
 	if m := quotaJSON.FindStringSubmatch(status); m == nil || m[1] != fmt.Sprint(quotaBytes) {
 		t.Errorf("%s: status does not report the quota: %s", tg.name, status)
 	}
+	// Every acknowledged put is readable; the refused one may have been applied
+	// all the same (etcd v3.7.3 sometimes applies the put it refuses as the
+	// alarm is raised), as a client of either must assume of any failed write.
 	count := mustCtl(t, tg, "get", "big/", "--prefix", "--count-only", "-w", "fields").stdout
-	if !strings.Contains(count, fmt.Sprintf(`"Count" : %d`, acked)) {
+	if !strings.Contains(count, fmt.Sprintf(`"Count" : %d`, acked)) && !strings.Contains(count, fmt.Sprintf(`"Count" : %d`, acked+1)) {
 		t.Errorf("%s: %d puts acknowledged, but get counts:\n%s", tg.name, acked, count)
 	}
 	steps := [][]string{
