@@ -3,9 +3,11 @@ package etcdshim_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -289,21 +291,43 @@ func startWatch(t *testing.T, ctx context.Context, tg target, req *pb.WatchCreat
 // synced (etcd drops the request otherwise, so it is repeated).
 func (l *watchLog) synced(t *testing.T) {
 	t.Helper()
+	if err := l.waitSynced(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitSynced asks for a progress notification until one arrives (or the
+// watcher is cancelled): everything before it has been delivered.
+func (l *watchLog) waitSynced() error {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		n := len(l.responses())
 		if err := l.stream.Send(&pb.WatchRequest{RequestUnion: &pb.WatchRequest_ProgressRequest{ProgressRequest: &pb.WatchProgressRequest{}}}); err != nil {
-			t.Fatal(err)
+			return err
 		}
 		time.Sleep(20 * time.Millisecond)
 		for i, r := range l.responses() {
 			r = strings.ReplaceAll(r, " ", "") // prototext spaces vary on purpose
 			if strings.Contains(r, "canceled:true") || (i >= n && strings.Contains(r, "watch_id:-1")) {
-				return // a cancelled watcher has nothing more to deliver
+				return nil // a cancelled watcher has nothing more to deliver
 			}
 		}
 	}
-	t.Fatalf("no progress notification after 10s: %q", l.responses())
+	return fmt.Errorf("no progress notification after 10s: %q", l.responses())
+}
+
+// allSynced waits for every watcher at once.
+func allSynced(t *testing.T, logs []*watchLog) {
+	t.Helper()
+	errs := make([]error, len(logs))
+	var wg sync.WaitGroup
+	for i, l := range logs {
+		wg.Go(func() { errs[i] = l.waitSynced() })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (l *watchLog) responses() []string {
@@ -377,12 +401,13 @@ func runDifferential(t *testing.T, seed uint64, n int) {
 		case op < 87:
 			// Watchers get prev_kv only while the previous revision is not yet
 			// compacted when the event is sent: let them catch up first, so
-			// delivery timing does not decide what they see.
+			// delivery timing does not decide what they see. Late watchers too:
+			// etcd reads an event's prev_kv when its send loop gets to it.
+			all := slices.Clone(late)
 			for _, ws := range watches {
-				for _, w := range ws {
-					w.synced(t)
-				}
+				all = append(all, ws...)
 			}
+			allSynced(t, all)
 			r := &pb.CompactionRequest{Revision: g.rng.Int64N(g.rev+2) + max(0, g.rev-20)}
 			desc, c = "compact "+prototext.Format(r), func(tg target) (proto.Message, error) { return tg.kv.Compact(ctx, r) }
 		case op < 91:
