@@ -204,19 +204,19 @@ func (d *Doc) Apply(c Change) (changed bool, err error) { return d.apply(c, nil)
 // apply is Apply given, for a document's create or replace written here, its
 // value's fields as newBody cut them (nil: cut them again).
 func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error) {
-	switch cmp := c.Inc.Compare(d.inc); {
-	case cmp < 0:
-		// An older incarnation: either one this replica saw end, or a concurrent
-		// create that lost. Only the latter is news.
-		if c.Op == OpCreate {
+	fate, conflict := Arrive(d.inc, d.deleted, c.Op, c.Inc)
+	switch fate {
+	case Dropped:
+		// An older incarnation (one this replica saw end, or a concurrent
+		// create that lost: only the latter is news), or an ended one.
+		if conflict {
 			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: d.inc, Loser: c.Inc})
 		}
 		return false, nil
-	case cmp > 0:
-		if c.Op != OpCreate {
-			return false, ErrMissingDependency
-		}
-		if !d.inc.IsZero() && !d.deleted {
+	case Early:
+		return false, ErrMissingDependency
+	case Replaces:
+		if conflict {
 			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: c.Inc, Loser: d.inc})
 		}
 		if err := d.setBody(c, fields); err != nil {
@@ -224,9 +224,6 @@ func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error
 		}
 		d.inc, d.deleted = c.Inc, false
 		return true, nil
-	}
-	if d.deleted {
-		return false, nil // the delete beats everything else in its incarnation
 	}
 	switch c.Op {
 	case OpDelete:

@@ -274,10 +274,15 @@ func deliverable(s *site, m *message) bool {
 
 func (h *history) deliver(s *site, m *message) {
 	dup := s.got[m.origin] >= m.seq
+	before := s.doc.ConflictCount()
 	if _, err := s.doc.Apply(m.change); err != nil {
 		h.mismatch("%s applies %s#%d: crdt: %v", h.siteName(s.id), h.siteName(m.origin), m.seq, err)
 	}
-	s.model, _ = consistency.Merge(s.model, m.post)
+	var conflict bool
+	s.model, conflict = consistency.Merge(s.model, m.post)
+	if got := s.doc.ConflictCount() > before; !dup && got && !conflict {
+		h.mismatch("%s applies %s#%d: crdt records a concurrent create: %v, model: %v", h.siteName(s.id), h.siteName(m.origin), m.seq, got, conflict)
+	}
 	s.clock = max(s.clock, m.counter)
 	if !dup {
 		s.got[m.origin]++

@@ -1,8 +1,9 @@
 // Package consistency holds Rhizome's replica merge rules in the small, pure,
 // deterministic form the model checker uses: one key's document with a fixed
 // number of leaf fields, stamped writes, and a Merge that is commutative,
-// associative and idempotent. For built-in Kubernetes kinds it calls
-// crdt/kube's rules (see Kube below); the rest follows crdt/ as modelled here.
+// associative and idempotent. It calls crdt's rule for incarnations and
+// deletes (crdt.Arrive) and, for built-in Kubernetes kinds, crdt/kube's rules
+// (see Kube below); the rest follows crdt/ as modelled here.
 //
 // The rules follow crdt/ (see DESIGN.md, "Semantics"):
 //
@@ -25,6 +26,17 @@
 //     write that changes more fields numbers its last ones higher). Arrays
 //     and scalars are atomic leaves, which is what a field is here.
 //
+// Incarnations and deletes are decided by crdt.Arrive, the function every
+// crdt.Doc applies each change by: Merge hands it the changes the other state
+// stands for, in causal order (the delete of the incarnation its create followed, its create, its
+// edits, its delete), and keeps or replaces the body as it says. What Merge
+// models is only which changes a state stands for and which of them the
+// receiver already holds: a state remembers one incarnation before its own
+// (Prev), so a receiver that took a concurrent create it lost to earlier, or a
+// chain of re-creates, may see a create again and count a conflict crdt/ does
+// not record (never the other way round; the differential test checks both
+// the incarnation and that every conflict crdt/ records, the model does).
+//
 // These are crdt/'s rules for objects that are not built-in Kubernetes kinds.
 // For built-in kinds (Kube, kube.go) the model calls crdt/kube's own rules
 // rather than a copy of them: NewKube places each field slot in the kind's
@@ -40,9 +52,9 @@
 // differs from some head's; when the validator rejects that, the whole
 // object written by the head with the greatest Stamp). A later write diffs
 // against the merged fields, as crdt/'s does. What stays modelled here is
-// what crdt/ leaves to automerge or does per change rather than per state:
-// the order of operations on one field, and incarnations and deletes, which
-// crdt/ applies change by change and this package state by state. A second
+// what crdt/ leaves to automerge: the order of operations on one field
+// (automerge's operation ids, which crdt/ never compares itself), and which
+// changes a merged state stands for (see Merge). A second
 // seeded differential test (kube_diff_test.go) drives crdt.Docs of an
 // apps/v1 Deployment (spec.replicas, rollingUpdate maxSurge/maxUnavailable,
 // status, generation; a validator that rejects both zero and readyReplicas

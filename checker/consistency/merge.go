@@ -1,5 +1,7 @@
 package consistency
 
+import "github.com/rhizome-kv/rhizome/crdt"
+
 // MaxFields is the number of leaf fields in a Doc; models map their object
 // fields onto these slots.
 const MaxFields = 14
@@ -14,6 +16,18 @@ type Stamp struct {
 // Less reports whether a orders before b.
 func (a Stamp) Less(b Stamp) bool {
 	return a.Counter < b.Counter || a.Counter == b.Counter && a.Site < b.Site
+}
+
+// Compare returns -1, 0 or +1 as a orders before, equal to or after b (the
+// order crdt.Arrive decides incarnations by).
+func (a Stamp) Compare(b Stamp) int {
+	switch {
+	case a.Less(b):
+		return -1
+	case b.Less(a):
+		return 1
+	}
+	return 0
 }
 
 // IsZero reports whether the stamp names no write.
@@ -91,36 +105,72 @@ func Delete(d Doc) Doc {
 
 // Merge combines two replicas' states of one key. It is commutative,
 // associative and idempotent. The second result reports an event, not state:
-// a live incarnation lost to a create that did not follow its delete (a
-// concurrent create). Like crdt/'s conflict log it depends on the order of
-// merges, so it is kept out of the Doc, whose value must converge.
+// a concurrent create resolved while a received b's changes (see crdt.Arrive).
+// Like crdt/'s conflict log it depends on the order of merges, so it is kept
+// out of the Doc, whose value must converge.
+//
+// Which incarnation stands is crdt.Arrive's decision, the function crdt/'s
+// replicas apply every change by: Merge hands it, in causal order, the changes
+// b's state stands for that a may lack (the delete of the incarnation b's
+// create followed, b's create, its edits, its delete).
 func Merge(a, b Doc) (Doc, bool) {
-	if a.Inc != b.Inc {
-		w, l := a, b
-		if a.Inc.Less(b.Inc) {
-			w, l = b, a
-		}
-		// A live loser that the winner's create did not follow is a concurrent
-		// create: record it. A loser the winner followed was deleted first.
-		return w, l.Live() && l.Inc != w.Prev
+	if b.Inc.IsZero() {
+		return a, false // b holds no change
 	}
 	m := a
-	m.Prev = maxStamp(a.Prev, b.Prev)
-	if a.Deleted || b.Deleted {
-		return Delete(m), false
+	var conflict bool
+	arrive := func(op crdt.Op, inc Stamp) crdt.Fate {
+		fate, c := crdt.Arrive(m.Inc, m.Deleted, op, inc)
+		conflict = conflict || c
+		return fate
 	}
-	m.Ops = max(a.Ops, b.Ops)
+	if !b.Prev.IsZero() {
+		fate := arrive(crdt.OpDelete, b.Prev)
+		if fate == crdt.Early {
+			// a lacks the incarnation b's create followed: its create, then.
+			arrive(crdt.OpCreate, b.Prev)
+			m = Doc{Key: m.Key, Inc: b.Prev}
+			fate = arrive(crdt.OpDelete, b.Prev)
+		}
+		if fate == crdt.Edits {
+			m = Delete(m)
+		}
+	}
+	if a.Prev == b.Inc {
+		return m, conflict // a's create followed b's delete: a holds b whole
+	}
+	if m.Inc == b.Inc {
+		m.Prev = maxStamp(m.Prev, b.Prev) // one create: equal unless a caller breaks that
+	}
+	switch arrive(crdt.OpCreate, b.Inc) {
+	case crdt.Replaces:
+		m = b
+		m.Deleted = false // b's delete, if any, arrives next
+	case crdt.Edits:
+		if !b.Deleted {
+			mergeFields(&m, &b) // b's edits (a delete forgets them anyway)
+		}
+	}
+	if b.Deleted && arrive(crdt.OpDelete, b.Inc) == crdt.Edits {
+		m = Delete(m)
+	}
+	return m, conflict
+}
+
+// mergeFields merges b's fields into m, both of one live incarnation: each
+// field's operation with the greater id (counter, then site) wins.
+func mergeFields(m, b *Doc) {
+	m.Ops = max(m.Ops, b.Ops)
 	for i := range m.Vals {
 		switch {
-		case a.Stamps[i].Less(b.Stamps[i]):
+		case m.Stamps[i].Less(b.Stamps[i]):
 			m.Vals[i], m.Stamps[i] = b.Vals[i], b.Stamps[i]
-		case a.Stamps[i] == b.Stamps[i] && b.Vals[i] > a.Vals[i]:
+		case m.Stamps[i] == b.Stamps[i] && b.Vals[i] > m.Vals[i]:
 			// Equal stamps name one write; this only keeps Merge
 			// deterministic if a caller ever breaks that rule.
 			m.Vals[i] = b.Vals[i]
 		}
 	}
-	return m, false
 }
 
 func maxStamp(a, b Stamp) Stamp {

@@ -1,0 +1,64 @@
+package crdt
+
+// Incarnations.
+//
+// Arrive is the rule that decides, change by change, which incarnation a key
+// holds: Doc.Apply calls it for every change, and the model checker
+// (checker/consistency) calls it to merge whole states, so both run one
+// implementation of it. It is generic over how the caller writes a Stamp.
+
+// Ordered is a stamp: a total order of writes across sites (a Lamport
+// counter, ties broken by site), whose zero value names no write.
+type Ordered[S any] interface {
+	comparable
+	Compare(S) int
+	IsZero() bool
+}
+
+// Fate is what a change does to the incarnation a key holds (Arrive).
+type Fate uint8
+
+const (
+	// Dropped: nothing changes. The change is of an older incarnation (one
+	// that ended here, or a concurrent create that lost), or of the held
+	// incarnation after its delete (a delete beats every concurrent update
+	// of its incarnation).
+	Dropped Fate = iota + 1
+	// Replaces: the change creates a newer incarnation, which replaces the
+	// held one whole, body and all (the held one ended, or is a concurrent
+	// create that lost: delete and create in one).
+	Replaces
+	// Edits: the change is of the held, live incarnation: an edit of its
+	// body, a duplicate of its create, or its delete (OpDelete ends it).
+	Edits
+	// Early: the change builds on a newer incarnation whose create this
+	// replica has not applied (ErrMissingDependency).
+	Early
+)
+
+// Arrive decides what a change (op, of incarnation inc) does to a key that
+// holds incarnation held (zero: never created), ended when held was deleted.
+// conflict reports a concurrent create resolved by it: the change is a
+// create that loses to the live or ended incarnation held (Dropped: held won,
+// inc lost), or a create that wins over the live incarnation held (Replaces:
+// inc won, held lost). It is pure.
+//
+// The rules: the greater incarnation wins whole; a change of an older one
+// changes nothing; a delete ends its incarnation for good. Under causal
+// delivery a create that followed the delete of the held incarnation arrives
+// after that delete, so replacing a live incarnation is always a concurrent
+// create.
+func Arrive[S Ordered[S]](held S, ended bool, op Op, inc S) (fate Fate, conflict bool) {
+	switch cmp := inc.Compare(held); {
+	case cmp < 0:
+		return Dropped, op == OpCreate
+	case cmp > 0:
+		if op != OpCreate {
+			return Early, false
+		}
+		return Replaces, !held.IsZero() && !ended
+	case ended:
+		return Dropped, false
+	}
+	return Edits, false
+}

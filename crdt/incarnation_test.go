@@ -1,0 +1,40 @@
+package crdt
+
+import "testing"
+
+// TestArrive pins the incarnation rule change by change (the model checker
+// calls the same function state by state).
+func TestArrive(t *testing.T) {
+	zero, old, held, newer := Stamp{}, Stamp{1, "b"}, Stamp{2, "a"}, Stamp{2, "b"}
+	for _, tc := range []struct {
+		name     string
+		held     Stamp
+		ended    bool
+		op       Op
+		inc      Stamp
+		fate     Fate
+		conflict bool
+	}{
+		{"first create", zero, false, OpCreate, held, Replaces, false},
+		{"edit before create", zero, false, OpUpdate, held, Early, false},
+		{"concurrent create wins", held, false, OpCreate, newer, Replaces, true},
+		{"create after delete", held, true, OpCreate, newer, Replaces, false},
+		{"concurrent create loses", held, false, OpCreate, old, Dropped, true},
+		{"losing create of an ended incarnation", held, true, OpCreate, old, Dropped, true},
+		{"edit of an older incarnation", held, false, OpUpdate, old, Dropped, false},
+		{"delete of an older incarnation", held, false, OpDelete, old, Dropped, false},
+		{"edit of a newer incarnation", held, false, OpUpdate, newer, Early, false},
+		{"edit", held, false, OpUpdate, held, Edits, false},
+		{"delete", held, false, OpDelete, held, Edits, false},
+		{"duplicate create", held, false, OpCreate, held, Edits, false},
+		{"edit after delete", held, true, OpUpdate, held, Dropped, false},
+		{"delete after delete", held, true, OpDelete, held, Dropped, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fate, conflict := Arrive(tc.held, tc.ended, tc.op, tc.inc)
+			if fate != tc.fate || conflict != tc.conflict {
+				t.Errorf("Arrive(%v, ended=%v, op %d, %v) = %d, %v; want %d, %v", tc.held, tc.ended, tc.op, tc.inc, fate, conflict, tc.fate, tc.conflict)
+			}
+		})
+	}
+}
