@@ -209,14 +209,14 @@ func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error
 	case Dropped:
 		// An older incarnation (one this replica saw end, or a concurrent
 		// create that lost: only the latter is news), or an ended one.
-		if conflict {
+		if conflict && !d.sameBody(c) {
 			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: d.inc, Loser: c.Inc})
 		}
 		return false, nil
 	case Early:
 		return false, ErrMissingDependency
 	case Replaces:
-		if conflict {
+		if conflict && !d.sameBody(c) {
 			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: c.Inc, Loser: d.inc})
 		}
 		if err := d.setBody(c, fields); err != nil {

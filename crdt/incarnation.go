@@ -1,5 +1,7 @@
 package crdt
 
+import "bytes"
+
 // Incarnations.
 //
 // Arrive is the rule that decides, change by change, which incarnation a key
@@ -61,4 +63,17 @@ func Arrive[S Ordered[S]](held S, ended bool, op Op, inc S) (fate Fate, conflict
 		return Dropped, false
 	}
 	return Edits, false
+}
+
+// sameBody reports whether c, a create, starts the body d shows: the two
+// sides of a concurrent create are then equal (sites that made the same
+// deterministic write, such as an allocation repair), and the one kept
+// whole loses nothing of the other, so no conflict is recorded.
+func (d *Doc) sameBody(c Change) bool {
+	v := c.Data
+	if c.Kind == Document {
+		v = c.Value
+	}
+	value, live := d.Value()
+	return live && d.kind == c.Kind && bytes.Equal(value, v)
 }
