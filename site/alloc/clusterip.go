@@ -22,6 +22,7 @@ const maxSpan = 1 << 24
 // keeps a free one (see the package doc for who keeps it).
 func (p *planner) repairClusterIPs(ipObjs, cidrObjs []Object) {
 	taken := map[netip.Addr]bool{}
+	objects := map[netip.Addr]bool{}   // the addresses that have an IPAddress
 	parents := map[netip.Addr]string{} // the Service an IPAddress names
 	for _, o := range ipObjs {
 		var ip networkingv1.IPAddress
@@ -32,7 +33,7 @@ func (p *planner) repairClusterIPs(ipObjs, cidrObjs []Object) {
 		if err != nil {
 			continue
 		}
-		taken[a] = true
+		taken[a], objects[a] = true, true
 		if r := ip.Spec.ParentRef; r != nil && r.Group == "" && r.Resource == "services" {
 			parents[a] = r.Namespace + "/" + r.Name
 		}
@@ -60,9 +61,49 @@ func (p *planner) repairClusterIPs(ipObjs, cidrObjs []Object) {
 		}
 		for _, s := range hs {
 			if s != winner {
-				p.reallocIP(s, a, winner, cidrs, taken)
+				p.reallocIP(s, a, winner, cidrs, taken, objects)
 			}
 		}
+	}
+	p.restoreIPAddresses(objects, cidrs)
+}
+
+// restoreIPAddresses gives an IPAddress to every address in a ServiceCIDR that
+// one Service holds and no IPAddress names. kube-apiserver creates a Service's
+// IPAddress before the Service, so this happens only when the IPAddress was
+// deleted under the Service: by kube-apiserver's own repair loop, when its
+// IPAddress informer saw a re-allocation's new IPAddress before its Service
+// informer saw the Service holding it ("wrong reference; cleaning up").
+// Upstream's loop would put it back only at its next full resync (3 minutes);
+// this puts it back at the next pass.
+func (p *planner) restoreIPAddresses(objects map[netip.Addr]bool, cidrs []netip.Prefix) {
+	holders := map[netip.Addr][]*service{}
+	var missing []netip.Addr
+	for _, s := range p.services {
+		for _, a := range clusterIPs(s) {
+			if !objects[a] && len(holders[a]) == 0 && inAny(cidrs, a) {
+				missing = append(missing, a)
+			}
+			holders[a] = append(holders[a], s)
+		}
+	}
+	for _, a := range missing {
+		if hs := holders[a]; len(hs) == 1 {
+			p.putIPAddress(a, hs[0])
+		}
+	}
+}
+
+// inAny reports whether a lies in one of cidrs.
+func inAny(cidrs []netip.Prefix, a netip.Addr) bool {
+	return slices.ContainsFunc(cidrs, func(c netip.Prefix) bool { return c.Contains(a) })
+}
+
+// putIPAddress writes the IPAddress of Service s holding a, which must still
+// be absent when the plan is applied.
+func (p *planner) putIPAddress(a netip.Addr, s *service) {
+	if v, err := kube.Encode(ipAddress(a, s)); err == nil {
+		p.put(p.prefix+"ipaddresses/"+a.String(), v, 0)
 	}
 }
 
@@ -104,7 +145,7 @@ func serviceCIDRs(objs []Object) []netip.Prefix {
 }
 
 // reallocIP moves Service s off address old, which winner keeps.
-func (p *planner) reallocIP(s *service, old netip.Addr, winner *service, cidrs []netip.Prefix, taken map[netip.Addr]bool) {
+func (p *planner) reallocIP(s *service, old netip.Addr, winner *service, cidrs []netip.Prefix, taken, objects map[netip.Addr]bool) {
 	r := Repair{Kind: ClusterIP, Service: s.name(), UID: string(s.svc.UID), Held: old.String(), Winner: winner.name()}
 	// The range that held the old address first, then the others of its family.
 	var order []netip.Prefix
@@ -140,9 +181,8 @@ func (p *planner) reallocIP(s *service, old netip.Addr, winner *service, cidrs [
 	spec.ClusterIP = spec.ClusterIPs[0]
 	s.changed = true
 	p.plan.Repairs = append(p.plan.Repairs, r)
-	if v, err := kube.Encode(ipAddress(a, s)); err == nil {
-		p.put(p.prefix+"ipaddresses/"+r.New, v, 0)
-	}
+	p.putIPAddress(a, s)
+	objects[a] = true
 }
 
 // ipAddress is the IPAddress kube-apiserver's allocator would have created for

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/rhizome-kv/rhizome/crdt/kube"
@@ -55,13 +56,36 @@ func TestComputeRules(t *testing.T) {
 		// A /30 has two usable addresses: .1 and .2; both taken.
 		full := []Object{obj(t, svcA, svc("web-a", "uid-a", "10.0.0.1", 0, t0), 1), obj(t, svcB, svc("web-b", "uid-b", "10.0.0.1", 0, t0), 2),
 			obj(t, "/registry/services/specs/default/web-c", svc("web-c", "uid-c", "10.0.0.2", 0, t0), 3)}
-		p := Compute("/registry/", State{Services: full, ServiceCIDRs: cidr("10.0.0.0/30")})
+		ips := []Object{obj(t, "/registry/ipaddresses/10.0.0.1", ipAddr("10.0.0.1", "web-a"), 4),
+			obj(t, "/registry/ipaddresses/10.0.0.2", ipAddr("10.0.0.2", "web-c"), 5)}
+		p := Compute("/registry/", State{Services: full, IPAddresses: ips, ServiceCIDRs: cidr("10.0.0.0/30")})
 		if len(p.Repairs) != 1 || !p.Repairs[0].Flagged() || p.Repairs[0].Service != "default/web-b" || len(p.Writes) != 0 {
 			t.Errorf("plan %+v", p)
 		}
 		p = Compute("/registry/", State{Services: full})
 		if len(p.Repairs) != 1 || !p.Repairs[0].Flagged() {
 			t.Errorf("without a ServiceCIDR: %+v", p)
+		}
+	})
+	t.Run("an address whose IPAddress was deleted under its Service gets it back", func(t *testing.T) {
+		// kube-apiserver's repair loop deletes a re-allocation's IPAddress
+		// when its IPAddress informer is ahead of its Service informer.
+		moved := []Object{obj(t, svcA, svc("web-a", "uid-a", "10.96.0.10", 0, t0), 1),
+			obj(t, svcB, svc("web-b", "uid-b", "10.96.0.215", 0, t0), 2),
+			obj(t, "/registry/services/specs/default/out", svc("out", "uid-o", "10.1.0.1", 0, t0), 3)}
+		p := Compute("/registry/", State{Services: moved, ServiceCIDRs: cidr("10.96.0.0/24")})
+		if len(p.Repairs) != 0 || len(p.Writes) != 2 {
+			t.Fatalf("plan %+v, want the IPAddresses of web-a and web-b (not of out, outside every ServiceCIDR)", p)
+		}
+		for i, want := range []struct{ ip, parent string }{{"10.96.0.10", "web-a"}, {"10.96.0.215", "web-b"}} {
+			key := "/registry/ipaddresses/" + want.ip
+			var ip networkingv1.IPAddress
+			if w := p.Writes[i]; w.Key != key || p.Read[key] != 0 || kube.Decode(w.Value, &ip) != nil || ip.Spec.ParentRef.Name != want.parent {
+				t.Errorf("write %d: %s %s (read at %d), want %s naming %s", i, w.Key, w.Value, p.Read[w.Key], key, want.parent)
+			}
+		}
+		if p := Compute("/registry/", State{Services: moved}); len(p.Writes) != 0 {
+			t.Errorf("without ServiceCIDRs (no IPAddress allocator): %+v", p)
 		}
 	})
 	t.Run("a port missing from the merged bitmap is added back", func(t *testing.T) {
