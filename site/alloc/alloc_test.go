@@ -204,6 +204,11 @@ func TestConcurrentAllocations(t *testing.T) {
 	}
 	sameBytes(t, a, b)
 	acceptedByAPI(t, a)
+	// Both sites wrote the same Event for each repair: one per repair.
+	evs, err := a.Range([]byte("/registry/events/"), store.RangeOptions{End: prefixEnd([]byte("/registry/events/"))})
+	if err != nil || len(evs.KVs) != len(repA) {
+		t.Errorf("%d Events (%v), want one per repair: %d", len(evs.KVs), err, len(repA))
+	}
 	for _, s := range []*store.Store{a, b} {
 		allocationConflicts(t, s, repA)
 	}

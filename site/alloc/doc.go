@@ -34,6 +34,8 @@
 // the Service that gave the value up, the winner the one that keeps it, the
 // detail the value and what became of it; `rhizome conflicts` and
 // /rhizome/conflicts list it. Each site that applies the repair records it.
+// The Event names no site and carries its times to the minute, so sites that
+// apply one repair at once write the same Event, and a user sees one.
 //
 // Repairer runs Compute on a site's store and applies the plan through the
 // store's ordinary local write path (one Update; watchers and kube-apiserver's

@@ -33,10 +33,10 @@ func (r *Repairer) events(ctx context.Context, reps []Repair) (eventWrites, erro
 		return eventWrites{}, fmt.Errorf("alloc: lease for events: %w", err)
 	}
 	ew := eventWrites{lease: id}
-	now := metav1.NewTime(r.cfg.Now().UTC().Truncate(time.Second))
+	now := metav1.NewTime(r.cfg.Now().UTC().Truncate(eventClock))
 	for _, rep := range reps {
 		ns, name, _ := strings.Cut(rep.Service, "/")
-		e := r.event(rep, ns, name, now)
+		e := event(rep, ns, name, now)
 		v, err := kube.Encode(e)
 		if err != nil {
 			return eventWrites{}, err
@@ -46,11 +46,18 @@ func (r *Repairer) events(ctx context.Context, reps []Repair) (eventWrites, erro
 	return ew, nil
 }
 
-// event is the Event reporting one repair; its name is this site's and the
-// repair's, so another site reporting the same repair writes another key.
-func (r *Repairer) event(rep Repair, ns, name string, now metav1.Time) *corev1.Event {
+// eventClock is the resolution of an Event's times: sites that apply the same
+// repair within one such interval (as they do when they meet and repair at
+// once) write byte-identical Events.
+const eventClock = time.Minute
+
+// event is the Event reporting one repair. Everything in it but its times is
+// derived from the repair, so that every site that applies the repair writes
+// the same key, and within one eventClock the same bytes: a user sees one
+// Event per repair, and the sites' concurrent creates of it are no conflict.
+func event(rep Repair, ns, name string, now metav1.Time) *corev1.Event {
 	h := fnv.New64a()
-	h.Write([]byte(r.cfg.Site + "/" + flagID(rep) + "/" + rep.New))
+	h.Write([]byte(flagID(rep) + "/" + rep.New))
 	reason := string(rep.Kind) + "Reallocated"
 	msg := fmt.Sprintf("%s %s was also held by Service %s, which keeps it (concurrent allocation at two sites); given %s instead",
 		rep.Kind, rep.Held, rep.Winner, rep.New)
@@ -63,14 +70,14 @@ func (r *Repairer) event(rep Repair, ns, name string, now metav1.Time) *corev1.E
 	return &corev1.Event{
 		ObjectMeta: metav1.ObjectMeta{
 			Name: evName, Namespace: ns, CreationTimestamp: now,
-			UID: types.UID(derivedUID("event", r.cfg.Site, evName)),
+			UID: types.UID(derivedUID("event", ns, evName)),
 		},
 		InvolvedObject: corev1.ObjectReference{
 			Kind: "Service", APIVersion: "v1", Namespace: ns, Name: name, UID: types.UID(rep.UID),
 		},
 		Reason: reason, Message: msg, Type: corev1.EventTypeWarning,
-		Source:         corev1.EventSource{Component: "rhizome", Host: r.cfg.Site},
+		Source:         corev1.EventSource{Component: "rhizome"},
 		FirstTimestamp: now, LastTimestamp: now, Count: 1,
-		ReportingController: "rhizome.io/alloc", ReportingInstance: r.cfg.Site,
+		ReportingController: "rhizome.io/alloc", ReportingInstance: "rhizome",
 	}
 }

@@ -29,9 +29,9 @@ type Store interface {
 type Config struct {
 	// Prefix is kube-apiserver's --etcd-prefix, with a trailing slash.
 	Prefix string
-	// Site names this site in the Events it writes (their reportingInstance and
-	// part of their names, so that sites repairing alike never create the same
-	// Event key).
+	// Site names this site in the repairer's log lines. The Events a repair
+	// writes name no site: every site that applies the repair writes the same
+	// Event (see event).
 	Site string
 	// Settle is how long a pass waits after a change for more changes.
 	Settle time.Duration
@@ -221,7 +221,7 @@ func (r *Repairer) record(reps []Repair) {
 			r.flagged[flagID(rep)] = true
 		}
 		r.repairs.WithLabelValues(string(rep.Kind), outcome).Inc()
-		r.cfg.Logger.Warn("allocation held by two Services", "kind", rep.Kind, "service", rep.Service,
+		r.cfg.Logger.Warn("allocation held by two Services", "site", r.cfg.Site, "kind", rep.Kind, "service", rep.Service,
 			"held", rep.Held, "kept-by", rep.Winner, "outcome", outcome, "new", rep.New, "reason", rep.Reason)
 	}
 }
