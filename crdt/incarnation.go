@@ -1,13 +1,18 @@
 package crdt
 
-import "bytes"
+import (
+	"bytes"
+	"strings"
+)
 
-// Incarnations.
+// Incarnations, and the rules the model checker calls.
 //
 // Arrive is the rule that decides, change by change, which incarnation a key
 // holds: Doc.Apply calls it for every change, and the model checker
 // (checker/consistency) calls it to merge whole states, so both run one
 // implementation of it. It is generic over how the caller writes a Stamp.
+// ActorOrder is the order of the sites' automerge actors, by which automerge
+// breaks ties between concurrent writes of one field. Both are pure.
 
 // Ordered is a stamp: a total order of writes across sites (a Lamport
 // counter, ties broken by site), whose zero value names no write.
@@ -77,3 +82,9 @@ func (d *Doc) sameBody(c Change) bool {
 	value, live := d.Value()
 	return live && d.kind == c.Kind && bytes.Equal(value, v)
 }
+
+// ActorOrder compares the automerge actors of sites a and b (-1, 0, +1):
+// automerge orders concurrent operations on one field by their counters, then
+// by actor, and a site's actor derives from its name (actorID). The model
+// checker ranks its sites by it.
+func ActorOrder(a, b string) int { return strings.Compare(actorID(a), actorID(b)) }

@@ -2,8 +2,6 @@ package consistency_test
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
@@ -124,17 +122,12 @@ var namings = []naming{
 }
 
 // actorRanks returns each site's rank in automerge's actor order (crdt's
-// actor id is the first 16 bytes of SHA-256 of the site name, in hex).
+// ActorOrder).
 func actorRanks(names []string) []uint8 {
-	ids := make([]string, len(names))
-	for i, n := range names {
-		sum := sha256.Sum256([]byte(n))
-		ids[i] = hex.EncodeToString(sum[:16])
-	}
 	ranks := make([]uint8, len(names))
 	for i := range names {
 		for j := range names {
-			if ids[j] < ids[i] {
+			if crdt.ActorOrder(names[j], names[i]) < 0 {
 				ranks[i]++
 			}
 		}
