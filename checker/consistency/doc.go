@@ -34,8 +34,9 @@
 // receiver already holds: a state remembers one incarnation before its own
 // (Prev), so a receiver that took a concurrent create it lost to earlier, or a
 // chain of re-creates, may see a create again and count a conflict crdt/ does
-// not record (never the other way round; the differential test checks both
-// the incarnation and that every conflict crdt/ records, the model does).
+// not record, as it counts one between equal values, which crdt/ does not
+// (never the other way round; the differential test checks both the
+// incarnation and that every conflict crdt/ records, the model does).
 //
 // These are crdt/'s rules for objects that are not built-in Kubernetes kinds.
 // For built-in kinds (Kube, kube.go) the model calls crdt/kube's own rules
