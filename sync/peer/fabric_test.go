@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -190,22 +191,7 @@ func TestRunnersOverFabric(t *testing.T) {
 		}
 	}
 	f.Heal()
-	for {
-		a, b, c := stores["a"].VersionVector(), stores["b"].VersionVector(), stores["c"].VersionVector()
-		if maps.Equal(a, b) && maps.Equal(b, c) && a[stores["a"].Origin()] >= 20 && a[stores["b"].Origin()] >= 20 && a[stores["c"].Origin()] >= 20 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("not converged: a %v b %v c %v (fabric %+v)", a, b, c, f.Stats())
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	da, _ := stores["a"].Digest()
-	for _, n := range names[1:] {
-		if d, _ := stores[n].Digest(); d != da {
-			t.Fatalf("%s's digest differs from a's", n)
-		}
-	}
+	waitConverged(ctx, t, f, stores["a"], stores["b"], stores["c"])
 	if st := f.Stats(); st.Dropped == 0 || st.Duplicated == 0 || st.Reordered == 0 || st.Broken == 0 {
 		t.Fatalf("the fabric injected too little: %+v", st)
 	}
@@ -334,4 +320,82 @@ func TestRunnerNotLockedAcrossWrites(t *testing.T) {
 	if slow.VersionVector()[src.Origin()] != changes[len(changes)-1].Seq {
 		t.Fatalf("holds %v after the merge", slow.VersionVector())
 	}
+}
+
+// waitConverged waits until the sites hold the same changes (each site's own at
+// least 20) and the same data, and fails at ctx's end naming what differs.
+//
+// Both are polled, never judged from one look: a store's VersionVector counts a
+// change as soon as its commit has applied it, while Digest reads only what
+// that commit has made durable, so a site's vector may run a commit ahead of its
+// digest (the flake this test had: equal vectors, digests differing for one
+// commit). Once writes stop and the sites converge nothing changes any more, so
+// a real divergence still fails here, at the deadline.
+func waitConverged(ctx context.Context, t *testing.T, f *Fabric, sites ...*store.Store) {
+	t.Helper()
+	for {
+		differs := sameState(t, sites)
+		if differs == "" {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("not converged: %s(fabric %+v)", differs, f.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// sameState tells how the sites differ ("" when they do not).
+func sameState(t *testing.T, sites []*store.Store) string {
+	first, vv := sites[0], sites[0].VersionVector()
+	for _, st := range sites {
+		if vv[st.Origin()] < 20 {
+			return fmt.Sprintf("%s holds %v\n", first.Site(), vv)
+		}
+	}
+	want, err := first.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, st := range sites[1:] {
+		if other := st.VersionVector(); !maps.Equal(vv, other) {
+			return fmt.Sprintf("%s holds %v, %s holds %v\n", first.Site(), vv, st.Site(), other)
+		}
+		if d, err := st.Digest(); err != nil {
+			t.Fatal(err)
+		} else if d != want {
+			return fmt.Sprintf("%s's digest differs from %s's:\n%s", st.Site(), first.Site(), diffSites(t, first, st))
+		}
+	}
+	return ""
+}
+
+// diffSites describes how two sites' data differ: their vectors and the keys
+// whose values differ, with both values.
+func diffSites(t *testing.T, a, b *store.Store) string {
+	t.Helper()
+	values := func(st *store.Store) map[string]string {
+		res, err := st.Range([]byte{0}, store.RangeOptions{End: []byte{0}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := map[string]string{}
+		for _, kv := range res.KVs {
+			m[string(kv.Key)] = string(kv.Value)
+		}
+		return m
+	}
+	va, vb := values(a), values(b)
+	out := fmt.Sprintf("%s holds %v\n%s holds %v\n", a.Site(), a.VersionVector(), b.Site(), b.VersionVector())
+	for _, k := range slices.Sorted(maps.Keys(va)) {
+		if va[k] != vb[k] {
+			out += fmt.Sprintf("  %s: %s has %q, %s has %q\n", k, a.Site(), va[k], b.Site(), vb[k])
+		}
+	}
+	for k, v := range vb {
+		if _, ok := va[k]; !ok {
+			out += fmt.Sprintf("  %s: %s has none, %s has %q\n", k, a.Site(), b.Site(), v)
+		}
+	}
+	return out
 }
