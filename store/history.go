@@ -105,7 +105,17 @@ func (s *Store) superseded(origin string, counted []string) bool {
 // tidy bounds a document's history after a write to it: it drops the prior epoch
 // once no edit of it can arrive, and restarts the history when this site is its
 // rebaser and it has grown past RebaseEdits.
+//
+// It does nothing while a snapshot's install merges this site's own changes
+// again (redo): the rebases this site made are among them, and one made anew
+// would name the same epoch as the one the other sites hold, with another body;
+// and priorDone counts this site's own edits as merged, which those still to be
+// merged again are not, so a prior dropped then would ignore them here while
+// the other sites translate them.
 func (tx *WriteTxn) tidy(key []byte, doc *crdt.Doc, lease int64) error {
+	if tx.redo {
+		return nil
+	}
 	if rebaser, mark, sites, ok := doc.Prior(); ok && tx.s.priorDone(rebaser, mark, sites) {
 		doc.DropPrior()
 	}

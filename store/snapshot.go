@@ -178,8 +178,9 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		if snap.VV[self] >= own {
 			return nil
 		}
-		// Own changes the snapshot lacks: merged again, in order.
-		tx.s.vv[self] = own
+		// Own changes the snapshot lacks: merged again, in order, untidied
+		// (see tidy).
+		tx.s.vv[self], tx.redo = own, true
 		for _, c := range redo {
 			if _, err := tx.merge(c, false); err != nil {
 				return err

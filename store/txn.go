@@ -25,6 +25,9 @@ type WriteTxn struct {
 	// replaced the live one (see ApplyRemote).
 	splitReplace bool
 	recreate     *recreation
+	// redo is set while a snapshot's install merges this site's own changes
+	// again: tidy leaves documents as they are then (see tidy).
+	redo bool
 }
 
 // recreation is a key's new incarnation, to be indexed as a create.
