@@ -50,7 +50,7 @@ type Config struct {
 	MaxRequestBytes                  int
 	WatchProgressNotifyInterval      time.Duration
 	// Multi-site. Without ListenPeerURLs the site runs alone.
-	ClusterToken      string   // sites gossip only with sites of the same token
+	ClusterToken      string   // sites gossip and sync only with sites of the same token (peer streams prove it)
 	ListenPeerURLs    []string // sync (gRPC) between sites
 	AdvertisePeerURLs []string // default: the listen URLs
 	GossipAddr        string   // HOST:PORT memberlist binds and advertises

@@ -34,6 +34,7 @@ func (s *Site) startSync(clientURLs []string) error {
 	pcfg := peer.DefaultConfig()
 	pcfg.AntiEntropyInterval = cfg.AntiEntropyInterval
 	pcfg.Logger, pcfg.Registerer, pcfg.GRPC.ServerOptions = cfg.Logger, cfg.Registerer, s.grpcOpts
+	pcfg.GRPC.ClusterToken = cfg.ClusterToken // peer streams prove it both ways
 	if pcfg.GRPC.ServerTLS, pcfg.GRPC.ClientTLS, err = cfg.peerTLS(); err != nil {
 		return err
 	}

@@ -143,6 +143,9 @@ func NewRunner(cfg Config, st LiveStore) (_ *Runner, err error) {
 	}
 	r.tr = cfg.Transport
 	if r.tr == nil {
+		if cfg.GRPC.Logger == nil {
+			cfg.GRPC.Logger = cfg.Logger
+		}
 		if r.tr, err = NewGRPC(cfg.GRPC); err != nil {
 			cancel()
 			return nil, err
@@ -349,12 +352,17 @@ func (r *Runner) link(to string) *link {
 func (r *Runner) send(ctx context.Context, name string, l *link) {
 	defer r.wg.Done()
 	backoff := r.cfg.Redial / 10
+	refused := false // the last dial found the peer not of this cluster (logged once)
 	for ctx.Err() == nil {
 		err := r.stream(ctx, name, l)
 		r.setConnected(l, false)
 		if ctx.Err() != nil {
 			return
 		}
+		if errors.Is(err, ErrUnauthenticated) && !refused {
+			r.cfg.Logger.Warn("peer: not sending to a peer that does not prove this cluster's token", "peer", name, "addr", l.addr, "err", err)
+		}
+		refused = errors.Is(err, ErrUnauthenticated)
 		r.cfg.Logger.Debug("peer stream ended", "peer", name, "addr", l.addr, "err", err)
 		select {
 		case <-ctx.Done():

@@ -2,9 +2,13 @@ package peer
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"time"
 
@@ -13,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 )
 
 // Transport carries Messages between sites, as one-way streams: a site dials a
@@ -80,7 +85,19 @@ type GRPCConfig struct {
 	KeepaliveTime, KeepaliveTimeout time.Duration
 	// DialTimeout bounds the connection attempt of a Dial: a peer behind a cut
 	// that drops packets fails the Dial then, rather than after gRPC's 20 s.
+	// It bounds the wait for the peer's proof of the cluster token too.
 	DialTimeout time.Duration
+	// ClusterToken, when set, is the secret every stream's two ends prove they
+	// hold before a message passes (auth.go): a site of another cluster, or a
+	// client that knows the peer port but not the token, can neither send nor
+	// receive changes. Empty: streams are not authenticated.
+	ClusterToken string
+	// Rand is the source of the authentication's nonces (crypto/rand's Reader
+	// if nil).
+	Rand io.Reader
+	// Logger receives the streams refused (nowhere if nil; a Runner sets its
+	// own).
+	Logger *slog.Logger
 }
 
 // DefaultGRPCConfig returns plain-text peer traffic with keepalives that find a
@@ -111,6 +128,12 @@ type GRPC struct {
 func NewGRPC(cfg GRPCConfig) (*GRPC, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	t := &GRPC{cfg: cfg, creds: insecure.NewCredentials()}
 	if cfg.ClientTLS != nil {
@@ -148,7 +171,16 @@ func (t *GRPC) Dial(ctx context.Context, addr string) (Outbound, error) {
 	if err != nil {
 		return nil, fmt.Errorf("peer: dial %s: %w", addr, err)
 	}
+	ours, err := t.nonce()
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	ctx = metadata.AppendToOutgoingContext(ctx, mdNonce, hex.EncodeToString(ours))
 	s, err := conn.NewStream(ctx, &serviceDesc.Streams[0], "/"+serviceDesc.ServiceName+"/Deliver")
+	if err == nil && t.cfg.ClusterToken != "" {
+		err = t.prove(conn, s, ours)
+	}
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("peer: stream to %s: %w", addr, err)
@@ -156,10 +188,13 @@ func (t *GRPC) Dial(ctx context.Context, addr string) (Outbound, error) {
 	return &grpcOut{conn: conn, s: s}, nil
 }
 
-// deliver serves one peer's incoming stream.
+// deliver serves one peer's incoming stream, once it proved the cluster token.
 func (t *GRPC) deliver(s grpc.ServerStream) error {
 	if t.accept == nil {
 		return errors.New("peer: not listening")
+	}
+	if err := t.admit(s); err != nil {
+		return t.refuse(s, err)
 	}
 	return t.accept(grpcIn{s})
 }
@@ -188,15 +223,20 @@ func (i grpcIn) Recv() (Message, int, error) {
 	var m Message
 	w := wireMessage{m: &m}
 	err := i.s.RecvMsg(&w)
+	if err == nil && w.auth != nil {
+		err = fmt.Errorf("peer: a proof frame amid messages: %w", errWire)
+	}
 	return m, w.n, err
 }
 
 func (i grpcIn) Context() context.Context { return i.s.Context() }
 
-// wireMessage is a Message as the codec sees it, with the size it had on the wire.
+// wireMessage is a Message as the codec sees it, with the size it had on the
+// wire; or, when auth is set, a stream's proof of the cluster token (auth.go).
 type wireMessage struct {
-	m *Message
-	n int
+	m    *Message
+	n    int
+	auth []byte
 }
 
 var serviceDesc = grpc.ServiceDesc{

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -22,7 +23,12 @@ func (codec) Marshal(v any) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("peer: cannot encode %T", v)
 	}
-	b := w.m.encode()
+	var b []byte
+	if w.auth != nil {
+		b = append([]byte{authFrame}, w.auth...)
+	} else {
+		b = w.m.encode()
+	}
 	w.n = len(b)
 	return b, nil
 }
@@ -33,6 +39,10 @@ func (codec) Unmarshal(data []byte, v any) error {
 		return fmt.Errorf("peer: cannot decode into %T", v)
 	}
 	w.n = len(data)
+	if len(data) > 0 && data[0] == authFrame {
+		w.auth = bytes.Clone(data[1:])
+		return nil
+	}
 	return w.m.decode(data)
 }
 
