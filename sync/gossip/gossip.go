@@ -1,6 +1,8 @@
 package gossip
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +22,11 @@ import (
 
 // Meta is what a site tells the others about itself.
 type Meta struct {
-	Site       string   `json:"site"`
+	Site string `json:"site"`
+	// Cluster is the cluster token in a Config; it travels, and a Member
+	// shows it, only as a digest (ClusterID), so that a process that gossips
+	// with the site, or reads its gossip, does not learn the token the sites'
+	// peer streams prove (sync/peer).
 	Cluster    string   `json:"cluster"`
 	PeerAddr   string   `json:"peer"`
 	ClientURLs []string `json:"clients,omitempty"`
@@ -133,6 +139,7 @@ func Start(cfg Config) (*Gossip, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	cfg.Meta.Cluster = ClusterID(cfg.Meta.Cluster)
 	host, port, _ := splitHostPort(cfg.BindAddr)
 	mc := memberlist.DefaultWANConfig()
 	if cfg.LAN {
@@ -169,6 +176,12 @@ func Start(cfg Config) (*Gossip, error) {
 	}
 	go g.run()
 	return g, nil
+}
+
+// ClusterID is the digest of a cluster token that gossip carries in its place.
+func ClusterID(token string) string {
+	sum := sha256.Sum256([]byte("rhizome gossip cluster id\x00" + token))
+	return hex.EncodeToString(sum[:16])
 }
 
 // register adds rhizome_gossip_members{state}: the sites ever heard of, by state.

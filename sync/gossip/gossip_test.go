@@ -43,10 +43,15 @@ func freeAddr(t *testing.T) string {
 
 func start(t *testing.T, name string, join []string, log *syncBuffer, reg prometheus.Registerer) *Gossip {
 	t.Helper()
+	return startWith(t, name, "test", []byte("0123456789abcdef"), join, log, reg)
+}
+
+func startWith(t *testing.T, name, cluster string, key []byte, join []string, log *syncBuffer, reg prometheus.Registerer) *Gossip {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Meta = Meta{Site: name, Cluster: "test", PeerAddr: "127.0.0.1:1"}
+	cfg.Meta = Meta{Site: name, Cluster: cluster, PeerAddr: "127.0.0.1:1"}
 	cfg.BindAddr, cfg.Join, cfg.LAN = freeAddr(t), join, true
-	cfg.Key = []byte("0123456789abcdef")
+	cfg.Key = key
 	cfg.Poll = 100 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
 	cfg.Registerer = reg
@@ -133,4 +138,43 @@ func members(t *testing.T, reg *prometheus.Registry, state string) float64 {
 	}
 	t.Fatalf("no rhizome_gossip_members{state=%q}", state)
 	return 0
+}
+
+// TestOutsidersCannotJoin: processes that know a member's gossip address but
+// lack the cluster's gossip key (another key, or none) are not members, and
+// neither is a site of another cluster with the key; each sees none of the
+// members. The cluster token travels only as its digest.
+func TestOutsidersCannotJoin(t *testing.T) {
+	var log syncBuffer
+	key := []byte("0123456789abcdef")
+	a := startWith(t, "a", "token-1", key, nil, &log, nil)
+	defer a.Close()
+	b := startWith(t, "b", "token-1", key, []string{a.cfg.BindAddr}, &syncBuffer{}, nil)
+	defer b.Close()
+	waitFor(t, "a sees b", func() bool { return a.count(StateAlive) == 2 })
+	outsiders := map[string]*Gossip{
+		"another key":     startWith(t, "x", "token-1", []byte("fedcba9876543210"), []string{a.cfg.BindAddr}, &syncBuffer{}, nil),
+		"no key":          startWith(t, "y", "token-1", nil, []string{a.cfg.BindAddr}, &syncBuffer{}, nil),
+		"another cluster": startWith(t, "z", "token-2", key, []string{a.cfg.BindAddr}, &syncBuffer{}, nil),
+	}
+	time.Sleep(2 * time.Second) // several gossip rounds
+	for why, o := range outsiders {
+		defer o.Close()
+		if n := len(o.Sites()); n != 1 {
+			t.Errorf("%s: the outsider knows %d sites: %+v", why, n, o.Sites())
+		}
+	}
+	for _, g := range []*Gossip{a, b} {
+		if sites := g.Sites(); len(sites) != 2 || len(g.Members()) != 2 {
+			t.Errorf("%s lists %+v, want a and b only", g.cfg.Meta.Site, sites)
+		}
+		for _, m := range g.Sites() {
+			if m.Cluster != ClusterID("token-1") {
+				t.Errorf("%s shows %s's cluster as %q, want its digest", g.cfg.Meta.Site, m.Site, m.Cluster)
+			}
+		}
+	}
+	if strings.Contains(log.String(), "token-1") {
+		t.Error("the log holds the cluster token")
+	}
 }

@@ -75,7 +75,12 @@
 // The Runner — reconnects, one mailbox per peer, backpressure, gap detection —
 // talks to peers through a Transport: one-way streams of Messages, dialled to a
 // peer and accepted from peers. GRPC is the transport between real sites (one
-// gRPC client stream per peer, TLS and keepalives). Fabric is an in-memory one in
+// gRPC client stream per peer, TLS and keepalives). Its streams are opened only
+// between sites that hold the same cluster token, each end proving it to the
+// other with an HMAC over fresh nonces before a message passes (auth.go): a
+// site of another cluster, or a client that knows the peer port but not the
+// token, is refused (codes.Unauthenticated, logged with its address) and can
+// neither send nor receive changes. Fabric is an in-memory one in
 // normal code, for tests and internal/cluster: it partitions and cuts sites
 // (breaking their streams and refusing dials until healed), stalls links (streams
 // hold their messages until healed, as a silent cut does to TCP), and delays,
