@@ -99,10 +99,18 @@ func (t *GRPC) admit(s grpc.ServerStream) error {
 	if len(theirs) != nonceLen {
 		return fmt.Errorf("%w: it sent no nonce", ErrUnauthenticated)
 	}
-	var m Message
-	w := wireMessage{m: &m}
-	if err := s.RecvMsg(&w); err != nil {
-		return fmt.Errorf("%w: no proof received: %w", ErrUnauthenticated, err)
+	// The proof must come within the dial timeout: a stream that sends
+	// nothing holds no goroutine for long (returning ends it, and the read).
+	w := &wireMessage{m: &Message{}}
+	got := make(chan error, 1)
+	go func() { got <- s.RecvMsg(w) }()
+	select {
+	case err := <-got:
+		if err != nil {
+			return fmt.Errorf("%w: no proof received: %w", ErrUnauthenticated, err)
+		}
+	case <-time.After(t.cfg.DialTimeout):
+		return fmt.Errorf("%w: no proof within %v", ErrUnauthenticated, t.cfg.DialTimeout)
 	}
 	if !hmac.Equal(w.auth, proof(token, "client", theirs, ours)) {
 		return fmt.Errorf("%w: wrong proof", ErrUnauthenticated)

@@ -38,7 +38,7 @@ func startGRPCSite(t *testing.T, name, token string) *grpcSite {
 	}
 	s.addr = ln.Addr().String()
 	cfg := DefaultConfig()
-	cfg.AntiEntropyInterval, cfg.Redial = 50*time.Millisecond, 50*time.Millisecond
+	cfg.AntiEntropyInterval, cfg.Redial, cfg.GRPC.DialTimeout = 50*time.Millisecond, 50*time.Millisecond, time.Second
 	cfg.GRPC.ClusterToken, cfg.Logger = token, slog.New(slog.NewTextHandler(s.logs, nil))
 	if s.r, err = NewRunner(cfg, s.st); err != nil {
 		t.Fatal(err)
@@ -62,8 +62,8 @@ func waitLog(t *testing.T, s *grpcSite, line string) {
 
 // rawStream opens a peer stream to addr as a client that knows the peer port:
 // it sends the nonce, and then the proof auth makes of the nonces, if any,
-// without checking the server's; then it sends m and returns the status the
-// server ended the stream with.
+// without checking the server's; then it sends m (nil: nothing, the stream
+// left open) and returns the status the server ended the stream with.
 func rawStream(t *testing.T, addr string, auth func(ours, theirs []byte) []byte, m *Message) error {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})))
@@ -88,6 +88,9 @@ func rawStream(t *testing.T, addr string, auth func(ours, theirs []byte) []byte,
 			t.Fatal(err)
 		}
 	}
+	if m == nil { // say nothing more, and keep the stream open
+		return s.RecvMsg(&wireMessage{m: &Message{}})
+	}
 	if err := s.SendMsg(&wireMessage{m: m}); err != nil && !errors.Is(err, io.EOF) {
 		t.Fatal(err)
 	}
@@ -98,8 +101,9 @@ func rawStream(t *testing.T, addr string, auth func(ours, theirs []byte) []byte,
 // TestClusterToken runs real runners over gRPC on loopback: a site of the
 // same cluster syncs; a site of another cluster (another token) neither
 // sends its changes nor receives any, and clients that know the peer port but
-// not the token — one proving nothing, one proving another token — are refused
-// with codes.Unauthenticated before a message is read. The store is untouched,
+// not the token — proving nothing, another token, a replayed proof, or saying
+// nothing at all — are refused with codes.Unauthenticated before a message is
+// read (a silent one within the dial timeout). The store is untouched,
 // both ends log the refusal with the other's address, and no token appears in
 // the logs.
 func TestClusterToken(t *testing.T) {
@@ -138,6 +142,10 @@ func TestClusterToken(t *testing.T) {
 		if err := rawStream(t, b.addr, auth, inject); status.Code(err) != codes.Unauthenticated {
 			t.Errorf("%s: the stream ended with %v, want Unauthenticated", name, err)
 		}
+	}
+	start := time.Now()
+	if err := rawStream(t, b.addr, nil, nil); status.Code(err) != codes.Unauthenticated || time.Since(start) > 5*time.Second {
+		t.Errorf("a silent stream ended after %v with %v, want Unauthenticated within the dial timeout", time.Since(start), err)
 	}
 	time.Sleep(200 * time.Millisecond) // what x's runner might still send
 	if after := digest(t, b.st); after != before || !maps.Equal(vv, b.st.VersionVector()) || b.st.VersionVector()[x.st.Origin()] != 0 {
