@@ -11,11 +11,12 @@
 //   - Snapshot carries, in parts, the sender's whole state, for a site that lacks
 //     changes the others have collected from their logs.
 //
-// New local changes are pushed eagerly as unsolicited Batches; periodic Pulls repair
-// whatever a push lost and carry changes onward from site to site. Changes are read
-// from the store's durable change log, never queued in memory, so a slow or distant
-// peer costs no memory and never holds up local writes: it only falls further behind
-// in the log.
+// New local changes are pushed eagerly as unsolicited Batches (after
+// Config.PushDelay, so that changes logged meanwhile share the message);
+// periodic Pulls repair whatever a push lost and carry changes onward from site
+// to site. Changes are read from the store's durable change log, never queued
+// in memory, so a slow or distant peer costs no memory and never holds up local
+// writes: it only falls further behind in the log.
 //
 // From the vectors the sites report, each Engine computes a store.Horizon: how far
 // every site the cluster counts holds every origin's log. The store collects its
@@ -75,16 +76,17 @@
 // The Runner — reconnects, one mailbox per peer, backpressure, gap detection —
 // talks to peers through a Transport: one-way streams of Messages, dialled to a
 // peer and accepted from peers. GRPC is the transport between real sites (one
-// gRPC client stream per peer, TLS and keepalives). Its streams are opened only
-// between sites that hold the same cluster token, each end proving it to the
-// other with an HMAC over fresh nonces before a message passes (auth.go): a
-// site of another cluster, or a client that knows the peer port but not the
-// token, is refused (codes.Unauthenticated, logged with its address) and can
-// neither send nor receive changes. Fabric is an in-memory one in
-// normal code, for tests and internal/cluster: it partitions and cuts sites
-// (breaking their streams and refusing dials until healed), stalls links (streams
-// hold their messages until healed, as a silent cut does to TCP), and delays,
-// drops, duplicates and reorders messages, from a seeded source.
+// gRPC client stream per peer, TLS, keepalives, messages gzipped by default).
+// Its streams are opened only between sites that hold the same cluster token,
+// each end proving it to the other with an HMAC over fresh nonces before a
+// message passes (auth.go): a site of another cluster, or a client that knows
+// the peer port but not the token, is refused (codes.Unauthenticated, logged
+// with its address) and can neither send nor receive changes. Fabric is an
+// in-memory one in normal code, for tests and internal/cluster: it partitions
+// and cuts sites (breaking their streams and refusing dials until healed),
+// stalls links (streams hold their messages until healed, as a silent cut does
+// to TCP), and delays, drops, duplicates and reorders messages, from a seeded
+// source.
 //
 // After a cut heals, the sites converge without waiting for an anti-entropy
 // round: a stream whose message waits longer than Config.StallTimeout to be

@@ -22,6 +22,9 @@ func healPair(t *testing.T, f *Fabric, stall time.Duration, tune func(site strin
 		// No anti-entropy round within the test: only the runner's resync can
 		// repair what the cut lost.
 		cfg.AntiEntropyInterval, cfg.Redial, cfg.StallTimeout = time.Hour, 50*time.Millisecond, stall
+		// One push per write, so that the writes below fill mailboxes and
+		// the fabric's window (counted in messages) as they mean to.
+		cfg.PushDelay = 0
 		cfg.Logger, cfg.Transport = slog.New(slog.DiscardHandler), f.Transport(n)
 		if tune != nil {
 			tune(n, &cfg)

@@ -16,6 +16,7 @@ import (
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/encoding/gzip"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
 )
@@ -98,12 +99,15 @@ type GRPCConfig struct {
 	// Logger receives the streams refused (nowhere if nil; a Runner sets its
 	// own).
 	Logger *slog.Logger
+	// Compress gzips every message a stream sends (a receiver takes gzipped
+	// and plain messages alike): fewer bytes on slow links for some CPU.
+	Compress bool
 }
 
-// DefaultGRPCConfig returns plain-text peer traffic with keepalives that find a
-// stalled connection within a few seconds (the client's 10 s aside).
+// DefaultGRPCConfig returns plain-text, gzipped peer traffic with keepalives
+// that find a stalled connection within a few seconds (the client's 10 s aside).
 func DefaultGRPCConfig() GRPCConfig {
-	return GRPCConfig{KeepaliveTime: 2 * time.Second, KeepaliveTimeout: 2 * time.Second, DialTimeout: 3 * time.Second}
+	return GRPCConfig{KeepaliveTime: 2 * time.Second, KeepaliveTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, Compress: true}
 }
 
 // Validate reports the first problem with the configuration.
@@ -165,7 +169,11 @@ func (t *GRPC) Close() { t.server.Stop() }
 
 // Dial implements Transport.
 func (t *GRPC) Dial(ctx context.Context, addr string) (Outbound, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.creds), grpc.WithDefaultCallOptions(grpc.ForceCodec(codec{})),
+	call := []grpc.CallOption{grpc.ForceCodec(codec{})}
+	if t.cfg.Compress {
+		call = append(call, grpc.UseCompressor(gzip.Name))
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(t.creds), grpc.WithDefaultCallOptions(call...),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: t.cfg.KeepaliveTime, Timeout: t.cfg.KeepaliveTimeout, PermitWithoutStream: true}),
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.DefaultConfig, MinConnectTimeout: t.cfg.DialTimeout}))
 	if err != nil {
