@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"sync"
@@ -28,6 +29,19 @@ type FillConfig struct {
 	// Updates is how many status updates each pod gets in the update phase
 	// (issue 12's storage cost: 100).
 	Updates int
+	// UpdateFraction is the share of the pods the update phase updates
+	// (0 < f <= 1), spread evenly over them: a store of many pods with a
+	// sample of them updated many times, when updating all would take hours.
+	UpdateFraction float64
+	// Compact compacts the store's history after every update pass to the
+	// revision the previous pass ended at, as kube-apiserver compacts every
+	// few minutes; without it both stores keep every revision and reach
+	// their 2 GiB quota after about 700,000 pod updates.
+	Compact bool
+	// UpdateBudget, when positive, ends the first system's update phase at
+	// the end of the pass under way when it runs out; the other systems
+	// then make as many passes, so that a run fits the time it has.
+	UpdateBudget time.Duration
 	// Clients write concurrently; they share Conns gRPC connections.
 	Clients, Conns int
 	// Idle is how long the store sits without requests after the updates
@@ -53,7 +67,7 @@ type FillConfig struct {
 // DefaultFillConfig is issue 10's run: 50,000 pods, 16 clients, 20 s idle.
 func DefaultFillConfig() FillConfig {
 	return FillConfig{
-		Objects: 50000, Updates: 1, Clients: 16, Conns: 4,
+		Objects: 50000, Updates: 1, UpdateFraction: 1, Compact: true, Clients: 16, Conns: 4,
 		Idle: 20 * time.Second, Restart: true,
 		SampleEvery: 500 * time.Millisecond, RequestTimeout: 10 * time.Second,
 		StartTimeout: 120 * time.Second, ProgressEvery: 5 * time.Second,
@@ -74,15 +88,20 @@ func (c FillConfig) Validate() error {
 		return errors.New("bench: fill config: Objects < 100 (each tenth of a phase must hold writes)")
 	case c.Updates < 1:
 		return errors.New("bench: fill config: Updates < 1")
+	case !(c.UpdateFraction > 0 && c.UpdateFraction <= 1) || c.updated() < 10:
+		return errors.New("bench: fill config: UpdateFraction must be in (0, 1] and leave at least 10 pods updated")
 	case c.Clients < 1 || c.Conns < 1:
 		return errors.New("bench: fill config: Clients and Conns must be >= 1")
-	case c.Idle < 0:
-		return errors.New("bench: fill config: Idle < 0")
+	case c.Idle < 0 || c.UpdateBudget < 0:
+		return errors.New("bench: fill config: Idle or UpdateBudget < 0")
 	case c.SampleEvery <= 0 || c.RequestTimeout <= 0 || c.StartTimeout <= 0 || c.ProgressEvery <= 0:
 		return errors.New("bench: fill config: SampleEvery, RequestTimeout, StartTimeout and ProgressEvery must be positive")
 	}
 	return nil
 }
+
+// updated is how many pods the update phase updates.
+func (c FillConfig) updated() int { return int(math.Ceil(float64(c.Objects) * c.UpdateFraction)) }
 
 // The phases of a fill run, in order.
 const (
@@ -104,7 +123,7 @@ func RunFill(ctx context.Context, cfg FillConfig) (*FillReport, error) {
 	}
 	defer cleanup()
 	fmt.Fprintf(progress, "bench: encoding %d pods in both forms\n", cfg.Objects)
-	pods, err := newPodSet(cfg.Objects)
+	pods, err := newPodSet(cfg.Objects, cfg.updated())
 	if err != nil {
 		return nil, err
 	}
@@ -120,6 +139,11 @@ func RunFill(ctx context.Context, cfg FillConfig) (*FillReport, error) {
 			return nil, err
 		}
 		rep.Systems = append(rep.Systems, *res)
+		if made := res.updates(pods.updated); made < cfg.Updates {
+			fmt.Fprintf(progress, "bench: the update budget (%v) ran out after %d of %d passes; the other systems make %d\n", cfg.UpdateBudget, made, cfg.Updates, made)
+			cfg.Updates, rep.Config.Updates = made, made
+		}
+		cfg.UpdateBudget = 0
 	}
 	rep.Host.LoadAfter = loadAvg()
 	rep.Finished = time.Now().UTC().Format(time.RFC3339)
@@ -128,14 +152,16 @@ func RunFill(ctx context.Context, cfg FillConfig) (*FillReport, error) {
 }
 
 // podSet holds every pod's key and both values, encoded once so that both
-// systems get the same bytes and the clients spend no CPU encoding.
+// systems get the same bytes and the clients spend no CPU encoding. The
+// update phase updates `updated` of them, spread evenly.
 type podSet struct {
 	keys             []string
 	pending, running [][]byte
+	updated          int
 }
 
-func newPodSet(n int) (*podSet, error) {
-	p := &podSet{keys: make([]string, n), pending: make([][]byte, n), running: make([][]byte, n)}
+func newPodSet(n, updated int) (*podSet, error) {
+	p := &podSet{keys: make([]string, n), pending: make([][]byte, n), running: make([][]byte, n), updated: updated}
 	for i := range n {
 		var err1, err2 error
 		p.keys[i] = podKey(i)
@@ -151,21 +177,24 @@ func newPodSet(n int) (*podSet, error) {
 // fill is write i of the fill phase: pod i, pending.
 func (p *podSet) fill(i int) (string, []byte) { return p.keys[i], p.pending[i] }
 
-// update is write i of the update phase: pass i/n over the n pods, each
-// pass a kubelet's status with the container's restart count at the pass.
+// sampled is the index of the j-th updated pod.
+func (p *podSet) sampled(j int) int { return j * len(p.keys) / p.updated }
+
+// update is write i of the update phase: pass i/m over the m updated pods,
+// each pass a kubelet's status with the container's restart count at the
+// pass.
 func (p *podSet) update(i int) (string, []byte) {
-	n := len(p.keys)
-	pass, k := i/n, i%n
+	pass, k := i/p.updated, p.sampled(i%p.updated)
 	if pass == 0 {
 		return p.keys[k], p.running[k]
 	}
 	return p.keys[k], bytes.Replace(p.running[k], []byte(`"restartCount":0`), fmt.Appendf(nil, `"restartCount":%d`, pass), 1)
 }
 
-// lastValue is the value the update phase leaves pod i with.
-func (p *podSet) lastValue(i, updates int) []byte {
-	_, v := p.update((updates-1)*len(p.keys) + i)
-	return v
+// lastUpdated is the last updated pod and the value the update phase
+// leaves it with.
+func (p *podSet) lastUpdated(updates int) (key string, value []byte) {
+	return p.update(updates*p.updated - 1)
 }
 
 // fillSystem runs every phase on one system, started by start in dir.
@@ -182,14 +211,25 @@ func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir s
 	fmt.Fprintf(progress, "bench: %s answering on %s (data in %s)\n", system, srv.endpoint, dir)
 	res := &FillResult{System: system}
 	smp := startSampler(srv, cfg.SampleEvery)
+	hc, err := newHistoryCompactor(srv.endpoint, cfg.Compact)
+	if err != nil {
+		smp.stop()
+		return nil, err
+	}
+	defer hc.close()
 	for _, ph := range []struct {
-		name   string
-		writes int
-		write  func(i int) (string, []byte)
-		rss    *int64
-	}{{phaseFill, cfg.Objects, pods.fill, &res.RSSAfterFill}, {phaseUpdate, cfg.Objects * cfg.Updates, pods.update, &res.RSSAfterUpdate}} {
+		phaseSpec
+		rss *int64
+	}{
+		{phaseSpec{name: phaseFill, n: cfg.Objects, write: pods.fill}, &res.RSSAfterFill},
+		{phaseSpec{name: phaseUpdate, n: pods.updated * cfg.Updates, pass: pods.updated, write: pods.update, atPass: hc.passEnded, budget: cfg.UpdateBudget}, &res.RSSAfterUpdate},
+	} {
 		smp.setPhase(ph.name)
-		p, err := writePhase(ctx, cfg, srv, ph.name, ph.writes, ph.write, &smp.written)
+		if ph.name == phaseUpdate {
+			res.DiskAfterFill = dirBytes(filepath.Join(dir, "data"))
+			hc.passEnded(ctx) // the fill's end is the first revision kept
+		}
+		p, err := writePhase(ctx, cfg, srv, ph.phaseSpec, &smp.written)
 		if err != nil {
 			smp.stop()
 			return nil, err
@@ -198,6 +238,10 @@ func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir s
 		*ph.rss, _ = srv.rssBytes()
 		fmt.Fprintf(progress, "bench: %s %s: %d writes in %.1fs (%.0f/s, last tenth %.2fx the first), %d errors; rss %s\n",
 			system, ph.name, p.Writes, p.Seconds, p.Throughput, p.Decay, p.Errors, fmtBytes(*ph.rss))
+	}
+	res.Compactions, res.CompactErrors, res.LastCompactError = hc.count, hc.errs, hc.lastErr
+	if cfg.Compact {
+		fmt.Fprintf(progress, "bench: %s: %d compactions, %d failed %s\n", system, hc.count, hc.errs, hc.lastErr)
 	}
 	smp.setPhase(phaseIdle)
 	select {
@@ -214,7 +258,7 @@ func fillSystem(ctx context.Context, cfg FillConfig, pods *podSet, system, dir s
 	fmt.Fprintf(progress, "bench: %s after %v idle: rss %s\n", system, cfg.Idle, fmtBytes(res.RSSAfterIdle))
 	if cfg.Restart {
 		srv.stop()
-		if srv, err = restartTimed(ctx, start, dir, pods, cfg.Updates, res); err != nil {
+		if srv, err = restartTimed(ctx, start, dir, pods, res.updates(pods.updated), res); err != nil {
 			return nil, err
 		}
 		fmt.Fprintf(progress, "bench: %s restarted in %.2fs; rss %s\n", system, res.RestartSeconds, fmtBytes(res.RSSAfterRestart))
@@ -237,10 +281,9 @@ func restartTimed(ctx context.Context, start func(dir string) (*server, error), 
 		return nil, err
 	}
 	defer cli.Close()
-	last := len(pods.keys) - 1
-	want := pods.lastValue(last, updates)
+	key, want := pods.lastUpdated(updates)
 	for {
-		resp, err := cli.Get(ctx, pods.keys[last])
+		resp, err := cli.Get(ctx, key)
 		if err == nil && len(resp.Kvs) == 1 && bytes.Equal(resp.Kvs[0].Value, want) {
 			break
 		}
@@ -255,10 +298,26 @@ func restartTimed(ctx context.Context, start func(dir string) (*server, error), 
 	return srv, nil
 }
 
-// writePhase makes writes 0..n-1 (write says each one's key and value) with
-// cfg.Clients clients taking the next in turn, and times each tenth of the
-// phase. written counts the writes done, for the sampler.
-func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, n int, write func(i int) (string, []byte), written *atomic.Int64) (*FillPhase, error) {
+// phaseSpec is one phase of writes: n writes, write i being write(i). When
+// pass > 0, atPass runs, one call at a time beside the writers, each time
+// another pass writes are done; when budget > 0 too, the phase stops at the
+// end of the pass under way when the budget runs out.
+type phaseSpec struct {
+	name    string
+	n, pass int
+	write   func(i int) (string, []byte)
+	atPass  func(context.Context)
+	budget  time.Duration
+}
+
+// markParts is how finely a phase's progress is timed: a mark every
+// n/markParts writes, from which the rate per tenth is taken.
+const markParts = 1000
+
+// writePhase makes the writes of ph with cfg.Clients clients taking the next
+// in turn, and times each tenth of the writes made. written counts the
+// writes done, for the sampler.
+func writePhase(ctx context.Context, cfg FillConfig, srv *server, ph phaseSpec, written *atomic.Int64) (*FillPhase, error) {
 	conns := make([]*clientv3.Client, cfg.Conns)
 	for i := range conns {
 		cli, err := newClient(srv.endpoint)
@@ -268,24 +327,38 @@ func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, n
 		defer cli.Close()
 		conns[i] = cli
 	}
-	var next, done, errs atomic.Int64
+	n := ph.n
+	tk := &taker{limit: n}
+	var done, errs atomic.Int64
 	var lastErr atomic.Pointer[error]
-	tenths := make([]time.Time, 11) // tenths[k]: when k tenths were done
-	var tenthsMu sync.Mutex
+	marks := make([]time.Time, markParts+1) // marks[j]: when j*n/markParts writes were done
+	var marksMu sync.Mutex
 	hists := make([]histogram, cfg.Clients)
 	cpu0, cpuErr0 := srv.cpuTime()
 	start := time.Now()
-	tenths[0] = start
+	marks[0] = start
 	stopProgress := tickProgress(progressOrDiscard(cfg.Progress), cfg.ProgressEvery, func(el time.Duration) string {
 		d := done.Load()
-		return fmt.Sprintf("bench: %s %s %d/%d (%.0f/s)", srv.system, name, d, n, float64(d)/el.Seconds())
+		return fmt.Sprintf("bench: %s %s %d/%d (%.0f/s)", srv.system, ph.name, d, tk.writes(), float64(d)/el.Seconds())
 	})
+	if ph.pass > 0 && ph.budget > 0 {
+		t := time.AfterFunc(ph.budget, func() { tk.stopAtPass(ph.pass) })
+		defer t.Stop()
+	}
+	passes := make(chan struct{}, n/max(ph.pass, 1)+1)
+	passesDone := make(chan struct{})
+	go func() {
+		defer close(passesDone)
+		for range passes {
+			ph.atPass(ctx)
+		}
+	}()
 	var wg sync.WaitGroup
 	for c := range cfg.Clients {
 		wg.Go(func() {
 			cli := conns[c%len(conns)]
-			for i := int(next.Add(1) - 1); i < n && ctx.Err() == nil; i = int(next.Add(1) - 1) {
-				key, value := write(i)
+			for i, ok := tk.take(); ok && ctx.Err() == nil; i, ok = tk.take() {
+				key, value := ph.write(i)
 				rctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
 				t := time.Now()
 				_, err := cli.Put(rctx, key, string(value))
@@ -297,15 +370,24 @@ func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, n
 					hists[c].record(time.Since(t))
 				}
 				written.Add(1)
-				if k, ok := tenthEndingAt(int(done.Add(1)), n); ok {
-					tenthsMu.Lock()
-					tenths[k] = time.Now()
-					tenthsMu.Unlock()
+				d := int(done.Add(1))
+				if ph.pass > 0 && d%ph.pass == 0 {
+					passes <- struct{}{}
+				}
+				if lo, hi := marksEndingAt(d, n, markParts); lo <= hi {
+					now := time.Now()
+					marksMu.Lock()
+					for j := lo; j <= hi; j++ {
+						marks[j] = now
+					}
+					marksMu.Unlock()
 				}
 			}
 		})
 	}
 	wg.Wait()
+	close(passes)
+	<-passesDone
 	stopProgress()
 	elapsed := time.Since(start)
 	if err := ctx.Err(); err != nil {
@@ -315,7 +397,8 @@ func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, n
 		return nil, err
 	}
 	cpu1, cpuErr1 := srv.cpuTime()
-	p := &FillPhase{Name: name, Writes: int64(n), Errors: errs.Load(), Seconds: elapsed.Seconds(), CPUPerWriteUs: -1}
+	made := tk.writes()
+	p := &FillPhase{Name: ph.name, Writes: int64(made), Errors: errs.Load(), Seconds: elapsed.Seconds(), CPUPerWriteUs: -1}
 	if e := lastErr.Load(); e != nil {
 		p.LastError = (*e).Error()
 	}
@@ -323,39 +406,74 @@ func writePhase(ctx context.Context, cfg FillConfig, srv *server, name string, n
 	for i := range hists {
 		h.merge(&hists[i])
 	}
-	p.Throughput = float64(n) / elapsed.Seconds()
+	p.Throughput = float64(made) / elapsed.Seconds()
 	p.P50Ms, p.P99Ms = ms(h.quantile(0.50)), ms(h.quantile(0.99))
 	if errors.Join(cpuErr0, cpuErr1) == nil {
-		p.CPUPerWriteUs = float64((cpu1 - cpu0).Microseconds()) / float64(n)
+		p.CPUPerWriteUs = float64((cpu1 - cpu0).Microseconds()) / float64(made)
 	}
-	p.TenthRates = tenthRates(tenths, n)
+	p.TenthRates = tenthRates(marks, n, made)
 	if k := len(p.TenthRates); k == 10 && p.TenthRates[0] > 0 {
 		p.Decay = p.TenthRates[9] / p.TenthRates[0]
 	}
 	return p, nil
 }
 
-// tenthEndingAt reports which tenth k (1..10) of n writes ends with write
-// number d: the k for which d == k*n/10.
-func tenthEndingAt(d, n int) (k int, ok bool) {
-	for k = max(1, d*10/n); k <= min(10, d*10/n+1); k++ {
-		if k*n/10 == d {
-			return k, true
-		}
-	}
-	return 0, false
+// taker hands out the writes of a phase in order, up to a limit that a
+// budget can lower to the end of a pass. Safe for concurrent use.
+type taker struct {
+	mu          sync.Mutex
+	next, limit int
 }
 
-// tenthRates turns the times at which each tenth of n writes was done into
-// writes per second per tenth; a tenth whose end was not seen ends the list.
-func tenthRates(tenths []time.Time, n int) []float64 {
+// take returns the next write, or false when the phase is done.
+func (t *taker) take() (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.next >= t.limit {
+		return 0, false
+	}
+	t.next++
+	return t.next - 1, true
+}
+
+// stopAtPass ends the phase with the pass under way (at least one pass).
+func (t *taker) stopAtPass(pass int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.limit = min(t.limit, max(pass, (t.next+pass-1)/pass*pass))
+}
+
+// writes is how many writes the phase makes, as far as known now.
+func (t *taker) writes() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.limit
+}
+
+// marksEndingAt reports the marks j (lo..hi; none when lo > hi) of parts
+// marks over n writes that write number d reaches: those with
+// j*n/parts == d.
+func marksEndingAt(d, n, parts int) (lo, hi int) {
+	lo = (d*parts + n - 1) / n
+	hi = min(parts, ((d+1)*parts-1)/n)
+	return lo, hi
+}
+
+// tenthRates turns the marks (marks[j]: when j*n/markParts writes were
+// done) into writes per second over each tenth of the made writes, each
+// tenth ending at the mark nearest to it; a tenth whose end was not seen
+// ends the list.
+func tenthRates(marks []time.Time, n, made int) []float64 {
 	var rates []float64
-	for k := 1; k < len(tenths); k++ {
-		if tenths[k].IsZero() || tenths[k-1].IsZero() {
+	prev := 0
+	for k := 1; k <= 10; k++ {
+		j := (k*made*markParts + 5*n) / (10 * n)
+		if j <= prev || j >= len(marks) || marks[j].IsZero() {
 			break
 		}
-		writes := float64(k*n/10 - (k-1)*n/10)
-		rates = append(rates, writes/tenths[k].Sub(tenths[k-1]).Seconds())
+		writes := float64(j*n/markParts - prev*n/markParts)
+		rates = append(rates, writes/marks[j].Sub(marks[prev]).Seconds())
+		prev = j
 	}
 	return rates
 }
@@ -418,4 +536,54 @@ func dirBytes(dir string) int64 {
 		return nil
 	})
 	return n
+}
+
+// historyCompactor compacts a store's history at the end of every update
+// pass to the revision the previous pass ended at, so the store keeps one
+// pass of history, as kube-apiserver's periodic compaction keeps a few
+// minutes. A disabled one does nothing. passEnded is not safe for
+// concurrent use.
+type historyCompactor struct {
+	cli         *clientv3.Client
+	kept        int64
+	count, errs int
+	lastErr     string
+}
+
+func newHistoryCompactor(endpoint string, enabled bool) (*historyCompactor, error) {
+	if !enabled {
+		return &historyCompactor{}, nil
+	}
+	cli, err := newClient(endpoint)
+	if err != nil {
+		return nil, err
+	}
+	return &historyCompactor{cli: cli}, nil
+}
+
+// passEnded compacts to the revision the previous call saw, if any, and
+// remembers the current one.
+func (h *historyCompactor) passEnded(ctx context.Context) {
+	if h.cli == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	resp, err := h.cli.Get(ctx, "compact-probe")
+	if err == nil && h.kept > 0 {
+		h.count++
+		_, err = h.cli.Compact(ctx, h.kept)
+	}
+	if err != nil {
+		h.errs++
+		h.lastErr = err.Error()
+		return
+	}
+	h.kept = resp.Header.Revision
+}
+
+func (h *historyCompactor) close() {
+	if h.cli != nil {
+		h.cli.Close()
+	}
 }

@@ -25,18 +25,28 @@ type FillReport struct {
 }
 
 type fillReportConfig struct {
-	Objects   int    `json:"objects"`
-	Updates   int    `json:"updates_per_object"`
-	PodBytes  int    `json:"pod_bytes"`
-	Clients   int    `json:"clients"`
-	Conns     int    `json:"conns"`
-	Idle      string `json:"idle"`
-	Restarted bool   `json:"restarted"`
+	Objects int  `json:"objects"`
+	Updated int  `json:"objects_updated"`
+	Compact bool `json:"compact_each_pass"`
+	Updates int  `json:"updates_per_object"`
+	// UpdatesAsked is the updates per object asked for, when an update
+	// budget made fewer.
+	UpdatesAsked int    `json:"updates_asked,omitempty"`
+	UpdateBudget string `json:"update_budget,omitempty"`
+	PodBytes     int    `json:"pod_bytes"`
+	Clients      int    `json:"clients"`
+	Conns        int    `json:"conns"`
+	Idle         string `json:"idle"`
+	Restarted    bool   `json:"restarted"`
 }
 
 func (c FillConfig) report() fillReportConfig {
 	pod, _ := podObject(0, true)
-	return fillReportConfig{Objects: c.Objects, Updates: c.Updates, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart}
+	budget := ""
+	if c.UpdateBudget > 0 {
+		budget = c.UpdateBudget.String()
+	}
+	return fillReportConfig{UpdatesAsked: c.Updates, UpdateBudget: budget, Objects: c.Objects, Updated: c.updated(), Compact: c.Compact, Updates: c.Updates, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart}
 }
 
 // FillResult is one system's run.
@@ -52,9 +62,15 @@ type FillResult struct {
 	// RestartSeconds is from starting the process on the old data until it
 	// served the last pod's update.
 	RestartSeconds float64 `json:"restart_seconds,omitempty"`
-	// DiskBytes is the size of the data directory at the end.
-	DiskBytes int64       `json:"disk_bytes"`
-	Samples   []RSSSample `json:"rss_samples"`
+	// DiskAfterFill is the size of the data directory after the fill,
+	// DiskBytes at the end.
+	DiskAfterFill int64 `json:"disk_after_fill_bytes"`
+	DiskBytes     int64 `json:"disk_bytes"`
+	// Compactions were made during the update phase; CompactErrors failed.
+	Compactions      int         `json:"compactions"`
+	CompactErrors    int         `json:"compact_errors"`
+	LastCompactError string      `json:"last_compact_error,omitempty"`
+	Samples          []RSSSample `json:"rss_samples"`
 }
 
 // FillPhase is one phase's writes.
@@ -88,6 +104,12 @@ func (r *FillReport) system(name string) (FillResult, bool) {
 		return FillResult{}, false
 	}
 	return r.Systems[i], true
+}
+
+// updates is how many passes over the updated pods the update phase made.
+func (s FillResult) updates(updated int) int {
+	p, _ := s.phase(phaseUpdate)
+	return int(p.Writes) / max(updated, 1)
 }
 
 func (s FillResult) phase(name string) (FillPhase, bool) {
@@ -131,8 +153,13 @@ func (r *FillReport) judge() {
 // systems side by side, then the targets.
 func (r *FillReport) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rhizome %s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then %d status update(s) each, then %s idle; fsync on\n",
-		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Updates, r.Config.Idle)
+	fmt.Fprintf(&b, "Rhizome %s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then %d status update(s) each to %s, then %s idle; fsync on%s\n",
+		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Updates, r.updatedWhich(), r.Config.Idle,
+		map[bool]string{true: "; history compacted after every update pass to the previous pass's end", false: ""}[r.Config.Compact])
+	if r.Config.UpdatesAsked > r.Config.Updates {
+		fmt.Fprintf(&b, "%d updates per object were asked for; the update budget (%s) ran out during Rhizome's pass %d, so both systems made %d\n",
+			r.Config.UpdatesAsked, r.Config.UpdateBudget, r.Config.Updates, r.Config.Updates)
+	}
 	fmt.Fprintf(&b, "%s/%s, %d CPUs, %s; started %s; load1 %.2f before, %.2f after; each system ran alone\n\n",
 		r.Host.OS, r.Host.Arch, r.Host.CPUs, r.Host.GoVersion, r.Started, r.Host.LoadBefore, r.Host.LoadAfter)
 	rz, _ := r.system(SystemRhizome)
@@ -149,9 +176,21 @@ func (r *FillReport) Table() string {
 		bytesRow("rss after restart", rz.RSSAfterRestart, et.RSSAfterRestart)
 		fmt.Fprintf(tw, "restart s\t%.2f\t%.2f\t%.2fx\t\n", rz.RestartSeconds, et.RestartSeconds, ratio(rz.RestartSeconds, et.RestartSeconds))
 	}
+	if rz.DiskAfterFill > 0 || et.DiskAfterFill > 0 {
+		bytesRow("data on disk after fill", rz.DiskAfterFill, et.DiskAfterFill)
+	}
 	bytesRow("data on disk", rz.DiskBytes, et.DiskBytes)
 	fmt.Fprintf(tw, "disk bytes per object\t%.0f\t%.0f\t%.2fx\t\n", float64(rz.DiskBytes)/float64(r.Config.Objects), float64(et.DiskBytes)/float64(r.Config.Objects), ratio(float64(rz.DiskBytes), float64(et.DiskBytes)))
+	if rz.DiskAfterFill > 0 && et.DiskAfterFill > 0 {
+		grow := func(s FillResult) float64 { return float64(s.DiskBytes-s.DiskAfterFill) / float64(r.updated()) }
+		fmt.Fprintf(tw, "disk growth per updated object\t%.0f\t%.0f\t%.2fx\t\n", grow(rz), grow(et), ratio(grow(rz), grow(et)))
+	}
 	var notes []string
+	for _, s := range []FillResult{rz, et} {
+		if s.CompactErrors > 0 {
+			notes = append(notes, fmt.Sprintf("%s: %d of %d compactions failed, last: %s", s.System, s.CompactErrors, s.Compactions, s.LastCompactError))
+		}
+	}
 	for _, ph := range []string{phaseFill, phaseUpdate} {
 		a, _ := rz.phase(ph)
 		e, _ := et.phase(ph)
@@ -172,6 +211,22 @@ func (r *FillReport) Table() string {
 	b.WriteString("\nratio = rhizome/etcd. rss = resident set size of the server process (for etcd it includes the pages of its mmapped bbolt file it touched).\ndata on disk = allocated blocks of the data directory, preallocated files included (etcd preallocates 64 MiB WAL segments).\n")
 	writeNotesAndTargets(&b, notes, "issue 10", r.Targets)
 	return b.String()
+}
+
+// updated is how many pods the update phase updated (reports from before
+// the sample existed updated all).
+func (r *FillReport) updated() int {
+	if r.Config.Updated > 0 {
+		return r.Config.Updated
+	}
+	return r.Config.Objects
+}
+
+func (r *FillReport) updatedWhich() string {
+	if n := r.updated(); n < r.Config.Objects {
+		return fmt.Sprintf("%d of them (every %.0fth)", n, float64(r.Config.Objects)/float64(n))
+	}
+	return "all of them"
 }
 
 // JSON returns the report as indented JSON.

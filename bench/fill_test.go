@@ -67,7 +67,7 @@ func TestPodObject(t *testing.T) {
 // Each update pass gives every pod a new value; the last pass's is what a
 // restarted server must serve.
 func TestPodSetUpdate(t *testing.T) {
-	pods, err := newPodSet(100)
+	pods, err := newPodSet(100, 100)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,29 +78,89 @@ func TestPodSetUpdate(t *testing.T) {
 			t.Fatalf("pass %d: %s, repeated %v, valid %v", pass, key, seen[string(v)], json.Valid(v))
 		}
 		seen[string(v)] = true
-		if pass == 2 && !bytes.Equal(v, pods.lastValue(7, 3)) {
-			t.Error("lastValue is not the last pass's value")
-		}
 	}
 	if _, v := pods.fill(7); !bytes.Contains(v, []byte(`"Pending"`)) {
 		t.Error("the fill does not write the pending form")
 	}
 }
 
-func TestTenthEndingAt(t *testing.T) {
+// A sample of the pods is updated, spread evenly, every pass in the same
+// order; lastUpdated is the last write of the phase.
+func TestPodSetUpdateSample(t *testing.T) {
+	pods, err := newPodSet(100, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for i := range 30 {
+		key, _ := pods.update(i)
+		keys = append(keys, key)
+	}
+	if keys[0] != podKey(0) || keys[1] != podKey(10) || keys[9] != podKey(90) || keys[10] != podKey(0) || keys[29] != podKey(90) {
+		t.Errorf("updated keys %v", keys)
+	}
+	key, v := pods.lastUpdated(3)
+	if _, want := pods.update(29); key != podKey(90) || !bytes.Equal(v, want) || !bytes.Contains(v, []byte(`"restartCount":2`)) {
+		t.Errorf("lastUpdated: %s %s", key, v)
+	}
+}
+
+// Every mark is reached by exactly the write it stands for, whatever n.
+func TestMarksEndingAt(t *testing.T) {
 	for _, n := range []int{100, 101, 999, 50000} {
-		var got []int
-		for d := 1; d <= n; d++ {
-			if k, ok := tenthEndingAt(d, n); ok {
-				if d != k*n/10 {
-					t.Fatalf("n=%d: tenth %d said to end at %d", n, k, d)
+		seen := make([]int, markParts+1)
+		for d := 0; d <= n; d++ {
+			lo, hi := marksEndingAt(d, n, markParts)
+			for j := lo; j <= hi; j++ {
+				if j*n/markParts != d {
+					t.Fatalf("n=%d: mark %d said to end at %d", n, j, d)
 				}
-				got = append(got, k)
+				seen[j]++
 			}
 		}
-		if len(got) != 10 || got[0] != 1 || got[9] != 10 {
-			t.Errorf("n=%d: tenths %v", n, got)
+		for j, c := range seen {
+			if c != 1 {
+				t.Fatalf("n=%d: mark %d reached %d times", n, j, c)
+			}
 		}
+	}
+}
+
+// Tenths of the writes made, whether the phase made all n or stopped early.
+func TestTenthRates(t *testing.T) {
+	const n = 20000
+	marks := make([]time.Time, markParts+1)
+	t0 := time.Unix(0, 0)
+	for j := range marks[:markParts/2+1] { // half the writes made, 1000 a second
+		marks[j] = t0.Add(time.Duration(j*n/markParts) * time.Millisecond)
+	}
+	rates := tenthRates(marks, n, n/2)
+	if len(rates) != 10 {
+		t.Fatalf("%d tenths of the made writes: %v", len(rates), rates)
+	}
+	for _, r := range rates {
+		if r < 999 || r > 1001 {
+			t.Errorf("rate %v, want 1000", r)
+		}
+	}
+	if rates := tenthRates(marks, n, n); len(rates) != 5 {
+		t.Errorf("%d tenths of n when half was timed", len(rates))
+	}
+}
+
+// A budget that runs out mid-pass ends the phase with that pass.
+func TestTakerStopAtPass(t *testing.T) {
+	tk := &taker{limit: 100}
+	for range 23 {
+		tk.take()
+	}
+	tk.stopAtPass(10)
+	var got int
+	for _, ok := tk.take(); ok; _, ok = tk.take() {
+		got++
+	}
+	if got != 7 || tk.writes() != 30 {
+		t.Errorf("took %d more, %d in all; want 7, 30", got, tk.writes())
 	}
 }
 
