@@ -6,15 +6,16 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +73,8 @@ type Cluster struct {
 
 	kubectl string
 	etcdTLS *tls.Config // the datastore client's TLS, nil for plain http
+
+	streams atomic.Int64 // KubectlStream's log files are numbered
 
 	mu        sync.Mutex
 	processes map[string]*testbin.Process // the current process of each component
@@ -168,11 +171,32 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return out, nil
 }
 
-// KubectlCommand prepares a kubectl command as the admin, for callers that
-// stream its output (kubectl get -w).
-func (c *Cluster) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
+// KubectlRun runs kubectl as the admin with stdin (nil: none) as its
+// standard input and returns both its outputs; a failure's error carries
+// its standard error.
+func (c *Cluster) KubectlRun(ctx context.Context, stdin io.Reader, args ...string) (testbin.Output, error) {
 	bin, argv := c.command(c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...))
-	return exec.CommandContext(ctx, bin, argv...)
+	out, err := testbin.RunCmd(ctx, testbin.Cmd{Path: bin, Args: argv, Stdin: stdin})
+	if err != nil {
+		return out, fmt.Errorf("kube: kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return out, nil
+}
+
+// KubectlStream starts kubectl as the admin for a caller that reads its
+// output as it comes (kubectl get -w): its standard output is the process's
+// Stdout, its standard error goes to a log file of its own in LogDir. The
+// caller stops it; Close does not.
+func (c *Cluster) KubectlStream(args ...string) (*testbin.Process, error) {
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.StreamStdout = "kubectl", true
+	cfg.LogPath = filepath.Join(c.LogDir, fmt.Sprintf("kubectl-stream-%d.log", c.streams.Add(1)))
+	cfg.Path, cfg.Args = c.command(c.kubectl, append([]string{"--kubeconfig", c.Kubeconfig}, args...))
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("kube: kubectl %s: %w", strings.Join(args, " "), err)
+	}
+	return p, nil
 }
 
 // APIServerMetrics scrapes kube-apiserver's /metrics as the admin.

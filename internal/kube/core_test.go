@@ -182,10 +182,8 @@ func testCoreWatch(t *testing.T, c *kube.Cluster, ns string, k resourceKind) {
 	wants = append(wants, want{"MODIFIED", "a", a.GetResourceVersion(), "3"})
 	checkStored(t, c, "/registry/"+k.gvr.Resource+"/"+ns+"/a", a)
 
-	create := c.KubectlCommand(ctx, "create", "-n", ns, "-f", "-")
-	create.Stdin = strings.NewReader(k.yaml("b", "4"))
-	if out, err := create.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl create: %v\n%s", err, out)
+	if _, err := c.KubectlRun(ctx, strings.NewReader(k.yaml("b", "4")), "create", "-n", ns, "-f", "-"); err != nil {
+		t.Fatal(err)
 	}
 	// b is created without the label, so the watch sees it appear when
 	// kubectl labels it: a selector watch turns that into ADDED.
@@ -319,22 +317,20 @@ func testCorePaging(t *testing.T, c *kube.Cluster, ns string, k resourceKind) {
 	// kubectl --chunk-size: the same (now current) set, fetched in chunks;
 	// -v=6 logs each request, so the chunks can be counted.
 	want = append(slices.Clone(want[:n-1]), "page-zz")
-	cmd := c.KubectlCommand(ctx, "get", k.gvr.Resource, "-n", ns, "-l", "scenario=paging", "--chunk-size=7", "-o", "name", "-v=6")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("kubectl get --chunk-size: %v\n%s", err, stderr.String())
+	out, err := c.KubectlRun(ctx, nil, "get", k.gvr.Resource, "-n", ns, "-l", "scenario=paging", "--chunk-size=7", "-o", "name", "-v=6")
+	if err != nil {
+		t.Fatal(err)
 	}
 	var got []string
-	for _, f := range strings.Fields(stdout.String()) {
+	for _, f := range strings.Fields(out.Stdout) {
 		_, name, _ := strings.Cut(f, "/")
 		got = append(got, name)
 	}
 	if !slices.Equal(got, want) {
 		t.Errorf("kubectl --chunk-size=7 listed %v, want %v", got, want)
 	}
-	if requests := strings.Count(stderr.String(), "continue="); requests < len(want)/pageSize {
-		t.Errorf("kubectl made %d continue requests, want at least %d:\n%s", requests, len(want)/pageSize, stderr.String())
+	if requests := strings.Count(out.Stderr, "continue="); requests < len(want)/pageSize {
+		t.Errorf("kubectl made %d continue requests, want at least %d:\n%s", requests, len(want)/pageSize, out.Stderr)
 	}
 }
 

@@ -73,10 +73,8 @@ func testCRD(t *testing.T, c *kube.Cluster) {
 	if _, err := c.Client.CoreV1().Namespaces().Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	apply := c.KubectlCommand(ctx, "apply", "-f", "-")
-	apply.Stdin = strings.NewReader(widgetCRD)
-	if out, err := apply.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply CRD: %v\n%s", err, out)
+	if _, err := c.KubectlRun(ctx, strings.NewReader(widgetCRD), "apply", "-f", "-"); err != nil {
+		t.Fatal(err)
 	}
 	crdGVR := schema.GroupVersionResource{Group: "apiextensions.k8s.io", Version: "v1", Resource: "customresourcedefinitions"}
 	waitFor(t, time.Minute, "CRD established and served", func(ctx context.Context) (bool, string, error) {
@@ -200,10 +198,9 @@ func testCRD(t *testing.T, c *kube.Cluster) {
 		t.Fatal(err)
 	}
 	steps = append(steps, step{watch.Modified, w3.GetResourceVersion(), 101})
-	ssa := c.KubectlCommand(ctx, "apply", "--server-side", "--field-manager=e2e", "--force-conflicts", "-n", ns, "-f", "-")
-	ssa.Stdin = strings.NewReader("apiVersion: e2e.rhizome.dev/v1\nkind: Widget\nmetadata: {name: w-01}\nspec: {size: 102, tags: [c]}\n")
-	if out, err := ssa.CombinedOutput(); err != nil {
-		t.Fatalf("kubectl apply --server-side: %v\n%s", err, out)
+	w01 := "apiVersion: e2e.rhizome.dev/v1\nkind: Widget\nmetadata: {name: w-01}\nspec: {size: 102, tags: [c]}\n"
+	if _, err := c.KubectlRun(ctx, strings.NewReader(w01), "apply", "--server-side", "--field-manager=e2e", "--force-conflicts", "-n", ns, "-f", "-"); err != nil {
+		t.Fatal(err)
 	}
 	w4, err := widgets.Get(ctx, "w-01", metav1.GetOptions{})
 	if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rhizome-kv/rhizome/internal/kube"
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // waitFor polls cond every 200ms until it is done, failing t with the last
@@ -43,38 +43,30 @@ func (e watchEvent) String() string {
 
 // kubectlWatch runs `kubectl get -w` with args and delivers its events.
 type kubectlWatch struct {
+	proc   *testbin.Process
 	events chan watchEvent
-	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	stderr strings.Builder
 	err    error // how the decoder stopped; valid after wg.Wait
 }
 
 func startKubectlWatch(t *testing.T, c *kube.Cluster, args ...string) *kubectlWatch {
 	t.Helper()
-	ctx, cancel := context.WithCancel(t.Context())
-	w := &kubectlWatch{events: make(chan watchEvent, 1000), cancel: cancel}
-	cmd := c.KubectlCommand(ctx, append([]string{"get", "-w", "--output-watch-events", "-o", "json"}, args...)...)
-	cmd.Stderr = &w.stderr
-	out, err := cmd.StdoutPipe()
+	p, err := c.KubectlStream(append([]string{"get", "-w", "--output-watch-events", "-o", "json"}, args...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	w := &kubectlWatch{proc: p, events: make(chan watchEvent, 1000)}
 	w.wg.Add(1)
 	go func() {
 		defer w.wg.Done()
 		defer close(w.events)
-		dec := json.NewDecoder(bufio.NewReader(out))
+		dec := json.NewDecoder(bufio.NewReader(p.Stdout()))
 		for {
 			var ev watchEvent
 			if err := dec.Decode(&ev); err != nil {
 				if err != io.EOF {
 					w.err = err
 				}
-				_ = cmd.Wait()
 				return
 			}
 			w.events <- ev
@@ -85,7 +77,7 @@ func startKubectlWatch(t *testing.T, c *kube.Cluster, args ...string) *kubectlWa
 }
 
 func (w *kubectlWatch) stop() {
-	w.cancel()
+	_ = w.proc.Stop() // kubectl exits on SIGTERM; a kill is no test failure
 	w.wg.Wait()
 }
 
@@ -95,11 +87,11 @@ func (w *kubectlWatch) next(t *testing.T, timeout time.Duration) watchEvent {
 	select {
 	case ev, ok := <-w.events:
 		if !ok {
-			t.Fatalf("kubectl get -w ended (%v): %s", w.err, w.stderr.String())
+			t.Fatalf("kubectl get -w ended (%v); its log:\n%s", w.err, w.proc.LogTail(20))
 		}
 		return ev
 	case <-time.After(timeout):
-		t.Fatalf("no event from kubectl get -w within %v; stderr: %s", timeout, w.stderr.String())
+		t.Fatalf("no event from kubectl get -w within %v; its log:\n%s", timeout, w.proc.LogTail(20))
 	}
 	panic("unreachable")
 }

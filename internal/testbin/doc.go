@@ -30,10 +30,16 @@
 // network namespace or under another wrapper gets it through Path and Args
 // (ip netns exec NS BIN ..., unshare -u -- ...): wrappers that exec in place
 // keep the process id and the parent-death signal the binary's. Every
-// server of the tests and benchmarks starts here.
+// server of the tests and benchmarks starts here, and so does every
+// long-running command whose output is read as it comes (`kubectl get -w`):
+// with StreamStdout its standard output goes to Process.Stdout instead of
+// the log, and Stop closes that reader.
 //
 // Run is for one-shot commands (ip, ss, git, a CLI under test): it returns
 // their standard output, or a *RunError that keeps their standard error.
+// RunCmd does the same with standard input and returns both outputs. The
+// harnesses (bench, internal/kube, internal/netdelay) start every process
+// through this package.
 //
 // The package uses only the standard library.
 package testbin

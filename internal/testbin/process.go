@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -28,6 +29,11 @@ type ProcessConfig struct {
 	// LogPath receives stdout and stderr, appended to after a header line
 	// with the command; required, so a failure can show the log.
 	LogPath string
+	// StreamStdout sends standard output to the reader Process.Stdout
+	// returns instead of the log (standard error still goes to the log):
+	// for a command whose output is read as it comes, such as
+	// `kubectl get -w`.
+	StreamStdout bool
 	// StopGrace is how long Stop waits after SIGTERM before it kills.
 	StopGrace time.Duration
 	// ReadyInterval is how often WaitReady asks.
@@ -64,6 +70,7 @@ var ErrExited = errors.New("exited")
 type Process struct {
 	cfg     ProcessConfig
 	cmd     *exec.Cmd
+	stdout  *os.File      // the read end of standard output, with StreamStdout
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid once done is closed
 	stop    sync.Once
@@ -85,17 +92,46 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	cmd.Dir, cmd.Env = cfg.Dir, cfg.Env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Start(); err != nil {
+	var stdout, stdoutW *os.File
+	if cfg.StreamStdout {
+		// An os.Pipe rather than cmd.StdoutPipe: the child writes the
+		// pipe itself, so the waiting goroutine below never closes it
+		// under a reader that has not read everything yet.
+		if stdout, stdoutW, err = os.Pipe(); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("testbin: %s stdout: %w", cfg.Name, err)
+		}
+		cmd.Stdout = stdoutW
+	}
+	err = cmd.Start()
+	if stdoutW != nil {
+		stdoutW.Close() // the child holds its own copy
+	}
+	if err != nil {
 		f.Close()
+		if stdout != nil {
+			stdout.Close()
+		}
 		return nil, fmt.Errorf("testbin: start %s: %w", cfg.Name, err)
 	}
-	p := &Process{cfg: cfg, cmd: cmd, done: make(chan struct{})}
+	p := &Process{cfg: cfg, cmd: cmd, stdout: stdout, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// Stdout is the process's standard output with StreamStdout, nil without.
+// It ends (io.EOF) once the process has exited and everything it wrote has
+// been read. Stop and Kill close it: a read then returns an error at once,
+// and what was not read is gone. Read it from one goroutine.
+func (p *Process) Stdout() io.Reader {
+	if p.stdout == nil {
+		return nil
+	}
+	return p.stdout
 }
 
 // Name is the process's name from its config.
@@ -163,6 +199,7 @@ func (p *Process) Stop() error {
 			p.stopErr = fmt.Errorf("testbin: %s did not exit within %v of SIGTERM; killed", p.cfg.Name, p.cfg.StopGrace)
 		}
 	})
+	p.closeStdout()
 	return p.stopErr
 }
 
@@ -170,6 +207,13 @@ func (p *Process) Stop() error {
 func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
+	p.closeStdout()
+}
+
+func (p *Process) closeStdout() {
+	if p.stdout != nil {
+		_ = p.stdout.Close() // a second close's error says only that
+	}
 }
 
 // Log returns the process's whole log so far (after the header line with

@@ -1,9 +1,11 @@
 package testbin_test
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -110,6 +112,65 @@ func TestProcessKilledAfterGrace(t *testing.T) {
 	}
 	if d := time.Since(start); d < cfg.StopGrace {
 		t.Errorf("killed after %v, before the %v grace", d, cfg.StopGrace)
+	}
+}
+
+// A streaming process's standard output reaches the reader whole, its
+// standard error the log; the reader ends when the process does.
+func TestProcessStreamStdout(t *testing.T) {
+	cfg := shell(t, "for i in $(seq 1 2000); do echo line-$i; done; echo oops >&2")
+	cfg.StreamStdout = true
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	data, err := io.ReadAll(p.Stdout())
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2000 || lines[0] != "line-1" || lines[1999] != "line-2000" {
+		t.Errorf("read %d lines, first %q, last %q; want line-1..line-2000", len(lines), lines[0], lines[len(lines)-1])
+	}
+	<-p.Done()
+	if log, err := p.Log(); err != nil || !strings.HasSuffix(log, "oops\n") || strings.Contains(log, "line-1\n") {
+		t.Errorf("log %q, %v: want stderr only", log, err)
+	}
+}
+
+// Stop ends a reader blocked on a process that prints nothing more, even
+// when a child the process left behind (here a sleep of 6 s) still holds
+// its standard output open.
+func TestProcessStreamStop(t *testing.T) {
+	cfg := shell(t, "echo first; sleep 6 & exec sleep 30")
+	cfg.StreamStdout = true
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(p.Stdout())
+	if !sc.Scan() || sc.Text() != "first" {
+		t.Fatalf("first line %q, %v", sc.Text(), sc.Err())
+	}
+	ended := make(chan bool)
+	go func() { ended <- sc.Scan() }()
+	if err := p.Stop(); err != nil {
+		t.Error(err)
+	}
+	select {
+	case more := <-ended:
+		if more {
+			t.Errorf("read %q after Stop", sc.Text())
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("the reader still blocks after Stop")
+	}
+	if p.Stdout() == nil {
+		t.Error("Stdout is nil")
+	}
+	if q, err := testbin.StartProcess(shell(t, "true")); err != nil || q.Stdout() != nil {
+		t.Errorf("a process without StreamStdout has a stdout reader (%v)", err)
 	}
 }
 

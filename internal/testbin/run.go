@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os/exec"
 	"strings"
 )
@@ -27,12 +28,35 @@ func (e *RunError) Unwrap() error { return e.Err }
 // standard output. A failure is a *RunError. Cancelling ctx kills the
 // command.
 func Run(ctx context.Context, path string, args ...string) (string, error) {
-	cmd := exec.CommandContext(ctx, path, args...)
+	out, err := RunCmd(ctx, Cmd{Path: path, Args: args})
+	return out.Stdout, err
+}
+
+// Cmd is a one-shot command for RunCmd.
+type Cmd struct {
+	Path string
+	Args []string
+	// Stdin is the command's standard input; nil means none.
+	Stdin io.Reader
+}
+
+// Output is what a command printed.
+type Output struct {
+	Stdout, Stderr string
+}
+
+// RunCmd is Run for a command that reads standard input or whose standard
+// error matters when it succeeds too. A failure is a *RunError; the output
+// so far is returned either way.
+func RunCmd(ctx context.Context, c Cmd) (Output, error) {
+	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, &stdout, &stderr
 	cmd.SysProcAttr = childProcAttr()
-	if err := cmd.Run(); err != nil {
-		return stdout.String(), &RunError{Command: strings.Join(append([]string{path}, args...), " "), Stderr: stderr.String(), Err: err}
+	err := cmd.Run()
+	out := Output{Stdout: stdout.String(), Stderr: stderr.String()}
+	if err != nil {
+		return out, &RunError{Command: strings.Join(append([]string{c.Path}, c.Args...), " "), Stderr: out.Stderr, Err: err}
 	}
-	return stdout.String(), nil
+	return out, nil
 }

@@ -112,6 +112,15 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// TestRunCmd: standard input reaches the command, and both outputs come
+// back when it succeeds.
+func TestRunCmd(t *testing.T) {
+	out, err := testbin.RunCmd(t.Context(), testbin.Cmd{Path: "/bin/sh", Args: []string{"-c", "tr a-z A-Z; echo note >&2"}, Stdin: strings.NewReader("in\n")})
+	if err != nil || out.Stdout != "IN\n" || out.Stderr != "note\n" {
+		t.Fatalf("RunCmd = %+v, %v; want IN and note", out, err)
+	}
+}
+
 // freeAddr returns a loopback address with a port that was free a moment ago.
 func freeAddr(t *testing.T) string {
 	t.Helper()
