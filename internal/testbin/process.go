@@ -34,6 +34,10 @@ type ProcessConfig struct {
 	// for a command whose output is read as it comes, such as
 	// `kubectl get -w`.
 	StreamStdout bool
+	// StdinPipe gives the process a standard input the caller writes
+	// through Process.Stdin (an interactive `etcdctl watch -i`); without
+	// it the process reads nothing.
+	StdinPipe bool
 	// StopGrace is how long Stop waits after SIGTERM before it kills.
 	StopGrace time.Duration
 	// ReadyInterval is how often WaitReady asks.
@@ -71,6 +75,7 @@ type Process struct {
 	cfg     ProcessConfig
 	cmd     *exec.Cmd
 	stdout  *os.File      // the read end of standard output, with StreamStdout
+	stdin   *os.File      // the write end of standard input, with StdinPipe
 	done    chan struct{} // closed when the process has exited
 	waitErr error         // valid once done is closed
 	stop    sync.Once
@@ -92,35 +97,71 @@ func StartProcess(cfg ProcessConfig) (*Process, error) {
 	cmd.Dir, cmd.Env = cfg.Dir, cfg.Env
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = childProcAttr()
-	var stdout, stdoutW *os.File
-	if cfg.StreamStdout {
-		// An os.Pipe rather than cmd.StdoutPipe: the child writes the
-		// pipe itself, so the waiting goroutine below never closes it
-		// under a reader that has not read everything yet.
-		if stdout, stdoutW, err = os.Pipe(); err != nil {
-			f.Close()
-			return nil, fmt.Errorf("testbin: %s stdout: %w", cfg.Name, err)
-		}
-		cmd.Stdout = stdoutW
-	}
-	err = cmd.Start()
-	if stdoutW != nil {
-		stdoutW.Close() // the child holds its own copy
-	}
+	stdout, stdin, closeChildEnds, err := attachPipes(cmd, cfg)
 	if err != nil {
 		f.Close()
-		if stdout != nil {
-			stdout.Close()
+		return nil, fmt.Errorf("testbin: %s pipes: %w", cfg.Name, err)
+	}
+	err = cmd.Start()
+	closeChildEnds() // the child holds its own copies
+	if err != nil {
+		f.Close()
+		for _, x := range []*os.File{stdout, stdin} {
+			if x != nil {
+				x.Close()
+			}
 		}
 		return nil, fmt.Errorf("testbin: start %s: %w", cfg.Name, err)
 	}
-	p := &Process{cfg: cfg, cmd: cmd, stdout: stdout, done: make(chan struct{})}
+	p := &Process{cfg: cfg, cmd: cmd, stdout: stdout, stdin: stdin, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		f.Close()
 		close(p.done)
 	}()
 	return p, nil
+}
+
+// attachPipes gives cmd the pipes cfg asks for and returns the caller's
+// ends, and a function that closes the child's ends once it has started.
+// These are os.Pipes rather than cmd.StdoutPipe and StdinPipe: the child
+// uses its ends itself, so the goroutine that waits for the process never
+// closes a pipe under a caller that has not read everything yet.
+func attachPipes(cmd *exec.Cmd, cfg ProcessConfig) (stdout, stdin *os.File, closeChildEnds func(), err error) {
+	var child []*os.File
+	closeChildEnds = func() {
+		for _, x := range child {
+			x.Close()
+		}
+	}
+	if cfg.StreamStdout {
+		r, w, err := os.Pipe()
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		stdout, cmd.Stdout, child = r, w, append(child, w)
+	}
+	if cfg.StdinPipe {
+		r, w, err := os.Pipe()
+		if err != nil {
+			closeChildEnds()
+			if stdout != nil {
+				stdout.Close()
+			}
+			return nil, nil, nil, err
+		}
+		stdin, cmd.Stdin, child = w, r, append(child, r)
+	}
+	return stdout, stdin, closeChildEnds, nil
+}
+
+// Stdin is the process's standard input with StdinPipe, nil without.
+// Closing it gives the process end of input; Stop and Kill close it.
+func (p *Process) Stdin() io.WriteCloser {
+	if p.stdin == nil {
+		return nil
+	}
+	return p.stdin
 }
 
 // Stdout is the process's standard output with StreamStdout, nil without.
@@ -199,7 +240,7 @@ func (p *Process) Stop() error {
 			p.stopErr = fmt.Errorf("testbin: %s did not exit within %v of SIGTERM; killed", p.cfg.Name, p.cfg.StopGrace)
 		}
 	})
-	p.closeStdout()
+	p.closePipes()
 	return p.stopErr
 }
 
@@ -207,12 +248,14 @@ func (p *Process) Stop() error {
 func (p *Process) Kill() {
 	_ = p.cmd.Process.Kill()
 	<-p.done
-	p.closeStdout()
+	p.closePipes()
 }
 
-func (p *Process) closeStdout() {
-	if p.stdout != nil {
-		_ = p.stdout.Close() // a second close's error says only that
+func (p *Process) closePipes() {
+	for _, x := range []*os.File{p.stdout, p.stdin} {
+		if x != nil {
+			_ = x.Close() // a second close's error says only that
+		}
 	}
 }
 

@@ -174,6 +174,31 @@ func TestProcessStreamStop(t *testing.T) {
 	}
 }
 
+// What the caller writes to Stdin reaches the process as it comes (an
+// interactive `etcdctl watch -i`), and closing it ends the process's input.
+func TestProcessStdinPipe(t *testing.T) {
+	cfg := shell(t, "while read l; do echo got-$l; done; echo eof")
+	cfg.StreamStdout, cfg.StdinPipe = true, true
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Stop()
+	sc := bufio.NewScanner(p.Stdout())
+	for _, in := range []string{"a", "b"} {
+		if _, err := io.WriteString(p.Stdin(), in+"\n"); err != nil {
+			t.Fatal(err)
+		}
+		if !sc.Scan() || sc.Text() != "got-"+in {
+			t.Fatalf("after %q: %q, %v", in, sc.Text(), sc.Err())
+		}
+	}
+	p.Stdin().Close()
+	if !sc.Scan() || sc.Text() != "eof" || sc.Scan() {
+		t.Errorf("after closing stdin: %q, %v; want eof, then the end", sc.Text(), sc.Err())
+	}
+}
+
 func TestProcessConfigValidate(t *testing.T) {
 	cfg := testbin.DefaultProcessConfig()
 	if _, err := testbin.StartProcess(cfg); err == nil {

@@ -36,6 +36,10 @@ func Run(ctx context.Context, path string, args ...string) (string, error) {
 type Cmd struct {
 	Path string
 	Args []string
+	// Dir is the working directory and Env the environment; empty and
+	// nil mean the caller's.
+	Dir string
+	Env []string
 	// Stdin is the command's standard input; nil means none.
 	Stdin io.Reader
 }
@@ -51,6 +55,7 @@ type Output struct {
 func RunCmd(ctx context.Context, c Cmd) (Output, error) {
 	cmd := exec.CommandContext(ctx, c.Path, c.Args...)
 	var stdout, stderr bytes.Buffer
+	cmd.Dir, cmd.Env = c.Dir, c.Env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = c.Stdin, &stdout, &stderr
 	cmd.SysProcAttr = childProcAttr()
 	err := cmd.Run()

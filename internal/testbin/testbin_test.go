@@ -115,8 +115,10 @@ func TestRun(t *testing.T) {
 // TestRunCmd: standard input reaches the command, and both outputs come
 // back when it succeeds.
 func TestRunCmd(t *testing.T) {
-	out, err := testbin.RunCmd(t.Context(), testbin.Cmd{Path: "/bin/sh", Args: []string{"-c", "tr a-z A-Z; echo note >&2"}, Stdin: strings.NewReader("in\n")})
-	if err != nil || out.Stdout != "IN\n" || out.Stderr != "note\n" {
+	dir := t.TempDir()
+	out, err := testbin.RunCmd(t.Context(), testbin.Cmd{Path: "/bin/sh", Args: []string{"-c", "tr a-z A-Z; echo $NOTE >&2; pwd"},
+		Dir: dir, Env: []string{"NOTE=note"}, Stdin: strings.NewReader("in\n")})
+	if err != nil || out.Stdout != "IN\n"+dir+"\n" || out.Stderr != "note\n" {
 		t.Fatalf("RunCmd = %+v, %v; want IN and note", out, err)
 	}
 }
