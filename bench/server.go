@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +15,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/rhizome-kv/rhizome/internal/kube"
 	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
@@ -258,4 +261,29 @@ func loadAvg() float64 {
 		return -1
 	}
 	return v
+}
+
+// metrics reads the server's /metrics from its client URL (Rhizome serves
+// them there, as etcd does).
+func (s *server) metrics(ctx context.Context) (kube.Metrics, error) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.endpoint+"/metrics", nil)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s metrics: %w", s.system, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("bench: %s metrics: %s, %v", s.system, resp.Status, err)
+	}
+	m, err := kube.ParseMetrics(string(body))
+	if err != nil {
+		return nil, fmt.Errorf("bench: %s metrics: %w", s.system, err)
+	}
+	return m, nil
 }

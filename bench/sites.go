@@ -220,6 +220,14 @@ type LinkUse struct {
 	// change changed (the value for Put, the edited field for edit).
 	PerChange    float64 `json:"bytes_per_change"`
 	ChangedBytes int     `json:"changed_bytes"`
+	// Rhizome only, summed over the sites, from their metrics: the bytes of
+	// peer messages sent (rhizome_peer_sent_bytes_total: the messages
+	// themselves, without gRPC's framing; what the links carried beyond
+	// them is framing, HTTP/2 control frames and gossip), and the remote
+	// changes merged (rhizome_merges_applied_total; a change made at one of
+	// n sites is merged n-1 times).
+	PeerMessageBytes int64 `json:"peer_message_bytes,omitempty"`
+	Merges           int64 `json:"merges,omitempty"`
 }
 
 // Bucket is one site's requests in one interval of the cut timeline.
@@ -276,6 +284,29 @@ type cluster struct {
 	prepared map[string]bool
 	// local are the servers' client addresses inside their namespaces.
 	local []string
+}
+
+// syncTotals are peer-protocol counters summed over a cluster's sites.
+type syncTotals struct {
+	sent, merged float64
+	ok           bool // every site answered (never for etcd)
+}
+
+// syncCounters reads every Rhizome site's peer counters from its /metrics.
+func (c *cluster) syncCounters(ctx context.Context) syncTotals {
+	if c.system != SystemRhizome {
+		return syncTotals{}
+	}
+	t := syncTotals{ok: true}
+	for _, s := range c.servers {
+		m, err := s.metrics(ctx)
+		if err != nil {
+			return syncTotals{}
+		}
+		t.sent += m.Sum("rhizome_peer_sent_bytes_total", nil)
+		t.merged += m.Sum("rhizome_merges_applied_total", nil)
+	}
+	return t
 }
 
 func (c *cluster) close() error {
@@ -380,6 +411,7 @@ func runWorkload(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesRep
 		return err
 	}
 	bytes0 := c.topo.bytes()
+	sync0 := c.syncCounters(ctx)
 	res, err := loadSites(ctx, cfg, c, "load", w, delay, cfg.Duration, progress, nil)
 	if err != nil {
 		return err
@@ -397,6 +429,9 @@ func runWorkload(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesRep
 	}
 	for _, r := range res {
 		use.Changes += r.Requests
+	}
+	if sync1 := c.syncCounters(ctx); sync0.ok && sync1.ok {
+		use.PeerMessageBytes, use.Merges = int64(sync1.sent-sync0.sent), int64(sync1.merged-sync0.merged)
 	}
 	use.PerChange = ratio(float64(use.Bytes), float64(use.Changes))
 	rep.Links = append(rep.Links, use)
