@@ -361,6 +361,7 @@ func (r *SitesReport) PNG(w io.Writer) error {
 func (r *SitesReport) delayPanel() (*plot.Plot, error) {
 	p := latencyByDelayPlot(fmt.Sprintf("Rhizome %s (%d sites) vs %s (%d members), Put at every site, %d clients per site, fsync on\n%d CPUs; %s",
 		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Host.CPUs, r.Started), 13, "Put latency")
+	plotted := 0
 	for _, sys := range []string{SystemRhizome, SystemEtcd} {
 		for _, q := range []string{"p99", "p50"} {
 			var xys plotter.XYs
@@ -387,7 +388,13 @@ func (r *SitesReport) delayPanel() (*plot.Plot, error) {
 			}
 			p.Add(line, points)
 			p.Legend.Add(sys+" "+q, line)
+			plotted++
 		}
+	}
+	if plotted == 0 {
+		// A run without Put: an empty log axis cannot be drawn.
+		p.Title.Text += "\n(no Put workload in this run)"
+		p.X.Min, p.X.Max, p.Y.Min, p.Y.Max = 0, 1, 1, 10
 	}
 	return p, nil
 }
