@@ -198,6 +198,10 @@ func TestFillQuick(t *testing.T) {
 		if s.RSSAfterUpdate <= 0 || s.RSSAfterIdle <= 0 || s.RestartSeconds <= 0 || s.DiskBytes <= 0 || len(s.Samples) < 3 {
 			t.Errorf("%s: missing figures: %+v", s.System, s)
 		}
+		// Compacted at the end of every pass, to the previous pass's end.
+		if s.DiskAfterFill <= 0 || s.Compactions != cfg.Updates || s.CompactErrors != 0 {
+			t.Errorf("%s: disk after fill %d, %d compactions (%d failed: %s); want %d", s.System, s.DiskAfterFill, s.Compactions, s.CompactErrors, s.LastCompactError, cfg.Updates)
+		}
 	}
 	for _, tg := range rep.Targets {
 		if !tg.Measured {
