@@ -90,7 +90,11 @@ func Open(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	db, err := badger.Open(badgerOptions(cfg))
+	opts := badgerOptions(cfg)
+	if err := checkTables(opts); err != nil {
+		return nil, err
+	}
+	db, err := badger.Open(opts)
 	if err != nil {
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
