@@ -76,6 +76,7 @@ type Doc struct {
 	edits     int               // documents: field edits applied since the body's epoch began
 	savedLen  int               // documents: length of amBytes when it was last saved whole (or as a body's first changes)
 	am        *automerge.Doc    // documents: nil until needed
+	built     *builtBody        // documents: the body loadBody built, while never saved
 	amBytes   []byte            // documents: saved form (a save or a body's first changes, then incremental chunks), always current
 	prior     *prior            // documents: the epoch the current one rebased, while edits of it may arrive
 	conflicts []Conflict        // the latest maxConflicts conflicts seen here
@@ -328,9 +329,18 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 // ignores them.
 func (d *Doc) appendSaved(am *automerge.Doc, chunks []byte) {
 	if len(d.amBytes) == 0 && d.edits == 0 {
+		// The body's change was saved (and deflated) when it was built, so
+		// that a Doc readied ahead of its edit (Prepare) paid for it then:
+		// deflated change by change, the two parts make the same bytes.
+		var body []byte
+		if b := d.built; b != nil && b.am == am {
+			body = b.saved
+		}
+		d.built = nil
 		saved, err := compressChanges(am.SaveIncremental())
 		if err == nil {
-			d.amBytes, d.savedLen = saved, len(saved)
+			d.amBytes = append(body, saved...)
+			d.savedLen = len(d.amBytes)
 			return
 		}
 	}
@@ -397,18 +407,50 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 	return d.am, nil
 }
 
+// Prepare loads the automerge document an edit written as site needs (building
+// a never-edited body from its fields, the costliest part of a first edit),
+// so that the caller pays for it ahead of the edit, for instance in another
+// goroutine than the one that will edit: the Doc must not be in use
+// elsewhere meanwhile. It changes nothing the Doc holds (Encode is the same).
+// A Doc that is not a live document has nothing to prepare.
+func (d *Doc) Prepare(site string) error {
+	if d.Kind() != Document {
+		return nil
+	}
+	_, err := d.automerge(site)
+	return err
+}
+
 // loadBody loads the automerge document from its saved form, or, for a body
 // never edited, which is never saved (see newBody), builds it from the epoch's
 // fields as its writer did.
 func (d *Doc) loadBody() (*automerge.Doc, error) {
 	if len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil {
-		return newDocAM(d.fields, d.epoch.Site)
+		am, err := newDocAM(d.fields, d.epoch.Site)
+		if err != nil {
+			return nil, err
+		}
+		// Save the body's change now (see appendSaved); what SaveIncremental
+		// returns next is only what follows it.
+		saved, err := compressChanges(am.SaveIncremental())
+		if err != nil {
+			return nil, err
+		}
+		d.built = &builtBody{am: am, saved: saved}
+		return am, nil
 	}
 	am, err := automerge.Load(d.amBytes)
 	if err != nil {
 		return nil, fmt.Errorf("crdt: load document: %w", err)
 	}
 	return am, nil
+}
+
+// builtBody is a never-saved body loadBody built, and its change as
+// appendSaved saves it.
+type builtBody struct {
+	am    *automerge.Doc
+	saved []byte
 }
 
 // newBody returns the body a create or replace ships: the value itself for a

@@ -389,3 +389,44 @@ func TestFirstEditSavedAsChanges(t *testing.T) {
 		t.Fatal("the next edit differs between the two saved forms")
 	}
 }
+
+// TestPreparedEditAlike checks that readying a document ahead of its edit
+// (Prepare), also once unloaded and readied again, changes neither the edit
+// shipped nor the document saved.
+func TestPreparedEditAlike(t *testing.T) {
+	long := strings.Repeat("q", 400)
+	val := func(x int) []byte { return fmt.Appendf(nil, `{"x":%d,"y":{"z":"%s"}}`, x, long) }
+	var d Doc
+	if _, _, err := d.Put(val(1), Stamp{1, "a"}); err != nil {
+		t.Fatal(err)
+	}
+	stored := d.Encode()
+	var encs, edits [][]byte
+	for _, prepare := range []int{0, 1, 2} {
+		r, err := DecodeDoc(stored, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range prepare {
+			if err := r.Prepare("b"); err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(r.Encode(), stored) {
+				t.Fatal("Prepare changed the document")
+			}
+			if prepare == 2 {
+				r.Unload()
+			}
+		}
+		c, ok, err := r.Put(val(2), Stamp{2, "b"})
+		if err != nil || !ok {
+			t.Fatalf("edit after %d preparations: %v %v", prepare, ok, err)
+		}
+		encs, edits = append(encs, r.Encode()), append(edits, c.Data)
+	}
+	for i := 1; i < len(encs); i++ {
+		if !bytes.Equal(encs[i], encs[0]) || !bytes.Equal(edits[i], edits[0]) {
+			t.Fatalf("prepared %d times: the document or the edit differs from the unprepared one's", i)
+		}
+	}
+}

@@ -29,6 +29,9 @@ func (d *Doc) HeapBytes() int {
 	if d.prior != nil {
 		n += len(d.prior.amBytes) + len(d.prior.moved)*64
 	}
+	if d.built != nil {
+		n += len(d.built.saved)
+	}
 	return n
 }
 
@@ -53,7 +56,7 @@ func (d *Doc) NativeBytes() int {
 // Go's collector next runs.
 func (d *Doc) Unload() int {
 	n := d.NativeBytes()
-	d.am = nil
+	d.am, d.built = nil, nil
 	if d.prior != nil {
 		d.prior.am = nil
 	}

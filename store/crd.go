@@ -69,6 +69,7 @@ func (s *Store) observeCRD(key, value []byte, live bool) {
 		return
 	}
 	if changed {
+		s.crdGen.Add(1)
 		s.log.Info("custom resources merge by a new schema", "crd", string(key),
 			"keys", res.KeyPrefix(s.cfg.KubePrefix), "live", live)
 	}

@@ -73,6 +73,10 @@ func (c *docCache) settle() {
 		}
 		cd := e.Value.(*cachedDoc)
 		c.account(cd, -1)
+		if cd.doc != nil && cd.doc != d {
+			// Replaced by a document prepared outside the cache (prepare.go).
+			c.letGo(int64(cd.doc.Unload()))
+		}
 		cd.doc, cd.heap, cd.native = d, int64(d.HeapBytes()), int64(d.NativeBytes())
 		c.account(cd, 1)
 		c.lru.MoveToFront(e)

@@ -78,7 +78,7 @@ func fillPhase(b *testing.B, s *Store, n, gen int) (rate, decay float64) {
 					return
 				}
 				key := fmt.Appendf(nil, "/registry/pods/ns-%d/web-%07d", i%20, i)
-				if _, err := s.Update(context.Background(), func(tx *WriteTxn) error { return tx.Put(key, podJSON(i, gen), 0) }); err != nil {
+				if _, err := s.Write(context.Background(), func(tx TxnWrite) error { return tx.Put(key, podJSON(i, gen), 0) }); err != nil {
 					b.Error(err)
 					return
 				}

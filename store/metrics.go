@@ -24,6 +24,7 @@ type metrics struct {
 	leasesExpired prometheus.Counter
 	compactedRevs prometheus.Counter
 	opaqueKube    prometheus.Counter
+	preparedDocs  prometheus.Counter
 	conflicts     *prometheus.CounterVec
 }
 
@@ -64,6 +65,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		compactedRevs: counter("etcd_debugging", "mvcc", "db_compaction_keys_total", "Total number of db keys compacted."),
 		opaqueKube: counter("rhizome", "store", "opaque_kubernetes_values_total",
 			"Writes of kube-apiserver protobuf values of types Rhizome cannot decode, kept as opaque registers (merged whole, not field by field)."),
+		preparedDocs: counter("rhizome", "store", "prepared_documents_total",
+			"Writes whose document was readied in the writer's goroutine, ahead of the commit (prepare.go), and still current when committed."),
 		conflicts: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "rhizome", Name: "conflicts_total",
 			Help: "Conflicts recorded, by how they were resolved: concurrent-create (one incarnation of a key kept whole), validation (a merge the Validator rejected; one side's whole value kept) or allocation (recorded by a caller, e.g. a ClusterIP or NodePort repair)."},
 			[]string{"kind"}),
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		m.conflicts.WithLabelValues(k.String()) // listed at 0 before the first
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitSeconds, m.defragSeconds, m.backupSeconds, m.batchSize, m.docBytes, m.puts, m.deletes, m.ranges, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.conflicts)
+		reg.MustRegister(m.commitSeconds, m.defragSeconds, m.backupSeconds, m.batchSize, m.docBytes, m.puts, m.deletes, m.ranges, m.leasesExpired, m.compactedRevs, m.opaqueKube, m.preparedDocs, m.conflicts)
 	}
 	return m
 }

@@ -42,6 +42,7 @@ type Store struct {
 	fail        error     // set when a commit failed: the store refuses further writes
 	reqs        chan *request
 	crs         *kube.CustomResources // merge units of custom resources (crd.go)
+	crdGen      atomic.Uint64         // counts changes of crs, for prepared documents (prepare.go)
 
 	leases *leases
 
@@ -79,6 +80,7 @@ type Store struct {
 // has one fn per change, each committed as its own revision.
 type request struct {
 	fns  []func(*WriteTxn) error
+	prep map[string]preparedDoc // documents readied by the caller (prepare.go)
 	rev  int64
 	err  error
 	done chan struct{}
@@ -574,7 +576,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 				r.err = s.fail
 				break
 			}
-			tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty}
+			tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty, prep: r.prep}
 			s.mu.Lock()
 			err := fn(tx)
 			s.mu.Unlock()
@@ -598,6 +600,10 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 				size += int64(len(w.key) + len(w.value))
 			}
 		}
+		for _, p := range r.prep {
+			s.docs.drop(p.doc) // prepared for a key the write did not change
+		}
+		r.prep = nil
 	}
 	for key, doc := range dirty {
 		enc := doc.Encode()

@@ -16,7 +16,8 @@ type WriteTxn struct {
 	events  []Event
 	writes  []write
 	cached  []*keyIndex
-	dirty   map[string]*crdt.Doc // documents changed in this batch
+	dirty   map[string]*crdt.Doc   // documents changed in this batch
+	prep    map[string]preparedDoc // the request's prepared documents (prepare.go)
 	mutated bool
 	logged  bool // a change was added to the change log
 
@@ -202,9 +203,12 @@ func (tx *WriteTxn) doc(key []byte) (*crdt.Doc, error) {
 	if d, ok := tx.dirty[k]; ok {
 		return d, nil
 	}
-	d, err := tx.peekDoc(key)
-	if err != nil {
-		return nil, err
+	d := tx.prepared(key)
+	if d == nil {
+		var err error
+		if d, err = tx.peekDoc(key); err != nil {
+			return nil, err
+		}
 	}
 	tx.dirty[k] = d
 	tx.s.docs.pin(k, d)
@@ -289,14 +293,8 @@ func (tx *WriteTxn) recordWithLease(origin string, seq uint64, key []byte, lease
 func (s *Store) getRaw(key []byte) ([]byte, error) {
 	var out []byte
 	err := s.db.View(func(txn *badgerTxn) error {
-		item, err := txn.Get(key)
-		if isNotFound(err) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		out, err = item.ValueCopy(nil)
+		var err error
+		out, err = getIn(txn, key)
 		return err
 	})
 	if err != nil {

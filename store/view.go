@@ -62,8 +62,18 @@ var _ TxnWrite = (*WriteTxn)(nil)
 // Write runs fn as one atomic write, like Update, seeing the write through
 // TxnWrite. It returns the revision the write committed as (the current one
 // when fn changed nothing), once durable.
+//
+// fn runs twice: first in the caller's goroutine against a dry view of the
+// newest durable revision, so that the documents of the keys it puts are
+// readied there rather than in the committer (prepare.go), then for real. Only
+// the second run's effects and result count; fn must leave nothing else behind
+// from the first (set its results, do not append to them).
 func (s *Store) Write(ctx context.Context, fn func(TxnWrite) error) (int64, error) {
-	return s.Update(ctx, func(tx *WriteTxn) error { return fn(tx) })
+	r := &request{fns: []func(*WriteTxn) error{func(tx *WriteTxn) error { return fn(tx) }}, done: make(chan struct{})}
+	r.prep = s.prepare(fn)
+	rev, err := s.submit(ctx, r)
+	dropPrepared(r.prep) // never committed (the committer takes them otherwise)
+	return rev, err
 }
 
 // Read returns a read view at the newest durable revision. It holds nothing:

@@ -1,0 +1,139 @@
+package store
+
+import (
+	"bytes"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// Preparing writes. The committer is one goroutine, so whatever it does per
+// write is done one write at a time. The costliest part of a write to an
+// existing key is readying its document: decoding it from badger and loading
+// its automerge body (for a body never edited, building it field by field).
+// Write does that in the caller's goroutine first, as etcd evaluates what it
+// can against a read view before its apply loop:
+//
+//  1. it runs the caller's function against a dry view (dryTxn): reads see the
+//     newest durable revision, writes only record the keys they put;
+//  2. it reads those keys' documents from one badger view and readies them
+//     (crdt.Doc.Prepare), remembering the stored bytes each came from;
+//  3. the committer runs the function for real, against the committed state,
+//     as it always has. When a write needs a key's document that the batch
+//     has not yet changed, it takes the prepared one only if the key's stored
+//     document is still byte for byte the one it was prepared from and the
+//     custom resource schemas are those it was decoded with; else it decodes
+//     the stored one, as without preparation.
+//
+// So preparation decides nothing: compares, revisions, the order of commits
+// and what watchers see are the committer's alone, and a prepared document is
+// only ever used where decoding the stored bytes again would yield the same
+// document. A prepared document the committer does not take is let go.
+
+// preparedDoc is a document readied outside the committer.
+type preparedDoc struct {
+	raw    []byte // the stored document it was decoded from
+	crdGen uint64 // Store.crdGen when it was decoded
+	doc    *crdt.Doc
+}
+
+// dryTxn runs a write's function to learn which keys it puts: its reads see
+// the newest durable revision (not the write's own changes) and its changes
+// are only recorded. Owned by the caller's goroutine.
+type dryTxn struct {
+	TxnRead
+	puts    map[string][]byte // key -> value put
+	changed bool
+}
+
+func (d *dryTxn) Put(key, value []byte, _ int64) error {
+	d.puts[string(key)] = value
+	d.changed = true
+	return nil
+}
+
+func (d *dryTxn) DeleteRange(key, end []byte) ([]KeyValue, error) {
+	res, err := d.Range(key, RangeOptions{End: end})
+	d.changed = d.changed || len(res.KVs) > 0
+	return res.KVs, err
+}
+
+func (d *dryTxn) Changed() bool         { return d.changed }
+func (d *dryTxn) Reserve(_ int64) error { return nil }
+
+// prepare runs fn dry and readies the documents of the keys it puts, in the
+// caller's goroutine. A function that fails or panics when run dry is
+// prepared for nothing: the committer's run decides what it does.
+func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]preparedDoc) {
+	dry := &dryTxn{TxnRead: s.Read(), puts: make(map[string][]byte)}
+	defer func() {
+		if recover() != nil {
+			dropPrepared(prep)
+			prep = nil
+		}
+	}()
+	if fn(dry) != nil || len(dry.puts) == 0 {
+		return nil
+	}
+	gen := s.crdGen.Load()
+	txn := s.newView()
+	defer txn.Discard()
+	for key, value := range dry.puts {
+		raw, err := getIn(txn, docKey([]byte(key)))
+		if err != nil || raw == nil {
+			continue // a create: no document to ready
+		}
+		doc, err := s.openDoc(raw)
+		if err != nil {
+			continue // the committer reports it
+		}
+		if v, _ := doc.Value(); bytes.Equal(v, value) {
+			continue // nothing to edit
+		}
+		if doc.Prepare(s.origin) != nil {
+			doc.Unload()
+			continue
+		}
+		if prep == nil {
+			prep = make(map[string]preparedDoc)
+		}
+		prep[key] = preparedDoc{raw: raw, crdGen: gen, doc: doc}
+	}
+	return prep
+}
+
+// prepared returns the document prepared for key if it is still the key's
+// stored one, and nil otherwise; either way the preparation is used up. Only
+// for a key this batch has not changed. Called by the committer.
+func (tx *WriteTxn) prepared(key []byte) *crdt.Doc {
+	p, ok := tx.prep[string(key)]
+	if !ok {
+		return nil
+	}
+	delete(tx.prep, string(key))
+	raw, err := tx.s.getRaw(docKey(key))
+	if err != nil || !bytes.Equal(raw, p.raw) || p.crdGen != tx.s.crdGen.Load() {
+		tx.s.docs.drop(p.doc)
+		return nil
+	}
+	tx.s.metrics.preparedDocs.Inc()
+	return p.doc
+}
+
+// dropPrepared lets go of prepared documents no committer took.
+func dropPrepared(prep map[string]preparedDoc) {
+	for _, p := range prep {
+		p.doc.Unload()
+	}
+}
+
+// getIn reads one badger value through txn; nil when absent.
+func getIn(txn *badgerTxn, key []byte) ([]byte, error) {
+	item, err := txn.Get(key)
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	return item.ValueCopy(nil)
+}
