@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/automerge/automerge-go"
-
-	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Kind is what a body holds.
@@ -120,13 +118,19 @@ func (d *Doc) Digest() [32]byte {
 // Put writes a whole value as site st.Site at Lamport time st and returns the change
 // to ship. A put of the value already held returns ok=false: nothing to ship.
 func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
-	// kube-apiserver's protobuf encoding becomes the document its JSON encoding
-	// would have written, so both encodings merge alike.
-	if j, isKube := kube.ToJSON(value); isKube {
-		value = j
-	}
+	return d.put(jsonForm(value), nil, st)
+}
+
+// PutPrepared is Put of a value PrepareValue cut with the Doc's schemas. A
+// Prepared is used once.
+func (d *Doc) PutPrepared(p *Prepared, st Stamp) (c Change, ok bool, err error) {
+	return d.put(p.json, p, st)
+}
+
+// put is Put of value in its JSON form, cut ahead when p is not nil.
+func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err error) {
 	if _, exists := d.Value(); !exists {
-		body, kind, fields := newBody(value)
+		body, kind, fields := newBody(value, p)
 		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: kind, Data: body}
 		if kind == Document {
 			c.Value = value
@@ -134,13 +138,13 @@ func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
 		_, err = d.apply(c, fields)
 		return c, err == nil, err
 	}
-	if fields, isDoc := flatten(value, d.schemas); isDoc && d.kind == Document {
+	if fields, isDoc := p.cut(value, d.schemas); isDoc && d.kind == Document {
 		return d.update(value, fields, st)
 	}
 	if d.kind == Register && bytes.Equal(d.value, value) {
 		return Change{}, false, nil
 	}
-	body, kind, fields := newBody(value)
+	body, kind, fields := newBody(value, p)
 	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
 	if kind == Document {
 		c.Value = value
@@ -461,8 +465,10 @@ type builtBody struct {
 // schemas, which every replica knows alike (unlike a CRD's, which replicas may
 // learn at different times): a custom resource's first edit cuts it by its
 // CRD's. A document's fields are returned too, so the writer cuts them once.
-func newBody(value []byte) ([]byte, Kind, map[string]string) {
-	fields, isDoc := flatten(value, nil)
+//
+// p, when not nil, is value cut ahead (PrepareValue).
+func newBody(value []byte, p *Prepared) ([]byte, Kind, map[string]string) {
+	fields, isDoc := p.cutBuiltin(value)
 	if !isDoc {
 		return bytes.Clone(value), Register, nil
 	}

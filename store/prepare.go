@@ -15,25 +15,29 @@ import (
 //
 //  1. it runs the caller's function against a dry view (dryTxn): reads see the
 //     newest durable revision, writes only record the keys they put;
-//  2. it reads those keys' documents from one badger view and readies them
-//     (crdt.Doc.Prepare), remembering the stored bytes each came from;
+//  2. it cuts the values put into fields (crdt.PrepareValue), reads the keys'
+//     documents from one badger view and readies them (crdt.Doc.Prepare),
+//     remembering the stored bytes each came from;
 //  3. the committer runs the function for real, against the committed state,
 //     as it always has. When a write needs a key's document that the batch
 //     has not yet changed, it takes the prepared one only if the key's stored
 //     document is still byte for byte the one it was prepared from and the
 //     custom resource schemas are those it was decoded with; else it decodes
-//     the stored one, as without preparation.
+//     the stored one, as without preparation. A value cut ahead is taken
+//     when the write puts the same bytes and the schemas are the same.
 //
 // So preparation decides nothing: compares, revisions, the order of commits
 // and what watchers see are the committer's alone, and a prepared document is
 // only ever used where decoding the stored bytes again would yield the same
 // document. A prepared document the committer does not take is let go.
 
-// preparedDoc is a document readied outside the committer.
-type preparedDoc struct {
-	raw    []byte // the stored document it was decoded from
-	crdGen uint64 // Store.crdGen when it was decoded
-	doc    *crdt.Doc
+// prepared is what was readied outside the committer for one key put.
+type prepared struct {
+	crdGen uint64         // Store.crdGen when it was prepared
+	value  []byte         // the value put
+	cut    *crdt.Prepared // value cut (nil once taken)
+	raw    []byte         // the stored document doc was decoded from
+	doc    *crdt.Doc      // nil for a key absent, or once taken
 }
 
 // dryTxn runs a write's function to learn which keys it puts: its reads see
@@ -63,7 +67,7 @@ func (d *dryTxn) Reserve(_ int64) error { return nil }
 // prepare runs fn dry and readies the documents of the keys it puts, in the
 // caller's goroutine. A function that fails or panics when run dry is
 // prepared for nothing: the committer's run decides what it does.
-func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]preparedDoc) {
+func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 	dry := &dryTxn{TxnRead: s.Read(), puts: make(map[string][]byte)}
 	defer func() {
 		if recover() != nil {
@@ -77,7 +81,10 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]preparedDoc) {
 	gen := s.crdGen.Load()
 	txn := s.newView()
 	defer txn.Discard()
+	prep = make(map[string]*prepared, len(dry.puts))
 	for key, value := range dry.puts {
+		p := &prepared{crdGen: gen, value: value, cut: crdt.PrepareValue(value, s.crs.Object)}
+		prep[key] = p
 		raw, err := getIn(txn, docKey([]byte(key)))
 		if err != nil || raw == nil {
 			continue // a create: no document to ready
@@ -93,10 +100,7 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]preparedDoc) {
 			doc.Unload()
 			continue
 		}
-		if prep == nil {
-			prep = make(map[string]preparedDoc)
-		}
-		prep[key] = preparedDoc{raw: raw, crdGen: gen, doc: doc}
+		p.raw, p.doc = raw, doc
 	}
 	return prep
 }
@@ -105,11 +109,11 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]preparedDoc) {
 // stored one, and nil otherwise; either way the preparation is used up. Only
 // for a key this batch has not changed. Called by the committer.
 func (tx *WriteTxn) prepared(key []byte) *crdt.Doc {
-	p, ok := tx.prep[string(key)]
-	if !ok {
+	p := tx.prep[string(key)]
+	if p == nil || p.doc == nil {
 		return nil
 	}
-	delete(tx.prep, string(key))
+	defer func() { p.doc = nil }()
 	raw, err := tx.s.getRaw(docKey(key))
 	if err != nil || !bytes.Equal(raw, p.raw) || p.crdGen != tx.s.crdGen.Load() {
 		tx.s.docs.drop(p.doc)
@@ -119,10 +123,25 @@ func (tx *WriteTxn) prepared(key []byte) *crdt.Doc {
 	return p.doc
 }
 
+// preparedValue returns value cut ahead, if the write puts the bytes that
+// were cut and the schemas have not changed since; nil otherwise. Called by
+// the committer.
+func (tx *WriteTxn) preparedValue(key, value []byte) *crdt.Prepared {
+	p := tx.prep[string(key)]
+	if p == nil || p.cut == nil || p.crdGen != tx.s.crdGen.Load() || !bytes.Equal(p.value, value) {
+		return nil
+	}
+	cut := p.cut
+	p.cut = nil
+	return cut
+}
+
 // dropPrepared lets go of prepared documents no committer took.
-func dropPrepared(prep map[string]preparedDoc) {
+func dropPrepared(prep map[string]*prepared) {
 	for _, p := range prep {
-		p.doc.Unload()
+		if p.doc != nil {
+			p.doc.Unload()
+		}
 	}
 }
 

@@ -80,7 +80,7 @@ type Store struct {
 // has one fn per change, each committed as its own revision.
 type request struct {
 	fns  []func(*WriteTxn) error
-	prep map[string]preparedDoc // documents readied by the caller (prepare.go)
+	prep map[string]*prepared // readied by the caller (prepare.go)
 	rev  int64
 	err  error
 	done chan struct{}
@@ -601,7 +601,9 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 			}
 		}
 		for _, p := range r.prep {
-			s.docs.drop(p.doc) // prepared for a key the write did not change
+			if p.doc != nil {
+				s.docs.drop(p.doc) // prepared for a key the write did not change
+			}
 		}
 		r.prep = nil
 	}

@@ -16,8 +16,8 @@ type WriteTxn struct {
 	events  []Event
 	writes  []write
 	cached  []*keyIndex
-	dirty   map[string]*crdt.Doc   // documents changed in this batch
-	prep    map[string]preparedDoc // the request's prepared documents (prepare.go)
+	dirty   map[string]*crdt.Doc // documents changed in this batch
+	prep    map[string]*prepared // what the request's caller readied (prepare.go)
 	mutated bool
 	logged  bool // a change was added to the change log
 
@@ -70,7 +70,13 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if err != nil {
 		return err
 	}
-	change, changed, err := doc.Put(value, tx.stamp())
+	var change crdt.Change
+	var changed bool
+	if cut := tx.preparedValue(key, value); cut != nil {
+		change, changed, err = doc.PutPrepared(cut, tx.stamp())
+	} else {
+		change, changed, err = doc.Put(value, tx.stamp())
+	}
 	if err != nil {
 		return fmt.Errorf("store: put %q: %w", key, err)
 	}

@@ -1,0 +1,60 @@
+package crdt
+
+import "github.com/rhizome-kv/rhizome/crdt/kube"
+
+// Prepared is a value cut into a document's fields ahead of its Put
+// (PrepareValue), so that the cost of reading it is paid by another goroutine
+// than the writer's. It is used once, by PutPrepared.
+type Prepared struct {
+	json   []byte            // the value's JSON form (jsonForm)
+	fields map[string]string // json cut by the schemas given; nil once used
+	isDoc  bool
+	// builtin says the schemas given cut json as the built-in kinds' do (a
+	// create's body is cut so, see newBody): its kind is built in, or not
+	// one the schemas know.
+	builtin bool
+}
+
+// PrepareValue cuts value as a Put to a Doc whose schemas are schemas will:
+// its JSON form, and whether and how it is a document. It reads nothing but
+// its arguments.
+func PrepareValue(value []byte, schemas Schemas) *Prepared {
+	p := &Prepared{json: jsonForm(value)}
+	p.fields, p.isDoc = flatten(p.json, schemas)
+	if body := p.json; p.isDoc && len(body) > 0 && body[0] == '{' {
+		p.builtin = rootNode(body, nil).Known() || !rootNode(body, schemas).Known()
+	} else {
+		p.builtin = true
+	}
+	return p
+}
+
+// jsonForm is the value a Put writes: kube-apiserver's protobuf encoding
+// becomes the document its JSON encoding would have written, so both
+// encodings merge alike.
+func jsonForm(value []byte) []byte {
+	if j, isKube := kube.ToJSON(value); isKube {
+		return j
+	}
+	return value
+}
+
+// cut returns flatten(value, schemas), taking p's fields when p was cut
+// ahead (with those schemas: see PutPrepared).
+func (p *Prepared) cut(value []byte, schemas Schemas) (map[string]string, bool) {
+	if p == nil || (p.fields == nil && p.isDoc) {
+		return flatten(value, schemas)
+	}
+	fields := p.fields
+	p.fields = nil
+	return fields, p.isDoc
+}
+
+// cutBuiltin returns flatten(value, nil), taking p's fields when p was cut
+// ahead alike.
+func (p *Prepared) cutBuiltin(value []byte) (map[string]string, bool) {
+	if p == nil || !p.builtin {
+		return flatten(value, nil)
+	}
+	return p.cut(value, nil)
+}
