@@ -10,6 +10,16 @@
 // watch hub and acknowledge it. Several concurrent requests share one fsync (group
 // commit). Readers never see a change before it is durable.
 //
+// The committer is one goroutine. What a write costs that can be paid before it
+// runs there is paid in the writer's goroutine: Write runs the request dry against
+// a read view, cuts the values it puts into fields and readies the documents it
+// edits (decoded, automerge loaded); the committer takes them only while the
+// stored document is still the one they came from (prepare.go), so compares,
+// revisions and the order of events stay the committer's alone.
+//
+// Open checks every table's checksums before badger opens them, and refuses a
+// damaged data file with ErrCorruptData (preflight.go).
+//
 // A commit is one badger transaction: the committer closes a batch before it
 // outgrows one. A single request larger than a transaction allows is written in
 // parts ordered so that any prefix surviving a crash is consistent, and finished

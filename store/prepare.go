@@ -55,10 +55,12 @@ func (d *dryTxn) Put(key, value []byte, _ int64) error {
 	return nil
 }
 
+// DeleteRange only counts the keys it would delete (a large range is not read
+// twice), and returns none of them.
 func (d *dryTxn) DeleteRange(key, end []byte) ([]KeyValue, error) {
-	res, err := d.Range(key, RangeOptions{End: end})
-	d.changed = d.changed || len(res.KVs) > 0
-	return res.KVs, err
+	res, err := d.Range(key, RangeOptions{End: end, CountOnly: true})
+	d.changed = d.changed || res.Count > 0
+	return nil, err
 }
 
 func (d *dryTxn) Changed() bool         { return d.changed }
@@ -68,7 +70,12 @@ func (d *dryTxn) Reserve(_ int64) error { return nil }
 // caller's goroutine. A function that fails or panics when run dry is
 // prepared for nothing: the committer's run decides what it does.
 func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
-	dry := &dryTxn{TxnRead: s.Read(), puts: make(map[string][]byte)}
+	select {
+	case <-s.closing:
+		return nil
+	default:
+	}
+	dry := &dryTxn{TxnRead: readView{s: s, rev: s.Rev(), dry: true}, puts: make(map[string][]byte)}
 	defer func() {
 		if recover() != nil {
 			dropPrepared(prep)

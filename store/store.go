@@ -295,6 +295,11 @@ func metaIn(txn *badger.Txn, k []byte, def int64) (int64, error) {
 // and a long range holds the committer up only while it walks the index.
 func (s *Store) Range(key []byte, opts RangeOptions) (RangeResult, error) {
 	s.metrics.ranges.Inc()
+	return s.rangeCommitted(key, opts)
+}
+
+// rangeCommitted is Range, not counted in the metrics.
+func (s *Store) rangeCommitted(key []byte, opts RangeOptions) (RangeResult, error) {
 	s.mu.RLock()
 	res, vers, err := s.selectRange(key, opts, s.committed.Load())
 	if err != nil || len(vers) == 0 {

@@ -84,6 +84,7 @@ func (s *Store) Read() TxnRead { return readView{s: s, rev: s.Rev()} }
 type readView struct {
 	s   *Store
 	rev int64
+	dry bool // a write's dry run (prepare.go): its reads are not counted
 }
 
 func (v readView) Rev() int64                { return v.rev }
@@ -96,7 +97,11 @@ func (v readView) Range(key []byte, opts RangeOptions) (RangeResult, error) {
 	} else if opts.Rev > v.rev {
 		return RangeResult{}, ErrFutureRev
 	}
-	res, err := v.s.Range(key, opts)
+	read := v.s.Range
+	if v.dry {
+		read = v.s.rangeCommitted
+	}
+	res, err := read(key, opts)
 	res.Rev = v.rev
 	return res, err
 }
