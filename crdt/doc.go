@@ -12,16 +12,17 @@
 //     others are recorded as conflicts.
 //   - Deletes. A delete ends its incarnation for good: it beats every concurrent
 //     update of that incarnation. A create that follows the delete is a newer
-//     incarnation and stands.
+//     incarnation and stands. Both rules are Arrive, which the model checker
+//     (checker/consistency) calls too.
 //   - Bodies. A value that is a compact JSON object is a document: an automerge map
 //     of its fields, so concurrent edits of different fields both survive.
 //     Concurrent writes of one field resolve by automerge's operation ids (a
 //     Lamport counter that advances once per field a change writes; ties go to the
 //     greater actor), so a causally later write always wins; a member removed at
 //     one site and written concurrently at another stays (add-wins). The checker's
-//     pure model (checker/consistency) follows these rules for objects that are
-//     not built-in Kubernetes kinds, tied to this package by a seeded differential
-//     test. Any other value is an opaque register. A write that cannot be
+//     pure model (checker/consistency) models this per-field order (automerge
+//     keeps it internally) for objects that are not built-in Kubernetes kinds,
+//     tied to this package by a seeded differential test. Any other value is an opaque register. A write that cannot be
 //     expressed as a field diff of the current document (a register, or a switch
 //     between kinds) starts a new body epoch, which replaces older epochs whole.
 //   - Kubernetes' merge units. What a field is follows the object's kind
