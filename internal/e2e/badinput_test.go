@@ -7,7 +7,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -310,23 +309,23 @@ func TestBadInputCorruptDataFile(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, "serve", "--name", "e2e", "--data-dir", dataDir,
-		"--listen-client-urls", "http://"+freeAddr(t)).CombinedOutput()
+	out, err := run(ctx, bin, "serve", "--name", "e2e", "--data-dir", dataDir,
+		"--listen-client-urls", "http://"+freeAddr(t))
 	// Exit 1 with the store's error; or, when the damage is inside a data
 	// block, badger v4.9.6 panics in Table.VerifyChecksum (its error path
 	// reads the nil block it failed to read) and the Go runtime exits 2.
-	// Either way nothing is served.
+	// Either way nothing is served. The log and the panic go to stderr.
 	switch code := exitCode(err); {
-	case strings.Contains(string(out), "site serving"):
-		t.Fatalf("rhizome serve on damaged files (%v) served:\n%s", damaged, out)
-	case code == 1 && !strings.Contains(string(out), "cannot start"), code == 1 && !strings.Contains(string(out), "store"):
-		t.Errorf("rhizome serve on damaged files: the error names no store problem:\n%s", out)
-	case code == 2 && !strings.Contains(string(out), "badger/v4/table.(*Table).VerifyChecksum"):
-		t.Errorf("rhizome serve on damaged files exited 2, not in badger's checksum verification:\n%s", out)
+	case strings.Contains(out.Stdout+out.Stderr, "site serving"):
+		t.Fatalf("rhizome serve on damaged files (%v) served:\n%s", damaged, printed(out))
+	case code == 1 && !strings.Contains(out.Stderr, "cannot start"), code == 1 && !strings.Contains(out.Stderr, "store"):
+		t.Errorf("rhizome serve on damaged files: the error names no store problem:\n%s", printed(out))
+	case code == 2 && !strings.Contains(out.Stderr, "badger/v4/table.(*Table).VerifyChecksum"):
+		t.Errorf("rhizome serve on damaged files exited 2, not in badger's checksum verification:\n%s", printed(out))
 	case code != 1 && code != 2:
-		t.Fatalf("rhizome serve on damaged files (%v) exited %d, want 1 (or 2, badger's panic):\n%s", damaged, code, out)
+		t.Fatalf("rhizome serve on damaged files (%v) exited %d, want 1 (or 2, badger's panic):\n%s", damaged, code, printed(out))
 	}
-	t.Logf("damaged %v: %s", damaged, lastLine(string(out)))
+	t.Logf("damaged %v: %s", damaged, lastLine(out.Stderr))
 }
 
 // lastLine is the last non-empty line of s.

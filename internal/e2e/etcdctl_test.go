@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -9,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strconv"
@@ -338,17 +338,18 @@ func a(args ...string) []string { return args }
 
 // target is one server under test as etcdctl sees it.
 type target struct {
-	name  string
-	p     *proc
-	ctl   string
-	env   []string
-	vars  map[string]string // saved lease ids, hex, by name
-	bgs   map[string]*bgCmd
-	order []string // var names, in the order saved
+	name   string
+	p      *proc
+	ctl    string
+	env    []string
+	vars   map[string]string // saved lease ids, hex, by name
+	bgs    map[string]*bgCmd
+	logDir string   // background commands' logs (their standard error)
+	order  []string // var names, in the order saved
 }
 
 func newTarget(t *testing.T, ctl string, p *proc) *target {
-	tg := &target{name: p.name, p: p, ctl: ctl, vars: map[string]string{}, bgs: map[string]*bgCmd{}}
+	tg := &target{name: p.name, p: p, ctl: ctl, vars: map[string]string{}, bgs: map[string]*bgCmd{}, logDir: t.TempDir()}
 	// etcdctl reads ETCDCTL_* variables; the caller's must not leak in.
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "ETCDCTL_") {
@@ -429,13 +430,8 @@ func (r result) text() string {
 func (tg *target) etcdctl(args []string, stdin string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, tg.ctl, tg.argv(args)...)
-	cmd.Env = tg.env
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := result{stdout: stdout.String(), stderr: stderr.String()}
+	out, err := testbin.RunCmd(ctx, testbin.Cmd{Path: tg.ctl, Args: tg.argv(args), Env: tg.env, Stdin: strings.NewReader(stdin)})
+	res := result{stdout: out.Stdout, stderr: out.Stderr}
 	var exit *exec.ExitError
 	switch {
 	case ctx.Err() != nil:
@@ -459,30 +455,28 @@ func (tg *target) argv(args []string) []string {
 	return out
 }
 
-// bgCmd is an etcdctl running in the background (a watch).
+// bgCmd is an etcdctl running in the background (a watch): testbin's
+// process with its standard input piped and its standard output copied into
+// stdout as it comes; its standard error goes to its log.
 type bgCmd struct {
-	cmd    *exec.Cmd
-	stdin  io.WriteCloser
+	proc   *testbin.Process
 	stdout *syncBuffer
-	done   chan struct{}
+	copied chan struct{} // closed once stdout has everything the process printed
 }
 
 func (tg *target) startBg(st step) (string, error) {
-	cmd := exec.Command(tg.ctl, tg.argv(st.args)...)
-	cmd.Env = tg.env
-	cmd.SysProcAttr = childAttrs()
-	bg := &bgCmd{cmd: cmd, stdout: &syncBuffer{}, done: make(chan struct{})}
-	cmd.Stdout, cmd.Stderr = bg.stdout, io.Discard
-	var err error
-	if bg.stdin, err = cmd.StdinPipe(); err != nil {
-		return "", fmt.Errorf("%s: stdin: %w", st.bg, err)
-	}
-	if err := cmd.Start(); err != nil {
+	cfg := testbin.DefaultProcessConfig()
+	cfg.Name, cfg.Path, cfg.Args, cfg.Env = st.bg, tg.ctl, tg.argv(st.args), tg.env
+	cfg.LogPath = filepath.Join(tg.logDir, st.bg+".log")
+	cfg.StreamStdout, cfg.StdinPipe = true, true
+	p, err := testbin.StartProcess(cfg)
+	if err != nil {
 		return "", fmt.Errorf("%s: %w", st.bg, err)
 	}
+	bg := &bgCmd{proc: p, stdout: &syncBuffer{}, copied: make(chan struct{})}
 	go func() {
-		_ = cmd.Wait()
-		close(bg.done)
+		_, _ = io.Copy(bg.stdout, p.Stdout()) // until etcdctl exits or end closes the pipe
+		close(bg.copied)
 	}()
 	tg.bgs[st.bg] = bg
 	return tg.feedAndWait(bg, st)
@@ -502,7 +496,7 @@ func (tg *target) endBg(st step) (string, error) {
 // feedAndWait writes the step's stdin to a background command and waits
 // until its stdout shows until untilN times.
 func (tg *target) feedAndWait(bg *bgCmd, st step) (string, error) {
-	if _, err := io.WriteString(bg.stdin, st.stdin); err != nil {
+	if _, err := io.WriteString(bg.proc.Stdin(), st.stdin); err != nil {
 		return "", fmt.Errorf("%s: write stdin: %w", st.bg, err)
 	}
 	var err error
@@ -515,14 +509,15 @@ func (tg *target) feedAndWait(bg *bgCmd, st step) (string, error) {
 		err = st.check(out)
 	}
 	if err != nil {
-		err = fmt.Errorf("%s: %w; stdout so far:\n%s", st.bg, err, out)
+		err = fmt.Errorf("%s: %w; stdout so far:\n%s\nstderr (%s):\n%s", st.bg, err, out, bg.proc.LogPath(), bg.proc.LogTail(20))
 	}
 	return tg.normalise(out, st), err
 }
 
+// end kills the command and waits until its output is copied.
 func (bg *bgCmd) end() {
-	_ = bg.cmd.Process.Kill()
-	<-bg.done
+	bg.proc.Kill()
+	<-bg.copied
 }
 
 var (

@@ -47,9 +47,9 @@ func TestSnapshotRestore(t *testing.T) {
 	want := readState(ctx, t, cli, histRev, leaseID)
 
 	file := filepath.Join(t.TempDir(), "backup.db")
-	out, err := exec.CommandContext(ctx, ctl, "--endpoints="+orig.ep, "snapshot", "save", file).CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "Snapshot saved at "+file) {
-		t.Fatalf("etcdctl snapshot save: %v\n%s", err, out)
+	out, err := run(ctx, ctl, "--endpoints="+orig.ep, "snapshot", "save", file)
+	if err != nil || !strings.Contains(out.Stdout, "Snapshot saved at "+file) {
+		t.Fatalf("etcdctl snapshot save: %v\n%s", err, printed(out))
 	}
 	// Writes after the snapshot must not be in it.
 	if _, err := cli.Put(ctx, "after-snapshot", "x"); err != nil {
@@ -60,22 +60,22 @@ func TestSnapshotRestore(t *testing.T) {
 	}
 
 	dataDir := filepath.Join(t.TempDir(), "restored")
-	if out, err := exec.CommandContext(ctx, bin, "snapshot", "restore", file, "--data-dir", dataDir, "--name", "e2e").CombinedOutput(); exitCode(err) != 2 {
-		t.Fatalf("restore under the snapshot's own name without --reuse-name: %v\n%s", err, out)
+	if out, err := run(ctx, bin, "snapshot", "restore", file, "--data-dir", dataDir, "--name", "e2e"); exitCode(err) != 2 {
+		t.Fatalf("restore under the snapshot's own name without --reuse-name: %v\n%s", err, printed(out))
 	}
-	out, err = exec.CommandContext(ctx, bin, "snapshot", "restore", file, "--data-dir", dataDir).CombinedOutput()
+	out, err = run(ctx, bin, "snapshot", "restore", file, "--data-dir", dataDir)
 	if err != nil {
-		t.Fatalf("rhizome snapshot restore: %v\n%s", err, out)
+		t.Fatalf("rhizome snapshot restore: %v\n%s", err, printed(out))
 	}
-	m := regexp.MustCompile(`of site e2e at revision (\d+) .* as site (\S+)\n`).FindStringSubmatch(string(out))
+	m := regexp.MustCompile(`of site e2e at revision (\d+) .* as site (\S+)\n`).FindStringSubmatch(out.Stdout)
 	if m == nil || m[1] != fmt.Sprint(want.rev) {
-		t.Fatalf("restore output %q: want the snapshot of site e2e at revision %d", out, want.rev)
+		t.Fatalf("restore output %q: want the snapshot of site e2e at revision %d", printed(out), want.rev)
 	}
 	refuse, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
-	if out, err := exec.CommandContext(refuse, bin, "serve", "--name", "e2e", "--data-dir", dataDir,
-		"--listen-client-urls", "http://"+freeAddr(t)).CombinedOutput(); err == nil || !strings.Contains(string(out), "holds the data of site") || !strings.Contains(string(out), m[2]) {
-		t.Fatalf("serving the restored data under the old name: %v\n%s", err, out)
+	if out, err := run(refuse, bin, "serve", "--name", "e2e", "--data-dir", dataDir,
+		"--listen-client-urls", "http://"+freeAddr(t)); err == nil || !strings.Contains(out.Stderr, "holds the data of site") || !strings.Contains(out.Stderr, m[2]) {
+		t.Fatalf("serving the restored data under the old name: %v\n%s", err, printed(out))
 	}
 	restored := startRhizome(t, bin, dataDir, "--name", m[2])
 	got := readState(ctx, t, mustClient(t, restored.ep), histRev, leaseID)
@@ -162,6 +162,17 @@ func mustClient(t *testing.T, ep string) *clientv3.Client {
 	}
 	t.Cleanup(func() { cli.Close() })
 	return cli
+}
+
+// run runs a one-shot command (testbin.RunCmd) to completion; cancelling
+// ctx kills it.
+func run(ctx context.Context, path string, args ...string) (testbin.Output, error) {
+	return testbin.RunCmd(ctx, testbin.Cmd{Path: path, Args: args})
+}
+
+// printed is both outputs of a command, for a failure message.
+func printed(out testbin.Output) string {
+	return "stdout:\n" + out.Stdout + "\nstderr:\n" + out.Stderr
 }
 
 // exitCode is the exit status err reports, 0 for nil and -1 if it is not an exit.

@@ -13,6 +13,8 @@ import (
 	_ "k8s.io/apiserver/pkg/storage/cacher"
 	_ "k8s.io/apiserver/pkg/storage/etcd3"
 	_ "k8s.io/apiserver/pkg/storage/testing"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // suites are the upstream packages run against Rhizome.
@@ -46,14 +48,14 @@ func TestUpstreamStorageSuite(t *testing.T) {
 			if len(skip) > 0 {
 				args = append(args, "-skip", strings.Join(skip, "|"))
 			}
-			cmd := exec.Command(goBin(), append(args, pkg)...)
-			cmd.Dir = root
-			cmd.Env = append(os.Environ(), "CGO_ENABLED=1")
-			out, err := cmd.CombinedOutput()
+			// go test prints the suite's output (its stderr too) on stdout,
+			// and its own errors (a build failure) on stderr.
+			out, err := testbin.RunCmd(t.Context(), testbin.Cmd{Path: goBin(), Args: append(args, pkg),
+				Dir: root, Env: append(os.Environ(), "CGO_ENABLED=1")})
 			if err != nil {
-				t.Fatalf("upstream suite %s failed: %v\n%s", pkg, err, tail(string(out), 200))
+				t.Fatalf("upstream suite %s failed: %v\n%s", pkg, err, tail(out.Stdout, 200))
 			}
-			t.Logf("%s", tail(string(out), 5))
+			t.Logf("%s", tail(out.Stdout+out.Stderr, 5))
 		})
 	}
 }
@@ -72,16 +74,16 @@ func goBin() string {
 // (and `go test -overlay` may not replace files in it).
 func prepare(t *testing.T) (root, modfile string) {
 	t.Helper()
-	out, err := exec.Command(goBin(), "list", "-m", "-f", "{{.Dir}}|{{.GoMod}}", "k8s.io/apiserver").Output()
+	out, err := testbin.Run(t.Context(), goBin(), "list", "-m", "-f", "{{.Dir}}|{{.GoMod}}", "k8s.io/apiserver")
 	if err != nil {
 		t.Fatalf("locate k8s.io/apiserver: %v", err)
 	}
-	src, _, _ := strings.Cut(strings.TrimSpace(string(out)), "|")
-	out, err = exec.Command(goBin(), "env", "GOMOD").Output()
+	src, _, _ := strings.Cut(strings.TrimSpace(out), "|")
+	out, err = testbin.Run(t.Context(), goBin(), "env", "GOMOD")
 	if err != nil {
 		t.Fatal(err)
 	}
-	gomod := strings.TrimSpace(string(out))
+	gomod := strings.TrimSpace(out)
 	root = filepath.Dir(gomod)
 
 	tmp := t.TempDir()
@@ -106,9 +108,8 @@ func prepare(t *testing.T) (root, modfile string) {
 	}
 	// The module's own go.mod already replaces k8s.io/apiserver (by its release,
 	// for k8s.io/kubernetes' sake): swap that replacement for the copy.
-	edit := exec.Command("go", "mod", "edit", "-dropreplace=k8s.io/apiserver", "-replace=k8s.io/apiserver="+dst, modfile)
-	if out, err := edit.CombinedOutput(); err != nil {
-		t.Fatalf("go mod edit: %v\n%s", err, out)
+	if out, err := testbin.Run(t.Context(), goBin(), "mod", "edit", "-dropreplace=k8s.io/apiserver", "-replace=k8s.io/apiserver="+dst, modfile); err != nil {
+		t.Fatalf("go mod edit: %v\n%s", err, out) // err carries its stderr
 	}
 	sum, err := os.ReadFile(filepath.Join(root, "go.sum"))
 	if err != nil {
