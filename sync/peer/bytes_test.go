@@ -137,6 +137,10 @@ func TestBytesPerEdit(t *testing.T) {
 
 const sites, objects, edits, editBytes = 3, 20, 300, 100
 
+// maxDupPerEdit bounds the changes received that were held already, summed over
+// the sites, per edit made (each edit has sites-1 receivers).
+const maxDupPerEdit = 1.0
+
 // editLoad preloads each site's objects, calls reset once the sites
 // converged, then has every site edit its own objects edits times and waits
 // until they converge again; it returns how long the edits took.
@@ -260,12 +264,91 @@ func TestBytesPerEditGRPC(t *testing.T) {
 				r.SetPeers(addrs)
 				r.SetCounted([]string{"a", "b", "c"})
 			}
-			took := editLoad(t, stores, func() { crossed.Store(0) })
+			dups := func() (n uint64) {
+				for _, r := range runners {
+					n += r.Stats().Duplicates
+				}
+				return n
+			}
+			var dupsBefore uint64
+			took := editLoad(t, stores, func() { crossed.Store(0); dupsBefore = dups() })
 			perEdit[tc.name] = float64(crossed.Load()) / (sites * edits)
-			t.Logf("%d edits of %d bytes in %v: %.0f bytes crossed per edit to its %d peers (%.1fx)", sites*edits, editBytes, took.Round(time.Millisecond), perEdit[tc.name], sites-1, perEdit[tc.name]/editBytes)
+			time.Sleep(DefaultConfig().AntiEntropyInterval) // duplicates still on their way
+			dupPerEdit := float64(dups()-dupsBefore) / (sites * edits)
+			t.Logf("%d edits of %d bytes in %v: %.0f bytes crossed per edit to its %d peers (%.1fx); %.2f duplicates received per edit",
+				sites*edits, editBytes, took.Round(time.Millisecond), perEdit[tc.name], sites-1, perEdit[tc.name]/editBytes, dupPerEdit)
+			// Under steady writes every change should reach each peer about
+			// once: pushes, not Pull answers re-sending what is on its way.
+			if dupPerEdit >= maxDupPerEdit {
+				t.Errorf("%.2f duplicates received per edit, want < %v", dupPerEdit, maxDupPerEdit)
+			}
 		})
 	}
 	if perEdit["default"] >= perEdit["plain, at once"] {
 		t.Fatalf("by default %.0f bytes per edit, plain and at once %.0f", perEdit["default"], perEdit["plain, at once"])
+	}
+}
+
+// TestDuplicatesUnderSteadyWrites has three sites over gRPC (default
+// configuration) each take edits from several writers at once, as a loaded
+// site does, and bounds the changes received that were held already: with
+// writes in flight all the time, a Pull's answer must not send again what the
+// open stream is delivering, nor a batch ask for more the log cannot give yet.
+func TestDuplicatesUnderSteadyWrites(t *testing.T) {
+	const writers, perWriter = 8, 60
+	var crossed atomic.Int64
+	stores, addrs, runners := map[string]*store.Store{}, map[string]string{}, map[string]*Runner{}
+	for _, n := range []string{"a", "b", "c"} {
+		stores[n] = openSyncedStore(t, n, 100)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[n] = ln.Addr().String()
+		cfg := DefaultConfig()
+		cfg.Logger, cfg.GRPC.ClusterToken = slog.New(slog.DiscardHandler), "token"
+		if runners[n], err = NewRunner(cfg, stores[n]); err != nil {
+			t.Fatal(err)
+		}
+		go runners[n].Serve(countingListener{Listener: ln, n: &crossed})
+		t.Cleanup(runners[n].Close)
+	}
+	for _, r := range runners {
+		r.SetPeers(addrs)
+		r.SetCounted([]string{"a", "b", "c"})
+	}
+	var wg sync.WaitGroup
+	start := time.Now()
+	for n, st := range stores {
+		for w := range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				pad := make([]byte, editBytes/2)
+				for i := range perWriter {
+					rand.Read(pad)
+					key := fmt.Sprintf("/registry/configmaps/%s/w%d", n, w)
+					value := fmt.Sprintf(`{"kind":"ConfigMap","data":{"n":"%d","msg":%q}}`, i, hex.EncodeToString(pad))
+					if _, err := st.Update(context.Background(), func(tx *store.WriteTxn) error { return tx.Put([]byte(key), []byte(value), 0) }); err != nil {
+						t.Error(err)
+						return
+					}
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	waitVectors(t, stores)
+	took := time.Since(start)
+	time.Sleep(DefaultConfig().AntiEntropyInterval) // duplicates still on their way
+	var dups uint64
+	for _, r := range runners {
+		dups += r.Stats().Duplicates
+	}
+	made := float64(len(stores) * writers * perWriter)
+	perEdit := float64(dups) / made
+	t.Logf("%.0f edits in %v: %.0f bytes crossed per edit, %.2f duplicates received per edit", made, took.Round(time.Millisecond), float64(crossed.Load())/made, perEdit)
+	if perEdit >= maxDupPerEdit {
+		t.Errorf("%.2f duplicates received per edit, want < %v", perEdit, maxDupPerEdit)
 	}
 }

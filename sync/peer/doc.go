@@ -53,7 +53,8 @@
 // # What it reports
 //
 // The Engine knows, per site, the newest vector that site reported, so it tells
-// how many changes each side lacks (Missing) and counts what it merged and the
+// how many changes each side lacks (Missing) and counts what it merged, the
+// changes it received but held already (duplicates: bytes sent for nothing), and the
 // snapshots it sent and installed (Stats). It logs one line when a catch-up from a
 // peer starts (this site is more than a batch behind it) and when it ends, and when
 // a snapshot is sent, received and installed (or refused). The Runner adds the
@@ -62,7 +63,7 @@
 // on the Registerer in its Config: rhizome_peer_changes_pending{peer},
 // rhizome_peer_sync_lag_seconds{peer}, rhizome_peer_sent_bytes_total{peer},
 // rhizome_peer_received_bytes_total{peer}, rhizome_merges_applied_total,
-// rhizome_snapshots_sent_total and rhizome_snapshots_installed_total. Per-site
+// rhizome_peer_duplicate_changes_total, rhizome_snapshots_sent_total and rhizome_snapshots_installed_total. Per-site
 // figures are as of that site's newest report: during a cut they stop at what
 // it last said, so pending changes and lag grow; after healing, its first
 // report brings them back to zero.

@@ -57,6 +57,9 @@ type Message struct {
 	Skip    []string                     // Pull: origins the sender hears from directly: not to forward
 	Changes []store.Change               // Batch
 	More    bool                         // Batch: the sender held back changes over the size limit
+	// Resend (Pull) says the sender lost messages from the receiver (a gap) or
+	// opened a fresh stream: answer from its vector, not from what was sent.
+	Resend bool
 	// Snapshot: part Part of Parts of snapshot SnapID. Part 0 carries the
 	// snapshot's version vector and leases; every part carries documents.
 	SnapID      uint64
@@ -75,8 +78,11 @@ type Engine struct {
 	st       Store
 	maxBatch int
 	// sent is, per peer, how far (per origin) this site has already pushed, so a
-	// push sends only what is new. A Pull from the peer resets it to the truth.
+	// push sends only what is new. A Pull from the peer resets it to the truth
+	// when something sent was lost (answerFrom).
 	sent map[string]map[string]uint64
+	// answered is, per peer, sent as it was after answering the peer's last Pull.
+	answered map[string]map[string]uint64
 	// rows is, per other origin, the newest version vector it is known to have
 	// reported, directly or through a third site. Vectors only grow.
 	rows map[string]map[string]uint64
@@ -104,7 +110,10 @@ type Engine struct {
 
 // Stats counts what an Engine has done since it was made.
 type Stats struct {
-	Merged             uint64 // changes of other sites applied
+	Merged uint64 // changes of other sites applied
+	// Duplicates counts changes received that this site already held: each
+	// is bytes sent for nothing.
+	Duplicates         uint64
 	SnapshotsSent      uint64
 	SnapshotsInstalled uint64
 	// CaughtUp is set once this site has held everything some peer reported
@@ -125,7 +134,7 @@ type incoming struct {
 
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
 func NewEngine(st Store, maxBatch int) *Engine {
-	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
+	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), answered: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
 		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
 		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} }}
 }
@@ -290,6 +299,7 @@ func (e *Engine) learn(origin string) {
 	e.current[site] = origin
 	if known {
 		delete(e.sent, site)
+		delete(e.answered, site)
 		e.log.Info("peer: a site started again with new data", "site", site, "origin", origin, "replaces", cur)
 	}
 }
@@ -408,15 +418,9 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 			delete(e.forgotten, m.From)
 			return e.snapshot(ctx, m.From)
 		}
-		// What the peer holds, as newly as known (a Pull may arrive late): push
-		// from there. A site that lost its data comes back as a new origin, with
-		// a row of its own, and is sent everything, its old incarnation's
-		// changes too (or a snapshot).
-		have := maps.Clone(e.rows[m.Origin])
-		if have == nil {
-			have = map[string]uint64{}
-		}
+		have := e.answerFrom(m)
 		e.sent[m.From] = have
+		defer func() { e.answered[m.From] = maps.Clone(have) }()
 		// A peer far behind gets several batches per Pull, so catching up is not
 		// one round trip per batch.
 		var out []Envelope
@@ -454,10 +458,40 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		// More waiting, or a gap (an earlier push was lost): ask now rather
 		// than at the next anti-entropy round.
 		if m.More || gap {
-			return []Envelope{e.Pull(m.From)}, nil
+			pull := e.Pull(m.From)
+			pull.Msg.Resend = gap
+			return []Envelope{pull}, nil
 		}
 	}
 	return nil, nil
+}
+
+// answerFrom returns where the answer to a Pull starts, per origin. It is what
+// the peer holds, as newly as known (a Pull may arrive late); a site that lost its
+// data comes back as a new origin, with a row of its own, and is sent
+// everything, its old incarnation's changes too (or a snapshot). But while the
+// stream to the peer delivers — the peer holds all that was sent by its previous
+// Pull, and the Pull does not ask to Resend — what was sent since is on its way
+// and is not sent twice. Whatever was lost is sent again by the next Pull
+// after it, at the latest.
+func (e *Engine) answerFrom(m Message) map[string]uint64 {
+	have := maps.Clone(e.rows[m.Origin])
+	if have == nil {
+		have = map[string]uint64{}
+	}
+	sent, before := e.sent[m.From], e.answered[m.From]
+	if sent == nil || m.Resend {
+		return have
+	}
+	for o, seq := range before {
+		if have[o] < seq {
+			return have // lost, or late by a whole round: send again
+		}
+	}
+	for o, seq := range sent {
+		have[o] = max(have[o], seq)
+	}
+	return have
 }
 
 // batch collects changes beyond have (per origin; of one origin if only is set;
@@ -487,7 +521,10 @@ func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (
 		if len(cs) > 0 {
 			have[o] = cs[len(cs)-1].Seq
 		}
-		if have[o] < vv[o] {
+		// The log hands out changes only once durable, which vv need not be
+		// yet: fewer than asked for means it has no more now, and the push
+		// after the next commit brings them, not an immediate Pull.
+		if len(cs) == room && have[o] < vv[o] {
 			m.More = true
 		}
 	}
@@ -572,18 +609,22 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 // until no more can be applied; what is left comes again with a later batch.
 // It reports whether a change was left behind a gap in its origin's sequence.
 func (e *Engine) apply(ctx context.Context, changes []store.Change) (gap bool, err error) {
+	received, merged := len(changes), 0
 	for len(changes) > 0 {
 		n, err := outside(e, func() (int, error) { return e.st.ApplyRemote(ctx, changes) })
 		if err != nil {
 			return false, err
 		}
-		e.stats.Merged += uint64(n)
+		merged += n
 		vv := e.st.VersionVector()
 		changes = slices.DeleteFunc(changes, func(c store.Change) bool { return c.Seq <= vv[c.Origin] })
 		if n == 0 {
 			break
 		}
 	}
+	// Neither merged here nor left behind a gap: held already.
+	e.stats.Merged += uint64(merged)
+	e.stats.Duplicates += uint64(received - merged - len(changes))
 	vv := e.st.VersionVector()
 	for _, c := range changes {
 		gap = gap || c.Seq > vv[c.Origin]+1 && !slices.ContainsFunc(changes, func(d store.Change) bool {

@@ -39,8 +39,8 @@ func (r *Runner) registerMetrics() error {
 // collector reports, at each scrape, the per-site sync state and the engine's
 // counters.
 type collector struct {
-	r                                               *Runner
-	pending, lag, merges, snapsSent, snapsInstalled *prometheus.Desc
+	r                                                     *Runner
+	pending, lag, merges, dups, snapsSent, snapsInstalled *prometheus.Desc
 }
 
 func newCollector(r *Runner) *collector {
@@ -51,6 +51,8 @@ func newCollector(r *Runner) *collector {
 			"How long this site has held the oldest change a site is not known to hold (0 when it holds all).", []string{"peer"}, nil),
 		merges: prometheus.NewDesc("rhizome_merges_applied_total",
 			"Changes of other sites merged into this site's store.", nil, nil),
+		dups: prometheus.NewDesc("rhizome_peer_duplicate_changes_total",
+			"Changes received from other sites that this site already held (sent for nothing).", nil, nil),
 		snapsSent: prometheus.NewDesc("rhizome_snapshots_sent_total",
 			"Whole-state snapshots sent to sites that lacked changes collected from the change log.", nil, nil),
 		snapsInstalled: prometheus.NewDesc("rhizome_snapshots_installed_total",
@@ -59,7 +61,7 @@ func newCollector(r *Runner) *collector {
 }
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.pending, c.lag, c.merges, c.snapsSent, c.snapsInstalled} {
+	for _, d := range []*prometheus.Desc{c.pending, c.lag, c.merges, c.dups, c.snapsSent, c.snapsInstalled} {
 		ch <- d
 	}
 }
@@ -74,6 +76,7 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	st := c.r.Stats()
 	ch <- prometheus.MustNewConstMetric(c.merges, prometheus.CounterValue, float64(st.Merged))
+	ch <- prometheus.MustNewConstMetric(c.dups, prometheus.CounterValue, float64(st.Duplicates))
 	ch <- prometheus.MustNewConstMetric(c.snapsSent, prometheus.CounterValue, float64(st.SnapshotsSent))
 	ch <- prometheus.MustNewConstMetric(c.snapsInstalled, prometheus.CounterValue, float64(st.SnapshotsInstalled))
 }

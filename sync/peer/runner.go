@@ -436,6 +436,7 @@ func (r *Runner) resync(name string) {
 	r.engine.Rewind(name)
 	envs, err := r.engine.Push(name)
 	pull := r.engine.Pull(name)
+	pull.Msg.Resend = true // the peer's stream to here may have lost messages too
 	r.mu.Unlock()
 	if err != nil {
 		r.cfg.Logger.Error("preparing push", "peer", name, "err", err)

@@ -50,6 +50,12 @@ const wireVersion = 4
 
 var errWire = errors.New("peer: malformed message")
 
+// The flags byte of a message: bits a peer does not know are ignored.
+const (
+	flagMore   = 1 << iota // Message.More
+	flagResend             // Message.Resend
+)
+
 func (m *Message) encode() []byte {
 	b := []byte{wireVersion, byte(m.Kind)}
 	b = appendString(b, m.From)
@@ -72,11 +78,14 @@ func (m *Message) encode() []byte {
 		b = binary.AppendVarint(b, c.Lease)
 		b = appendString(b, string(c.Body))
 	}
+	var flags byte
 	if m.More {
-		b = append(b, 1)
-	} else {
-		b = append(b, 0)
+		flags |= flagMore
 	}
+	if m.Resend {
+		flags |= flagResend
+	}
+	b = append(b, flags)
 	if m.Kind != KindSnapshot {
 		return b
 	}
@@ -125,7 +134,8 @@ func (m *Message) decode(b []byte) error {
 	for i := uint64(0); i < n && d.err == nil; i++ {
 		m.Changes = append(m.Changes, store.Change{Origin: string(d.bytes()), Seq: d.uvarint(), Key: d.bytes(), Lease: d.varint(), Body: d.bytes()})
 	}
-	m.More = d.byte() == 1
+	flags := d.byte()
+	m.More, m.Resend = flags&flagMore != 0, flags&flagResend != 0
 	if m.Kind == KindSnapshot {
 		m.SnapID = d.uvarint()
 		m.Part, m.Parts = uint32(d.uvarint()), uint32(d.uvarint())

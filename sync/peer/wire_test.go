@@ -14,6 +14,7 @@ func TestWireRoundTrip(t *testing.T) {
 	for _, m := range []Message{
 		{Kind: KindPull, From: "a", Origin: "a~0001", VV: map[string]uint64{"a~0001": 3, "b": 1 << 40}},
 		{Kind: KindPull, From: "fresh"},
+		{Kind: KindPull, From: "gap", Resend: true},
 		{Kind: KindPull, From: "c", VV: map[string]uint64{"c": 1}, Skip: []string{"a", "b"}, Rows: map[string]map[string]uint64{"a": {"a": 2, "b": 1}, "b": nil}},
 		{Kind: KindBatch, From: "b", VV: map[string]uint64{"a": 7, "b": 2}},
 		{Kind: KindSnapshot, From: "a", SnapID: 3, Part: 1, Parts: 2, Snap: &store.Snapshot{VV: map[string]uint64{"a": 9},
