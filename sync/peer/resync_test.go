@@ -84,12 +84,17 @@ func TestStalledStreamRedialled(t *testing.T) {
 	f := NewFabric(1)
 	a, b, ra := healPair(t, f, 200*time.Millisecond, nil)
 	f.Stall("a", "b")
-	for i := 1; i <= 2000; i++ {
+	// Write until the stream is dropped: how many writes fill the fabric's
+	// window depends on how many of them each commit (and push) takes.
+	deadline := time.Now().Add(20 * time.Second)
+	for i := 1; ; i++ {
 		put(t, a, fmt.Sprintf("/k/%d", i), fmt.Sprintf(`{"i":%d}`, i))
-	}
-	time.Sleep(500 * time.Millisecond)
-	if s := ra.Sites(); len(s) != 1 || s[0].Connected {
-		t.Fatalf("the stalled stream is still open %v after the stall: %+v (fabric %+v)", 500*time.Millisecond, s, f.Stats())
+		if s := ra.Sites(); len(s) == 1 && !s[0].Connected {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the stalled stream is still open after %d writes in 20s: %+v (fabric %+v)", i, ra.Sites(), f.Stats())
+		}
 	}
 	f.Heal()
 	took := waitSame(t, a, b, 3*time.Second)
