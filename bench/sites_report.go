@@ -163,21 +163,22 @@ func (r *SitesReport) linksTable(b *strings.Builder) {
 	r.peerBytesTable(b)
 }
 
-// peerBytesTable splits Rhizome's bytes per change into its peer messages
-// and the rest (gRPC framing, HTTP/2 control frames, gossip), and says how
-// many times each change was merged.
+// peerBytesTable sets Rhizome's link bytes per change beside its peer
+// messages before compression (gRPC compresses them; framing, HTTP/2 control
+// frames and gossip come on top), and says how many times each change was
+// merged.
 func (r *SitesReport) peerBytesTable(b *strings.Builder) {
 	if !slices.ContainsFunc(r.Links, func(u LinkUse) bool { return u.PeerMessageBytes > 0 }) {
 		return
 	}
-	fmt.Fprintf(b, "\nRhizome's share, per change: peer messages (rhizome_peer_sent_bytes_total, all sites), the rest of the link bytes (gRPC framing, HTTP/2 control frames, gossip), and merges (rhizome_merges_applied_total; %d sites: %d per change when each arrives once).\n\n", r.Sites, r.Sites-1)
-	b.WriteString("| workload | delay | link bytes | peer messages | rest | merges |\n|---|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "\nRhizome's share, per change: link bytes against its peer messages before compression (rhizome_peer_sent_bytes_total, all sites; the links also carry gRPC framing, HTTP/2 control frames and gossip), and merges (rhizome_merges_applied_total; %d sites: %d per change when each arrives once).\n\n", r.Sites, r.Sites-1)
+	b.WriteString("| workload | delay | link bytes | peer messages, uncompressed | link / uncompressed | merges |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, u := range r.Links {
 		if u.System != SystemRhizome || u.Changes == 0 {
 			continue
 		}
 		per := func(v int64) float64 { return float64(v) / float64(u.Changes) }
-		fmt.Fprintf(b, "| %s | %g ms | %.0f | %.0f | %.0f | %.2f |\n", u.Workload, u.DelayMs, u.PerChange, per(u.PeerMessageBytes), u.PerChange-per(u.PeerMessageBytes), per(u.Merges))
+		fmt.Fprintf(b, "| %s | %g ms | %.0f | %.0f | %.2f | %.2f |\n", u.Workload, u.DelayMs, u.PerChange, per(u.PeerMessageBytes), float64(u.Bytes)/float64(max(u.PeerMessageBytes, 1)), per(u.Merges))
 	}
 }
 

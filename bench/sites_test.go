@@ -149,7 +149,7 @@ func checkKubeSites(t *testing.T, cfg SitesConfig, rep *SitesReport) {
 }
 
 // A report without Put (--workloads edit) still draws, and the peer
-// message table splits the link bytes.
+// message table sets the link bytes beside them.
 func TestSitesReportWithoutPut(t *testing.T) {
 	r := &SitesReport{Sites: 3, DelaysMs: []float64{0}, Clients: 8,
 		Results: []SiteResult{{System: SystemRhizome, Phase: "load", Workload: WorkloadEdit, Requests: 100, P50Ms: 3, P99Ms: 9}},
@@ -162,7 +162,7 @@ func TestSitesReportWithoutPut(t *testing.T) {
 	if _, err := png.Decode(&buf); err != nil {
 		t.Fatal(err)
 	}
-	if table := r.Table(); !strings.Contains(table, "| edit | 0 ms | 3000 | 2800 | 200 | 2.00 |") {
+	if table := r.Table(); !strings.Contains(table, "| edit | 0 ms | 3000 | 2800 | 1.07 | 2.00 |") {
 		t.Errorf("no peer message row in:\n%s", table)
 	}
 }
