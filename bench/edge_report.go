@@ -200,7 +200,11 @@ func (r *edgeRun) finalState(ctx context.Context) []string {
 	if pods, err := cs.CoreV1().Pods(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
 		states := map[string]int{}
 		for _, p := range pods.Items {
-			states[fmt.Sprintf("%s %s ready=%v", p.Labels[edgeLabel], p.Status.Phase, kube.PodReady(&p))]++
+			state := fmt.Sprintf("%s %s ready=%v", p.Labels[edgeLabel], p.Status.Phase, kube.PodReady(&p))
+			if p.DeletionTimestamp != nil {
+				state += " terminating"
+			}
+			states[state]++
 		}
 		out = append(out, "Pods: "+fmtMap(states))
 	}
