@@ -244,26 +244,9 @@ func TestBytesPerEditGRPC(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var crossed atomic.Int64
-			stores, addrs, runners := map[string]*store.Store{}, map[string]string{}, map[string]*Runner{}
-			for _, n := range []string{"a", "b", "c"} {
-				stores[n] = openSyncedStore(t, n, 100)
-				ln, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				addrs[n] = ln.Addr().String()
-				cfg := DefaultConfig()
-				cfg.Logger, cfg.GRPC.Compress, cfg.GRPC.ClusterToken, cfg.PushDelay = slog.New(slog.DiscardHandler), tc.compress, "token", tc.delay
-				if runners[n], err = NewRunner(cfg, stores[n]); err != nil {
-					t.Fatal(err)
-				}
-				go runners[n].Serve(countingListener{Listener: ln, n: &crossed})
-				t.Cleanup(runners[n].Close)
-			}
-			for _, r := range runners {
-				r.SetPeers(addrs)
-				r.SetCounted([]string{"a", "b", "c"})
-			}
+			stores, runners := grpcSites(t, &crossed, func(cfg *Config) {
+				cfg.GRPC.Compress, cfg.PushDelay = tc.compress, tc.delay
+			})
 			dups := func() (n uint64) {
 				for _, r := range runners {
 					n += r.Stats().Duplicates
@@ -297,26 +280,7 @@ func TestBytesPerEditGRPC(t *testing.T) {
 func TestDuplicatesUnderSteadyWrites(t *testing.T) {
 	const writers, perWriter = 8, 60
 	var crossed atomic.Int64
-	stores, addrs, runners := map[string]*store.Store{}, map[string]string{}, map[string]*Runner{}
-	for _, n := range []string{"a", "b", "c"} {
-		stores[n] = openSyncedStore(t, n, 100)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addrs[n] = ln.Addr().String()
-		cfg := DefaultConfig()
-		cfg.Logger, cfg.GRPC.ClusterToken = slog.New(slog.DiscardHandler), "token"
-		if runners[n], err = NewRunner(cfg, stores[n]); err != nil {
-			t.Fatal(err)
-		}
-		go runners[n].Serve(countingListener{Listener: ln, n: &crossed})
-		t.Cleanup(runners[n].Close)
-	}
-	for _, r := range runners {
-		r.SetPeers(addrs)
-		r.SetCounted([]string{"a", "b", "c"})
-	}
+	stores, runners := grpcSites(t, &crossed, nil)
 	var wg sync.WaitGroup
 	start := time.Now()
 	for n, st := range stores {
@@ -351,4 +315,35 @@ func TestDuplicatesUnderSteadyWrites(t *testing.T) {
 	if perEdit >= maxDupPerEdit {
 		t.Errorf("%.2f duplicates received per edit, want < %v", perEdit, maxDupPerEdit)
 	}
+}
+
+// grpcSites starts sites a, b and c, each a store and a runner serving gRPC
+// on loopback, every byte their connections carry counted in crossed; tune,
+// if not nil, changes each runner's default Config.
+func grpcSites(t *testing.T, crossed *atomic.Int64, tune func(*Config)) (map[string]*store.Store, map[string]*Runner) {
+	t.Helper()
+	stores, addrs, runners := map[string]*store.Store{}, map[string]string{}, map[string]*Runner{}
+	for _, n := range []string{"a", "b", "c"} {
+		stores[n] = openSyncedStore(t, n, 100)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addrs[n] = ln.Addr().String()
+		cfg := DefaultConfig()
+		cfg.Logger, cfg.GRPC.ClusterToken = slog.New(slog.DiscardHandler), "token"
+		if tune != nil {
+			tune(&cfg)
+		}
+		if runners[n], err = NewRunner(cfg, stores[n]); err != nil {
+			t.Fatal(err)
+		}
+		go runners[n].Serve(countingListener{Listener: ln, n: crossed})
+		t.Cleanup(runners[n].Close)
+	}
+	for _, r := range runners {
+		r.SetPeers(addrs)
+		r.SetCounted([]string{"a", "b", "c"})
+	}
+	return stores, runners
 }
