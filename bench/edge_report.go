@@ -179,6 +179,7 @@ func (r *edgeRun) leaderState(ctx context.Context) (map[string]string, map[strin
 func (r *edgeRun) finalState(ctx context.Context) []string {
 	cs := r.sites[0].kube.Client
 	var out []string
+	owners := map[string]bool{} // uids of the workloads that own pods
 	if ds, err := cs.AppsV1().Deployments(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, d := range ds.Items {
 			out = append(out, fmt.Sprintf("Deployment %s: spec %d × %s, generation %d observed %d, %d updated, %d ready",
@@ -188,13 +189,20 @@ func (r *edgeRun) finalState(ctx context.Context) []string {
 	}
 	if ss, err := cs.AppsV1().StatefulSets(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, s := range ss.Items {
+			owners[string(s.UID)] = true
 			out = append(out, fmt.Sprintf("StatefulSet %s: spec %d, generation %d observed %d, %d replicas, %d ready",
 				s.Name, *s.Spec.Replicas, s.Generation, s.Status.ObservedGeneration, s.Status.Replicas, s.Status.ReadyReplicas))
 		}
 	}
 	if js, err := cs.BatchV1().Jobs(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
 		for _, j := range js.Items {
+			owners[string(j.UID)] = true
 			out = append(out, fmt.Sprintf("Job %s: image %s, %d of %d succeeded", j.Name, j.Spec.Template.Spec.Containers[0].Image, j.Status.Succeeded, *j.Spec.Completions))
+		}
+	}
+	if rss, err := cs.AppsV1().ReplicaSets(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
+		for _, rs := range rss.Items {
+			owners[string(rs.UID)] = true
 		}
 	}
 	if pods, err := cs.CoreV1().Pods(edgeNS).List(ctx, metav1.ListOptions{}); err == nil {
@@ -203,6 +211,9 @@ func (r *edgeRun) finalState(ctx context.Context) []string {
 			state := fmt.Sprintf("%s %s ready=%v", p.Labels[edgeLabel], p.Status.Phase, kube.PodReady(&p))
 			if p.DeletionTimestamp != nil {
 				state += " terminating"
+			}
+			if ref := metav1.GetControllerOf(&p); ref != nil && !owners[string(ref.UID)] {
+				state += " orphaned" // its controller is gone: the garbage collector's to delete
 			}
 			states[state]++
 		}
