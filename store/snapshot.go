@@ -117,6 +117,9 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
 		self := tx.s.origin
 		own := tx.s.vv[self]
+		if err := tx.s.snapshotNotOlder(snap.VV); err != nil {
+			return err
+		}
 		redo, err := tx.ownChanges(snap.VV[self])
 		if err != nil {
 			return err
@@ -198,6 +201,29 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 // changes this site's own changes build on: merged on it, they would be lost here
 // yet stand at the sites that have those changes. A later snapshot will do.
 var ErrSnapshotBehind = errors.New("store: snapshot lacks what this site's own changes build on")
+
+// ErrSnapshotOlder is returned by InstallSnapshot for a snapshot that lacks
+// changes of another origin this site holds, or is older than what every site
+// holds of this one. Installed, it would take those changes away while the peers
+// that sent them, and count them as held here, would not send them again. A
+// later snapshot will do.
+var ErrSnapshotOlder = errors.New("store: snapshot older than what this site holds")
+
+// snapshotNotOlder checks, with the committer's state, that a snapshot at vv
+// holds everything this site holds of other origins, and of its own what every
+// site holds. It is checked inside the install's transaction: a check before it
+// would race with changes merged meanwhile from another peer.
+func (s *Store) snapshotNotOlder(vv map[string]uint64) error {
+	for o, seq := range s.vv {
+		if o != s.origin && seq > vv[o] {
+			return fmt.Errorf("%w: holds %s up to %d, the snapshot up to %d", ErrSnapshotOlder, o, seq, vv[o])
+		}
+	}
+	if held := s.collected[s.origin]; held > vv[s.origin] {
+		return fmt.Errorf("%w: every site holds this site's changes up to %d, the snapshot up to %d", ErrSnapshotOlder, held, vv[s.origin])
+	}
+	return nil
+}
 
 // canRedo tries this site's own changes on copies of the snapshot's documents.
 func (s *Store) canRedo(redo []Change, raw map[string][]byte) error {

@@ -208,14 +208,15 @@ func TestFailpointCrashMidSync(t *testing.T) {
 }
 
 // sameState waits until every client reads the same keys and values, and
-// returns how many keys that is.
+// returns how many keys that is. Failing, it reports the last look at which
+// every client answered, and the first key where they differ.
 func sameState(t *testing.T, timeout time.Duration, clis ...*clientv3.Client) int {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), timeout)
 	defer cancel()
-	var states [][]string
+	var last [][]string // the last look at which every client answered
 	for ctx.Err() == nil {
-		states = states[:0]
+		var states [][]string
 		for _, c := range clis {
 			resp, err := c.Get(ctx, "", clientv3.WithPrefix())
 			if err != nil {
@@ -227,17 +228,43 @@ func sameState(t *testing.T, timeout time.Duration, clis ...*clientv3.Client) in
 			}
 			states = append(states, kvs)
 		}
-		if len(states) == len(clis) && !slices.ContainsFunc(states[1:], func(s []string) bool { return !slices.Equal(s, states[0]) }) {
-			return len(states[0])
+		if len(states) == len(clis) {
+			if !slices.ContainsFunc(states[1:], func(s []string) bool { return !slices.Equal(s, states[0]) }) {
+				return len(states[0])
+			}
+			last = states
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+	if last == nil {
+		t.Fatalf("the sites did not converge in %v: no look at which every site answered", timeout)
+	}
 	var sizes []int
-	for _, s := range states {
+	for _, s := range last {
 		sizes = append(sizes, len(s))
 	}
-	t.Fatalf("the sites did not converge in %v: they hold %v keys", timeout, sizes)
+	t.Fatalf("the sites did not converge in %v: they hold %v keys; %s", timeout, sizes, firstDifference(last))
 	return 0
+}
+
+// firstDifference names the first entry (key=value) where a state differs from
+// the first one.
+func firstDifference(states [][]string) string {
+	for i, s := range states[1:] {
+		for j := range max(len(s), len(states[0])) {
+			a, b := "(none)", "(none)"
+			if j < len(states[0]) {
+				a = states[0][j]
+			}
+			if j < len(s) {
+				b = s[j]
+			}
+			if a != b {
+				return fmt.Sprintf("entry %d: site 0 holds %.80q, site %d %.80q", j, a, i+1, b)
+			}
+		}
+	}
+	return "no difference"
 }
 
 // TestFailpointCrashMidSnapshot crashes a new site joining a real two-site

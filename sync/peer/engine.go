@@ -582,20 +582,13 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
-	self := e.st.Origin()
 	skip := func(why string) ([]Envelope, error) {
 		e.log.Info("peer: snapshot not installed: a later one will do", "peer", m.From, "id", m.SnapID, "reason", why)
 		return nil, nil
 	}
-	for o, seq := range e.st.VersionVector() {
-		if o != self && seq > snap.VV[o] {
-			return skip("this site holds more of " + o) // the next anti-entropy round brings a newer one
-		}
-	}
-	if e.st.Collected()[self] > snap.VV[self] {
-		return skip("older than what every site holds of this one")
-	}
-	if _, err := outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshot(ctx, snap) }); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
+	// The store refuses a snapshot older than what it holds (ErrSnapshotOlder):
+	// the next anti-entropy round brings a newer one.
+	if _, err := outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshot(ctx, snap) }); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) || errors.Is(err, store.ErrSnapshotOlder) {
 		return skip(err.Error())
 	} else if err != nil {
 		return nil, err
