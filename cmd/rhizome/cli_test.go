@@ -22,9 +22,10 @@ import (
 // returns its exit code, stdout and stderr.
 func runBin(t *testing.T, dir string, env []string, args ...string) (int, string, string) {
 	t.Helper()
+	bin := rhizomeBuild.Path(t) // built once, before the command's minute starts
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, rhizomeBuild.Path(t), args...)
+	cmd := exec.CommandContext(ctx, bin, args...)
 	cmd.Dir = dir
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + dir}, env...)
 	var stdout, stderr bytes.Buffer
