@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"fmt"
+	"runtime"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -41,6 +42,7 @@ func benchmarkPut(b *testing.B, status bool) {
 	clock, shipped := uint64(1), 0
 	b.ReportAllocs()
 	b.ResetTimer()
+	defer reportCgo(b)()
 	for i := range b.N {
 		clock++
 		c, ok, err := w.Put(vals[(i+1)%len(vals)], Stamp{clock, "w"})
@@ -201,6 +203,7 @@ func BenchmarkPodFirstEdit(b *testing.B) {
 	}
 	b.Run("local", func(b *testing.B) {
 		b.ReportAllocs()
+		defer reportCgo(b)()
 		for range b.N {
 			edit(b)
 		}
@@ -209,6 +212,7 @@ func BenchmarkPodFirstEdit(b *testing.B) {
 	c := edit(b)
 	b.Run("remote", func(b *testing.B) {
 		b.ReportAllocs()
+		defer reportCgo(b)()
 		for range b.N {
 			var d Doc
 			if _, err := d.Apply(create); err != nil {
@@ -220,4 +224,37 @@ func BenchmarkPodFirstEdit(b *testing.B) {
 			_ = d.Encode()
 		}
 	})
+}
+
+// BenchmarkPodLaterEdit measures a pod's status update after earlier ones, as
+// the store makes it (decode the stored document, write, encode).
+func BenchmarkPodLaterEdit(b *testing.B) {
+	var d Doc
+	for gen := range 3 {
+		if _, _, err := d.Put(benchPod(b, gen), Stamp{uint64(gen + 1), "w"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	stored, next := d.Encode(), benchPod(b, 3)
+	b.ReportAllocs()
+	defer reportCgo(b)()
+	for range b.N {
+		r, err := DecodeDoc(stored, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, ok, err := r.Put(next, Stamp{4, "w"}); err != nil || !ok {
+			b.Fatalf("put: %v %v", ok, err)
+		}
+		_ = r.Encode()
+	}
+}
+
+// reportCgo returns a function that reports the cgo calls made per op since
+// reportCgo was called (automerge's calls, mostly).
+func reportCgo(b *testing.B) func() {
+	start := runtime.NumCgoCall()
+	return func() {
+		b.ReportMetric(float64(runtime.NumCgoCall()-start)/float64(b.N), "cgo/op")
+	}
 }

@@ -91,7 +91,11 @@ const deflateMin = 256
 // result yields the same changes). automerge saves its changes since the last
 // save uncompressed; a body's change deflates to about a third.
 func compressChanges(raw []byte) ([]byte, error) {
-	out := make([]byte, 0, len(raw)/2)
+	return appendCompressed(make([]byte, 0, len(raw)/2), raw)
+}
+
+// appendCompressed appends compressChanges(raw) to out.
+func appendCompressed(out, raw []byte) ([]byte, error) {
 	var buf bytes.Buffer
 	for len(raw) > 0 {
 		if len(raw) < 9 || !bytes.Equal(raw[:4], chunkMagic) {

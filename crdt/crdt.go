@@ -173,6 +173,9 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	if len(set) == 0 && len(del) == 0 && bytes.Equal(value, d.value) {
 		return Change{}, false, nil
 	}
+	if d.unbuilt() && (len(set) > 0 || len(del) > 0) && encodable(d.fields) && encodable(set) {
+		return d.firstEdit(value, fields, set, del, st)
+	}
 	// With no field to write, the value may still differ from the one shown
 	// (merge rules at concurrent heads): an empty change that follows every head
 	// makes the merged fields the value.
@@ -200,6 +203,32 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	d.appendSaved(am, data)
 	d.edits++
 	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: data}, true, nil
+}
+
+// unbuilt reports whether the document is a body never edited whose
+// automerge document is neither loaded nor saved (see newBody).
+func (d *Doc) unbuilt() bool {
+	return d.am == nil && len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil
+}
+
+// firstEdit is update of an unbuilt body: the body's change and the edit's are
+// written in Go (amchange.go), as automerge would write them, so the body is
+// not built at all here; a replica that takes the edit builds it (loadBody).
+// The saved form is what appendSaved would make of the two.
+func (d *Doc) firstEdit(value []byte, fields, set map[string]string, del []string, st Stamp) (Change, bool, error) {
+	body, hash := bodyChange(d.fields, d.epoch.Site).encode()
+	edit, _ := firstEdit(d.fields, d.epoch.Site, hash, set, del, st.Site, st.String()).encode()
+	saved, err := compressChanges(body)
+	if err != nil {
+		return Change{}, false, err
+	}
+	if saved, err = appendCompressed(saved, edit); err != nil {
+		return Change{}, false, err
+	}
+	d.fields, d.value, d.clean = fields, value, true
+	d.amBytes, d.savedLen, d.built = saved, len(saved), nil
+	d.edits++
+	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: edit}, true, nil
 }
 
 // Apply merges a change, local or remote, into the replica and reports whether the
@@ -411,14 +440,14 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 	return d.am, nil
 }
 
-// Prepare loads the automerge document an edit written as site needs (building
-// a never-edited body from its fields, the costliest part of a first edit),
-// so that the caller pays for it ahead of the edit, for instance in another
+// Prepare loads the automerge document an edit written as site needs (none
+// for a never-edited body's first edit, see firstEdit), so that the caller pays for it ahead of the edit, for instance in another
 // goroutine than the one that will edit: the Doc must not be in use
 // elsewhere meanwhile. It changes nothing the Doc holds (Encode is the same).
 // A Doc that is not a live document has nothing to prepare.
 func (d *Doc) Prepare(site string) error {
-	if d.Kind() != Document {
+	// A never-edited body's first edit is written without it (firstEdit).
+	if d.Kind() != Document || (d.unbuilt() && encodable(d.fields)) {
 		return nil
 	}
 	_, err := d.automerge(site)
@@ -430,13 +459,13 @@ func (d *Doc) Prepare(site string) error {
 // fields as its writer did.
 func (d *Doc) loadBody() (*automerge.Doc, error) {
 	if len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil {
-		am, err := newDocAM(d.fields, d.epoch.Site)
+		am, body, err := buildBody(d.fields, d.epoch.Site)
 		if err != nil {
 			return nil, err
 		}
 		// Save the body's change now (see appendSaved); what SaveIncremental
 		// returns next is only what follows it.
-		saved, err := compressChanges(am.SaveIncremental())
+		saved, err := compressChanges(body)
 		if err != nil {
 			return nil, err
 		}
@@ -492,13 +521,40 @@ func newDocAM(fields map[string]string, site string) (*automerge.Doc, error) {
 	return am, nil
 }
 
-// newDocBody returns newDocAM's document saved.
+// buildBody returns newDocAM's document and its change saved (uncompressed):
+// written in Go and loaded in one call where it can be (amchange.go), which
+// costs a fraction of writing its fields one by one.
+func buildBody(fields map[string]string, site string) (*automerge.Doc, []byte, error) {
+	if !encodable(fields) {
+		am, err := newDocAM(fields, site)
+		if err != nil {
+			return nil, nil, err
+		}
+		return am, am.SaveIncremental(), nil
+	}
+	body, _ := bodyChange(fields, site).encode()
+	am, err := automerge.Load(body)
+	if err != nil {
+		return nil, nil, fmt.Errorf("crdt: load body: %w", err)
+	}
+	// A loaded change counts as not saved yet: mark it saved, so that
+	// SaveIncremental returns what follows it (as after newDocAM's).
+	am.SaveIncremental()
+	return am, body, nil
+}
+
+// newDocBody returns newDocAM's document saved, as its change deflated
+// (compressChanges): what a rebase ships.
 func newDocBody(fields map[string]string, site string) ([]byte, error) {
+	if encodable(fields) {
+		body, _ := bodyChange(fields, site).encode()
+		return compressChanges(body)
+	}
 	am, err := newDocAM(fields, site)
 	if err != nil {
 		return nil, err
 	}
-	return am.Save(), nil
+	return compressChanges(am.SaveIncremental())
 }
 
 func writeFields(am *automerge.Doc, set map[string]string, del []string) error {

@@ -371,8 +371,12 @@ func TestFirstEditSavedAsChanges(t *testing.T) {
 	if d.amBytes[8] != chunkCompressedChange || len(d.amBytes) > len(long) {
 		t.Fatalf("body's change not deflated: type %d, saved form %d bytes", d.amBytes[8], len(d.amBytes))
 	}
+	am, err := d.automerge("")
+	if err != nil {
+		t.Fatal(err)
+	}
 	whole := d
-	whole.amBytes = d.am.Save()
+	whole.amBytes = am.Save()
 	var edits [][]byte
 	for _, enc := range [][]byte{d.Encode(), whole.Encode()} {
 		r, err := DecodeDoc(enc, nil)

@@ -309,8 +309,11 @@ func TestReadChanges(t *testing.T) {
 		if err != nil || len(refs) != 1 {
 			t.Fatalf("size %d: %v %v", size, refs, err)
 		}
-		heads := d.am.Heads()
-		ch, err := d.am.Change(heads[0])
+		am, err := d.automerge("")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ch, err := am.Change(am.Heads()[0])
 		if err != nil {
 			t.Fatal(err)
 		}
