@@ -301,10 +301,10 @@ func sortedKeys(m map[string]string) []string {
 }
 
 // firstEdit is the change that writes set and del (sorted, as writeFields
-// writes them) as site on a never-edited body of fields written by bodySite:
+// writes them) as actor on a never-edited body of fields written by bodySite:
 // each op overwriting a body field names the body's op on it, whose counter
 // is the field's place in the body's sorted keys.
-func firstEdit(body map[string]string, bodySite string, bodyHash automerge.ChangeHash, set map[string]string, del []string, site, message string) *amChange {
+func firstEdit(body map[string]string, bodySite string, bodyHash automerge.ChangeHash, set map[string]string, del []string, actor, message string) *amChange {
 	keys := sortedKeys(body)
 	place := func(k string) uint64 {
 		i, ok := slices.BinarySearch(keys, k)
@@ -313,7 +313,7 @@ func firstEdit(body map[string]string, bodySite string, bodyHash automerge.Chang
 		}
 		return uint64(i + 1)
 	}
-	c := &amChange{deps: []automerge.ChangeHash{bodyHash}, actor: actorID(site), seq: 1,
+	c := &amChange{deps: []automerge.ChangeHash{bodyHash}, actor: actor, seq: 1,
 		startOp: uint64(len(keys)) + 1, message: message}
 	for _, k := range sortedKeys(set) {
 		c.ops = append(c.ops, fieldOp{key: k, value: set[k], pred: place(k)})
@@ -327,4 +327,108 @@ func firstEdit(body map[string]string, bodySite string, bodyHash automerge.Chang
 		c.others, c.predActor = []string{bodyActor}, 1
 	}
 	return c
+}
+
+// readFieldEdit reads what a change does, if it only sets string fields of
+// the root map and deletes fields: its field writes, deletes (in the order
+// written), author and message. ok is false for anything else. What it
+// reads is unchecked beyond that; a caller confirms it by writing the change
+// again (firstEdit) and comparing hashes.
+func readFieldEdit(contents []byte) (set map[string]string, del []string, actor, message string, ok bool) {
+	r := reader{b: contents}
+	r.hashes()
+	actor = hex.EncodeToString(r.bytes())
+	r.uvarint() // seq
+	r.uvarint() // start op
+	if sleb(&r) != 0 {
+		return nil, nil, "", "", false
+	}
+	message = string(r.bytes())
+	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
+		r.bytes()
+	}
+	cols := map[uint64][]byte{}
+	var ids, lens []uint64
+	for n := r.uvarint(); n > 0 && r.err == nil && n < 64; n-- {
+		ids, lens = append(ids, r.uvarint()), append(lens, r.uvarint())
+	}
+	for i, id := range ids {
+		if lens[i] > uint64(len(r.b)) {
+			return nil, nil, "", "", false
+		}
+		cols[id], r.b = r.b[:lens[i]], r.b[lens[i]:]
+	}
+	keys := readRLE(cols[colKeyStr], (*reader).bytes)
+	actions := readRLE(cols[colAction], (*reader).uvarint)
+	valLens := readRLE(cols[colValLen], (*reader).uvarint)
+	if r.err != nil || len(r.b) != 0 || keys == nil || len(actions) != len(keys) || len(valLens) != len(keys) {
+		return nil, nil, "", "", false
+	}
+	raw := cols[colValRaw]
+	set = map[string]string{}
+	for i, k := range keys {
+		n, typ := valLens[i]>>4, valLens[i]&0xf
+		switch {
+		case actions[i] == actionSet && typ == valueString && n <= uint64(len(raw)):
+			set[string(k)], raw = string(raw[:n]), raw[n:]
+		case actions[i] == actionDelete && valLens[i] == 0:
+			if _, dup := set[string(k)]; dup || (len(del) > 0 && del[len(del)-1] >= string(k)) {
+				return nil, nil, "", "", false // not as firstEdit writes deletes
+			}
+			del = append(del, string(k))
+		default:
+			return nil, nil, "", "", false
+		}
+	}
+	return set, del, actor, message, len(raw) == 0
+}
+
+// maxColumnValues bounds the values readRLE reads from one column (a run's
+// length is read from the change, so a damaged one could ask for any).
+const maxColumnValues = 1 << 20
+
+// readRLE reads a column of automerge's run-length encoding without nulls (nil
+// when it holds a null or is malformed).
+func readRLE[T any](col []byte, read func(*reader) T) []T {
+	r := reader{b: col}
+	var out []T
+	for len(r.b) > 0 && r.err == nil {
+		switch n := sleb(&r); {
+		case n > 0 && n <= maxColumnValues-int64(len(out)):
+			v := read(&r)
+			for range n {
+				out = append(out, v)
+			}
+		case n < 0 && -n <= int64(len(r.b)):
+			for range -n {
+				out = append(out, read(&r))
+			}
+		default:
+			return nil
+		}
+	}
+	if r.err != nil {
+		return nil
+	}
+	return out
+}
+
+// sleb reads a signed LEB128 integer.
+func sleb(r *reader) int64 {
+	var v int64
+	for shift := 0; shift < 64; shift += 7 {
+		c := r.byte()
+		if r.err != nil {
+			return 0
+		}
+		v |= int64(c&0x7f) << shift
+		if c&0x80 == 0 {
+			if c&0x40 != 0 && shift+7 < 64 {
+				v |= -1 << (shift + 7)
+			}
+			return v
+		}
+	}
+	r.fail()
+	return 0
 }

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -53,7 +54,7 @@ func TestChangeBytesAlike(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotEdit, gotHash := firstEdit(body, "a", hash, set, del, site, msg).encode()
+		gotEdit, gotHash := firstEdit(body, "a", hash, set, del, actorID(site), msg).encode()
 		if gotHash != h || !bytes.Equal(gotEdit, want.SaveIncremental()) {
 			t.Fatalf("case %d: edit (set %d, del %d)\n got %x\nwant %x (saved %x)", i, len(set), len(del), gotEdit, ch.Save(), want.SaveIncremental())
 		}
@@ -102,4 +103,103 @@ func randomEdit(rnd *rand.Rand, fields map[string]string) map[string]string {
 		}
 	}
 	return next
+}
+
+// TestFirstEditAppliedAlike checks that a replica taking a never-edited body's
+// first edit without building the body (applyFirstEdit) ends where one that
+// builds it and lets automerge merge the edit does: the same value, fields
+// and saved form; and that a change it cannot confirm goes to automerge.
+func TestFirstEditAppliedAlike(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(3, 4))
+	for i := range 200 {
+		v0, v1 := randomObject(rnd, 2), randomObject(rnd, 2)
+		if i%2 == 0 {
+			v1 = mutateObject(rnd, v0)
+		}
+		var w Doc
+		create, _, err := w.Put(v0, Stamp{1, "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		edit, ok, err := w.Put(v1, Stamp{2, []string{"a", "b"}[i%3%2]})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		var fast, slow Doc
+		for _, r := range []*Doc{&fast, &slow} {
+			if _, err := r.Apply(create); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := slow.automerge(""); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range []*Doc{&fast, &slow} {
+			if _, err := r.Apply(edit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if fast.am != nil || !bytes.Equal(fast.Encode(), slow.Encode()) || !bytes.Equal(fast.Encode(), w.Encode()) {
+			t.Fatalf("case %d: the replicas differ (fast path taken: %t)\n%s\n%s", i, fast.am == nil, v0, v1)
+		}
+	}
+	// A change that is not a field edit (a damaged one) is not taken.
+	var w, r Doc
+	create, _, _ := w.Put([]byte(`{"a":"1"}`), Stamp{1, "a"})
+	edit, _, _ := w.Put([]byte(`{"a":"2"}`), Stamp{2, "a"})
+	r.Apply(create)
+	bad := bytes.Clone(edit.Data)
+	bad[len(bad)-1] ^= 1
+	if _, ok := r.applyFirstEdit(bad); ok || r.edits != 0 {
+		t.Fatal("a damaged edit was applied")
+	}
+}
+
+// randomObject returns a compact JSON object of a few members: strings,
+// numbers, and objects nested up to depth.
+func randomObject(rnd *rand.Rand, depth int) []byte {
+	m := map[string]any{}
+	for range 1 + rnd.IntN(6) {
+		m[fmt.Sprintf("m%d", rnd.IntN(8))] = randomMember(rnd, depth)
+	}
+	b, _ := json.Marshal(m)
+	return b
+}
+
+func randomMember(rnd *rand.Rand, depth int) any {
+	switch rnd.IntN(4) {
+	case 0:
+		return rnd.IntN(3)
+	case 1:
+		if depth > 0 {
+			return json.RawMessage(randomObject(rnd, depth-1))
+		}
+	case 2:
+		return strings.Repeat("é", rnd.IntN(300))
+	}
+	return fmt.Sprint(rnd.IntN(5))
+}
+
+// mutateObject returns v with some top-level members changed, removed or added.
+func mutateObject(rnd *rand.Rand, v []byte) []byte {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(v, &m); err != nil {
+		panic(err)
+	}
+	for k := range m {
+		switch rnd.IntN(4) {
+		case 0:
+			delete(m, k)
+		case 1:
+			b, _ := json.Marshal(randomMember(rnd, 1))
+			m[k] = b
+		}
+	}
+	b, _ := json.Marshal(randomMember(rnd, 1))
+	m[fmt.Sprintf("n%d", rnd.IntN(3))] = b
+	out, _ := json.Marshal(m)
+	return out
 }

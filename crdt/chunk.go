@@ -30,8 +30,9 @@ const (
 
 // changeRef is a saved change's identity and dependencies.
 type changeRef struct {
-	hash automerge.ChangeHash
-	deps []automerge.ChangeHash
+	hash     automerge.ChangeHash
+	deps     []automerge.ChangeHash
+	contents []byte // uncompressed
 }
 
 // readChanges reads the saved changes concatenated in raw.
@@ -63,7 +64,7 @@ func readChanges(raw []byte) ([]changeRef, error) {
 		h.Write([]byte{chunkChange})
 		h.Write(binary.AppendUvarint(nil, uint64(len(contents))))
 		h.Write(contents)
-		var ref changeRef
+		ref := changeRef{contents: contents}
 		h.Sum(ref.hash[:0])
 		if !bytes.Equal(ref.hash[:4], checksum) {
 			return nil, fmt.Errorf("crdt: saved change: checksum mismatch: %w", errCorrupt)

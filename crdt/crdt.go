@@ -217,7 +217,7 @@ func (d *Doc) unbuilt() bool {
 // The saved form is what appendSaved would make of the two.
 func (d *Doc) firstEdit(value []byte, fields, set map[string]string, del []string, st Stamp) (Change, bool, error) {
 	body, hash := bodyChange(d.fields, d.epoch.Site).encode()
-	edit, _ := firstEdit(d.fields, d.epoch.Site, hash, set, del, st.Site, st.String()).encode()
+	edit, _ := firstEdit(d.fields, d.epoch.Site, hash, set, del, actorID(st.Site), st.String()).encode()
 	saved, err := compressChanges(body)
 	if err != nil {
 		return Change{}, false, err
@@ -325,6 +325,11 @@ func (d *Doc) setBody(c Change, fields map[string]string) error {
 }
 
 func (d *Doc) applyEdit(raw []byte) (bool, error) {
+	if d.unbuilt() {
+		if changed, ok := d.applyFirstEdit(raw); ok {
+			return changed, nil
+		}
+	}
 	am, err := d.automerge("")
 	if err != nil {
 		return false, err
@@ -348,6 +353,46 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 		return false, err
 	}
 	return !bytes.Equal(before, d.value), nil
+}
+
+// applyFirstEdit applies a never-edited body's first edit without building the
+// body, when the edit is one firstEdit writes (as another replica's update
+// does): the fields it sets and deletes, read from it (readFieldEdit) and
+// confirmed by writing it again to the same hash, are what automerge would
+// merge. ok is false, with nothing changed, for any other change.
+func (d *Doc) applyFirstEdit(raw []byte) (changed, ok bool) {
+	refs, err := readChanges(raw)
+	if err != nil || len(refs) != 1 || !encodable(d.fields) {
+		return false, false
+	}
+	set, del, actor, message, ok := readFieldEdit(refs[0].contents)
+	if !ok {
+		return false, false
+	}
+	body, hash := bodyChange(d.fields, d.epoch.Site).encode()
+	edit, editHash := firstEdit(d.fields, d.epoch.Site, hash, set, del, actor, message).encode()
+	if editHash != refs[0].hash {
+		return false, false
+	}
+	saved, err := compressChanges(body)
+	if err == nil {
+		saved, err = appendCompressed(saved, edit)
+	}
+	if err != nil {
+		return false, false
+	}
+	fields := maps.Clone(d.fields)
+	maps.Copy(fields, set)
+	for _, k := range del {
+		delete(fields, k)
+	}
+	before := d.value
+	d.fields, d.value = fields, materialize(fields, d.schemas)
+	flat, _ := flatten(d.value, d.schemas)
+	d.clean = maps.Equal(flat, d.fields)
+	d.amBytes, d.savedLen, d.built = saved, len(saved), nil
+	d.edits++
+	return !bytes.Equal(before, d.value), true
 }
 
 // appendSaved keeps the saved form current at the cost of the new changes, not of
