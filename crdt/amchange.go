@@ -71,7 +71,12 @@ type amChange struct {
 
 // encode returns the change's chunk, uncompressed, and its hash.
 func (c *amChange) encode() ([]byte, automerge.ChangeHash) {
-	b := binary.AppendUvarint(nil, uint64(len(c.deps)))
+	size := chunkHeadroom + 64 + 33*len(c.deps) + 17*(len(c.others)+1) + len(c.message)
+	for _, op := range c.ops {
+		size += 2*len(op.key) + len(op.value) + 16 // key and value, columns, and the key again while sorting runs
+	}
+	buf := make([]byte, chunkHeadroom, size)
+	b := binary.AppendUvarint(buf, uint64(len(c.deps)))
 	for _, h := range c.deps {
 		b = append(b, h[:]...)
 	}
@@ -79,25 +84,31 @@ func (c *amChange) encode() ([]byte, automerge.ChangeHash) {
 	b = binary.AppendUvarint(b, c.seq)
 	b = binary.AppendUvarint(b, c.startOp)
 	b = appendSLEB(b, 0) // no timestamp
-	b = appendBytes(b, []byte(c.message))
+	b = appendString(b, c.message)
 	b = binary.AppendUvarint(b, uint64(len(c.others)))
 	for _, a := range c.others {
 		b = appendActor(b, a)
 	}
 	b = c.appendColumns(b)
+	contents := b[chunkHeadroom:]
 
-	head := binary.AppendUvarint([]byte{chunkChange}, uint64(len(b)))
-	h := sha256.New()
-	h.Write(head)
-	h.Write(b)
+	// The header goes in the headroom, just before the contents.
+	var head [chunkHeadroom]byte
+	h := binary.AppendUvarint(append(head[:0], chunkChange), uint64(len(contents)))
+	sum := sha256.New()
+	sum.Write(h)
+	sum.Write(contents)
 	var hash automerge.ChangeHash
-	h.Sum(hash[:0])
-	chunk := make([]byte, 0, len(chunkMagic)+4+len(head)+len(b))
-	chunk = append(chunk, chunkMagic...)
-	chunk = append(chunk, hash[:4]...)
-	chunk = append(chunk, head...)
-	return append(chunk, b...), hash
+	sum.Sum(hash[:0])
+	start := chunkHeadroom - len(h) - 8
+	copy(b[start:], chunkMagic)
+	copy(b[start+4:], hash[:4])
+	copy(b[start+8:], h)
+	return b[start:], hash
 }
+
+// chunkHeadroom is room for a chunk's header: magic, checksum, type and length.
+const chunkHeadroom = 4 + 4 + 1 + binary.MaxVarintLen64
 
 // appendColumns appends the operations' column metadata and data (the empty
 // columns left out, as automerge does).
@@ -106,8 +117,12 @@ func (c *amChange) appendColumns(b []byte) []byte {
 	var actions, valLens, groups, predActors rle[uint64]
 	var predCtrs delta
 	var inserts boolRun
-	var raw []byte
-	keys.put = func(b []byte, s string) []byte { return appendBytes(b, []byte(s)) }
+	size := 0
+	for _, op := range c.ops {
+		size += len(op.value)
+	}
+	raw := make([]byte, 0, size)
+	keys.put = appendString
 	for _, r := range []*rle[uint64]{&actions, &valLens, &groups, &predActors} {
 		r.put = binary.AppendUvarint
 	}
@@ -156,8 +171,14 @@ func (c *amChange) appendColumns(b []byte) []byte {
 }
 
 func appendActor(b []byte, actor string) []byte {
-	raw, _ := hex.DecodeString(actor) // always ours: actorID
-	return appendBytes(b, raw)
+	b = binary.AppendUvarint(b, uint64(len(actor)/2))
+	b, _ = hex.AppendDecode(b, []byte(actor)) // always hex: actorID, or read from a change
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
 }
 
 // appendSLEB appends v as a signed LEB128 integer (not Go's zigzag varint).
