@@ -3,7 +3,7 @@ package crdt
 import (
 	"bytes"
 	"encoding/json"
-	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -37,7 +37,9 @@ func flatten(value []byte, schemas Schemas) (map[string]string, bool) {
 	if len(body) < 2 || body[0] != '{' || !json.Valid(body) {
 		return nil, false
 	}
-	p := flattener{src: body, fields: make(map[string]string)}
+	// About one field per 40 bytes of a Kubernetes object: sized so, the map
+	// seldom grows.
+	p := flattener{src: body, fields: make(map[string]string, len(body)/40)}
 	if !p.object("", rootNode(body, schemas)) || p.pos != len(body) {
 		return nil, false
 	}
@@ -83,8 +85,9 @@ func rootNode(body []byte, schemas Schemas) kube.Node {
 // kindNode returns the schema of a kind named by the JSON text of an object's
 // apiVersion and kind members, as schemas finds it (nil: the built-in kinds').
 func kindNode(schemas Schemas, apiVersion, kind []byte) kube.Node {
-	var av, k string
-	if json.Unmarshal(apiVersion, &av) != nil || json.Unmarshal(kind, &k) != nil {
+	av, ok1 := jsonString(apiVersion)
+	k, ok2 := jsonString(kind)
+	if !ok1 || !ok2 {
 		return kube.Node{}
 	}
 	if schemas == nil {
@@ -92,6 +95,16 @@ func kindNode(schemas Schemas, apiVersion, kind []byte) kube.Node {
 	}
 	n, _ := schemas(av, k)
 	return n
+}
+
+// jsonString returns the string the JSON text t holds (ok false: t is not a
+// string).
+func jsonString(t []byte) (string, bool) {
+	if len(t) >= 2 && t[0] == '"' && t[len(t)-1] == '"' && bytes.IndexByte(t, '\\') < 0 {
+		return string(t[1 : len(t)-1]), true // no escapes: the text between the quotes
+	}
+	var v string
+	return v, json.Unmarshal(t, &v) == nil
 }
 
 // fieldsNode returns the schema of the object held as fields.
@@ -126,7 +139,7 @@ func (p *flattener) peek() byte {
 func (p *flattener) object(path string, n kube.Node) bool {
 	p.pos++ // '{'
 	var names []string
-	seen := make(map[string]bool)
+	var seen distinct
 	for p.peek() != '}' {
 		if len(names) > 0 {
 			if p.peek() != ',' {
@@ -140,10 +153,9 @@ func (p *flattener) object(path string, n kube.Node) bool {
 		start := p.pos
 		p.skipString()
 		name := string(p.src[start+1 : p.pos-1])
-		if seen[name] || p.peek() != ':' {
+		if !seen.add(name, names) || p.peek() != ':' {
 			return false
 		}
-		seen[name] = true
 		names = append(names, name)
 		p.pos++
 		if !p.member(path+"/"+kube.EscapeSegment(name), n.Member(name)) {
@@ -182,27 +194,62 @@ func (p *flattener) member(path string, n kube.Node) bool {
 func (p *flattener) list(path string, n kube.Node, shape kube.Shape, keys []string) bool {
 	start := p.pos
 	el := n.Element()
-	sub := flattener{src: p.src, pos: p.pos + 1, fields: make(map[string]string)}
+	p.pos++
 	var names []string
-	seen := make(map[string]bool)
-	for sub.peek() != ']' {
+	var seen distinct
+	for p.peek() != ']' {
 		if len(names) > 0 {
-			if sub.peek() != ',' {
+			if p.peek() != ',' {
+				p.undoList(start, path)
 				return false
 			}
-			sub.pos++
+			p.pos++
 		}
-		name, ok := sub.element(path, el, shape, keys)
-		if !ok || seen[name] {
-			p.pos = start
+		name, ok := p.element(path, el, shape, keys)
+		if !ok || !seen.add(name, names) {
+			p.undoList(start, path)
 			return false
 		}
-		seen[name] = true
 		names = append(names, name)
 	}
-	p.pos = sub.pos + 1 // ']'
-	maps.Copy(p.fields, sub.fields)
+	p.pos++ // ']'
 	p.fields[listPrefix+path] = strings.Join(names, orderSep)
+	return true
+}
+
+// undoList forgets a list at path that list could not take: its elements'
+// fields (no other member's fields lie under path: segments are escaped),
+// and the position it reached.
+func (p *flattener) undoList(start int, path string) {
+	p.pos = start
+	for k := range p.fields {
+		if len(k) > len(path)+1 && k[1:len(path)+1] == path && k[len(path)+1] == '/' {
+			delete(p.fields, k)
+		}
+	}
+}
+
+// distinct tells whether a name was seen before among names: by scanning them
+// while few, then by a set.
+type distinct map[string]bool
+
+// add reports whether name is not among names (the names added so far), and
+// records it.
+func (s *distinct) add(name string, names []string) bool {
+	const scan = 16
+	if len(names) < scan {
+		return !slices.Contains(names, name)
+	}
+	if *s == nil {
+		*s = make(distinct, 2*scan)
+		for _, n := range names {
+			(*s)[n] = true
+		}
+	}
+	if (*s)[name] {
+		return false
+	}
+	(*s)[name] = true
 	return true
 }
 
