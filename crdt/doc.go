@@ -74,7 +74,11 @@
 // automerge document holding the value's fields, built deterministically (sorted
 // fields, the writer's actor, no timestamp), so every replica builds the same one,
 // with the same change hash, when an edit first needs it; an object never edited
-// never builds one. A Doc reports what it costs in Go's heap and on automerge's C
+// never builds one. The body's change and a never-edited body's first edit are
+// written in Go, byte for byte as automerge writes them (amchange.go), so that
+// a first edit builds no automerge document at the writer, nor at a replica
+// that confirms the edit by writing it again to the same hash; a later edit or
+// a merge loads them into automerge as its own. A Doc reports what it costs in Go's heap and on automerge's C
 // side, and can let its loaded automerge documents go (memory.go).
 //
 // Everything here is pure and deterministic: no goroutines, clocks or globals.
