@@ -26,9 +26,10 @@ import (
 // by the peers, come back to it as any other origin's do (or in a snapshot, where
 // the peers' logs no longer hold them).
 //
-// Incarnations order by the time they were made (then at random), so every site
-// tells alike which incarnation of a name is the newest: the sync layer counts
-// only that one, and stops waiting for the others (see OriginSite, NewerOrigin).
+// Incarnations order by the time they were made, to the nanosecond (then at
+// random), so every site tells alike which incarnation of a name is the newest:
+// the sync layer counts only that one, and stops waiting for the others (see
+// OriginSite, NewerOrigin).
 // A directory written before incarnations existed has none: its origin is the
 // bare site name, older than any incarnation of it.
 
@@ -52,12 +53,20 @@ func NewerOrigin(a, b string) bool {
 	return OriginSite(a) == OriginSite(b) && a > b
 }
 
-// newIncarnation makes an incarnation: the creation time in seconds, then random
-// bits, in hex, so that incarnations of one site sort by the time they were made.
+// newIncarnation makes an incarnation: the creation time in seconds, then its
+// nanoseconds, then random bits, in hex, so that incarnations of one site sort
+// by the time they were made. The nanoseconds matter: a disk wiped and started
+// again within the second of its first Open would otherwise sort by chance, half
+// the time older than the incarnation it replaces, and the peers would count the
+// old one while the site writes as the new one (they would never converge).
+// (Incarnations made before the nanoseconds were added sort among these by their
+// seconds, then by chance within one second.)
 func (s *Store) newIncarnation() (string, error) {
-	b := binary.BigEndian.AppendUint32(nil, uint32(s.cfg.Now().Unix()))
-	b = append(b, make([]byte, 6)...)
-	if _, err := io.ReadFull(s.cfg.Rand, b[4:]); err != nil {
+	now := s.cfg.Now()
+	b := binary.BigEndian.AppendUint32(nil, uint32(now.Unix()))
+	b = binary.BigEndian.AppendUint32(b, uint32(now.Nanosecond()))
+	b = append(b, make([]byte, 4)...)
+	if _, err := io.ReadFull(s.cfg.Rand, b[8:]); err != nil {
 		return "", fmt.Errorf("store: new incarnation: %w", err)
 	}
 	return hex.EncodeToString(b), nil

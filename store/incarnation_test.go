@@ -30,7 +30,7 @@ func TestIncarnation(t *testing.T) {
 	day := time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC)
 	s := open(dir, 0xff, day)
 	first := s.Origin()
-	if want := "a~69570a80ffffffffffff"; first != want || OriginSite(first) != "a" {
+	if want := "a~69570a8000000000ffffffff"; first != want || OriginSite(first) != "a" {
 		t.Fatalf("origin %q (site %q), want %q", first, OriginSite(first), want)
 	}
 	put(t, s, "k", `{"v":1}`)
@@ -58,6 +58,14 @@ func TestIncarnation(t *testing.T) {
 	put(t, wiped, "k", `{"v":3}`)
 	if o := wiped.Origin(); o == first || !NewerOrigin(o, first) || NewerOrigin(first, o) || wiped.VersionVector()[o] != 1 {
 		t.Fatalf("wiped directory: origin %q (old %q), holds %v", o, first, wiped.VersionVector())
+	}
+
+	// Wiped within the second of the first Open, and with lower random bits:
+	// still newer (the nanoseconds order it).
+	soon := open(filepath.Join(t.TempDir(), "soon"), 0x00, day.Add(time.Millisecond))
+	defer soon.Close()
+	if o := soon.Origin(); !NewerOrigin(o, first) || NewerOrigin(first, o) {
+		t.Fatalf("directory wiped within the second: origin %q not newer than the old %q", o, first)
 	}
 
 	restoredDir := filepath.Join(t.TempDir(), "restored")
