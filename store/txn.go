@@ -179,7 +179,9 @@ func (tx *WriteTxn) indexDelete(ki *keyIndex) (KeyValue, error) {
 }
 
 // before returns a key's state before this write: what a watcher gets as prev_kv,
-// as etcd reads it at the previous revision.
+// as etcd reads it at the previous revision (a key a revision changes twice —
+// a Txn's put then delete, or a snapshot's install then this site's own change
+// merged again on top — has the same prev_kv in both events, as in etcd).
 func (tx *WriteTxn) before(ki *keyIndex) (*KeyValue, revision, error) {
 	v, ok := ki.at(tx.rev - 1)
 	if !ok || v.tomb {

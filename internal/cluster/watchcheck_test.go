@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 
@@ -23,7 +24,9 @@ import (
 //     watches after a site restarts; one watcher also does it by hand);
 //   - bookmarkable: a progress notification at revision R comes only after every
 //     event up to R;
-//   - prev_kv right: an event's prev_kv is the key's previous event's value;
+//   - prev_kv right: an event's prev_kv is the key's state at the previous
+//     revision, as etcd reads it (a key changed twice in one revision has the
+//     same prev_kv in both events);
 //   - create right: a put is a create (create_revision == mod_revision,
 //     version 1) exactly when the key did not exist before it.
 
@@ -279,21 +282,30 @@ func createRight(got, want wEvent) error {
 	return nil
 }
 
-// prevRight checks the log itself: an event's prev_kv is the key's previous event.
+// prevRight checks the log itself: an event's prev_kv is the key's state at the
+// previous revision (its last event in an earlier revision).
 func prevRight(log []wEvent) error {
-	lastOf := map[string]wEvent{}
+	lastOf := map[string]wEvent{}  // each key's last event before the revision at hand
+	thisRev := map[string]wEvent{} // events of the revision at hand
+	rev := int64(0)
 	for _, e := range log {
+		if e.Rev != rev {
+			maps.Copy(lastOf, thisRev)
+			clear(thisRev)
+			rev = e.Rev
+		}
 		prev, seen := lastOf[e.Key]
 		live := seen && prev.Put
+		_, again := thisRev[e.Key]
 		switch {
 		case seen && live != e.HasPrev:
 			return fmt.Errorf("log: prev_kv right: %v after %v", e, prev)
 		case live && (e.Prev != prev.Value || e.PrevModRev != prev.Rev):
 			return fmt.Errorf("log: prev_kv right: %v, previous event %v", e, prev)
-		case !e.Put && !e.HasPrev:
+		case !e.Put && !e.HasPrev && !again:
 			return fmt.Errorf("log: a delete of an absent key: %v", e)
 		}
-		lastOf[e.Key] = e
+		thisRev[e.Key] = e
 	}
 	return nil
 }
