@@ -218,11 +218,8 @@ func (d *Doc) unbuilt() bool {
 func (d *Doc) firstEdit(value []byte, fields, set map[string]string, del []string, st Stamp) (Change, bool, error) {
 	body, hash := bodyChange(d.fields, d.epoch.Site).encode()
 	edit, _ := firstEdit(d.fields, d.epoch.Site, hash, set, del, actorID(st.Site), st.String()).encode()
-	saved, err := compressChanges(body)
+	saved, err := savedFirstEdit(body, edit)
 	if err != nil {
-		return Change{}, false, err
-	}
-	if saved, err = appendCompressed(saved, edit); err != nil {
 		return Change{}, false, err
 	}
 	d.fields, d.value, d.clean = fields, value, true
@@ -355,6 +352,16 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 	return !bytes.Equal(before, d.value), nil
 }
 
+// savedFirstEdit is the saved form of a body's change and its first edit,
+// each deflated (what appendSaved would make of the two).
+func savedFirstEdit(body, edit []byte) ([]byte, error) {
+	saved, err := compressChanges(body)
+	if err != nil {
+		return nil, err
+	}
+	return appendCompressed(saved, edit)
+}
+
 // applyFirstEdit applies a never-edited body's first edit without building the
 // body, when the edit is one firstEdit writes (as another replica's update
 // does): the fields it sets and deletes, read from it (readFieldEdit) and
@@ -374,10 +381,7 @@ func (d *Doc) applyFirstEdit(raw []byte) (changed, ok bool) {
 	if editHash != refs[0].hash {
 		return false, false
 	}
-	saved, err := compressChanges(body)
-	if err == nil {
-		saved, err = appendCompressed(saved, edit)
-	}
+	saved, err := savedFirstEdit(body, edit)
 	if err != nil {
 		return false, false
 	}
@@ -486,12 +490,12 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 }
 
 // Prepare loads the automerge document an edit written as site needs (none
-// for a never-edited body's first edit, see firstEdit), so that the caller pays for it ahead of the edit, for instance in another
-// goroutine than the one that will edit: the Doc must not be in use
+// for a never-edited body's first edit, see firstEdit), so that the caller
+// pays for it ahead of the edit, for instance in another goroutine than the
+// one that will edit: the Doc must not be in use
 // elsewhere meanwhile. It changes nothing the Doc holds (Encode is the same).
 // A Doc that is not a live document has nothing to prepare.
 func (d *Doc) Prepare(site string) error {
-	// A never-edited body's first edit is written without it (firstEdit).
 	if d.Kind() != Document || (d.unbuilt() && encodable(d.fields)) {
 		return nil
 	}
