@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 func httpGet(t *testing.T, c *http.Client, url string) (int, string) {
@@ -151,7 +153,7 @@ func TestEndpointsOverMutualTLS(t *testing.T) {
 // ready only once it has caught up with a site; a site that founds the cluster
 // is ready at once.
 func TestReadyzWhileJoining(t *testing.T) {
-	founderGossip := freeAddr(t)
+	founderGossip := testbin.Addr(t)
 	joiner := startSitesWith(t, 1, founderGossip, func(c *Config) { c.Name = "joiner" })[0]
 	url := joiner.ClientURLs()[0]
 	if code, _ := httpGet(t, http.DefaultClient, url+"/livez"); code != http.StatusOK {

@@ -5,24 +5,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-)
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/rhizome-kv/rhizome/internal/testbin"
+)
 
 // startSites starts n sites on loopback that find each other through gossip.
 func startSites(t *testing.T, n int) []*Site {
@@ -39,7 +30,7 @@ func startSitesWith(t *testing.T, n int, join string, edit func(*Config)) []*Sit
 		cfg.DataDir = t.TempDir()
 		cfg.ListenClientURLs = []string{"http://127.0.0.1:0"}
 		cfg.ListenPeerURLs = []string{"http://127.0.0.1:0"}
-		cfg.GossipAddr = freeAddr(t)
+		cfg.GossipAddr = testbin.Addr(t)
 		cfg.GossipLAN = true
 		cfg.GossipKey = []byte("0123456789abcdef")
 		cfg.AntiEntropyInterval = 200 * time.Millisecond

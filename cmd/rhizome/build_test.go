@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // moduleRoot is the repository root, seen from this package's directory.
@@ -25,7 +27,7 @@ func TestMakeRunInterrupt(t *testing.T) {
 		t.Fatal("make is needed: it is one of the README's two commands")
 	}
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testbin.Port(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, "make", "--no-print-directory", "run", "BIN="+filepath.Join(dir, "rhizome"), "VERSION=test")

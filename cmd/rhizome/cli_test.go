@@ -16,6 +16,8 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // runBin runs the real binary in dir with env added to a clean environment and
@@ -132,7 +134,7 @@ func TestBadConfigLeavesNothing(t *testing.T) {
 // command line over the environment over the file.
 func TestServeFromEnvAndFile(t *testing.T) {
 	dir := t.TempDir()
-	port := freePort(t)
+	port := testbin.Port(t)
 	file := fmt.Sprintf("name: from-file\nlisten-client-urls: [http://127.0.0.1:%d]\nlog-level: debug\n", port)
 	if err := os.WriteFile(filepath.Join(dir, "rhizome.yaml"), []byte(file), 0o600); err != nil {
 		t.Fatal(err)
@@ -186,15 +188,4 @@ func TestServeFromEnvAndFile(t *testing.T) {
 	if !strings.Contains(logs(), "level=INFO") || strings.Contains(logs(), "level=DEBUG") {
 		t.Errorf("log level is not the command line's info:\n%s", logs())
 	}
-}
-
-// freePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -156,14 +156,14 @@ func TestBadInputMalformedTLS(t *testing.T) {
 	etcdDir, rzDir := t.TempDir(), t.TempDir()
 	servers := []*proc{
 		startServerTLS(t, "etcd", p.tls, func() (string, []string) {
-			client, peer := "https://"+freeAddr(t), "http://"+freeAddr(t)
+			client, peer := "https://"+testbin.Addr(t), "http://"+testbin.Addr(t)
 			return client, append([]string{etcdBin, "--name", "e2e", "--data-dir", etcdDir,
 				"--listen-client-urls", client, "--advertise-client-urls", client,
 				"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 				"--initial-cluster", "e2e=" + peer, "--log-level", "warn"}, p.tlsFlags()...)
 		}),
 		startServerTLS(t, "rhizome", p.tls, func() (string, []string) {
-			client := "https://" + freeAddr(t)
+			client := "https://" + testbin.Addr(t)
 			return client, append([]string{rhizomeBuild.Path(t), "serve", "--name", "e2e", "--data-dir", rzDir,
 				"--listen-client-urls", client, "--advertise-client-urls", client}, p.tlsFlags()...)
 		}),
@@ -311,7 +311,7 @@ func TestBadInputCorruptDataFile(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
 	out, err := run(ctx, bin, "serve", "--name", "e2e", "--data-dir", dataDir,
-		"--listen-client-urls", "http://"+freeAddr(t))
+		"--listen-client-urls", "http://"+testbin.Addr(t))
 	// Exit 1 with the store's error, never a panic (badger's own table check
 	// panics on a damaged block: the store checks every table first). With
 	// the MANIFEST intact, the error names the damaged table.

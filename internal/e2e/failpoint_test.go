@@ -90,7 +90,7 @@ type peerSite struct {
 }
 
 func newPeerSite(t *testing.T, name, join string) peerSite {
-	return peerSite{name: name, peer: freeAddr(t), gossip: freeAddr(t), join: join}
+	return peerSite{name: name, peer: testbin.Addr(t), gossip: testbin.Addr(t), join: join}
 }
 
 // args are the site's flags: LAN gossip and fast anti-entropy, so a test's
@@ -308,7 +308,7 @@ func TestFailpointCrashMidSnapshot(t *testing.T) {
 // answer: it does not wait for it to serve, and kills it when the test ends.
 func startCrashing(t *testing.T, bin, dataDir string, env []string, extra ...string) *proc {
 	t.Helper()
-	client := "http://" + freeAddr(t)
+	client := "http://" + testbin.Addr(t)
 	cfg := testbin.DefaultProcessConfig()
 	cfg.Name, cfg.Path = "rhizome", bin
 	cfg.Args = append([]string{"serve", "--data-dir", dataDir, "--listen-client-urls", client, "--advertise-client-urls", client}, extra...)

@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,7 +43,7 @@ func startRhizome(t *testing.T, bin, dataDir string, extra ...string) *proc {
 func startRhizomeEnv(t *testing.T, bin, dataDir string, env []string, extra ...string) *proc {
 	t.Helper()
 	return startServerOpts(t, "rhizome", serverOpts{env: env}, func() (string, []string) {
-		client := "http://" + freeAddr(t)
+		client := "http://" + testbin.Addr(t)
 		return client, append([]string{bin, "serve",
 			"--name", "e2e",
 			"--data-dir", dataDir,
@@ -60,7 +59,7 @@ func startEtcd(t *testing.T, bin string, extra ...string) *proc {
 	t.Helper()
 	dataDir := t.TempDir()
 	return startServer(t, "etcd", func() (string, []string) {
-		client, peer := "http://"+freeAddr(t), "http://"+freeAddr(t)
+		client, peer := "http://"+testbin.Addr(t), "http://"+testbin.Addr(t)
 		return client, append([]string{bin,
 			"--name", "e2e",
 			"--data-dir", dataDir,
@@ -166,17 +165,6 @@ func newTLSClient(ep string, tlsCfg *tls.Config) (*clientv3.Client, error) {
 		return nil, fmt.Errorf("client for %s: %w", ep, err)
 	}
 	return cli, nil
-}
-
-// freeAddr returns a loopback address whose port was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("e2e: free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // syncBuffer is a bytes.Buffer that a subprocess writes while the test reads.

@@ -81,14 +81,14 @@ func TestClientMutualTLS(t *testing.T) {
 	etcdDir, rzDir := t.TempDir(), t.TempDir()
 	targets := []*target{
 		newTarget(t, ctl, startServerTLS(t, "etcd", p.tls, func() (string, []string) {
-			client, peer := "https://"+freeAddr(t), "http://"+freeAddr(t)
+			client, peer := "https://"+testbin.Addr(t), "http://"+testbin.Addr(t)
 			return client, append([]string{etcdBin, "--name", "e2e", "--data-dir", etcdDir,
 				"--listen-client-urls", client, "--advertise-client-urls", client,
 				"--listen-peer-urls", peer, "--initial-advertise-peer-urls", peer,
 				"--initial-cluster", "e2e=" + peer, "--log-level", "warn"}, p.tlsFlags()...)
 		})),
 		newTarget(t, ctl, startServerTLS(t, "rhizome", p.tls, func() (string, []string) {
-			client := "https://" + freeAddr(t)
+			client := "https://" + testbin.Addr(t)
 			return client, append([]string{rhizomeBuild.Path(t), "serve", "--name", "e2e", "--data-dir", rzDir,
 				"--listen-client-urls", client, "--advertise-client-urls", client}, p.tlsFlags()...)
 		})),
@@ -136,7 +136,7 @@ func TestNoSecretsInLogs(t *testing.T) {
 	gossipKey := base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 	dir := t.TempDir()
 	rz := startServerTLS(t, "rhizome", p.tls, func() (string, []string) {
-		client := "https://" + freeAddr(t)
+		client := "https://" + testbin.Addr(t)
 		return client, append([]string{rhizomeBuild.Path(t), "serve", "--name", "e2e", "--data-dir", dir,
 			"--listen-client-urls", client, "--advertise-client-urls", client,
 			"--gossip-key", gossipKey, "--log-level", "debug"}, p.tlsFlags()...)

@@ -74,7 +74,7 @@ func TestSnapshotRestore(t *testing.T) {
 	refuse, stop := context.WithTimeout(ctx, 20*time.Second)
 	defer stop()
 	if out, err := run(refuse, bin, "serve", "--name", "e2e", "--data-dir", dataDir,
-		"--listen-client-urls", "http://"+freeAddr(t)); err == nil || !strings.Contains(out.Stderr, "holds the data of site") || !strings.Contains(out.Stderr, m[2]) {
+		"--listen-client-urls", "http://"+testbin.Addr(t)); err == nil || !strings.Contains(out.Stderr, "holds the data of site") || !strings.Contains(out.Stderr, m[2]) {
 		t.Fatalf("serving the restored data under the old name: %v\n%s", err, printed(out))
 	}
 	restored := startRhizome(t, bin, dataDir, "--name", m[2])

@@ -4,10 +4,8 @@
 package etcdpair
 
 import (
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/url"
 	"testing"
 	"time"
@@ -16,6 +14,7 @@ import (
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 	"github.com/rhizome-kv/rhizome/site"
 )
 
@@ -94,10 +93,5 @@ func Client(tb testing.TB, endpoint string) *clientv3.Client {
 }
 
 func freeURL(tb testing.TB) url.URL {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer l.Close()
-	return url.URL{Scheme: "http", Host: fmt.Sprint(l.Addr())}
+	return url.URL{Scheme: "http", Host: testbin.Addr(tb)}
 }

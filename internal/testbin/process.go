@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -286,16 +285,4 @@ func (p *Process) LogTail(n int) string {
 func (p *Process) PortInUse() bool {
 	data, err := os.ReadFile(p.cfg.LogPath)
 	return err == nil && bytes.Contains(data, []byte("address already in use"))
-}
-
-// FreePort returns a loopback address ("127.0.0.1:port") whose port was
-// free a moment ago. Another process can take it before the server binds
-// it; PortInUse tells, and the caller retries.
-func FreePort() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", fmt.Errorf("testbin: free port: %w", err)
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

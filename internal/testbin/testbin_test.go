@@ -3,8 +3,6 @@ package testbin_test
 import (
 	"context"
 	"errors"
-	"fmt"
-	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -48,7 +46,7 @@ func TestEtcdVersions(t *testing.T) {
 // talks to it with etcdctl, as the differential tests will.
 func TestEtcdServes(t *testing.T) {
 	etcd, etcdctl := testbin.Etcd(t)
-	client, peer := "http://"+freeAddr(t), "http://"+freeAddr(t)
+	client, peer := "http://"+testbin.Addr(t), "http://"+testbin.Addr(t)
 
 	cfg := testbin.DefaultProcessConfig()
 	cfg.Name, cfg.Path = "etcd", etcd
@@ -121,15 +119,4 @@ func TestRunCmd(t *testing.T) {
 	if err != nil || out.Stdout != "IN\n"+dir+"\n" || out.Stderr != "note\n" {
 		t.Fatalf("RunCmd = %+v, %v; want IN and note", out, err)
 	}
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return fmt.Sprint(l.Addr())
 }

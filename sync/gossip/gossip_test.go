@@ -4,13 +4,14 @@ import (
 	"bytes"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
 
 // syncBuffer is a log sink safe for memberlist's goroutines.
@@ -31,16 +32,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func start(t *testing.T, name string, join []string, log *syncBuffer, reg prometheus.Registerer) *Gossip {
 	t.Helper()
 	return startWith(t, name, "test", []byte("0123456789abcdef"), join, log, reg)
@@ -50,7 +41,7 @@ func startWith(t *testing.T, name, cluster string, key []byte, join []string, lo
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Meta = Meta{Site: name, Cluster: cluster, PeerAddr: "127.0.0.1:1"}
-	cfg.BindAddr, cfg.Join, cfg.LAN = freeAddr(t), join, true
+	cfg.BindAddr, cfg.Join, cfg.LAN = testbin.Addr(t), join, true
 	cfg.Key = key
 	cfg.Poll = 100 * time.Millisecond
 	cfg.Logger = slog.New(slog.NewTextHandler(log, nil))
