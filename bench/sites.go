@@ -76,6 +76,12 @@ type SitesConfig struct {
 	// load stops, the links heal and the run times until all sites hold
 	// the same data. Success and latency are recorded per Bucket.
 	CutDuration, CutDelay, CutLead, Bucket time.Duration
+	// ConvergePending, when not empty, adds a sweep after the cut, at
+	// CutDelay: per entry n, the last site is cut off while every site
+	// that takes writes makes n Puts of new keys (as fast as Clients
+	// clients can), then the links heal and the run times until every
+	// site holds them all (ConvergePoint).
+	ConvergePending []int
 	// RequestTimeout bounds each request, so a site that cannot commit
 	// during a cut counts failures rather than hanging.
 	RequestTimeout time.Duration
@@ -121,6 +127,7 @@ func DefaultSitesConfig() SitesConfig {
 		Bucket:          500 * time.Millisecond,
 		RequestTimeout:  2 * time.Second,
 		ConvergeTimeout: time.Minute,
+		ConvergePending: []int{1000, 3000, 10000},
 		KubeDelays:      []time.Duration{0, 10 * time.Millisecond, 25 * time.Millisecond, 50 * time.Millisecond, 100 * time.Millisecond},
 		KubeDuration:    10 * time.Second,
 		KubeWarmup:      2 * time.Second,
@@ -137,6 +144,7 @@ func QuickSitesConfig() SitesConfig {
 	c.Delays = []time.Duration{0, 25 * time.Millisecond}
 	c.Duration, c.Clients = 2*time.Second, 4
 	c.CutDuration, c.CutLead, c.Bucket = 4*time.Second, 2*time.Second, 250*time.Millisecond
+	c.ConvergePending = []int{300}
 	c.KubeDelays, c.KubeDuration, c.KubeWarmup, c.KubeClients, c.KubePool = []time.Duration{0, 25 * time.Millisecond}, 2*time.Second, time.Second, 2, 3
 	return c
 }
@@ -158,6 +166,8 @@ func (c SitesConfig) Validate() error {
 		return errors.New("bench: sites: Bucket must be positive with a cut")
 	case c.Clients < 1:
 		return errors.New("bench: sites: Clients < 1")
+	case slices.ContainsFunc(c.ConvergePending, func(n int) bool { return n < 1 }):
+		return errors.New("bench: sites: every ConvergePending entry must be at least 1")
 	case c.KeySize < 8 || c.ValueSize < 1 || c.RangeKeys < 1:
 		return errors.New("bench: sites: KeySize >= 8, ValueSize >= 1 and RangeKeys >= 1 required")
 	}
@@ -267,6 +277,10 @@ type SitesReport struct {
 	Timeline        []Bucket           `json:"timeline,omitempty"`
 	ConvergeSeconds map[string]float64 `json:"converge_seconds,omitempty"`
 	Pending         map[string]int64   `json:"pending_changes,omitempty"`
+	// Convergence is the sweep after the cut (SitesConfig.ConvergePending),
+	// at ConvergeDelayMs.
+	Convergence     []ConvergePoint `json:"convergence,omitempty"`
+	ConvergeDelayMs float64         `json:"converge_one_way_delay_ms,omitempty"`
 	// Kube is the Kubernetes part: per system, delay, site and verb.
 	Kube        []KubeSiteResult `json:"kube,omitempty"`
 	KubeClients int              `json:"kube_clients_per_site,omitempty"`
@@ -392,6 +406,14 @@ func runPhases(ctx context.Context, cfg SitesConfig, c *cluster, dir string, rep
 			return err
 		}
 	}
+	if len(cfg.ConvergePending) > 0 {
+		if err := c.topo.setShape(cfg.shape(cfg.CutDelay)); err != nil {
+			return err
+		}
+		if err := runConvergeSweep(ctx, cfg, c, rep, progress); err != nil {
+			return err
+		}
+	}
 	rep.LinkBytes[c.system] = c.topo.bytes()
 	if len(cfg.KubeDelays) > 0 {
 		res, err := runKubeSites(ctx, cfg, c, filepath.Join(dir, "kube"), progress)
@@ -513,21 +535,13 @@ func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, 
 // returns how long that took.
 func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Duration, error) {
 	start := time.Now()
-	var clis []*clientv3.Client
-	defer func() {
-		for _, cli := range clis {
-			cli.Close()
-		}
-	}()
-	for _, s := range c.servers {
-		cli, err := newClient(s.endpoint)
-		if err != nil {
-			return 0, err
-		}
-		clis = append(clis, cli)
+	clis, closeAll, err := c.clients()
+	if err != nil {
+		return 0, err
 	}
+	defer closeAll()
 	for {
-		same, err := sameData(ctx, clis)
+		same, err := sameData(ctx, clis, "")
 		if same {
 			return time.Since(start), nil
 		}
@@ -542,13 +556,37 @@ func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Dura
 	}
 }
 
+// clients opens a client to every server, and a function that closes them.
+func (c *cluster) clients() ([]*clientv3.Client, func(), error) {
+	var clis []*clientv3.Client
+	closeAll := func() {
+		for _, cli := range clis {
+			cli.Close()
+		}
+	}
+	for _, s := range c.servers {
+		cli, err := newClient(s.endpoint)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		clis = append(clis, cli)
+	}
+	return clis, closeAll, nil
+}
+
 // sameData reports whether every client reads the same keys and values
-// (serializable: each site's own copy).
-func sameData(ctx context.Context, clis []*clientv3.Client) (bool, error) {
+// under prefix, or in the whole keyspace for "" (serializable: each site's
+// own copy).
+func sameData(ctx context.Context, clis []*clientv3.Client, prefix string) (bool, error) {
+	key, opt := prefix, clientv3.WithPrefix()
+	if prefix == "" {
+		key, opt = "\x00", clientv3.WithFromKey()
+	}
 	var first map[string]string
 	for i, cli := range clis {
 		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := cli.Get(ctx, "\x00", clientv3.WithFromKey(), clientv3.WithSerializable())
+		resp, err := cli.Get(ctx, key, opt, clientv3.WithSerializable())
 		cancel()
 		if err != nil {
 			return false, err

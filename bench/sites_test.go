@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"image/png"
 	"io"
+	"math"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,14 +19,15 @@ func TestSitesConfigValidate(t *testing.T) {
 		}
 	}
 	for name, mut := range map[string]func(*SitesConfig){
-		"one site":         func(c *SitesConfig) { c.Sites = 1 },
-		"no duration":      func(c *SitesConfig) { c.Duration = 0 },
-		"no clients":       func(c *SitesConfig) { c.Clients = 0 },
-		"no delays":        func(c *SitesConfig) { c.Delays = nil },
-		"negative delay":   func(c *SitesConfig) { c.Delays = []time.Duration{-time.Millisecond} },
-		"jitter 1":         func(c *SitesConfig) { c.Jitter = 1 },
-		"unknown workload": func(c *SitesConfig) { c.Workloads = []string{"txn-cas"} },
-		"cut, no bucket":   func(c *SitesConfig) { c.Bucket = 0 },
+		"one site":          func(c *SitesConfig) { c.Sites = 1 },
+		"no duration":       func(c *SitesConfig) { c.Duration = 0 },
+		"no clients":        func(c *SitesConfig) { c.Clients = 0 },
+		"no delays":         func(c *SitesConfig) { c.Delays = nil },
+		"negative delay":    func(c *SitesConfig) { c.Delays = []time.Duration{-time.Millisecond} },
+		"jitter 1":          func(c *SitesConfig) { c.Jitter = 1 },
+		"unknown workload":  func(c *SitesConfig) { c.Workloads = []string{"txn-cas"} },
+		"cut, no bucket":    func(c *SitesConfig) { c.Bucket = 0 },
+		"no writes pending": func(c *SitesConfig) { c.ConvergePending = []int{100, 0} },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultSitesConfig()
@@ -115,6 +118,7 @@ func TestSitesQuick(t *testing.T) {
 			t.Errorf("%s: %d link measurements, want put and edit at every delay: %+v", sys, n, rep.Links)
 		}
 	}
+	checkConvergeSweep(t, cfg, rep)
 	if rep.CutEnd-rep.CutStart < cfg.CutDuration.Seconds()*0.9 || len(rep.Timeline) == 0 {
 		t.Errorf("cut from %.2fs to %.2fs, %d timeline buckets", rep.CutStart, rep.CutEnd, len(rep.Timeline))
 	}
@@ -132,6 +136,28 @@ func TestSitesQuick(t *testing.T) {
 		t.Errorf("table:\n%s", table)
 	}
 	t.Log("\n" + rep.Table())
+}
+
+// checkConvergeSweep: every round of the sweep ran for both systems; every
+// Rhizome site, the cut-off one too, made all its writes, and etcd's majority
+// made theirs (its cut-off member is given none); all converged.
+func checkConvergeSweep(t *testing.T, cfg SitesConfig, rep *SitesReport) {
+	t.Helper()
+	if len(rep.Convergence) != 2*len(cfg.ConvergePending) {
+		t.Fatalf("%d convergence rounds, want %d: %+v", len(rep.Convergence), 2*len(cfg.ConvergePending), rep.Convergence)
+	}
+	for _, p := range rep.Convergence {
+		writers := cfg.Sites
+		if p.System == SystemEtcd {
+			writers--
+		}
+		if p.Pending != int64(writers*p.PerSite) || p.Failed != 0 || p.Seconds <= 0 {
+			t.Errorf("%s, %d writes per site: %d pending, %d failed, %.2fs; want %d pending, none failed", p.System, p.PerSite, p.Pending, p.Failed, p.Seconds, writers*p.PerSite)
+		}
+	}
+	if !strings.Contains(rep.Table(), "## Convergence against pending writes") {
+		t.Error("the report has no convergence table")
+	}
 }
 
 // checkKubeSites: the Kubernetes part measured every verb at every site of
@@ -164,5 +190,32 @@ func TestSitesReportWithoutPut(t *testing.T) {
 	}
 	if table := r.Table(); !strings.Contains(table, "| edit | 0 ms | 3000 | 2800 | 1.07 | 2.00 |") {
 		t.Errorf("no peer message row in:\n%s", table)
+	}
+}
+
+// The convergence sweep is tabled, judged on its largest round against a
+// round trip plus 0.5 s, and drawn.
+func TestSitesReportConvergence(t *testing.T) {
+	r := &SitesReport{Sites: 3, DelaysMs: []float64{25}, Clients: 8, ConvergeDelayMs: 25,
+		Convergence: []ConvergePoint{
+			{System: SystemRhizome, PerSite: 10000, Pending: 30000, Seconds: 1.1},
+			{System: SystemRhizome, PerSite: 1000, Pending: 3000, Seconds: 0.2},
+			{System: SystemEtcd, PerSite: 1000, Pending: 2000, Seconds: 0.1},
+			{System: SystemEtcd, PerSite: 10000, Pending: 20000, Seconds: 0.3},
+		}}
+	r.judge()
+	i := slices.IndexFunc(r.Targets, func(x Target) bool { return strings.Contains(x.Name, "10000 writes per site (30000 pending)") })
+	if i < 0 || !r.Targets[i].Measured || r.Targets[i].Met || math.Abs(r.Targets[i].Ratio-2) > 1e-9 {
+		t.Fatalf("targets: %+v", r.Targets)
+	}
+	if table := r.Table(); !strings.Contains(table, "| 1000 | 3000 | 0.20s | 2000 | 0.10s |\n| 10000 | 30000 | 1.10s | 20000 | 0.30s |") {
+		t.Errorf("no convergence rows in:\n%s", table)
+	}
+	var buf bytes.Buffer
+	if err := r.PNG(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(&buf); err != nil {
+		t.Fatal(err)
 	}
 }

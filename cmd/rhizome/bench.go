@@ -184,6 +184,7 @@ func runBenchSites(args []string) int {
 	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "clients per site")
 	fs.DurationVar(&cfg.CutDuration, "cut", cfg.CutDuration, "after the sweep, cut the last site off for this long under Put load, heal, and time until all sites agree (0: no cut)")
 	fs.DurationVar(&cfg.CutDelay, "cut-delay", cfg.CutDelay, "one-way delay of the links during the cut run")
+	pending := fs.String("converge-pending", joinInts(cfg.ConvergePending), "comma-separated writes per site to make while the last site is cut off, one round each, timing until every site holds them after the heal (empty: no such rounds)")
 	fs.DurationVar(&cfg.RequestTimeout, "request-timeout", cfg.RequestTimeout, "a request taking longer fails")
 	fs.IntVar(&cfg.ValueSize, "val-size", cfg.ValueSize, "Put value size in bytes")
 	kubeDelays := fs.String("kube-delays", joinDurations(cfg.KubeDelays), "comma-separated delays at which a kube-apiserver per site runs the Kubernetes mix after the cut (empty: no Kubernetes part)")
@@ -203,19 +204,24 @@ func runBenchSites(args []string) int {
 		fmt.Fprintf(os.Stderr, "rhizome bench sites: --kube-delays: %v\n", err)
 		return 2
 	}
+	if cfg.ConvergePending, err = parseInts(*pending); err != nil {
+		fmt.Fprintf(os.Stderr, "rhizome bench sites: --converge-pending: %v\n", err)
+		return 2
+	}
 	cfg.Workloads = splitList(*workloads)
 	if *note != "" {
 		cfg.Notes = append(cfg.Notes, *note)
 	}
 	if *isQuick {
 		takeUnlessSet(fs, map[string]func(){
-			"delays":        func() { cfg.Delays = quick.Delays },
-			"duration":      func() { cfg.Duration = quick.Duration },
-			"clients":       func() { cfg.Clients = quick.Clients },
-			"cut":           func() { cfg.CutDuration = quick.CutDuration },
-			"kube-delays":   func() { cfg.KubeDelays = quick.KubeDelays },
-			"kube-duration": func() { cfg.KubeDuration = quick.KubeDuration },
-			"kube-clients":  func() { cfg.KubeClients = quick.KubeClients },
+			"delays":           func() { cfg.Delays = quick.Delays },
+			"duration":         func() { cfg.Duration = quick.Duration },
+			"clients":          func() { cfg.Clients = quick.Clients },
+			"cut":              func() { cfg.CutDuration = quick.CutDuration },
+			"converge-pending": func() { cfg.ConvergePending = quick.ConvergePending },
+			"kube-delays":      func() { cfg.KubeDelays = quick.KubeDelays },
+			"kube-duration":    func() { cfg.KubeDuration = quick.KubeDuration },
+			"kube-clients":     func() { cfg.KubeClients = quick.KubeClients },
 		})
 		cfg.CutLead, cfg.Bucket = quick.CutLead, quick.Bucket
 		cfg.KubeWarmup, cfg.KubePool = quick.KubeWarmup, quick.KubePool
