@@ -16,17 +16,18 @@ import (
 // a few hundred bytes' worth of C memory per field, so building a body field
 // by field, or loading a document only to write one edit, costs more than the
 // rest of a write. Two changes are known in full without automerge: a body
-// (every field set, in sorted order, by the epoch's actor, on nothing) and a
-// never-edited body's first edit (its field writes, each overwriting the
-// body's own operation on that field). Those are written here, in automerge's
+// (every field set, in sorted order, by the epoch's actor, on nothing) and an
+// edit of a one-branch history (its field writes, each overwriting the
+// field's visible operation; amhistory.go), a never-edited body's first edit
+// being one. Those are written here, in automerge's
 // binary change format (a chunk: magic, checksum, type, length, contents; the
 // contents: dependencies, actor, sequence number, first operation's counter,
 // time, message, other actors, then the operations in columns), byte for byte
 // as automerge writes them, so that automerge loads them as its own: the same
 // change hashes wherever they are written, and a document saved whole and
 // loaded again finds them (TestChangeBytesAlike compares the bytes with
-// automerge's). automerge still holds and merges every document; this only
-// writes the two changes' bytes.
+// automerge's). automerge still holds and merges every document whose
+// history forks; this only writes the two changes' bytes.
 
 // Column ids of a change's operation columns (automerge's binary format: the
 // column's number, shifted by four, and its encoding).
@@ -49,24 +50,25 @@ const (
 )
 
 // fieldOp is one operation on the root map: a string value set, or (del) the
-// field deleted; pred, when not zero, is the counter of the body operation
-// it overwrites (the body's actor is actor index predActor of the change).
+// field deleted; pred, when not zero, is the counter of the operation it
+// overwrites, whose actor is the change's actor of index predActor (0: the
+// change's author).
 type fieldOp struct {
 	key, value string
 	del        bool
 	pred       uint64
+	predActor  uint64
 }
 
 // amChange is a change of the root map's string fields.
 type amChange struct {
-	deps      []automerge.ChangeHash // sorted
-	actor     string                 // hex
-	seq       uint64
-	startOp   uint64
-	message   string
-	others    []string // other actors (hex), referenced by predActor = 1...
-	predActor uint64   // actor index of every predecessor
-	ops       []fieldOp
+	deps    []automerge.ChangeHash // sorted
+	actor   string                 // hex
+	seq     uint64
+	startOp uint64
+	message string
+	others  []string // other actors (hex), referenced by predActor = 1...
+	ops     []fieldOp
 }
 
 // encode returns the change's chunk, uncompressed, and its hash.
@@ -142,7 +144,7 @@ func (c *amChange) appendColumns(b []byte) []byte {
 			continue
 		}
 		groups.add(1)
-		predActors.add(c.predActor)
+		predActors.add(op.predActor)
 		predCtrs.add(op.pred)
 	}
 	cols := []struct {
@@ -319,89 +321,6 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(keys)
 	return keys
-}
-
-// firstEdit is the change that writes set and del (sorted, as writeFields
-// writes them) as actor on a never-edited body of fields written by bodySite:
-// each op overwriting a body field names the body's op on it, whose counter
-// is the field's place in the body's sorted keys.
-func firstEdit(body map[string]string, bodySite string, bodyHash automerge.ChangeHash, set map[string]string, del []string, actor, message string) *amChange {
-	keys := sortedKeys(body)
-	place := func(k string) uint64 {
-		i, ok := slices.BinarySearch(keys, k)
-		if !ok {
-			return 0
-		}
-		return uint64(i + 1)
-	}
-	c := &amChange{deps: []automerge.ChangeHash{bodyHash}, actor: actor, seq: 1,
-		startOp: uint64(len(keys)) + 1, message: message}
-	for _, k := range sortedKeys(set) {
-		c.ops = append(c.ops, fieldOp{key: k, value: set[k], pred: place(k)})
-	}
-	for _, k := range del {
-		c.ops = append(c.ops, fieldOp{key: k, del: true, pred: place(k)})
-	}
-	if bodyActor := actorID(bodySite); bodyActor == c.actor {
-		c.seq = 2
-	} else if slices.ContainsFunc(c.ops, func(op fieldOp) bool { return op.pred != 0 }) {
-		c.others, c.predActor = []string{bodyActor}, 1
-	}
-	return c
-}
-
-// readFieldEdit reads what a change does, if it only sets string fields of
-// the root map and deletes fields: its field writes, deletes (in the order
-// written), author and message. ok is false for anything else. What it
-// reads is unchecked beyond that; a caller confirms it by writing the change
-// again (firstEdit) and comparing hashes.
-func readFieldEdit(contents []byte) (set map[string]string, del []string, actor, message string, ok bool) {
-	r := reader{b: contents}
-	r.hashes()
-	actor = hex.EncodeToString(r.bytes())
-	r.uvarint() // seq
-	r.uvarint() // start op
-	if sleb(&r) != 0 {
-		return nil, nil, "", "", false
-	}
-	message = string(r.bytes())
-	for n := r.uvarint(); n > 0 && r.err == nil; n-- {
-		r.bytes()
-	}
-	cols := map[uint64][]byte{}
-	var ids, lens []uint64
-	for n := r.uvarint(); n > 0 && r.err == nil && n < 64; n-- {
-		ids, lens = append(ids, r.uvarint()), append(lens, r.uvarint())
-	}
-	for i, id := range ids {
-		if lens[i] > uint64(len(r.b)) {
-			return nil, nil, "", "", false
-		}
-		cols[id], r.b = r.b[:lens[i]], r.b[lens[i]:]
-	}
-	keys := readRLE(cols[colKeyStr], (*reader).bytes)
-	actions := readRLE(cols[colAction], (*reader).uvarint)
-	valLens := readRLE(cols[colValLen], (*reader).uvarint)
-	if r.err != nil || len(r.b) != 0 || keys == nil || len(actions) != len(keys) || len(valLens) != len(keys) {
-		return nil, nil, "", "", false
-	}
-	raw := cols[colValRaw]
-	set = map[string]string{}
-	for i, k := range keys {
-		n, typ := valLens[i]>>4, valLens[i]&0xf
-		switch {
-		case actions[i] == actionSet && typ == valueString && n <= uint64(len(raw)):
-			set[string(k)], raw = string(raw[:n]), raw[n:]
-		case actions[i] == actionDelete && valLens[i] == 0:
-			if _, dup := set[string(k)]; dup || (len(del) > 0 && del[len(del)-1] >= string(k)) {
-				return nil, nil, "", "", false // not as firstEdit writes deletes
-			}
-			del = append(del, string(k))
-		default:
-			return nil, nil, "", "", false
-		}
-	}
-	return set, del, actor, message, len(raw) == 0
 }
 
 // maxColumnValues bounds the values readRLE reads from one column (a run's

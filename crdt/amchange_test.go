@@ -1,9 +1,13 @@
 package crdt
 
 import (
+	"maps"
+	"slices"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/automerge/automerge-go"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -54,7 +58,11 @@ func TestChangeBytesAlike(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		gotEdit, gotHash := firstEdit(body, "a", hash, set, del, actorID(site), msg).encode()
+		hist := bodyHistory(body, "a")
+		if hist.head != hash {
+			t.Fatalf("case %d: body history's head %x, body's hash %x", i, hist.head, hash)
+		}
+		gotEdit, gotHash := hist.edit(set, del, actorID(site), msg).encode()
 		if gotHash != h || !bytes.Equal(gotEdit, want.SaveIncremental()) {
 			t.Fatalf("case %d: edit (set %d, del %d)\n got %x\nwant %x (saved %x)", i, len(set), len(del), gotEdit, ch.Save(), want.SaveIncremental())
 		}
@@ -106,7 +114,7 @@ func randomEdit(rnd *rand.Rand, fields map[string]string) map[string]string {
 }
 
 // TestFirstEditAppliedAlike checks that a replica taking a never-edited body's
-// first edit without building the body (applyFirstEdit) ends where one that
+// first edit without building the body (applyLinearEdit) ends where one that
 // builds it and lets automerge merge the edit does: the same value, fields
 // and saved form; and that a change it cannot confirm goes to automerge.
 func TestFirstEditAppliedAlike(t *testing.T) {
@@ -153,7 +161,11 @@ func TestFirstEditAppliedAlike(t *testing.T) {
 	r.Apply(create)
 	bad := bytes.Clone(edit.Data)
 	bad[len(bad)-1] ^= 1
-	if _, ok := r.applyFirstEdit(bad); ok || r.edits != 0 {
+	h, ok := r.history()
+	if !ok {
+		t.Fatal("a never-edited body has no history")
+	}
+	if _, ok := r.applyLinearEdit(h, bad); ok || r.edits != 0 {
 		t.Fatal("a damaged edit was applied")
 	}
 }
@@ -202,4 +214,142 @@ func mutateObject(rnd *rand.Rand, v []byte) []byte {
 	m[fmt.Sprintf("n%d", rnd.IntN(3))] = b
 	out, _ := json.Marshal(m)
 	return out
+}
+
+// TestLaterEditBytesAlike compares later edits written in Go (history.edit)
+// with those automerge commits, byte for byte, over one-branch histories of
+// up to 12 edits by three sites: sets, deletes, fields deleted and written
+// again, each site's own earlier writes overwritten. At every step the
+// history read back from the changes saved so far (readHistory) is the one
+// carried forward, and ends with automerge's fields.
+func TestLaterEditBytesAlike(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(5, 6))
+	for i := range 120 {
+		body := randomFields(rnd)
+		am, err := newDocAM(body, "a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := bodyHistory(body, "a")
+		saved, fields := bytes.Clone(h.body), body
+		for step := range 1 + rnd.IntN(12) {
+			next := randomEdit(rnd, fields)
+			set, del := diffFields(fields, next)
+			if len(set)+len(del) == 0 {
+				continue
+			}
+			site, msg := []string{"a", "b", "c"}[rnd.IntN(3)], fmt.Sprintf("%d@x", step)
+			if err := am.SetActorID(actorID(site)); err != nil {
+				t.Fatal(err)
+			}
+			if err := writeFields(am, set, del); err != nil {
+				t.Fatal(err)
+			}
+			hash, err := am.Commit(msg, commitOptions())
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := am.Change(hash)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := h.edit(set, del, actorID(site), msg)
+			got, gotHash := c.encode()
+			if gotHash != hash || !bytes.Equal(got, want.Save()) {
+				t.Fatalf("case %d step %d: edit by %s (set %d, del %d)\n got %x\nwant %x", i, step, site, len(set), len(del), got, want.Save())
+			}
+			h.take(c, hash)
+			if saved, err = appendCompressed(saved, got); err != nil {
+				t.Fatal(err)
+			}
+			fields = next
+			read, readFields, ok := readHistory(saved)
+			if !ok || read.head != h.head || read.maxOp != h.maxOp || !maps.Equal(read.seqs, h.seqs) ||
+				!maps.Equal(read.at, h.at) || !maps.Equal(readFields, fields) {
+				t.Fatalf("case %d step %d: history read back differs (ok %t)", i, step, ok)
+			}
+		}
+	}
+}
+
+// TestLaterEditsAlike checks that a writer and a replica that write and take
+// later edits in Go end where automerge does: each edit is applied to an
+// automerge document too, and the fields, value and heads agree; neither
+// loads automerge. An edit concurrent with the replica's own is merged by
+// automerge, after which the history is not one branch.
+func TestLaterEditsAlike(t *testing.T) {
+	rnd := rand.New(rand.NewPCG(7, 8))
+	for i := range 60 {
+		var w, r Doc
+		v := randomObject(rnd, 2)
+		create, _, err := w.Put(v, Stamp{1, "a"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.Apply(create); err != nil {
+			t.Fatal(err)
+		}
+		var ref *automerge.Doc
+		for n := range 2 + rnd.IntN(6) {
+			v = mutateObject(rnd, v)
+			c, ok, err := w.Put(v, Stamp{uint64(n + 2), []string{"a", "b"}[rnd.IntN(2)]})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !ok {
+				continue
+			}
+			if _, err := r.Apply(c); err != nil {
+				t.Fatal(err)
+			}
+			if ref == nil {
+				if ref, err = automerge.Load(r.amBytes); err != nil {
+					t.Fatal(err)
+				}
+			} else if err := ref.LoadIncremental(c.Data); err != nil {
+				t.Fatal(err)
+			}
+			want, err := readFields(ref)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !maps.Equal(w.fields, want) || !maps.Equal(r.fields, want) || !bytes.Equal(w.value, r.value) ||
+				!bytes.Equal(r.value, materialize(want, nil)) {
+				t.Fatalf("case %d edit %d: fields or values differ from automerge's", i, n)
+			}
+			loaded, err := automerge.Load(r.amBytes)
+			if err != nil || !slices.Equal(loaded.Heads(), ref.Heads()) {
+				t.Fatalf("case %d edit %d: saved form's heads differ from automerge's (%v)", i, n, err)
+			}
+		}
+	}
+	// A concurrent edit: the replica writes its own, then takes the writer's.
+	var w, r Doc
+	create, _, _ := w.Put([]byte(`{"a":"1","b":"1"}`), Stamp{1, "a"})
+	r.Apply(create)
+	for gen := 2; gen <= 3; gen++ {
+		e, _, _ := w.Put(fmt.Appendf(nil, `{"a":"%d","b":"1"}`, gen), Stamp{uint64(gen), "a"})
+		if _, err := r.Apply(e); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mine, _, err := r.Put([]byte(`{"a":"3","b":"r"}`), Stamp{4, "r"})
+	if err != nil || r.am != nil {
+		t.Fatalf("replica's own later edit: %v (automerge loaded: %t)", err, r.am != nil)
+	}
+	theirs, _, _ := w.Put([]byte(`{"a":"w","b":"1"}`), Stamp{4, "a"})
+	for _, x := range []struct {
+		d *Doc
+		c Change
+	}{{&r, theirs}, {&w, mine}} {
+		if _, err := x.d.Apply(x.c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if w.Digest() != r.Digest() || string(value(&r)) != `{"a":"w","b":"r"}` {
+		t.Fatalf("after concurrent edits: %s and %s", value(&w), value(&r))
+	}
+	if _, ok := r.history(); ok {
+		t.Fatal("a history with concurrent edits read as one branch")
+	}
 }

@@ -2,11 +2,11 @@ package crdt
 
 import (
 	"bytes"
-	"compress/flate"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/automerge/automerge-go"
 	kflate "github.com/klauspost/compress/flate"
@@ -54,7 +54,7 @@ func readChanges(raw []byte) ([]changeRef, error) {
 		case chunkChange:
 		case chunkCompressedChange:
 			var err error
-			if contents, err = io.ReadAll(flate.NewReader(bytes.NewReader(contents))); err != nil {
+			if contents, err = inflate(contents); err != nil {
 				return nil, fmt.Errorf("crdt: saved change: inflate: %w", err)
 			}
 		default:
@@ -80,6 +80,27 @@ func readChanges(raw []byte) ([]changeRef, error) {
 		out = append(out, ref)
 	}
 	return out, nil
+}
+
+// inflaters keeps inflate readers for reuse: each holds a 32 KiB window,
+// which reading a document's history change by change would otherwise
+// allocate once a change. A pool of buffers, not state: what inflate returns
+// depends on its argument alone.
+var inflaters sync.Pool
+
+// inflate returns the deflated bytes b inflated.
+func inflate(b []byte) ([]byte, error) {
+	src := bytes.NewReader(b)
+	r, _ := inflaters.Get().(io.ReadCloser)
+	if r == nil {
+		r = kflate.NewReader(src)
+	} else if err := r.(kflate.Resetter).Reset(src, nil); err != nil {
+		return nil, err
+	}
+	out := bytes.NewBuffer(make([]byte, 0, 4*len(b)))
+	_, err := out.ReadFrom(r)
+	inflaters.Put(r)
+	return out.Bytes(), err
 }
 
 // deflateMin is the size of a change's contents from which compressChanges

@@ -82,6 +82,7 @@ type Doc struct {
 	validate  Validator         // not state: given by the caller (SetValidator)
 	schemas   Schemas           // not state: given by the caller (SetSchemas, DecodeDoc)
 	churn     int               // not state: C-side bytes of automerge documents made and dropped since Unload
+	hist      *history          // not state: the one-branch history last read (see history)
 }
 
 // Value returns the materialised value and whether the key exists.
@@ -173,8 +174,12 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	if len(set) == 0 && len(del) == 0 && bytes.Equal(value, d.value) {
 		return Change{}, false, nil
 	}
-	if d.unbuilt() && (len(set) > 0 || len(del) > 0) && encodable(d.fields) && encodable(set) {
-		return d.firstEdit(value, fields, set, del, st)
+	if len(set)+len(del) > 0 && encodable(set) {
+		if h, ok := d.history(); ok {
+			if c, ok := d.linearEdit(h, value, fields, set, del, st); ok {
+				return c, true, nil
+			}
+		}
 	}
 	// With no field to write, the value may still differ from the one shown
 	// (merge rules at concurrent heads): an empty change that follows every head
@@ -211,21 +216,82 @@ func (d *Doc) unbuilt() bool {
 	return d.am == nil && len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil
 }
 
-// firstEdit is update of an unbuilt body: the body's change and the edit's are
-// written in Go (amchange.go), as automerge would write them, so the body is
-// not built at all here; a replica that takes the edit builds it (loadBody).
-// The saved form is what appendSaved would make of the two.
-func (d *Doc) firstEdit(value []byte, fields, set map[string]string, del []string, st Stamp) (Change, bool, error) {
-	body, hash := bodyChange(d.fields, d.epoch.Site).encode()
-	edit, _ := firstEdit(d.fields, d.epoch.Site, hash, set, del, actorID(st.Site), st.String()).encode()
-	saved, err := savedFirstEdit(body, edit)
-	if err != nil {
-		return Change{}, false, err
+// history returns the document's history when it is one branch of field
+// writes (amhistory.go): a body never saved, or a saved form of changes that
+// ends with the fields held. It keeps what it read until the Doc moves on.
+func (d *Doc) history() (*history, bool) {
+	if d.kind != Document || d.deleted || d.fields == nil {
+		return nil, false
+	}
+	if h := d.hist; h != nil && h.epoch == d.epoch && h.edits == d.edits && h.saved == len(d.amBytes) {
+		return h, !h.none
+	}
+	var h *history
+	switch fields := map[string]string(nil); {
+	case len(d.amBytes) == 0 && d.edits == 0:
+		if encodable(d.fields) {
+			h = bodyHistory(d.fields, d.epoch.Site)
+		}
+	default:
+		if h, fields, _ = readHistory(d.amBytes); h != nil && !maps.Equal(fields, d.fields) {
+			h = nil
+		}
+	}
+	if h == nil {
+		h = &history{none: true}
+	}
+	h.epoch, h.edits, h.saved = d.epoch, d.edits, len(d.amBytes)
+	d.hist = h
+	return h, !h.none
+}
+
+// linearEdit is update of a one-branch history: the edit's change is written
+// in Go (amhistory.go), as automerge would write it, so no automerge document
+// is loaded here; one loaded before is let go (it lacks the edit). ok is
+// false, with nothing changed, when the saved form would outgrow its bound
+// (see took): automerge then writes the edit and saves the document whole.
+func (d *Doc) linearEdit(h *history, value []byte, fields, set map[string]string, del []string, st Stamp) (Change, bool) {
+	c := h.edit(set, del, actorID(st.Site), st.String())
+	edit, hash := c.encode()
+	if !d.took(h, c, edit, hash) {
+		return Change{}, false
 	}
 	d.fields, d.value, d.clean = fields, value, true
-	d.amBytes, d.savedLen, d.built = saved, len(saved), nil
+	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: edit}, true
+}
+
+// took moves the saved form and the history past edit, the encoding of c
+// (whose hash is hash), an edit of history h. The edit is appended deflated,
+// as long as the saved form stays within appendSaved's bound (half the last
+// full save past it); ok is false, with nothing changed, when it would not.
+func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHash) (ok bool) {
+	saved := d.amBytes
+	if h.body != nil {
+		// The saved form of a body's change and its first edit is the two,
+		// each deflated (what appendSaved would make of them).
+		var err error
+		if saved, err = compressChanges(h.body); err != nil {
+			return false
+		}
+	}
+	saved, err := appendCompressed(saved, edit)
+	switch {
+	case err != nil:
+		return false
+	case h.body != nil:
+		d.savedLen = len(saved)
+	case len(saved) > d.savedLen+d.savedLen/2+256:
+		return false
+	}
+	if d.am != nil {
+		d.churn += max(len(d.amBytes), len(d.value)) * nativePerSavedByte // as NativeBytes counts it
+	}
+	h.take(c, hash)
+	h.body = nil
+	d.amBytes, d.am, d.built = saved, nil, nil
 	d.edits++
-	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: edit}, true, nil
+	h.edits, h.saved = d.edits, len(d.amBytes)
+	return true
 }
 
 // Apply merges a change, local or remote, into the replica and reports whether the
@@ -322,8 +388,8 @@ func (d *Doc) setBody(c Change, fields map[string]string) error {
 }
 
 func (d *Doc) applyEdit(raw []byte) (bool, error) {
-	if d.unbuilt() {
-		if changed, ok := d.applyFirstEdit(raw); ok {
+	if h, ok := d.history(); ok {
+		if changed, ok := d.applyLinearEdit(h, raw); ok {
 			return changed, nil
 		}
 	}
@@ -352,37 +418,28 @@ func (d *Doc) applyEdit(raw []byte) (bool, error) {
 	return !bytes.Equal(before, d.value), nil
 }
 
-// savedFirstEdit is the saved form of a body's change and its first edit,
-// each deflated (what appendSaved would make of the two).
-func savedFirstEdit(body, edit []byte) ([]byte, error) {
-	saved, err := compressChanges(body)
-	if err != nil {
-		return nil, err
-	}
-	return appendCompressed(saved, edit)
-}
-
-// applyFirstEdit applies a never-edited body's first edit without building the
-// body, when the edit is one firstEdit writes (as another replica's update
-// does): the fields it sets and deletes, read from it (readFieldEdit) and
-// confirmed by writing it again to the same hash, are what automerge would
-// merge. ok is false, with nothing changed, for any other change.
-func (d *Doc) applyFirstEdit(raw []byte) (changed, ok bool) {
+// applyLinearEdit applies an edit that continues the one-branch history h
+// without automerge, when it is one linearEdit writes (as another replica's
+// update does): the fields it sets and deletes, read from it and confirmed by
+// writing it again to the same hash, are what automerge would merge. ok is
+// false, with nothing changed, for any other change (a concurrent edit, or
+// one of another form), which automerge then merges.
+func (d *Doc) applyLinearEdit(h *history, raw []byte) (changed, ok bool) {
 	refs, err := readChanges(raw)
-	if err != nil || len(refs) != 1 || !encodable(d.fields) {
+	if err != nil || len(refs) != 1 { // its dependencies are checked by its hash
 		return false, false
 	}
-	set, del, actor, message, ok := readFieldEdit(refs[0].contents)
+	theirs, ok := parseChange(refs[0].contents)
 	if !ok {
 		return false, false
 	}
-	body, hash := bodyChange(d.fields, d.epoch.Site).encode()
-	edit, editHash := firstEdit(d.fields, d.epoch.Site, hash, set, del, actor, message).encode()
-	if editHash != refs[0].hash {
+	set, del, ok := theirs.fieldEdit()
+	if !ok {
 		return false, false
 	}
-	saved, err := savedFirstEdit(body, edit)
-	if err != nil {
+	c := h.edit(set, del, theirs.actor, theirs.message)
+	edit, hash := c.encode()
+	if hash != refs[0].hash || !d.took(h, c, edit, hash) {
 		return false, false
 	}
 	fields := maps.Clone(d.fields)
@@ -394,8 +451,6 @@ func (d *Doc) applyFirstEdit(raw []byte) (changed, ok bool) {
 	d.fields, d.value = fields, materialize(fields, d.schemas)
 	flat, _ := flatten(d.value, d.schemas)
 	d.clean = maps.Equal(flat, d.fields)
-	d.amBytes, d.savedLen, d.built = saved, len(saved), nil
-	d.edits++
 	return !bytes.Equal(before, d.value), true
 }
 
@@ -489,14 +544,18 @@ func (d *Doc) automerge(site string) (*automerge.Doc, error) {
 	return d.am, nil
 }
 
-// Prepare loads the automerge document an edit written as site needs (none
-// for a never-edited body's first edit, see firstEdit), so that the caller
-// pays for it ahead of the edit, for instance in another goroutine than the
-// one that will edit: the Doc must not be in use
-// elsewhere meanwhile. It changes nothing the Doc holds (Encode is the same).
+// Prepare readies what an edit written as site needs: the history of a
+// one-branch document, which the edit is written from in Go (see
+// linearEdit), or else the automerge document, so that the caller pays for it
+// ahead of the edit, for instance in another goroutine than the one that will
+// edit: the Doc must not be in use elsewhere meanwhile. It changes nothing the
+// Doc holds (Encode is the same).
 // A Doc that is not a live document has nothing to prepare.
 func (d *Doc) Prepare(site string) error {
-	if d.Kind() != Document || (d.unbuilt() && encodable(d.fields)) {
+	if d.Kind() != Document {
+		return nil
+	}
+	if _, ok := d.history(); ok {
 		return nil
 	}
 	_, err := d.automerge(site)

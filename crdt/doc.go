@@ -74,12 +74,17 @@
 // automerge document holding the value's fields, built deterministically (sorted
 // fields, the writer's actor, no timestamp), so every replica builds the same one,
 // with the same change hash, when an edit first needs it; an object never edited
-// never builds one. The body's change and a never-edited body's first edit are
-// written in Go, byte for byte as automerge writes them (amchange.go), so that
-// a first edit builds no automerge document at the writer, nor at a replica
-// that confirms the edit by writing it again to the same hash; a later edit or
-// a merge loads them into automerge as its own. A Doc reports what it costs in Go's heap and on automerge's C
-// side, and can let its loaded automerge documents go (memory.go).
+// never builds one. The body's change and the edits of a history that is one
+// branch (no concurrent edits; a never-edited body's first edit is one) are
+// written in Go, byte for byte as automerge writes them (amchange.go,
+// amhistory.go), so that such an edit loads no automerge document at the
+// writer, nor at a replica that confirms the edit by writing it again to the
+// same hash; a merge of concurrent edits, or an edit that would outgrow the
+// saved form's bound, loads them into automerge as its own (and a history
+// saved whole stays automerge's until its next rebase). A Doc reports what it
+// costs in Go's heap and on automerge's C side, and can let its loaded
+// automerge documents go (memory.go).
 //
-// Everything here is pure and deterministic: no goroutines, clocks or globals.
+// Everything here is pure and deterministic: no goroutines, clocks or globals
+// (but a pool of inflate buffers, chunk.go).
 package crdt

@@ -32,6 +32,9 @@ func (d *Doc) HeapBytes() int {
 	if d.built != nil {
 		n += len(d.built.saved)
 	}
+	if h := d.hist; h != nil {
+		n += len(h.body) + len(h.at)*heapPerField
+	}
 	return n
 }
 
