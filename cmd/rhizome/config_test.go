@@ -131,6 +131,7 @@ func TestServeValueErrors(t *testing.T) {
 		{[]string{"--cert-file", "/nonexistent/cert.pem"}, `--cert-file "/nonexistent/cert.pem"`},
 		{[]string{"--gossip-key", "c2VjcmV0"}, "--gossip-key"},
 		{[]string{"--memory-budget", "1024"}, "--memory-budget 1024"},
+		{[]string{"--memory-limit", "1024"}, "--memory-limit 1024"},
 	}
 	for _, c := range cases {
 		t.Run(strings.Join(c.args, "="), func(t *testing.T) {

@@ -12,8 +12,10 @@ import (
 	"os"
 	"os/signal"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -31,6 +33,7 @@ type serveFlags struct {
 	listenPeer, advertisePeer, join, gossipKey *string
 	logLevel, logFormat, configFile            *string
 	helpMD                                     *bool
+	memoryLimit                                *int64
 }
 
 // newServeFlags defines serve's flags over cfg, whose values are the defaults.
@@ -67,6 +70,7 @@ func newServeFlags(cfg *site.Config) *serveFlags {
 	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm and refuse writes when the store would exceed this size in bytes (0: 2 GiB, as etcd; negative: no quota)")
 	fs.Int64Var(&cfg.MemoryBudget, "memory-budget", 0, "bytes for the store's badger memtables and caches (0: 64 MiB, for a 2 GB edge node; 256 MiB on a server, 32 MiB on a 1 GB box; at least 8 MiB)")
+	f.memoryLimit = fs.Int64("memory-limit", 0, "soft limit on Go's memory in bytes, as GOMEMLIMIT, raised to 1.5x the live heap when that is more, so it never makes the garbage collector thrash (0: 4x --memory-budget + 128 MiB, 384 MiB by default; negative: none; GOMEMLIMIT in the environment wins)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
 	f.logLevel = fs.String("log-level", "info", "debug, info, warn or error")
 	f.logFormat = fs.String("log-format", "text", "text or json (one JSON object per line)")
@@ -121,6 +125,11 @@ func runServe(args []string) int {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if limit, ok := memoryLimitOf(*f.memoryLimit, cfg.MemoryBudget, os.LookupEnv); ok {
+		tick := time.NewTicker(memoryLimitPeriod)
+		defer tick.Stop()
+		go newMemoryLimiter(limit, debug.SetMemoryLimit, reg, cfg.Logger).run(ctx, tick.C)
+	}
 	code := 0
 	select {
 	case <-ctx.Done():
@@ -134,6 +143,23 @@ func runServe(args []string) int {
 		code = 1
 	}
 	return code
+}
+
+// memoryLimitOf is the soft memory limit serve keeps (see memlimit.go) for
+// --memory-limit flag and --memory-budget budget; ok is false for none: a
+// negative flag, or GOMEMLIMIT in the environment, which the runtime
+// follows instead.
+func memoryLimitOf(flag, budget int64, env func(string) (string, bool)) (limit int64, ok bool) {
+	if _, set := env("GOMEMLIMIT"); set || flag < 0 {
+		return 0, false
+	}
+	if flag > 0 {
+		return flag, true
+	}
+	if budget == 0 {
+		budget = store.DefaultMemoryBudget
+	}
+	return defaultMemoryLimit(budget), true
 }
 
 func splitList(s string) []string {
@@ -180,6 +206,9 @@ func (f *serveFlags) apply(cfg *site.Config) error {
 			return fmt.Errorf("--gossip-key: want the base64 of 16, 24 or 32 bytes (e.g. head -c 32 /dev/urandom | base64)")
 		}
 		cfg.GossipKey = key
+	}
+	if l := *f.memoryLimit; l > 0 && l < minMemoryLimit {
+		return fmt.Errorf("--memory-limit %d: must be 0 (the default), negative (none) or at least %d (32 MiB)", l, minMemoryLimit)
 	}
 	return checkServeValues(cfg, *f.metricsURLs)
 }
@@ -284,9 +313,12 @@ func startSite(cfg site.Config) (*site.Site, error) {
 // goCollector is the Go runtime's collector with the live heap added
 // (go_gc_heap_live_bytes: what the last garbage collection found reachable),
 // the figure that says what a site keeps, where go_memstats_heap_inuse_bytes
-// also counts garbage not yet collected.
+// also counts garbage not yet collected; the memory limit in force
+// (go_gc_gomemlimit_bytes); and the CPU the collector takes
+// (go_cpu_classes_gc_total_cpu_seconds_total, of
+// go_cpu_classes_total_cpu_seconds_total).
 func goCollector() prometheus.Collector {
 	return collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)},
+		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^(/gc/heap/live:bytes|/gc/gomemlimit:bytes|/cpu/classes/(gc/total|total):cpu-seconds)$`)},
 	))
 }
