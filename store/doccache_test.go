@@ -11,6 +11,8 @@ import (
 func TestDocCacheBudget(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Dir, cfg.Site, cfg.DocCacheBytes = t.TempDir(), "test", 256<<10
+	// A one-branch history is edited in Go (crdt); a rebase loads automerge.
+	cfg.RebaseEdits = 2
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
