@@ -210,12 +210,6 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 	return Change{Op: OpUpdate, Inc: d.inc, Epoch: d.epoch, Data: data}, true, nil
 }
 
-// unbuilt reports whether the document is a body never edited whose
-// automerge document is neither loaded nor saved (see newBody).
-func (d *Doc) unbuilt() bool {
-	return d.am == nil && len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil
-}
-
 // history returns the document's history when it is one branch of field
 // writes (amhistory.go): a body never saved, or a saved form of changes that
 // ends with the fields held. It keeps what it read until the Doc moves on.
