@@ -45,7 +45,6 @@ type builder struct {
 	running  map[Name][]Name
 	nodeSite map[Name]int
 	budget   Budget
-	replicas int
 	target   int // over-replication: pods that should run (0: not checked)
 	bound    int // over-replication: derived bound on running pods (0: none)
 	// activeBound is the derived bound on active pods in one replica.

@@ -6,8 +6,8 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/validate/content"
 	genericvalidation "k8s.io/apimachinery/pkg/api/validation"
-	"k8s.io/apimachinery/pkg/api/validation/path"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -89,7 +89,16 @@ func Object(value []byte) error {
 // between namespaces, its key names the namespace.
 func commonMeta(m metav1.Object) field.ErrorList {
 	return genericvalidation.ValidateObjectMetaAccessor(m, m.GetNamespace() != "",
-		path.ValidatePathSegmentName, field.NewPath("metadata"))
+		validatePathSegment, field.NewPath("metadata"))
+}
+
+// validatePathSegment is the name rule BeforeCreate gives every kind: a
+// name, or a generateName prefix, that can be one segment of a URL path.
+func validatePathSegment(name string, prefix bool) []string {
+	if prefix {
+		return content.IsPathSegmentPrefix(name)
+	}
+	return content.IsPathSegmentName(name)
 }
 
 // decode turns a stored value into the internal type of its kind as
