@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/rhizome-kv/rhizome/internal/netdelay"
@@ -39,7 +40,7 @@ const (
 // SitesWorkloads lists the sites benchmark's workloads in the order a run
 // measures them.
 func SitesWorkloads() []string {
-	return []string{WorkloadPut, WorkloadRangeSerializable, WorkloadRangeLinearizable, WorkloadEdit}
+	return []string{WorkloadPut, WorkloadPutRate, WorkloadRangeSerializable, WorkloadRangeLinearizable, WorkloadEdit}
 }
 
 // SitesConfig says what RunSites measures: N Rhizome sites beside an
@@ -59,6 +60,19 @@ type SitesConfig struct {
 	Duration time.Duration
 	// Clients per site, each with its own connection to its site's server.
 	Clients int
+	// Rate is the offered load of the fixed-rate Put (WorkloadPutRate) and
+	// of the cut, in requests per second at every site: requests start at
+	// their scheduled times whatever the latency (an open loop), spread
+	// round-robin over the site's Clients connections, and their latency
+	// runs from the scheduled start. It should be a rate etcd sustains at
+	// every delay, so both systems serve the same load. Arrivals is
+	// ArrivalsPoisson or ArrivalsEven; MaxOutstanding bounds a site's
+	// requests in flight (a request due beyond it is not started and
+	// counts as failed); Clock times the schedule.
+	Rate           float64
+	Arrivals       string
+	MaxOutstanding int
+	Clock          clockwork.Clock
 	// KeySize and ValueSize are in bytes, as in Config; RangeKeys are
 	// preloaded at every site for the Range workloads.
 	KeySize, ValueSize, RangeKeys int
@@ -70,7 +84,7 @@ type SitesConfig struct {
 	// leader).
 	StartTimeout time.Duration
 	// CutDuration, when positive, adds a phase after the sweep, at
-	// CutDelay: Put load at every site for CutLead, then the last site cut
+	// CutDelay: Put at Rate at every site (as WorkloadPutRate) for CutLead, then the last site cut
 	// off (netdelay.CutStall: open connections stall, new ones are refused,
 	// datagrams dropped) for CutDuration under the same load; then the
 	// load stops, the links heal and the run times until all sites hold
@@ -116,6 +130,10 @@ func DefaultSitesConfig() SitesConfig {
 		Workloads:       SitesWorkloads(),
 		Duration:        10 * time.Second,
 		Clients:         8,
+		Rate:            50,
+		Arrivals:        ArrivalsPoisson,
+		MaxOutstanding:  1000,
+		Clock:           clockwork.NewRealClock(),
 		KeySize:         8,
 		ValueSize:       256,
 		RangeKeys:       1000,
@@ -142,7 +160,7 @@ func DefaultSitesConfig() SitesConfig {
 func QuickSitesConfig() SitesConfig {
 	c := DefaultSitesConfig()
 	c.Delays = []time.Duration{0, 25 * time.Millisecond}
-	c.Duration, c.Clients = 2*time.Second, 4
+	c.Duration, c.Clients, c.Rate = 2*time.Second, 4, 25
 	c.CutDuration, c.CutLead, c.Bucket = 4*time.Second, 2*time.Second, 250*time.Millisecond
 	c.ConvergePending = []int{300}
 	c.KubeDelays, c.KubeDuration, c.KubeWarmup, c.KubeClients, c.KubePool = []time.Duration{0, 25 * time.Millisecond}, 2*time.Second, time.Second, 2, 3
@@ -166,6 +184,10 @@ func (c SitesConfig) Validate() error {
 		return errors.New("bench: sites: Bucket must be positive with a cut")
 	case c.Clients < 1:
 		return errors.New("bench: sites: Clients < 1")
+	case !(c.Rate > 0 && c.Rate <= 1e6) || c.MaxOutstanding < 1 || c.Clock == nil:
+		return errors.New("bench: sites: Rate must be in (0, 1e6] per second, MaxOutstanding at least 1, and a Clock set")
+	case c.Arrivals != ArrivalsPoisson && c.Arrivals != ArrivalsEven:
+		return fmt.Errorf("bench: sites: Arrivals %q: want %s or %s", c.Arrivals, ArrivalsPoisson, ArrivalsEven)
 	case slices.ContainsFunc(c.ConvergePending, func(n int) bool { return n < 1 }):
 		return errors.New("bench: sites: every ConvergePending entry must be at least 1")
 	case c.KeySize < 8 || c.ValueSize < 1 || c.RangeKeys < 1:
@@ -212,7 +234,13 @@ type SiteResult struct {
 	SuccessRate float64 `json:"success_rate"`
 	Requests    int64   `json:"requests"` // that succeeded
 	Errors      int64   `json:"errors"`
+	// Throughput is the rate of requests that succeeded; at a fixed rate
+	// (WorkloadPutRate) OfferedRate is the rate they were due at, and
+	// NotStarted how many of them (counted in Errors) the cap on
+	// outstanding requests held back.
 	Throughput  float64 `json:"throughput_rps"`
+	OfferedRate float64 `json:"offered_rps,omitempty"`
+	NotStarted  int64   `json:"not_started,omitempty"`
 	P50Ms       float64 `json:"p50_ms"`
 	P99Ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
@@ -252,13 +280,16 @@ type Bucket struct {
 
 // SitesReport is what RunSites measured.
 type SitesReport struct {
-	Started   string       `json:"started"`
-	Finished  string       `json:"finished"`
-	Host      Host         `json:"host"`
-	Sites     int          `json:"sites"`
-	DelaysMs  []float64    `json:"one_way_delays_ms"`
-	Jitter    float64      `json:"jitter_fraction"`
-	Clients   int          `json:"clients_per_site"`
+	Started  string    `json:"started"`
+	Finished string    `json:"finished"`
+	Host     Host      `json:"host"`
+	Sites    int       `json:"sites"`
+	DelaysMs []float64 `json:"one_way_delays_ms"`
+	Jitter   float64   `json:"jitter_fraction"`
+	Clients  int       `json:"clients_per_site"`
+	// Rate and Arrivals are the fixed-rate load's (SitesConfig).
+	Rate      float64      `json:"rate_per_site"`
+	Arrivals  string       `json:"arrivals"`
 	Seconds   float64      `json:"seconds_per_workload"`
 	ValueSize int          `json:"value_size"`
 	Results   []SiteResult `json:"results"`
@@ -348,7 +379,7 @@ func RunSites(ctx context.Context, cfg SitesConfig) (*SitesReport, error) {
 	rep := &SitesReport{
 		Started: time.Now().UTC().Format(time.RFC3339),
 		Host:    newHost(),
-		Sites:   cfg.Sites, Jitter: cfg.Jitter, Clients: cfg.Clients, Seconds: cfg.Duration.Seconds(), ValueSize: cfg.ValueSize,
+		Sites:   cfg.Sites, Jitter: cfg.Jitter, Clients: cfg.Clients, Rate: cfg.Rate, Arrivals: cfg.Arrivals, Seconds: cfg.Duration.Seconds(), ValueSize: cfg.ValueSize,
 		LinkBytes: map[string]int64{}, ConvergeSeconds: map[string]float64{}, Pending: map[string]int64{},
 		Notes: cfg.Notes,
 	}
@@ -434,12 +465,18 @@ func runWorkload(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesRep
 	}
 	bytes0 := c.topo.bytes()
 	sync0 := c.syncCounters(ctx)
-	res, err := loadSites(ctx, cfg, c, "load", w, delay, cfg.Duration, progress, nil)
+	var res []SiteResult
+	var err error
+	if w == WorkloadPutRate {
+		res, err = loadSitesRate(ctx, cfg, c, "load", delay, cfg.Duration, progress, nil)
+	} else {
+		res, err = loadSites(ctx, cfg, c, "load", w, delay, cfg.Duration, progress, nil)
+	}
 	if err != nil {
 		return err
 	}
 	rep.Results = append(rep.Results, res...)
-	if w != WorkloadPut && w != WorkloadEdit {
+	if w != WorkloadPut && w != WorkloadPutRate && w != WorkloadEdit {
 		return nil
 	}
 	if _, err := converge(ctx, c, cfg.ConvergeTimeout); err != nil {
@@ -493,8 +530,8 @@ func prepareWorkload(ctx context.Context, cfg SitesConfig, c *cluster, w string)
 	return nil
 }
 
-// runCut loads every site for CutLead, cuts the last site off for
-// CutDuration under the same load, stops the load, heals and times the
+// runCut loads every site at the fixed Rate for CutLead, cuts the last site
+// off for CutDuration under the same load, stops the load, heals and times the
 // convergence; every site's requests are recorded in buckets throughout.
 func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, progress io.Writer) error {
 	cut := len(c.servers) - 1
@@ -509,14 +546,14 @@ func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, 
 		tl.mark(&rep.CutStart)
 		c.topo.cut(cut)
 	}()
-	_, err := loadSites(ctx, cfg, c, "cut", WorkloadPut, cfg.CutDelay, cfg.CutLead+cfg.CutDuration, progress, tl)
+	_, err := loadSitesRate(ctx, cfg, c, "cut", cfg.CutDelay, cfg.CutLead+cfg.CutDuration, progress, tl)
 	tl.mark(&rep.CutEnd)
 	c.topo.heal(cut)
 	if err != nil {
 		return err
 	}
 	rep.CutDelayMs = ms(cfg.CutDelay)
-	window := tl.window(c.system, rep.CutStart, rep.CutEnd)
+	window := tl.window(c.system, WorkloadPutRate, rep.CutStart, rep.CutEnd)
 	rep.Results = append(rep.Results, window...)
 	for _, r := range window {
 		rep.Pending[c.system] += r.Requests
@@ -778,29 +815,19 @@ func (s *server) hasLeader(ctx context.Context) error {
 // at once for d, printing progress, and returns one result per site for
 // phase. With a timeline, every request is also recorded in it.
 func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase, w string, delay, d time.Duration, progress io.Writer, tl *timeline) ([]SiteResult, error) {
-	var conns []*clientv3.Client
-	defer func() {
-		for _, cli := range conns {
-			cli.Close()
-		}
-	}()
+	conns, closeAll, err := siteClients(cfg, c)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
 	phases := make([]phaseResult, len(c.servers))
 	done := make([]atomic.Int64, len(c.servers))
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
-	for i, s := range c.servers {
-		var siteConns []*clientv3.Client
-		for range cfg.Clients {
-			cli, err := newClient(s.endpoint)
-			if err != nil {
-				return nil, err
-			}
-			siteConns = append(siteConns, cli)
-		}
-		conns = append(conns, siteConns...)
+	for i := range c.servers {
 		ops := make([]op, cfg.Clients)
 		for j := range ops {
-			inner := siteOp(cfg, w, i, j, siteConns)
+			inner := siteOp(cfg, w, i, j, conns[i])
 			ops[j] = func(ctx context.Context) error {
 				defer done[i].Add(1)
 				ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
@@ -816,13 +843,47 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase, w string
 	stop := sitesProgress(progress, fmt.Sprintf("%s %s %s at %v", c.system, phase, w, delay), cfg.ProgressEvery, done)
 	wg.Wait()
 	stop()
+	return siteResults(ctx, c, phase, w, delay, func(i int, r *SiteResult) {
+		ph := &phases[i]
+		r.fill(ph.hist.count(), ph.errors, ph.elapsed, &ph.hist, ph.lastErr)
+	})
+}
+
+// siteClients opens cfg.Clients connections to every site's server, by
+// site, and a function that closes them all. On an error none stays open.
+func siteClients(cfg SitesConfig, c *cluster) ([][]*clientv3.Client, func(), error) {
+	conns := make([][]*clientv3.Client, len(c.servers))
+	closeAll := func() {
+		for _, site := range conns {
+			for _, cli := range site {
+				cli.Close()
+			}
+		}
+	}
+	for i, s := range c.servers {
+		for range cfg.Clients {
+			cli, err := newClient(s.endpoint)
+			if err != nil {
+				closeAll()
+				return nil, nil, err
+			}
+			conns[i] = append(conns[i], cli)
+		}
+	}
+	return conns, closeAll, nil
+}
+
+// siteResults checks that every server of c is still running and returns
+// one result per site for phase, workload w and delay, its figures set by
+// fill; then ctx's error, if it ended.
+func siteResults(ctx context.Context, c *cluster, phase, w string, delay time.Duration, fill func(site int, r *SiteResult)) ([]SiteResult, error) {
 	var res []SiteResult
-	for i, ph := range phases {
-		if err := c.servers[i].alive(); err != nil {
+	for i, s := range c.servers {
+		if err := s.alive(); err != nil {
 			return nil, err
 		}
 		r := SiteResult{System: c.system, Site: i, Phase: phase, Workload: w, DelayMs: ms(delay)}
-		r.fill(ph.hist.count(), ph.errors, ph.elapsed, &ph.hist, ph.lastErr)
+		fill(i, &r)
 		res = append(res, r)
 	}
 	return res, ctx.Err()

@@ -49,23 +49,25 @@ func (r *SitesReport) judge() {
 	add := func(name, want string, v float64, measured, met bool) {
 		r.Targets = append(r.Targets, Target{Name: name, Want: want, Ratio: v, Measured: measured, Met: measured && met})
 	}
-	rz25, ok1 := worst(r.results(SystemRhizome, "load", WorkloadPut, 25))
-	et25 := r.results(SystemEtcd, "load", WorkloadPut, 25)
+	// The latency targets compare equal offered load: the fixed-rate Put.
+	load := fmt.Sprintf("equal load, %g Puts/s per site", r.Rate)
+	rz25, ok1 := worst(r.results(SystemRhizome, "load", WorkloadPutRate, 25))
+	et25 := r.results(SystemEtcd, "load", WorkloadPutRate, 25)
 	ok2 := len(et25) > 0
 	etBest := bestP(et25)
 	p50, p99 := ratio(etBest.P50Ms, rz25.P50Ms), ratio(etBest.P99Ms, rz25.P99Ms)
-	add("25 ms: etcd's best put p50 / Rhizome's worst", ">= 25x", p50, ok1 && ok2, p50 >= 25)
-	add("25 ms: etcd's best put p99 / Rhizome's worst", ">= 25x", p99, ok1 && ok2, p99 >= 25)
+	add("25 ms, "+load+": etcd's best put p50 / Rhizome's worst", ">= 25x", p50, ok1 && ok2, p50 >= 25)
+	add("25 ms, "+load+": etcd's best put p99 / Rhizome's worst", ">= 25x", p99, ok1 && ok2, p99 >= 25)
 
-	base, okBase := worst(r.results(SystemRhizome, "load", WorkloadPut, 0))
-	far, okFar := worst(r.results(SystemRhizome, "load", WorkloadPut, 100))
+	base, okBase := worst(r.results(SystemRhizome, "load", WorkloadPutRate, 0))
+	far, okFar := worst(r.results(SystemRhizome, "load", WorkloadPutRate, 100))
 	v := ratio(far.P99Ms, base.P99Ms)
-	add("Rhizome put p99 at 100 ms / at 0 ms", "<= 1.5x", v, okBase && okFar, v <= 1.5)
-	cutRz, okCut := worst(r.results(SystemRhizome, "cut", WorkloadPut, 0))
+	add("Rhizome put p99 at 100 ms / at 0 ms, "+load, "<= 1.5x", v, okBase && okFar, v <= 1.5)
+	cutRz, okCut := worst(r.results(SystemRhizome, "cut", WorkloadPutRate, 0))
 	v = ratio(cutRz.P99Ms, base.P99Ms)
-	add("Rhizome put p99 during the cut / at 0 ms", "<= 1.5x", v, okBase && okCut, v <= 1.5)
+	add("Rhizome put p99 during the cut / at 0 ms, "+load, "<= 1.5x", v, okBase && okCut, v <= 1.5)
 	add("during the cut: lowest Rhizome site's write success", "= 1.00", cutRz.SuccessRate, okCut, cutRz.SuccessRate == 1)
-	isolated := r.results(SystemEtcd, "cut", WorkloadPut, 0)
+	isolated := r.results(SystemEtcd, "cut", WorkloadPutRate, 0)
 	okIso := len(isolated) == r.Sites
 	var iso float64
 	if okIso {
@@ -108,9 +110,12 @@ func (r *SitesReport) Table() string {
 	for _, n := range r.Notes {
 		fmt.Fprintf(&b, "%s\n\n", n)
 	}
-	b.WriteString("## Delay sweep\n\nreq/s = all sites together; p50, p99 = the worst site's.\n\n")
+	b.WriteString("## Delay sweep\n\nClosed loop: each client sends its next request when the last returns, so each system runs as fast as it can and the latencies compare different loads. req/s = all sites together; p50, p99 = the worst site's.\n\n")
 	b.WriteString("| workload | delay | rhizome req/s | etcd req/s | rhizome p50 | etcd p50 | rhizome p99 | etcd p99 | p99 etcd/rz | errors rz / etcd |\n|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, w := range SitesWorkloads() {
+		if w == WorkloadPutRate {
+			continue // its own table
+		}
 		for _, d := range r.DelaysMs {
 			rz, ok1 := worst(r.results(SystemRhizome, "load", w, d))
 			et, ok2 := worst(r.results(SystemEtcd, "load", w, d))
@@ -121,6 +126,7 @@ func (r *SitesReport) Table() string {
 				fmtMs(rz.P50Ms), fmtMs(et.P50Ms), fmtMs(rz.P99Ms), fmtMs(et.P99Ms), ratio(et.P99Ms, rz.P99Ms), rz.Errors, et.Errors)
 		}
 	}
+	r.rateTable(&b)
 	r.linksTable(&b)
 	r.cutTable(&b)
 	r.convergeTable(&b)
@@ -188,11 +194,11 @@ func (r *SitesReport) cutTable(b *strings.Builder) {
 	if r.CutDelayMs <= 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n## Cut\n\nSite %d cut off for %.1fs at %g ms (open connections stall, new ones are refused), Put at every site throughout.\n\n",
-		r.Sites-1, r.CutEnd-r.CutStart, r.CutDelayMs)
+	fmt.Fprintf(b, "\n## Cut\n\nSite %d cut off for %.1fs at %g ms (open connections stall, new ones are refused), Put at %g/s at every site throughout (the fixed rate; latency from each request's scheduled start).\n\n",
+		r.Sites-1, r.CutEnd-r.CutStart, r.CutDelayMs, r.Rate)
 	b.WriteString("| system | site | req/s | succeeded | p50 | p99 |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, sys := range []string{SystemRhizome, SystemEtcd} {
-		for _, x := range r.results(sys, "cut", WorkloadPut, 0) {
+		for _, x := range r.results(sys, "cut", WorkloadPutRate, 0) {
 			fmt.Fprintf(b, "| %s | %d | %.0f | %.1f%% | %s | %s |\n", sys, x.Site, x.Throughput, 100*x.SuccessRate, fmtMs(x.P50Ms), fmtMs(x.P99Ms))
 		}
 	}
@@ -335,8 +341,9 @@ func addSeries(p *plot.Plot, xys plotter.XYs, label string, colour color.Color, 
 	return nil
 }
 
-// PNG draws up to four panels: Put latency against the injected delay (log),
-// every site's write success rate and p99 over the cut, the cut shaded, and
+// PNG draws up to five panels: closed-loop Put latency against the
+// injected delay (log), the same at the fixed rate, every site's write
+// success rate and p99 over the cut, the cut shaded, and
 // the convergence time against the writes pending.
 func (r *SitesReport) PNG(w io.Writer) error {
 	sweep, err := r.delayPanel()
@@ -344,6 +351,13 @@ func (r *SitesReport) PNG(w io.Writer) error {
 		return err
 	}
 	panels := []*plot.Plot{sweep}
+	rate, err := r.ratePanel()
+	if err != nil {
+		return err
+	}
+	if rate != nil {
+		panels = append(panels, rate)
+	}
 	if len(r.Timeline) > 0 {
 		success, err := r.timelinePanel("write success rate", false, func(b Bucket) float64 { return ratio(float64(b.Succeeded), float64(b.Succeeded+b.Failed)) })
 		if err != nil {
@@ -365,40 +379,14 @@ func (r *SitesReport) PNG(w io.Writer) error {
 	return writePanels(w, plotH+300*(len(panels)-1), panels...)
 }
 
-// delayPanel plots each system's worst-site Put p50 and p99 against the
-// one-way delay.
+// delayPanel plots each system's worst-site closed-loop Put p50 and p99
+// against the one-way delay.
 func (r *SitesReport) delayPanel() (*plot.Plot, error) {
-	p := latencyByDelayPlot(fmt.Sprintf("Rhizome %s (%d sites) vs %s (%d members), Put at every site, %d clients per site, fsync on\n%d CPUs; %s",
+	p := latencyByDelayPlot(fmt.Sprintf("Rhizome %s (%d sites) vs %s (%d members), Put at every site, %d closed-loop clients per site, fsync on\n%d CPUs; %s",
 		orDash(r.Host.RhizomeCommit), r.Sites, orDash(r.Host.EtcdVersion), r.Sites, r.Clients, r.Host.CPUs, r.Started), 13, "Put latency")
-	plotted := 0
-	for _, sys := range []string{SystemRhizome, SystemEtcd} {
-		for _, q := range []string{"p99", "p50"} {
-			var xys plotter.XYs
-			for _, d := range r.DelaysMs {
-				s, ok := worst(r.results(sys, "load", WorkloadPut, d))
-				v := s.P99Ms
-				if q == "p50" {
-					v = s.P50Ms
-				}
-				if ok && v > 0 {
-					xys = append(xys, plotter.XY{X: d, Y: v})
-				}
-			}
-			if len(xys) == 0 {
-				continue
-			}
-			line, points, err := plotter.NewLinePoints(xys)
-			if err != nil {
-				return nil, fmt.Errorf("bench: plot: %w", err)
-			}
-			line.Color, points.Color, line.Width = systemColour(sys), systemColour(sys), vg.Points(2)
-			if q == "p50" {
-				line.Dashes = []vg.Length{vg.Points(6), vg.Points(4)}
-			}
-			p.Add(line, points)
-			p.Legend.Add(sys+" "+q, line)
-			plotted++
-		}
+	plotted, err := r.delaySeries(p, WorkloadPut)
+	if err != nil {
+		return nil, err
 	}
 	if plotted == 0 {
 		// A run without Put: an empty log axis cannot be drawn.

@@ -28,6 +28,11 @@ func TestSitesConfigValidate(t *testing.T) {
 		"unknown workload":  func(c *SitesConfig) { c.Workloads = []string{"txn-cas"} },
 		"cut, no bucket":    func(c *SitesConfig) { c.Bucket = 0 },
 		"no writes pending": func(c *SitesConfig) { c.ConvergePending = []int{100, 0} },
+		"no rate":           func(c *SitesConfig) { c.Rate = 0 },
+		"NaN rate":          func(c *SitesConfig) { c.Rate = math.NaN() },
+		"no outstanding":    func(c *SitesConfig) { c.MaxOutstanding = 0 },
+		"unknown arrivals":  func(c *SitesConfig) { c.Arrivals = "bursty" },
+		"no clock":          func(c *SitesConfig) { c.Clock = nil },
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultSitesConfig()

@@ -61,10 +61,10 @@ func (tl *timeline) buckets(system string) []Bucket {
 	return out
 }
 
-// window sums every site's requests that started between from and to
-// (seconds since the start; whole intervals only) as one result per site,
-// phase "cut".
-func (tl *timeline) window(system string, from, to float64) []SiteResult {
+// window sums every site's requests that started (or were due, at a fixed
+// rate) between from and to (seconds since the start; whole intervals
+// only) as one result per site of workload w, phase "cut".
+func (tl *timeline) window(system, w string, from, to float64) []SiteResult {
 	tl.mu.Lock()
 	defer tl.mu.Unlock()
 	first, last := int(from/tl.width.Seconds())+1, int(to/tl.width.Seconds())
@@ -76,7 +76,7 @@ func (tl *timeline) window(system string, from, to float64) []SiteResult {
 			ok, failed = ok+bs[i].ok, failed+bs[i].failed
 			h.merge(&bs[i].hist)
 		}
-		r := SiteResult{System: system, Site: site, Phase: "cut", Workload: WorkloadPut}
+		r := SiteResult{System: system, Site: site, Phase: "cut", Workload: w}
 		r.fill(ok, failed, time.Duration(max(0, last-first))*tl.width, &h, nil)
 		out = append(out, r)
 	}

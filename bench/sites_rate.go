@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+)
+
+// WorkloadPutRate is Put at a fixed rate (SitesConfig.Rate per site, open
+// loop): both systems get the same offered load whatever their latency, so
+// their latencies compare at equal load. The closed-loop workloads measure
+// throughput instead.
+const WorkloadPutRate = "put-rate"
+
+// rateStream separates the fixed-rate arrival streams' seeds from the
+// other users of SitesConfig.Seed.
+const rateStream = 0x7a7e << 16
+
+// loadSitesRate offers cfg.Rate Puts per second to every site of c at once
+// for d (openLoop), each site's requests spread round-robin over its
+// cfg.Clients connections, printing progress, and returns one result per
+// site for phase: Throughput is the achieved rate, OfferedRate the offered
+// one. With a timeline, every request is also recorded in it at its
+// intended start.
+func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase string, delay, d time.Duration, progress io.Writer, tl *timeline) ([]SiteResult, error) {
+	conns, closeAll, err := siteClients(cfg, c)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAll()
+	runs := make([]openResult, len(c.servers))
+	done := make([]atomic.Int64, len(c.servers))
+	var wg sync.WaitGroup
+	for i := range c.servers {
+		loop := cfg.openLoop(i)
+		observe := func(intended time.Time, lat time.Duration, err error) {
+			done[i].Add(1)
+			tl.record(i, intended, lat, err)
+		}
+		wg.Go(func() { runs[i] = loop.run(ctx, d, ratePut(cfg, i, conns[i]), observe) })
+	}
+	label := fmt.Sprintf("%s %s %s (%g/s per site) at %v", c.system, phase, WorkloadPutRate, cfg.Rate, delay)
+	stop := sitesProgress(progress, label, cfg.ProgressEvery, done)
+	wg.Wait()
+	stop()
+	return siteResults(ctx, c, phase, WorkloadPutRate, delay, func(i int, r *SiteResult) {
+		o := &runs[i]
+		r.fill(o.hist.count(), o.failed+o.notStarted, o.elapsed, &o.hist, o.lastErr)
+		r.OfferedRate, r.NotStarted = ratio(float64(o.offered), d.Seconds()), o.notStarted
+	})
+}
+
+// openLoop is site i's fixed-rate load generator: its arrivals drawn from
+// a generator seeded from Seed and the site (or evenly spaced).
+func (c SitesConfig) openLoop(site int) openLoop {
+	l := openLoop{rate: c.Rate, maxOutstanding: c.MaxOutstanding, timeout: c.RequestTimeout, clock: c.Clock}
+	if c.Arrivals == ArrivalsPoisson {
+		l.rng = rand.New(rand.NewPCG(c.Seed, uint64(rateStream|site)))
+	}
+	return l
+}
+
+// ratePut is site i's fixed-rate Put: request n writes the n-th key of the
+// site's own sequence (cycling through KeySpace keys; a key tag of its own,
+// so no other workload's keys are touched) over connection n mod len(conns),
+// with one random value of ValueSize bytes. Safe for concurrent use.
+func ratePut(cfg SitesConfig, site int, conns []*clientv3.Client) rateOp {
+	kv := cfg.kv()
+	k := keyer{workload: 'q', cell: byte("0123456789abcdefghijklmnopqrstuvwxyz"[site]), size: kv.KeySize, digits: kv.keyDigits()}
+	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(rateStream|1<<8|site)))
+	value := make([]byte, kv.ValueSize)
+	for j := range value {
+		value[j] = byte(rng.Uint32())
+	}
+	val, space := string(value), int64(kv.KeySpace)
+	return func(ctx context.Context, n int64) error {
+		_, err := conns[n%int64(len(conns))].Put(ctx, k.key(int(n%space)), val)
+		return err
+	}
+}
