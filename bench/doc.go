@@ -7,8 +7,11 @@
 // sites beside an N-member etcd, each site in its own network namespace
 // joined by internal/netdelay's delayed links; at every delay of a sweep it
 // runs Put, both Range kinds and a status-sized edit at every site at once
-// and charges the link bytes to the changes; it cuts the last site off under
-// load and times the convergence after the heal; then it starts a
+// (closed loop: throughput), and Put at a fixed rate per site (open loop,
+// the same offered load for both systems, latency from each request's
+// scheduled start: the latency targets), and charges the link bytes to the
+// changes; it cuts the last site off under the fixed-rate load and times
+// the convergence after the heal; then it starts a
 // kube-apiserver per site against that site's server and runs RunKube's mix
 // at every site at once per delay (sites.md, sites.png, sites-kube.png;
 // QuickSitesConfig is its quick mode, with a tiny Kubernetes step). RunEdge (`rhizome bench edge`, issue 9's edge

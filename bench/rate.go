@@ -56,7 +56,9 @@ type openResult struct {
 	// offered is how many requests were due; failed how many of them
 	// failed after starting, notStarted how many the cap held back.
 	offered, failed, notStarted int64
-	// elapsed runs from the start until the last answer.
+	// elapsed runs from the start until the last answer, or until the
+	// end of the schedule if that is later: what the achieved rate is
+	// over.
 	elapsed time.Duration
 	lastErr error
 }
@@ -129,7 +131,7 @@ func (l openLoop) run(ctx context.Context, d time.Duration, do rateOp, observe f
 		})
 	}
 	wg.Wait()
-	r.elapsed = l.clock.Since(start)
+	r.elapsed = max(l.clock.Since(start), d)
 	if r.lastErr == nil && r.notStarted > 0 {
 		r.lastErr = errNotStarted
 	}

@@ -329,6 +329,8 @@ type cluster struct {
 	prepared map[string]bool
 	// local are the servers' client addresses inside their namespaces.
 	local []string
+	// rateRuns counts the fixed-rate loads run so far (loadSitesRate).
+	rateRuns int
 }
 
 // syncTotals are peer-protocol counters summed over a cluster's sites.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +35,7 @@ func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase strin
 		return nil, err
 	}
 	defer closeAll()
+	c.rateRuns++
 	runs := make([]openResult, len(c.servers))
 	done := make([]atomic.Int64, len(c.servers))
 	var wg sync.WaitGroup
@@ -43,7 +45,7 @@ func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase strin
 			done[i].Add(1)
 			tl.record(i, intended, lat, err)
 		}
-		wg.Go(func() { runs[i] = loop.run(ctx, d, ratePut(cfg, i, conns[i]), observe) })
+		wg.Go(func() { runs[i] = loop.run(ctx, d, ratePut(cfg, i, c.rateRuns, conns[i]), observe) })
 	}
 	label := fmt.Sprintf("%s %s %s (%g/s per site) at %v", c.system, phase, WorkloadPutRate, cfg.Rate, delay)
 	stop := sitesProgress(progress, label, cfg.ProgressEvery, done)
@@ -66,11 +68,14 @@ func (c SitesConfig) openLoop(site int) openLoop {
 	return l
 }
 
-// ratePut is site i's fixed-rate Put: request n writes the n-th key of the
-// site's own sequence (cycling through KeySpace keys; a key tag of its own,
-// so no other workload's keys are touched) over connection n mod len(conns),
-// with one random value of ValueSize bytes. Safe for concurrent use.
-func ratePut(cfg SitesConfig, site int, conns []*clientv3.Client) rateOp {
+// ratePut is site i's fixed-rate Put in run number run: request n writes
+// the n-th key of the site's own sequence (cycling through KeySpace keys; a
+// key tag of its own, so no other workload's keys are touched) over
+// connection n mod len(conns). Its value is ValueSize random bytes with the
+// run and n written over the first ones (as far as they fit), so no request
+// rewrites a key with the value it holds: every Put is a change, in every
+// run. Safe for concurrent use.
+func ratePut(cfg SitesConfig, site, run int, conns []*clientv3.Client) rateOp {
 	kv := cfg.kv()
 	k := keyer{workload: 'q', cell: byte("0123456789abcdefghijklmnopqrstuvwxyz"[site]), size: kv.KeySize, digits: kv.keyDigits()}
 	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(rateStream|1<<8|site)))
@@ -78,9 +83,11 @@ func ratePut(cfg SitesConfig, site int, conns []*clientv3.Client) rateOp {
 	for j := range value {
 		value[j] = byte(rng.Uint32())
 	}
-	val, space := string(value), int64(kv.KeySpace)
+	space := int64(kv.KeySpace)
 	return func(ctx context.Context, n int64) error {
-		_, err := conns[n%int64(len(conns))].Put(ctx, k.key(int(n%space)), val)
+		v := slices.Clone(value)
+		copy(v, fmt.Sprintf("%08x%016x", run, n))
+		_, err := conns[n%int64(len(conns))].Put(ctx, k.key(int(n%space)), string(v))
 		return err
 	}
 }

@@ -64,8 +64,9 @@ func TestEditValue(t *testing.T) {
 }
 
 // TestSitesQuick runs `rhizome bench sites --quick`: three Rhizome sites and
-// a three-member etcd, each in its own network namespace, every workload at
-// 0 and 25 ms one way, then the last site cut off under load. Every site
+// a three-member etcd, each in its own network namespace, every workload
+// (the fixed-rate Put too) at 0 and 25 ms one way, then the last site cut
+// off under the fixed-rate load. Every site
 // must serve every workload without errors; at 25 ms an etcd member's Put
 // must take at least a round trip to the quorum, which shows the delay
 // layer carries etcd's peer traffic; during the cut every Rhizome site
@@ -119,11 +120,12 @@ func TestSitesQuick(t *testing.T) {
 				n++
 			}
 		}
-		if n != 2*len(cfg.Delays) {
-			t.Errorf("%s: %d link measurements, want put and edit at every delay: %+v", sys, n, rep.Links)
+		if n != 3*len(cfg.Delays) {
+			t.Errorf("%s: %d link measurements, want put, put-rate and edit at every delay: %+v", sys, n, rep.Links)
 		}
 	}
 	checkConvergeSweep(t, cfg, rep)
+	checkRateCells(t, cfg, rep)
 	if rep.CutEnd-rep.CutStart < cfg.CutDuration.Seconds()*0.9 || len(rep.Timeline) == 0 {
 		t.Errorf("cut from %.2fs to %.2fs, %d timeline buckets", rep.CutStart, rep.CutEnd, len(rep.Timeline))
 	}
@@ -141,6 +143,49 @@ func TestSitesQuick(t *testing.T) {
 		t.Errorf("table:\n%s", table)
 	}
 	t.Log("\n" + rep.Table())
+}
+
+// checkRateCells: both systems ran the fixed-rate Put at every site at
+// every delay, with positive latencies; Rhizome served what was offered
+// (the achieved rate within 10% of the offered one, nothing held back);
+// both systems were offered the same load; the report tables the cells and
+// judges the 25 ms targets on them.
+func checkRateCells(t *testing.T, cfg SitesConfig, rep *SitesReport) {
+	t.Helper()
+	for _, d := range rep.DelaysMs {
+		var load [2]float64
+		for k, sys := range []string{SystemRhizome, SystemEtcd} {
+			rows := rep.results(sys, "load", WorkloadPutRate, d)
+			if len(rows) != cfg.Sites {
+				t.Fatalf("%s at %g ms: %d fixed-rate results, want %d", sys, d, len(rows), cfg.Sites)
+			}
+			for _, r := range rows {
+				if r.Requests == 0 || r.P50Ms <= 0 || r.P99Ms < r.P50Ms || r.OfferedRate <= 0 {
+					t.Errorf("%s put-rate at %g ms site %d: %d requests, p50 %.2f ms, p99 %.2f ms, offered %.1f/s", sys, d, r.Site, r.Requests, r.P50Ms, r.P99Ms, r.OfferedRate)
+				}
+				if sys == SystemRhizome && (r.NotStarted > 0 || math.Abs(r.Throughput-r.OfferedRate) > 0.1*r.OfferedRate) {
+					t.Errorf("rhizome put-rate at %g ms site %d: achieved %.1f/s of %.1f/s offered, %d not started", d, r.Site, r.Throughput, r.OfferedRate, r.NotStarted)
+				}
+			}
+			load[k] = offered(rows)
+		}
+		if load[0] != load[1] || math.Abs(load[0]-float64(cfg.Sites)*cfg.Rate) > 0.5*float64(cfg.Sites)*cfg.Rate {
+			t.Errorf("at %g ms: offered rhizome %.1f/s, etcd %.1f/s; want the same, near %g/s", d, load[0], load[1], float64(cfg.Sites)*cfg.Rate)
+		}
+	}
+	table := rep.Table()
+	if !strings.Contains(table, "## Put at a fixed rate") || !strings.Contains(table, "| 25 ms | ") {
+		t.Errorf("no fixed-rate table in:\n%s", table)
+	}
+	n := 0
+	for _, tg := range rep.Targets {
+		if strings.Contains(tg.Name, "equal load") && strings.HasPrefix(tg.Name, "25 ms") && tg.Measured && tg.Ratio > 0 && strings.Contains(table, tg.Name) {
+			n++
+		}
+	}
+	if n != 2 {
+		t.Errorf("%d measured 25 ms equal-load targets in the report, want p50 and p99: %+v", n, rep.Targets)
+	}
 }
 
 // checkConvergeSweep: every round of the sweep ran for both systems; every

@@ -174,14 +174,17 @@ func runBenchSites(args []string) int {
 	cfg, quick := bench.DefaultSitesConfig(), bench.QuickSitesConfig()
 	fs := flag.NewFlagSet("bench sites", flag.ContinueOnError)
 	fs.SetOutput(os.Stderr)
-	isQuick := fs.Bool("quick", false, fmt.Sprintf("a run of a few minutes that proves the benchmark works: delays %s, %v per cell, %d clients, a %v cut (other flags still apply)",
-		joinDurations(quick.Delays), quick.Duration, quick.Clients, quick.CutDuration))
+	isQuick := fs.Bool("quick", false, fmt.Sprintf("a run of a few minutes that proves the benchmark works: delays %s, %v per cell, %d clients, %g Puts/s per site at the fixed rate, a %v cut (other flags still apply)",
+		joinDurations(quick.Delays), quick.Duration, quick.Clients, quick.Rate, quick.CutDuration))
 	fs.IntVar(&cfg.Sites, "sites", cfg.Sites, "Rhizome sites, and etcd members")
 	delays := fs.String("delays", joinDurations(cfg.Delays), "comma-separated one-way delays of every inter-site link to sweep over")
 	fs.Float64Var(&cfg.Jitter, "jitter", cfg.Jitter, "each delay varies uniformly by up to this fraction of it either way")
 	workloads := fs.String("workloads", strings.Join(cfg.Workloads, ","), "comma-separated workloads measured at every delay: "+strings.Join(bench.SitesWorkloads(), ", "))
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long each workload runs at every site, per delay")
-	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "clients per site")
+	fs.IntVar(&cfg.Clients, "clients", cfg.Clients, "clients per site (closed loop); the fixed-rate load spreads its requests over as many connections")
+	fs.Float64Var(&cfg.Rate, "rate", cfg.Rate, "Puts per second offered at every site by the "+bench.WorkloadPutRate+" workload and during the cut, whatever the latency (open loop; latency from each request's scheduled start): pick a rate etcd sustains at every delay so both systems serve the same load")
+	fs.StringVar(&cfg.Arrivals, "arrivals", cfg.Arrivals, "spacing of the fixed-rate requests: "+bench.ArrivalsPoisson+" (random gaps, mean 1/rate) or "+bench.ArrivalsEven+" (exactly 1/rate)")
+	fs.IntVar(&cfg.MaxOutstanding, "max-outstanding", cfg.MaxOutstanding, "fixed-rate requests in flight per site at most; one due beyond it is not started and counts as failed")
 	fs.DurationVar(&cfg.CutDuration, "cut", cfg.CutDuration, "after the sweep, cut the last site off for this long under Put load, heal, and time until all sites agree (0: no cut)")
 	fs.DurationVar(&cfg.CutDelay, "cut-delay", cfg.CutDelay, "one-way delay of the links during the cut run")
 	pending := fs.String("converge-pending", joinInts(cfg.ConvergePending), "comma-separated writes per site to make while the last site is cut off, one round each, timing until every site holds them after the heal (empty: no such rounds)")
@@ -217,6 +220,7 @@ func runBenchSites(args []string) int {
 			"delays":           func() { cfg.Delays = quick.Delays },
 			"duration":         func() { cfg.Duration = quick.Duration },
 			"clients":          func() { cfg.Clients = quick.Clients },
+			"rate":             func() { cfg.Rate = quick.Rate },
 			"cut":              func() { cfg.CutDuration = quick.CutDuration },
 			"converge-pending": func() { cfg.ConvergePending = quick.ConvergePending },
 			"kube-delays":      func() { cfg.KubeDelays = quick.KubeDelays },
