@@ -269,3 +269,50 @@ func TestSitesReportConvergence(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// The latency targets are judged on the fixed-rate cells, not on the
+// closed-loop Put beside them; the fixed-rate table and its panel are drawn.
+func TestSitesReportFixedRate(t *testing.T) {
+	r := &SitesReport{Sites: 2, DelaysMs: []float64{0, 25, 100}, Clients: 8, Rate: 50, Arrivals: ArrivalsPoisson}
+	row := func(sys, phase, w string, d, p50, p99 float64) {
+		for site := range r.Sites {
+			r.Results = append(r.Results, SiteResult{System: sys, Site: site, Phase: phase, Workload: w, DelayMs: d,
+				Requests: 500, Throughput: 50, OfferedRate: 50, SuccessRate: 1, P50Ms: p50 * float64(site+1), P99Ms: p99 * float64(site+1)})
+		}
+	}
+	for _, d := range r.DelaysMs {
+		row(SystemRhizome, "load", WorkloadPut, d, 10, 80)
+		row(SystemEtcd, "load", WorkloadPut, d, 100+d, 200+d)
+		row(SystemRhizome, "load", WorkloadPutRate, d, 1, 4)
+		row(SystemEtcd, "load", WorkloadPutRate, d, 2+4*d, 3+4*d)
+	}
+	row(SystemRhizome, "cut", WorkloadPutRate, 0, 1, 5)
+	r.judge()
+	want := map[string]float64{
+		"25 ms, equal load, 50 Puts/s per site: etcd's best put p50 / Rhizome's worst": 51, // 102 / 2
+		"25 ms, equal load, 50 Puts/s per site: etcd's best put p99 / Rhizome's worst": 12.875,
+		"Rhizome put p99 at 100 ms / at 0 ms, equal load, 50 Puts/s per site":          1,
+		"Rhizome put p99 during the cut / at 0 ms, equal load, 50 Puts/s per site":     1.25,
+	}
+	for _, tg := range r.Targets {
+		if v, ok := want[tg.Name]; ok {
+			if !tg.Measured || math.Abs(tg.Ratio-v) > 1e-9 {
+				t.Errorf("%s: %+v, want ratio %g", tg.Name, tg, v)
+			}
+			delete(want, tg.Name)
+		}
+	}
+	if len(want) > 0 {
+		t.Errorf("targets missing: %v in %+v", want, r.Targets)
+	}
+	if table := r.Table(); !strings.Contains(table, "| 25 ms | 100.0 / 100.0 | 100.0 / 100.0 | 2.00 ms | 102 ms / 204 ms | 51.0x | 8.00 ms | 103 ms / 206 ms | 12.9x | 0 / 0 |") {
+		t.Errorf("no fixed-rate row in:\n%s", table)
+	}
+	var buf bytes.Buffer
+	if err := r.PNG(&buf); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := png.Decode(&buf); err != nil {
+		t.Fatal(err)
+	}
+}
