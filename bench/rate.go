@@ -53,14 +53,14 @@ type openLoop struct {
 // openResult is what one openLoop run measured.
 type openResult struct {
 	hist histogram // latency from the intended start, of the requests that succeeded
+	// lag is how late each started request was sent after its intended
+	// start: the generator's own delay (a busy machine), which hist
+	// includes.
+	lag histogram
 	// offered is how many requests were due; failed how many of them
 	// failed after starting, notStarted how many the cap held back.
 	offered, failed, notStarted int64
-	// elapsed runs from the start until the last answer, or until the
-	// end of the schedule if that is later: what the achieved rate is
-	// over.
-	elapsed time.Duration
-	lastErr error
+	lastErr                     error
 }
 
 // schedule returns the offset from the start of each next request in
@@ -111,6 +111,7 @@ func (l openLoop) run(ctx context.Context, d time.Duration, do rateOp, observe f
 			continue
 		}
 		outstanding.Add(1)
+		r.lag.record(l.clock.Since(intended))
 		wg.Go(func() {
 			defer outstanding.Add(-1)
 			rctx, cancel := context.WithTimeout(ctx, l.timeout)
@@ -131,7 +132,6 @@ func (l openLoop) run(ctx context.Context, d time.Duration, do rateOp, observe f
 		})
 	}
 	wg.Wait()
-	r.elapsed = max(l.clock.Since(start), d)
 	if r.lastErr == nil && r.notStarted > 0 {
 		r.lastErr = errNotStarted
 	}

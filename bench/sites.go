@@ -234,17 +234,21 @@ type SiteResult struct {
 	SuccessRate float64 `json:"success_rate"`
 	Requests    int64   `json:"requests"` // that succeeded
 	Errors      int64   `json:"errors"`
-	// Throughput is the rate of requests that succeeded; at a fixed rate
-	// (WorkloadPutRate) OfferedRate is the rate they were due at, and
-	// NotStarted how many of them (counted in Errors) the cap on
-	// outstanding requests held back.
-	Throughput  float64 `json:"throughput_rps"`
-	OfferedRate float64 `json:"offered_rps,omitempty"`
-	NotStarted  int64   `json:"not_started,omitempty"`
-	P50Ms       float64 `json:"p50_ms"`
-	P99Ms       float64 `json:"p99_ms"`
-	MaxMs       float64 `json:"max_ms"`
-	LastError   string  `json:"last_error,omitempty"`
+	// Throughput is the rate of requests that succeeded. At a fixed rate
+	// (WorkloadPutRate): OfferedRate is the rate they were due at and
+	// Throughput is over the same schedule; NotStarted is how many of them
+	// (counted in Errors) the cap on outstanding requests held back;
+	// StartLagP99Ms is the p99 of how late the generator sent a request
+	// after its intended start (its own delay on a busy machine, part of
+	// every latency).
+	Throughput    float64 `json:"throughput_rps"`
+	OfferedRate   float64 `json:"offered_rps,omitempty"`
+	NotStarted    int64   `json:"not_started,omitempty"`
+	StartLagP99Ms float64 `json:"start_lag_p99_ms,omitempty"`
+	P50Ms         float64 `json:"p50_ms"`
+	P99Ms         float64 `json:"p99_ms"`
+	MaxMs         float64 `json:"max_ms"`
+	LastError     string  `json:"last_error,omitempty"`
 }
 
 // LinkUse is what crossed the inter-site links during one write workload.

@@ -26,8 +26,10 @@ const rateStream = 0x7a7e << 16
 // loadSitesRate offers cfg.Rate Puts per second to every site of c at once
 // for d (openLoop), each site's requests spread round-robin over its
 // cfg.Clients connections, printing progress, and returns one result per
-// site for phase: Throughput is the achieved rate, OfferedRate the offered
-// one. With a timeline, every request is also recorded in it at its
+// site for phase: OfferedRate is the rate requests were due at, Throughput
+// the achieved rate (the requests that succeeded per second of the
+// schedule: every due request has succeeded or failed when it returns).
+// With a timeline, every request is also recorded in it at its
 // intended start.
 func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase string, delay, d time.Duration, progress io.Writer, tl *timeline) ([]SiteResult, error) {
 	conns, closeAll, err := siteClients(cfg, c)
@@ -53,8 +55,9 @@ func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase strin
 	stop()
 	return siteResults(ctx, c, phase, WorkloadPutRate, delay, func(i int, r *SiteResult) {
 		o := &runs[i]
-		r.fill(o.hist.count(), o.failed+o.notStarted, o.elapsed, &o.hist, o.lastErr)
+		r.fill(o.hist.count(), o.failed+o.notStarted, d, &o.hist, o.lastErr)
 		r.OfferedRate, r.NotStarted = ratio(float64(o.offered), d.Seconds()), o.notStarted
+		r.StartLagP99Ms = ms(o.lag.quantile(0.99))
 	})
 }
 

@@ -14,8 +14,8 @@ func (r *SitesReport) rateTable(b *strings.Builder) {
 	if !r.hasRate() {
 		return
 	}
-	fmt.Fprintf(b, "\n## Put at a fixed rate\n\nOpen loop, the same offered load for both systems: %g Puts/s at every site (%s arrivals, the same schedule for both), each request started at its scheduled time whatever the others' latency, its latency measured from that time (no coordinated omission). The targets' latency ratios use these cells. req/s = all sites together; Rhizome's worst site against etcd's best / worst; failed counts requests not started because too many were outstanding.\n\n", r.Rate, r.Arrivals)
-	b.WriteString("| delay | offered rz / etcd | achieved rz / etcd | rhizome p50 | etcd p50 | p50 etcd best/rz | rhizome p99 | etcd p99 | p99 etcd best/rz | failed rz / etcd |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "\n## Put at a fixed rate\n\nOpen loop, the same offered load for both systems: %g Puts/s at every site (%s arrivals, the same schedule for both), each request started at its scheduled time whatever the others' latency, its latency measured from that time (no coordinated omission). The targets' latency ratios use these cells. req/s = all sites together; Rhizome's worst site against etcd's best / worst; achieved = requests that succeeded per second of the schedule; failed counts requests not started because too many were outstanding; send lag = the worst site's p99 of how late the load generator sent a request after its scheduled time (its own delay on a busy machine, included in every latency).\n\n", r.Rate, r.Arrivals)
+	b.WriteString("| delay | offered rz / etcd | achieved rz / etcd | rhizome p50 | etcd p50 | p50 etcd best/rz | rhizome p99 | etcd p99 | p99 etcd best/rz | failed rz / etcd | send lag p99 rz / etcd |\n|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 	for _, d := range r.DelaysMs {
 		rzRows, etRows := r.results(SystemRhizome, "load", WorkloadPutRate, d), r.results(SystemEtcd, "load", WorkloadPutRate, d)
 		rz, ok1 := worst(rzRows)
@@ -24,10 +24,11 @@ func (r *SitesReport) rateTable(b *strings.Builder) {
 			continue
 		}
 		best := bestP(etRows)
-		fmt.Fprintf(b, "| %g ms | %.1f / %.1f | %.1f / %.1f | %s | %s / %s | %.1fx | %s | %s / %s | %.1fx | %d / %d |\n", d,
+		fmt.Fprintf(b, "| %g ms | %.1f / %.1f | %.1f / %.1f | %s | %s / %s | %.1fx | %s | %s / %s | %.1fx | %d / %d | %s / %s |\n", d,
 			offered(rzRows), offered(etRows), rz.Throughput, et.Throughput,
 			fmtMs(rz.P50Ms), fmtMs(best.P50Ms), fmtMs(et.P50Ms), ratio(best.P50Ms, rz.P50Ms),
-			fmtMs(rz.P99Ms), fmtMs(best.P99Ms), fmtMs(et.P99Ms), ratio(best.P99Ms, rz.P99Ms), rz.Errors, et.Errors)
+			fmtMs(rz.P99Ms), fmtMs(best.P99Ms), fmtMs(et.P99Ms), ratio(best.P99Ms, rz.P99Ms), rz.Errors, et.Errors,
+			fmtMs(sendLag(rzRows)), fmtMs(sendLag(etRows)))
 	}
 }
 
@@ -39,6 +40,15 @@ func (r *SitesReport) hasRate() bool {
 		}
 	}
 	return false
+}
+
+// sendLag is the sites' highest p99 send lag.
+func sendLag(rows []SiteResult) float64 {
+	var lag float64
+	for _, x := range rows {
+		lag = max(lag, x.StartLagP99Ms)
+	}
+	return lag
 }
 
 // offered sums the sites' offered rates.

@@ -305,7 +305,7 @@ func TestSitesReportFixedRate(t *testing.T) {
 	if len(want) > 0 {
 		t.Errorf("targets missing: %v in %+v", want, r.Targets)
 	}
-	if table := r.Table(); !strings.Contains(table, "| 25 ms | 100.0 / 100.0 | 100.0 / 100.0 | 2.00 ms | 102 ms / 204 ms | 51.0x | 8.00 ms | 103 ms / 206 ms | 12.9x | 0 / 0 |") {
+	if table := r.Table(); !strings.Contains(table, "| 25 ms | 100.0 / 100.0 | 100.0 / 100.0 | 2.00 ms | 102 ms / 204 ms | 51.0x | 8.00 ms | 103 ms / 206 ms | 12.9x | 0 / 0 | 0.00 ms / 0.00 ms |") {
 		t.Errorf("no fixed-rate row in:\n%s", table)
 	}
 	var buf bytes.Buffer
