@@ -84,11 +84,13 @@ type SitesConfig struct {
 	// leader).
 	StartTimeout time.Duration
 	// CutDuration, when positive, adds a phase after the sweep, at
-	// CutDelay: Put at Rate at every site (as WorkloadPutRate) for CutLead, then the last site cut
-	// off (netdelay.CutStall: open connections stall, new ones are refused,
-	// datagrams dropped) for CutDuration under the same load; then the
-	// load stops, the links heal and the run times until all sites hold
-	// the same data. Success and latency are recorded per Bucket.
+	// CutDelay: Put at Rate at every site (WorkloadPutRate, so its p99 and
+	// the sweep's compare at the same load) for CutLead, then the last
+	// site cut off (netdelay.CutStall: open connections stall, new ones
+	// are refused, datagrams dropped) for CutDuration under the same load;
+	// then the load stops, its requests answer or time out, the links heal
+	// and the run times until all sites hold the same data. Success and
+	// latency are recorded per Bucket, by scheduled start.
 	CutDuration, CutDelay, CutLead, Bucket time.Duration
 	// ConvergePending, when not empty, adds a sweep after the cut, at
 	// CutDelay: per entry n, the last site is cut off while every site
