@@ -8,17 +8,18 @@ import (
 
 // Badger key layout. Prefixes are single bytes so each family sorts together.
 const (
-	prefixRev       = 'r' // r | main(8) | sub(4)        -> revision record
-	prefixDoc       = 'd' // d | key                      -> crdt.Doc
-	prefixChange    = 'c' // c | len(site) | site | seq(8) -> change-log entry
-	prefixVV        = 'v' // v | site                      -> highest contiguous seq
-	prefixLease     = 'l' // l | id(8)                     -> lease record
-	prefixMeta      = 'm' // m | name                      -> meta value
-	prefixConflict  = 'x' // x | key                       -> a key's latest concurrent create (old stores; read only)
-	prefixConflicts = 'y' // y | seq(8)                    -> a conflict recorded (conflict.go)
-	prefixCollected = 'g' // g | site                      -> change log collected up to this seq
-	prefixStaged    = 's' // s | rev(8) | key              -> document of a commit written in parts
-	prefixDefrag    = 'z' // z                             -> written and dropped by Defragment
+	prefixRev        = 'r' // r | main(8) | sub(4)        -> revision record
+	prefixDoc        = 'd' // d | key                      -> crdt.Doc
+	prefixChange     = 'c' // c | len(site) | site | seq(8) -> change-log entry
+	prefixVV         = 'v' // v | site                      -> highest contiguous seq
+	prefixLease      = 'l' // l | id(8)                     -> lease record
+	prefixMeta       = 'm' // m | name                      -> meta value
+	prefixConflict   = 'x' // x | key                       -> a key's latest concurrent create (old stores; read only)
+	prefixConflicts  = 'y' // y | seq(8)                    -> a conflict recorded (conflict.go)
+	prefixCollected  = 'g' // g | site                      -> change log collected up to this seq
+	prefixStaged     = 's' // s | rev(8) | key              -> document of a commit written in parts
+	prefixDefrag     = 'z' // z                             -> written and dropped by Defragment
+	prefixForgetting = 'f' // f | len(origin) | origin | by -> a forgetting decision (forget.go)
 )
 
 var (

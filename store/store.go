@@ -67,6 +67,9 @@ type Store struct {
 	// Written by the committer under mu.
 	collected map[string]uint64
 	horizon   atomic.Pointer[Horizon]
+	// forgettings are the forgetting decisions held, in order (forget.go).
+	// Written by the committer under mu.
+	forgettings []Forgetting
 
 	publisher  atomic.Pointer[Publisher]
 	ownerAlive atomic.Pointer[func(site string) bool]
@@ -269,6 +272,9 @@ func (s *Store) readMeta(txn *badger.Txn) error {
 			return fmt.Errorf("store: collected log: %w", err)
 		}
 		s.collected[origin] = seq
+	}
+	if err := s.loadForgettings(txn); err != nil {
+		return err
 	}
 	return s.leases.load(txn, s.cfg.Now())
 }

@@ -34,6 +34,16 @@ func (s *Store) VersionVector() map[string]uint64 {
 	return maps.Clone(s.vv)
 }
 
+// DurableVersionVector returns, per origin site, the highest sequence number up
+// to which this site holds every change durably: what a crash cannot take back,
+// and what Changes hands out. VersionVector may be ahead of it by changes the
+// committer has applied but not yet made durable.
+func (s *Store) DurableVersionVector() map[string]uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return maps.Clone(s.durable)
+}
+
 // ChangesLogged returns a channel closed when the next change is logged (local or
 // merged), so the sync layer can push without polling.
 func (s *Store) ChangesLogged() <-chan struct{} { return s.changes.Wait() }

@@ -196,7 +196,7 @@ func runChaos(t *testing.T, seed uint64, forgetting bool) error {
 				if err := c.Crash(name); err != nil {
 					return err
 				}
-				if rng.IntN(3) == 0 && !forgetting {
+				if rng.IntN(3) == 0 {
 					if err := c.Wipe(name); err != nil {
 						return err
 					}

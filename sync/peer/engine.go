@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"time"
 
 	"github.com/rhizome-kv/rhizome/store"
 )
@@ -25,6 +26,10 @@ type Store interface {
 	Snapshot(ctx context.Context) (store.Snapshot, error)
 	InstallSnapshot(ctx context.Context, snap store.Snapshot) error
 	Collected() map[string]uint64
+	// Forgettings and AddForgettings keep the forgetting decisions durably
+	// (store.Forgetting).
+	Forgettings() []store.Forgetting
+	AddForgettings(ctx context.Context, fs []store.Forgetting) (int, error)
 }
 
 // Kind is what a Message is.
@@ -60,6 +65,9 @@ type Message struct {
 	// Resend (Pull) says the sender lost messages from the receiver (a gap) or
 	// opened a fresh stream: answer from its vector, not from what was sent.
 	Resend bool
+	// Forgotten (Pull) is every forgetting decision the sender holds: the
+	// decisions travel from site to site until every site holds them all.
+	Forgotten []store.Forgetting
 	// Snapshot: part Part of Parts of snapshot SnapID. Part 0 carries the
 	// snapshot's version vector and leases; every part carries documents.
 	SnapID      uint64
@@ -89,13 +97,23 @@ type Engine struct {
 	// current is, per other site name, its newest origin known (the
 	// incarnation that counts; older ones of the name are superseded).
 	current map[string]string
-	// counted lists the sites whose holdings decide what is stable.
+	// counted lists the sites this site's clock still counts (SetCounted): a
+	// proposal only, nil until told. Which sites count is decided by the
+	// forgetting decisions (gone).
 	counted []string
+	// decisions are the forgetting decisions held, in order, and gone the
+	// incarnations they forget (fold).
+	decisions []store.Forgetting
+	gone      map[string]bool
+	// resend lists the peers whose next Pull asks to be answered from its
+	// vector: this site's vector went back (a forced snapshot install).
+	resend map[string]bool
+	now    func() time.Time
 	// heard is, per peer, the origins that sent their own changes here since
 	// the last Pull to it.
 	heard map[string]map[string]bool
-	// forgotten lists sites dropped from counted that have not been sent a
-	// snapshot since.
+	// forgotten lists sites whose incarnation was forgotten that have not been
+	// sent a snapshot since.
 	forgotten map[string]bool
 	// snapshots sent so far (their ids), and parts received, by sender.
 	snapshots uint64 // the id of the last snapshot sent
@@ -133,11 +151,20 @@ type incoming struct {
 }
 
 // NewEngine returns the engine of st's site. maxBatch bounds the changes per message.
+// The forgetting decisions st holds are in force at once.
 func NewEngine(st Store, maxBatch int) *Engine {
-	return &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), answered: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
+	e := &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), answered: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
 		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
-		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} }}
+		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} },
+		resend: make(map[string]bool), now: time.Now}
+	e.decisions = st.Forgettings()
+	e.gone = fold(e.decisions)
+	return e
 }
+
+// SetClock sets the clock that dates this site's forgetting decisions
+// (time.Now by default).
+func (e *Engine) SetClock(now func() time.Time) { e.now = now }
 
 // SetUnlocker sets what the engine calls before each store call that writes
 // (and fsyncs) or reads the whole store — ApplyRemote, InstallSnapshot,
@@ -225,36 +252,85 @@ func (e *Engine) endCatchUp(peer string) {
 	}
 }
 
-// SetCounted sets the sites (this one need not be named) whose holdings decide what
-// every site holds: the change log and old histories are collected only once all
-// of them hold the changes. A site left out, and later back, may need a snapshot.
+// SetCounted sets the sites (this one need not be named) this site's clock
+// still counts (site's --forget-site-after). It only proposes: for each site
+// known here and left out, whose newest incarnation no decision has forgotten
+// yet, it records a decision to forget that incarnation, which then travels to
+// every site (see the package doc, Forgetting). A site named again is not
+// counted again by it: a forgotten incarnation stays forgotten, and its site
+// counts again once it returns as a new incarnation. Which sites count is what
+// the decisions say (Horizon).
 func (e *Engine) SetCounted(sites []string) {
-	for _, s := range e.counted {
-		if !slices.Contains(sites, s) {
-			// This site stops waiting for s: old histories s may still edit go,
-			// so s must come back through a snapshot, where its edits of them
-			// are dropped as they are here, not through the log.
-			e.forgotten[s] = true
+	e.counted = append([]string{}, sites...)
+	e.learnHeld()
+	var fs []store.Forgetting
+	for _, site := range slices.Sorted(maps.Keys(e.current)) {
+		origin := e.current[site]
+		if !slices.Contains(sites, site) && !e.gone[origin] {
+			fs = append(fs, store.Forgetting{Origin: origin, By: e.st.Origin(), At: e.now().UnixNano()})
 		}
 	}
-	e.counted = append([]string{}, sites...)
+	if err := e.decide(context.Background(), fs); err != nil {
+		e.log.Error("peer: recording a forgetting decision", "err", err)
+	}
 	e.st.SetHorizon(e.Horizon())
 }
+
+// fold returns the incarnations that decisions, taken in their order
+// (store.CompareForgettings), forget: a decision forgets its incarnation unless
+// an earlier one forgot it already, or forgot the decider, whose decisions then
+// no longer count. So every site holding the same decisions forgets the same
+// incarnations, and some site is always left unforgotten: the decider of the
+// last decision that counts.
+func fold(fs []store.Forgetting) map[string]bool {
+	gone := map[string]bool{}
+	for _, f := range slices.SortedFunc(slices.Values(fs), store.CompareForgettings) {
+		if !gone[f.By] && !gone[f.Origin] && store.OriginSite(f.By) != store.OriginSite(f.Origin) {
+			gone[f.Origin] = true
+		}
+	}
+	return gone
+}
+
+// decide records forgetting decisions not held yet (this site's own, or a
+// peer's) and folds them all again. A site whose newest incarnation is now
+// forgotten is sent a snapshot when it next asks (see SetCounted's history).
+func (e *Engine) decide(ctx context.Context, fs []store.Forgetting) error {
+	fs = slices.DeleteFunc(slices.Clone(fs), func(f store.Forgetting) bool {
+		return slices.ContainsFunc(e.decisions, func(g store.Forgetting) bool { return g.Origin == f.Origin && g.By == f.By })
+	})
+	if len(fs) == 0 {
+		return nil
+	}
+	if _, err := outside(e, func() (int, error) { return e.st.AddForgettings(ctx, fs) }); err != nil {
+		return err
+	}
+	e.decisions = e.st.Forgettings()
+	gone := fold(e.decisions)
+	for origin := range gone {
+		if !e.gone[origin] {
+			site := store.OriginSite(origin)
+			if e.current[site] == origin {
+				e.forgotten[site] = true
+			}
+			e.log.Info("peer: an incarnation is forgotten", "origin", origin)
+		}
+	}
+	e.gone = gone
+	return nil
+}
+
+// Forgotten returns the incarnations the forgetting decisions held here forget.
+func (e *Engine) Forgotten() []string { return slices.Sorted(maps.Keys(e.gone)) }
 
 // Horizon computes how far every counted site holds the change log. A counted
 // site counts by its newest incarnation known (Counted holds origins); one not
 // heard of at all yet holds nothing, and the horizon is not Complete.
 func (e *Engine) Horizon() store.Horizon {
-	own := e.st.VersionVector()
+	own := e.learnHeld()
 	self := e.st.Origin()
-	for origin := range own {
-		e.learn(origin) // a site whose changes are here is known, heard from or not
-	}
 	h := store.Horizon{Stable: maps.Clone(own), Rows: e.rows, Counted: []string{self}, Complete: true}
-	for _, site := range e.counted {
-		if site == e.st.Site() {
-			continue
-		}
+	for _, site := range e.countedSites() {
 		origin, known := e.current[site]
 		if !known {
 			h.Complete = false
@@ -282,6 +358,31 @@ func (e *Engine) Horizon() store.Horizon {
 		}
 	}
 	return h
+}
+
+// learnHeld learns the origins whose changes are here (a site whose changes are
+// here is known, heard from or not) and returns this site's vector.
+func (e *Engine) learnHeld() map[string]uint64 {
+	own := e.st.VersionVector()
+	for origin := range own {
+		e.learn(origin)
+	}
+	return own
+}
+
+// countedSites lists the other sites that count: every site this site's clock
+// counts or whose incarnation is known, unless the forgetting decisions forgot
+// its newest incarnation known. A site named by the clock but not heard of yet
+// counts (the horizon is then not Complete).
+func (e *Engine) countedSites() []string {
+	var out []string
+	for _, site := range slices.Concat(e.counted, slices.Collect(maps.Keys(e.current))) {
+		origin, known := e.current[site]
+		if site != e.st.Site() && !slices.Contains(out, site) && !(known && e.gone[origin]) {
+			out = append(out, site)
+		}
+	}
+	return out
 }
 
 // learn notes an origin heard of: the newest incarnation of its site is the one
@@ -322,12 +423,12 @@ func (e *Engine) observe(origin string, vv map[string]uint64) {
 
 // Pull returns the anti-entropy request to send to a peer.
 func (e *Engine) Pull(to string) Envelope {
-	// Only counted sites' vectors travel on (of each incarnation: replaced ones
-	// tell what their last edits were), so that a site gone for good is
-	// forgotten once the processes that heard from it restart.
+	// Only vectors of incarnations not forgotten travel on (replaced ones too:
+	// they tell what their last edits were), so that a site gone for good is
+	// no longer heard of once the processes that heard from it restart.
 	rows := make(map[string]map[string]uint64, len(e.rows))
 	for origin, row := range e.rows {
-		if origin != e.current[to] && slices.Contains(e.counted, store.OriginSite(origin)) {
+		if origin != e.current[to] && !e.gone[origin] {
 			rows[origin] = maps.Clone(row)
 		}
 	}
@@ -335,7 +436,10 @@ func (e *Engine) Pull(to string) Envelope {
 	// are delivering them: the peer need not forward them too.
 	skip := slices.Sorted(maps.Keys(e.heard[to]))
 	e.heard[to] = map[string]bool{}
-	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.VersionVector(), Rows: rows, Skip: skip}}
+	resend := e.resend[to]
+	delete(e.resend, to)
+	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.VersionVector(), Rows: rows, Skip: skip,
+		Resend: resend, Forgotten: slices.Clone(e.decisions)}}
 }
 
 // Push returns the changes made here that a peer has not been sent yet, if any.
@@ -398,8 +502,17 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	for origin, row := range m.Rows {
 		e.observe(origin, row)
 	}
-	if m.Kind == KindPull && e.rows[m.Origin] == nil {
-		e.rows[m.Origin] = map[string]uint64{} // a Pull's vector is whole: it holds nothing yet
+	if m.Kind == KindPull && (e.rows[m.Origin] == nil || m.Resend) {
+		// A Pull's vector is whole: it may hold nothing yet, and one that asks
+		// to be answered from it may hold less than it said before (a forced
+		// snapshot install took changes of other origins back).
+		e.rows[m.Origin] = maps.Clone(m.VV)
+		if e.rows[m.Origin] == nil {
+			e.rows[m.Origin] = map[string]uint64{}
+		}
+	}
+	if err := e.decide(ctx, m.Forgotten); err != nil {
+		return nil, err
 	}
 	if m.VV != nil || m.Kind == KindPull {
 		e.startCatchUp(m.From)
@@ -582,19 +695,39 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
+	self := e.st.Origin()
 	skip := func(why string) ([]Envelope, error) {
 		e.log.Info("peer: snapshot not installed: a later one will do", "peer", m.From, "id", m.SnapID, "reason", why)
 		return nil, nil
 	}
-	// The store refuses a snapshot older than what it holds (ErrSnapshotOlder):
-	// the next anti-entropy round brings a newer one.
-	if _, err := outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshot(ctx, snap) }); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) || errors.Is(err, store.ErrSnapshotOlder) {
+	// A forgotten incarnation yields to one that is not: it takes the snapshot
+	// even where it holds more of other origins (see the package doc,
+	// Forgetting). Otherwise the next anti-entropy round brings a newer one.
+	yield := e.gone[self] && !e.gone[m.Origin]
+	forced := false
+	for o, seq := range e.st.VersionVector() {
+		if o != self && seq > snap.VV[o] {
+			if !yield {
+				return skip("this site holds more of " + o)
+			}
+			forced = true
+		}
+	}
+	if e.st.Collected()[self] > snap.VV[self] {
+		return skip("older than what every site holds of this one")
+	}
+	if _, err := outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshot(ctx, snap) }); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
 		return skip(err.Error())
 	} else if err != nil {
 		return nil, err
 	}
 	e.stats.SnapshotsInstalled++
-	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases))
+	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases), "forced", forced)
+	if forced { // this site's vector went back: every peer answers from it again
+		for site := range e.current {
+			e.resend[site] = true
+		}
+	}
 	return []Envelope{e.Pull(m.From)}, nil
 }
 

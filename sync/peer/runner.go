@@ -142,6 +142,7 @@ func NewRunner(cfg Config, st LiveStore) (_ *Runner, err error) {
 	r := &Runner{cfg: cfg, st: st, engine: NewEngine(st, cfg.MaxBatch), vvSent: map[string]time.Time{}, peers: map[string]*link{}, ctx: ctx, cancel: cancel,
 		history: vvLog{max: historySamples, merge: historyMerge}}
 	r.engine.SetLogger(cfg.Logger)
+	r.engine.SetClock(cfg.Now)
 	// The engine is used under r.mu, but not across the store's fsyncs.
 	r.engine.SetUnlocker(func() func() { r.mu.Unlock(); return r.mu.Lock })
 	if err = r.registerMetrics(); err != nil {

@@ -46,7 +46,7 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return w.m.decode(data)
 }
 
-const wireVersion = 4
+const wireVersion = 5
 
 var errWire = errors.New("peer: malformed message")
 
@@ -86,6 +86,14 @@ func (m *Message) encode() []byte {
 		flags |= flagResend
 	}
 	b = append(b, flags)
+	if m.Kind == KindPull {
+		b = binary.AppendUvarint(b, uint64(len(m.Forgotten)))
+		for _, f := range m.Forgotten {
+			b = appendString(b, f.Origin)
+			b = appendString(b, f.By)
+			b = binary.AppendVarint(b, f.At)
+		}
+	}
 	if m.Kind != KindSnapshot {
 		return b
 	}
@@ -136,6 +144,12 @@ func (m *Message) decode(b []byte) error {
 	}
 	flags := d.byte()
 	m.More, m.Resend = flags&flagMore != 0, flags&flagResend != 0
+	if m.Kind == KindPull {
+		n := d.uvarint()
+		for i := uint64(0); i < n && d.err == nil; i++ {
+			m.Forgotten = append(m.Forgotten, store.Forgetting{Origin: string(d.bytes()), By: string(d.bytes()), At: d.varint()})
+		}
+	}
 	if m.Kind == KindSnapshot {
 		m.SnapID = d.uvarint()
 		m.Part, m.Parts = uint32(d.uvarint()), uint32(d.uvarint())
