@@ -39,7 +39,12 @@ const originSep = "~"
 // Origin returns the origin of the changes written here: the site's name and the
 // data directory's incarnation ("name~incarnation"; the bare name for a directory
 // older than incarnations).
-func (s *Store) Origin() string { return s.origin }
+// It changes only when a snapshot is installed anew (InstallSnapshotAnew).
+func (s *Store) Origin() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.origin
+}
 
 // OriginSite returns the site name of an origin.
 func OriginSite(origin string) string {

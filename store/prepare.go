@@ -38,6 +38,7 @@ type prepared struct {
 	cut    *crdt.Prepared // value cut (nil once taken)
 	raw    []byte         // the stored document doc was decoded from
 	doc    *crdt.Doc      // nil for a key absent, or once taken
+	origin string         // the origin doc was readied for (Store.Origin)
 }
 
 // dryTxn runs a write's function to learn which keys it puts: its reads see
@@ -103,7 +104,7 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 		if v, _ := doc.Value(); bytes.Equal(v, value) {
 			continue // nothing to edit
 		}
-		if doc.Prepare(s.origin) != nil {
+		if p.origin = s.Origin(); doc.Prepare(p.origin) != nil {
 			doc.Unload()
 			continue
 		}
@@ -122,7 +123,7 @@ func (tx *WriteTxn) prepared(key []byte) *crdt.Doc {
 	}
 	defer func() { p.doc = nil }()
 	raw, err := tx.s.getRaw(docKey(key))
-	if err != nil || !bytes.Equal(raw, p.raw) || p.crdGen != tx.s.crdGen.Load() {
+	if err != nil || !bytes.Equal(raw, p.raw) || p.crdGen != tx.s.crdGen.Load() || p.origin != tx.s.origin {
 		tx.s.docs.drop(p.doc)
 		return nil
 	}

@@ -94,6 +94,21 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 // them when they arrive (edits of histories rebased without counting this site are
 // dropped alike everywhere, see crdt's rebase).
 func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
+	return s.installSnapshot(ctx, snap, false)
+}
+
+// InstallSnapshotAnew installs a snapshot as InstallSnapshot does, but gives up
+// this incarnation's changes the snapshot lacks instead of merging them again,
+// and goes on as a new incarnation (Origin changes; see incarnation.go), as if
+// its data directory had been lost and restored from the snapshot. It is how
+// a forgotten incarnation rejoins when it cannot install a snapshot otherwise
+// (sync/peer's doc, Forgetting): no other site may hold the changes it gives
+// up, and a new incarnation's numbers cannot be mistaken for them.
+func (s *Store) InstallSnapshotAnew(ctx context.Context, snap Snapshot) error {
+	return s.installSnapshot(ctx, snap, true)
+}
+
+func (s *Store) installSnapshot(ctx context.Context, snap Snapshot, anew bool) error {
 	// Everything is checked before anything changes.
 	docs := make(map[string]*crdt.Doc, len(snap.Docs))
 	raw := make(map[string][]byte, len(snap.Docs))
@@ -115,6 +130,11 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		grants = append(grants, l)
 	}
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
+		if anew {
+			if err := tx.reincarnate(snap.VV); err != nil {
+				return err
+			}
+		}
 		self := tx.s.origin
 		own := tx.s.vv[self]
 		if err := tx.s.snapshotNotOlder(snap.VV); err != nil {
@@ -170,6 +190,13 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		// other origins is no longer in its documents, so it must come again.
 		for o := range tx.s.vv {
 			tx.s.vv[o] = 0
+			tx.s.durable[o] = min(tx.s.durable[o], snap.VV[o]) // no later than the commit
+			if snap.VV[o] == 0 && o != self {
+				// Held no more: like an origin never heard of.
+				delete(tx.s.vv, o)
+				delete(tx.s.durable, o)
+				tx.writes = append(tx.writes, write{key: vvKey(o), delete: true})
+			}
 		}
 		for o, seq := range snap.VV {
 			tx.s.vv[o] = seq
@@ -192,9 +219,29 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 		return nil
 	})
 	if err == nil {
-		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV)
+		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV, "anew", anew, "origin", s.Origin())
 	}
 	return err
+}
+
+// reincarnate makes this store a new incarnation, in the commit that installs
+// a snapshot whose vector is vv: the old incarnation's changes beyond vv are
+// given up (their log entries deleted), and it becomes an origin like any
+// other, replaced by the new one.
+func (tx *WriteTxn) reincarnate(vv map[string]uint64) error {
+	fresh, err := tx.s.newIncarnation()
+	if err != nil {
+		return err
+	}
+	old := tx.s.origin
+	for seq := max(vv[old], tx.s.collected[old]) + 1; seq <= tx.s.vv[old]; seq++ {
+		tx.writes = append(tx.writes, write{key: changeKey(old, seq), delete: true})
+	}
+	tx.s.vv[old] = vv[old]
+	tx.s.origin = tx.s.cfg.Site + originSep + fresh
+	tx.writes = append(tx.writes, write{key: metaIncarnation, value: []byte(fresh)})
+	tx.s.log.Warn("giving up this incarnation's changes no other site holds, to go on as a new one", "old", old, "new", tx.s.origin)
+	return nil
 }
 
 // ErrSnapshotBehind is returned by InstallSnapshot for a snapshot that lacks

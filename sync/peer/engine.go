@@ -25,6 +25,9 @@ type Store interface {
 	SetHorizon(store.Horizon)
 	Snapshot(ctx context.Context) (store.Snapshot, error)
 	InstallSnapshot(ctx context.Context, snap store.Snapshot) error
+	// InstallSnapshotAnew installs a snapshot as a new incarnation, giving up
+	// this one's changes the snapshot lacks (a forgotten site rejoining).
+	InstallSnapshotAnew(ctx context.Context, snap store.Snapshot) error
 	Collected() map[string]uint64
 	// Forgettings and AddForgettings keep the forgetting decisions durably
 	// (store.Forgetting).
@@ -320,6 +323,14 @@ func (e *Engine) decide(ctx context.Context, fs []store.Forgetting) error {
 	return nil
 }
 
+// isGone reports whether an origin makes no more changes that sites wait for:
+// forgotten, or replaced by a newer incarnation of its site.
+func (e *Engine) isGone(origin string) bool {
+	site := store.OriginSite(origin)
+	cur, known := e.current[site]
+	return e.gone[origin] || known && store.NewerOrigin(cur, origin) || site == e.st.Site() && origin != e.st.Origin()
+}
+
 // Forgotten returns the incarnations the forgetting decisions held here forget.
 func (e *Engine) Forgotten() []string { return slices.Sorted(maps.Keys(e.gone)) }
 
@@ -345,15 +356,19 @@ func (e *Engine) Horizon() store.Horizon {
 			h.Stable[o] = min(seq, row[o])
 		}
 	}
-	// This site's own changes stay until every site ever heard from holds them,
-	// counted or not, and some site does: a forgotten site that returns, or one
-	// never heard from yet, gets them from nowhere else. An incarnation replaced
-	// by a newer one holds nothing any more; the newer one is waited for.
+	// This site's own changes stay until the newest incarnation of every site
+	// known holds them, counted or not, and some site does: a forgotten site
+	// that returns gets them from nowhere else, nor does a new incarnation
+	// known only by its changes, not yet by its vector (it lost its data: what
+	// its old incarnation reported holding says nothing of it). An incarnation
+	// replaced by a newer one holds nothing any more; the newer one is waited
+	// for. A forgotten one never heard from is not.
 	if len(e.current) == 0 {
 		h.Stable[self] = 0
 	}
-	for origin, row := range e.rows {
-		if e.current[store.OriginSite(origin)] == origin {
+	for _, origin := range e.current {
+		row, heard := e.rows[origin]
+		if heard || !e.gone[origin] {
 			h.Stable[self] = min(h.Stable[self], row[self])
 		}
 	}
@@ -695,40 +710,65 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
-	self := e.st.Origin()
-	skip := func(why string) ([]Envelope, error) {
-		e.log.Info("peer: snapshot not installed: a later one will do", "peer", m.From, "id", m.SnapID, "reason", why)
-		return nil, nil
+	why, forced := e.refusal(snap)
+	install, anew := e.st.InstallSnapshot, false
+	// A forgotten incarnation that cannot take a snapshot of a site not
+	// forgotten goes on as a new incarnation (see the package doc, Forgetting).
+	rejoin := e.gone[e.st.Origin()] && !e.gone[m.Origin]
+	if why != "" && rejoin {
+		install, anew = e.st.InstallSnapshotAnew, true
 	}
-	// A forgotten incarnation yields to one that is not: it takes the snapshot
-	// even where it holds more of other origins (see the package doc,
-	// Forgetting). Otherwise the next anti-entropy round brings a newer one.
-	yield := e.gone[self] && !e.gone[m.Origin]
-	forced := false
-	for o, seq := range e.st.VersionVector() {
-		if o != self && seq > snap.VV[o] {
-			if !yield {
-				return skip("this site holds more of " + o)
-			}
-			forced = true
-		}
+	if why != "" && !anew {
+		return e.skipSnapshot(m, why)
 	}
-	if e.st.Collected()[self] > snap.VV[self] {
-		return skip("older than what every site holds of this one")
+	_, err := outside(e, func() (struct{}, error) { return struct{}{}, install(ctx, snap) })
+	if (errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind)) && rejoin && !anew {
+		anew = true
+		_, err = outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshotAnew(ctx, snap) })
 	}
-	if _, err := outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshot(ctx, snap) }); errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
-		return skip(err.Error())
+	if errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
+		return e.skipSnapshot(m, err.Error())
 	} else if err != nil {
 		return nil, err
 	}
 	e.stats.SnapshotsInstalled++
-	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases), "forced", forced)
-	if forced { // this site's vector went back: every peer answers from it again
+	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases), "forced", forced, "anew", anew, "origin", e.st.Origin())
+	if forced || anew { // this site's vector went back: every peer answers from it again
 		for site := range e.current {
 			e.resend[site] = true
 		}
 	}
 	return []Envelope{e.Pull(m.From)}, nil
+}
+
+// skipSnapshot drops a snapshot this site cannot install.
+func (e *Engine) skipSnapshot(m Message, why string) ([]Envelope, error) {
+	e.log.Info("peer: snapshot not installed: a later one will do", "peer", m.From, "id", m.SnapID, "reason", why)
+	return nil, nil
+}
+
+// refusal says why this site cannot install a snapshot ("" if it can), and
+// whether installing it gives up changes of gone origins this site holds.
+// Where this site holds more of another origin than the snapshot, a later
+// snapshot will bring it, as the origin sends it on — unless the origin is
+// gone (forgotten, or replaced by a newer incarnation): it sends nothing any
+// more, and this site gives up the rest (see the package doc, Forgetting).
+// This site's own changes it has collected are held by every site it waits
+// for, so a snapshot without them is older than those sites' state.
+func (e *Engine) refusal(snap store.Snapshot) (why string, forced bool) {
+	self := e.st.Origin()
+	for o, seq := range e.st.VersionVector() {
+		if o != self && seq > snap.VV[o] {
+			if !e.isGone(o) {
+				return "this site holds more of " + o, false
+			}
+			forced = true
+		}
+	}
+	if e.st.Collected()[self] > snap.VV[self] {
+		return "older than what every site holds of this one", false
+	}
+	return "", forced
 }
 
 // apply merges changes, retrying those that waited on others in the same batch
