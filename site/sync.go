@@ -73,8 +73,8 @@ func (s *Site) startSync(clientURLs []string) error {
 }
 
 // followMembership keeps the sync runner's peers equal to the live sites and
-// the dead ones still counted (peers), and its counted sites equal to every
-// site heard of within ForgetSiteAfter.
+// the dead ones still counted (peers), and proposes to forget the sites not
+// heard of within ForgetSiteAfter (counted).
 func (s *Site) followMembership(stop <-chan struct{}) {
 	defer close(s.following)
 	tick := time.NewTicker(min(time.Minute, s.cfg.ForgetSiteAfter/2))
@@ -109,12 +109,13 @@ func (s *Site) peers(counted []string) map[string]string {
 	return peers
 }
 
-// counted lists the sites whose holdings decide what may be collected: every site
-// gossip knows or whose changes are here, unless dead and unheard of for
+// counted lists the sites this site's clock still counts: every site gossip
+// knows or whose changes are here, unless dead and unheard of for
 // ForgetSiteAfter (since it was last seen, or since this site started if never).
-// It is this site's own decision, on its own clock: the sync layer lets it decide
-// only what may differ between sites (see sync/peer's doc, Forgetting). Sites
-// are named without their incarnations.
+// The clock only proposes: for a site left out, the sync runner records a
+// decision to forget its incarnation, which every site receives and applies
+// alike; the decisions, not this list, say which sites count (see sync/peer's
+// doc, Forgetting). Sites are named without their incarnations.
 func (s *Site) counted() []string {
 	sites, alive := map[string]bool{}, map[string]bool{}
 	for _, m := range s.Gossip.Members() {

@@ -94,8 +94,8 @@ type Cluster struct {
 }
 
 // Site is one site of a Cluster. Store, Hub and Runner change when it restarts:
-// read them through the Cluster while it may. It counts every site unless told
-// otherwise (Cluster.Forget).
+// read them through the Cluster while it may. Its clock counts every site
+// unless told otherwise (Cluster.Forget).
 type Site struct {
 	Name string
 	Dir  string
@@ -210,10 +210,12 @@ func (c *Cluster) open(s *Site) error {
 	return nil
 }
 
-// Forget makes one site stop counting another (or count it again, when forget
-// is false), on that site's own decision, as a site's --forget-site-after clock
-// would: collection there stops waiting for the other site, and new rebases
-// there stop keeping its concurrent edits. It holds across restarts.
+// Forget makes one site's clock stop counting another (or count it again, when
+// forget is false), as a site's --forget-site-after clock would. The clock only
+// proposes: the site records a decision to forget the other's newest
+// incarnation, which every site receives and folds alike (sync/peer's doc,
+// Forgetting); counting it again forgets nothing more, and does not bring back
+// an incarnation forgotten. It holds across restarts.
 func (c *Cluster) Forget(site, other string, forget bool) error {
 	s := c.Site(site)
 	if s == nil || c.Site(other) == nil || site == other {

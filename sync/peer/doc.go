@@ -38,17 +38,52 @@
 //
 // # Forgetting
 //
-// Which sites a site counts is its own decision (SetCounted; site's
-// --forget-site-after clock), so counted sets may disagree for a while. Nothing
-// that must be the same at every site depends on it: forgetting a site only lets
-// this site collect its change log without waiting for it (a forgotten site that
-// returns lacks collected changes and gets a snapshot), and makes this site's new
-// rebases keep no concurrent edits of the forgotten site — a choice written into
-// the rebase change itself, so every site applies it alike. An old history (a
-// prior) is dropped only once every site whose edits its rebase keeps has taken
-// the rebase, counted here or not (store's priorDone): a prior kept for a site
-// that never comes back stays, and that document is not rebased again until the
-// site returns (or is replaced by a new incarnation that reports).
+// A site away long enough (site's --forget-site-after) stops being waited for,
+// so that the others collect their change logs and drop old histories without
+// it. Which incarnations are forgotten is a replicated decision, not each
+// site's own:
+//
+//   - A site's clock only proposes. For each known site it no longer counts,
+//     SetCounted records a decision to forget that site's newest incarnation,
+//     dated on this site's clock and signed with its origin (store.Forgetting).
+//     The store keeps decisions durably (they survive restarts); every Pull
+//     carries all the sender holds, so they reach every site, restarted and
+//     snapshot-installed ones included, and merge by union.
+//   - Every site folds the decisions it holds in one total order (date,
+//     decider, incarnation): a decision forgets its incarnation unless an
+//     earlier one forgot it, or forgot its decider. The result depends on the
+//     set of decisions alone, so sites holding the same decisions forget the
+//     same incarnations; and the decider of the last decision that counts is
+//     never forgotten, so two sides of a cut that decide to forget each other
+//     leave one standing. A forgotten incarnation stays forgotten: its site
+//     counts again as a new incarnation (see below).
+//   - The sites that count are every site known (heard from, holding changes
+//     here, or named by the clock) but those whose newest incarnation is
+//     forgotten. Collection waits for them alone; a new rebase keeps their
+//     concurrent edits, a choice written into the rebase change, so every site
+//     applies it alike; a prior (old history) is dropped only once every site
+//     whose edits its rebase keeps has taken the rebase, counted or not
+//     (store's priorDone). A site's own changes stay in its log until the
+//     newest incarnation of every site known holds them, forgotten ones heard
+//     from included.
+//
+// Why it converges. A forgotten site that returns may lack changes no log
+// holds any more: it is sent a snapshot. A snapshot replaces state, it does not
+// merge it, so a site takes one only if it holds nothing the sender lacks,
+// except its own changes still in its log (merged again on top) and changes of
+// gone origins (forgotten, or replaced by a newer incarnation), which no site
+// sends any more and which it gives up, as a wiped disk would. Two sites may
+// still each hold what the other lacks and can no longer send (each collected
+// past the other: one was forgotten, or a wipe lost what a site had reported
+// holding). Then the forgotten one yields: a forgotten incarnation that cannot
+// take the snapshot of a site not forgotten installs it anew
+// (store.InstallSnapshotAnew), giving up its changes the snapshot lacks and
+// going on as a new incarnation, whose sequence numbers cannot be mistaken for
+// the ones given up; the others treat it as a site that lost its data. Sites
+// not forgotten wait for each other, so a snapshot of one of them is always
+// one a forgotten site can take anew. The price is the rule a client sees:
+// writes a forgotten incarnation acknowledged that no other site held when it
+// rejoined are lost, as they would be with its disk.
 //
 // # What it reports
 //

@@ -203,6 +203,14 @@ func (r *Runner) SetCounted(sites []string) {
 	r.engine.SetCounted(sites)
 }
 
+// Forgotten lists the incarnations the forgetting decisions held here forget
+// (Engine.Forgotten).
+func (r *Runner) Forgotten() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.engine.Forgotten()
+}
+
 // SiteSync is what this site knows of another site's sync.
 type SiteSync struct {
 	Site        string
