@@ -20,6 +20,9 @@ type Store interface {
 	// directory's incarnation (store.Store.Origin).
 	Origin() string
 	VersionVector() map[string]uint64
+	// DurableVersionVector is the part of the version vector a crash cannot
+	// take back: what this site reports holding.
+	DurableVersionVector() map[string]uint64
 	Changes(origin string, after uint64, limit int) ([]store.Change, error)
 	ApplyRemote(ctx context.Context, changes []store.Change) (int, error)
 	SetHorizon(store.Horizon)
@@ -453,7 +456,7 @@ func (e *Engine) Pull(to string) Envelope {
 	e.heard[to] = map[string]bool{}
 	resend := e.resend[to]
 	delete(e.resend, to)
-	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.VersionVector(), Rows: rows, Skip: skip,
+	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.DurableVersionVector(), Rows: rows, Skip: skip,
 		Resend: resend, Forgotten: slices.Clone(e.decisions)}}
 }
 
@@ -627,7 +630,7 @@ func (e *Engine) answerFrom(m Message) map[string]uint64 {
 // advances have past them.
 func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (Message, error) {
 	m := Message{Kind: KindBatch, From: e.st.Site(), Origin: e.st.Origin()}
-	vv := e.st.VersionVector()
+	vv := e.st.DurableVersionVector() // the log hands out durable changes only
 	if only == "" {
 		m.VV = vv // an answer to a Pull: say what this site holds
 	}
@@ -649,9 +652,7 @@ func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (
 		if len(cs) > 0 {
 			have[o] = cs[len(cs)-1].Seq
 		}
-		// The log hands out changes only once durable, which vv need not be
-		// yet: fewer than asked for means it has no more now, and the push
-		// after the next commit brings them, not an immediate Pull.
+		// Fewer than asked for means the log has no more now.
 		if len(cs) == room && have[o] < vv[o] {
 			m.More = true
 		}
@@ -710,19 +711,19 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
-	why, forced := e.refusal(snap)
+	why, stuck, forced := e.refusal(snap)
 	install, anew := e.st.InstallSnapshot, false
-	// A forgotten incarnation that cannot take a snapshot of a site not
+	// A forgotten incarnation that can never take a snapshot of a site not
 	// forgotten goes on as a new incarnation (see the package doc, Forgetting).
 	rejoin := e.gone[e.st.Origin()] && !e.gone[m.Origin]
-	if why != "" && rejoin {
+	if stuck && rejoin {
 		install, anew = e.st.InstallSnapshotAnew, true
 	}
 	if why != "" && !anew {
 		return e.skipSnapshot(m, why)
 	}
 	_, err := outside(e, func() (struct{}, error) { return struct{}{}, install(ctx, snap) })
-	if (errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind)) && rejoin && !anew {
+	if errors.Is(err, store.ErrCollected) && rejoin && !anew {
 		anew = true
 		_, err = outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshotAnew(ctx, snap) })
 	}
@@ -747,28 +748,30 @@ func (e *Engine) skipSnapshot(m Message, why string) ([]Envelope, error) {
 	return nil, nil
 }
 
-// refusal says why this site cannot install a snapshot ("" if it can), and
-// whether installing it gives up changes of gone origins this site holds.
+// refusal says why this site cannot install a snapshot ("" if it can), whether
+// no later snapshot of the sender can do better (stuck: this site holds what
+// the sender lacks and collected it, so it cannot send it), and whether
+// installing it gives up changes of gone origins this site holds.
 // Where this site holds more of another origin than the snapshot, a later
 // snapshot will bring it, as the origin sends it on — unless the origin is
 // gone (forgotten, or replaced by a newer incarnation): it sends nothing any
 // more, and this site gives up the rest (see the package doc, Forgetting).
 // This site's own changes it has collected are held by every site it waits
 // for, so a snapshot without them is older than those sites' state.
-func (e *Engine) refusal(snap store.Snapshot) (why string, forced bool) {
-	self := e.st.Origin()
+func (e *Engine) refusal(snap store.Snapshot) (why string, stuck, forced bool) {
+	self, collected := e.st.Origin(), e.st.Collected()
 	for o, seq := range e.st.VersionVector() {
 		if o != self && seq > snap.VV[o] {
 			if !e.isGone(o) {
-				return "this site holds more of " + o, false
+				return "this site holds more of " + o, collected[o] > snap.VV[o], false
 			}
 			forced = true
 		}
 	}
-	if e.st.Collected()[self] > snap.VV[self] {
-		return "older than what every site holds of this one", false
+	if collected[self] > snap.VV[self] {
+		return "older than what every site holds of this one", true, false
 	}
-	return "", forced
+	return "", false, forced
 }
 
 // apply merges changes, retrying those that waited on others in the same batch
