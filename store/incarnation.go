@@ -77,6 +77,22 @@ func (s *Store) newIncarnation() (string, error) {
 	return hex.EncodeToString(b), nil
 }
 
+// newIncarnationAfter makes an incarnation newer than origin's (NewerOrigin),
+// even if the clock has not moved on since origin's was made, or went back.
+func (s *Store) newIncarnationAfter(origin string) (string, error) {
+	fresh, err := s.newIncarnation()
+	if err != nil || NewerOrigin(s.cfg.Site+originSep+fresh, origin) {
+		return fresh, err
+	}
+	_, inc, _ := strings.Cut(origin, originSep)
+	b, err := hex.DecodeString(inc)
+	if err != nil || len(b) < 4 {
+		b = make([]byte, 4) // the bare name: older than any incarnation
+	}
+	sec := binary.BigEndian.Uint32(b) + 1
+	return hex.EncodeToString(binary.BigEndian.AppendUint32(nil, sec)) + fresh[8:], nil
+}
+
 // claimSite records which site the data belongs to and its incarnation, the first
 // time, and refuses to serve it as another site: a site's sequence numbers are its
 // own, and a backup restored under a new name must not be opened under the old

@@ -229,11 +229,11 @@ func (s *Store) installSnapshot(ctx context.Context, snap Snapshot, anew bool) e
 // given up (their log entries deleted), and it becomes an origin like any
 // other, replaced by the new one.
 func (tx *WriteTxn) reincarnate(vv map[string]uint64) error {
-	fresh, err := tx.s.newIncarnation()
+	old := tx.s.origin
+	fresh, err := tx.s.newIncarnationAfter(old)
 	if err != nil {
 		return err
 	}
-	old := tx.s.origin
 	for seq := max(vv[old], tx.s.collected[old]) + 1; seq <= tx.s.vv[old]; seq++ {
 		tx.writes = append(tx.writes, write{key: changeKey(old, seq), delete: true})
 	}
