@@ -58,7 +58,7 @@ func TestInstallSnapshotAnew(t *testing.T) {
 	if err := a.InstallSnapshot(context.Background(), snap); err == nil {
 		t.Fatal("a snapshot without changes a collected installed as is")
 	}
-	if err := a.InstallSnapshotAnew(context.Background(), snap); err != nil {
+	if err := a.InstallSnapshotWith(context.Background(), snap, InstallOptions{Anew: true}); err != nil {
 		t.Fatal(err)
 	}
 	if o := a.Origin(); !NewerOrigin(o, old) {

@@ -39,7 +39,7 @@ const originSep = "~"
 // Origin returns the origin of the changes written here: the site's name and the
 // data directory's incarnation ("name~incarnation"; the bare name for a directory
 // older than incarnations).
-// It changes only when a snapshot is installed anew (InstallSnapshotAnew).
+// It changes only when a snapshot is installed anew (InstallOptions.Anew).
 func (s *Store) Origin() string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()

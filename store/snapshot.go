@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -94,21 +95,28 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 // them when they arrive (edits of histories rebased without counting this site are
 // dropped alike everywhere, see crdt's rebase).
 func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
-	return s.installSnapshot(ctx, snap, false)
+	return s.InstallSnapshotWith(ctx, snap, InstallOptions{})
 }
 
-// InstallSnapshotAnew installs a snapshot as InstallSnapshot does, but gives up
-// this incarnation's changes the snapshot lacks instead of merging them again,
-// and goes on as a new incarnation (Origin changes; see incarnation.go), as if
-// its data directory had been lost and restored from the snapshot. It is how
-// a forgotten incarnation rejoins when it cannot install a snapshot otherwise
-// (sync/peer's doc, Forgetting): no other site may hold the changes it gives
-// up, and a new incarnation's numbers cannot be mistaken for them.
-func (s *Store) InstallSnapshotAnew(ctx context.Context, snap Snapshot) error {
-	return s.installSnapshot(ctx, snap, true)
+// InstallOptions say what installing a snapshot may give up of what this site
+// holds beyond it (sync/peer's doc, Forgetting).
+type InstallOptions struct {
+	// GiveUp lists origins whose changes this site may hold beyond the
+	// snapshot and give up: gone ones (forgotten, or replaced by a newer
+	// incarnation), which no site sends any more.
+	GiveUp []string
+	// Anew gives up everything this site holds beyond the snapshot, this
+	// incarnation's own changes too, instead of merging them again, and goes on
+	// as a new incarnation (Origin changes; see incarnation.go), as if its data
+	// directory had been lost and restored from the snapshot. It is how a
+	// forgotten incarnation rejoins when no snapshot will ever do otherwise: a
+	// new incarnation's numbers cannot be mistaken for the ones given up.
+	Anew bool
 }
 
-func (s *Store) installSnapshot(ctx context.Context, snap Snapshot, anew bool) error {
+// InstallSnapshotWith installs a snapshot as InstallSnapshot does, but may give
+// up what opts say.
+func (s *Store) InstallSnapshotWith(ctx context.Context, snap Snapshot, opts InstallOptions) error {
 	// Everything is checked before anything changes.
 	docs := make(map[string]*crdt.Doc, len(snap.Docs))
 	raw := make(map[string][]byte, len(snap.Docs))
@@ -130,16 +138,16 @@ func (s *Store) installSnapshot(ctx context.Context, snap Snapshot, anew bool) e
 		grants = append(grants, l)
 	}
 	_, err := s.Update(ctx, func(tx *WriteTxn) error {
-		if anew {
+		if err := tx.s.snapshotNotOlder(snap.VV, opts); err != nil {
+			return err
+		}
+		if opts.Anew {
 			if err := tx.reincarnate(snap.VV); err != nil {
 				return err
 			}
 		}
 		self := tx.s.origin
 		own := tx.s.vv[self]
-		if err := tx.s.snapshotNotOlder(snap.VV); err != nil {
-			return err
-		}
 		redo, err := tx.ownChanges(snap.VV[self])
 		if err != nil {
 			return err
@@ -219,7 +227,7 @@ func (s *Store) installSnapshot(ctx context.Context, snap Snapshot, anew bool) e
 		return nil
 	})
 	if err == nil {
-		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV, "anew", anew, "origin", s.Origin())
+		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV, "anew", opts.Anew, "origin", s.Origin())
 	}
 	return err
 }
@@ -257,12 +265,16 @@ var ErrSnapshotBehind = errors.New("store: snapshot lacks what this site's own c
 var ErrSnapshotOlder = errors.New("store: snapshot older than what this site holds")
 
 // snapshotNotOlder checks, with the committer's state, that a snapshot at vv
-// holds everything this site holds of other origins, and of its own what every
-// site holds. It is checked inside the install's transaction: a check before it
-// would race with changes merged meanwhile from another peer.
-func (s *Store) snapshotNotOlder(vv map[string]uint64) error {
+// holds everything this site holds of other origins but those opts give up,
+// and of its own what every site holds (unless installed anew). It is checked
+// inside the install's transaction: a check before it would race with changes
+// merged meanwhile from another peer.
+func (s *Store) snapshotNotOlder(vv map[string]uint64, opts InstallOptions) error {
+	if opts.Anew {
+		return nil
+	}
 	for o, seq := range s.vv {
-		if o != s.origin && seq > vv[o] {
+		if o != s.origin && seq > vv[o] && !slices.Contains(opts.GiveUp, o) {
 			return fmt.Errorf("%w: holds %s up to %d, the snapshot up to %d", ErrSnapshotOlder, o, seq, vv[o])
 		}
 	}

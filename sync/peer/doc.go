@@ -77,7 +77,7 @@
 // past the other: one was forgotten, or a wipe lost what a site had reported
 // holding). Then the forgotten one yields: a forgotten incarnation that cannot
 // take the snapshot of a site not forgotten installs it anew
-// (store.InstallSnapshotAnew), giving up its changes the snapshot lacks and
+// (store.InstallOptions.Anew), giving up its changes the snapshot lacks and
 // going on as a new incarnation, whose sequence numbers cannot be mistaken for
 // the ones given up; the others treat it as a site that lost its data. Sites
 // not forgotten wait for each other, so a snapshot of one of them is always

@@ -27,10 +27,10 @@ type Store interface {
 	ApplyRemote(ctx context.Context, changes []store.Change) (int, error)
 	SetHorizon(store.Horizon)
 	Snapshot(ctx context.Context) (store.Snapshot, error)
-	InstallSnapshot(ctx context.Context, snap store.Snapshot) error
-	// InstallSnapshotAnew installs a snapshot as a new incarnation, giving up
-	// this one's changes the snapshot lacks (a forgotten site rejoining).
-	InstallSnapshotAnew(ctx context.Context, snap store.Snapshot) error
+	// InstallSnapshotWith installs a snapshot, giving up what the options say
+	// (changes of gone origins; or, a forgotten site rejoining anew, all it
+	// holds beyond the snapshot).
+	InstallSnapshotWith(ctx context.Context, snap store.Snapshot, opts store.InstallOptions) error
 	Collected() map[string]uint64
 	// Forgettings and AddForgettings keep the forgetting decisions durably
 	// (store.Forgetting).
@@ -712,34 +712,46 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
 	why, stuck, forced := e.refusal(snap)
-	install, anew := e.st.InstallSnapshot, false
 	// A forgotten incarnation that can never take a snapshot of a site not
 	// forgotten goes on as a new incarnation (see the package doc, Forgetting).
 	rejoin := e.gone[e.st.Origin()] && !e.gone[m.Origin]
-	if stuck && rejoin {
-		install, anew = e.st.InstallSnapshotAnew, true
-	}
-	if why != "" && !anew {
+	opts := store.InstallOptions{GiveUp: e.goneHeld(), Anew: stuck && rejoin}
+	if why != "" && !opts.Anew {
 		return e.skipSnapshot(m, why)
 	}
-	_, err := outside(e, func() (struct{}, error) { return struct{}{}, install(ctx, snap) })
-	if errors.Is(err, store.ErrCollected) && rejoin && !anew {
-		anew = true
-		_, err = outside(e, func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshotAnew(ctx, snap) })
+	// The store checks again, in the install's transaction: changes merged
+	// meanwhile from another peer may make the snapshot older than what this
+	// site holds (store.ErrSnapshotOlder).
+	install := func() (struct{}, error) { return struct{}{}, e.st.InstallSnapshotWith(ctx, snap, opts) }
+	_, err := outside(e, install)
+	if errors.Is(err, store.ErrCollected) && rejoin && !opts.Anew {
+		opts.Anew = true
+		_, err = outside(e, install)
 	}
-	if errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) {
+	if errors.Is(err, store.ErrCollected) || errors.Is(err, store.ErrSnapshotBehind) || errors.Is(err, store.ErrSnapshotOlder) {
 		return e.skipSnapshot(m, err.Error())
 	} else if err != nil {
 		return nil, err
 	}
 	e.stats.SnapshotsInstalled++
-	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases), "forced", forced, "anew", anew, "origin", e.st.Origin())
-	if forced || anew { // this site's vector went back: every peer answers from it again
+	e.log.Info("peer: snapshot installed", "peer", m.From, "id", m.SnapID, "keys", len(snap.Docs), "leases", len(snap.Leases), "forced", forced, "anew", opts.Anew, "origin", e.st.Origin())
+	if forced || opts.Anew { // this site's vector went back: every peer answers from it again
 		for site := range e.current {
 			e.resend[site] = true
 		}
 	}
 	return []Envelope{e.Pull(m.From)}, nil
+}
+
+// goneHeld lists the gone origins (isGone) whose changes this site holds.
+func (e *Engine) goneHeld() []string {
+	var out []string
+	for o := range e.st.VersionVector() {
+		if e.isGone(o) {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // skipSnapshot drops a snapshot this site cannot install.
