@@ -102,8 +102,8 @@ func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 // holds beyond it (sync/peer's doc, Forgetting).
 type InstallOptions struct {
 	// GiveUp lists origins whose changes this site may hold beyond the
-	// snapshot and give up: gone ones (forgotten, or replaced by a newer
-	// incarnation), which no site sends any more.
+	// snapshot and give up: ones replaced by a newer incarnation, which no
+	// site sends any more.
 	GiveUp []string
 	// Anew gives up everything this site holds beyond the snapshot, this
 	// incarnation's own changes too, instead of merging them again, and goes on

@@ -111,7 +111,7 @@ func runConvergence(t *testing.T, seed uint64, forgetting bool) {
 		net.Add(n, NewEngine(stores[n], 50))
 	}
 	// last[key] is the final acknowledged write to a key only one site writes,
-	// and the incarnation that took it.
+	// and the incarnation that first wrote the key.
 	type final struct {
 		value        string
 		exists       bool
@@ -151,10 +151,14 @@ func runConvergence(t *testing.T, seed uint64, forgetting bool) {
 				t.Fatalf("seed %d step %d: write at %s: %v", seed, step, site, err)
 			}
 			if own {
+				origin := st.Origin()
+				if f, ok := last[key]; ok {
+					origin = f.origin
+				}
 				if del {
-					last[key] = final{site: site, origin: st.Origin()}
+					last[key] = final{site: site, origin: origin}
 				} else {
-					last[key] = final{val, true, site, st.Origin()}
+					last[key] = final{val, true, site, origin}
 				}
 			}
 		case r < 50:
@@ -218,7 +222,11 @@ func runConvergence(t *testing.T, seed uint64, forgetting bool) {
 	anew := 0
 	for key, f := range last {
 		if stores[f.site].Origin() != f.origin {
-			anew++ // its incarnation rejoined anew: it gave up what no other site held (doc.go, Forgetting)
+			// Its site rejoined anew since it first wrote the key: it gave up
+			// what no other site held, and its new incarnation's edits of a
+			// history the old one rebased meanwhile are dropped (doc.go,
+			// Forgetting).
+			anew++
 			continue
 		}
 		res, err := stores["a"].Range([]byte(key), store.RangeOptions{})

@@ -71,8 +71,8 @@
 // holds any more: it is sent a snapshot. A snapshot replaces state, it does not
 // merge it, so a site takes one only if it holds nothing the sender lacks,
 // except its own changes still in its log (merged again on top) and changes of
-// gone origins (forgotten, or replaced by a newer incarnation), which no site
-// sends any more and which it gives up, as a wiped disk would. Two sites may
+// origins replaced by a newer incarnation, which make no more changes and
+// which no site sends any more: it gives those up, as a wiped disk would. Two sites may
 // still each hold what the other lacks and can no longer send (each collected
 // past the other: one was forgotten, or a wipe lost what a site had reported
 // holding). Then the forgotten one yields: a forgotten incarnation that cannot
@@ -83,7 +83,10 @@
 // not forgotten wait for each other, so a snapshot of one of them is always
 // one a forgotten site can take anew. The price is the rule a client sees:
 // writes a forgotten incarnation acknowledged that no other site held when it
-// rejoined are lost, as they would be with its disk.
+// rejoined are lost, as they would be with its disk; and, as for a wiped site,
+// the new incarnation's edits of a document whose history the old one had
+// rebased, unknown to it, are dropped by that rebase (crdt's rule for sites a
+// rebase does not name).
 //
 // # What it reports
 //

@@ -28,7 +28,7 @@ type Store interface {
 	SetHorizon(store.Horizon)
 	Snapshot(ctx context.Context) (store.Snapshot, error)
 	// InstallSnapshotWith installs a snapshot, giving up what the options say
-	// (changes of gone origins; or, a forgotten site rejoining anew, all it
+	// (changes of replaced origins; or, a forgotten site rejoining anew, all it
 	// holds beyond the snapshot).
 	InstallSnapshotWith(ctx context.Context, snap store.Snapshot, opts store.InstallOptions) error
 	Collected() map[string]uint64
@@ -326,12 +326,13 @@ func (e *Engine) decide(ctx context.Context, fs []store.Forgetting) error {
 	return nil
 }
 
-// isGone reports whether an origin makes no more changes that sites wait for:
-// forgotten, or replaced by a newer incarnation of its site.
-func (e *Engine) isGone(origin string) bool {
+// replaced reports whether a newer incarnation of an origin's site is known:
+// the origin makes no more changes, and no site sends what it lacks of them any
+// more. (A forgotten incarnation may still make changes, and sends them.)
+func (e *Engine) replaced(origin string) bool {
 	site := store.OriginSite(origin)
 	cur, known := e.current[site]
-	return e.gone[origin] || known && store.NewerOrigin(cur, origin) || site == e.st.Site() && origin != e.st.Origin()
+	return known && store.NewerOrigin(cur, origin) || site == e.st.Site() && origin != e.st.Origin()
 }
 
 // Forgotten returns the incarnations the forgetting decisions held here forget.
@@ -743,11 +744,11 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	return []Envelope{e.Pull(m.From)}, nil
 }
 
-// goneHeld lists the gone origins (isGone) whose changes this site holds.
+// goneHeld lists the replaced origins whose changes this site holds.
 func (e *Engine) goneHeld() []string {
 	var out []string
 	for o := range e.st.VersionVector() {
-		if e.isGone(o) {
+		if e.replaced(o) {
 			out = append(out, o)
 		}
 	}
@@ -763,18 +764,18 @@ func (e *Engine) skipSnapshot(m Message, why string) ([]Envelope, error) {
 // refusal says why this site cannot install a snapshot ("" if it can), whether
 // no later snapshot of the sender can do better (stuck: this site holds what
 // the sender lacks and collected it, so it cannot send it), and whether
-// installing it gives up changes of gone origins this site holds.
+// installing it gives up changes of replaced origins this site holds.
 // Where this site holds more of another origin than the snapshot, a later
-// snapshot will bring it, as the origin sends it on — unless the origin is
-// gone (forgotten, or replaced by a newer incarnation): it sends nothing any
-// more, and this site gives up the rest (see the package doc, Forgetting).
+// snapshot will bring it, as the origin sends it on — unless a newer
+// incarnation replaced the origin: it sends nothing any more, and this site
+// gives up the rest (see the package doc, Forgetting).
 // This site's own changes it has collected are held by every site it waits
 // for, so a snapshot without them is older than those sites' state.
 func (e *Engine) refusal(snap store.Snapshot) (why string, stuck, forced bool) {
 	self, collected := e.st.Origin(), e.st.Collected()
 	for o, seq := range e.st.VersionVector() {
 		if o != self && seq > snap.VV[o] {
-			if !e.isGone(o) {
+			if !e.replaced(o) {
 				return "this site holds more of " + o, collected[o] > snap.VV[o], false
 			}
 			forced = true
