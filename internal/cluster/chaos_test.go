@@ -191,7 +191,7 @@ func runChaos(t *testing.T, seed uint64, forgetting bool) error {
 				origin := s.Store.Origin()
 				wg.Go(func() {
 					if err := w.do(ctx, cs.of(s), leases[s.Name]); err != nil {
-						if w.revoke && s.Store.Origin() != origin && strings.Contains(err.Error(), "lease not found") {
+						if (w.revoke || w.lease) && s.Store.Origin() != origin && strings.Contains(err.Error(), "lease not found") {
 							return // granted by an incarnation that rejoined anew: given up
 						}
 						errs <- fmt.Errorf("step %d: %s at %s: %w", step, w, s.Name, err)
