@@ -88,12 +88,15 @@
 // rebased, unknown to it, are dropped by that rebase (crdt's rule for sites a
 // rebase does not name).
 //
-// A known limit remains, since a snapshot cannot merge: when no site is
-// forgotten among two that each hold what the other lacks and can no longer
-// send — one's own changes, collected while a wiped incarnation held them;
-// the other's own changes, built on a replaced incarnation's changes only it
-// holds (store.ErrSnapshotBehind) — neither yields and they stop converging
-// (1 of 200 internal/cluster TestChaosForgetting seeds, with wipes).
+// Every site must tell alike which incarnation of a name is the newest: the
+// peers count that one and give up an older one's changes as replaced. So
+// incarnations order by the time they were made, to the nanosecond (store,
+// Incarnations), and a site that hears of a newer incarnation of its own name
+// than its own logs it as an error: two data directories claim the name, or the
+// site's clock went back across a wipe, and the sites will not converge. (Seed
+// 41 of internal/cluster TestChaosForgetting once stopped converging this way,
+// when incarnations ordered by the second: a disk wiped within the second of
+// its first Open sorted, half the time, older than the incarnation it replaced.)
 //
 // # What it reports
 //

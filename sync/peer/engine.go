@@ -107,6 +107,9 @@ type Engine struct {
 	// proposal only, nil until told. Which sites count is decided by the
 	// forgetting decisions (gone).
 	counted []string
+	// ahead is the newer incarnation of this site's own name last logged
+	// (learn): none should exist.
+	ahead string
 	// decisions are the forgetting decisions held, in order, and gone the
 	// incarnations they forget (fold).
 	decisions []store.Forgetting
@@ -410,7 +413,14 @@ func (e *Engine) countedSites() []string {
 func (e *Engine) learn(origin string) {
 	site := store.OriginSite(origin)
 	if site == e.st.Site() {
-		return // this site's own older incarnations: replaced by this one
+		// This site's own older incarnations: replaced by this one. A newer
+		// one means two data directories claim the name, or the clock went
+		// back across a wipe: the peers count that one, not this one.
+		if store.NewerOrigin(origin, e.st.Origin()) && origin != e.ahead {
+			e.ahead = origin
+			e.log.Error("peer: a newer incarnation of this site is known: peers will not count this one", "origin", e.st.Origin(), "newer", origin)
+		}
+		return
 	}
 	cur, known := e.current[site]
 	if known && !store.NewerOrigin(origin, cur) {
