@@ -91,9 +91,11 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 // InstallSnapshot replaces this site's replicated state with a snapshot taken at
 // another site, in one revision whose events show every key that changed. Changes
 // of other origins beyond the snapshot come again from the peers; this site's own
-// changes the snapshot lacks are merged again on top, as every other site merges
-// them when they arrive (edits of histories rebased without counting this site are
-// dropped alike everywhere, see crdt's rebase).
+// changes the snapshot lacks are merged again on top, at the next revision (in
+// the same commit), as every other site merges them when they arrive (edits of
+// histories rebased without counting this site are dropped alike everywhere, see
+// crdt's rebase). Each revision changes a key at most once, as in etcd: a key the
+// install takes and an own change redoes shows as two ordinary events.
 func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	return s.InstallSnapshotWith(ctx, snap, InstallOptions{})
 }
@@ -114,122 +116,167 @@ type InstallOptions struct {
 	Anew bool
 }
 
+// installing is a snapshot readied for its install: every document opened and
+// every lease decoded before anything changes.
+type installing struct {
+	snap    Snapshot
+	opts    InstallOptions
+	docs    map[string]*crdt.Doc
+	raw     map[string][]byte
+	leaseOf map[string]int64
+	grants  []*lease
+	// Set by the install's revision for the redo's: this site's own changes
+	// the snapshot lacks, and the sequence they reach.
+	redo []Change
+	own  uint64
+}
+
 // InstallSnapshotWith installs a snapshot as InstallSnapshot does, but may give
 // up what opts say.
 func (s *Store) InstallSnapshotWith(ctx context.Context, snap Snapshot, opts InstallOptions) error {
-	// Everything is checked before anything changes.
-	docs := make(map[string]*crdt.Doc, len(snap.Docs))
-	raw := make(map[string][]byte, len(snap.Docs))
-	leaseOf := make(map[string]int64, len(snap.Docs))
+	in, err := s.readyInstall(snap, opts)
+	if err != nil {
+		return err
+	}
+	r := &request{fns: []func(*WriteTxn) error{in.install, in.redoOwn}, done: make(chan struct{})}
+	if _, err := s.submit(ctx, r); err != nil {
+		return err
+	}
+	s.log.Info("installed a snapshot", "keys", len(in.docs), "leases", len(in.grants), "vv", snap.VV, "redone", len(in.redo), "anew", opts.Anew, "origin", s.Origin())
+	return nil
+}
+
+// readyInstall opens the snapshot's documents and decodes its leases.
+func (s *Store) readyInstall(snap Snapshot, opts InstallOptions) (*installing, error) {
+	in := &installing{snap: snap, opts: opts, docs: make(map[string]*crdt.Doc, len(snap.Docs)),
+		raw: make(map[string][]byte, len(snap.Docs)), leaseOf: make(map[string]int64, len(snap.Docs))}
 	for _, sd := range snap.Docs {
-		raw[string(sd.Key)] = sd.Doc
+		in.raw[string(sd.Key)] = sd.Doc
 		d, err := s.openDoc(sd.Doc)
 		if err != nil {
-			return fmt.Errorf("store: snapshot document %q: %w", sd.Key, err)
+			return nil, fmt.Errorf("store: snapshot document %q: %w", sd.Key, err)
 		}
-		docs[string(sd.Key)], leaseOf[string(sd.Key)] = d, sd.Lease
+		in.docs[string(sd.Key)], in.leaseOf[string(sd.Key)] = d, sd.Lease
 	}
-	var grants []*lease
 	for _, rec := range snap.Leases {
 		op, l, err := decodeLeaseRecord(rec)
 		if err != nil || op != leaseGrant {
-			return fmt.Errorf("store: snapshot lease: %w", errCorrupt)
+			return nil, fmt.Errorf("store: snapshot lease: %w", errCorrupt)
 		}
-		grants = append(grants, l)
+		in.grants = append(in.grants, l)
 	}
-	_, err := s.Update(ctx, func(tx *WriteTxn) error {
-		if err := tx.s.snapshotNotOlder(snap.VV, opts); err != nil {
+	return in, nil
+}
+
+// install is the install's revision: every check first, then the snapshot's
+// documents, leases and version vector.
+func (in *installing) install(tx *WriteTxn) error {
+	if err := tx.s.snapshotNotOlder(in.snap.VV, in.opts); err != nil {
+		return err
+	}
+	if in.opts.Anew {
+		if err := tx.reincarnate(in.snap.VV); err != nil {
 			return err
 		}
-		if opts.Anew {
-			if err := tx.reincarnate(snap.VV); err != nil {
-				return err
-			}
-		}
-		self := tx.s.origin
-		own := tx.s.vv[self]
-		redo, err := tx.ownChanges(snap.VV[self])
-		if err != nil {
+	}
+	self := tx.s.origin
+	in.own = tx.s.vv[self]
+	redo, err := tx.ownChanges(in.snap.VV[self])
+	if err != nil {
+		return err
+	}
+	if err := tx.s.canRedo(redo, in.raw); err != nil {
+		return err
+	}
+	in.redo = redo
+	tx.mutated = true
+	if err := tx.replaceLeases(in.grants); err != nil {
+		return err
+	}
+	if err := tx.dropGone(in.docs); err != nil {
+		return err
+	}
+	if err := tx.s.failpoint(FailpointSnapshotInstall); err != nil {
+		return err
+	}
+	for key, d := range in.docs {
+		tx.s.clock = max(tx.s.clock, d.Clock())
+		if err := tx.takeDoc([]byte(key), d, in.leaseOf[key]); err != nil {
 			return err
 		}
-		if err := s.canRedo(redo, raw); err != nil {
+	}
+	tx.takeVersionVector(in.snap.VV)
+	return nil
+}
+
+// redoOwn is the revision after the install's: this site's own changes the
+// snapshot lacks, merged again in order, untidied (see tidy).
+func (in *installing) redoOwn(tx *WriteTxn) error {
+	if len(in.redo) == 0 {
+		return nil
+	}
+	tx.s.vv[tx.s.origin], tx.redo = in.own, true
+	for _, c := range in.redo {
+		if _, err := tx.merge(c, false); err != nil {
 			return err
 		}
-		tx.mutated = true
-		if err := tx.replaceLeases(grants); err != nil {
-			return err
-		}
-		// Keys this site has and the snapshot does not: gone.
-		var gone [][]byte
-		err = tx.s.db.View(func(txn *badger.Txn) error {
-			it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDoc}})
-			defer it.Close()
-			for it.Rewind(); it.Valid(); it.Next() {
-				if key := it.Item().Key()[1:]; docs[string(key)] == nil {
-					gone = append(gone, bytes.Clone(key))
-				}
-			}
-			return nil
-		})
-		if err != nil {
-			return fmt.Errorf("store: install snapshot: %w", err)
-		}
-		for key := range tx.dirty {
-			if docs[key] == nil {
-				gone = append(gone, []byte(key))
-			}
-		}
-		for _, key := range gone {
-			if err := tx.takeDoc(key, tx.s.newDoc(), 0); err != nil {
-				return err
-			}
-			tx.writes = append(tx.writes, write{key: docKey(key), delete: true})
-		}
-		if err := tx.s.failpoint(FailpointSnapshotInstall); err != nil {
-			return err
-		}
-		for key, d := range docs {
-			tx.s.clock = max(tx.s.clock, d.Clock())
-			if err := tx.takeDoc([]byte(key), d, leaseOf[key]); err != nil {
-				return err
-			}
-		}
-		// The version vector is the snapshot's; what this site held beyond it of
-		// other origins is no longer in its documents, so it must come again.
-		for o := range tx.s.vv {
-			tx.s.vv[o] = 0
-			tx.s.durable[o] = min(tx.s.durable[o], snap.VV[o]) // no later than the commit
-			if snap.VV[o] == 0 && o != self {
-				// Held no more: like an origin never heard of.
-				delete(tx.s.vv, o)
-				delete(tx.s.durable, o)
-				tx.writes = append(tx.writes, write{key: vvKey(o), delete: true})
-			}
-		}
-		for o, seq := range snap.VV {
-			tx.s.vv[o] = seq
-			if o != self && seq > tx.s.collected[o] {
-				tx.s.collected[o] = seq
-				tx.writes = append(tx.writes, write{key: collectedKey(o), value: int64Bytes(int64(seq))})
-			}
-		}
-		if snap.VV[self] >= own {
-			return nil
-		}
-		// Own changes the snapshot lacks: merged again, in order, untidied
-		// (see tidy).
-		tx.s.vv[self], tx.redo = own, true
-		for _, c := range redo {
-			if _, err := tx.merge(c, false); err != nil {
-				return err
+	}
+	return nil
+}
+
+// dropGone empties the documents of keys this site has and the snapshot does
+// not.
+func (tx *WriteTxn) dropGone(docs map[string]*crdt.Doc) error {
+	var gone [][]byte
+	err := tx.s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefixDoc}})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			if key := it.Item().Key()[1:]; docs[string(key)] == nil {
+				gone = append(gone, bytes.Clone(key))
 			}
 		}
 		return nil
 	})
-	if err == nil {
-		s.log.Info("installed a snapshot", "keys", len(docs), "leases", len(grants), "vv", snap.VV, "anew", opts.Anew, "origin", s.Origin())
+	if err != nil {
+		return fmt.Errorf("store: install snapshot: %w", err)
 	}
-	return err
+	for key := range tx.dirty {
+		if docs[key] == nil {
+			gone = append(gone, []byte(key))
+		}
+	}
+	for _, key := range gone {
+		if err := tx.takeDoc(key, tx.s.newDoc(), 0); err != nil {
+			return err
+		}
+		tx.writes = append(tx.writes, write{key: docKey(key), delete: true})
+	}
+	return nil
+}
+
+// takeVersionVector makes vv the version vector: what this site held beyond
+// it of other origins is no longer in its documents, so it must come again.
+// Its own sequence is vv's until the redo's revision.
+func (tx *WriteTxn) takeVersionVector(vv map[string]uint64) {
+	self := tx.s.origin
+	for o := range tx.s.vv {
+		tx.s.vv[o] = 0
+		tx.s.durable[o] = min(tx.s.durable[o], vv[o]) // no later than the commit
+		if vv[o] == 0 && o != self {
+			// Held no more: like an origin never heard of.
+			delete(tx.s.vv, o)
+			delete(tx.s.durable, o)
+			tx.writes = append(tx.writes, write{key: vvKey(o), delete: true})
+		}
+	}
+	for o, seq := range vv {
+		tx.s.vv[o] = seq
+		if o != self && seq > tx.s.collected[o] {
+			tx.s.collected[o] = seq
+			tx.writes = append(tx.writes, write{key: collectedKey(o), value: int64Bytes(int64(seq))})
+		}
+	}
 }
 
 // reincarnate makes this store a new incarnation, in the commit that installs

@@ -1,10 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"maps"
-	"slices"
 	"testing"
 )
 
@@ -51,11 +52,10 @@ func TestSnapshotOlderRefused(t *testing.T) {
 }
 
 // TestSnapshotRedoPrevKV installs a snapshot that lacks one of this site's own
-// changes: the install's revision shows the key taking the snapshot's value,
-// then the own change merged again on top. As etcd shows a key a revision
-// changes twice, both events' prev_kv is the key's state at the previous
-// revision (the internal/cluster watch checks and etcdshim's differential test
-// against etcd hold it to that), and the revision ends with the own change.
+// changes: the install's revision shows the key taking the snapshot's value, the
+// next revision the own change merged again on top. Each event's prev_kv is the
+// key's state at the previous revision, etcd's rule (the internal/cluster watch
+// checks and etcdshim's differential test against etcd hold it to that).
 func TestSnapshotRedoPrevKV(t *testing.T) {
 	ctx := context.Background()
 	a, c := openSite(t, "a", nil), openSite(t, "c", nil)
@@ -66,25 +66,93 @@ func TestSnapshotRedoPrevKV(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	from := c.Rev() + 1
 	if err := c.InstallSnapshot(ctx, snap); err != nil {
 		t.Fatal(err)
 	}
-	rev := c.Rev()
-	evs, err := c.Events(rev, rev, 100)
+	evs := eventsSince(t, c, from)
+	want := []string{`{"n":1}`, `{"n":2}`}
+	if len(evs) != 2 {
+		t.Fatalf("the install shows %d events, want the snapshot's value then this site's own change", len(evs))
+	}
+	for i, ev := range evs {
+		if string(ev.KV.Value) != want[i] || ev.KV.ModRevision != from+int64(i) {
+			t.Fatalf("event %d: %s at %d, want %s at %d", i, ev.KV.Value, ev.KV.ModRevision, want[i], from+int64(i))
+		}
+	}
+	if err := etcdValid(t, c, from); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSnapshotRedoCreate installs a snapshot that lacks a key this site created
+// (no document at all): the install deletes it, and the own change redone
+// creates it again. Each shows at its own revision, so the create follows a
+// delete, as etcd's history would have it; in one revision, the create of a key
+// live at the revision before read as a put without prev_kv (internal/cluster
+// TestLinearizable seed 1: "put /lin/a create 611 version 1 prev false after
+// rev 605 put /lin/a").
+func TestSnapshotRedoCreate(t *testing.T) {
+	ctx := context.Background()
+	a, c := openSite(t, "a", nil), openSite(t, "c", nil)
+	put(t, a, "j", `{"n":1}`)
+	put(t, c, "k", `{"n":1}`) // never at a
+	snap, err := a.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var values []string
-	for i, ev := range evs {
-		if string(ev.KV.Key) != "k" {
-			continue
-		}
-		if ev.PrevKV == nil || string(ev.PrevKV.Value) != `{"n":2}` {
-			t.Fatalf("event %d of the install's revision: prev_kv %+v, want the state at the previous revision {\"n\":2}", i, ev.PrevKV)
-		}
-		values = append(values, string(ev.KV.Value))
+	from := c.Rev() + 1
+	if err := c.InstallSnapshot(ctx, snap); err != nil {
+		t.Fatal(err)
 	}
-	if want := []string{`{"n":1}`, `{"n":2}`}; !slices.Equal(values, want) {
-		t.Fatalf("the install's revision shows k as %q, want the snapshot's value then this site's own change %q", values, want)
+	if err := etcdValid(t, c, from); err != nil {
+		t.Fatal(err)
 	}
+	res, err := c.Range([]byte("k"), RangeOptions{})
+	if err != nil || len(res.KVs) != 1 || string(res.KVs[0].Value) != `{"n":1}` || res.KVs[0].Version != 1 {
+		t.Fatalf("k after the install: %+v, %v; want this site's own create redone", res.KVs, err)
+	}
+}
+
+// eventsSince returns the store's events from revision from on.
+func eventsSince(t *testing.T, s *Store, from int64) []Event {
+	t.Helper()
+	evs, err := s.Events(from, s.Rev(), 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// etcdValid checks the events from revision from on against what an etcd
+// history can hold: a key changes at most once per revision; a create (create
+// revision == mod revision) is version 1 of a key absent at the revision
+// before, with no prev_kv; any other event's prev_kv is the key's state at the
+// revision before.
+func etcdValid(t *testing.T, s *Store, from int64) error {
+	t.Helper()
+	seen := map[string]int64{}
+	for _, ev := range eventsSince(t, s, from) {
+		key, rev := string(ev.KV.Key), ev.KV.ModRevision
+		if seen[key] == rev {
+			return fmt.Errorf("revision %d changes %q twice", rev, key)
+		}
+		seen[key] = rev
+		before, err := s.Range(ev.KV.Key, RangeOptions{Rev: rev - 1})
+		if err != nil {
+			return err
+		}
+		create := ev.Type == EventPut && ev.KV.CreateRevision == rev
+		switch {
+		case create && (ev.KV.Version != 1 || ev.PrevKV != nil || len(before.KVs) != 0):
+			return fmt.Errorf("revision %d: a create of %q at version %d, prev_kv %v, live before: %v", rev, key, ev.KV.Version, ev.PrevKV != nil, len(before.KVs) != 0)
+		case !create && len(before.KVs) == 0 && ev.PrevKV != nil:
+			return fmt.Errorf("revision %d: %q absent before, yet a prev_kv", rev, key)
+		case !create && len(before.KVs) == 1 && (ev.PrevKV == nil || !bytes.Equal(ev.PrevKV.Value, before.KVs[0].Value)):
+			return fmt.Errorf("revision %d: %q's prev_kv %v, want the state at the revision before %s", rev, key, ev.PrevKV, before.KVs[0].Value)
+		case !create && ev.Type == EventPut && len(before.KVs) == 0:
+			return fmt.Errorf("revision %d: a put of %q absent before that is not a create", rev, key)
+		}
+	}
+	return nil
 }
