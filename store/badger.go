@@ -100,3 +100,21 @@ func (l badgerLogger) Infof(f string, a ...any) {
 func (l badgerLogger) Debugf(f string, a ...any) {
 	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
 }
+
+// eachUnder calls fn with the key (its prefix byte included) and value of every
+// entry under prefix, in key order, until fn returns an error, which it
+// returns. fn may keep both: they are copies.
+func eachUnder(txn *badger.Txn, prefix byte, fn func(key, value []byte) error) error {
+	it := txn.NewIterator(iteratorPrefix(prefix))
+	defer it.Close()
+	for it.Rewind(); it.Valid(); it.Next() {
+		v, err := it.Item().ValueCopy(nil)
+		if err != nil {
+			return err
+		}
+		if err := fn(it.Item().KeyCopy(nil), v); err != nil {
+			return err
+		}
+	}
+	return nil
+}

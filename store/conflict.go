@@ -82,33 +82,24 @@ func (tx *WriteTxn) RecordConflict(kind crdt.ConflictKind, key, winnerKey []byte
 func (s *Store) Conflicts() ([]Conflict, error) {
 	var out []Conflict
 	err := s.db.View(func(txn *badger.Txn) error {
-		it := txn.NewIterator(iteratorPrefix(prefixConflict))
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+		err := eachUnder(txn, prefixConflict, func(k, v []byte) error {
 			c, err := crdt.DecodeChange(v) // two stamps in the change codec
 			if err != nil {
 				return err
 			}
-			out = append(out, Conflict{Key: bytes.Clone(it.Item().Key()[1:]), Kind: crdt.ConcurrentCreate, Winner: c.Inc, Loser: c.Epoch})
+			out = append(out, Conflict{Key: k[1:], Kind: crdt.ConcurrentCreate, Winner: c.Inc, Loser: c.Epoch})
+			return nil
+		})
+		if err != nil {
+			return err
 		}
-		it2 := txn.NewIterator(iteratorPrefix(prefixConflicts))
-		defer it2.Close()
-		for it2.Rewind(); it2.Valid(); it2.Next() {
-			v, err := it2.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
+		return eachUnder(txn, prefixConflicts, func(_, v []byte) error {
 			c, err := decodeConflict(v)
-			if err != nil {
-				return err
+			if err == nil {
+				out = append(out, c)
 			}
-			out = append(out, c)
-		}
-		return nil
+			return err
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("store: list conflicts: %w", err)

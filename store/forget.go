@@ -76,19 +76,14 @@ func parseForgetting(k, v []byte) (Forgetting, error) {
 
 // loadForgettings reads the decisions at Open.
 func (s *Store) loadForgettings(txn *badger.Txn) error {
-	it := txn.NewIterator(iteratorPrefix(prefixForgetting))
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		f, err := parseForgetting(it.Item().Key(), v)
+	err := eachUnder(txn, prefixForgetting, func(k, v []byte) error {
+		f, err := parseForgetting(k, v)
 		if err != nil {
 			return fmt.Errorf("store: forgetting: %w", err)
 		}
 		s.forgettings = append(s.forgettings, f)
-	}
+		return nil
+	})
 	slices.SortFunc(s.forgettings, CompareForgettings)
-	return nil
+	return err
 }

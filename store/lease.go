@@ -64,22 +64,16 @@ type LeaseStatus struct {
 func newLeases() *leases { return &leases{byID: make(map[int64]*lease)} }
 
 func (ls *leases) load(txn *badgerTxn, now time.Time) error {
-	it := txn.NewIterator(iteratorPrefix(prefixLease))
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		id := int64(binary.BigEndian.Uint64(it.Item().Key()[1:]))
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return err
-		}
+	return eachUnder(txn, prefixLease, func(k, v []byte) error {
+		id := int64(binary.BigEndian.Uint64(k[1:]))
 		_, l, err := decodeLeaseRecord(v)
 		if err != nil || l.id != id {
 			return fmt.Errorf("store: lease %d: %w", id, errCorrupt)
 		}
 		l.expiry = now.Add(time.Duration(l.ttl) * time.Second)
 		ls.byID[id] = l
-	}
-	return nil
+		return nil
+	})
 }
 
 func (ls *leases) exists(id int64) bool {

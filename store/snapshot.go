@@ -36,21 +36,12 @@ type SnapshotDoc struct {
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 	snap := Snapshot{VV: map[string]uint64{}}
 	each := func(txn *badger.Txn, prefix byte, fn func(key, value []byte) error) error {
-		it := txn.NewIterator(iteratorPrefix(prefix))
-		defer it.Close()
-		for it.Rewind(); it.Valid(); it.Next() {
+		return eachUnder(txn, prefix, func(k, v []byte) error {
 			if err := ctx.Err(); err != nil {
 				return err
 			}
-			v, err := it.Item().ValueCopy(nil)
-			if err != nil {
-				return err
-			}
-			if err := fn(it.Item().KeyCopy(nil)[1:], v); err != nil {
-				return err
-			}
-		}
-		return nil
+			return fn(k[1:], v)
+		})
 	}
 	err := s.view(func(txn *badger.Txn) error {
 		err := each(txn, prefixVV, func(origin, v []byte) error {

@@ -247,31 +247,27 @@ func (s *Store) readMeta(txn *badger.Txn) error {
 		return err
 	}
 	s.clock = uint64(clock)
-	it := txn.NewIterator(iteratorPrefix(prefixVV))
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		v, err := it.Item().ValueCopy(nil)
-		if err != nil {
-			return err
-		}
+	err = eachUnder(txn, prefixVV, func(k, v []byte) error {
 		seq, err := bytesInt64(v)
 		if err != nil {
 			return fmt.Errorf("store: version vector: %w", err)
 		}
-		s.vv[string(it.Item().Key()[1:])] = uint64(seq)
+		s.vv[string(k[1:])] = uint64(seq)
+		return nil
+	})
+	if err != nil {
+		return err
 	}
-	gc := txn.NewIterator(iteratorPrefix(prefixCollected))
-	defer gc.Close()
-	for gc.Rewind(); gc.Valid(); gc.Next() {
-		v, err := gc.Item().ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		origin, seq, err := parseCollected(gc.Item().Key(), v)
+	err = eachUnder(txn, prefixCollected, func(k, v []byte) error {
+		origin, seq, err := parseCollected(k, v)
 		if err != nil {
 			return fmt.Errorf("store: collected log: %w", err)
 		}
 		s.collected[origin] = seq
+		return nil
+	})
+	if err != nil {
+		return err
 	}
 	if err := s.loadForgettings(txn); err != nil {
 		return err
