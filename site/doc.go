@@ -40,5 +40,8 @@
 // dead, left or forgotten: memberlist forgets dead members, gossip's own record
 // does not, and the store's version vector names every site whose changes are
 // here (after a restart, a site not heard of since is dead until it returns).
-// A site no longer counted (unheard of for ForgetSiteAfter) is forgotten.
+// A site is forgotten once the replicated forgetting decisions forget its
+// newest incarnation (some site did not hear of it for ForgetSiteAfter and
+// proposed it; sync/peer's doc, Forgetting): every site holding the same
+// decisions reports the same sites forgotten, whatever its own clock says.
 package site

@@ -32,7 +32,12 @@ const (
 	StateSuspected = "suspected" // this site's probes of it go unanswered
 	StateDead      = "dead"      // declared dead, or not heard of since this site started
 	StateLeft      = "left"      // shut down and said so
-	StateForgotten = "forgotten" // unheard of for --forget-site-after: back only by snapshot
+	// StateForgotten: the replicated forgetting decisions forgot the site's
+	// newest incarnation (some site did not hear of it for
+	// --forget-site-after): it counts again only by snapshot, or as a new
+	// incarnation (sync/peer's doc, Forgetting). Every site holding the same
+	// decisions reports the same sites forgotten.
+	StateForgotten = "forgotten"
 )
 
 // SiteStatus is what a site knows of another.
@@ -87,6 +92,7 @@ func (s *Site) siteStatuses(vv map[string]uint64, conflicts []Conflict) []SiteSt
 		ss := get(m.Site)
 		ss.State, ss.LastContact = gossipState(m.State), m.LastSeen
 	}
+	forgotten := map[string]bool{}
 	for _, p := range s.Sync.Sites() {
 		ss := get(p.Site)
 		ss.Reachable, ss.Reported, ss.TheyLack, ss.WeLack = p.Connected, p.Reported, p.TheyLack, p.WeLack
@@ -94,8 +100,8 @@ func (s *Site) siteStatuses(vv map[string]uint64, conflicts []Conflict) []SiteSt
 		if p.LastContact.After(ss.LastContact) {
 			ss.LastContact = p.LastContact
 		}
+		forgotten[p.Site] = p.Forgotten
 	}
-	counted := s.counted()
 	for _, c := range conflicts {
 		for _, site := range c.Sites {
 			if site != s.cfg.Name {
@@ -109,8 +115,8 @@ func (s *Site) siteStatuses(vv map[string]uint64, conflicts []Conflict) []SiteSt
 		if name == s.cfg.Name {
 			continue
 		}
-		if ss.State != StateAlive && ss.State != StateSuspected && !slices.Contains(counted, name) {
-			ss.State = StateForgotten
+		if forgotten[name] {
+			ss.State = StateForgotten // whatever gossip says: the decision stands
 		}
 		out = append(out, *ss)
 	}

@@ -341,6 +341,14 @@ func (e *Engine) replaced(origin string) bool {
 // Forgotten returns the incarnations the forgetting decisions held here forget.
 func (e *Engine) Forgotten() []string { return slices.Sorted(maps.Keys(e.gone)) }
 
+// forgottenSite reports whether the forgetting decisions held here forget the
+// newest incarnation known of another site: it counts again only once it has
+// taken a snapshot, or returned as a new incarnation.
+func (e *Engine) forgottenSite(site string) bool {
+	origin, known := e.current[site]
+	return known && e.gone[origin]
+}
+
 // Horizon computes how far every counted site holds the change log. A counted
 // site counts by its newest incarnation known (Counted holds origins); one not
 // heard of at all yet holds nothing, and the horizon is not Complete.

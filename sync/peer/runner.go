@@ -225,6 +225,10 @@ type SiteSync struct {
 	// Lag is how long this site has held the oldest change the site lacks
 	// (0 when it lacks none).
 	Lag time.Duration
+	// Forgotten says the forgetting decisions held here (replicated, the same
+	// at every site that holds them) forget the site's newest incarnation
+	// known: it counts again only by snapshot, or as a new incarnation.
+	Forgotten bool
 }
 
 // Sites reports every other site that is a peer now or has reported what it
@@ -241,6 +245,14 @@ func (r *Runner) Sites() []SiteSync {
 			ss.Lag = now.Sub(at)
 		}
 		byName[site] = ss
+	}
+	for site := range r.engine.current {
+		if r.engine.forgottenSite(site) {
+			if byName[site] == nil {
+				byName[site] = &SiteSync{Site: site}
+			}
+			byName[site].Forgotten = true
+		}
 	}
 	r.mu.Unlock()
 	r.peersMu.Lock()

@@ -92,6 +92,11 @@ func TestSnapshotAfterForgotten(t *testing.T) {
 	net.Partition([]string{"c"})
 	engines["a"].SetCounted([]string{"a", "b"})
 	engines["b"].SetCounted([]string{"a", "b"})
+	for _, n := range []string{"a", "b"} { // what site's status reports
+		if !engines[n].forgottenSite("c") || engines[n].forgottenSite("a") || engines[n].forgottenSite("b") {
+			t.Fatalf("%s: forgotten sites a %v, b %v, c %v; want c alone", n, engines[n].forgottenSite("a"), engines[n].forgottenSite("b"), engines[n].forgottenSite("c"))
+		}
+	}
 	for i := range 100 {
 		put(t, stores["a"], "/shared", fmt.Sprintf(`{"a":"%d","c":"0"}`, i))
 		put(t, stores["b"], fmt.Sprintf("/b/%d", i%10), `{"v":"b"}`)
