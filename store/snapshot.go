@@ -129,7 +129,7 @@ func (s *Store) InstallSnapshotWith(ctx context.Context, snap Snapshot, opts Ins
 	if err != nil {
 		return err
 	}
-	r := &request{fns: []func(*WriteTxn) error{in.install, in.redoOwn}, done: make(chan struct{})}
+	r := &request{fns: []func(*WriteTxn) error{in.install, in.redoOwn}, alone: true, done: make(chan struct{})}
 	if _, err := s.submit(ctx, r); err != nil {
 		return err
 	}

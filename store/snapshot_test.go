@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"sync"
 	"testing"
+	"time"
 )
 
 // TestSnapshotOlderRefused installs, at a site that already holds more of an
@@ -155,4 +157,55 @@ func etcdValid(t *testing.T, s *Store, from int64) error {
 		}
 	}
 	return nil
+}
+
+// TestSnapshotInstallAlone queues a snapshot's install behind a write of this
+// site's own that the committer would take in the same batch. The install
+// reads this site's own logged changes from badger, where that write's are
+// not yet: it commits in a batch of its own, after the write, and merges the
+// write again on top (in one batch it took the change as collected and was
+// refused, or, for a forgotten site, went on anew and lost the write).
+func TestSnapshotInstallAlone(t *testing.T) {
+	ctx := context.Background()
+	a, c := openSite(t, "a", nil), openSite(t, "c", nil)
+	put(t, a, "j", `{"n":1}`)
+	snap, err := a.Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	c.cfg.Failpoint = func(name string) error { // the committer waits in its first commit
+		if name == FailpointBeforeCommit {
+			once.Do(func() { close(held); <-release })
+		}
+		return nil
+	}
+	errs := make(chan error, 3)
+	write := func(k string) {
+		_, err := c.Update(ctx, func(tx *WriteTxn) error { return tx.Put([]byte(k), []byte(`{"n":1}`), 0) })
+		errs <- err
+	}
+	queued := func(n int) {
+		for len(c.reqs) < n {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	go write("x")
+	<-held
+	go write("k")
+	queued(1)
+	go func() { errs <- c.InstallSnapshot(ctx, snap) }()
+	queued(2)
+	close(release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, k := range []string{"j", "k", "x"} {
+		if kv, ok := get(t, c, k, 0); !ok || string(kv.Value) != `{"n":1}` {
+			t.Fatalf("%s after the install: %+v %v, want {\"n\":1}", k, kv, ok)
+		}
+	}
 }

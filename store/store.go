@@ -84,9 +84,13 @@ type Store struct {
 type request struct {
 	fns  []func(*WriteTxn) error
 	prep map[string]*prepared // readied by the caller (prepare.go)
-	rev  int64
-	err  error
-	done chan struct{}
+	// alone makes the request a batch of its own: it reads what is durable
+	// (a snapshot's install reads this site's own logged changes from badger,
+	// where those of earlier requests in its batch are not yet).
+	alone bool
+	rev   int64
+	err   error
+	done  chan struct{}
 }
 
 // Open opens (or creates) the store described by cfg and starts its committer and
@@ -574,7 +578,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		logged bool
 	)
 	for i, r := range batch {
-		if size > s.batchBytes() {
+		if size > s.batchBytes() || i > 0 && (r.alone || batch[0].alone) {
 			batch, rest = batch[:i], batch[i:]
 			break
 		}
