@@ -82,11 +82,11 @@ func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
 // InstallSnapshot replaces this site's replicated state with a snapshot taken at
 // another site, in one revision whose events show every key that changed. Changes
 // of other origins beyond the snapshot come again from the peers; this site's own
-// changes the snapshot lacks are merged again on top, at the next revision (in
-// the same commit), as every other site merges them when they arrive (edits of
-// histories rebased without counting this site are dropped alike everywhere, see
-// crdt's rebase). Each revision changes a key at most once, as in etcd: a key the
-// install takes and an own change redoes shows as two ordinary events.
+// changes the snapshot lacks are merged again on top, in the same commit, each
+// at a revision of its own, as every other site merges them when they arrive
+// (edits of histories rebased without counting this site are dropped alike
+// everywhere, see crdt's rebase). So no revision changes a key twice, as in
+// etcd: a key the install takes and own changes redo shows as ordinary events.
 func (s *Store) InstallSnapshot(ctx context.Context, snap Snapshot) error {
 	return s.InstallSnapshotWith(ctx, snap, InstallOptions{})
 }
@@ -116,10 +116,9 @@ type installing struct {
 	raw     map[string][]byte
 	leaseOf map[string]int64
 	grants  []*lease
-	// Set by the install's revision for the redo's: this site's own changes
-	// the snapshot lacks, and the sequence they reach.
+	// Set by the install's revision: this site's own changes the snapshot
+	// lacks, merged again after it.
 	redo []Change
-	own  uint64
 }
 
 // InstallSnapshotWith installs a snapshot as InstallSnapshot does, but may give
@@ -129,7 +128,7 @@ func (s *Store) InstallSnapshotWith(ctx context.Context, snap Snapshot, opts Ins
 	if err != nil {
 		return err
 	}
-	r := &request{fns: []func(*WriteTxn) error{in.install, in.redoOwn}, alone: true, done: make(chan struct{})}
+	r := &request{fns: []func(*WriteTxn) error{in.install}, alone: true, done: make(chan struct{})}
 	if _, err := s.submit(ctx, r); err != nil {
 		return err
 	}
@@ -160,7 +159,8 @@ func (s *Store) readyInstall(snap Snapshot, opts InstallOptions) (*installing, e
 }
 
 // install is the install's revision: every check first, then the snapshot's
-// documents, leases and version vector.
+// documents, leases and version vector; this site's own changes the snapshot
+// lacks follow (redo).
 func (in *installing) install(tx *WriteTxn) error {
 	if err := tx.s.snapshotNotOlder(in.snap.VV, in.opts); err != nil {
 		return err
@@ -170,9 +170,7 @@ func (in *installing) install(tx *WriteTxn) error {
 			return err
 		}
 	}
-	self := tx.s.origin
-	in.own = tx.s.vv[self]
-	redo, err := tx.ownChanges(in.snap.VV[self])
+	redo, err := tx.ownChanges(in.snap.VV[tx.s.origin])
 	if err != nil {
 		return err
 	}
@@ -197,22 +195,20 @@ func (in *installing) install(tx *WriteTxn) error {
 		}
 	}
 	tx.takeVersionVector(in.snap.VV)
+	for _, c := range redo {
+		tx.then = append(tx.then, redo1(c))
+	}
 	return nil
 }
 
-// redoOwn is the revision after the install's: this site's own changes the
-// snapshot lacks, merged again in order, untidied (see tidy).
-func (in *installing) redoOwn(tx *WriteTxn) error {
-	if len(in.redo) == 0 {
-		return nil
+// redo1 merges one of this site's own changes again after a snapshot's
+// install, untidied (see tidy), at a revision of its own.
+func redo1(c Change) func(*WriteTxn) error {
+	return func(tx *WriteTxn) error {
+		tx.s.vv[c.Origin], tx.redo = c.Seq, true
+		_, err := tx.merge(c, false)
+		return err
 	}
-	tx.s.vv[tx.s.origin], tx.redo = in.own, true
-	for _, c := range in.redo {
-		if _, err := tx.merge(c, false); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // dropGone empties the documents of keys this site has and the snapshot does
@@ -248,7 +244,7 @@ func (tx *WriteTxn) dropGone(docs map[string]*crdt.Doc) error {
 
 // takeVersionVector makes vv the version vector: what this site held beyond
 // it of other origins is no longer in its documents, so it must come again.
-// Its own sequence is vv's until the redo's revision.
+// Its own sequence is vv's until its own changes are merged again (redo1).
 func (tx *WriteTxn) takeVersionVector(vv map[string]uint64) {
 	self := tx.s.origin
 	for o := range tx.s.vv {

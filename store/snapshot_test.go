@@ -87,18 +87,20 @@ func TestSnapshotRedoPrevKV(t *testing.T) {
 	}
 }
 
-// TestSnapshotRedoCreate installs a snapshot that lacks a key this site created
-// (no document at all): the install deletes it, and the own change redone
-// creates it again. Each shows at its own revision, so the create follows a
-// delete, as etcd's history would have it; in one revision, the create of a key
-// live at the revision before read as a put without prev_kv (internal/cluster
-// TestLinearizable seed 1: "put /lin/a create 611 version 1 prev false after
-// rev 605 put /lin/a").
+// TestSnapshotRedoCreate installs a snapshot that lacks a key this site
+// created, deleted and created again (no document at all): the install deletes
+// it, and the own changes redone create, delete and create it again. Each shows
+// at its own revision, so every create follows a delete, as etcd's history
+// would have it; in one revision, a create of a key live at the revision before
+// read as a put without prev_kv (internal/cluster TestLinearizable seed 1: "put
+// /lin/a create 611 version 1 prev false after rev 605 put /lin/a").
 func TestSnapshotRedoCreate(t *testing.T) {
 	ctx := context.Background()
 	a, c := openSite(t, "a", nil), openSite(t, "c", nil)
 	put(t, a, "j", `{"n":1}`)
-	put(t, c, "k", `{"n":1}`) // never at a
+	put(t, c, "k", `{"n":0}`) // never at a
+	del(t, c, "k")
+	put(t, c, "k", `{"n":1}`)
 	snap, err := a.Snapshot(ctx)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"maps"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -582,7 +583,9 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 			batch, rest = batch[:i], batch[i:]
 			break
 		}
-		for _, fn := range r.fns {
+		fns := slices.Clip(r.fns)
+		for i := 0; i < len(fns); i++ {
+			fn := fns[i]
 			if s.fail != nil {
 				r.err = s.fail
 				break
@@ -602,6 +605,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 			if len(tx.events) > 0 {
 				s.rev++
 			}
+			fns = slices.Insert(fns, i+1, tx.then...)
 			r.rev = s.rev
 			logged = logged || tx.logged
 			events = append(events, tx.events...)

@@ -29,6 +29,10 @@ type WriteTxn struct {
 	// redo is set while a snapshot's install merges this site's own changes
 	// again: tidy leaves documents as they are then (see tidy).
 	redo bool
+	// then are writes to follow this one in the same commit, each at a
+	// revision of its own (a snapshot's install: this site's own changes
+	// merged again, one revision each, as they first were).
+	then []func(*WriteTxn) error
 }
 
 // recreation is a key's new incarnation, to be indexed as a create.
