@@ -133,3 +133,56 @@ func TestSnapshotAfterForgotten(t *testing.T) {
 		t.Fatalf("/shared at c: %s %v", dump(res.KVs), err)
 	}
 }
+
+// TestStaleSnapshotNoRejoin: a forgotten site in touch with the others gets a
+// snapshot taken long before (a stalled link delivers it late). It holds, and
+// has collected, changes the snapshot lacks — of a current snapshot, a sign it
+// can never take one of that sender — but the sender has since reported holding
+// them: the snapshot is stale, and the site neither installs it nor goes on
+// anew, which would give up, and show again as missing, what it held
+// (internal/cluster TestChaosForgetting seed 169).
+func TestStaleSnapshotNoRejoin(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(2)
+	names := []string{"a", "b"}
+	stores := map[string]*store.Store{}
+	engines := map[string]*Engine{}
+	for _, n := range names {
+		stores[n] = openStore(t, n)
+		engines[n] = NewEngine(stores[n], 50)
+		net.Add(n, engines[n])
+	}
+	settle := func() {
+		t.Helper()
+		if _, err := net.Settle(ctx, 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	put(t, stores["a"], "/a", `{"v":"0"}`)
+	settle()
+	engines["a"].SetCounted([]string{"a"}) // a's clock forgets b
+	engines["b"].SetCounted(names)
+	settle()
+	if !engines["b"].gone[stores["b"].Origin()] {
+		t.Fatal("b does not hold the decision that forgets it")
+	}
+	stale, err := engines["a"].snapshot(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		put(t, stores["a"], "/a", fmt.Sprintf(`{"v":"%d"}`, i+1))
+	}
+	settle()
+	waitCollectedOf(t, stores["b"], stores["a"].Origin())
+	origin := stores["b"].Origin()
+	for _, env := range stale {
+		if _, err := engines["b"].Handle(ctx, env.Msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := stores["b"].Origin(); got != origin {
+		t.Fatalf("b went on anew (%s -> %s) on a snapshot older than what its sender reported holding", origin, got)
+	}
+	sameData(t, stores["a"], stores["b"])
+}
