@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"slices"
 	"testing"
@@ -58,7 +59,14 @@ func TestInstallSnapshotAnew(t *testing.T) {
 	if err := a.InstallSnapshot(context.Background(), snap); err == nil {
 		t.Fatal("a snapshot without changes a collected installed as is")
 	}
-	if err := a.InstallSnapshotWith(context.Background(), snap, InstallOptions{Anew: true}); err != nil {
+	// Judged on holdings that have changed since (a merge, another install):
+	// refused, and nothing changes.
+	judged := a.VersionVector()
+	put(t, a, "/mine", `{"v":0}`)
+	if err := a.InstallSnapshotWith(context.Background(), snap, InstallOptions{Anew: true, Held: judged}); !errors.Is(err, ErrSnapshotOlder) || a.Origin() != old {
+		t.Fatalf("installing anew on changed holdings: %v, origin %s (was %s); want ErrSnapshotOlder and no change", err, a.Origin(), old)
+	}
+	if err := a.InstallSnapshotWith(context.Background(), snap, InstallOptions{Anew: true, Held: a.VersionVector()}); err != nil {
 		t.Fatal(err)
 	}
 	if o := a.Origin(); !NewerOrigin(o, old) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"time"
 
@@ -105,6 +106,11 @@ type InstallOptions struct {
 	// forgotten incarnation rejoins when no snapshot will ever do otherwise: a
 	// new incarnation's numbers cannot be mistaken for the ones given up.
 	Anew bool
+	// Held, with Anew, is the version vector the caller judged the install
+	// by: it goes on anew only if the store still holds exactly that (a
+	// change merged, or another snapshot installed, since may make the
+	// judgement wrong), else the install is refused with ErrSnapshotOlder.
+	Held map[string]uint64
 }
 
 // installing is a snapshot readied for its install: every document opened and
@@ -304,6 +310,9 @@ var ErrSnapshotOlder = errors.New("store: snapshot older than what this site hol
 // inside the install's transaction: a check before it would race with changes
 // merged meanwhile from another peer.
 func (s *Store) snapshotNotOlder(vv map[string]uint64, opts InstallOptions) error {
+	if opts.Anew && opts.Held != nil && !maps.Equal(s.vv, opts.Held) {
+		return fmt.Errorf("%w: this site's holdings changed since the install was judged", ErrSnapshotOlder)
+	}
 	if opts.Anew {
 		return nil
 	}

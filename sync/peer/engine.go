@@ -730,12 +730,15 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	for _, p := range in.parts {
 		snap.Docs = append(snap.Docs, p.Docs...)
 	}
-	why, stuck, forced := e.refusal(snap)
+	held := e.st.VersionVector()
+	why, stuck, forced := e.refusal(snap, held)
 	// A forgotten incarnation that can never take a snapshot of a site not
 	// forgotten goes on as a new incarnation (see the package doc, Forgetting)
 	// — never on a stale one: a later snapshot of the sender holds more.
 	rejoin := e.gone[e.st.Origin()] && !e.gone[m.Origin] && !e.stale(m.Origin, snap.VV)
-	opts := store.InstallOptions{GiveUp: e.goneHeld(), Anew: stuck && rejoin}
+	// Held: another install or merge while this one is under way (the engine
+	// is unlocked around the store's calls) may make going on anew wrong.
+	opts := store.InstallOptions{GiveUp: e.goneHeld(), Anew: stuck && rejoin, Held: held}
 	if why != "" && !opts.Anew {
 		return e.skipSnapshot(m, why)
 	}
@@ -807,9 +810,9 @@ func (e *Engine) skipSnapshot(m Message, why string) ([]Envelope, error) {
 // gives up the rest (see the package doc, Forgetting).
 // This site's own changes it has collected are held by every site it waits
 // for, so a snapshot without them is older than those sites' state.
-func (e *Engine) refusal(snap store.Snapshot) (why string, stuck, forced bool) {
+func (e *Engine) refusal(snap store.Snapshot, held map[string]uint64) (why string, stuck, forced bool) {
 	self, collected := e.st.Origin(), e.st.Collected()
-	for o, seq := range e.st.VersionVector() {
+	for o, seq := range held {
 		if o != self && seq > snap.VV[o] {
 			if !e.replaced(o) {
 				return "this site holds more of " + o, collected[o] > snap.VV[o], false
