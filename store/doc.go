@@ -30,7 +30,10 @@
 // History stays bounded: documents restart their histories (crdt rebase) and the
 // change log is collected once the sync layer's Horizon says every counted site
 // holds what goes; a site alone writes no change log at all. A site that lacks
-// collected changes installs a Snapshot of another site's state.
+// collected changes installs a Snapshot of another site's state: alone in its
+// commit, as one revision, with this site's own changes the snapshot lacks
+// merged again after it, each at a revision of its own, so that no revision
+// changes a key twice (a watcher sees ordinary etcd events).
 //
 // Merges follow crdt's rules with the one Config.Validator given to every document
 // the store opens, and the merge units of the built-in kinds and of the custom

@@ -79,7 +79,12 @@
 // take the snapshot of a site not forgotten installs it anew
 // (store.InstallOptions.Anew), giving up its changes the snapshot lacks and
 // going on as a new incarnation, whose sequence numbers cannot be mistaken for
-// the ones given up; the others treat it as a site that lost its data. Sites
+// the ones given up; the others treat it as a site that lost its data. It
+// does so only on a snapshot not older than what its sender has since
+// reported holding (a snapshot delivered late says nothing of what the sender
+// can send now), and only if its holdings are still those it judged by (the
+// store checks, in the install's transaction: another install or merge may
+// run while the engine is unlocked). Sites
 // not forgotten wait for each other, so a snapshot of one of them is always
 // one a forgotten site can take anew. The price is the rule a client sees:
 // writes a forgotten incarnation acknowledged that no other site held when it
