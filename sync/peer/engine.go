@@ -629,6 +629,15 @@ func (e *Engine) answerFrom(m Message) map[string]uint64 {
 	if have == nil {
 		have = map[string]uint64{}
 	}
+	// Of a replaced origin, a site may hold less than it once reported: a
+	// forced snapshot install gave up the rest, which comes again only from
+	// the sites that hold it. Its Pull says what it holds now (a late Pull may
+	// say less: what is sent again is merged once).
+	for o, seq := range m.VV {
+		if seq < have[o] && e.replaced(o) {
+			have[o] = seq
+		}
+	}
 	sent, before := e.sent[m.From], e.answered[m.From]
 	if sent == nil || m.Resend {
 		return have
