@@ -186,3 +186,53 @@ func TestStaleSnapshotNoRejoin(t *testing.T) {
 	}
 	sameData(t, stores["a"], stores["b"])
 }
+
+// TestReplacedOriginSentAgain: a site gives up, by a forced snapshot install,
+// the tail of a replaced origin's changes it had reported holding (site c lost
+// its disk; b took a snapshot from before it). The others' rows for b only
+// grow, so they held that tail as b's; its Pulls say what it holds now, and
+// the tail is sent again (internal/cluster TestChaosForgetting seed 113: the
+// sites never converged).
+func TestReplacedOriginSentAgain(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(2)
+	stores := map[string]*store.Store{}
+	add := func(n string) {
+		stores[n] = openStore(t, n)
+		net.Add(n, NewEngine(stores[n], 50))
+	}
+	settle := func() {
+		t.Helper()
+		if _, err := net.Settle(ctx, 20); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"a", "b", "c"} {
+		add(n)
+	}
+	for i := range 5 {
+		put(t, stores["c"], fmt.Sprintf("/c/%d", i), `{"v":1}`)
+	}
+	early, err := stores["c"].Snapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 5 {
+		put(t, stores["c"], fmt.Sprintf("/c/%d", i), `{"v":2}`)
+	}
+	settle()
+	old := stores["c"].Origin()
+	add("c") // its disk lost: a new incarnation replaces old
+	settle()
+	if err := stores["b"].InstallSnapshotWith(ctx, early, store.InstallOptions{GiveUp: []string{old}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := stores["b"].VersionVector()[old]; got != 5 {
+		t.Fatalf("b holds %d of %s after the forced install, want 5", got, old)
+	}
+	settle()
+	if got := stores["b"].VersionVector()[old]; got != 10 {
+		t.Fatalf("b holds %d of the replaced %s, the others 10", got, old)
+	}
+	sameData(t, stores["a"], stores["b"], stores["c"])
+}
