@@ -78,13 +78,7 @@ func TestSnapshotAfterForgotten(t *testing.T) {
 	ctx := context.Background()
 	net := NewNetwork(2)
 	names := []string{"a", "b", "c"}
-	stores := map[string]*store.Store{}
-	engines := map[string]*Engine{}
-	for _, n := range names {
-		stores[n] = openStore(t, n)
-		engines[n] = NewEngine(stores[n], 50)
-		net.Add(n, engines[n])
-	}
+	stores, engines := addSites(t, net, names...)
 	put(t, stores["a"], "/shared", `{"a":"0","c":"0"}`)
 	if _, err := net.Settle(ctx, 20); err != nil {
 		t.Fatal(err)
@@ -145,13 +139,7 @@ func TestStaleSnapshotNoRejoin(t *testing.T) {
 	ctx := context.Background()
 	net := NewNetwork(2)
 	names := []string{"a", "b"}
-	stores := map[string]*store.Store{}
-	engines := map[string]*Engine{}
-	for _, n := range names {
-		stores[n] = openStore(t, n)
-		engines[n] = NewEngine(stores[n], 50)
-		net.Add(n, engines[n])
-	}
+	stores, engines := addSites(t, net, names...)
 	settle := func() {
 		t.Helper()
 		if _, err := net.Settle(ctx, 20); err != nil {
@@ -235,4 +223,17 @@ func TestReplacedOriginSentAgain(t *testing.T) {
 		t.Fatalf("b holds %d of the replaced %s, the others 10", got, old)
 	}
 	sameData(t, stores["a"], stores["b"], stores["c"])
+}
+
+// addSites opens a store and an engine (batches of 50) for each name and adds
+// the engine to net.
+func addSites(t *testing.T, net *Network, names ...string) (map[string]*store.Store, map[string]*Engine) {
+	t.Helper()
+	stores, engines := map[string]*store.Store{}, map[string]*Engine{}
+	for _, n := range names {
+		stores[n] = openStore(t, n)
+		engines[n] = NewEngine(stores[n], 50)
+		net.Add(n, engines[n])
+	}
+	return stores, engines
 }
