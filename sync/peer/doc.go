@@ -79,14 +79,19 @@
 // take the snapshot of a site not forgotten installs it anew
 // (store.InstallOptions.Anew), giving up its changes the snapshot lacks and
 // going on as a new incarnation, whose sequence numbers cannot be mistaken for
-// the ones given up; the others treat it as a site that lost its data. It
-// does so only on a snapshot not older than what its sender has since
-// reported holding (a snapshot delivered late says nothing of what the sender
-// can send now), and only if its holdings are still those it judged by (the
-// store checks, in the install's transaction: another install or merge may
-// run while the engine is unlocked). Sites
-// not forgotten wait for each other, so a snapshot of one of them is always
-// one a forgotten site can take anew. The price is the rule a client sees:
+// the ones given up; the others treat it as a site that lost its data. What
+// it gives up is its own changes alone (and replaced origins'): it never goes on
+// anew on a snapshot lacking another origin's changes it holds, which that
+// origin may have collected from its log (every site held them) and a wipe
+// elsewhere may since have lost; it waits until the sender holds them, got from
+// their origin or by taking this site's snapshot. It goes on anew only on a
+// snapshot not older than what its sender has since reported holding (a
+// snapshot delivered late says nothing of what the sender can send now), and
+// only if its holdings are still those it judged by (the store checks, in the
+// install's transaction: another install or merge may run while the engine is
+// unlocked). Sites not forgotten wait for each other, so in time a snapshot of
+// one of them is one a forgotten site can take anew. The price is the rule a
+// client sees:
 // writes a forgotten incarnation acknowledged that no other site held when it
 // rejoined are lost, as they would be with its disk; and, as for a wiped site,
 // the new incarnation's edits of a document whose history the old one had

@@ -175,6 +175,63 @@ func TestStaleSnapshotNoRejoin(t *testing.T) {
 	sameData(t, stores["a"], stores["b"])
 }
 
+// TestRejoinKeepsOthersChanges: a forgotten site holds a third site's changes
+// that every site held, so that their origin and the forgotten site have both
+// collected them from their logs; then a site loses its disk. Its new
+// incarnation's snapshot lacks those changes: the forgotten site must not go
+// on anew on it, which would give them up where it alone can send them on
+// (internal/cluster TestChaosForgetting seed 41: the cluster never converged).
+func TestRejoinKeepsOthersChanges(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(2)
+	stores, engines := addSites(t, net, "a", "b", "c")
+	for i := range 5 {
+		put(t, stores["c"], fmt.Sprintf("/c/%d", i), `{"v":"c"}`)
+	}
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // every site hears that every site holds them
+		net.Tick()
+		net.Drain(ctx, 1000)
+	}
+	waitCollectedOf(t, stores["b"], stores["c"].Origin())
+	waitCollectedOf(t, stores["c"], stores["c"].Origin())
+	fresh := map[string]*store.Store{"a": openStore(t, "a")} // a's disk is wiped
+	engines["a"] = NewEngine(fresh["a"], 50)
+	net.Add("a", engines["a"])
+	put(t, fresh["a"], "/a", `{"v":"a"}`)
+	engines["c"].SetCounted([]string{"a", "c"}) // c's clock forgets b
+	if _, err := engines["b"].Handle(ctx, engines["c"].Pull("b").Msg); err != nil {
+		t.Fatal(err)
+	}
+	if !engines["b"].gone[stores["b"].Origin()] {
+		t.Fatal("b does not hold the decision that forgets it")
+	}
+	snap, err := engines["a"].snapshot(ctx, "b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	origin := stores["b"].Origin()
+	for _, env := range snap {
+		if _, err := engines["b"].Handle(ctx, env.Msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := stores["b"].Origin(); got != origin {
+		t.Fatalf("b went on anew (%s -> %s) on a snapshot lacking c's changes, which c had collected", origin, got)
+	}
+	engines["c"].SetCounted([]string{"a", "b", "c"})
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, fresh["a"], stores["b"], stores["c"])
+	res, err := fresh["a"].Range([]byte("/c/"), store.RangeOptions{End: []byte("/c0"), CountOnly: true})
+	if err != nil || res.Count != 5 {
+		t.Fatalf("a holds %d of c's keys (%v), want 5", res.Count, err)
+	}
+}
+
 // TestReplacedOriginSentAgain: a site gives up, by a forced snapshot install,
 // the tail of a replaced origin's changes it had reported holding (site c lost
 // its disk; b took a snapshot from before it). The others' rows for b only
