@@ -377,15 +377,20 @@ func (e *Engine) Horizon() store.Horizon {
 	// known only by its changes, not yet by its vector (it lost its data: what
 	// its old incarnation reported holding says nothing of it). An incarnation
 	// replaced by a newer one holds nothing any more; the newer one is waited
-	// for. A forgotten one never heard from is not.
-	if len(e.current) == 0 {
-		h.Stable[self] = 0
-	}
+	// for. A forgotten one never heard from is not; but some site heard from
+	// must hold them.
+	somewhere := false
 	for _, origin := range e.current {
 		row, heard := e.rows[origin]
 		if heard || !e.gone[origin] {
 			h.Stable[self] = min(h.Stable[self], row[self])
+			somewhere = somewhere || heard
 		}
+	}
+	if !somewhere {
+		// No site is known to hold any: every other is forgotten and not
+		// heard from yet (this site just started, say), or none is known.
+		h.Stable[self] = 0
 	}
 	return h
 }

@@ -232,6 +232,35 @@ func TestRejoinKeepsOthersChanges(t *testing.T) {
 	}
 }
 
+// TestOwnChangesKeptUntilHeld: a site whose peers are all forgotten starts
+// again (its engine knows their incarnations from the changes it holds and the
+// decisions, not yet their vectors). Its own changes stay in its log until a
+// site is heard holding them: collected at once, they were held nowhere else,
+// and a forgotten site that returned could take no snapshot of it (internal/
+// cluster TestChaosForgetting seed 186: two sites each collected their own
+// changes past the other and the cluster never converged).
+func TestOwnChangesKeptUntilHeld(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(2)
+	stores, engines := addSites(t, net, "a", "b", "c")
+	for _, n := range []string{"a", "b", "c"} {
+		put(t, stores[n], "/"+n, `{"v":"0"}`)
+	}
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	engines["a"].SetCounted([]string{"a"}) // a's clock forgets b and c
+	put(t, stores["a"], "/a", `{"v":"1"}`)
+	restarted := NewEngine(stores["a"], 50)
+	restarted.SetCounted([]string{"a"})
+	if got := restarted.Forgotten(); len(got) != 2 {
+		t.Fatalf("forgotten after the restart: %v, want b's and c's incarnations", got)
+	}
+	if got := restarted.Horizon().Stable[stores["a"].Origin()]; got != 0 {
+		t.Fatalf("a's own changes stable up to %d where no site is heard holding any", got)
+	}
+}
+
 // TestReplacedOriginSentAgain: a site gives up, by a forced snapshot install,
 // the tail of a replaced origin's changes it had reported holding (site c lost
 // its disk; b took a snapshot from before it). The others' rows for b only
