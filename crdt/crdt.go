@@ -83,6 +83,8 @@ type Doc struct {
 	schemas   Schemas           // not state: given by the caller (SetSchemas, DecodeDoc)
 	churn     int               // not state: C-side bytes of automerge documents made and dropped since Unload
 	hist      *history          // not state: the one-branch history last read (see history)
+	// not state: the history the Doc's record held (histstore.go), until read
+	storedHist []byte
 }
 
 // Value returns the materialised value and whether the key exists.
@@ -211,13 +213,15 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 }
 
 // history returns the document's history when it is one branch of field
-// writes (amhistory.go): a body never saved, or a saved form of changes that
-// ends with the fields held. It keeps what it read until the Doc moves on.
+// writes (amhistory.go): the one carried forward or stored with the Doc
+// (histstore.go), else read from a body never saved, or from a saved form of
+// changes that ends with the fields held. It keeps what it read until the Doc
+// moves on.
 func (d *Doc) history() (*history, bool) {
 	if d.kind != Document || d.deleted || d.fields == nil {
 		return nil, false
 	}
-	if h := d.hist; h != nil && h.epoch == d.epoch && h.edits == d.edits && h.saved == len(d.amBytes) {
+	if h := d.currentHistory(); h != nil {
 		return h, !h.none
 	}
 	var h *history

@@ -13,8 +13,9 @@ import (
 const (
 	// 2: a prior epoch follows the conflicts; 3: conflicts are records (kind,
 	// winner, loser) followed by their count, and fields follow Kubernetes'
-	// merge units, so an older document's clean flag does not say its fields.
-	docFormat    = 3
+	// merge units, so an older document's clean flag does not say its fields;
+	// 4: the one-branch history follows the prior (histstore.go; empty: none).
+	docFormat    = 4
 	changeFormat = 1
 )
 
@@ -42,6 +43,16 @@ func (d *Doc) Encode() []byte {
 		b = appendStamp(b, c.Loser)
 	}
 	b = binary.AppendUvarint(b, d.recorded)
+	b = d.appendPrior(b)
+	var hist []byte
+	if d.kind == Document && !d.deleted {
+		hist = d.keptHistory()
+	}
+	return appendBytes(b, hist)
+}
+
+// appendPrior appends the Doc's prior epoch (a 0 when it has none).
+func (d *Doc) appendPrior(b []byte) []byte {
 	p := d.prior
 	if p == nil || d.deleted {
 		return append(b, 0)
@@ -102,6 +113,11 @@ func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 			p.moved[from] = to
 		}
 		d.prior = p
+	}
+	if format >= 4 {
+		if d.storedHist = r.bytes(); len(d.storedHist) == 0 {
+			d.storedHist = nil
+		}
 	}
 	if r.err != nil {
 		return nil, r.err

@@ -1,0 +1,123 @@
+package crdt
+
+import (
+	"bytes"
+	"maps"
+	"testing"
+)
+
+// TestStoredHistoryAlike checks that the history a Doc stores is the one its
+// saved form gives: pods edited by two sites, each edit written by a Doc
+// decoded from the last one's record, as the store does for a document it
+// does not cache. The stored history read back equals readHistory's, and the
+// edit written from it is the change written from readHistory's, byte for
+// byte, and a record of the format before (no stored history) writes it too.
+func TestStoredHistoryAlike(t *testing.T) {
+	var d Doc
+	if _, _, err := d.Put(benchPod(t, 0), Stamp{1, "a"}); err != nil {
+		t.Fatal(err)
+	}
+	stored := d.Encode()
+	for gen := 1; gen < 40; gen++ {
+		site := []string{"a", "b"}[gen%3/2]
+		st := Stamp{uint64(gen + 1), site}
+		fromStored, c := edited(t, stored, gen, st)
+		if gen > 1 && fromStored.storedHist != nil {
+			t.Fatalf("gen %d: stored history not read", gen)
+		}
+		for _, old := range [][]byte{withoutHistory(t, stored), withHistory(stored, nil)} {
+			_, oc := edited(t, old, gen, st)
+			if !bytes.Equal(oc.Data, c.Data) {
+				t.Fatalf("gen %d: edit differs without the stored history", gen)
+			}
+		}
+		stored = fromStored.Encode()
+		back, err := DecodeDoc(stored, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := back.currentHistory()
+		want, fields, ok := readHistory(back.amBytes)
+		if got == nil || !ok || got.head != want.head || got.maxOp != want.maxOp ||
+			!maps.Equal(got.seqs, want.seqs) || !maps.Equal(got.at, want.at) || !maps.Equal(fields, back.fields) {
+			t.Fatalf("gen %d: stored history differs from the saved form's (read %t)", gen, ok)
+		}
+	}
+}
+
+// edited decodes stored and puts the pod of generation gen as st.
+func edited(t *testing.T, stored []byte, gen int, st Stamp) (*Doc, Change) {
+	t.Helper()
+	d, err := DecodeDoc(stored, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, ok, err := d.Put(benchPod(t, gen), st)
+	if err != nil || !ok {
+		t.Fatalf("gen %d: put: %t %v", gen, ok, err)
+	}
+	return d, c
+}
+
+// withoutHistory returns a record as the format before the stored history
+// wrote it.
+func withoutHistory(t *testing.T, stored []byte) []byte {
+	t.Helper()
+	d, err := DecodeDoc(stored, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := len(appendBytes(nil, d.storedHist))
+	old := bytes.Clone(stored[:len(stored)-n])
+	old[0] = 3
+	return old
+}
+
+// withHistory returns stored with its history replaced by hist.
+func withHistory(stored, hist []byte) []byte {
+	d, _ := DecodeDoc(stored, nil)
+	n := len(appendBytes(nil, d.storedHist))
+	return appendBytes(bytes.Clone(stored[:len(stored)-n]), hist)
+}
+
+// TestStoredHistoryNotTheDocs checks that a stored history is used only for
+// the Doc it was stored with: one written at another edit count, or mapping
+// other fields, is ignored and the history is read from the saved form.
+func TestStoredHistoryNotTheDocs(t *testing.T) {
+	var d Doc
+	for gen := range 4 {
+		if _, _, err := d.Put(benchPod(t, gen), Stamp{uint64(gen + 1), "a"}); err != nil {
+			t.Fatal(err)
+		}
+		if gen == 2 {
+			d2, _ := DecodeDoc(d.Encode(), nil)
+			d = *d2
+		}
+	}
+	earlier, _ := DecodeDoc(d.Encode(), nil)
+	if _, _, err := d.Put(benchPod(t, 4), Stamp{5, "a"}); err != nil {
+		t.Fatal(err)
+	}
+	later := d.Encode()
+	stale := withHistory(later, earlier.storedHist)
+	r, err := DecodeDoc(stale, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.currentHistory() != nil {
+		t.Fatal("a history stored at another edit count was taken")
+	}
+	if h, ok := r.history(); !ok || h.edits != r.edits {
+		t.Fatal("history not read from the saved form")
+	}
+	fresh, _ := DecodeDoc(later, nil)
+	other := maps.Clone(fresh.fields)
+	other["/zz"] = "1"
+	delete(other, "/kind")
+	if _, ok := readStoredHistory(fresh.storedHist, other); ok {
+		t.Fatal("a history read for other field names")
+	}
+	if _, ok := readStoredHistory(fresh.storedHist, fresh.fields); !ok {
+		t.Fatal("a history not read for its own field names")
+	}
+}
