@@ -303,7 +303,7 @@ func TestLaterEditsAlike(t *testing.T) {
 				t.Fatal(err)
 			}
 			if ref == nil {
-				if ref, err = automerge.Load(r.amBytes); err != nil {
+				if ref, err = automerge.Load(unbatchedOrFail(t, r.amBytes)); err != nil {
 					t.Fatal(err)
 				}
 			} else if err := ref.LoadIncremental(c.Data); err != nil {
@@ -317,7 +317,7 @@ func TestLaterEditsAlike(t *testing.T) {
 				!bytes.Equal(r.value, materialize(want, nil)) {
 				t.Fatalf("case %d edit %d: fields or values differ from automerge's", i, n)
 			}
-			loaded, err := automerge.Load(r.amBytes)
+			loaded, err := automerge.Load(unbatchedOrFail(t, r.amBytes))
 			if err != nil || !slices.Equal(loaded.Heads(), ref.Heads()) {
 				t.Fatalf("case %d edit %d: saved form's heads differ from automerge's (%v)", i, n, err)
 			}
@@ -352,4 +352,15 @@ func TestLaterEditsAlike(t *testing.T) {
 	if _, ok := r.history(); ok {
 		t.Fatal("a history with concurrent edits read as one branch")
 	}
+}
+
+// unbatchedOrFail returns saved with its batches unpacked, as automerge loads
+// it.
+func unbatchedOrFail(t *testing.T, saved []byte) []byte {
+	t.Helper()
+	raw, err := unbatched(saved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return raw
 }

@@ -35,10 +35,22 @@ type changeRef struct {
 	contents []byte // uncompressed
 }
 
-// readChanges reads the saved changes concatenated in raw.
-func readChanges(raw []byte) ([]changeRef, error) {
+// readChanges reads the saved changes concatenated in raw, and those the
+// batches among them hold (batch.go).
+func readChanges(raw []byte) ([]changeRef, error) { return readChunks(raw, true) }
+
+// readChunks is readChanges, reading batches only when batches is true.
+func readChunks(raw []byte, batches bool) ([]changeRef, error) {
 	var out []changeRef
 	for len(raw) > 0 {
+		if batches && bytes.HasPrefix(raw, batchMagic) {
+			refs, n, err := readBatch(raw)
+			if err != nil {
+				return nil, err
+			}
+			out, raw = append(out, refs...), raw[n:]
+			continue
+		}
 		if len(raw) < 9 || !bytes.Equal(raw[:4], chunkMagic) {
 			return nil, fmt.Errorf("crdt: saved change: bad header: %w", errCorrupt)
 		}
@@ -60,12 +72,7 @@ func readChanges(raw []byte) ([]changeRef, error) {
 		default:
 			return nil, fmt.Errorf("crdt: saved change: chunk type %d: %w", typ, errCorrupt)
 		}
-		h := sha256.New()
-		h.Write([]byte{chunkChange})
-		h.Write(binary.AppendUvarint(nil, uint64(len(contents))))
-		h.Write(contents)
-		ref := changeRef{contents: contents}
-		h.Sum(ref.hash[:0])
+		ref := changeRef{hash: changeHash(contents), contents: contents}
 		if !bytes.Equal(ref.hash[:4], checksum) {
 			return nil, fmt.Errorf("crdt: saved change: checksum mismatch: %w", errCorrupt)
 		}
@@ -80,6 +87,33 @@ func readChanges(raw []byte) ([]changeRef, error) {
 		out = append(out, ref)
 	}
 	return out, nil
+}
+
+// changeHash is the hash of the change whose uncompressed contents are
+// contents.
+func changeHash(contents []byte) automerge.ChangeHash {
+	var hash automerge.ChangeHash
+	h := sha256.New()
+	h.Write([]byte{chunkChange})
+	h.Write(binary.AppendUvarint(nil, uint64(len(contents))))
+	h.Write(contents)
+	h.Sum(hash[:0])
+	return hash
+}
+
+// readBatch reads the changes of the batch that starts raw, and its length.
+func readBatch(raw []byte) ([]changeRef, int, error) {
+	n, _, err := chunkAt(raw)
+	if err != nil {
+		return nil, 0, err
+	}
+	contents, err := batchContents(raw[:n])
+	if err != nil {
+		return nil, 0, err
+	}
+	refs, err := readChunks(contents, false) // a batch holds no batch
+
+	return refs, n, err
 }
 
 // inflaters keeps inflate readers for reuse: each holds a 32 KiB window,

@@ -72,7 +72,7 @@ type Doc struct {
 	fields    map[string]string // documents: the flat fields, kept equal to am
 	clean     bool              // documents: fields == flatten(value), so value can rebuild them
 	edits     int               // documents: field edits applied since the body's epoch began
-	savedLen  int               // documents: length of amBytes when it was last saved whole (or as a body's first changes)
+	savedLen  int               // documents: length of amBytes when it was last saved whole, batched (or as a body's first changes)
 	am        *automerge.Doc    // documents: nil until needed
 	built     *builtBody        // documents: the body loadBody built, while never saved
 	amBytes   []byte            // documents: saved form (a save or a body's first changes, then incremental chunks), always current
@@ -260,8 +260,10 @@ func (d *Doc) linearEdit(h *history, value []byte, fields, set map[string]string
 
 // took moves the saved form and the history past edit, the encoding of c
 // (whose hash is hash), an edit of history h. The edit is appended deflated,
-// as long as the saved form stays within appendSaved's bound (half the last
-// full save past it); ok is false, with nothing changed, when it would not.
+// and every batchChanges edits deflated together (batch.go), so the saved
+// form grows by a fraction of an edit's change (and its history, carried
+// forward and stored, is never read from it again). ok is false, with nothing
+// changed, when the saved form cannot be read.
 func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHash) (ok bool) {
 	saved := d.amBytes
 	if h.body != nil {
@@ -273,13 +275,14 @@ func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHa
 		}
 	}
 	saved, err := appendCompressed(saved, edit)
+	if err == nil && h.body == nil {
+		saved, err = d.bounded(saved)
+	}
 	switch {
 	case err != nil:
 		return false
 	case h.body != nil:
 		d.savedLen = len(saved)
-	case len(saved) > d.savedLen+d.savedLen/2+256:
-		return false
 	}
 	if d.am != nil {
 		d.churn += max(len(d.amBytes), len(d.value)) * nativePerSavedByte // as NativeBytes counts it
@@ -290,6 +293,19 @@ func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHa
 	d.edits++
 	h.edits, h.saved = d.edits, len(d.amBytes)
 	return true
+}
+
+// bounded returns saved, a saved form just appended to, as it is while
+// within appendSaved's bound (half its compacted part past it), else with
+// every change after its first chunk batched (batch.go), which is then its
+// compacted part.
+func (d *Doc) bounded(saved []byte) ([]byte, error) {
+	if len(saved) <= d.savedLen+d.savedLen/2+256 {
+		return saved, nil
+	}
+	saved, err := batched(saved)
+	d.savedLen = len(saved)
+	return saved, err
 }
 
 // Apply merges a change, local or remote, into the replica and reports whether the
@@ -578,7 +594,11 @@ func (d *Doc) loadBody() (*automerge.Doc, error) {
 		d.built = &builtBody{am: am, saved: saved}
 		return am, nil
 	}
-	am, err := automerge.Load(d.amBytes)
+	saved, err := unbatched(d.amBytes)
+	if err != nil {
+		return nil, err
+	}
+	am, err := automerge.Load(saved)
 	if err != nil {
 		return nil, fmt.Errorf("crdt: load document: %w", err)
 	}

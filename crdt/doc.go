@@ -79,9 +79,12 @@
 // written in Go, byte for byte as automerge writes them (amchange.go,
 // amhistory.go), so that such an edit loads no automerge document at the
 // writer, nor at a replica that confirms the edit by writing it again to the
-// same hash; a merge of concurrent edits, or an edit that would outgrow the
-// saved form's bound, loads them into automerge as its own (and a history
-// saved whole stays automerge's until its next rebase). A Doc reports what it
+// same hash; a merge of concurrent edits loads them into automerge as its
+// own (and a history automerge saved whole stays automerge's until its next
+// rebase). A Doc stores its one-branch history's state with it
+// (histstore.go), so an edit costs the same however many edits the history
+// holds, and the changes edits in Go append are deflated together in batches
+// (batch.go), never saved whole by automerge. A Doc reports what it
 // costs in Go's heap and on automerge's C side, and can let its loaded
 // automerge documents go (memory.go).
 //

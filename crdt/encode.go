@@ -88,9 +88,10 @@ func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 	d.edits = int(r.uvarint())
 	d.value = r.bytes()
 	d.amBytes = r.bytes()
-	// Not stored: chunks appended to the saved form count against it as if it
-	// were all one save (appendSaved), which a later full save makes true.
-	d.savedLen = len(d.amBytes)
+	// Not stored: the saved form's compacted part (a whole save, or a body's
+	// change, and a batch) is what the chunks appended to it count against
+	// (appendSaved).
+	d.savedLen = compactedLen(d.amBytes)
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
 		if format < 3 {

@@ -26,7 +26,8 @@ import (
 //
 // Form: epoch, edits, saved length; the field names' digest (8 bytes);
 // head (32 bytes); greatest op counter; the actors in byte order, each its id,
-// last sequence number and last change's hash; then the fields' visible
+// last sequence number and last change's hash (a 0 for the head, else a 1
+// and the hash); then the fields' visible
 // operations in field-name order, as runs of consecutive counters by one
 // actor (length, first counter, actor index): a body's fields, which an edit
 // mostly leaves alone, are one run.
@@ -48,7 +49,11 @@ func appendHistory(b []byte, h *history, fields map[string]string) []byte {
 		b = appendBytes(b, raw)
 		last := h.seqs[a]
 		b = binary.AppendUvarint(b, last.seq)
-		b = append(b, last.hash[:]...)
+		if last.hash == h.head {
+			b = append(b, 0) // the head, the last change of one actor
+			continue
+		}
+		b = append(append(b, 1), last.hash[:]...)
 	}
 	return appendRuns(b, h.at, keys, actors)
 }
@@ -105,8 +110,11 @@ func readStoredHistory(b []byte, fields map[string]string) (h *history, ok bool)
 	actors := make([]string, 0, n)
 	for range n {
 		a := hex.EncodeToString(r.bytes())
-		h.seqs[a] = lastChange{seq: r.uvarint(), hash: r.hash()}
-		actors = append(actors, a)
+		last := lastChange{seq: r.uvarint(), hash: h.head}
+		if r.byte() == 1 {
+			last.hash = r.hash()
+		}
+		h.seqs[a], actors = last, append(actors, a)
 	}
 	if r.err != nil || !h.headIsLast() {
 		return nil, false

@@ -1,0 +1,232 @@
+package crdt
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/automerge/automerge-go"
+	kflate "github.com/klauspost/compress/flate"
+)
+
+// Batches of changes.
+//
+// A saved form edited in Go (amhistory.go) grows by one deflated change an
+// edit, and edits of the same fields (a status written again and again) each
+// repeat most of what the one before said: deflated one by one, the repeats
+// stay, and so does each change's dependency on the one before (a hash no
+// compressor shortens). automerge's whole save shares them, but saving whole
+// means loading the document into automerge. So once the changes appended
+// outgrow appendSaved's bound (half the saved form's compacted part), every
+// change after the saved form's first chunk (a body's change or a whole
+// save) is deflated together into one batch: a chunk of this package's own
+// (batchMagic, the length, then the changes' uncompressed chunks deflated as
+// one stream, each dependency on the chunk before written as noHash), which
+// is the compacted part from then on. For a pod's status updates a batch
+// costs a fifth of the changes deflated one by one.
+//
+// readChanges reads a batch as the changes it holds, and automerge is given
+// the saved form with its batches unpacked (unbatched), each change's
+// checksum checked: a batch changes what is stored, never what a change or
+// a document is. Batching costs as much as the history since the last
+// rebase, and happens less often as that grows (the bound grows with it).
+
+// batchMagic starts a batch; automerge's chunks start with chunkMagic.
+var batchMagic = []byte{'r', 'z', 'b', 1}
+
+// chunkAt returns the length of the chunk that starts raw (an automerge chunk
+// or a batch) and whether it is a batch.
+func chunkAt(raw []byte) (n int, batch bool, err error) {
+	head := 9 // magic, checksum, type
+	switch {
+	case bytes.HasPrefix(raw, batchMagic):
+		head, batch = len(batchMagic), true
+	case len(raw) < head || !bytes.Equal(raw[:4], chunkMagic):
+		return 0, false, fmt.Errorf("crdt: saved change: bad header: %w", errCorrupt)
+	}
+	size, w := binary.Uvarint(raw[head:])
+	if w <= 0 || uint64(len(raw)-head-w) < size {
+		return 0, false, fmt.Errorf("crdt: saved change: bad length: %w", errCorrupt)
+	}
+	return head + w + int(size), batch, nil
+}
+
+// compactedLen returns the length of saved's compacted part: its first chunk
+// (a whole save or a body's change) and the batch that follows it, if one
+// does (all of saved when it cannot be read).
+func compactedLen(saved []byte) int {
+	n, _, err := chunkAt(saved)
+	if err != nil {
+		return len(saved)
+	}
+	if m, batch, err := chunkAt(saved[n:]); err == nil && batch {
+		n += m
+	}
+	return n
+}
+
+// batchContents returns what a batch (a whole chunk) holds: automerge's
+// uncompressed change chunks.
+func batchContents(batch []byte) ([]byte, error) {
+	size, w := binary.Uvarint(batch[len(batchMagic):])
+	data := batch[len(batchMagic)+w:]
+	if w <= 0 || uint64(len(data)) != size {
+		return nil, fmt.Errorf("crdt: batch: bad length: %w", errCorrupt)
+	}
+	raw, err := inflate(data)
+	if err != nil {
+		return nil, fmt.Errorf("crdt: batch: inflate: %w", err)
+	}
+	return mapDeps(raw, false)
+}
+
+// A change of a one-branch history depends on the change before it, whose
+// hash (32 random bytes) no compressor can shorten. In a batch such a
+// dependency is written as noHash, and read back as the hash of the chunk
+// before it in the batch; every chunk's checksum is checked against its
+// contents as they really are.
+var noHash automerge.ChangeHash
+
+// mapDeps returns raw (uncompressed change chunks) with each dependency on
+// the chunk before it written as noHash (pack), or noHash read back as that
+// chunk's hash (!pack).
+func mapDeps(raw []byte, pack bool) ([]byte, error) {
+	out := make([]byte, 0, len(raw))
+	var prev automerge.ChangeHash
+	for at := 0; at < len(raw); {
+		n, batch, err := chunkAt(raw[at:])
+		if err != nil || batch || raw[at+8] != chunkChange {
+			return nil, fmt.Errorf("crdt: batch: not a change: %w", errCorrupt)
+		}
+		chunk := bytes.Clone(raw[at : at+n])
+		_, w := binary.Uvarint(chunk[9:])
+		contents := chunk[9+w:]
+		real := changeHash(contents)
+		if err := swapDeps(contents, prev, at > 0, pack); err != nil {
+			return nil, err
+		}
+		if !pack {
+			real = changeHash(contents)
+		}
+		if !bytes.Equal(real[:4], chunk[4:8]) {
+			return nil, fmt.Errorf("crdt: batch: checksum mismatch: %w", errCorrupt)
+		}
+		prev, out, at = real, append(out, chunk...), at+n
+	}
+	return out, nil
+}
+
+// swapDeps rewrites in place the dependencies a change's contents start
+// with: pack writes one on prev as noHash; !pack reads noHash back as prev,
+// which must be there (hasPrev).
+func swapDeps(contents []byte, prev automerge.ChangeHash, hasPrev, pack bool) error {
+	r := reader{b: contents}
+	for i := r.uvarint(); i > 0 && r.err == nil; i-- {
+		at := len(contents) - len(r.b)
+		switch dep := r.hash(); {
+		case r.err != nil:
+		case pack && hasPrev && dep == prev:
+			copy(contents[at:], noHash[:])
+		case !pack && dep == noHash:
+			if !hasPrev {
+				return fmt.Errorf("crdt: batch: a first change's dependency elided: %w", errCorrupt)
+			}
+			copy(contents[at:], prev[:])
+		}
+	}
+	if r.err != nil {
+		return fmt.Errorf("crdt: batch: dependencies: %w", r.err)
+	}
+	return nil
+}
+
+// unbatched returns saved with each batch replaced by the changes it holds:
+// what automerge loads. Without batches it is saved itself.
+func unbatched(saved []byte) ([]byte, error) {
+	var out []byte
+	found, plain := false, 0 // saved[plain:at] is not in out yet
+	for at := 0; at < len(saved); {
+		n, batch, err := chunkAt(saved[at:])
+		if err != nil {
+			return nil, err
+		}
+		if batch {
+			raw, err := batchContents(saved[at : at+n])
+			if err != nil {
+				return nil, err
+			}
+			out = append(append(out, saved[plain:at]...), raw...)
+			found, plain = true, at+n
+		}
+		at += n
+	}
+	if !found {
+		return saved, nil
+	}
+	return append(out, saved[plain:]...), nil
+}
+
+// batched returns saved with every chunk after its first (changes, and
+// batches of them) put in one batch; saved itself when there is at most one.
+func batched(saved []byte) ([]byte, error) {
+	from, _, err := chunkAt(saved)
+	if err != nil {
+		return nil, err
+	}
+	if n, batch, err := chunkAt(saved[from:]); err != nil || from+n == len(saved) && batch {
+		return saved, err
+	}
+	raw, err := uncompressedChanges(saved[from:])
+	if err == nil {
+		raw, err = mapDeps(raw, true)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	if err := kflate.StatelessDeflate(&buf, raw, true, nil); err != nil {
+		return nil, fmt.Errorf("crdt: deflate: %w", err)
+	}
+	out := append(saved[:from:from], batchMagic...)
+	out = binary.AppendUvarint(out, uint64(buf.Len()))
+	return append(out, buf.Bytes()...), nil
+}
+
+// uncompressedChanges returns automerge's change chunks in raw, and those of
+// its batches, uncompressed (chunk type 1; a chunk's checksum is over its
+// uncompressed contents, so it stays).
+func uncompressedChanges(raw []byte) ([]byte, error) {
+	out := make([]byte, 0, 3*len(raw))
+	for len(raw) > 0 {
+		n, batch, err := chunkAt(raw)
+		if err != nil {
+			return nil, err
+		}
+		chunk := raw[:n]
+		raw = raw[n:]
+		if batch {
+			held, err := batchContents(chunk)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, held...)
+			continue
+		}
+		switch chunk[8] {
+		case chunkChange:
+			out = append(out, chunk...)
+			continue
+		case chunkCompressedChange:
+		default:
+			return nil, fmt.Errorf("crdt: saved change: chunk type %d: %w", chunk[8], errCorrupt)
+		}
+		_, w := binary.Uvarint(chunk[9:])
+		contents, err := inflate(chunk[9+w:])
+		if err != nil {
+			return nil, fmt.Errorf("crdt: saved change: inflate: %w", err)
+		}
+		out = append(append(out, chunk[:8]...), chunkChange)
+		out = append(binary.AppendUvarint(out, uint64(len(contents))), contents...)
+	}
+	return out, nil
+}
