@@ -20,19 +20,25 @@ import (
 // outgrow appendSaved's bound (half the saved form's compacted part), every
 // change after the saved form's first chunk (a body's change or a whole
 // save) is deflated together into one batch: a chunk of this package's own
-// (batchMagic, the length, then the changes' uncompressed chunks deflated as
-// one stream, each dependency on the chunk before written as noHash), which
-// is the compacted part from then on. For a pod's status updates a batch
-// costs a fifth of the changes deflated one by one.
+// (batchMagic, how many changes, the length, then the changes' uncompressed
+// chunks deflated as one stream, each dependency on the chunk before written
+// as noHash), which is the compacted part from then on; the next batching
+// packs that batch again with the changes after it, until it is closed at
+// batchChanges changes. For a pod's status updates a batch costs a fifth of
+// the changes deflated one by one.
 //
 // readChanges reads a batch as the changes it holds, and automerge is given
 // the saved form with its batches unpacked (unbatched), each change's
 // checksum checked: a batch changes what is stored, never what a change or
-// a document is. Batching costs as much as the history since the last
-// rebase, and happens less often as that grows (the bound grows with it).
+// a document is. Batching costs at most as much as batchChanges changes.
 
 // batchMagic starts a batch; automerge's chunks start with chunkMagic.
 var batchMagic = []byte{'r', 'z', 'b', 1}
+
+// batchChanges is how many changes a batch holds before it is closed: the
+// changes appended after it go into the next batch, so batching costs at
+// most as much as that many changes, however long the history.
+const batchChanges = 32
 
 // chunkAt returns the length of the chunk that starts raw (an automerge chunk
 // or a batch) and whether it is a batch.
@@ -40,7 +46,11 @@ func chunkAt(raw []byte) (n int, batch bool, err error) {
 	head := 9 // magic, checksum, type
 	switch {
 	case bytes.HasPrefix(raw, batchMagic):
-		head, batch = len(batchMagic), true
+		_, w := binary.Uvarint(raw[len(batchMagic):]) // how many changes
+		if w <= 0 {
+			return 0, false, fmt.Errorf("crdt: batch: bad header: %w", errCorrupt)
+		}
+		head, batch = len(batchMagic)+w, true
 	case len(raw) < head || !bytes.Equal(raw[:4], chunkMagic):
 		return 0, false, fmt.Errorf("crdt: saved change: bad header: %w", errCorrupt)
 	}
@@ -51,29 +61,58 @@ func chunkAt(raw []byte) (n int, batch bool, err error) {
 	return head + w + int(size), batch, nil
 }
 
+// batchLen returns how many changes a batch (a whole chunk) holds, as its
+// header says, and where its deflated data starts.
+func batchLen(batch []byte) (changes uint64, data int) {
+	changes, w := binary.Uvarint(batch[len(batchMagic):])
+	_, w2 := binary.Uvarint(batch[len(batchMagic)+w:])
+	return changes, len(batchMagic) + w + w2
+}
+
 // compactedLen returns the length of saved's compacted part: its first chunk
-// (a whole save or a body's change) and the batch that follows it, if one
-// does (all of saved when it cannot be read).
+// (a whole save or a body's change) and the batches that follow it (all of
+// saved when it cannot be read).
 func compactedLen(saved []byte) int {
 	n, _, err := chunkAt(saved)
+	for err == nil && n < len(saved) {
+		m, batch, err := chunkAt(saved[n:])
+		if err != nil || !batch {
+			break
+		}
+		n += m
+	}
 	if err != nil {
 		return len(saved)
 	}
-	if m, batch, err := chunkAt(saved[n:]); err == nil && batch {
-		n += m
-	}
 	return n
+}
+
+// openPart returns where the part of saved that batching packs anew starts:
+// the last batch, unless it is closed (batchChanges changes), else the
+// changes after it, or after the first chunk.
+func openPart(saved []byte) (int, error) {
+	first, _, err := chunkAt(saved)
+	from := first
+	for at := first; at < len(saved) && err == nil; {
+		n, batch, err := chunkAt(saved[at:])
+		if err != nil {
+			return 0, err
+		}
+		if changes, _ := batchLen(saved[at : at+n]); batch && changes >= batchChanges {
+			from = at + n
+		} else if batch {
+			from = at
+		}
+		at += n
+	}
+	return from, err
 }
 
 // batchContents returns what a batch (a whole chunk) holds: automerge's
 // uncompressed change chunks.
 func batchContents(batch []byte) ([]byte, error) {
-	size, w := binary.Uvarint(batch[len(batchMagic):])
-	data := batch[len(batchMagic)+w:]
-	if w <= 0 || uint64(len(data)) != size {
-		return nil, fmt.Errorf("crdt: batch: bad length: %w", errCorrupt)
-	}
-	raw, err := inflate(data)
+	_, at := batchLen(batch)
+	raw, err := inflate(batch[at:])
 	if err != nil {
 		return nil, fmt.Errorf("crdt: batch: inflate: %w", err)
 	}
@@ -166,21 +205,22 @@ func unbatched(saved []byte) ([]byte, error) {
 	return append(out, saved[plain:]...), nil
 }
 
-// batched returns saved with every chunk after its first (changes, and
-// batches of them) put in one batch; saved itself when there is at most one.
+// batched returns saved with the changes of its open part (openPart) put in
+// one batch; saved itself when they are fewer than two.
 func batched(saved []byte) ([]byte, error) {
-	from, _, err := chunkAt(saved)
+	from, err := openPart(saved)
 	if err != nil {
 		return nil, err
 	}
-	if n, batch, err := chunkAt(saved[from:]); err != nil || from+n == len(saved) && batch {
+	raw, err := uncompressedChanges(saved[from:])
+	if err != nil {
+		return nil, err
+	}
+	changes, err := countChanges(raw)
+	if err != nil || changes < 2 {
 		return saved, err
 	}
-	raw, err := uncompressedChanges(saved[from:])
-	if err == nil {
-		raw, err = mapDeps(raw, true)
-	}
-	if err != nil {
+	if raw, err = mapDeps(raw, true); err != nil {
 		return nil, err
 	}
 	var buf bytes.Buffer
@@ -188,8 +228,22 @@ func batched(saved []byte) ([]byte, error) {
 		return nil, fmt.Errorf("crdt: deflate: %w", err)
 	}
 	out := append(saved[:from:from], batchMagic...)
+	out = binary.AppendUvarint(out, uint64(changes))
 	out = binary.AppendUvarint(out, uint64(buf.Len()))
 	return append(out, buf.Bytes()...), nil
+}
+
+// countChanges returns how many chunks raw holds.
+func countChanges(raw []byte) (int, error) {
+	n := 0
+	for at := 0; at < len(raw); n++ {
+		size, _, err := chunkAt(raw[at:])
+		if err != nil {
+			return 0, err
+		}
+		at += size
+	}
+	return n, nil
 }
 
 // uncompressedChanges returns automerge's change chunks in raw, and those of

@@ -295,12 +295,13 @@ func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHa
 	return true
 }
 
-// bounded returns saved, a saved form just appended to, as it is while
-// within appendSaved's bound (half its compacted part past it), else with
-// every change after its first chunk batched (batch.go), which is then its
-// compacted part.
+// bounded returns saved, a saved form just appended to, as it is while the
+// changes appended after its compacted part stay within a quarter of it (and
+// 256 bytes), else with those changes batched (batch.go), which are then
+// part of its compacted part. (A quarter, not appendSaved's half: batching
+// costs a fraction of a whole save.)
 func (d *Doc) bounded(saved []byte) ([]byte, error) {
-	if len(saved) <= d.savedLen+d.savedLen/2+256 {
+	if len(saved) <= d.savedLen+d.savedLen/4+256 {
 		return saved, nil
 	}
 	saved, err := batched(saved)
