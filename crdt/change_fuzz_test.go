@@ -1,6 +1,7 @@
 package crdt_test
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/rhizome-kv/rhizome/crdt"
@@ -60,6 +61,7 @@ func FuzzDecodeDoc(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(reg.Encode())
+	f.Add(longHistory(f).Encode())
 	f.Add([]byte{})
 	f.Fuzz(func(t *testing.T, b []byte) {
 		d, err := crdt.DecodeDoc(b, nil)
@@ -76,4 +78,22 @@ func FuzzDecodeDoc(f *testing.F) {
 		}
 		d.Put([]byte(`{"a":1}`), crdt.Stamp{Counter: d.Clock() + 1, Site: "z"})
 	})
+}
+
+// longHistory returns a document edited 40 times, each edit by the document
+// decoded from the last one's record: its record holds a stored history and
+// batches of changes.
+func longHistory(f *testing.F) *crdt.Doc {
+	d := &crdt.Doc{}
+	for i := range 40 {
+		v := fmt.Appendf(nil, `{"a":%d,"b":"x","c":{"d":"%d"}}`, i, i%3)
+		if _, _, err := d.Put(v, crdt.Stamp{Counter: uint64(i + 1), Site: []string{"c", "d"}[i%2]}); err != nil {
+			f.Fatal(err)
+		}
+		var err error
+		if d, err = crdt.DecodeDoc(d.Encode(), nil); err != nil {
+			f.Fatal(err)
+		}
+	}
+	return d
 }

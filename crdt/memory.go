@@ -19,10 +19,10 @@ const nativePerSavedByte = 27
 // value: the map entry and the two string headers.
 const heapPerField = 64
 
-// HeapBytes estimates the Go heap the Doc holds: value, fields, saved forms and
-// conflict records.
+// HeapBytes estimates the Go heap the Doc holds: value, fields, saved forms,
+// history and conflict records.
 func (d *Doc) HeapBytes() int {
-	n := len(d.value) + len(d.amBytes) + len(d.conflicts)*64
+	n := len(d.value) + len(d.amBytes) + len(d.storedHist) + len(d.conflicts)*64
 	for k, v := range d.fields {
 		n += len(k) + len(v) + heapPerField
 	}
