@@ -17,15 +17,16 @@ import (
 // stay, and so does each change's dependency on the one before (a hash no
 // compressor shortens). automerge's whole save shares them, but saving whole
 // means loading the document into automerge. So once the changes appended
-// outgrow appendSaved's bound (half the saved form's compacted part), every
-// change after the saved form's first chunk (a body's change or a whole
-// save) is deflated together into one batch: a chunk of this package's own
-// (batchMagic, how many changes, the length, then the changes' uncompressed
-// chunks deflated as one stream, each dependency on the chunk before written
-// as noHash), which is the compacted part from then on; the next batching
-// packs that batch again with the changes after it, until it is closed at
-// batchChanges changes. For a pod's status updates a batch costs a fifth of
-// the changes deflated one by one.
+// outgrow their bound (a quarter of the saved form's compacted part, see
+// Doc.bounded), they are deflated together into one batch: a chunk of this
+// package's own (batchMagic, how many changes, the length, then the changes'
+// uncompressed chunks deflated as one stream, each dependency on the chunk
+// before written as noHash), which joins the compacted part (the first chunk,
+// a body's change or a whole save, and the batches after it). The next
+// batching packs the last batch again with the changes after it, until that
+// batch is closed at batchChanges changes and the next one starts. For a
+// pod's status updates a batch costs a fifth or less of the changes deflated
+// one by one.
 //
 // readChanges reads a batch as the changes it holds, and automerge is given
 // the saved form with its batches unpacked (unbatched), each change's

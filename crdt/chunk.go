@@ -112,7 +112,6 @@ func readBatch(raw []byte) ([]changeRef, int, error) {
 		return nil, 0, err
 	}
 	refs, err := readChunks(contents, false) // a batch holds no batch
-
 	return refs, n, err
 }
 

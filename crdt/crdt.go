@@ -72,10 +72,10 @@ type Doc struct {
 	fields    map[string]string // documents: the flat fields, kept equal to am
 	clean     bool              // documents: fields == flatten(value), so value can rebuild them
 	edits     int               // documents: field edits applied since the body's epoch began
-	savedLen  int               // documents: length of amBytes when it was last saved whole, batched (or as a body's first changes)
+	savedLen  int               // documents: length of amBytes when it was last saved whole or batched (or as a body's first changes)
 	am        *automerge.Doc    // documents: nil until needed
 	built     *builtBody        // documents: the body loadBody built, while never saved
-	amBytes   []byte            // documents: saved form (a save or a body's first changes, then incremental chunks), always current
+	amBytes   []byte            // documents: saved form (a save or a body's first changes, then incremental chunks and batches of them), always current
 	prior     *prior            // documents: the epoch the current one rebased, while edits of it may arrive
 	conflicts []Conflict        // the latest maxConflicts conflicts seen here
 	recorded  uint64            // conflicts ever recorded here
@@ -260,10 +260,10 @@ func (d *Doc) linearEdit(h *history, value []byte, fields, set map[string]string
 
 // took moves the saved form and the history past edit, the encoding of c
 // (whose hash is hash), an edit of history h. The edit is appended deflated,
-// and every batchChanges edits deflated together (batch.go), so the saved
-// form grows by a fraction of an edit's change (and its history, carried
-// forward and stored, is never read from it again). ok is false, with nothing
-// changed, when the saved form cannot be read.
+// and the edits appended are deflated together once they outgrow their bound
+// (bounded), so the saved form grows by a fraction of an edit's change (and
+// the history, carried forward and stored, is not read from it again). ok is
+// false, with nothing changed, when the saved form cannot be read.
 func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHash) (ok bool) {
 	saved := d.amBytes
 	if h.body != nil {

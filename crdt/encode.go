@@ -88,9 +88,9 @@ func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 	d.edits = int(r.uvarint())
 	d.value = r.bytes()
 	d.amBytes = r.bytes()
-	// Not stored: the saved form's compacted part (a whole save, or a body's
-	// change, and a batch) is what the chunks appended to it count against
-	// (appendSaved).
+	// Not stored: the saved form's compacted part (a whole save or a body's
+	// change, and the batches after it) is what the chunks appended to it
+	// count against (appendSaved, bounded).
 	d.savedLen = compactedLen(d.amBytes)
 	n := r.uvarint()
 	for i := uint64(0); i < n && r.err == nil; i++ {
