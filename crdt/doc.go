@@ -84,7 +84,8 @@
 // rebase). A Doc stores its one-branch history's state with it
 // (histstore.go), so an edit costs the same however many edits the history
 // holds, and the changes edits in Go append are deflated together in batches
-// (batch.go), never saved whole by automerge. A Doc reports what it
+// (batch.go), never saved whole by automerge; a rebase of such a history
+// (rebase.go) is made and taken without automerge too. A Doc reports what it
 // costs in Go's heap and on automerge's C side, and can let its loaded
 // automerge documents go (memory.go).
 //

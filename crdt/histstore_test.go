@@ -121,3 +121,54 @@ func TestStoredHistoryNotTheDocs(t *testing.T) {
 		t.Fatal("a history not read for its own field names")
 	}
 }
+
+// TestLinearRebaseAlike checks that a rebase of a one-branch history made
+// and applied in Go (applyLinearRebase) is the one automerge makes: the same
+// change, the same document after it, the same translation of an edit of the
+// old history made concurrently at another site, and the same next edit.
+func TestLinearRebaseAlike(t *testing.T) {
+	d := &Doc{}
+	for gen := range 20 {
+		if _, _, err := d.Put(benchPod(t, gen), Stamp{uint64(gen + 1), "w"}); err != nil {
+			t.Fatal(err)
+		}
+		d, _ = DecodeDoc(d.Encode(), nil)
+	}
+	stored := d.Encode()
+	open := func() *Doc {
+		r, err := DecodeDoc(stored, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	fast, slow, other := open(), open(), open()
+	// Not one branch, as far as slow knows: automerge rebases it.
+	slow.hist = &history{none: true, epoch: slow.epoch, edits: slow.edits, saved: len(slow.amBytes)}
+	cf, ok1, err1 := fast.Rebase("w", 1, nil)
+	cs, ok2, err2 := slow.Rebase("w", 1, nil)
+	if !ok1 || !ok2 || err1 != nil || err2 != nil || !bytes.Equal(cf.Encode(), cs.Encode()) {
+		t.Fatalf("rebases differ (%t %v, %t %v)", ok1, err1, ok2, err2)
+	}
+	if fast.am != nil || slow.am == nil {
+		t.Fatal("the one-branch rebase loaded automerge, or the other did not")
+	}
+	concurrent, _, err := other.Put(benchPod(t, 40), Stamp{30, "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []*Doc{fast, slow} {
+		if _, err := r.Apply(concurrent); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fast.Digest() != slow.Digest() || !maps.Equal(fast.fields, slow.fields) || fast.clean != slow.clean ||
+		len(fast.prior.moved) != 1 || !maps.Equal(fast.prior.moved, slow.prior.moved) {
+		t.Fatal("documents differ after the rebase and a translated edit")
+	}
+	nf, _, err1 := fast.Put(benchPod(t, 41), Stamp{31, "w"})
+	ns, _, err2 := slow.Put(benchPod(t, 41), Stamp{31, "w"})
+	if err1 != nil || err2 != nil || !bytes.Equal(nf.Data, ns.Data) || fast.Digest() != slow.Digest() {
+		t.Fatalf("next edits differ (%v, %v)", err1, err2)
+	}
+}

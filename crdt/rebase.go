@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -87,7 +88,7 @@ func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok boo
 	if d.Rebaser() != site || d.prior != nil {
 		return Change{}, false, nil
 	}
-	am, err := d.automerge("")
+	cut, err := d.historyHeads()
 	if err != nil {
 		return Change{}, false, err
 	}
@@ -103,9 +104,22 @@ func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok boo
 	}
 	d.churn += len(body) * nativePerSavedByte
 	c = Change{Op: OpRebase, Inc: d.inc, Epoch: nextRebase(d.epoch), Kind: Document, Data: body,
-		Value: d.value, From: d.epoch, Cut: am.Heads(), Mark: mark, Sites: slices.Sorted(slices.Values(sites))}
+		Value: d.value, From: d.epoch, Cut: cut, Mark: mark, Sites: slices.Sorted(slices.Values(sites))}
 	_, err = d.Apply(c)
 	return c, err == nil, err
+}
+
+// historyHeads returns the heads of the document's history: a one-branch history's
+// head, else automerge's.
+func (d *Doc) historyHeads() ([]automerge.ChangeHash, error) {
+	if h, ok := d.history(); ok {
+		return []automerge.ChangeHash{h.head}, nil
+	}
+	am, err := d.automerge("")
+	if err != nil {
+		return nil, err
+	}
+	return am.Heads(), nil
 }
 
 // nextRebase names the epoch that rebases e: same counter, site + generation.
@@ -126,6 +140,9 @@ func (d *Doc) applyRebase(c Change) (bool, error) {
 		return false, nil // the epoch it restarts was replaced meanwhile
 	case d.kind != Document || c.Kind != Document:
 		return false, fmt.Errorf("crdt: rebase of a %d body: %w", d.kind, errCorrupt)
+	}
+	if changed, ok := d.applyLinearRebase(c); ok {
+		return changed, nil
 	}
 	old, err := d.automerge("")
 	if err != nil {
@@ -165,12 +182,52 @@ func (d *Doc) applyRebase(c Change) (bool, error) {
 	return !bytes.Equal(was.value, d.value), nil
 }
 
+// applyLinearRebase applies a rebase whose cut is the whole of a one-branch
+// history held here (as the rebaser's own is), without automerge: no edit
+// follows the cut, so none is translated, and the new body's fields are read
+// from its change (written in Go, bodyChange). The old history is kept as the
+// prior's saved form, loaded only should an edit of it arrive. ok is false,
+// with nothing changed, for any other rebase, which applyRebase then takes.
+func (d *Doc) applyLinearRebase(c Change) (changed, ok bool) {
+	h, ok := d.history()
+	if !ok || len(c.Cut) != 1 || c.Cut[0] != h.head {
+		return false, false
+	}
+	refs, err := readChanges(c.Data)
+	if err != nil || len(refs) != 1 || len(refs[0].deps) != 0 {
+		return false, false
+	}
+	body, ok := parseChange(refs[0].contents)
+	if !ok {
+		return false, false
+	}
+	fields := make(map[string]string, len(body.ops))
+	for _, op := range body.ops {
+		if op.del || op.pred != 0 {
+			return false, false
+		}
+		fields[op.key] = op.value
+	}
+	p := &prior{epoch: d.epoch, mark: c.Mark, sites: c.Sites, amBytes: bytes.Clone(d.amBytes),
+		base: []automerge.ChangeHash{refs[0].hash}, moved: map[automerge.ChangeHash]automerge.ChangeHash{}}
+	before := d.value
+	d.epoch, d.edits, d.am, d.built, d.amBytes, d.savedLen, d.prior = c.Epoch, 0, nil, nil, bytes.Clone(c.Data), len(c.Data), p
+	d.fields, d.value = fields, materialize(fields, d.schemas)
+	flat, _ := flatten(d.value, d.schemas)
+	d.clean = maps.Equal(flat, d.fields)
+	return !bytes.Equal(before, d.value), true
+}
+
 // applyPriorEdit takes an edit of the old epoch: kept in the prior's history, and
 // translated into the current epoch.
 func (d *Doc) applyPriorEdit(raw []byte) (bool, error) {
 	p := d.prior
 	if p.am == nil {
-		am, err := automerge.Load(p.amBytes)
+		saved, err := unbatched(p.amBytes)
+		if err != nil {
+			return false, err
+		}
+		am, err := automerge.Load(saved)
 		if err != nil {
 			return false, fmt.Errorf("crdt: load prior epoch: %w", err)
 		}
