@@ -10,23 +10,38 @@ import (
 // evicted are decoded again, whole, by the next write.
 func TestDocCacheBudget(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Dir, cfg.Site, cfg.DocCacheBytes = t.TempDir(), "test", 256<<10
-	// A one-branch history is edited in Go (crdt); a rebase loads automerge.
-	cfg.RebaseEdits = 2
+	cfg.Dir, cfg.Site, cfg.DocCacheBytes, cfg.Replicated = t.TempDir(), "test", 256<<10, true
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s.Close()
 	sawNative := false
+	checkBudget := func(what string) {
+		t.Helper()
+		heap, native := s.docs.heap.Load(), s.docs.native.Load()
+		if heap+native > cfg.DocCacheBytes {
+			t.Fatalf("%s: cache holds %d+%d bytes, budget %d", what, heap, native, cfg.DocCacheBytes)
+		}
+		sawNative = sawNative || native > 0
+	}
+	// One-branch histories are edited in Go (crdt); merging a peer's
+	// concurrent edits loads automerge, whose C-side memory counts too.
+	peer := openSite(t, "peer", nil)
 	for gen := range 3 {
+		if gen == 1 {
+			exchange(t, s, peer)
+			for i := range 40 {
+				put(t, peer, fmt.Sprintf("k%02d", i), string(podJSON(i, 7)))
+			}
+		}
 		for i := range 40 {
 			put(t, s, fmt.Sprintf("k%02d", i), string(podJSON(i, gen)))
-			heap, native := s.docs.heap.Load(), s.docs.native.Load()
-			if heap+native > cfg.DocCacheBytes {
-				t.Fatalf("gen %d key %d: cache holds %d+%d bytes, budget %d", gen, i, heap, native, cfg.DocCacheBytes)
-			}
-			sawNative = sawNative || native > 0
+			checkBudget(fmt.Sprintf("gen %d key %d", gen, i))
+		}
+		if gen == 1 {
+			exchange(t, s, peer)
+			checkBudget("after merging the peer's concurrent edits")
 		}
 	}
 	if !sawNative {
@@ -35,6 +50,8 @@ func TestDocCacheBudget(t *testing.T) {
 	if s.docs.lru.Len() >= 40 {
 		t.Fatalf("all %d documents stayed cached within %d bytes", s.docs.lru.Len(), cfg.DocCacheBytes)
 	}
+	// Three puts here each; the peer's concurrent edits lose to this site's
+	// (actor order) and leave no revision of their own.
 	for i := range 40 {
 		if kv, _ := get(t, s, fmt.Sprintf("k%02d", i), 0); string(kv.Value) != string(podJSON(i, 2)) || kv.Version != 3 {
 			t.Fatalf("k%02d: version %d value %.60s", i, kv.Version, kv.Value)
