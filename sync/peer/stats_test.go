@@ -63,7 +63,7 @@ func TestMissingAndStats(t *testing.T) {
 		t.Fatalf("healed: b lacks %d of a's changes", we)
 	}
 	if got := eb.Stats().Merged; got != 300 {
-		t.Fatalf("b merged %d changes, want 300", got)
+		t.Fatalf("b merged %d changes, want 300 (stats %+v; a %+v collected %v vv %v)", got, eb.Stats(), ea.Stats(), a.Collected(), a.VersionVector())
 	}
 	for _, line := range []string{"peer: catch-up started", "peer: catch-up finished"} {
 		if !strings.Contains(log.String(), line) {
