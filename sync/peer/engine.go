@@ -756,7 +756,7 @@ func (e *Engine) receiveSnapshot(ctx context.Context, m Message) ([]Envelope, er
 	// A forgotten incarnation that can never take a snapshot of a site not
 	// forgotten goes on as a new incarnation (see the package doc, Forgetting)
 	// — never on a stale one: a later snapshot of the sender holds more.
-	rejoin := e.gone[e.st.Origin()] && !e.gone[m.Origin] && !e.stale(m.Origin, snap.VV) && e.keepsOthers(snap.VV, held)
+	rejoin := e.gone[e.st.Origin()] && !e.gone[m.Origin] && !e.stale(m.Origin, snap.VV)
 	// Held: another install or merge while this one is under way (the engine
 	// is unlocked around the store's calls) may make going on anew wrong.
 	opts := store.InstallOptions{GiveUp: e.goneHeld(), Anew: stuck && rejoin, Held: held}
@@ -804,24 +804,6 @@ func (e *Engine) stale(origin string, vv map[string]uint64) bool {
 	return false
 }
 
-// keepsOthers reports whether a snapshot at vv holds all this site holds of
-// every origin but its own and replaced ones: going on anew on it then gives up
-// only this site's own changes. Another origin's changes it held may be held
-// nowhere else: their origin collects them from its log once every site holds
-// them, and a wipe elsewhere may have lost them since. A site that holds them
-// waits instead; the sender takes this site's snapshot, or gets them from their
-// origin (internal/cluster TestChaosForgetting seed 41: a forgotten site went
-// on anew on the snapshot of a site just wiped, and gave up a third site's
-// writes that it alone still held).
-func (e *Engine) keepsOthers(vv, held map[string]uint64) bool {
-	for o, seq := range held {
-		if o != e.st.Origin() && seq > vv[o] && !e.replaced(o) {
-			return false
-		}
-	}
-	return true
-}
-
 // goneHeld lists the replaced origins whose changes this site holds.
 func (e *Engine) goneHeld() []string {
 	var out []string
@@ -840,13 +822,20 @@ func (e *Engine) skipSnapshot(m Message, why string) ([]Envelope, error) {
 }
 
 // refusal says why this site cannot install a snapshot ("" if it can), whether
-// no later snapshot of the sender can do better (stuck: this site holds what
-// the sender lacks and collected it, so it cannot send it), and whether
+// no later snapshot of the sender can do better (stuck: this site collected
+// its own changes the sender lacks, so it cannot send them), and whether
 // installing it gives up changes of replaced origins this site holds.
 // Where this site holds more of another origin than the snapshot, a later
 // snapshot will bring it, as the origin sends it on — unless a newer
 // incarnation replaced the origin: it sends nothing any more, and this site
-// gives up the rest (see the package doc, Forgetting).
+// gives up the rest (see the package doc, Forgetting). Holding more of an
+// origin not replaced never makes it stuck, even where it collected them: they
+// may be held nowhere else (their origin collected them once every site held
+// them, and a wipe elsewhere may have lost them since), so it waits, and the
+// sender takes this site's snapshot or gets them from their origin, rather
+// than this site going on anew and giving them up (internal/cluster
+// TestChaosForgetting seed 41: a forgotten site went on anew on the snapshot
+// of a site just wiped, and gave up a third site's writes it alone held).
 // This site's own changes it has collected are held by every site it waits
 // for, so a snapshot without them is older than those sites' state.
 func (e *Engine) refusal(snap store.Snapshot, held map[string]uint64) (why string, stuck, forced bool) {
@@ -854,7 +843,7 @@ func (e *Engine) refusal(snap store.Snapshot, held map[string]uint64) (why strin
 	for o, seq := range held {
 		if o != self && seq > snap.VV[o] {
 			if !e.replaced(o) {
-				return "this site holds more of " + o, collected[o] > snap.VV[o], false
+				return "this site holds more of " + o, false, false
 			}
 			forced = true
 		}
