@@ -323,3 +323,55 @@ func addSites(t *testing.T, net *Network, names ...string) (map[string]*store.St
 	}
 	return stores, engines
 }
+
+// TestRejoinPastReplacedTail: a forgotten site's own change builds on a change
+// of an incarnation since replaced (its site lost its disk), which the
+// forgotten site alone holds and took by a snapshot, so it cannot send it: no
+// snapshot of a site not forgotten will ever hold what its own change needs,
+// and it goes on anew rather than waiting for ever (internal/cluster
+// TestChaosForgetting seed 177: s2 refused s1's snapshots, "lacks what this
+// site's own changes build on", until the test gave up).
+func TestRejoinPastReplacedTail(t *testing.T) {
+	ctx := context.Background()
+	net := NewNetwork(2)
+	stores, engines := addSites(t, net, "a", "b", "c")
+	put(t, stores["a"], "/a", `{"v":"a"}`)
+	put(t, stores["b"], "/k", `{"v":"b"}`)
+	handleAll(t, engines["c"], engines["b"].snapshot, "c") // c alone holds b's change, and cannot send it
+	put(t, stores["c"], "/k", `{"v":"c"}`)                 // built on b's change
+	fresh := openStore(t, "b")                             // b's disk is wiped
+	engines["b"] = NewEngine(fresh, 50)
+	net.Add("b", engines["b"])
+	if _, err := engines["a"].Handle(ctx, engines["c"].Pull("a").Msg); err != nil { // a knows c's incarnation
+		t.Fatal(err)
+	}
+	engines["a"].SetCounted([]string{"a", "b"}) // a's clock forgets it
+	for _, from := range []string{"a", "b"} {   // c hears of the decision, and of b's new incarnation
+		if _, err := engines["c"].Handle(ctx, engines[from].Pull("c").Msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	origin := stores["c"].Origin()
+	handleAll(t, engines["c"], engines["a"].snapshot, "c")
+	if got := stores["c"].Origin(); got == origin {
+		t.Fatal("forgotten c refused a's snapshot, which lacks what its own change builds on, and waits for one that can never come")
+	}
+	if _, err := net.Settle(ctx, 20); err != nil {
+		t.Fatal(err)
+	}
+	sameData(t, stores["a"], fresh, stores["c"])
+}
+
+// handleAll has e take every part of a snapshot made for to.
+func handleAll(t *testing.T, e *Engine, snapshot func(context.Context, string) ([]Envelope, error), to string) {
+	t.Helper()
+	envs, err := snapshot(context.Background(), to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, env := range envs {
+		if _, err := e.Handle(context.Background(), env.Msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
