@@ -84,7 +84,11 @@
 // anew on a snapshot lacking another origin's changes it holds, which that
 // origin may have collected from its log (every site held them) and a wipe
 // elsewhere may since have lost; it waits until the sender holds them, got from
-// their origin or by taking this site's snapshot. It goes on anew only on a
+// their origin or by taking this site's snapshot. Its own changes that build on
+// a replaced origin's changes the snapshot lacks cannot be merged again on it:
+// while it can send those (they are in its log) the sender's next snapshot
+// will hold them; once it cannot (it took them by a snapshot, or collected
+// them), none ever will, and it goes on anew. It goes on anew only on a
 // snapshot not older than what its sender has since reported holding (a
 // snapshot delivered late says nothing of what the sender can send now), and
 // only if its holdings are still those it judged by (the store checks, in the
