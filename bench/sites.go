@@ -335,8 +335,9 @@ type cluster struct {
 	prepared map[string]bool
 	// local are the servers' client addresses inside their namespaces.
 	local []string
-	// rateRuns counts the fixed-rate loads run so far (loadSitesRate).
-	rateRuns int
+	// loads counts the write loads run so far (loadSites, loadSitesRate):
+	// each stamps its values with its number (sitePut).
+	loads int
 }
 
 // syncTotals are peer-protocol counters summed over a cluster's sites.
@@ -579,24 +580,34 @@ func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, 
 // converge polls every site's whole keyspace until all are identical and
 // returns how long that took.
 func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
 	clis, closeAll, err := c.clients()
 	if err != nil {
 		return 0, err
 	}
 	defer closeAll()
+	took, err := poll(ctx, 50*time.Millisecond, timeout, func() (bool, error) { return sameData(ctx, clis, "") })
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s sites not identical after the heal: %w", c.system, err)
+	}
+	return took, nil
+}
+
+// poll calls check every interval until it reports done, and returns how long
+// that took; after timeout, an error with check's last one.
+func poll(ctx context.Context, every, timeout time.Duration, check func() (done bool, err error)) (time.Duration, error) {
+	start := time.Now()
 	for {
-		same, err := sameData(ctx, clis, "")
-		if same {
+		done, err := check()
+		if done {
 			return time.Since(start), nil
 		}
 		if time.Since(start) > timeout {
-			return 0, fmt.Errorf("bench: %s sites not identical %v after the heal (%v)", c.system, timeout, err)
+			return 0, fmt.Errorf("not within %v (%v)", timeout, err)
 		}
 		select {
 		case <-ctx.Done():
 			return 0, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(every):
 		}
 	}
 }
@@ -828,14 +839,16 @@ func loadSites(ctx context.Context, cfg SitesConfig, c *cluster, phase, w string
 		return nil, err
 	}
 	defer closeAll()
+	c.loads++
 	phases := make([]phaseResult, len(c.servers))
 	done := make([]atomic.Int64, len(c.servers))
 	deadline := time.Now().Add(d)
 	var wg sync.WaitGroup
 	for i := range c.servers {
 		ops := make([]op, cfg.Clients)
+		put, next := newSitePut(cfg, 'p', i, c.loads), new(atomic.Int64)
 		for j := range ops {
-			inner := siteOp(cfg, w, i, j, conns[i])
+			inner := siteOp(cfg, w, i, j, conns[i], put, next)
 			ops[j] = func(ctx context.Context) error {
 				defer done[i].Add(1)
 				ctx, cancel := context.WithTimeout(ctx, cfg.RequestTimeout)
@@ -908,10 +921,20 @@ func (r *SiteResult) fill(ok, failed int64, elapsed time.Duration, h *histogram,
 	}
 }
 
-// siteOp is client j of site i's request function for workload w.
-func siteOp(cfg SitesConfig, w string, i, j int, conns []*clientv3.Client) op {
-	if w == WorkloadEdit {
+// siteOp is client j of site i's request function for workload w. The
+// site's clients of the Put workload share put and next, the number of the
+// site's next request.
+func siteOp(cfg SitesConfig, w string, i, j int, conns []*clientv3.Client, put sitePut, next *atomic.Int64) op {
+	switch w {
+	case WorkloadEdit:
 		return editOp(cfg, i, j, conns[j%len(conns)])
+	case WorkloadPut:
+		cli := conns[j%len(conns)]
+		return func(ctx context.Context) error {
+			key, value := put.request(next.Add(1) - 1)
+			_, err := cli.Put(ctx, key, value)
+			return err
+		}
 	}
 	cl := &cell{workload: w, clients: cfg.Clients, level: i, conns: conns, cfg: cfg.kv()}
 	return cl.newOp(j)

@@ -117,29 +117,19 @@ func burstValue(cfg SitesConfig, i, j int) string {
 // returns how long after its call the counts agreed. Counting is cheap
 // enough to poll every 20 ms without loading the sites it waits for.
 func convergePrefix(ctx context.Context, c *cluster, prefix string, want int64, timeout time.Duration) (time.Duration, error) {
-	start := time.Now()
 	clis, closeAll, err := c.clients()
 	if err != nil {
 		return 0, err
 	}
 	defer closeAll()
-	for {
-		if all, err := countsAre(ctx, clis, prefix, want); err == nil && all {
-			took := time.Since(start)
-			if same, err := sameData(ctx, clis, prefix); !same {
-				return 0, fmt.Errorf("bench: %s sites count %d keys under %s but differ: %v", c.system, want, prefix, err)
-			}
-			return took, nil
-		}
-		if time.Since(start) > timeout {
-			return 0, fmt.Errorf("bench: %s sites do not all hold %d keys under %s %v after the heal", c.system, want, prefix, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
-		}
+	took, err := poll(ctx, 20*time.Millisecond, timeout, func() (bool, error) { return countsAre(ctx, clis, prefix, want) })
+	if err != nil {
+		return 0, fmt.Errorf("bench: %s sites do not all hold %d keys under %s after the heal: %w", c.system, want, prefix, err)
 	}
+	if same, err := sameData(ctx, clis, prefix); !same {
+		return 0, fmt.Errorf("bench: %s sites count %d keys under %s but differ: %v", c.system, want, prefix, err)
+	}
+	return took, nil
 }
 
 // countsAre reports whether every client counts want keys under prefix

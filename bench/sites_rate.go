@@ -37,7 +37,7 @@ func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase strin
 		return nil, err
 	}
 	defer closeAll()
-	c.rateRuns++
+	c.loads++
 	runs := make([]openResult, len(c.servers))
 	done := make([]atomic.Int64, len(c.servers))
 	var wg sync.WaitGroup
@@ -47,7 +47,7 @@ func loadSitesRate(ctx context.Context, cfg SitesConfig, c *cluster, phase strin
 			done[i].Add(1)
 			tl.record(i, intended, lat, err)
 		}
-		wg.Go(func() { runs[i] = loop.run(ctx, d, ratePut(cfg, i, c.rateRuns, conns[i]), observe) })
+		wg.Go(func() { runs[i] = loop.run(ctx, d, ratePut(cfg, i, c.loads, conns[i]), observe) })
 	}
 	label := fmt.Sprintf("%s %s %s (%g/s per site) at %v", c.system, phase, WorkloadPutRate, cfg.Rate, delay)
 	stop := sitesProgress(progress, label, cfg.ProgressEvery, done)
@@ -71,26 +71,45 @@ func (c SitesConfig) openLoop(site int) openLoop {
 	return l
 }
 
-// ratePut is site i's fixed-rate Put in run number run: request n writes
-// the n-th key of the site's own sequence (cycling through KeySpace keys; a
-// key tag of its own, so no other workload's keys are touched) over
-// connection n mod len(conns). Its value is ValueSize random bytes with the
-// run and n written over the first ones (as far as they fit), so no request
-// rewrites a key with the value it holds: every Put is a change, in every
-// run. Safe for concurrent use.
+// ratePut is site i's fixed-rate Put in load number run (see sitePut).
+// Safe for concurrent use.
 func ratePut(cfg SitesConfig, site, run int, conns []*clientv3.Client) rateOp {
+	p := newSitePut(cfg, 'q', site, run)
+	return func(ctx context.Context, n int64) error {
+		key, value := p.request(n)
+		_, err := conns[n%int64(len(conns))].Put(ctx, key, value)
+		return err
+	}
+}
+
+// sitePut is a site's Put workload in one load: request n writes the n-th key
+// of the site's own sequence (cycling through KeySpace keys, under a key tag
+// of the workload's own, so no other workload's keys are touched). Its value
+// is ValueSize random bytes with the load's number and n written over the
+// first ones (as far as they fit), so no request rewrites a key with the
+// value it holds: every Put is a change, in every load (a site ships nothing
+// for a value it holds, which would flatter the bytes per change).
+type sitePut struct {
+	keys  keyer
+	space int64
+	value []byte
+	run   int
+}
+
+func newSitePut(cfg SitesConfig, tag byte, site, run int) sitePut {
 	kv := cfg.kv()
-	k := keyer{workload: 'q', cell: byte("0123456789abcdefghijklmnopqrstuvwxyz"[site]), size: kv.KeySize, digits: kv.keyDigits()}
-	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(rateStream|1<<8|site)))
+	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(rateStream|int(tag)<<8|site)))
 	value := make([]byte, kv.ValueSize)
 	for j := range value {
 		value[j] = byte(rng.Uint32())
 	}
-	space := int64(kv.KeySpace)
-	return func(ctx context.Context, n int64) error {
-		v := slices.Clone(value)
-		copy(v, fmt.Sprintf("%08x%016x", run, n))
-		_, err := conns[n%int64(len(conns))].Put(ctx, k.key(int(n%space)), string(v))
-		return err
-	}
+	k := keyer{workload: tag, cell: byte("0123456789abcdefghijklmnopqrstuvwxyz"[site]), size: kv.KeySize, digits: kv.keyDigits()}
+	return sitePut{keys: k, space: int64(kv.KeySpace), value: value, run: run}
+}
+
+// request returns request n's key and value.
+func (p sitePut) request(n int64) (key, value string) {
+	v := slices.Clone(p.value)
+	copy(v, fmt.Sprintf("%08x%016x", p.run, n))
+	return p.keys.key(int(n % p.space)), string(v)
 }
