@@ -266,7 +266,7 @@ type LinkUse struct {
 	ChangedBytes int     `json:"changed_bytes"`
 	// Rhizome only, summed over the sites, from their metrics: the bytes of
 	// peer messages sent (rhizome_peer_sent_bytes_total: the messages
-	// themselves, without gRPC's framing; what the links carried beyond
+	// themselves as sent, compressed, without gRPC's framing; what the links carried beyond
 	// them is framing, HTTP/2 control frames and gossip), and the remote
 	// changes merged (rhizome_merges_applied_total; a change made at one of
 	// n sites is merged n-1 times).

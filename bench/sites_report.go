@@ -170,15 +170,14 @@ func (r *SitesReport) linksTable(b *strings.Builder) {
 }
 
 // peerBytesTable sets Rhizome's link bytes per change beside its peer
-// messages before compression (gRPC compresses them; framing, HTTP/2 control
-// frames and gossip come on top), and says how many times each change was
-// merged.
+// messages as sent (compressed; framing, HTTP/2 control frames and gossip
+// come on top), and says how many times each change was merged.
 func (r *SitesReport) peerBytesTable(b *strings.Builder) {
 	if !slices.ContainsFunc(r.Links, func(u LinkUse) bool { return u.PeerMessageBytes > 0 }) {
 		return
 	}
-	fmt.Fprintf(b, "\nRhizome's share, per change: link bytes against its peer messages before compression (rhizome_peer_sent_bytes_total, all sites; the links also carry gRPC framing, HTTP/2 control frames and gossip), and merges (rhizome_merges_applied_total; %d sites: %d per change when each arrives once).\n\n", r.Sites, r.Sites-1)
-	b.WriteString("| workload | delay | link bytes | peer messages, uncompressed | link / uncompressed | merges |\n|---|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "\nRhizome's share, per change: link bytes against its peer messages as sent, compressed (rhizome_peer_sent_bytes_total, all sites; the links also carry gRPC framing, HTTP/2 control frames and gossip), and merges (rhizome_merges_applied_total; %d sites: %d per change when each arrives once).\n\n", r.Sites, r.Sites-1)
+	b.WriteString("| workload | delay | link bytes | peer messages | link / messages | merges |\n|---|--:|--:|--:|--:|--:|\n")
 	for _, u := range r.Links {
 		if u.System != SystemRhizome || u.Changes == 0 {
 			continue

@@ -139,7 +139,9 @@
 // The Runner — reconnects, one mailbox per peer, backpressure, gap detection —
 // talks to peers through a Transport: one-way streams of Messages, dialled to a
 // peer and accepted from peers. GRPC is the transport between real sites (one
-// gRPC client stream per peer, TLS, keepalives, messages gzipped by default).
+// gRPC client stream per peer, TLS, keepalives, and by default each stream's
+// messages deflated as one stream, so what they repeat of each other is sent
+// once: deflate.go).
 // Its streams are opened only between sites that hold the same cluster token,
 // each end proving it to the other with an HMAC over fresh nonces before a
 // message passes (auth.go): a site of another cluster, or a client that knows

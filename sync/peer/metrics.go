@@ -19,11 +19,11 @@ const (
 func (r *Runner) registerMetrics() error {
 	r.sentBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rhizome_peer_sent_bytes_total",
-		Help: "Bytes of sync messages sent to a peer (gRPC framing and TLS aside).",
+		Help: "Bytes of sync messages sent to a peer, as sent (compressed where the stream is; gRPC framing and TLS aside).",
 	}, []string{"peer"})
 	r.receivedBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rhizome_peer_received_bytes_total",
-		Help: "Bytes of sync messages received from a peer (gRPC framing and TLS aside).",
+		Help: "Bytes of sync messages received from a peer, as received (compressed where the stream is; gRPC framing and TLS aside).",
 	}, []string{"peer"})
 	if r.cfg.Registerer == nil {
 		return nil

@@ -35,7 +35,7 @@ type Config struct {
 	MaxBatch int
 	// PushDelay is how long a push of new local changes waits for more to
 	// join it: changes logged meanwhile go in the same message, which costs
-	// fewer bytes (one header and vector for many, and gzip finds their
+	// fewer bytes (one header and vector for many, and compression finds their
 	// likeness), and adds PushDelay to how soon peers get them. 0: at once.
 	PushDelay time.Duration
 	// Transport carries the messages; nil is a gRPC transport (NewGRPC) made

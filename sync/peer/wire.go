@@ -24,9 +24,12 @@ func (codec) Marshal(v any) ([]byte, error) {
 		return nil, fmt.Errorf("peer: cannot encode %T", v)
 	}
 	var b []byte
-	if w.auth != nil {
+	switch {
+	case w.auth != nil:
 		b = append([]byte{authFrame}, w.auth...)
-	} else {
+	case w.frame != nil:
+		b = w.frame
+	default:
 		b = w.m.encode()
 	}
 	w.n = len(b)
@@ -41,6 +44,10 @@ func (codec) Unmarshal(data []byte, v any) error {
 	w.n = len(data)
 	if len(data) > 0 && data[0] == authFrame {
 		w.auth = bytes.Clone(data[1:])
+		return nil
+	}
+	if len(data) > 0 && data[0] == deflateFrame {
+		w.frame = bytes.Clone(data[1:])
 		return nil
 	}
 	return w.m.decode(data)
