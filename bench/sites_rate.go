@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -85,31 +84,34 @@ func ratePut(cfg SitesConfig, site, run int, conns []*clientv3.Client) rateOp {
 // sitePut is a site's Put workload in one load: request n writes the n-th key
 // of the site's own sequence (cycling through KeySpace keys, under a key tag
 // of the workload's own, so no other workload's keys are touched). Its value
-// is ValueSize random bytes with the load's number and n written over the
-// first ones (as far as they fit), so no request rewrites a key with the
-// value it holds: every Put is a change, in every load (a site ships nothing
-// for a value it holds, which would flatter the bytes per change).
+// is ValueSize bytes drawn afresh for each request (from Seed, the site, the
+// load and n) with the load's number and n written over the first ones (as
+// far as they fit), so no request rewrites a key with the value it holds
+// (a site ships nothing for a value it holds) and no value repeats another
+// (a compressing link would send it for almost nothing): every Put is a
+// change of ValueSize new bytes, in every load.
 type sitePut struct {
-	keys  keyer
-	space int64
-	value []byte
-	run   int
+	keys      keyer
+	space     int64
+	size      int
+	seed, seq uint64 // the PCG seed of request n is (seed, seq+n)
+	run       int
 }
 
 func newSitePut(cfg SitesConfig, tag byte, site, run int) sitePut {
 	kv := cfg.kv()
-	rng := rand.New(rand.NewPCG(cfg.Seed, uint64(rateStream|int(tag)<<8|site)))
-	value := make([]byte, kv.ValueSize)
-	for j := range value {
-		value[j] = byte(rng.Uint32())
-	}
 	k := keyer{workload: tag, cell: byte("0123456789abcdefghijklmnopqrstuvwxyz"[site]), size: kv.KeySize, digits: kv.keyDigits()}
-	return sitePut{keys: k, space: int64(kv.KeySpace), value: value, run: run}
+	seq := uint64(tag)<<56 | uint64(site)<<48 | uint64(run)<<32
+	return sitePut{keys: k, space: int64(kv.KeySpace), size: kv.ValueSize, seed: cfg.Seed, seq: seq, run: run}
 }
 
 // request returns request n's key and value.
 func (p sitePut) request(n int64) (key, value string) {
-	v := slices.Clone(p.value)
+	rng := rand.New(rand.NewPCG(p.seed, p.seq+uint64(n)))
+	v := make([]byte, p.size)
+	for j := range v {
+		v[j] = byte(rng.Uint32())
+	}
 	copy(v, fmt.Sprintf("%08x%016x", p.run, n))
 	return p.keys.key(int(n % p.space)), string(v)
 }
