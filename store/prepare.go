@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Preparing writes. The committer is one goroutine, so whatever it does per
@@ -87,12 +88,22 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 		return nil
 	}
 	gen := s.crdGen.Load()
-	txn := s.newView()
-	defer txn.Discard()
+	var txn *badgerTxn
+	defer func() {
+		if txn != nil {
+			txn.Discard()
+		}
+	}()
 	prep = make(map[string]*prepared, len(dry.puts))
 	for key, value := range dry.puts {
 		p := &prepared{crdGen: gen, value: value, cut: crdt.PrepareValue(value, s.crs.Object)}
 		prep[key] = p
+		if !mayBeDocument(value) {
+			continue // replaces the stored document whole: nothing to ready
+		}
+		if txn == nil {
+			txn = s.newView()
+		}
 		raw, err := getIn(txn, docKey([]byte(key)))
 		if err != nil || raw == nil {
 			continue // a create: no document to ready
@@ -113,6 +124,16 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 	return prep
 }
 
+// mayBeDocument reports whether a Put of value may edit the stored document
+// field by field: only a JSON object, or kube-apiserver's protobuf form of one,
+// is cut into fields (crdt.PrepareValue); any other value replaces the stored
+// document whole, which the committer does without loading it. So the
+// document of a key put such a value is not read ahead: that read costs a
+// badger view, which waits for a commit in flight to be durable.
+func mayBeDocument(value []byte) bool {
+	return len(value) > 0 && value[0] == '{' || kube.IsProtobuf(value)
+}
+
 // prepared returns the document prepared for key if it is still the key's
 // stored one, and nil otherwise; either way the preparation is used up. Only
 // for a key this batch has not changed. Called by the committer.
@@ -122,7 +143,7 @@ func (tx *WriteTxn) prepared(key []byte) *crdt.Doc {
 		return nil
 	}
 	defer func() { p.doc = nil }()
-	raw, err := tx.s.getRaw(docKey(key))
+	raw, err := tx.reads.get(docKey(key))
 	if err != nil || !bytes.Equal(raw, p.raw) || p.crdGen != tx.s.crdGen.Load() || p.origin != tx.s.origin {
 		tx.s.docs.drop(p.doc)
 		return nil

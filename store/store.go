@@ -577,6 +577,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		dirty  = make(map[string]*crdt.Doc)
 		cached []*keyIndex
 		logged bool
+		reads  = &batchReads{s: s}
 	)
 	for i, r := range batch {
 		if size > s.batchBytes() || i > 0 && (r.alone || batch[0].alone) {
@@ -590,7 +591,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 				r.err = s.fail
 				break
 			}
-			tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty, prep: r.prep}
+			tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty, reads: reads, prep: r.prep}
 			s.mu.Lock()
 			err := fn(tx)
 			s.mu.Unlock()
@@ -622,6 +623,7 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		}
 		r.prep = nil
 	}
+	reads.close()
 	for key, doc := range dirty {
 		enc := doc.Encode()
 		s.metrics.document(len(enc))

@@ -3,6 +3,8 @@ package store
 import (
 	"fmt"
 
+	"github.com/dgraph-io/badger/v4"
+
 	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
@@ -17,6 +19,7 @@ type WriteTxn struct {
 	writes  []write
 	cached  []*keyIndex
 	dirty   map[string]*crdt.Doc // documents changed in this batch
+	reads   *batchReads          // the batch's badger read view
 	prep    map[string]*prepared // what the request's caller readied (prepare.go)
 	mutated bool
 	logged  bool // a change was added to the change log
@@ -40,6 +43,50 @@ type recreation struct {
 	ki    *keyIndex
 	value []byte
 	lease int64
+}
+
+// batchReads is the badger read view the writes of one batch read documents
+// and revision records through: opened at the batch's first such read and
+// discarded before the batch is persisted (Store.commit). Nothing is written to
+// badger while a batch is applied, so one view reads what a view per read
+// would, for the cost of one badger transaction instead of one a read (each
+// passes twice through badger's timestamp watermarks, a goroutine hand-off
+// each time). Owned by the committer.
+type batchReads struct {
+	s   *Store
+	txn *badger.Txn
+}
+
+func (b *batchReads) view() *badger.Txn {
+	if b.txn == nil {
+		b.txn = b.s.db.NewTransaction(false)
+	}
+	return b.txn
+}
+
+// get reads one badger value; nil when absent.
+func (b *batchReads) get(key []byte) ([]byte, error) {
+	raw, err := getIn(b.view(), key)
+	if err != nil {
+		return nil, fmt.Errorf("store: read %q: %w", key, err)
+	}
+	return raw, nil
+}
+
+// kv returns the state an index entry names (see kvIn).
+func (b *batchReads) kv(v *version) (KeyValue, error) {
+	if v.kv != nil {
+		return *v.kv, nil
+	}
+	return kvIn(b.view(), v)
+}
+
+// close discards the view; the next read opens a new one.
+func (b *batchReads) close() {
+	if b.txn != nil {
+		b.txn.Discard()
+		b.txn = nil
+	}
 }
 
 // Rev returns the store's revision before this write.
@@ -168,7 +215,7 @@ func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
 // returns the key's state before it.
 func (tx *WriteTxn) indexDelete(ki *keyIndex) (KeyValue, error) {
 	v, _ := ki.live()
-	prev, err := tx.s.kvOf(v)
+	prev, err := tx.reads.kv(v)
 	if err != nil {
 		return KeyValue{}, err
 	}
@@ -191,7 +238,7 @@ func (tx *WriteTxn) before(ki *keyIndex) (*KeyValue, revision, error) {
 	if !ok || v.tomb {
 		return nil, revision{}, nil
 	}
-	kv, err := tx.s.kvOf(v)
+	kv, err := tx.reads.kv(v)
 	return &kv, v.rev, err
 }
 
@@ -236,7 +283,7 @@ func (tx *WriteTxn) peekDoc(key []byte) (*crdt.Doc, error) {
 	if d, ok := tx.s.docs.get(string(key)); ok {
 		return d, nil
 	}
-	raw, err := tx.s.getRaw(docKey(key))
+	raw, err := tx.reads.get(docKey(key))
 	if err != nil {
 		return nil, err
 	}
