@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"maps"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -562,6 +563,11 @@ func (s *Store) runCommitter() {
 		}
 		for len(batch) > 0 {
 			batch = s.commit(batch)
+		}
+		if len(s.reqs) > 0 {
+			// The callers just acknowledged wait to run on this P, behind the
+			// next batch's apply and encode; let them reply first.
+			runtime.Gosched()
 		}
 	}
 }
