@@ -2,6 +2,7 @@ package store
 
 import (
 	"bytes"
+	"sync"
 
 	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/crdt/kube"
@@ -91,7 +92,7 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 	var txn *badgerTxn
 	defer func() {
 		if txn != nil {
-			txn.Discard()
+			s.prepViews.release(txn)
 		}
 	}()
 	prep = make(map[string]*prepared, len(dry.puts))
@@ -102,7 +103,9 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 			continue // replaces the stored document whole: nothing to ready
 		}
 		if txn == nil {
-			txn = s.newView()
+			if txn = s.prepViews.acquire(); txn == nil {
+				return prep // closed
+			}
 		}
 		raw, err := getIn(txn, docKey([]byte(key)))
 		if err != nil || raw == nil {
@@ -122,6 +125,77 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 		p.raw, p.doc = raw, doc
 	}
 	return prep
+}
+
+// prepViews hands the writers preparing documents a badger read view of the
+// newest commit, shared, which the committer renews after each commit (renew).
+// A view a writer opened itself would wait for a commit in flight to be
+// durable (badger's read timestamps wait for every commit begun before them),
+// and the write it prepares would then miss the batch that follows that
+// commit. A shared view may be a commit old: a document prepared from it that
+// a later commit changed is not taken (prepared). Safe for concurrent use.
+type prepViews struct {
+	mu     sync.Mutex
+	cur    *badgerTxn         // nil before the first commit and after close
+	users  map[*badgerTxn]int // writers using a view; cur counts one more
+	closed bool
+}
+
+// acquire returns a view for a writer to read through, then release; nil
+// once the store is closed.
+func (v *prepViews) acquire() *badgerTxn {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.cur == nil {
+		return nil
+	}
+	v.users[v.cur]++
+	return v.cur
+}
+
+// release ends a writer's use of a view: the last user of a view renew
+// replaced discards it.
+func (v *prepViews) release(txn *badgerTxn) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.drop(txn)
+}
+
+func (v *prepViews) drop(txn *badgerTxn) {
+	if v.users[txn]--; v.users[txn] == 0 {
+		delete(v.users, txn)
+		txn.Discard()
+	}
+}
+
+// renew makes txn, a view opened after the newest commit, the current one.
+// Called by the committer; after close it discards txn.
+func (v *prepViews) renew(txn *badgerTxn) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if v.closed {
+		txn.Discard()
+		return
+	}
+	if v.cur != nil {
+		v.drop(v.cur)
+	}
+	if v.users == nil {
+		v.users = make(map[*badgerTxn]int)
+	}
+	v.cur = txn
+	v.users[txn]++
+}
+
+// close drops the current view; views in use are discarded by their last user.
+func (v *prepViews) close() {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.closed = true
+	if v.cur != nil {
+		v.drop(v.cur)
+		v.cur = nil
+	}
 }
 
 // mayBeDocument reports whether a Put of value may edit the stored document

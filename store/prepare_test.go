@@ -2,7 +2,10 @@ package store
 
 import (
 	"context"
+	"errors"
 	"testing"
+
+	"github.com/dgraph-io/badger/v4"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
@@ -60,5 +63,38 @@ func TestPreparedDocuments(t *testing.T) {
 	}
 	if _, err := s.Write(ctx, putPod(5)); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestPrepViewsOutliveRenew checks the views writers prepare through: one in
+// use stays readable after the committer renews the current view, is
+// discarded by its last user, and none is handed out once the store closes.
+func TestPrepViewsOutliveRenew(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer func() { s.Close() }()
+	put(t, s, "/a", "1")
+	old := s.prepViews.acquire()
+	if raw, err := getIn(old, docKey([]byte("/a"))); err != nil || raw == nil {
+		t.Fatalf("current view after a commit: document %q, %v; want it", raw, err)
+	}
+	put(t, s, "/b", "2") // renews the view
+	cur := s.prepViews.acquire()
+	if cur == old {
+		t.Fatal("the view was not renewed by a commit")
+	}
+	if raw, _ := getIn(cur, docKey([]byte("/b"))); raw == nil {
+		t.Fatal("the renewed view misses the commit before it")
+	}
+	if _, err := getIn(old, docKey([]byte("/a"))); err != nil {
+		t.Fatalf("a view in use, once replaced: %v; want it readable", err)
+	}
+	s.prepViews.release(old)
+	if _, err := old.Get(docKey([]byte("/a"))); !errors.Is(err, badger.ErrDiscardedTxn) {
+		t.Fatalf("a replaced view after its last user: %v; want it discarded", err)
+	}
+	s.prepViews.release(cur)
+	s.Close()
+	if v := s.prepViews.acquire(); v != nil {
+		t.Fatal("a view handed out after close")
 	}
 }

@@ -45,6 +45,7 @@ type Store struct {
 	reqs        chan *request
 	crs         *kube.CustomResources // merge units of custom resources (crd.go)
 	crdGen      atomic.Uint64         // counts changes of crs, for prepared documents (prepare.go)
+	prepViews   prepViews             // read views for preparing documents (prepare.go)
 
 	leases *leases
 
@@ -155,6 +156,7 @@ func Open(cfg Config) (*Store, error) {
 	}
 	s.measureSize()
 	s.registerGauges(cfg.Registerer)
+	s.prepViews.renew(s.newView())
 	s.wg.Add(4)
 	go s.runCommitter()
 	go s.runReclaimer()
@@ -173,6 +175,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closing)
 		s.wg.Wait()
+		s.prepViews.close()
 		err = s.db.Close()
 	})
 	return err
@@ -671,6 +674,9 @@ func (s *Store) commit(batch []*request) (rest []*request) {
 		s.committed.Store(s.rev)
 		maps.Copy(s.durable, s.vv)
 		s.mu.Unlock()
+		if len(writes) > 0 {
+			s.prepViews.renew(s.newView())
+		}
 		s.docs.settle()
 		s.observeCRDs(events)
 		_ = s.failpoint(FailpointBeforePublish) // durable already: only a crash matters here
