@@ -15,16 +15,17 @@ import (
 // fixed rate, as a client of a site sees it less the network: a Put of 256
 // random bytes to one of 50 keys every 20 ms, alone and beside another writer
 // committing every 10 ms (what a site merging two other sites' Puts at the
-// same rate does). Run with -benchtime=500x or so: each Put takes 20 ms.
+// same rate does), and a Put editing a JSON document beside that writer.
+// Besides latency it reports the process's CPU time and voluntary context
+// switches per Put. Run with -benchtime=500x or so: each Put takes 20 ms.
 //
 //	go test -run - -bench PutLatency -benchtime 500x ./store
 func BenchmarkPutLatency(b *testing.B) {
-	for _, beside := range []bool{false, true} {
-		name := "alone"
-		if beside {
-			name = "beside-writer"
-		}
-		b.Run(name, func(b *testing.B) {
+	for _, c := range []struct {
+		name        string
+		beside, doc bool
+	}{{"alone", false, false}, {"beside-writer", true, false}, {"doc-beside-writer", true, true}} {
+		b.Run(c.name, func(b *testing.B) {
 			cfg := DefaultConfig()
 			cfg.Dir, cfg.Site, cfg.Replicated = b.TempDir(), "bench", true
 			s, err := Open(cfg)
@@ -34,11 +35,11 @@ func BenchmarkPutLatency(b *testing.B) {
 			defer s.Close()
 			ctx, stop := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
-			if beside {
+			if c.beside {
 				wg.Go(func() { writeEvery(ctx, s, "/other/", 10*time.Millisecond) })
 			}
 			before := usage(b)
-			lat := putEvery(ctx, b, s, b.N)
+			lat := putEvery(ctx, b, s, b.N, c.doc)
 			after := usage(b)
 			stop()
 			wg.Wait()
@@ -63,17 +64,22 @@ func usage(b *testing.B) syscall.Rusage {
 	return u
 }
 
-// putEvery makes n Puts through Write, one every 20 ms, and returns their latencies.
-func putEvery(ctx context.Context, b *testing.B, s *Store, n int) []time.Duration {
-	value := make([]byte, 256)
+// putEvery makes n Puts through Write, one every 20 ms, and returns their
+// latencies. With doc, each value is a JSON object of 8 fields, one of them
+// changed: an edit of the stored document.
+func putEvery(ctx context.Context, b *testing.B, s *Store, n int, doc bool) []time.Duration {
 	lat := make([]time.Duration, 0, n)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
 	b.ResetTimer()
 	for i := range n {
 		<-tick.C
+		value := make([]byte, 256)
 		for j := range value {
 			value[j] = byte(rand.Uint32())
+		}
+		if doc {
+			value = fmt.Appendf(nil, `{"a":"%x","b":"1","c":"2","d":"3","e":"4","f":"5","g":"6","h":%d}`, value[:16], i)
 		}
 		key := []byte(fmt.Sprintf("/bench/%02d", i%50))
 		start := time.Now()
