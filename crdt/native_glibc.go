@@ -20,6 +20,15 @@ func LimitNativeArenas(n int) {
 	C.mallopt(C.M_ARENA_MAX, C.int(n))
 }
 
+// NativeHeap reports the C allocator's memory (glibc's mallinfo2, all arenas):
+// inUse is what is allocated, automerge's documents and whatever else C code
+// holds; free is what the arenas keep freed but not given back to the system
+// (TrimNative returns it). ok is false where the allocator cannot tell.
+func NativeHeap() (inUse, free int64, ok bool) {
+	m := C.mallinfo2()
+	return int64(m.uordblks) + int64(m.hblkhd), int64(m.fordblks), true
+}
+
 // TrimNative gives the C allocator's free memory back to the system
 // (malloc_trim): glibc otherwise returns only what is freed at the top of an
 // arena. Call it after Go's collector has finalized unloaded documents.

@@ -107,6 +107,7 @@ func (s *Store) registerGauges(reg prometheus.Registerer) {
 			"The part of rhizome_store_document_cache_bytes outside Go's heap: automerge documents loaded on its C side (estimated from their saved size).",
 			func() float64 { return float64(s.docs.native.Load()) }),
 	)
+	reg.MustRegister(nativeHeapGauges()...)
 }
 
 func (m *metrics) commitDuration() func() { return timer(m.commitSeconds) }
