@@ -11,17 +11,23 @@ import (
 // badgerOptions sizes badger from Config.MemoryBudget (B), which bounds what
 // badger holds in memory:
 //
-//   - two memtables of B/8 each. A memtable is an arena in Go's heap plus a
-//     write-ahead log of the same size mapped into memory;
+//   - two memtables of B/64 each (memTableSize). A memtable is an arena in Go's
+//     heap plus a write-ahead log of the same size mapped into memory;
 //   - an index cache of B/16 (table indexes and bloom filters);
-//   - the buffers tables are built in: badger pools eight table builders and
-//     keeps each one's largest buffer for reuse, letting one go only after two
-//     seconds without a build. A table is built whole in its buffer, blocks
-//     and, when compressed, a compressed copy of each block too; with badger's
-//     defaults (snappy, tables doubling in size at each level) those buffers,
+//   - the buffers tables are built in: badger pools eight table builders
+//     (beside those building) and keeps each one's buffers for reuse, letting
+//     one go only after two seconds without a build. A builder starts with a
+//     buffer of twice the table size and doubles it while the table outgrows
+//     it; so the largest table any builder makes sets the size of every pooled
+//     one. With badger's defaults (snappy, which keeps a compressed copy of
+//     each block, and tables doubling in size at each level) those buffers,
 //     not the data, were most of a filled store's Go heap (150-235 MiB at
-//     20,000 pods). Tables of one small size at every level (tableSize) and no
-//     compression bound them at about eight times twice a memtable.
+//     20,000 pods); with tables of B/64 but memtables of B/8, the flush of a
+//     memtable grew the builders to 14-30 MiB each (190 of 263 MiB live heap
+//     after 5,000 pods and 15,000 updates). Tables of one small size at every
+//     level (tableSize), memtables no larger, so that a flush fits the first
+//     buffer too, and no compression keep them at twice a table each (34 MiB
+//     live in the same run).
 //
 // Tables are not compressed, so there is no block cache: reads go to the
 // tables' memory mappings, which the kernel pages in and out as it needs
@@ -34,8 +40,8 @@ import (
 // whole key space), so compacting level 0 rewrites level 1 whole. Compacting
 // level 0 only once five tables wait (badger's default; this store used 2)
 // spreads that rewrite over five flushes, and a base level of five memtables
-// keeps level 1 no larger than what one such compaction brings. Writes stall
-// only at 20 waiting tables.
+// keeps level 1 no larger than what one such compaction brings (5 MiB at the
+// default budget). Writes stall only at 20 waiting tables.
 func badgerOptions(cfg Config) badger.Options {
 	b := cfg.MemoryBudget
 	opts := badger.DefaultOptions(cfg.Dir).
@@ -46,15 +52,15 @@ func badgerOptions(cfg Config) badger.Options {
 		// every transaction's keys in memory for nothing.
 		WithDetectConflicts(false).
 		WithNumMemtables(2).
-		WithMemTableSize(b / 8).
+		WithMemTableSize(memTableSize(b)).
 		WithCompression(options.None).
 		// badger requires values kept in the LSM to fit a transaction (15% of a
 		// memtable); larger ones go to the value log.
-		WithValueThreshold(min(1<<20, b/64)).
+		WithValueThreshold(memTableSize(b) / 8).
 		WithNumLevelZeroTables(5).
 		WithNumLevelZeroTablesStall(20).
 		WithBaseTableSize(tableSize(b)).
-		WithBaseLevelSize(5 * b / 8).
+		WithBaseLevelSize(5 * memTableSize(b)).
 		WithNumCompactors(2).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(b / 16).
@@ -76,6 +82,13 @@ func badgerOptions(cfg Config) badger.Options {
 	}
 	return opts
 }
+
+// memTableSize is the size of each of badger's two memtables for a memory
+// budget of b: that of a table (tableSize), so that a flush builds its table in
+// a builder's first buffer. A memtable also bounds one transaction (15% of it)
+// and so a batch (commit.go's batchBytes): at 1 MiB, a transaction of 157 KB
+// and a batch of 39 KB of requests, about 13 pod updates.
+func memTableSize(b int64) int64 { return tableSize(b) }
 
 // tableSize is the size of every badger table, at every level, for a memory
 // budget of b: 1/64 of it, at least 1 MiB (smaller tables only multiply the

@@ -51,9 +51,9 @@ type Config struct {
 	// GCInterval is how often the change log is collected.
 	GCInterval time.Duration
 	// MemoryBudget bounds the memory badger uses, in bytes (see badger.go):
-	// two memtables of an eighth each (each also maps a write-ahead log of its
+	// two memtables of a 64th each (each also maps a write-ahead log of its
 	// size) and an index cache of a sixteenth; flushes and compactions build
-	// tables in buffers badger pools, up to about twice as much again. The
+	// tables in buffers badger pools, about half the budget more. The
 	// default, 64 MiB, fits a 2 GB edge node beside kube-apiserver; on a server,
 	// 256 MiB buys fewer flushes (faster writes under many clients); on a 1 GB box,
 	// 32 MiB. It does not bound the key index (about 150 bytes a key and
