@@ -142,12 +142,16 @@ const reclaimIdleLast = 32 * time.Second
 // freed to the system, Go's and automerge's (Go's own scavenger would take
 // minutes, and glibc keeps what it frees inside its arenas), again each time
 // the idle time doubles up to reclaimIdleLast, so an idle site is as small as
-// its live data.
+// its live data. Every reclaimIdle after writes, and at those idle times, it
+// also drops the pages of badger's tables from the resident memory
+// (tablepages.go).
 func (s *Store) runReclaimer() {
 	defer s.wg.Done()
 	tick := time.NewTicker(reclaimIdle)
 	defer tick.Stop()
 	idle := newIdleSchedule(s.Rev())
+	tables := s.tablePagesDir()
+	released := s.Rev()
 	for {
 		select {
 		case <-s.closing:
@@ -157,12 +161,35 @@ func (s *Store) runReclaimer() {
 			// the CPU of a run of first edits; the idle schedule trims.
 			runtime.GC()
 		case <-tick.C:
-			if idle.due(s.Rev()) {
+			rev := s.Rev()
+			due := idle.due(rev)
+			if tables != "" && (rev != released || due) {
+				released = rev
+				if _, err := releaseTablePages(s.db, tables); err != nil {
+					s.log.Debug("keeping table pages resident", "err", err)
+				}
+			}
+			if due {
 				debug.FreeOSMemory()
 				crdt.TrimNative() // what the previous collection's finalizers freed
 			}
 		}
 	}
+}
+
+// tablePagesDir is the directory whose table pages the reclaimer releases, as
+// the kernel names it; "" for none (a store in memory, or a directory that
+// cannot be resolved).
+func (s *Store) tablePagesDir() string {
+	if s.cfg.InMemory {
+		return ""
+	}
+	dir, err := resolvedDir(s.cfg.Dir)
+	if err != nil {
+		s.log.Warn("table pages stay resident", "dir", s.cfg.Dir, "err", err)
+		return ""
+	}
+	return dir
 }
 
 // idleSchedule decides, at each reclaimIdle tick, whether to return memory to
