@@ -37,11 +37,14 @@ import (
 //
 // Small memtables flush often, and every level-0 table overlaps all of level 1
 // (each batch writes revision records, documents and meta keys, spread over the
-// whole key space), so compacting level 0 rewrites level 1 whole. Compacting
-// level 0 only once five tables wait (badger's default; this store used 2)
-// spreads that rewrite over five flushes, and a base level of five memtables
-// keeps level 1 no larger than what one such compaction brings (5 MiB at the
-// default budget). Writes stall only at 20 waiting tables.
+// whole key space), so compacting level 0 rewrites level 1 whole. Level 0 is
+// compacted once twenty tables wait (a third of the budget; badger's default is
+// five), so that each such compaction brings about half of what level 1 holds
+// (5/8 of the budget) and rewrites three times what it brings; writes stall only
+// at 40 waiting tables. Measured at 5,000 pods and 15,000 updates, against five
+// waiting tables and a level 1 of five memtables (three levels instead of two
+// for the same data, each byte rewritten once more), this took 1,643 instead of
+// 2,491-2,708 us of CPU per update.
 func badgerOptions(cfg Config) badger.Options {
 	b := cfg.MemoryBudget
 	opts := badger.DefaultOptions(cfg.Dir).
@@ -57,10 +60,10 @@ func badgerOptions(cfg Config) badger.Options {
 		// badger requires values kept in the LSM to fit a transaction (15% of a
 		// memtable); larger ones go to the value log.
 		WithValueThreshold(memTableSize(b) / 8).
-		WithNumLevelZeroTables(5).
-		WithNumLevelZeroTablesStall(20).
+		WithNumLevelZeroTables(20).
+		WithNumLevelZeroTablesStall(40).
 		WithBaseTableSize(tableSize(b)).
-		WithBaseLevelSize(5 * memTableSize(b)).
+		WithBaseLevelSize(5 * b / 8).
 		WithNumCompactors(2).
 		WithBlockCacheSize(0).
 		WithIndexCacheSize(b / 16).
