@@ -142,9 +142,9 @@ const reclaimIdleLast = 32 * time.Second
 // freed to the system, Go's and automerge's (Go's own scavenger would take
 // minutes, and glibc keeps what it frees inside its arenas), again each time
 // the idle time doubles up to reclaimIdleLast, so an idle site is as small as
-// its live data. Every reclaimIdle after writes, and at those idle times, it
-// also drops the pages of badger's tables from the resident memory
-// (tablepages.go).
+// its live data. When it starts (after recovery read every revision record),
+// every reclaimIdle after writes, and at those idle times, it also drops the
+// pages of badger's tables from the resident memory (tablepages.go).
 func (s *Store) runReclaimer() {
 	defer s.wg.Done()
 	tick := time.NewTicker(reclaimIdle)
@@ -152,6 +152,8 @@ func (s *Store) runReclaimer() {
 	idle := newIdleSchedule(s.Rev())
 	tables := s.tablePagesDir()
 	released := s.Rev()
+	// What recovery read (every revision record) first.
+	s.releaseTablePages(tables)
 	for {
 		select {
 		case <-s.closing:
@@ -163,17 +165,26 @@ func (s *Store) runReclaimer() {
 		case <-tick.C:
 			rev := s.Rev()
 			due := idle.due(rev)
-			if tables != "" && (rev != released || due) {
+			if rev != released || due {
 				released = rev
-				if _, err := releaseTablePages(s.db, tables); err != nil {
-					s.log.Debug("keeping table pages resident", "err", err)
-				}
+				s.releaseTablePages(tables)
 			}
 			if due {
 				debug.FreeOSMemory()
 				crdt.TrimNative() // what the previous collection's finalizers freed
 			}
 		}
+	}
+}
+
+// releaseTablePages releases the resident pages of the tables in dir, the
+// store's as tablePagesDir names it ("": none).
+func (s *Store) releaseTablePages(dir string) {
+	if dir == "" {
+		return
+	}
+	if _, err := releaseTablePages(s.db, dir); err != nil {
+		s.log.Debug("keeping table pages resident", "err", err)
 	}
 }
 
