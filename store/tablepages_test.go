@@ -102,9 +102,11 @@ func residentTableBytes(t *testing.T, dir string) int64 {
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		line := sc.Text()
-		if _, _, path, ok := parseMapsLine(line); ok {
+		if field, _, _ := strings.Cut(line, " "); !strings.HasSuffix(field, ":") {
+			// A mapping's first line; anonymous ones have no path.
+			_, _, path, ok := parseMapsLine(line)
 			_, isTable := tableID(filepath.Base(path))
-			inTable = isTable && filepath.Dir(path) == dir
+			inTable = ok && isTable && filepath.Dir(path) == dir
 			continue
 		}
 		if kb, found := strings.CutPrefix(line, "Rss:"); found && inTable {
