@@ -536,6 +536,41 @@ func (s *Store) submit(ctx context.Context, r *request) (int64, error) {
 	return r.rev, r.err
 }
 
+// submitAll queues requests in order, so the committer may take several in
+// one commit, and waits for each as submit does; it returns the first error.
+// What was queued is applied whatever ctx says.
+func (s *Store) submitAll(ctx context.Context, rs []*request) error {
+	queued := 0
+	var err error
+	for _, r := range rs {
+		select {
+		case s.reqs <- r:
+			queued++
+			continue
+		case <-s.closing:
+			err = ErrClosed
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+		break
+	}
+	for _, r := range rs[:queued] {
+		select {
+		case <-r.done:
+		case <-s.stopped:
+			select {
+			case <-r.done:
+			default:
+				return ErrClosed
+			}
+		}
+		if err == nil {
+			err = r.err
+		}
+	}
+	return err
+}
+
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
 	defer close(s.stopped)

@@ -98,10 +98,21 @@ func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error
 // watcher never sees an object's identity change in an update.
 // Objects the change leaves in a namespace deleted at one of the sites are deleted
 // in the same commit (namespace.go). It returns how many changes were applied.
+// Changes are handed to the committer in requests small enough that a commit
+// of them fits one badger transaction (a batch of sync's is often larger than
+// one: a badger transaction is 15 % of a memtable), queued together so the
+// committer takes as many in a commit as fit.
 func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) {
 	applied := 0
-	r := &request{done: make(chan struct{})}
+	var rs []*request
+	size := int64(0)
 	for _, c := range changes {
+		// A merged change writes its log entry, its document and its revision
+		// record: about three times its body.
+		if size += 3 * int64(len(c.Key)+len(c.Body)); len(rs) == 0 || size > s.batchBytes()/2 {
+			rs, size = append(rs, &request{done: make(chan struct{})}), 3*int64(len(c.Key)+len(c.Body))
+		}
+		r := rs[len(rs)-1]
 		var (
 			effect   namespaceEffect
 			wasLive  bool
@@ -141,7 +152,7 @@ func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) 
 			return tx.enforceNamespace(effect)
 		})
 	}
-	_, err := s.submit(ctx, r)
+	err := s.submitAll(ctx, rs)
 	return applied, err
 }
 
