@@ -513,27 +513,11 @@ func (s *Store) Update(ctx context.Context, fn func(tx *WriteTxn) error) (int64,
 	return s.submit(ctx, &request{fns: []func(*WriteTxn) error{fn}, done: make(chan struct{})})
 }
 
+// submit queues one request and waits for it (submitAll); it returns the
+// request's revision.
 func (s *Store) submit(ctx context.Context, r *request) (int64, error) {
-	select {
-	case s.reqs <- r:
-	case <-s.closing:
-		return 0, ErrClosed
-	case <-ctx.Done():
-		return 0, ctx.Err()
-	}
-	// Once queued, the request will be applied; wait for it whatever ctx says, so
-	// the caller never reports failure for a write that then commits. Only a
-	// request queued after the committer's last drain is never applied.
-	select {
-	case <-r.done:
-	case <-s.stopped:
-		select {
-		case <-r.done:
-		default:
-			return 0, ErrClosed
-		}
-	}
-	return r.rev, r.err
+	err := s.submitAll(ctx, []*request{r})
+	return r.rev, err
 }
 
 // submitAll queues requests in order, so the committer may take several in
@@ -554,6 +538,9 @@ func (s *Store) submitAll(ctx context.Context, rs []*request) error {
 		}
 		break
 	}
+	// Once queued, a request will be applied; wait for it whatever ctx says, so
+	// the caller never reports failure for a write that then commits. Only a
+	// request queued after the committer's last drain is never applied.
 	for _, r := range rs[:queued] {
 		select {
 		case <-r.done:
