@@ -9,7 +9,8 @@ import (
 
 // BenchmarkApplyRemote merges another site's Puts of new keys (256-byte
 // values, as the sites benchmark's catch-up after a cut) in batches of 500,
-// as sync/peer's answers carry them (its default MaxBatch), and reports the CPU per change merged.
+// as sync/peer's answers carry them (its default MaxBatch), and reports the
+// CPU per change merged.
 //
 //	go test -run '^$' -bench ApplyRemote -benchtime 10000x ./store/
 func BenchmarkApplyRemote(b *testing.B) {

@@ -16,8 +16,9 @@ import (
 const deflateFrame byte = 0xdf
 
 // A stream's messages, when compressed, are one deflate stream: each message,
-// its length first and its CRC-32C after, is written and flushed (a sync flush) into a frame of its
-// own, which the receiver decodes whole on arrival. What messages repeat of one
+// its length first and its CRC-32C after, is written and flushed (a sync
+// flush) into a frame of its own, which the receiver decodes whole on
+// arrival. What messages repeat of one
 // another — origins, keys, field names, the unchanged parts of a value edited
 // again — is sent once per deflate window (32 KiB), not once per message as
 // with gRPC's per-message compressors; a push of one small change costs its
@@ -45,14 +46,12 @@ func newDeflater() *deflater {
 func (d *deflater) frame(msg []byte) ([]byte, error) {
 	d.out.Reset()
 	d.out.WriteByte(deflateFrame)
-	if _, err := d.w.Write(binary.AppendUvarint(nil, uint64(len(msg)))); err != nil {
-		return nil, err
-	}
-	if _, err := d.w.Write(msg); err != nil {
-		return nil, err
-	}
-	if _, err := d.w.Write(binary.BigEndian.AppendUint32(nil, crc32.Checksum(msg, castagnoli))); err != nil {
-		return nil, err
+	length := binary.AppendUvarint(nil, uint64(len(msg)))
+	sum := binary.BigEndian.AppendUint32(nil, crc32.Checksum(msg, castagnoli))
+	for _, part := range [][]byte{length, msg, sum} {
+		if _, err := d.w.Write(part); err != nil {
+			return nil, err
+		}
 	}
 	if err := d.w.Flush(); err != nil {
 		return nil, err
