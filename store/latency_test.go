@@ -26,13 +26,7 @@ func BenchmarkPutLatency(b *testing.B) {
 		beside, doc bool
 	}{{"alone", false, false}, {"beside-writer", true, false}, {"doc-beside-writer", true, true}} {
 		b.Run(c.name, func(b *testing.B) {
-			cfg := DefaultConfig()
-			cfg.Dir, cfg.Site, cfg.Replicated = b.TempDir(), "bench", true
-			s, err := Open(cfg)
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
+			s := benchStore(b, "bench")
 			ctx, stop := context.WithCancel(context.Background())
 			var wg sync.WaitGroup
 			if c.beside {
