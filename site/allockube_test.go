@@ -18,6 +18,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 
 	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
@@ -162,8 +163,18 @@ func TestAllocationRepairKubeAPIServers(t *testing.T) {
 			if err != nil || ip.Spec.ParentRef.Name != name {
 				t.Errorf("IPAddress of %s's %s: %v %v; the site holds %s", name, s.Spec.ClusterIP, ip, err, ipAddresses(c))
 			}
-			s.Labels = map[string]string{"touched": "yes"}
-			if _, err := c.CoreV1().Services("default").Update(ctx, s, metav1.UpdateOptions{}); err != nil {
+			// As a controller does: a merge may have changed the Service since
+			// it was read (a 409 then), so read it again and retry.
+			err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+				s, err := c.CoreV1().Services("default").Get(ctx, name, metav1.GetOptions{})
+				if err != nil {
+					return err
+				}
+				s.Labels = map[string]string{"touched": "yes"}
+				_, err = c.CoreV1().Services("default").Update(ctx, s, metav1.UpdateOptions{})
+				return err
+			})
+			if err != nil {
 				t.Errorf("update %s after the repair: %v", name, err)
 			}
 		}
