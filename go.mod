@@ -182,3 +182,5 @@ replace (
 	k8s.io/sample-apiserver => k8s.io/sample-apiserver v0.36.3
 	k8s.io/streaming => k8s.io/streaming v0.36.3
 )
+
+replace github.com/dgraph-io/badger/v4 => ./internal/thirdparty/badger

@@ -112,36 +112,45 @@ func burstValue(cfg SitesConfig, i, j int) string {
 	return string(b)
 }
 
-// convergePrefix polls every site's count of keys under prefix until each
-// holds want, then checks once that all hold the same keys and values, and
-// returns how long after its call the counts agreed. Counting is cheap
-// enough to poll every 20 ms without loading the sites it waits for.
+// convergePrefix polls every site's count of keys under prefix until all
+// count the same, at least want (the acknowledged writes; a write that failed
+// by timing out may have committed too), and then hold the same keys and
+// values; it returns how long after its call they did. Counting is cheap
+// enough to poll every 20 ms without loading the sites it waits for; the
+// whole comparison runs only once the counts agree.
 func convergePrefix(ctx context.Context, c *cluster, prefix string, want int64, timeout time.Duration) (time.Duration, error) {
 	clis, closeAll, err := c.clients()
 	if err != nil {
 		return 0, err
 	}
 	defer closeAll()
-	took, err := poll(ctx, 20*time.Millisecond, timeout, func() (bool, error) { return countsAre(ctx, clis, prefix, want) })
+	var differ error
+	took, err := poll(ctx, 20*time.Millisecond, timeout, func() (bool, error) {
+		if agree, err := countsAgree(ctx, clis, prefix, want); !agree {
+			return false, err
+		}
+		same, err := sameData(ctx, clis, prefix)
+		differ = err
+		return same, nil
+	})
 	if err != nil {
-		return 0, fmt.Errorf("bench: %s sites do not all hold %d keys under %s after the heal: %w", c.system, want, prefix, err)
-	}
-	if same, err := sameData(ctx, clis, prefix); !same {
-		return 0, fmt.Errorf("bench: %s sites count %d keys under %s but differ: %v", c.system, want, prefix, err)
+		return 0, fmt.Errorf("bench: %s sites do not all hold the same %d or more keys under %s after the heal (%v): %w", c.system, want, prefix, differ, err)
 	}
 	return took, nil
 }
 
-// countsAre reports whether every client counts want keys under prefix
-// (serializable: each site's own copy).
-func countsAre(ctx context.Context, clis []*clientv3.Client, prefix string, want int64) (bool, error) {
+// countsAgree reports whether every client counts the same number of keys
+// under prefix, at least want (serializable: each site's own copy).
+func countsAgree(ctx context.Context, clis []*clientv3.Client, prefix string, want int64) (bool, error) {
+	first := int64(-1)
 	for _, cli := range clis {
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		resp, err := cli.Get(rctx, prefix, clientv3.WithPrefix(), clientv3.WithCountOnly(), clientv3.WithSerializable())
 		cancel()
-		if err != nil || resp.Count != want {
+		if err != nil || resp.Count < want || (first >= 0 && resp.Count != first) {
 			return false, err
 		}
+		first = resp.Count
 	}
 	return true, nil
 }

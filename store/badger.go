@@ -49,6 +49,8 @@ func badgerOptions(cfg Config) badger.Options {
 	b := cfg.MemoryBudget
 	opts := badger.DefaultOptions(cfg.Dir).
 		WithInMemory(cfg.InMemory).
+		// A commit syncs the memtable's log, and the value log only when it
+		// wrote to it: badger is the patched copy in internal/thirdparty.
 		WithSyncWrites(cfg.SyncWrites).
 		WithLogger(badgerLogger{cfg.Logger}).
 		// One committer writes; badger's conflict detection would only keep
