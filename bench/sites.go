@@ -342,7 +342,7 @@ type cluster struct {
 
 // syncTotals are peer-protocol counters summed over a cluster's sites.
 type syncTotals struct {
-	sent, merged float64
+	sent, merged, duplicates float64
 	ok           bool // every site answered (never for etcd)
 }
 
@@ -359,6 +359,7 @@ func (c *cluster) syncCounters(ctx context.Context) syncTotals {
 		}
 		t.sent += m.Sum("rhizome_peer_sent_bytes_total", nil)
 		t.merged += m.Sum("rhizome_merges_applied_total", nil)
+		t.duplicates += m.Sum("rhizome_peer_duplicate_changes_total", nil)
 	}
 	return t
 }

@@ -31,6 +31,13 @@ type ConvergePoint struct {
 	// Seconds is the time from the heal until every site held every
 	// written key with the same value.
 	Seconds float64 `json:"seconds"`
+	// Merged and Duplicates are Rhizome's changes merged and received
+	// again though held (rhizome_merges_applied_total and
+	// rhizome_peer_duplicate_changes_total, all sites) over the round, per
+	// pending change: with n sites each change is merged n-1 times, and
+	// every duplicate is a change sent, decoded and checked for nothing.
+	Merged     float64 `json:"merges_per_change,omitempty"`
+	Duplicates float64 `json:"duplicates_per_change,omitempty"`
 }
 
 // runConvergeSweep runs one round per cfg.ConvergePending at the links'
@@ -41,6 +48,7 @@ func runConvergeSweep(ctx context.Context, cfg SitesConfig, c *cluster, rep *Sit
 	rep.ConvergeDelayMs = ms(cfg.CutDelay)
 	for round, n := range cfg.ConvergePending {
 		prefix := fmt.Sprintf("/converge/%d/", round)
+		before := c.syncCounters(ctx)
 		c.topo.cut(cut)
 		made, failed, err := writeBurst(ctx, cfg, c, prefix, n, cut)
 		c.topo.heal(cut)
@@ -51,7 +59,12 @@ func runConvergeSweep(ctx context.Context, cfg SitesConfig, c *cluster, rep *Sit
 		if err != nil {
 			return err
 		}
-		rep.Convergence = append(rep.Convergence, ConvergePoint{System: c.system, PerSite: n, Pending: made, Failed: failed, Seconds: took.Seconds()})
+		p := ConvergePoint{System: c.system, PerSite: n, Pending: made, Failed: failed, Seconds: took.Seconds()}
+		if after := c.syncCounters(ctx); before.ok && after.ok && made > 0 {
+			p.Merged = (after.merged - before.merged) / float64(made)
+			p.Duplicates = (after.duplicates - before.duplicates) / float64(made)
+		}
+		rep.Convergence = append(rep.Convergence, p)
 		fmt.Fprintf(progress, "sites bench: %s: %d writes per site made while site%d was cut off (%d pending): every site held them %.2fs after the heal\n",
 			c.system, n, cut, made, took.Seconds())
 	}
@@ -179,16 +192,16 @@ func (r *SitesReport) convergeTable(b *strings.Builder) {
 	if len(r.Convergence) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n## Convergence against pending writes\n\nSite %d cut off at %g ms one way while every site that takes writes made the given number of Puts of new keys (%d clients per site, as fast as they could; etcd's cut-off member has no quorum and is given none), then the links healed: seconds until every site held all of them, against issue 12's bound of one round trip plus 0.5 s (%.2fs).\n\n",
-		r.Sites-1, r.ConvergeDelayMs, r.Clients, convergeBound(r.ConvergeDelayMs))
-	b.WriteString("| writes per site | rhizome pending | rhizome | etcd pending | etcd |\n|--:|--:|--:|--:|--:|\n")
+	fmt.Fprintf(b, "\n## Convergence against pending writes\n\nSite %d cut off at %g ms one way while every site that takes writes made the given number of Puts of new keys (%d clients per site, as fast as they could; etcd's cut-off member has no quorum and is given none), then the links healed: seconds until every site held all of them, against issue 12's bound of one round trip plus 0.5 s (%.2fs). Rhizome's merges and duplicates (changes received again though held) over the round, all sites, per pending change: %d merges each when every change arrives once.\n\n",
+		r.Sites-1, r.ConvergeDelayMs, r.Clients, convergeBound(r.ConvergeDelayMs), r.Sites-1)
+	b.WriteString("| writes per site | rhizome pending | rhizome | etcd pending | etcd | rhizome merges / duplicates per change |\n|--:|--:|--:|--:|--:|--:|\n")
 	et := r.convergePoints(SystemEtcd)
 	for _, p := range r.convergePoints(SystemRhizome) {
 		var e ConvergePoint
 		if i := slices.IndexFunc(et, func(x ConvergePoint) bool { return x.PerSite == p.PerSite }); i >= 0 {
 			e = et[i]
 		}
-		fmt.Fprintf(b, "| %d | %d | %.2fs | %d | %.2fs |\n", p.PerSite, p.Pending, p.Seconds, e.Pending, e.Seconds)
+		fmt.Fprintf(b, "| %d | %d | %.2fs | %d | %.2fs | %.2f / %.2f |\n", p.PerSite, p.Pending, p.Seconds, e.Pending, e.Seconds, p.Merged, p.Duplicates)
 	}
 }
 

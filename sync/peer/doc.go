@@ -11,6 +11,13 @@
 //   - Snapshot carries, in parts, the sender's whole state, for a site that lacks
 //     changes the others have collected from their logs.
 //
+// Pulls are numbered and their answers carry the number back, so that a site
+// answers a Pull from what it already sent, not from the puller's vector, while
+// its previous answer may still be on the way (the Pull acks an older one):
+// Pulls queued behind a cut, all with one vector, are not each answered with
+// the same changes. An answer carries this site's own changes first, so a site
+// catching up from several gets each site's changes from that site.
+//
 // New local changes are pushed eagerly as unsolicited Batches (after
 // Config.PushDelay, so that changes logged meanwhile share the message);
 // periodic Pulls repair whatever a push lost and carry changes onward from site

@@ -1,6 +1,7 @@
 package peer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -74,6 +75,12 @@ type Message struct {
 	// Forgotten (Pull) is every forgetting decision the sender holds: the
 	// decisions travel from site to site until every site holds them all.
 	Forgotten []store.Forgetting
+	// PullID numbers a Pull (per receiver, from a random start); the Batches
+	// answering it carry it back (pushes carry 0). Acked (Pull) is the PullID
+	// the receiver's last answer here carried: when it is not the one the
+	// receiver last answered, that answer had not arrived when this Pull left,
+	// so what it sent is on its way, not lost (answerFrom).
+	PullID, Acked uint64
 	// Snapshot: part Part of Parts of snapshot SnapID. Part 0 carries the
 	// snapshot's version vector and leases; every part carries documents.
 	SnapID      uint64
@@ -95,8 +102,13 @@ type Engine struct {
 	// push sends only what is new. A Pull from the peer resets it to the truth
 	// when something sent was lost (answerFrom).
 	sent map[string]map[string]uint64
-	// answered is, per peer, sent as it was after answering the peer's last Pull.
-	answered map[string]map[string]uint64
+	// answered is, per peer, sent as it was after answering the peer's last
+	// Pull, and answeredPull that Pull's PullID.
+	answered     map[string]map[string]uint64
+	answeredPull map[string]uint64
+	// pulls is, per peer, the PullID of the last Pull to it, and acked the
+	// PullID its last answer here carried.
+	pulls, acked map[string]uint64
 	// rows is, per other origin, the newest version vector it is known to have
 	// reported, directly or through a third site. Vectors only grow.
 	rows map[string]map[string]uint64
@@ -163,6 +175,7 @@ type incoming struct {
 // The forgetting decisions st holds are in force at once.
 func NewEngine(st Store, maxBatch int) *Engine {
 	e := &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), answered: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
+		answeredPull: make(map[string]uint64), pulls: make(map[string]uint64), acked: make(map[string]uint64),
 		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
 		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} },
 		resend: make(map[string]bool), now: time.Now}
@@ -480,8 +493,14 @@ func (e *Engine) Pull(to string) Envelope {
 	e.heard[to] = map[string]bool{}
 	resend := e.resend[to]
 	delete(e.resend, to)
+	id, ok := e.pulls[to]
+	if !ok {
+		id = rand.Uint64() // ids mean nothing across restarts
+	}
+	id = max(id+1, 1) // 0 is a push's
+	e.pulls[to] = id
 	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.DurableVersionVector(), Rows: rows, Skip: skip,
-		Resend: resend, Forgotten: slices.Clone(e.decisions)}}
+		Resend: resend, Forgotten: slices.Clone(e.decisions), PullID: id, Acked: e.acked[to]}}
 }
 
 // Push returns the changes made here that a peer has not been sent yet, if any.
@@ -540,6 +559,9 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	if e.heard[m.From] == nil {
 		e.heard[m.From] = map[string]bool{}
 	}
+	if m.Kind != KindPull && m.PullID != 0 {
+		e.acked[m.From] = m.PullID
+	}
 	e.observe(m.Origin, m.VV)
 	for origin, row := range m.Rows {
 		e.observe(origin, row)
@@ -582,7 +604,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		}
 		have := e.answerFrom(m)
 		e.sent[m.From] = have
-		defer func() { e.answered[m.From] = maps.Clone(have) }()
+		defer func() { e.answered[m.From], e.answeredPull[m.From] = maps.Clone(have), m.PullID }()
 		// A peer far behind gets several batches per Pull, so catching up is not
 		// one round trip per batch.
 		var out []Envelope
@@ -602,8 +624,9 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 				break
 			}
 		}
-		for i := range len(out) - 1 {
-			out[i].Msg.More = false // only the last asks for a Pull
+		for i := range out {
+			out[i].Msg.More = out[i].Msg.More && i == len(out)-1 // only the last asks for a Pull
+			out[i].Msg.PullID = m.PullID
 		}
 		return out, nil
 	case KindSnapshot:
@@ -632,10 +655,14 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 // the peer holds, as newly as known (a Pull may arrive late); a site that lost its
 // data comes back as a new origin, with a row of its own, and is sent
 // everything, its old incarnation's changes too (or a snapshot). But while the
-// stream to the peer delivers — the peer holds all that was sent by its previous
-// Pull, and the Pull does not ask to Resend — what was sent since is on its way
-// and is not sent twice. Whatever was lost is sent again by the next Pull
-// after it, at the latest.
+// stream to the peer delivers, what was sent is on its way and is not sent
+// twice: unless the Pull asks to Resend, or it left after the answer to the
+// previous one arrived (it acks that answer) yet the peer lacks part of what
+// that answer brought (lost). A Pull that left before that answer arrived says
+// nothing of it: Pulls queued behind a cut, all with the vector the peer had
+// when it was cut off, would otherwise each be answered with the same changes
+// again. Whatever was lost is sent again by the second Pull after it, at the
+// latest (the first is answered, and its answer acked, meanwhile).
 func (e *Engine) answerFrom(m Message) map[string]uint64 {
 	have := maps.Clone(e.rows[m.Origin])
 	if have == nil {
@@ -654,9 +681,11 @@ func (e *Engine) answerFrom(m Message) map[string]uint64 {
 	if sent == nil || m.Resend {
 		return have
 	}
-	for o, seq := range before {
-		if have[o] < seq {
-			return have // lost, or late by a whole round: send again
+	if m.Acked == e.answeredPull[m.From] {
+		for o, seq := range before {
+			if have[o] < seq {
+				return have // lost: send again
+			}
 		}
 	}
 	for o, seq := range sent {
@@ -674,7 +703,11 @@ func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (
 	if only == "" {
 		m.VV = vv // an answer to a Pull: say what this site holds
 	}
-	origins := slices.Sorted(maps.Keys(vv))
+	// This site's own changes first: a peer catching up from several sites
+	// then gets each site's from that site, not the same ones from all.
+	origins := slices.SortedFunc(maps.Keys(vv), func(a, b string) int {
+		return cmp.Or(-cmp.Compare(boolInt(a == e.st.Origin()), boolInt(b == e.st.Origin())), cmp.Compare(a, b))
+	})
 	for _, o := range origins {
 		if o == to || vv[o] <= have[o] || (only != "" && o != only) || (o != e.st.Origin() && slices.Contains(skip, o)) {
 			continue // the peer made those itself, has them, or gets them from their origin
@@ -899,4 +932,11 @@ func (e *Engine) apply(ctx context.Context, changes []store.Change) (gap bool, e
 		})
 	}
 	return gap, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

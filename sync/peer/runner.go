@@ -449,15 +449,18 @@ func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 // resync asks a peer for what this site lacks and pushes to it again from what
 // it is known to hold (Engine.Rewind): on a fresh stream, and once a mailbox
 // that overflowed has drained, so that what was lost (a broken stream's
-// messages, dropped pushes) is sent again now, not at the next push or
-// anti-entropy round. The peer, which may have lost messages to this site
-// too, does the same on its side.
+// messages, dropped pushes and answers) is sent again now, not at the next
+// push or anti-entropy round. The peer, which may have lost messages to this
+// site too, does the same on its side when its stream here breaks; the Pull
+// does not ask it to Resend, which would send again what its answers already
+// carry (after a cut, every change pending several times over). Whatever it
+// lost without knowing is sent again by its answer to the Pull after next
+// (Message.Acked).
 func (r *Runner) resync(name string) {
 	r.mu.Lock()
 	r.engine.Rewind(name)
 	envs, err := r.engine.Push(name)
 	pull := r.engine.Pull(name)
-	pull.Msg.Resend = true // the peer's stream to here may have lost messages too
 	r.mu.Unlock()
 	if err != nil {
 		r.cfg.Logger.Error("preparing push", "peer", name, "err", err)

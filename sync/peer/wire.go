@@ -53,7 +53,7 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return w.m.decode(data)
 }
 
-const wireVersion = 5
+const wireVersion = 6
 
 var errWire = errors.New("peer: malformed message")
 
@@ -93,7 +93,9 @@ func (m *Message) encode() []byte {
 		flags |= flagResend
 	}
 	b = append(b, flags)
+	b = binary.AppendUvarint(b, m.PullID)
 	if m.Kind == KindPull {
+		b = binary.AppendUvarint(b, m.Acked)
 		b = binary.AppendUvarint(b, uint64(len(m.Forgotten)))
 		for _, f := range m.Forgotten {
 			b = appendString(b, f.Origin)
@@ -151,7 +153,9 @@ func (m *Message) decode(b []byte) error {
 	}
 	flags := d.byte()
 	m.More, m.Resend = flags&flagMore != 0, flags&flagResend != 0
+	m.PullID = d.uvarint()
 	if m.Kind == KindPull {
+		m.Acked = d.uvarint()
 		n := d.uvarint()
 		for i := uint64(0); i < n && d.err == nil; i++ {
 			m.Forgotten = append(m.Forgotten, store.Forgetting{Origin: string(d.bytes()), By: string(d.bytes()), At: d.varint()})
