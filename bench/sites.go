@@ -343,7 +343,7 @@ type cluster struct {
 // syncTotals are peer-protocol counters summed over a cluster's sites.
 type syncTotals struct {
 	sent, merged, duplicates float64
-	ok           bool // every site answered (never for etcd)
+	ok                       bool // every site answered (never for etcd)
 }
 
 // syncCounters reads every Rhizome site's peer counters from its /metrics.
