@@ -1,7 +1,6 @@
 package peer
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -705,9 +704,10 @@ func (e *Engine) batch(have map[string]uint64, to, only string, skip []string) (
 	}
 	// This site's own changes first: a peer catching up from several sites
 	// then gets each site's from that site, not the same ones from all.
-	origins := slices.SortedFunc(maps.Keys(vv), func(a, b string) int {
-		return cmp.Or(-cmp.Compare(boolInt(a == e.st.Origin()), boolInt(b == e.st.Origin())), cmp.Compare(a, b))
-	})
+	origins := slices.Sorted(maps.Keys(vv))
+	if i := slices.Index(origins, e.st.Origin()); i > 0 {
+		origins = slices.Insert(slices.Delete(origins, i, i+1), 0, e.st.Origin())
+	}
 	for _, o := range origins {
 		if o == to || vv[o] <= have[o] || (only != "" && o != only) || (o != e.st.Origin() && slices.Contains(skip, o)) {
 			continue // the peer made those itself, has them, or gets them from their origin
@@ -932,11 +932,4 @@ func (e *Engine) apply(ctx context.Context, changes []store.Change) (gap bool, e
 		})
 	}
 	return gap, nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
