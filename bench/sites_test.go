@@ -248,8 +248,8 @@ func TestSitesReportWithoutPut(t *testing.T) {
 func TestSitesReportConvergence(t *testing.T) {
 	r := &SitesReport{Sites: 3, DelaysMs: []float64{25}, Clients: 8, ConvergeDelayMs: 25,
 		Convergence: []ConvergePoint{
-			{System: SystemRhizome, PerSite: 10000, Pending: 30000, Seconds: 1.1},
-			{System: SystemRhizome, PerSite: 1000, Pending: 3000, Seconds: 0.2},
+			{System: SystemRhizome, PerSite: 10000, Pending: 30000, Seconds: 1.1, Merged: 2, Duplicates: 2.63},
+			{System: SystemRhizome, PerSite: 1000, Pending: 3000, Seconds: 0.2, Merged: 2},
 			{System: SystemEtcd, PerSite: 1000, Pending: 2000, Seconds: 0.1},
 			{System: SystemEtcd, PerSite: 10000, Pending: 20000, Seconds: 0.3},
 		}}
@@ -258,7 +258,7 @@ func TestSitesReportConvergence(t *testing.T) {
 	if i < 0 || !r.Targets[i].Measured || r.Targets[i].Met || math.Abs(r.Targets[i].Ratio-2) > 1e-9 {
 		t.Fatalf("targets: %+v", r.Targets)
 	}
-	if table := r.Table(); !strings.Contains(table, "| 1000 | 3000 | 0.20s | 2000 | 0.10s |\n| 10000 | 30000 | 1.10s | 20000 | 0.30s |") {
+	if table := r.Table(); !strings.Contains(table, "| 1000 | 3000 | 0.20s | 2000 | 0.10s | 2.00 / 0.00 |\n| 10000 | 30000 | 1.10s | 20000 | 0.30s | 2.00 / 2.63 |") {
 		t.Errorf("no convergence rows in:\n%s", table)
 	}
 	var buf bytes.Buffer
