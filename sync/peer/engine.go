@@ -69,7 +69,8 @@ type Message struct {
 	Changes []store.Change               // Batch
 	More    bool                         // Batch: the sender held back changes over the size limit
 	// Resend (Pull) says the sender lost messages from the receiver (a gap) or
-	// opened a fresh stream: answer from its vector, not from what was sent.
+	// holds less than it reported (a forced snapshot install gave changes up):
+	// answer from its vector, not from what was sent.
 	Resend bool
 	// Forgotten (Pull) is every forgetting decision the sender holds: the
 	// decisions travel from site to site until every site holds them all.
