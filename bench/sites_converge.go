@@ -137,17 +137,14 @@ func convergePrefix(ctx context.Context, c *cluster, prefix string, want int64, 
 		return 0, err
 	}
 	defer closeAll()
-	var differ error
 	took, err := poll(ctx, 20*time.Millisecond, timeout, func() (bool, error) {
 		if agree, err := countsAgree(ctx, clis, prefix, want); !agree {
 			return false, err
 		}
-		same, err := sameData(ctx, clis, prefix)
-		differ = err
-		return same, nil
+		return sameData(ctx, clis, prefix)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("bench: %s sites do not all hold the same %d or more keys under %s after the heal (%v): %w", c.system, want, prefix, differ, err)
+		return 0, fmt.Errorf("bench: %s sites do not all hold the same %d or more keys under %s after the heal: %w", c.system, want, prefix, err)
 	}
 	return took, nil
 }
