@@ -18,12 +18,12 @@ const deflateFrame byte = 0xdf
 // A stream's messages, when compressed, are one deflate stream: each message,
 // its length first and its CRC-32C after, is written and flushed (a sync
 // flush) into a frame of its own, which the receiver decodes whole on
-// arrival. What messages repeat of one
-// another — origins, keys, field names, the unchanged parts of a value edited
-// again — is sent once per deflate window (32 KiB), not once per message as
-// with gRPC's per-message compressors; a push of one small change costs its
-// new bytes and little more. A stream is ordered and reliable, so both ends
-// hold the same window; a broken stream ends both, and the next starts afresh.
+// arrival. What messages repeat of one another — origins, keys, field names,
+// the unchanged parts of a value edited again — is sent once per deflate
+// window (32 KiB), not once per message as with gRPC's per-message
+// compressors; a push of one small change costs its new bytes and little
+// more. A stream is ordered and reliable, so both ends hold the same window; a
+// broken stream ends both, and the next starts afresh.
 
 // castagnoli checks each deflated message: deflate has no checksum of its own.
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
