@@ -8,6 +8,7 @@ package table
 import (
 	"crypto/aes"
 	"errors"
+	"io"
 	"math"
 	"runtime"
 	"sync"
@@ -402,6 +403,28 @@ type buildData struct {
 	alloc     *z.Allocator
 }
 
+// WriteTo writes the table that Copy would copy to w.
+func (bd *buildData) WriteTo(w io.Writer) (int64, error) {
+	var written int64
+	write := func(b []byte) error {
+		n, err := w.Write(b)
+		written += int64(n)
+		return err
+	}
+	for _, bl := range bd.blockList {
+		if err := write(bl.data[:bl.end]); err != nil {
+			return written, err
+		}
+	}
+	for _, b := range [][]byte{bd.index, y.U32ToBytes(uint32(len(bd.index))),
+		bd.checksum, y.U32ToBytes(uint32(len(bd.checksum)))} {
+		if err := write(b); err != nil {
+			return written, err
+		}
+	}
+	return written, nil
+}
+
 func (bd *buildData) Copy(dst []byte) int {
 	var written int
 	for _, bl := range bd.blockList {
@@ -524,7 +547,14 @@ func (b *Builder) compressData(data []byte) ([]byte, error) {
 }
 
 func (b *Builder) buildIndex(bloom []byte) ([]byte, uint32) {
-	builder := fbs.NewBuilder(3 << 20)
+	// Sized for what the index holds (each block's base key and offsets, the
+	// bloom filter) rather than a fixed 3 MiB that every table allocated and
+	// cleared; the builder grows if the estimate falls short.
+	size := len(bloom) + 1024
+	for _, bl := range b.blockList {
+		size += len(bl.baseKey) + 32
+	}
+	builder := fbs.NewBuilder(size)
 
 	boList, dataSize := b.writeBlockOffsets(builder)
 	// Write block offset vector the the idxBuilder.
