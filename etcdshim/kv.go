@@ -374,7 +374,10 @@ func toPB(kv store.KeyValue) *mvccpb.KeyValue {
 func executeRange(v interface {
 	Range([]byte, store.RangeOptions) (store.RangeResult, error)
 }, r *pb.RangeRequest) (*pb.RangeResponse, error) {
-	rr, err := v.Range(r.Key, store.RangeOptions{End: r.RangeEnd, Rev: r.Revision, Limit: rangeLimit(r), CountOnly: r.CountOnly})
+	// etcd answers keys-only ranges from its index unless it must sort by
+	// value, and its index knows no leases.
+	fromIndex := r.KeysOnly && r.SortTarget != pb.RangeRequest_VALUE
+	rr, err := v.Range(r.Key, store.RangeOptions{End: r.RangeEnd, Rev: r.Revision, Limit: rangeLimit(r), CountOnly: r.CountOnly, KeysOnly: fromIndex})
 	if err != nil {
 		return nil, err
 	}
@@ -390,14 +393,8 @@ func executeRange(v interface {
 		resp.More = true
 	}
 	if r.KeysOnly {
-		// etcd answers keys-only ranges from its index unless it must sort by
-		// value, and its index knows no leases.
-		fromIndex := r.SortTarget != pb.RangeRequest_VALUE
 		for _, kv := range kvs {
 			kv.Value = nil
-			if fromIndex {
-				kv.Lease = 0
-			}
 		}
 	}
 	resp.Kvs = kvs
@@ -604,8 +601,10 @@ func applyCompares(v txnView, cmps []*pb.Compare) bool {
 }
 
 func applyCompare(v txnView, c *pb.Compare) bool {
-	end := c.RangeEnd
-	rr, err := v.Range(c.Key, store.RangeOptions{End: end})
+	// Revisions and versions are in the store's index; values and leases are
+	// read from the revision records.
+	keysOnly := c.Target != pb.Compare_VALUE && c.Target != pb.Compare_LEASE
+	rr, err := v.Range(c.Key, store.RangeOptions{End: c.RangeEnd, KeysOnly: keysOnly})
 	if err != nil {
 		return false
 	}

@@ -35,6 +35,12 @@ func newVersion(r revision, typ EventType, kv KeyValue) version {
 	return version{rev: r, size: int32(len(kv.Value)), created: kv.CreateRevision, ver: kv.Version}
 }
 
+// keyOnly returns the state of key the entry names without its value and
+// lease: what the index alone knows of it.
+func (v *version) keyOnly(key []byte) KeyValue {
+	return KeyValue{Key: bytes.Clone(key), CreateRevision: v.created, ModRevision: v.rev.main, Version: v.ver}
+}
+
 // keyIndex is a key's history, oldest first, as far back as compaction left it.
 type keyIndex struct {
 	key      []byte

@@ -337,7 +337,8 @@ func (s *Store) rangeAt(key []byte, opts RangeOptions, cur int64) (RangeResult, 
 }
 
 // selectRange finds, with mu held, the index entries a range at cur returns:
-// the result without its KVs, and the entries whose states make them.
+// the result without its KVs, and the entries whose states make them (with
+// opts.KeysOnly, the result with its KVs and no entries).
 func (s *Store) selectRange(key []byte, opts RangeOptions, cur int64) (RangeResult, []version, error) {
 	// The order of these checks is etcd's: a revision <= 0 means the newest.
 	rev := opts.Rev
@@ -358,10 +359,13 @@ func (s *Store) selectRange(key []byte, opts RangeOptions, cur int64) (RangeResu
 			return true
 		}
 		res.Count++
-		if opts.CountOnly || (opts.Limit > 0 && int64(len(vers)) >= opts.Limit) {
-			return true
+		switch {
+		case opts.CountOnly || (opts.Limit > 0 && int64(res.Count) > opts.Limit):
+		case opts.KeysOnly:
+			res.KVs = append(res.KVs, v.keyOnly(ki.key))
+		default:
+			vers = append(vers, *v)
 		}
-		vers = append(vers, *v)
 		return true
 	})
 	return res, vers, nil

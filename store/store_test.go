@@ -140,3 +140,60 @@ func TestLeases(t *testing.T) {
 		t.Fatalf("expired lease still there: %v", err)
 	}
 }
+
+// TestRangeKeysOnly checks that a keys-only range, made from the index alone,
+// says what a full range says of every key but its value and lease: at the
+// newest revision, at an older one, with a limit, and inside a write that has
+// changed keys it has not yet made durable.
+func TestRangeKeysOnly(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	ctx := context.Background()
+	lease, _, err := s.GrantLease(ctx, 0, 60)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 6 {
+		if _, err := s.Update(ctx, func(tx *WriteTxn) error {
+			return tx.Put(fmt.Appendf(nil, "k%d", i%4), fmt.Appendf(nil, `{"v":%d}`, i), lease)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	middle := s.Rev() - 2
+	put(t, s, "k9", `{"v":9}`)
+	same := func(r ReadView, opts RangeOptions) {
+		t.Helper()
+		full, err := r.Range([]byte("k"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.KeysOnly = true
+		keys, err := r.Range([]byte("k"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(full.KVs) == 0 || len(keys.KVs) != len(full.KVs) || keys.Count != full.Count || keys.Rev != full.Rev {
+			t.Fatalf("%+v: keys-only %d KVs of %d at %d, full %d of %d at %d", opts, len(keys.KVs), keys.Count, keys.Rev, len(full.KVs), full.Count, full.Rev)
+		}
+		for i, kv := range full.KVs {
+			kv.Value, kv.Lease = nil, 0
+			if got := keys.KVs[i]; fmt.Sprint(got) != fmt.Sprint(kv) {
+				t.Fatalf("%+v: keys-only %+v, full %+v", opts, got, kv)
+			}
+		}
+	}
+	end := []byte("l")
+	same(s.Read(), RangeOptions{End: end})
+	same(s.Read(), RangeOptions{End: end, Rev: middle})
+	same(s.Read(), RangeOptions{End: end, Limit: 2})
+	if _, err := s.Update(ctx, func(tx *WriteTxn) error {
+		if err := tx.Put([]byte("k1"), []byte(`{"v":10}`), 0); err != nil {
+			return err
+		}
+		same(tx, RangeOptions{End: end})
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

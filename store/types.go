@@ -50,6 +50,10 @@ type RangeOptions struct {
 	Rev       int64 // 0: the latest revision
 	Limit     int64 // 0: no limit
 	CountOnly bool
+	// KeysOnly returns KVs without Value and Lease, made from the in-memory
+	// index alone (key, create and mod revision, version), as etcd answers a
+	// keys-only range from its index: no revision record is read.
+	KeysOnly bool
 }
 
 // RangeResult is what Range found.
