@@ -4,13 +4,13 @@ import (
 	"github.com/dgraph-io/badger/v4"
 )
 
-// Resident table pages. badger writes every table it builds (a memtable's
-// flush, each table a compaction makes) through a shared memory mapping of
-// the new file, and reads tables through the same mappings, so every page of
-// every table written or compacted since the store opened stays mapped and
-// counts as the process's resident memory, the whole store after enough
-// compactions (about 120 MiB of a 505 MiB site after 5,000 pods and 15,000
-// updates), while a store just opened maps only the pages its reads touch.
+// Resident table pages. badger reads tables through shared memory mappings of
+// their files, so every page a read or a compaction touched stays mapped and
+// counts as the process's resident memory: compactions read every table they
+// merge, so in time the whole store (about 120 MiB of a 505 MiB site after
+// 5,000 pods and 15,000 updates, when badger also wrote each new table
+// through its mapping; the copy in internal/thirdparty writes them with
+// write(2)), while a store just opened maps only the pages its reads touch.
 // The pages are the kernel's page cache, clean once badger has synced the
 // table; badger has no option to map them otherwise. So the reclaimer tells
 // the kernel the store is done with them (releaseTablePages): they leave the

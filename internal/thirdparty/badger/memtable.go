@@ -327,10 +327,19 @@ func (lf *logFile) writeEntry(buf *bytes.Buffer, e *Entry, opt Options) error {
 	if err != nil {
 		return err
 	}
-	y.AssertTrue(plen == copy(lf.Data[lf.writeAt:], buf.Bytes()))
+	// The entry goes to the file with pwrite(2), not through its mapping: the
+	// first store to each page of a fresh shared mapping faults, and ext4
+	// allocates the page in the fault (many times the CPU of a write). The
+	// mapping sees what was written: both are the file's page cache. The zeros
+	// after the entry mark the log's end, as zeroNextEntry does.
+	start := int(lf.writeAt)
+	y.AssertTrue(start+plen <= len(lf.Data))
+	var zeros [maxHeaderSize]byte
+	buf.Write(zeros[:min(maxHeaderSize, len(lf.Data)-start-plen)])
+	if _, err := lf.Fd.WriteAt(buf.Bytes(), int64(start)); err != nil {
+		return y.Wrapf(err, "while writing to %s", lf.Fd.Name())
+	}
 	lf.writeAt += uint32(plen)
-
-	lf.zeroNextEntry()
 	return nil
 }
 
