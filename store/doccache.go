@@ -137,7 +137,8 @@ const reclaimIdle = 2 * time.Second
 // at the end of the updates with a period of 2 s). A release walks every
 // table's mapping: 26-34 ms at 20,000 pods, 5 % of the CPU under pod updates;
 // with a period of 2 s the CPU per update measured the same (888-904 against
-// 857-947 us, two runs each) and the resident memory a little higher.
+// 857-947 us, two runs each, one of each beside other work) and the resident
+// memory a little higher.
 const tablePagesPeriod = 500 * time.Millisecond
 
 // reclaimIdleLast is the longest idle time after which the reclaimer returns
