@@ -153,9 +153,9 @@ const reclaimIdleLast = 32 * time.Second
 // freed to the system, Go's and automerge's (Go's own scavenger would take
 // minutes, and glibc keeps what it frees inside its arenas), again each time
 // the idle time doubles up to reclaimIdleLast, so an idle site is as small as
-// its live data. When it starts (after recovery read every revision record),
-// every tablePagesPeriod while writes go on, and at those idle times, it also
-// drops the pages of badger's tables from the resident memory (tablepages.go).
+// its live data. Every tablePagesPeriod while writes go on, and at those idle
+// times, it also drops the pages of badger's tables from the resident memory
+// (tablepages.go; Open drops those recovery read before the store serves).
 func (s *Store) runReclaimer() {
 	defer s.wg.Done()
 	tick := time.NewTicker(reclaimIdle)
@@ -165,8 +165,6 @@ func (s *Store) runReclaimer() {
 	idle := newIdleSchedule(s.Rev())
 	tables := s.tablePagesDir()
 	released := s.Rev()
-	// What recovery read (every revision record) first.
-	s.releaseTablePages(tables)
 	for {
 		select {
 		case <-s.closing:

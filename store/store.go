@@ -155,6 +155,10 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	s.measureSize()
+	// Recovery read every revision record: those pages leave the resident
+	// memory before the store serves, not when the reclaimer first runs,
+	// which raced with the first requests (tablepages.go).
+	s.releaseTablePages(s.tablePagesDir())
 	s.registerGauges(cfg.Registerer)
 	s.prepViews.renew(s.newView())
 	s.wg.Add(4)
