@@ -270,6 +270,7 @@ func CreateTable(fname string, builder *Builder) (*Table, error) {
 	}
 	mf, err := z.OpenMmapFileUsing(fd, 0, true)
 	if err != nil {
+		_ = fd.Close()
 		return nil, y.Wrapf(err, "while mapping table: %s", fname)
 	}
 	return OpenTable(mf, *builder.opts)
