@@ -14,6 +14,7 @@ import (
 	"math"
 	"math/rand"
 	"os"
+	"runtime"
 	"sort"
 	"strings"
 	"sync"
@@ -961,7 +962,11 @@ func (s *levelsController) compactBuildTables(
 	}
 
 	res := make(chan *table.Table, 3)
-	inflightBuilders := y.NewThrottle(8 + len(cd.splits))
+	// Each split's subcompaction holds a slot while it runs and fills one
+	// builder at a time; one more slot lets one filled builder be written while
+	// the others fill. (Upstream: eight more, so up to eight tables' builders,
+	// each twice a table in Go's heap, waited to be written per compaction.)
+	inflightBuilders := y.NewThrottle(len(cd.splits) + 1)
 	for _, kr := range cd.splits {
 		// Initiate Do here so we can register the goroutines for buildTables too.
 		if err := inflightBuilders.Do(); err != nil {
@@ -1106,7 +1111,9 @@ func (s *levelsController) addSplits(cd *compactDef) {
 	// In an edge case, 142 tables in bottom led to 48 splits. That's too many splits, because it
 	// then uses up a lot of memory for table builder.
 	// We should keep it so we have at max 5 splits.
-	width := int(math.Ceil(float64(len(cd.bot)) / 5.0))
+	// At most one split per CPU (upstream: five): more only multiply the
+	// builders filled at once, one per split, without more CPU to fill them.
+	width := int(math.Ceil(float64(len(cd.bot)) / float64(min(5, max(1, runtime.GOMAXPROCS(0))))))
 	if width < 3 {
 		width = 3
 	}
