@@ -300,3 +300,15 @@ func reportCgo(b *testing.B) func() {
 		b.ReportMetric(float64(runtime.NumCgoCall()-start)/float64(b.N), "cgo/op")
 	}
 }
+
+// BenchmarkFlattenPod measures cutting a pod's JSON into its fields.
+func BenchmarkFlattenPod(b *testing.B) {
+	v := benchPod(b, 0)
+	b.ReportAllocs()
+	b.SetBytes(int64(len(v)))
+	for range b.N {
+		if _, ok := flatten(v, nil); !ok {
+			b.Fatal("not a document")
+		}
+	}
+}

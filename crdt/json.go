@@ -37,9 +37,7 @@ func flatten(value []byte, schemas Schemas) (map[string]string, bool) {
 	if len(body) < 2 || body[0] != '{' || !json.Valid(body) {
 		return nil, false
 	}
-	// About one field per 40 bytes of a Kubernetes object: sized so, the map
-	// seldom grows.
-	p := flattener{src: body, fields: make(map[string]string, len(body)/40)}
+	p := newFlattener(body)
 	if !p.object("", rootNode(body, schemas)) || p.pos != len(body) {
 		return nil, false
 	}
@@ -121,10 +119,20 @@ func maybeCustom(fields map[string]string) bool {
 	return av && k && !fieldsNode(nil, fields).Known()
 }
 
+// flattener cuts src into fields. Leaves and names are substrings of text,
+// one copy of src, so that a field costs the allocation of its key alone.
 type flattener struct {
 	src    []byte
+	text   string // src as a string
 	pos    int
 	fields map[string]string
+}
+
+// newFlattener returns a flattener of body, from its start.
+func newFlattener(body []byte) flattener {
+	// About one field per 40 bytes of a Kubernetes object: sized so, the map
+	// seldom grows.
+	return flattener{src: body, text: string(body), fields: make(map[string]string, len(body)/40)}
 }
 
 func (p *flattener) peek() byte {
@@ -152,13 +160,13 @@ func (p *flattener) object(path string, n kube.Node) bool {
 		}
 		start := p.pos
 		p.skipString()
-		name := string(p.src[start+1 : p.pos-1])
+		name := p.text[start+1 : p.pos-1]
 		if !seen.add(name, names) || p.peek() != ':' {
 			return false
 		}
 		names = append(names, name)
 		p.pos++
-		if !p.member(path+"/"+kube.EscapeSegment(name), n.Member(name)) {
+		if !p.member(leafPrefix+path+"/"+kube.EscapeSegment(name), n.Member(name)) {
 			return false
 		}
 	}
@@ -167,8 +175,10 @@ func (p *flattener) object(path string, n kube.Node) bool {
 	return true
 }
 
-// member parses the value at p.pos, which lives at path and merges as n says.
-func (p *flattener) member(path string, n kube.Node) bool {
+// member parses the value at p.pos, which merges as n says and lives at the
+// path leaf names (leafPrefix and the path: its key when it is a leaf).
+func (p *flattener) member(leaf string, n kube.Node) bool {
+	path := leaf[len(leafPrefix):]
 	switch p.peek() {
 	case '{':
 		if n.Object() == kube.Granular {
@@ -183,7 +193,7 @@ func (p *flattener) member(path string, n kube.Node) bool {
 	if !p.skipValue() {
 		return false
 	}
-	p.fields[leafPrefix+path] = string(p.src[start:p.pos])
+	p.fields[leaf] = p.text[start:p.pos]
 	return true
 }
 
@@ -260,7 +270,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 		if c := p.peek(); c == '{' || c == '[' || !p.skipValue() {
 			return "", false
 		}
-		name := string(p.src[start:p.pos])
+		name := p.text[start:p.pos]
 		p.fields[leafPrefix+path+"/"+kube.EscapeSegment(name)] = name
 		return name, true
 	}
@@ -271,7 +281,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 		// Named before it is parsed: its fields go straight to their places.
 		return name, p.object(path+"/"+kube.EscapeSegment(name), el)
 	}
-	obj := flattener{src: p.src, pos: p.pos, fields: make(map[string]string)}
+	obj := flattener{src: p.src, text: p.text, pos: p.pos, fields: make(map[string]string)}
 	if !obj.object("", el) {
 		return "", false
 	}
@@ -294,7 +304,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 // object is not compact.
 func (p *flattener) keyName(el kube.Node, keys []string) (string, bool) {
 	texts := make([]string, len(keys))
-	scan := flattener{src: p.src, pos: p.pos + 1}
+	scan := flattener{src: p.src, text: p.text, pos: p.pos + 1}
 	for scan.peek() != '}' {
 		if scan.pos > p.pos+1 {
 			if scan.peek() != ',' {
@@ -323,7 +333,7 @@ func (p *flattener) keyName(el kube.Node, keys []string) (string, bool) {
 			if c := scan.src[start]; c == '{' || c == '[' || texts[i] != "" {
 				return "", false
 			}
-			texts[i] = string(scan.src[start:scan.pos])
+			texts[i] = scan.text[start:scan.pos]
 		}
 	}
 	for i, k := range keys {

@@ -370,7 +370,7 @@ func TestKubeRemovedListEditedElement(t *testing.T) {
 func TestKubeDocFromBeforeMergeUnits(t *testing.T) {
 	v := kubeJSON(t, deployment())
 	body, newline := strings.CutSuffix(v, "\n")
-	p := flattener{src: []byte(body), fields: map[string]string{}}
+	p := newFlattener([]byte(body))
 	if !p.object("", kube.Node{}) || !newline {
 		t.Fatal("flatten by JSON path")
 	}

@@ -127,3 +127,16 @@ func residentTableBytes(t *testing.T, dir string) int64 {
 	}
 	return total
 }
+
+// TestAppendRangeJoinsAdjacent checks that mappings are released in runs of
+// adjacent ones only: a gap (another mapping, or none) ends a run.
+func TestAppendRangeJoinsAdjacent(t *testing.T) {
+	var runs []mapRange
+	for _, r := range []mapRange{{0x1000, 0x3000}, {0x3000, 0x4000}, {0x5000, 0x6000}, {0x6000, 0x9000}, {0xa000, 0xb000}} {
+		runs = appendRange(runs, r)
+	}
+	want := []mapRange{{0x1000, 0x4000}, {0x5000, 0x9000}, {0xa000, 0xb000}}
+	if fmt.Sprint(runs) != fmt.Sprint(want) {
+		t.Fatalf("runs %x, want %x", runs, want)
+	}
+}
