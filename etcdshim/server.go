@@ -133,6 +133,15 @@ type Server struct {
 	grpc *grpc.Server
 }
 
+// streamWorkers is how many goroutines answer streams (gRPC's
+// NumStreamWorkers); a stream that finds them all busy gets a goroutine of its
+// own, as every stream does without workers. A fresh goroutine starts with a
+// small stack and grows it by copying as a request goes deeper: 13 % of the
+// CPU of serializable Ranges under 100 clients went to that growth. A worker
+// keeps the stack it grew for the next stream. Idle workers cost their stacks,
+// a few KB each.
+const streamWorkers = 64
+
 // New builds the gRPC server for a backend and its watch hub.
 func New(cfg Config, be Backend, hub *watch.Hub) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
@@ -152,6 +161,7 @@ func New(cfg Config, be Backend, hub *watch.Hub) (*Server, error) {
 		// may ping as often as every 5 s, even without active streams.
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 2 * time.Hour, Timeout: 20 * time.Second}),
+		grpc.NumStreamWorkers(streamWorkers),
 	}
 	if cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(cfg.TLS)))
