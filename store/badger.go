@@ -11,8 +11,9 @@ import (
 // badgerOptions sizes badger from Config.MemoryBudget (B), which bounds what
 // badger holds in memory:
 //
-//   - two memtables of B/64 each (memTableSize). A memtable is an arena in Go's
-//     heap plus a write-ahead log of the same size mapped into memory;
+//   - two memtables of B/16 each (memTableSize). A memtable is an arena in Go's
+//     heap plus a write-ahead log of the same size, mapped but written with
+//     pwrite(2), so its pages are not the process's until read at open;
 //   - an index cache of B/16 (table indexes and bloom filters);
 //   - the buffers tables are built in: badger pools eight table builders
 //     (beside those building) and keeps each one's buffers for reuse, letting
@@ -25,9 +26,11 @@ import (
 //     20,000 pods); with tables of B/64 but memtables of B/8, the flush of a
 //     memtable grew the builders to 14-30 MiB each (190 of 263 MiB live heap
 //     after 5,000 pods and 15,000 updates). Tables of one small size at every
-//     level (tableSize), memtables no larger, so that a flush fits the first
-//     buffer too, and no compression keep them at twice a table each (34 MiB
-//     live in the same run).
+//     level (tableSize) and no compression keep them at twice a table each (34
+//     MiB live in the same run); a memtable's flush builds its table in a
+//     builder of its own, sized for the memtable and not pooled (the patched
+//     badger in internal/thirdparty), and compactions fill at most one builder
+//     per CPU at once.
 //
 // Tables are not compressed, so there is no block cache: reads go to the
 // tables' memory mappings, which the kernel pages in and out as it needs
@@ -35,16 +38,18 @@ import (
 // reads of uncompressed tables). Disk space is the price (see the fill
 // benchmark's bytes per object).
 //
-// Small memtables flush often, and every level-0 table overlaps all of level 1
-// (each batch writes revision records, documents and meta keys, spread over the
+// Memtables flush often, and every level-0 table overlaps all of level 1 (each
+// batch writes revision records, documents and meta keys, spread over the
 // whole key space), so compacting level 0 rewrites level 1 whole. Level 0 is
-// compacted once twenty tables wait (a third of the budget; badger's default is
-// five), so that each such compaction brings about half of what level 1 holds
-// (5/8 of the budget) and rewrites three times what it brings; writes stall only
-// at 40 waiting tables. Measured at 5,000 pods and 15,000 updates, against five
-// waiting tables and a level 1 of five memtables (three levels instead of two
-// for the same data, each byte rewritten once more), this took 1,643 instead of
-// 2,491-2,708 us of CPU per update.
+// compacted once twenty tables wait (badger's default is five), so that each
+// such compaction brings much against what level 1 holds (5/8 of the budget)
+// and rewrites little per byte it brings; writes stall only at 40 waiting
+// tables. Measured at 5,000 pods and 15,000 updates with memtables of B/64,
+// against five waiting tables and a level 1 of five memtables (three levels
+// instead of two for the same data, each byte rewritten once more), this took
+// 1,643 instead of 2,491-2,708 us of CPU per update; with memtables of B/16
+// (50,000 pods, one update each), 653 against 752 us with five waiting tables
+// (the same bytes in level 0 as twenty of B/64).
 func badgerOptions(cfg Config) badger.Options {
 	b := cfg.MemoryBudget
 	opts := badger.DefaultOptions(cfg.Dir).
@@ -90,11 +95,16 @@ func badgerOptions(cfg Config) badger.Options {
 }
 
 // memTableSize is the size of each of badger's two memtables for a memory
-// budget of b: that of a table (tableSize), so that a flush builds its table in
-// a builder's first buffer. A memtable also bounds one transaction (15% of it)
-// and so a batch (commit.go's batchBytes): at 1 MiB, a transaction of 157 KB
-// and a batch of 39 KB of requests, about 13 pod updates.
-func memTableSize(b int64) int64 { return tableSize(b) }
+// budget of b: 1/16 of it, at least 1 MiB. A memtable also bounds one
+// transaction (15% of it) and so a batch (commit.go's batchBytes): at 4 MiB, a
+// transaction of 629 KB and a batch of 157 KB of requests, about 50 pod
+// updates. With memtables of a table's size (1 MiB at the default budget) a
+// batch held about 13, so 16 writers needed two commits, each synced, and the
+// store flushed a memtable and created two files (its table and the next log)
+// about 20 times a second while filling: 4 MiB measured 3,469-4,219 -> 5,063
+// pods/s filled and 1,497-1,758 -> 2,053 updated (50,000 pods, one update
+// each), the memory after the updates unchanged.
+func memTableSize(b int64) int64 { return max(1<<20, b/16) }
 
 // tableSize is the size of every badger table, at every level, for a memory
 // budget of b: 1/64 of it, at least 1 MiB (smaller tables only multiply the

@@ -1116,6 +1116,13 @@ func buildL0Table(iter y.Iterator, dropPrefixes [][]byte, bopts table.Options) *
 // handleMemTableFlush must be run serially.
 func (db *DB) handleMemTableFlush(mt *memTable, dropPrefixes [][]byte) error {
 	bopts := buildTableOptions(db)
+	// The flush builds one table of the whole memtable, which may be larger
+	// than the tables compactions build: its builder starts at 1.25 times the
+	// memtable's size (a builder starts at twice TableSize) rather than growing
+	// to it from twice a table, and is not pooled, so that the pooled builders
+	// compactions take stay the size of their tables.
+	bopts.TableSize = uint64(db.opt.MemTableSize) * 5 / 8
+	bopts.AllocPool = nil
 	itr := mt.sl.NewUniIterator(false)
 	builder := buildL0Table(itr, nil, bopts)
 	defer builder.Close()
