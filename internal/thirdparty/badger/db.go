@@ -1446,6 +1446,21 @@ func (db *DB) Tables() []TableInfo {
 	return db.lc.getTableInfo()
 }
 
+// TableIDs returns the IDs of the tables in the LSM tree, as Tables lists
+// them, without reading the tables' indexes (Tables reads each table's index
+// through its memory mapping, which makes its pages resident).
+func (db *DB) TableIDs() []uint64 {
+	var ids []uint64
+	for _, l := range db.lc.levels {
+		l.RLock()
+		for _, t := range l.tables {
+			ids = append(ids, t.ID())
+		}
+		l.RUnlock()
+	}
+	return ids
+}
+
 // Levels gets the LevelInfo.
 func (db *DB) Levels() []LevelInfo {
 	return db.lc.getLevelInfo()
