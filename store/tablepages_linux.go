@@ -43,12 +43,10 @@ func releaseTablePages(db *badger.DB, dir string) (int64, error) {
 				continue
 			}
 			runs = appendRange(runs, mapRange{start, end})
+			released += int64(end - start)
 		}
 		if err := sc.Err(); err != nil {
 			return err
-		}
-		for _, r := range runs {
-			released += int64(r.end - r.start)
 		}
 		return dontNeed(runs)
 	})
@@ -86,15 +84,14 @@ func processDontNeed(runs []mapRange) error {
 	}
 	defer unix.Close(pidfd)
 	const maxIov = 1024 // UIO_MAXIOV
+	iov := make([]iovec, 0, min(len(runs), maxIov))
 	for len(runs) > 0 {
 		n := min(len(runs), maxIov)
-		iov := make([]iovec, n)
-		for i, r := range runs[:n] {
-			iov[i] = iovec{r.start, r.end - r.start}
-		}
+		iov = iov[:0]
 		var want uintptr
-		for _, v := range iov {
-			want += v.len
+		for _, r := range runs[:n] {
+			iov = append(iov, iovec{r.start, r.end - r.start})
+			want += r.end - r.start
 		}
 		done, _, errno := unix.Syscall6(unix.SYS_PROCESS_MADVISE, uintptr(pidfd), uintptr(unsafe.Pointer(&iov[0])), uintptr(n), unix.MADV_DONTNEED, 0, 0)
 		if errno != 0 {
