@@ -578,15 +578,20 @@ func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, 
 	return nil
 }
 
-// converge polls every site's whole keyspace until all are identical and
-// returns how long that took.
+// converge polls every site's key count and, once the counts agree, its whole
+// keyspace, until all are identical; it returns how long that took.
 func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Duration, error) {
 	clis, closeAll, err := c.clients()
 	if err != nil {
 		return 0, err
 	}
 	defer closeAll()
-	took, err := poll(ctx, 50*time.Millisecond, timeout, func() (bool, error) { return sameData(ctx, clis, "") })
+	took, err := poll(ctx, 20*time.Millisecond, timeout, func() (bool, error) {
+		if agree, err := countsAgree(ctx, clis, "", 0); !agree {
+			return false, err
+		}
+		return sameData(ctx, clis, "")
+	})
 	if err != nil {
 		return 0, fmt.Errorf("bench: %s sites not identical after the heal: %w", c.system, err)
 	}
@@ -633,29 +638,39 @@ func (c *cluster) clients() ([]*clientv3.Client, func(), error) {
 }
 
 // sameData reports whether every client reads the same keys and values
-// under prefix, or in the whole keyspace for "" (serializable: each site's
-// own copy).
+// under prefix (all keys if empty; serializable: each site's own copy). The
+// sites are read at once, so a check takes one site's read, not their sum: a
+// converge poll's own time is part of what it measures.
 func sameData(ctx context.Context, clis []*clientv3.Client, prefix string) (bool, error) {
 	key, opt := prefix, clientv3.WithPrefix()
 	if prefix == "" {
 		key, opt = "\x00", clientv3.WithFromKey()
 	}
-	var first map[string]string
+	held := make([]map[string]string, len(clis))
+	errs := make([]error, len(clis))
+	var wg sync.WaitGroup
 	for i, cli := range clis {
-		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := cli.Get(ctx, key, opt, clientv3.WithSerializable())
-		cancel()
-		if err != nil {
-			return false, err
-		}
-		kvs := make(map[string]string, len(resp.Kvs))
-		for _, kv := range resp.Kvs {
-			kvs[string(kv.Key)] = string(kv.Value)
-		}
-		if i == 0 {
-			first = kvs
-		} else if !maps.Equal(first, kvs) {
-			return false, fmt.Errorf("site %d holds %d keys, site 0 %d", i, len(kvs), len(first))
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			resp, err := cli.Get(ctx, key, opt, clientv3.WithSerializable())
+			if err != nil {
+				errs[i] = err
+				return
+			}
+			held[i] = make(map[string]string, len(resp.Kvs))
+			for _, kv := range resp.Kvs {
+				held[i][string(kv.Key)] = string(kv.Value)
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return false, err
+	}
+	for i := 1; i < len(held); i++ {
+		if !maps.Equal(held[0], held[i]) {
+			return false, fmt.Errorf("site %d holds %d keys, site 0 %d", i, len(held[i]), len(held[0]))
 		}
 	}
 	return true, nil

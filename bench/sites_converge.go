@@ -150,7 +150,8 @@ func convergePrefix(ctx context.Context, c *cluster, prefix string, want int64, 
 }
 
 // countsAgree reports whether every client counts the same number of keys
-// under prefix, at least want (serializable: each site's own copy).
+// under prefix (all keys if empty), at least want (serializable: each site's
+// own copy).
 func countsAgree(ctx context.Context, clis []*clientv3.Client, prefix string, want int64) (bool, error) {
 	first := int64(-1)
 	for _, cli := range clis {

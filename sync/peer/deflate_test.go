@@ -10,7 +10,9 @@ import (
 
 // TestDeflateStream: every frame decodes to its message alone, as it arrives
 // (no frame waits for the next), messages repeating earlier ones cost less
-// than their first copy, and a damaged frame breaks the stream with errWire.
+// than their first copy, messages of bulkBytes or more (deflated afresh) are
+// compressed too and the stream goes on after them, and a damaged frame
+// breaks the stream with errWire.
 func TestDeflateStream(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	d, f := newDeflater(), &inflater{}
@@ -27,9 +29,15 @@ func TestDeflateStream(t *testing.T) {
 				msg[j] = byte(rng.Uint32())
 			}
 		}
+		if i == 200 {
+			msg = bytes.Repeat(msg, bulkBytes/len(msg)+1)
+		}
 		frame, err := d.frame(msg)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if i == 200 && len(frame) > len(msg)/20 {
+			t.Errorf("a bulk message of %d bytes repeating itself took %d", len(msg), len(frame))
 		}
 		if frame[0] != deflateFrame {
 			t.Fatalf("frame starts with %#x", frame[0])
@@ -41,7 +49,7 @@ func TestDeflateStream(t *testing.T) {
 		switch {
 		case i == 1:
 			first = len(frame)
-		case i > 20 && i%7 != 0:
+		case i > 20 && i%7 != 0 && i != 200:
 			again, n = again+len(frame), n+1
 		}
 	}

@@ -61,7 +61,7 @@ type Config struct {
 
 // DefaultConfig returns WAN-suitable defaults.
 func DefaultConfig() Config {
-	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, PushDelay: 5 * time.Millisecond, GRPC: DefaultGRPCConfig(), Redial: 500 * time.Millisecond, StallTimeout: 3 * time.Second,
+	return Config{AntiEntropyInterval: 2 * time.Second, MaxBatch: 500, PushDelay: 5 * time.Millisecond, GRPC: DefaultGRPCConfig(), Redial: 100 * time.Millisecond, StallTimeout: 3 * time.Second,
 		Now: time.Now, Logger: slog.Default()}
 }
 
