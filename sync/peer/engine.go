@@ -68,6 +68,13 @@ type Message struct {
 	Skip    []string                     // Pull: origins the sender hears from directly: not to forward
 	Changes []store.Change               // Batch
 	More    bool                         // Batch: the sender held back changes over the size limit
+	// Continued (Batch) says more batches answering the same Pull follow:
+	// only the last acknowledges it (Acked). Acknowledged at its first
+	// batch, a Pull sent meanwhile (an anti-entropy round amid a catch-up's
+	// eight batches) found the answer's later changes missing and had them
+	// all sent again, as lost. A sender that never sets it (wire v6 before
+	// it) has every batch acknowledge.
+	Continued bool
 	// Resend (Pull) says the sender lost messages from the receiver (a gap) or
 	// holds less than it reported (a forced snapshot install gave changes up):
 	// answer from its vector, not from what was sent.
@@ -145,6 +152,8 @@ type Engine struct {
 	catching map[string]catchUp // peers this site is catching up from
 	// unlock is called around the store's slow calls (SetUnlocker).
 	unlock func() (relock func())
+	// room tells how many messages a peer's mailbox can take now (SetRoom).
+	room func(peer string) int
 }
 
 // Stats counts what an Engine has done since it was made.
@@ -183,6 +192,16 @@ func NewEngine(st Store, maxBatch int) *Engine {
 	e.gone = fold(e.decisions)
 	return e
 }
+
+// SetRoom sets what tells the engine how many messages the way to a peer can
+// take now: an answer to a Pull is at most that many batches (at least one;
+// pullBatches without it), the last asking for another Pull if more is held.
+// A batch built and then dropped for want of room was read for nothing, and
+// left a gap that made the peer ask for everything again: answers to a
+// catch-up's Pulls, queued on top of one another, overflowed the mailbox
+// (internal/cluster TestCatchUpAfterCut at 10,000 changes per site: 43-48
+// batches of 500 dropped before, 3-6 since).
+func (e *Engine) SetRoom(room func(peer string) int) { e.room = room }
 
 // SetClock sets the clock that dates this site's forgetting decisions
 // (time.Now by default).
@@ -559,7 +578,7 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	if e.heard[m.From] == nil {
 		e.heard[m.From] = map[string]bool{}
 	}
-	if m.Kind != KindPull && m.PullID != 0 {
+	if m.Kind != KindPull && m.PullID != 0 && !m.Continued {
 		e.acked[m.From] = m.PullID
 	}
 	e.observe(m.Origin, m.VV)
@@ -608,7 +627,11 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 		// A peer far behind gets several batches per Pull, so catching up is not
 		// one round trip per batch.
 		var out []Envelope
-		for range pullBatches {
+		batches := pullBatches
+		if e.room != nil {
+			batches = max(1, min(batches, e.room(m.From)))
+		}
+		for range batches {
 			b, err := e.batch(have, m.Origin, "", m.Skip)
 			if errors.Is(err, store.ErrCollected) {
 				return e.snapshot(ctx, m.From)
@@ -625,8 +648,9 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 			}
 		}
 		for i := range out {
-			out[i].Msg.More = out[i].Msg.More && i == len(out)-1 // only the last asks for a Pull
-			out[i].Msg.PullID = m.PullID
+			last := i == len(out)-1
+			out[i].Msg.More = out[i].Msg.More && last // only the last asks for a Pull
+			out[i].Msg.PullID, out[i].Msg.Continued = m.PullID, !last
 		}
 		return out, nil
 	case KindSnapshot:

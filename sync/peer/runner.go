@@ -145,6 +145,7 @@ func NewRunner(cfg Config, st LiveStore) (_ *Runner, err error) {
 	r.engine.SetClock(cfg.Now)
 	// The engine is used under r.mu, but not across the store's fsyncs.
 	r.engine.SetUnlocker(func() func() { r.mu.Unlock(); return r.mu.Lock })
+	r.engine.SetRoom(r.room)
 	if err = r.registerMetrics(); err != nil {
 		cancel()
 		return nil, err
@@ -363,6 +364,15 @@ func (r *Runner) enqueue(to string, m Message) {
 			l.dropped.Store(true)
 		}
 	}
+}
+
+// room returns how many messages a peer's mailbox can take now (0 if it is
+// not a peer).
+func (r *Runner) room(to string) int {
+	if l := r.link(to); l != nil {
+		return cap(l.out) - len(l.out)
+	}
+	return 0
 }
 
 // enqueueWait queues a message for a peer, waiting for room.

@@ -59,8 +59,9 @@ var errWire = errors.New("peer: malformed message")
 
 // The flags byte of a message: bits a peer does not know are ignored.
 const (
-	flagMore   = 1 << iota // Message.More
-	flagResend             // Message.Resend
+	flagMore      = 1 << iota // Message.More
+	flagResend                // Message.Resend
+	flagContinued             // Message.Continued
 )
 
 func (m *Message) encode() []byte {
@@ -91,6 +92,9 @@ func (m *Message) encode() []byte {
 	}
 	if m.Resend {
 		flags |= flagResend
+	}
+	if m.Continued {
+		flags |= flagContinued
 	}
 	b = append(b, flags)
 	b = binary.AppendUvarint(b, m.PullID)
@@ -152,7 +156,7 @@ func (m *Message) decode(b []byte) error {
 		m.Changes = append(m.Changes, store.Change{Origin: string(d.bytes()), Seq: d.uvarint(), Key: d.bytes(), Lease: d.varint(), Body: d.bytes()})
 	}
 	flags := d.byte()
-	m.More, m.Resend = flags&flagMore != 0, flags&flagResend != 0
+	m.More, m.Resend, m.Continued = flags&flagMore != 0, flags&flagResend != 0, flags&flagContinued != 0
 	m.PullID = d.uvarint()
 	if m.Kind == KindPull {
 		m.Acked = d.uvarint()
