@@ -16,7 +16,10 @@
 // its previous answer may still be on the way (the Pull acks an older one):
 // Pulls queued behind a cut, all with one vector, are not each answered with
 // the same changes. An answer carries this site's own changes first, so a site
-// catching up from several gets each site's changes from that site.
+// catching up from several gets each site's changes from that site. An answer
+// is a few Batches, no more than the puller's mailbox here has room for (a
+// dropped Batch would leave a gap, and a gap asks for everything again), and
+// only its last acknowledges the Pull (Message.Continued).
 //
 // New local changes are pushed eagerly as unsolicited Batches (after
 // Config.PushDelay, so that changes logged meanwhile share the message);

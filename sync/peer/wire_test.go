@@ -20,6 +20,7 @@ func TestWireRoundTrip(t *testing.T) {
 		{Kind: KindSnapshot, From: "a", SnapID: 3, Part: 1, Parts: 2, Snap: &store.Snapshot{VV: map[string]uint64{"a": 9},
 			Leases: [][]byte{{1, 2}}, Docs: []store.SnapshotDoc{{Key: []byte("/k"), Lease: 5, Doc: []byte{1}}}}},
 		{Kind: KindBatch, From: "b", Changes: []store.Change{{Origin: "a", Seq: 7, Key: []byte("/k\x00"), Lease: 42, Body: []byte{1, 2}}}, More: true},
+		{Kind: KindBatch, From: "b", PullID: 9, Continued: true},
 	} {
 		var got Message
 		if err := got.decode(m.encode()); err != nil {
@@ -27,6 +28,23 @@ func TestWireRoundTrip(t *testing.T) {
 		}
 		if !reflect.DeepEqual(got, m) {
 			t.Fatalf("round trip: %+v, want %+v", got, m)
+		}
+	}
+}
+
+// BenchmarkEncodeBatch encodes a catch-up's batch: 500 changes of 300-byte
+// bodies. The encoding must fit the size hint, so it takes one allocation.
+//
+//	go test -run '^$' -bench EncodeBatch ./sync/peer/
+func BenchmarkEncodeBatch(b *testing.B) {
+	m := &Message{Kind: KindBatch, From: "a", Origin: "a~0001", VV: map[string]uint64{"a~0001": 500, "b~0002": 7}}
+	for i := range 500 {
+		m.Changes = append(m.Changes, store.Change{Origin: "a~0001", Seq: uint64(i + 1), Key: fmt.Appendf(nil, "/bench/key-%08d", i), Body: make([]byte, 300)})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if n := len(m.encode()); n > m.sizeHint() {
+			b.Fatalf("%d bytes encoded, %d hinted", n, m.sizeHint())
 		}
 	}
 }
