@@ -153,7 +153,19 @@ func (db *DB) mtFilePath(fid int) string {
 }
 
 func (mt *memTable) SyncWAL() error {
+	if err := mt.WritePending(); err != nil {
+		return err
+	}
 	return mt.wal.Sync()
+}
+
+// WritePending writes to the memtable's log the entries Put encoded since it
+// last ran. Every write request ends with it.
+func (mt *memTable) WritePending() error {
+	if mt.wal == nil {
+		return nil
+	}
+	return mt.wal.writePending()
 }
 
 func (mt *memTable) isFull() bool {
@@ -262,6 +274,10 @@ type logFile struct {
 	registry *KeyRegistry
 	writeAt  uint32
 	opt      Options
+	// pending holds the memtable log's entries encoded since the last
+	// writePending, which start at pendingAt.
+	pending   []byte
+	pendingAt uint32
 }
 
 func (lf *logFile) Truncate(end int64) error {
@@ -330,16 +346,29 @@ func (lf *logFile) writeEntry(buf *bytes.Buffer, e *Entry, opt Options) error {
 	// The entry goes to the file with pwrite(2), not through its mapping: the
 	// first store to each page of a fresh shared mapping faults, and ext4
 	// allocates the page in the fault (many times the CPU of a write). The
-	// mapping sees what was written: both are the file's page cache. The zeros
-	// after the entry mark the log's end, as zeroNextEntry does.
-	start := int(lf.writeAt)
-	y.AssertTrue(start+plen <= len(lf.Data))
+	// mapping sees what was written: both are the file's page cache. The
+	// entries of one write request go in one pwrite (writePending).
+	y.AssertTrue(int(lf.writeAt)+plen <= len(lf.Data))
+	if len(lf.pending) == 0 {
+		lf.pendingAt = lf.writeAt
+	}
+	lf.pending = append(lf.pending, buf.Bytes()...)
+	lf.writeAt += uint32(plen)
+	return nil
+}
+
+// writePending writes the entries writeEntry encoded since it last ran, and
+// the zeros after them that mark the log's end, as zeroNextEntry does.
+func (lf *logFile) writePending() error {
+	if len(lf.pending) == 0 {
+		return nil
+	}
 	var zeros [maxHeaderSize]byte
-	buf.Write(zeros[:min(maxHeaderSize, len(lf.Data)-start-plen)])
-	if _, err := lf.Fd.WriteAt(buf.Bytes(), int64(start)); err != nil {
+	b := append(lf.pending, zeros[:min(maxHeaderSize, len(lf.Data)-int(lf.writeAt))]...)
+	lf.pending = lf.pending[:0]
+	if _, err := lf.Fd.WriteAt(b, int64(lf.pendingAt)); err != nil {
 		return y.Wrapf(err, "while writing to %s", lf.Fd.Name())
 	}
-	lf.writeAt += uint32(plen)
 	return nil
 }
 
