@@ -84,9 +84,10 @@ type Message struct {
 	Forgotten []store.Forgetting
 	// PullID numbers a Pull (per receiver, from a random start); the Batches
 	// answering it carry it back (pushes carry 0). Acked (Pull) is the PullID
-	// the receiver's last answer here carried: when it is not the one the
-	// receiver last answered, that answer had not arrived when this Pull left,
-	// so what it sent is on its way, not lost (answerFrom).
+	// of the receiver's last answer here whose batches all arrived and whose
+	// changes the Pull's vector holds (durable: Engine.arrive): when it is not
+	// the one the receiver last answered, what that answer sent may still be
+	// on its way or being made durable, not lost (answerFrom).
 	PullID, Acked uint64
 	// Snapshot: part Part of Parts of snapshot SnapID. Part 0 carries the
 	// snapshot's version vector and leases; every part carries documents.
@@ -114,8 +115,12 @@ type Engine struct {
 	answered     map[string]map[string]uint64
 	answeredPull map[string]uint64
 	// pulls is, per peer, the PullID of the last Pull to it, and acked the
-	// PullID its last answer here carried.
+	// PullID of its last answer here that the next Pull acknowledges.
 	pulls, acked map[string]uint64
+	// arriving is, per peer, the answer to this site's Pull whose batches are
+	// arriving, and arrived the last answer whose batches all arrived; an
+	// answer is acked once what it brought is durable here (Pull).
+	arriving, arrived map[string]answer
 	// rows is, per other origin, the newest version vector it is known to have
 	// reported, directly or through a third site. Vectors only grow.
 	rows map[string]map[string]uint64
@@ -169,6 +174,13 @@ type Stats struct {
 	CaughtUp bool
 }
 
+// answer is what an answer to a Pull of this site brought so far: the Pull's
+// id and, per origin, the newest change in it.
+type answer struct {
+	pull uint64
+	upTo map[string]uint64
+}
+
 // catchUp is a catch-up under way: when it started, this site lacked Lacked
 // changes the peer held, and had merged Merged changes so far.
 type catchUp struct{ Lacked, Merged uint64 }
@@ -185,6 +197,7 @@ type incoming struct {
 func NewEngine(st Store, maxBatch int) *Engine {
 	e := &Engine{st: st, maxBatch: maxBatch, sent: make(map[string]map[string]uint64), answered: make(map[string]map[string]uint64), rows: make(map[string]map[string]uint64), current: make(map[string]string),
 		answeredPull: make(map[string]uint64), pulls: make(map[string]uint64), acked: make(map[string]uint64),
+		arriving: make(map[string]answer), arrived: make(map[string]answer),
 		incoming: make(map[string]*incoming), heard: make(map[string]map[string]bool), forgotten: make(map[string]bool), snapshots: rand.Uint64(), // ids never repeat across restarts
 		log: slog.New(slog.DiscardHandler), catching: make(map[string]catchUp), unlock: func() func() { return func() {} },
 		resend: make(map[string]bool), now: time.Now}
@@ -495,6 +508,23 @@ func (e *Engine) observe(origin string, vv map[string]uint64) {
 	}
 }
 
+// ExpectDirect records that every other site known here will deliver its own
+// changes itself, so the next Pull to peer to asks it not to forward them
+// (Message.Skip): after a heal each site sends its own at once, and were the
+// peer to forward them as well each would arrive twice. A site that does not
+// deliver them after all (one cut off still, or gone) leaves them to the Pull
+// after that, one anti-entropy round later.
+func (e *Engine) ExpectDirect(to string) {
+	if e.heard[to] == nil {
+		e.heard[to] = map[string]bool{}
+	}
+	for site, origin := range e.current {
+		if site != to && !e.gone[origin] {
+			e.heard[to][origin] = true
+		}
+	}
+}
+
 // Pull returns the anti-entropy request to send to a peer.
 func (e *Engine) Pull(to string) Envelope {
 	// Only vectors of incarnations not forgotten travel on (replaced ones too:
@@ -518,8 +548,45 @@ func (e *Engine) Pull(to string) Envelope {
 	}
 	id = max(id+1, 1) // 0 is a push's
 	e.pulls[to] = id
-	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: e.st.DurableVersionVector(), Rows: rows, Skip: skip,
+	vv := e.st.DurableVersionVector()
+	if a, ok := e.arrived[to]; ok && covers(vv, a.upTo) {
+		e.acked[to] = a.pull
+		delete(e.arrived, to)
+	}
+	return Envelope{To: to, Msg: Message{Kind: KindPull, From: e.st.Site(), Origin: e.st.Origin(), VV: vv, Rows: rows, Skip: skip,
 		Resend: resend, Forgotten: slices.Clone(e.decisions), PullID: id, Acked: e.acked[to]}}
+}
+
+// arrive notes a message answering a Pull of this site (m.PullID): the
+// changes it brings, and, once the answer's last batch is in, that the answer
+// arrived whole. It is not acked until those changes are durable here: a Pull
+// says what is durable, and one that acked an answer whose changes it did not
+// yet show would look to the peer as if they were lost, and be sent them all
+// again (after a heal, every pending change several times over).
+func (e *Engine) arrive(m Message) {
+	a, ok := e.arriving[m.From]
+	if !ok || a.pull != m.PullID {
+		a = answer{pull: m.PullID, upTo: map[string]uint64{}}
+	}
+	for _, c := range m.Changes {
+		a.upTo[c.Origin] = max(a.upTo[c.Origin], c.Seq)
+	}
+	if m.Continued {
+		e.arriving[m.From] = a
+		return
+	}
+	delete(e.arriving, m.From)
+	e.arrived[m.From] = a
+}
+
+// covers reports whether vv holds every change up to upTo.
+func covers(vv, upTo map[string]uint64) bool {
+	for o, seq := range upTo {
+		if vv[o] < seq {
+			return false
+		}
+	}
+	return true
 }
 
 // Push returns the changes made here that a peer has not been sent yet, if any.
@@ -578,8 +645,8 @@ func (e *Engine) Handle(ctx context.Context, m Message) ([]Envelope, error) {
 	if e.heard[m.From] == nil {
 		e.heard[m.From] = map[string]bool{}
 	}
-	if m.Kind != KindPull && m.PullID != 0 && !m.Continued {
-		e.acked[m.From] = m.PullID
+	if m.Kind != KindPull && m.PullID != 0 {
+		e.arrive(m)
 	}
 	e.observe(m.Origin, m.VV)
 	for origin, row := range m.Rows {

@@ -12,8 +12,8 @@ import (
 
 // healPair starts runners a and b on f with no anti-entropy rounds to speak of
 // (tune, if set, changes each one's configuration further), syncs one change,
-// and returns their stores and a's runner.
-func healPair(t *testing.T, f *Fabric, stall time.Duration, tune func(site string, cfg *Config)) (a, b *store.Store, ra *Runner) {
+// and returns their stores and runners.
+func healPair(t *testing.T, f *Fabric, stall time.Duration, tune func(site string, cfg *Config)) (a, b *store.Store, ra, rb *Runner) {
 	t.Helper()
 	stores, runners := map[string]*store.Store{}, map[string]*Runner{}
 	for _, n := range []string{"a", "b"} {
@@ -41,7 +41,7 @@ func healPair(t *testing.T, f *Fabric, stall time.Duration, tune func(site strin
 	a, b = stores["a"], stores["b"]
 	put(t, a, fmt.Sprintf("/k/%d", 0), fmt.Sprintf(`{"i":%d}`, 0))
 	waitSame(t, a, b, 5*time.Second)
-	return a, b, runners["a"]
+	return a, b, runners["a"], runners["b"]
 }
 
 // waitSame waits until a and b hold the same changes and returns how long it took.
@@ -64,7 +64,7 @@ func waitSame(t *testing.T, a, b *store.Store, within time.Duration) time.Durati
 // once, not at the next anti-entropy round (an hour away here).
 func TestResyncAfterHeal(t *testing.T) {
 	f := NewFabric(1)
-	a, b, _ := healPair(t, f, time.Hour, nil)
+	a, b, _, _ := healPair(t, f, time.Hour, nil)
 	f.Stall("a", "b")
 	for i := 1; i <= 2*(mailboxSize+fabricQueue); i++ {
 		put(t, a, fmt.Sprintf("/k/%d", i), fmt.Sprintf(`{"i":%d}`, i))
@@ -75,6 +75,34 @@ func TestResyncAfterHeal(t *testing.T) {
 	t.Logf("converged %v after the heal (fabric %+v)", took, f.Stats())
 }
 
+// TestHealSendsEachChangeOnce cuts the link between two sites while one writes
+// more pushes than a mailbox holds (one per write), then heals it: the peer
+// receives each change once. What the mailbox kept through the cut, the
+// pushes of the cut's first writes, is superseded by the fresh stream's resync
+// and dropped: sent first, it would arrive beside the resync's push of the same
+// changes, and the overflow it recorded would start a second resync, sending
+// them all again.
+func TestHealSendsEachChangeOnce(t *testing.T) {
+	f := NewFabric(1)
+	a, b, _, rb := healPair(t, f, time.Hour, nil)
+	// b's push tells a that b holds a's first change (there are no
+	// anti-entropy rounds here): what a rewinds to after the heal.
+	put(t, b, "/b/0", `{"i":0}`)
+	waitSame(t, a, b, 5*time.Second)
+	f.Cut("a", "b")
+	for i := 1; i <= 3*mailboxSize; i++ {
+		put(t, a, fmt.Sprintf("/k/%d", i), fmt.Sprintf(`{"i":%d}`, i))
+		time.Sleep(time.Millisecond) // a push each
+	}
+	before := rb.Stats()
+	f.Heal()
+	waitSame(t, a, b, 3*time.Second)
+	time.Sleep(100 * time.Millisecond) // let what is on its way arrive
+	if st := rb.Stats(); st.Duplicates != before.Duplicates || st.Merged-before.Merged != 3*mailboxSize {
+		t.Fatalf("b merged %d changes and received %d it held, want %d and 0", st.Merged-before.Merged, st.Duplicates-before.Duplicates, 3*mailboxSize)
+	}
+}
+
 // TestStalledStreamRedialled stalls the link between two sites (messages
 // held, not lost, and new streams refused) while one writes: the sender's
 // stream fills up and is dropped after StallTimeout, redialled after the heal
@@ -82,7 +110,7 @@ func TestResyncAfterHeal(t *testing.T) {
 // have been all that arrives.
 func TestStalledStreamRedialled(t *testing.T) {
 	f := NewFabric(1)
-	a, b, ra := healPair(t, f, 200*time.Millisecond, nil)
+	a, b, ra, _ := healPair(t, f, 200*time.Millisecond, nil)
 	f.Stall("a", "b")
 	// Write until the stream is dropped: how many writes fill the fabric's
 	// window depends on how many of them each commit (and push) takes.
@@ -107,7 +135,7 @@ func TestStalledStreamRedialled(t *testing.T) {
 // Pull), rather than after its backoff.
 func TestRedialWhenPeerHeard(t *testing.T) {
 	f := NewFabric(1)
-	a, b, _ := healPair(t, f, time.Hour, func(site string, cfg *Config) {
+	a, b, _, _ := healPair(t, f, time.Hour, func(site string, cfg *Config) {
 		if site == "a" {
 			cfg.Redial = time.Hour
 		} else {

@@ -18,6 +18,10 @@ import (
 
 const vvEvery = 50 * time.Millisecond
 
+// pushRoom is the room a peer's mailbox must have for a push: one message is
+// left for a Pull or an answer.
+const pushRoom = 2
+
 // mailboxSize bounds the messages waiting for a peer's stream: two Pulls' worth.
 const mailboxSize = 2 * pullBatches
 
@@ -128,6 +132,8 @@ type link struct {
 	// dropped is set when the mailbox overflowed: once it has room again, pushes
 	// start over from what the peer is known to hold (resync).
 	dropped atomic.Bool
+	// pushHeld is set when a push waited for room in the mailbox (push).
+	pushHeld atomic.Bool
 	// heard is signalled when a message arrives from the peer: it is
 	// reachable, so a redial waiting out its backoff goes at once.
 	heard chan struct{}
@@ -325,32 +331,46 @@ func (r *Runner) loop() {
 	}
 }
 
+// peerNames returns the sites this site has links to.
 func (r *Runner) peerNames() []string {
 	r.peersMu.Lock()
 	defer r.peersMu.Unlock()
-	names := make([]string, 0, len(r.peers))
-	for n := range r.peers {
-		names = append(names, n)
-	}
-	return names
+	return slices.Collect(maps.Keys(r.peers))
 }
 
 func (r *Runner) pushAll() {
 	for _, name := range r.peerNames() {
-		r.mu.Lock()
-		envs, err := r.engine.Push(name)
-		if len(envs) > 0 && time.Since(r.vvSent[name]) >= vvEvery {
-			envs[0].Msg.VV = r.st.VersionVector()
-			r.vvSent[name] = time.Now()
-		}
-		r.mu.Unlock()
-		if err != nil {
-			r.cfg.Logger.Error("preparing push", "peer", name, "err", err)
-			continue
-		}
-		for _, e := range envs {
-			r.enqueue(e.To, e.Msg)
-		}
+		r.push(name)
+	}
+}
+
+// push sends a peer this site's changes it has not been sent. It holds them
+// back while the peer's mailbox is nearly full (a slow or unreachable peer):
+// a push dropped there would leave a gap, and the resync that follows would
+// send everything since the peer's last report again. The stream pushes once
+// the mailbox has drained (stream).
+func (r *Runner) push(name string) {
+	l := r.link(name)
+	if l == nil {
+		return
+	}
+	if cap(l.out)-len(l.out) < pushRoom {
+		l.pushHeld.Store(true)
+		return
+	}
+	r.mu.Lock()
+	envs, err := r.engine.Push(name)
+	if len(envs) > 0 && time.Since(r.vvSent[name]) >= vvEvery {
+		envs[0].Msg.VV = r.st.VersionVector()
+		r.vvSent[name] = time.Now()
+	}
+	r.mu.Unlock()
+	if err != nil {
+		r.cfg.Logger.Error("preparing push", "peer", name, "err", err)
+		return
+	}
+	for _, e := range envs {
+		r.enqueue(e.To, e.Msg)
 	}
 }
 
@@ -421,7 +441,11 @@ func (r *Runner) send(ctx context.Context, name string, l *link) {
 
 // stream opens one stream to a peer and writes the mailbox to it until it
 // breaks, or a message waits longer than StallTimeout to be written. A fresh
-// stream starts with a resync: whatever the last one lost is sent again.
+// stream starts with a resync: whatever the last one lost is sent again. What
+// the mailbox held is dropped first: the resync supersedes it (pushes and
+// answers from the peer's vector, a fresh Pull), and sent after the peer was
+// unreachable, it would arrive with gaps (the messages in between lost with
+// broken streams or dropped) that make the peer ask for everything again.
 func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 	sent := r.sentBytes.WithLabelValues(name)
 	ctx, cancel := context.WithCancelCause(ctx)
@@ -432,6 +456,7 @@ func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 	}
 	defer out.Close()
 	r.setConnected(l, true)
+	discard(l)
 	r.resync(name)
 	errStalled := fmt.Errorf("peer: stream to %s stalled for %v", name, r.cfg.StallTimeout)
 	for {
@@ -451,7 +476,23 @@ func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 			}
 			if len(l.out) == 0 && l.dropped.Swap(false) {
 				r.resync(name)
+			} else if len(l.out) == 0 && l.pushHeld.Swap(false) {
+				r.push(name)
 			}
+		}
+	}
+}
+
+// discard empties a link's mailbox, and forgets what overflowed or waited
+// for room in it: a resync is to follow.
+func discard(l *link) {
+	l.dropped.Store(false)
+	l.pushHeld.Store(false)
+	for {
+		select {
+		case <-l.out:
+		default:
+			return
 		}
 	}
 }
@@ -465,11 +506,13 @@ func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 // does not ask it to Resend, which would send again what its answers already
 // carry (after a cut, every change pending several times over). Whatever it
 // lost without knowing is sent again by its answer to the Pull after next
-// (Message.Acked).
+// (Message.Acked). Nor does the Pull ask for the other sites' changes
+// (Engine.ExpectDirect): after a heal each sends its own here.
 func (r *Runner) resync(name string) {
 	r.mu.Lock()
 	r.engine.Rewind(name)
 	envs, err := r.engine.Push(name)
+	r.engine.ExpectDirect(name)
 	pull := r.engine.Pull(name)
 	r.mu.Unlock()
 	if err != nil {
