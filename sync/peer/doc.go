@@ -169,7 +169,15 @@
 // and every fresh stream, and every mailbox that overflowed once it has
 // drained, starts with a resync: a Pull for what this site lacks, and pushes
 // again from what the peer is known to hold (Engine.Rewind), so that messages
-// the cut lost are sent again at once. The Runner holds its
+// the cut lost are sent again at once. After a heal each change is sent about
+// once: a fresh stream first drops what its mailbox kept through the cut (the
+// resync supersedes it; sent first, it would arrive with gaps and beside the
+// resync's push of the same changes), pushes wait while a mailbox is nearly
+// full rather than overflow it, a resync's Pull asks the peer not to forward
+// other sites' changes (each sends its own: Engine.ExpectDirect), and an
+// answer is acknowledged only once its changes are durable at the puller (a
+// Pull's vector says what is durable: acknowledged sooner, they would look
+// lost and be sent again). The Runner holds its
 // lock on the Engine only while the Engine computes, never across the store's
 // fsyncs (Engine.SetUnlocker). A stream whose message does not decode, or that
 // the Engine refuses, is ended and logged with the peer that sent it; the store
