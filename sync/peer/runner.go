@@ -354,7 +354,7 @@ func (r *Runner) push(name string) {
 	if l == nil {
 		return
 	}
-	if cap(l.out)-len(l.out) < pushRoom {
+	if l.room() < pushRoom {
 		l.pushHeld.Store(true)
 		return
 	}
@@ -390,10 +390,13 @@ func (r *Runner) enqueue(to string, m Message) {
 // not a peer).
 func (r *Runner) room(to string) int {
 	if l := r.link(to); l != nil {
-		return cap(l.out) - len(l.out)
+		return l.room()
 	}
 	return 0
 }
+
+// room returns how many messages the mailbox can take now.
+func (l *link) room() int { return cap(l.out) - len(l.out) }
 
 // enqueueWait queues a message for a peer, waiting for room.
 func (r *Runner) enqueueWait(ctx context.Context, to string, m Message) {
@@ -474,10 +477,13 @@ func (r *Runner) stream(ctx context.Context, name string, l *link) error {
 			if m.Kind == KindSnapshot && m.Part+1 == m.Parts {
 				r.cfg.Logger.Info("peer: snapshot sent", "peer", name, "id", m.SnapID, "parts", m.Parts)
 			}
-			if len(l.out) == 0 && l.dropped.Swap(false) {
-				r.resync(name)
-			} else if len(l.out) == 0 && l.pushHeld.Swap(false) {
-				r.push(name)
+			if len(l.out) == 0 {
+				switch {
+				case l.dropped.Swap(false):
+					r.resync(name)
+				case l.pushHeld.Swap(false):
+					r.push(name)
+				}
 			}
 		}
 	}
