@@ -3,6 +3,7 @@ package peer
 import (
 	"context"
 	"fmt"
+	"maps"
 	"testing"
 
 	"github.com/rhizome-kv/rhizome/store"
@@ -84,5 +85,74 @@ func TestStalePullsAnsweredOnce(t *testing.T) {
 	deliver(again)
 	if st := eb.Stats(); st.Merged != 310 || st.Duplicates != 0 {
 		t.Fatalf("b merged %d, duplicates %d; want 310 and 0", st.Merged, st.Duplicates)
+	}
+}
+
+// lagging is a site's store whose durable vector stays where it was frozen, as
+// when its committer has applied changes it has not yet made durable.
+type lagging struct {
+	*store.Store
+	frozen map[string]uint64 // nil: not frozen
+}
+
+func (l *lagging) DurableVersionVector() map[string]uint64 {
+	if l.frozen != nil {
+		return maps.Clone(l.frozen)
+	}
+	return l.Store.DurableVersionVector()
+}
+
+// TestAnswerAckedOnceDurable: a Pull says what is durable, so it acks an answer
+// only once the changes that answer brought are durable. A Pull that left
+// while they were applied but not yet durable does not ack it, and the answering
+// site does not take them for lost and send them all again.
+func TestAnswerAckedOnceDurable(t *testing.T) {
+	ctx := context.Background()
+	a, b := openStore(t, "a"), openStore(t, "b")
+	lb := &lagging{Store: b}
+	ea, eb := NewEngine(a, 50), NewEngine(lb, 50)
+	for i := range 300 {
+		if _, err := a.Update(ctx, func(tx *store.WriteTxn) error {
+			return tx.Put(fmt.Appendf(nil, "/a/%d", i), []byte("v"), 0)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// pull sends b's Pull to a, delivers a's answer to b, and returns the Pull
+	// and how many changes the answer brought.
+	pull := func() (Message, int) {
+		t.Helper()
+		p := eb.Pull("a").Msg
+		out, err := ea.Handle(ctx, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range out {
+			n += len(e.Msg.Changes)
+			if _, err := eb.Handle(ctx, e.Msg); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return p, n
+	}
+	lb.frozen = b.DurableVersionVector()
+	if _, n := pull(); n != 300 {
+		t.Fatalf("the first Pull was answered with %d changes, want 300", n)
+	}
+	// Two Pulls while those changes are not durable: neither acks an answer
+	// (the second answer brought nothing, but acking it acks the first's too).
+	for range 2 {
+		if p, n := pull(); p.Acked != 0 || n != 0 {
+			t.Fatalf("a Pull whose vector lacks an answer's changes acked %d and was sent %d changes again, want no ack and 0", p.Acked, n)
+		}
+	}
+	lb.frozen = nil
+	last, _ := pull()
+	if p, n := pull(); p.Acked != last.PullID || n != 0 {
+		t.Fatalf("once durable: a Pull acked %d (want the last answer's, %d) and was sent %d changes, want 0", p.Acked, last.PullID, n)
+	}
+	if st := eb.Stats(); st.Merged != 300 || st.Duplicates != 0 {
+		t.Fatalf("b merged %d, duplicates %d; want 300 and 0", st.Merged, st.Duplicates)
 	}
 }
