@@ -559,20 +559,14 @@ func (e *Engine) Pull(to string) Envelope {
 
 // arrive notes a message answering a Pull of this site (m.PullID): the
 // changes it brings, and, once the answer's last batch is in, that the answer
-// arrived whole. It is not acked until those changes, and those of the answers
-// before it, are durable here: a Pull says what is durable, and one that acked
-// an answer whose changes it did not yet show would look to the peer as if they
-// were lost, and be sent them all again (after a heal, every pending change
-// several times over).
+// arrived whole. It is not acked until those changes are durable here: a Pull
+// says what is durable, and one that acked an answer whose changes it did not
+// yet show would look to the peer as if they were lost, and be sent them all
+// again (after a heal, every pending change several times over).
 func (e *Engine) arrive(m Message) {
 	a, ok := e.arriving[m.From]
 	if !ok || a.pull != m.PullID {
 		a = answer{pull: m.PullID, upTo: map[string]uint64{}}
-		for _, before := range []answer{e.arriving[m.From], e.arrived[m.From]} {
-			for o, seq := range before.upTo {
-				a.upTo[o] = max(a.upTo[o], seq)
-			}
-		}
 	}
 	for _, c := range m.Changes {
 		a.upTo[c.Origin] = max(a.upTo[c.Origin], c.Seq)
