@@ -36,7 +36,10 @@ type history struct {
 	maxOp uint64
 	seqs  map[string]lastChange // each actor's last change
 	at    map[string]opRef      // each field's visible operation
-	// body is a never-saved body's change (bodyHistory), until an edit saves it.
+	// body is the saved form of a never-saved body's change (bodyHistory):
+	// the change deflated as compressChanges makes it, until an edit saves it.
+	// It is made with the history, so that Doc.Prepare pays for the deflate
+	// ahead of the edit.
 	body []byte
 	// What the history was read from: Doc.history reads it again when the Doc
 	// moved on otherwise. none: the Doc's history is not one branch.
@@ -67,7 +70,11 @@ func (h *history) deps(actor string) []automerge.ChangeHash {
 func bodyHistory(fields map[string]string, site string) *history {
 	c := bodyChange(fields, site)
 	raw, hash := c.encode()
-	h := &history{seqs: map[string]lastChange{}, at: make(map[string]opRef, len(fields)), body: raw}
+	saved, err := compressChanges(raw)
+	if err != nil {
+		return nil // not a change this package can read: no history
+	}
+	h := &history{seqs: map[string]lastChange{}, at: make(map[string]opRef, len(fields)), body: saved}
 	h.take(c, hash)
 	return h
 }

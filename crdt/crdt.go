@@ -269,10 +269,7 @@ func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHa
 	if h.body != nil {
 		// The saved form of a body's change and its first edit is the two,
 		// each deflated (what appendSaved would make of them).
-		var err error
-		if saved, err = compressChanges(h.body); err != nil {
-			return false
-		}
+		saved = h.body
 	}
 	saved, err := appendCompressed(saved, edit)
 	if err == nil && h.body == nil {
