@@ -461,7 +461,7 @@ func (d *Doc) applyLinearEdit(h *history, raw []byte) (changed, ok bool) {
 	}
 	before := d.value
 	d.fields, d.value = fields, materialize(fields, d.schemas)
-	flat, _ := flatten(d.value, d.schemas)
+	flat, _ := flattenValid(d.value, d.schemas)
 	d.clean = maps.Equal(flat, d.fields)
 	return !bytes.Equal(before, d.value), true
 }
@@ -519,7 +519,7 @@ func (d *Doc) refresh(known map[automerge.ChangeHash]map[string]string) error {
 			return err
 		}
 	}
-	flat, _ := flatten(d.value, d.schemas)
+	flat, _ := flattenValid(d.value, d.schemas)
 	d.clean = maps.Equal(flat, d.fields)
 	return nil
 }

@@ -130,7 +130,7 @@ func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 		// validator, which the caller sets after decoding. A clean value is
 		// cut by the built-in kinds' schemas, as a body never shipped was
 		// (setBody); a custom resource's shipped body is read.
-		flat, _ := flatten(d.value, nil)
+		flat, _ := flattenValid(d.value, nil)
 		if d.clean && format >= 3 && (len(d.amBytes) == 0 || !maybeCustom(flat)) {
 			d.fields = flat
 		} else {
@@ -141,7 +141,7 @@ func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 			if d.fields, err = readFields(am); err != nil {
 				return nil, err
 			}
-			flat, _ = flatten(d.value, schemas)
+			flat, _ = flattenValid(d.value, schemas)
 			d.clean = maps.Equal(flat, d.fields)
 		}
 	}

@@ -96,7 +96,7 @@ func (d *Doc) Rebase(site string, mark uint64, sites []string) (c Change, ok boo
 	// made differ from the merged fields.
 	fields := d.fields
 	if !bytes.Equal(materialize(fields, d.schemas), d.value) {
-		fields, _ = flatten(d.value, d.schemas)
+		fields, _ = flattenValid(d.value, d.schemas)
 	}
 	body, err := newDocBody(fields, site)
 	if err != nil {
@@ -213,7 +213,7 @@ func (d *Doc) applyLinearRebase(c Change) (changed, ok bool) {
 	before := d.value
 	d.epoch, d.edits, d.am, d.built, d.amBytes, d.savedLen, d.prior = c.Epoch, 0, nil, nil, bytes.Clone(c.Data), len(c.Data), p
 	d.fields, d.value = fields, materialize(fields, d.schemas)
-	flat, _ := flatten(d.value, d.schemas)
+	flat, _ := flattenValid(d.value, d.schemas)
 	d.clean = maps.Equal(flat, d.fields)
 	return !bytes.Equal(before, d.value), true
 }
