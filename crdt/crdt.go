@@ -71,6 +71,7 @@ type Doc struct {
 	value     []byte            // the materialised value
 	fields    map[string]string // documents: the flat fields, kept equal to am
 	clean     bool              // documents: fields == flatten(value), so value can rebuild them
+	lazy      bool              // documents: fields not cut yet; they are flattenValid(value, nil) (cutFields)
 	edits     int               // documents: field edits applied since the body's epoch began
 	savedLen  int               // documents: length of amBytes when it was last saved whole or batched (or as a body's first changes)
 	am        *automerge.Doc    // documents: nil until needed
@@ -133,12 +134,12 @@ func (d *Doc) PutPrepared(p *Prepared, st Stamp) (c Change, ok bool, err error) 
 // put is Put of value in its JSON form, cut ahead when p is not nil.
 func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err error) {
 	if _, exists := d.Value(); !exists {
-		body, kind, fields := newBody(value, p)
+		body, kind, cut := newBody(value, p)
 		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: kind, Data: body}
 		if kind == Document {
 			c.Value = value
 		}
-		_, err = d.apply(c, fields)
+		_, err = d.apply(c, cut)
 		return c, err == nil, err
 	}
 	if fields, isDoc := p.cut(value, d.schemas); isDoc && d.kind == Document {
@@ -147,12 +148,12 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 	if d.kind == Register && bytes.Equal(d.value, value) {
 		return Change{}, false, nil
 	}
-	body, kind, fields := newBody(value, p)
+	body, kind, cut := newBody(value, p)
 	c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: kind, Data: body}
 	if kind == Document {
 		c.Value = value
 	}
-	_, err = d.apply(c, fields)
+	_, err = d.apply(c, cut)
 	return c, err == nil, err
 }
 
@@ -172,6 +173,7 @@ func (d *Doc) Edits() int { return d.edits }
 
 // update expresses a document write as the field edits it makes.
 func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, bool, error) {
+	d.cutFields()
 	set, del := diffFields(d.fields, fields)
 	if len(set) == 0 && len(del) == 0 && bytes.Equal(value, d.value) {
 		return Change{}, false, nil
@@ -218,6 +220,7 @@ func (d *Doc) update(value []byte, fields map[string]string, st Stamp) (Change, 
 // changes that ends with the fields held. It keeps what it read until the Doc
 // moves on.
 func (d *Doc) history() (*history, bool) {
+	d.cutFields()
 	if d.kind != Document || d.deleted || d.fields == nil {
 		return nil, false
 	}
@@ -308,11 +311,11 @@ func (d *Doc) bounded(saved []byte) ([]byte, error) {
 
 // Apply merges a change, local or remote, into the replica and reports whether the
 // visible value changed. Applying a change twice is a no-op.
-func (d *Doc) Apply(c Change) (changed bool, err error) { return d.apply(c, nil) }
+func (d *Doc) Apply(c Change) (changed bool, err error) { return d.apply(c, cutBody{}) }
 
-// apply is Apply given, for a document's create or replace written here, its
-// value's fields as newBody cut them (nil: cut them again).
-func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error) {
+// apply is Apply given, for a document's create or replace written here, what
+// newBody knew of its value's fields (the zero cutBody: nothing).
+func (d *Doc) apply(c Change, cut cutBody) (changed bool, err error) {
 	fate, conflict := Arrive(d.inc, d.deleted, c.Op, c.Inc)
 	switch fate {
 	case Dropped:
@@ -328,7 +331,7 @@ func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error
 		if conflict && !d.sameBody(c) {
 			d.recordConflict(Conflict{Kind: ConcurrentCreate, Winner: c.Inc, Loser: d.inc})
 		}
-		if err := d.setBody(c, fields); err != nil {
+		if err := d.setBody(c, cut); err != nil {
 			return false, err
 		}
 		d.inc, d.deleted = c.Inc, false
@@ -340,13 +343,13 @@ func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error
 		// differs between replicas and must not show in their state.
 		d.deleted = true
 		d.epoch, d.kind, d.clean = Stamp{}, 0, false
-		d.value, d.fields, d.am, d.amBytes, d.prior = nil, nil, nil, nil, nil
+		d.value, d.fields, d.am, d.amBytes, d.prior, d.lazy = nil, nil, nil, nil, nil, false
 		return true, nil
 	case OpReplace:
 		if c.Epoch.Compare(d.epoch) <= 0 {
 			return false, nil
 		}
-		return true, d.setBody(c, fields)
+		return true, d.setBody(c, cut)
 	case OpRebase:
 		return d.applyRebase(c)
 	case OpUpdate:
@@ -364,11 +367,22 @@ func (d *Doc) apply(c Change, fields map[string]string) (changed bool, err error
 	return false, nil // a duplicate create
 }
 
-// setBody starts the body c carries; fields, when not nil, are those of a
-// document's value as newBody cut them.
-func (d *Doc) setBody(c Change, fields map[string]string) error {
+// cutFields cuts the fields of a document whose cutting was put off (lazy):
+// a body never shipped, cut by the built-in kinds' schemas.
+func (d *Doc) cutFields() {
+	if d.lazy {
+		d.fields, _ = flattenValid(d.value, nil)
+		d.lazy = false
+	}
+}
+
+// setBody starts the body c carries, given what newBody knew of a document's
+// fields when it was written here. A body not shipped that is a document
+// whatever the schemas (strictDocument) has its fields cut when first needed
+// (cutFields).
+func (d *Doc) setBody(c Change, cut cutBody) error {
 	d.epoch, d.kind, d.edits = c.Epoch, c.Kind, 0
-	d.am, d.amBytes, d.fields, d.prior = nil, nil, nil, nil
+	d.am, d.amBytes, d.fields, d.prior, d.lazy = nil, nil, nil, nil, false
 	switch c.Kind {
 	case Register:
 		d.value = bytes.Clone(c.Data)
@@ -378,9 +392,16 @@ func (d *Doc) setBody(c Change, fields map[string]string) error {
 		// until an edit arrives. A body not shipped was cut by the built-in
 		// kinds' schemas (newBody); a rebase's body of a kind that is not
 		// built in (a custom resource) is read, as its CRD's schema cut it.
+		fields := cut.fields
 		schemas, ok := d.schemas, fields != nil
 		if len(c.Data) == 0 {
 			schemas = nil
+			if !ok && (cut.strict || strictDocument(c.Value)) {
+				// Cut by the built-in kinds' schemas whatever they say:
+				// cut when an edit or a merge first needs the fields.
+				d.value, d.lazy, d.clean = bytes.Clone(c.Value), true, true
+				return nil
+			}
 		}
 		if !ok {
 			fields, ok = flatten(c.Value, schemas)
@@ -512,7 +533,7 @@ func (d *Doc) refresh(known map[automerge.ChangeHash]map[string]string) error {
 	if err != nil {
 		return err
 	}
-	d.fields = fields
+	d.fields, d.lazy = fields, false
 	d.value = materialize(d.fields, d.schemas)
 	if hs := d.am.Heads(); len(hs) > 1 {
 		if err := d.mergeRules(hs, known); err != nil {
@@ -578,6 +599,7 @@ func (d *Doc) Prepare(site string) error {
 // never edited, which is never saved (see newBody), builds it from the epoch's
 // fields as its writer did.
 func (d *Doc) loadBody() (*automerge.Doc, error) {
+	d.cutFields()
 	if len(d.amBytes) == 0 && d.edits == 0 && d.fields != nil {
 		am, body, err := buildBody(d.fields, d.epoch.Site)
 		if err != nil {
@@ -619,13 +641,26 @@ type builtBody struct {
 // learn at different times): a custom resource's first edit cuts it by its
 // CRD's. A document's fields are returned too, so the writer cuts them once.
 //
-// p, when not nil, is value cut ahead (PrepareValue).
-func newBody(value []byte, p *Prepared) ([]byte, Kind, map[string]string) {
+// p, when not nil, is value cut ahead (PrepareValue), or found plainly a
+// document and left to cut when first needed (PrepareNew).
+func newBody(value []byte, p *Prepared) ([]byte, Kind, cutBody) {
+	if p != nil && p.lazy {
+		return nil, Document, cutBody{strict: true}
+	}
 	fields, isDoc := p.cutBuiltin(value)
 	if !isDoc {
-		return bytes.Clone(value), Register, nil
+		return bytes.Clone(value), Register, cutBody{}
 	}
-	return nil, Document, fields
+	return nil, Document, cutBody{fields: fields}
+}
+
+// cutBody is what the writer of a new body knows of its fields (newBody):
+// cut by the built-in kinds' schemas (fields), or a document whatever the
+// schemas, left to cut when first needed (strict). The zero cutBody knows
+// nothing: a replica applying a shipped body finds out itself (setBody).
+type cutBody struct {
+	fields map[string]string
+	strict bool
 }
 
 // newDocAM builds a fresh automerge document holding fields, deterministically

@@ -71,22 +71,25 @@
 // one side's entries.
 //
 // A document's create or replace ships no automerge body: the body is the
-// automerge document holding the value's fields, built deterministically (sorted
-// fields, the writer's actor, no timestamp), so every replica builds the same one,
-// with the same change hash, when an edit first needs it; an object never edited
-// never builds one. The body's change and the edits of a history that is one
-// branch (no concurrent edits; a never-edited body's first edit is one) are
-// written in Go, byte for byte as automerge writes them (amchange.go,
-// amhistory.go), so that such an edit loads no automerge document at the
-// writer, nor at a replica that confirms the edit by writing it again to the
-// same hash; a merge of concurrent edits loads them into automerge as its
-// own (and a history automerge saved whole stays automerge's until its next
-// rebase). A Doc stores its one-branch history's state with it
-// (histstore.go), so an edit costs the same however many edits the history
-// holds, and the changes edits in Go append are deflated together in batches
-// (batch.go), never saved whole by automerge; a rebase of such a history
-// (rebase.go) is made and taken without automerge too. A Doc reports what it
-// costs in Go's heap and on automerge's C side, and can let its loaded
+// automerge document holding the value's fields, built deterministically
+// (sorted fields, the writer's actor, no timestamp), so every replica builds
+// the same one, with the same change hash, when an edit first needs it; an
+// object never edited never builds one. Nor are its fields cut before they are
+// needed: a value that is a document whatever the schemas say (no white space
+// outside strings, distinct member names everywhere) is only checked so at its
+// create, and cut when an edit or a merge first needs its fields. The body's
+// change and the edits of a history that is one branch (no concurrent edits; a
+// never-edited body's first edit is one) are written in Go, byte for byte as
+// automerge writes them (amchange.go, amhistory.go), so that such an edit loads
+// no automerge document at the writer, nor at a replica that confirms the edit
+// by writing it again to the same hash; a merge of concurrent edits loads them
+// into automerge as its own (and a history automerge saved whole stays
+// automerge's until its next rebase). A Doc stores its one-branch history's
+// state with it (histstore.go), so an edit costs the same however many edits
+// the history holds, and the changes edits in Go append are deflated together
+// in batches (batch.go), never saved whole by automerge; a rebase of such a
+// history (rebase.go) is made and taken without automerge too. A Doc reports
+// what it costs in Go's heap and on automerge's C side, and can let its loaded
 // automerge documents go (memory.go).
 //
 // Everything here is pure and deterministic: no goroutines, clocks or globals

@@ -130,8 +130,14 @@ func DecodeDoc(b []byte, schemas Schemas) (*Doc, error) {
 		// validator, which the caller sets after decoding. A clean value is
 		// cut by the built-in kinds' schemas, as a body never shipped was
 		// (setBody); a custom resource's shipped body is read.
+		// A body never edited is cut when first needed (cutFields), as
+		// below.
+		if d.clean && format >= 3 && len(d.amBytes) == 0 {
+			d.lazy = true
+			return d, nil
+		}
 		flat, _ := flattenValid(d.value, nil)
-		if d.clean && format >= 3 && (len(d.amBytes) == 0 || !maybeCustom(flat)) {
+		if d.clean && format >= 3 && !maybeCustom(flat) {
 			d.fields = flat
 		} else {
 			am, err := d.automerge("")

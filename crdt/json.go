@@ -64,6 +64,71 @@ func flattenValid(value []byte, schemas Schemas) (fields map[string]string, ok b
 	return p.fields, true
 }
 
+// strictDocument reports whether value is a document whatever the schema: a
+// JSON object (with at most one trailing newline) with no white space outside
+// strings and distinct member names in every object. flatten cuts such a value
+// under any schema (a schema only keeps parts of it whole, where flatten asks
+// less); a value it rejects may still be a document, which flatten decides. It
+// is a fraction of flatten's cost: it builds no fields.
+func strictDocument(value []byte) bool {
+	body, _ := bytes.CutSuffix(value, []byte("\n"))
+	if len(body) < 2 || body[0] != '{' || !json.Valid(body) {
+		return false
+	}
+	p := flattener{src: body, text: string(body)}
+	return p.strict() && p.pos == len(body)
+}
+
+// strict moves past the valid JSON value at p.pos, reporting whether it and
+// everything in it is compact with distinct member names (strictDocument).
+func (p *flattener) strict() bool {
+	switch p.peek() {
+	case '{':
+		p.pos++
+		var names []string
+		var seen distinct
+		for p.peek() != '}' {
+			if len(names) > 0 {
+				if p.peek() != ',' {
+					return false
+				}
+				p.pos++
+			}
+			if p.peek() != '"' {
+				return false
+			}
+			start := p.pos
+			p.skipString()
+			name := p.text[start+1 : p.pos-1]
+			if !seen.add(name, names) || p.peek() != ':' {
+				return false
+			}
+			names = append(names, name)
+			p.pos++
+			if !p.strict() {
+				return false
+			}
+		}
+	case '[':
+		p.pos++
+		for first := true; p.peek() != ']'; first = false {
+			if !first {
+				if p.peek() != ',' {
+					return false
+				}
+				p.pos++
+			}
+			if !p.strict() {
+				return false
+			}
+		}
+	default:
+		return p.skipValue() // a string, or a scalar that stops short of white space
+	}
+	p.pos++ // '}' or ']'
+	return true
+}
+
 // rootNode finds the schema of the object in body from its top-level apiVersion
 // and kind (the zero Node when schemas does not know it).
 func rootNode(body []byte, schemas Schemas) kube.Node {

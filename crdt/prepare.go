@@ -9,6 +9,9 @@ type Prepared struct {
 	json   []byte            // the value's JSON form (jsonForm)
 	fields map[string]string // json cut by the schemas given; nil once used
 	isDoc  bool
+	// lazy says json is a document whatever the schemas (strictDocument)
+	// and was not cut: a create's Doc cuts its fields when first needed.
+	lazy bool
 	// builtin says the schemas given cut json as the built-in kinds' do (a
 	// create's body is cut so, see newBody): its kind is built in, or not
 	// one the schemas know.
@@ -21,12 +24,32 @@ type Prepared struct {
 func PrepareValue(value []byte, schemas Schemas) *Prepared {
 	p := &Prepared{json: jsonForm(value)}
 	p.fields, p.isDoc = flatten(p.json, schemas)
+	p.setBuiltin(schemas)
+	return p
+}
+
+// PrepareNew is PrepareValue for a Put to a key that holds no document (a
+// create, or a register's replace): a value that is a document whatever the
+// schemas (strictDocument) is not cut, as the Doc it starts cuts its fields
+// only when an edit or a merge first needs them. Put to a document all the
+// same, the value is cut then.
+func PrepareNew(value []byte, schemas Schemas) *Prepared {
+	p := &Prepared{json: jsonForm(value)}
+	if !strictDocument(p.json) {
+		return PrepareValue(value, schemas)
+	}
+	p.isDoc, p.lazy = true, true
+	p.setBuiltin(schemas)
+	return p
+}
+
+// setBuiltin sets p.builtin from p.json and the schemas it is cut by.
+func (p *Prepared) setBuiltin(schemas Schemas) {
 	if body := p.json; p.isDoc && len(body) > 0 && body[0] == '{' {
 		p.builtin = rootNode(body, nil).Known() || !rootNode(body, schemas).Known()
 	} else {
 		p.builtin = true
 	}
-	return p
 }
 
 // jsonForm is the value a Put writes: kube-apiserver's protobuf encoding

@@ -17,9 +17,11 @@ import (
 //
 //  1. it runs the caller's function against a dry view (dryTxn): reads see the
 //     newest durable revision, writes only record the keys they put;
-//  2. it cuts the values put into fields (crdt.PrepareValue), reads the keys'
-//     documents from one badger view and readies them (crdt.Doc.Prepare),
-//     remembering the stored bytes each came from;
+//  2. it cuts the values put into fields (crdt.PrepareValue; the value of a
+//     create that is plainly a document only when its Doc first needs the
+//     fields, crdt.PrepareNew), reads the keys' documents from one badger
+//     view and readies them (crdt.Doc.Prepare), remembering the stored bytes
+//     each came from;
 //  3. the committer runs the function for real, against the committed state,
 //     as it always has. When a write needs a key's document that the batch
 //     has not yet changed, it takes the prepared one only if the key's stored
@@ -97,9 +99,10 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 	}()
 	prep = make(map[string]*prepared, len(dry.puts))
 	for key, value := range dry.puts {
-		p := &prepared{crdGen: gen, value: value, cut: crdt.PrepareValue(value, s.crs.Object)}
+		p := &prepared{crdGen: gen, value: value}
 		prep[key] = p
 		if !mayBeDocument(value) {
+			p.cut = crdt.PrepareValue(value, s.crs.Object)
 			continue // replaces the stored document whole: nothing to ready
 		}
 		if txn == nil {
@@ -109,8 +112,12 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 		}
 		raw, err := getIn(txn, docKey([]byte(key)))
 		if err != nil || raw == nil {
-			continue // a create: no document to ready
+			// A create: no document to ready, and a value that is a
+			// document is cut when its Doc first needs the fields.
+			p.cut = crdt.PrepareNew(value, s.crs.Object)
+			continue
 		}
+		p.cut = crdt.PrepareValue(value, s.crs.Object)
 		doc, err := s.openDoc(raw)
 		if err != nil {
 			continue // the committer reports it
