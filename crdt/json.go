@@ -87,24 +87,12 @@ func (p *flattener) strict() bool {
 		p.pos++
 		var names []string
 		var seen distinct
-		for p.peek() != '}' {
-			if len(names) > 0 {
-				if p.peek() != ',' {
-					return false
-				}
-				p.pos++
-			}
-			if p.peek() != '"' {
-				return false
-			}
-			start := p.pos
-			p.skipString()
-			name := p.text[start+1 : p.pos-1]
-			if !seen.add(name, names) || p.peek() != ':' {
-				return false
+		for {
+			name, more, ok := p.nextName(names, &seen)
+			if !ok || !more {
+				return ok
 			}
 			names = append(names, name)
-			p.pos++
 			if !p.strict() {
 				return false
 			}
@@ -122,11 +110,11 @@ func (p *flattener) strict() bool {
 				return false
 			}
 		}
+		p.pos++ // ']'
+		return true
 	default:
 		return p.skipValue() // a string, or a scalar that stops short of white space
 	}
-	p.pos++ // '}' or ']'
-	return true
 }
 
 // rootNode finds the schema of the object in body from its top-level apiVersion
@@ -231,31 +219,49 @@ func (p *flattener) object(path string, n kube.Node) bool {
 	p.pos++ // '{'
 	var names []string
 	var seen distinct
-	for p.peek() != '}' {
-		if len(names) > 0 {
-			if p.peek() != ',' {
-				return false
-			}
-			p.pos++
-		}
-		if p.peek() != '"' {
+	for {
+		name, more, ok := p.nextName(names, &seen)
+		if !ok {
 			return false
 		}
-		start := p.pos
-		p.skipString()
-		name := p.text[start+1 : p.pos-1]
-		if !seen.add(name, names) || p.peek() != ':' {
-			return false
+		if !more {
+			break
 		}
 		names = append(names, name)
-		p.pos++
 		if !p.member(leafPrefix+path+"/"+kube.EscapeSegment(name), n.Member(name)) {
 			return false
 		}
 	}
-	p.pos++ // '}'
 	p.fields[orderPrefix+path] = strings.Join(names, orderSep)
 	return true
+}
+
+// nextName moves past the next member's name and colon in the object being
+// read (its '{' passed; names holds the names read so far), or past the
+// object's '}', when more is false. ok is false when the object is not
+// compact there or the name was read before.
+func (p *flattener) nextName(names []string, seen *distinct) (name string, more, ok bool) {
+	if p.peek() == '}' {
+		p.pos++
+		return "", false, true
+	}
+	if len(names) > 0 {
+		if p.peek() != ',' {
+			return "", false, false
+		}
+		p.pos++
+	}
+	if p.peek() != '"' {
+		return "", false, false
+	}
+	start := p.pos
+	p.skipString()
+	name = p.text[start+1 : p.pos-1]
+	if !seen.add(name, names) || p.peek() != ':' {
+		return "", false, false
+	}
+	p.pos++
+	return name, true, true
 }
 
 // member parses the value at p.pos, which merges as n says and lives at the
