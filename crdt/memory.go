@@ -1,5 +1,7 @@
 package crdt
 
+import "unsafe"
+
 // What a Doc costs in memory. Its value, flat fields and saved automerge form
 // live in Go's heap. An automerge document loaded to edit or merge it lives on
 // automerge's C side, which Go's garbage collector neither sees nor paces itself
@@ -19,10 +21,11 @@ const nativePerSavedByte = 27
 // value: the map entry and the two string headers.
 const heapPerField = 64
 
-// HeapBytes estimates the Go heap the Doc holds: value, fields, saved forms,
-// history and conflict records.
+// HeapBytes estimates the Go heap the Doc holds: itself, value, fields, saved
+// forms, history and conflict records. (Itself: for a small register, the
+// Doc is more than its value.)
 func (d *Doc) HeapBytes() int {
-	n := len(d.value) + len(d.amBytes) + len(d.storedHist) + len(d.conflicts)*64
+	n := int(unsafe.Sizeof(*d)) + len(d.value) + len(d.amBytes) + len(d.storedHist) + len(d.conflicts)*64
 	for k, v := range d.fields {
 		n += len(k) + len(v) + heapPerField
 	}

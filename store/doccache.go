@@ -34,6 +34,12 @@ type docCache struct {
 	reclaim      chan struct{}
 }
 
+// cacheEntryBytes is what an entry costs the cache beyond its document and
+// key: the cachedDoc, its list element and its place in byKey. Counted, a
+// cache of small documents (registers of a few hundred bytes) holds its budget
+// in memory, not two or three times it.
+const cacheEntryBytes = 128
+
 type cachedDoc struct {
 	key          string
 	doc          *crdt.Doc
@@ -77,7 +83,7 @@ func (c *docCache) settle() {
 			// Replaced by a document prepared outside the cache (prepare.go).
 			c.letGo(int64(cd.doc.Unload()))
 		}
-		cd.doc, cd.heap, cd.native = d, int64(d.HeapBytes()), int64(d.NativeBytes())
+		cd.doc, cd.heap, cd.native = d, int64(d.HeapBytes()+len(key)+cacheEntryBytes), int64(d.NativeBytes())
 		c.account(cd, 1)
 		c.lru.MoveToFront(e)
 		delete(c.pinned, key)
