@@ -22,7 +22,11 @@ type Prepared struct {
 // its JSON form, and whether and how it is a document. It reads nothing but
 // its arguments.
 func PrepareValue(value []byte, schemas Schemas) *Prepared {
-	p := &Prepared{json: jsonForm(value)}
+	return (&Prepared{json: jsonForm(value)}).cutAhead(schemas)
+}
+
+// cutAhead cuts p.json by schemas (PrepareValue) and returns p.
+func (p *Prepared) cutAhead(schemas Schemas) *Prepared {
 	p.fields, p.isDoc = flatten(p.json, schemas)
 	p.setBuiltin(schemas)
 	return p
@@ -36,7 +40,7 @@ func PrepareValue(value []byte, schemas Schemas) *Prepared {
 func PrepareNew(value []byte, schemas Schemas) *Prepared {
 	p := &Prepared{json: jsonForm(value)}
 	if !strictDocument(p.json) {
-		return PrepareValue(value, schemas)
+		return p.cutAhead(schemas) // its JSON form made once
 	}
 	p.isDoc, p.lazy = true, true
 	p.setBuiltin(schemas)
