@@ -3,18 +3,13 @@
 package store
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
-	"unsafe"
 
-	"golang.org/x/sys/unix"
+	"github.com/rhizome-kv/rhizome/internal/resident"
 )
 
 // TestTablePagesReleased: the pages of the tables reads touched are resident
@@ -98,73 +93,15 @@ func settleTables(t *testing.T, s *Store) {
 }
 
 // residentTableBytes sums the resident pages of this process's mappings of
-// table files in dir (/proc/self/smaps).
+// table files in dir.
 func residentTableBytes(t *testing.T, dir string) int64 {
 	t.Helper()
-	f, err := os.Open("/proc/self/smaps")
+	n, err := resident.Bytes(func(m resident.Mapping) bool {
+		_, isTable := tableID(filepath.Base(m.Path))
+		return isTable && filepath.Dir(m.Path) == dir
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var total int64
-	inTable := false
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if field, _, _ := strings.Cut(line, " "); !strings.HasSuffix(field, ":") {
-			// A mapping's first line; anonymous ones have no path.
-			_, _, path, ok := parseMapsLine(line)
-			_, isTable := tableID(filepath.Base(path))
-			inTable = ok && isTable && filepath.Dir(path) == dir
-			continue
-		}
-		if kb, found := strings.CutPrefix(line, "Rss:"); found && inTable {
-			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(kb, "kB")), 10, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			total += n << 10
-		}
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return total
-}
-
-// TestAppendRangeJoinsAdjacent checks that mappings are released in runs of
-// adjacent ones only: a gap (another mapping, or none) ends a run.
-func TestAppendRangeJoinsAdjacent(t *testing.T) {
-	var runs []mapRange
-	for _, r := range []mapRange{{0x1000, 0x3000}, {0x3000, 0x4000}, {0x5000, 0x6000}, {0x6000, 0x9000}, {0xa000, 0xb000}} {
-		runs = appendRange(runs, r)
-	}
-	want := []mapRange{{0x1000, 0x4000}, {0x5000, 0x9000}, {0xa000, 0xb000}}
-	if fmt.Sprint(runs) != fmt.Sprint(want) {
-		t.Fatalf("runs %x, want %x", runs, want)
-	}
-}
-
-// TestProcessDontNeed checks the process_madvise path of dontNeed: dropping
-// the pages of a private anonymous mapping zeroes them, so a byte written
-// before reads back as zero.
-func TestProcessDontNeed(t *testing.T) {
-	const page = 4096
-	mem, err := unix.Mmap(-1, 0, 4*page, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_PRIVATE|unix.MAP_ANON)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer unix.Munmap(mem)
-	mem[0], mem[3*page] = 1, 1
-	start := uintptr(unsafe.Pointer(&mem[0]))
-	err = processDontNeed([]mapRange{{start, start + page}, {start + 3*page, start + 4*page}})
-	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) {
-		t.Skipf("this kernel does not let a process advise itself MADV_DONTNEED by process_madvise (Linux 6.13): %v; dontNeed falls back to madvise", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	if mem[0] != 0 || mem[3*page] != 0 {
-		t.Fatalf("pages kept their contents: %d %d", mem[0], mem[3*page])
-	}
+	return n
 }

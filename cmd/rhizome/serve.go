@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/internal/resident"
 	"github.com/rhizome-kv/rhizome/site"
 	"github.com/rhizome-kv/rhizome/store"
 )
@@ -123,6 +124,7 @@ func runServe(args []string) int {
 		cfg.Logger.Error("cannot start", "err", err)
 		return 1
 	}
+	releaseExecutable(cfg.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if limit, ok := memoryLimitOf(*f.memoryLimit, cfg.MemoryBudget, os.LookupEnv); ok {
@@ -143,6 +145,17 @@ func runServe(args []string) int {
 		code = 1
 	}
 	return code
+}
+
+// releaseExecutable pages out the code and data the start-up touched (most of
+// the binary: see internal/resident); what serving uses comes back as it runs.
+func releaseExecutable(log *slog.Logger) {
+	released, err := resident.ReleaseExecutable()
+	if err != nil {
+		log.Warn("the executable's pages stay resident", "err", err)
+		return
+	}
+	log.Info("released the executable's start-up pages", "MiB", released>>20)
 }
 
 // memoryLimitOf is the soft memory limit serve keeps (see memlimit.go) for
