@@ -109,8 +109,9 @@ type Config struct {
 // DefaultDocCacheBytes is the document cache's default budget
 // (Config.DocCacheBytes): room for the hot keys of a cluster (leases, leader
 // election, a controller's working set), each a few tens of KB once its
-// automerge history is loaded.
-const DefaultDocCacheBytes = 16 << 20
+// automerge history is loaded. A site's Go heap is about twice what it keeps
+// live, so each MiB here costs about two of resident memory.
+const DefaultDocCacheBytes = 8 << 20
 
 // DefaultMaxConflicts is how many conflict records a store keeps by default.
 const DefaultMaxConflicts = 10000

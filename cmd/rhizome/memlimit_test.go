@@ -60,8 +60,8 @@ func TestMemoryLimitOf(t *testing.T) {
 		env                func(string) (string, bool)
 		ok                 bool
 	}{
-		{0, 0, 2*store.DefaultMemoryBudget + 64<<20, noEnv, true},
-		{0, 32 << 20, 128 << 20, noEnv, true},
+		{0, 0, store.DefaultMemoryBudget + 64<<20, noEnv, true},
+		{0, 32 << 20, 96 << 20, noEnv, true},
 		{1 << 30, 0, 1 << 30, noEnv, true},
 		{-1, 0, 0, noEnv, false},
 		{0, 0, 0, withEnv, false},

@@ -71,7 +71,7 @@ func newServeFlags(cfg *site.Config) *serveFlags {
 	fs.BoolVar(&cfg.GossipLAN, "gossip-lan", false, "use LAN failure-detection timing (default: WAN)")
 	fs.Int64Var(&cfg.QuotaBackendBytes, "quota-backend-bytes", cfg.QuotaBackendBytes, "raise the NOSPACE alarm and refuse writes when the store would exceed this size in bytes (0: 2 GiB, as etcd; negative: no quota)")
 	fs.Int64Var(&cfg.MemoryBudget, "memory-budget", 0, "bytes for the store's badger memtables and caches (0: 64 MiB, for a 2 GB edge node; 256 MiB on a server, 32 MiB on a 1 GB box; at least 8 MiB)")
-	f.memoryLimit = fs.Int64("memory-limit", 0, "soft limit on Go's memory in bytes, as GOMEMLIMIT, raised to 1.5x the live heap when that is more, so it never makes the garbage collector thrash (0: 2x --memory-budget + 64 MiB, 192 MiB by default; negative: none; GOMEMLIMIT in the environment wins)")
+	f.memoryLimit = fs.Int64("memory-limit", 0, "soft limit on Go's memory in bytes, as GOMEMLIMIT, raised to 1.5x the live heap when that is more, so it never makes the garbage collector thrash (0: --memory-budget + 64 MiB, 128 MiB by default; negative: none; GOMEMLIMIT in the environment wins)")
 	fs.BoolVar(&cfg.UnsafeNoFsync, "unsafe-no-fsync", false, "acknowledge writes before they are on disk (loses data on a crash)")
 	f.logLevel = fs.String("log-level", "info", "debug, info, warn or error")
 	f.logFormat = fs.String("log-format", "text", "text or json (one JSON object per line)")
