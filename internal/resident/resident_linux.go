@@ -134,7 +134,8 @@ func processAdvise(runs []Range, advice int) error {
 //
 // Call it once the process has started up: the pages evicted that are still
 // in use are read from the file again at their next touch (a major fault),
-// a cost paid once, like a cold start's.
+// one page at a time (read-ahead is turned off for these mappings), a cost
+// paid once, like a cold start's.
 func ReleaseExecutable() (int64, error) {
 	exe, err := os.Readlink("/proc/self/exe")
 	if err != nil {
@@ -156,6 +157,14 @@ func ReleaseExecutable() (int64, error) {
 	var runs []Range
 	for _, m := range maps {
 		runs = AppendRange(runs, m.Range)
+	}
+	// No read-ahead: a page touched later is read alone, not with the 128
+	// KiB around it (what is read is mapped whole: 29 instead of 19 MiB
+	// resident after 50,000 pod writes and updates).
+	for _, r := range runs {
+		if _, _, errno := unix.Syscall(unix.SYS_MADVISE, r.Start, r.Len(), unix.MADV_RANDOM); errno != 0 {
+			return 0, fmt.Errorf("resident: madvise %#x-%#x random: %w", r.Start, r.End, errno)
+		}
 	}
 	if err := PageOut(runs); err != nil {
 		return 0, err
