@@ -16,8 +16,9 @@
 //     page cache in folios of up to 2 MiB and maps a whole folio when one of
 //     its pages is first touched, so almost all of the code and read-only
 //     data was resident after start: 75 of an idle site's 88 MiB. PageOut
-//     evicts them; the pages used afterwards come back on first touch, read
-//     from the file in smaller pieces.
+//     evicts them; the pages used afterwards come back on first touch, one
+//     page at a time (read-ahead off): 19 MiB of the binary resident after
+//     50,000 pod writes and updates.
 //
 // Only read-only file mappings are released: a writable private mapping's
 // touched pages are the process's own (anonymous) memory, which releasing
