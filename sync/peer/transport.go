@@ -18,6 +18,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/metadata"
+
+	"github.com/rhizome-kv/rhizome/crdt"
 )
 
 // Transport carries Messages between sites, as one-way streams: a site dials a
@@ -211,9 +213,11 @@ type grpcOut struct {
 	conn    *grpc.ClientConn
 	s       grpc.ClientStream
 	deflate *deflater // nil: messages go plain
+	edits   crdt.EditHashes
 }
 
 func (o *grpcOut) Send(m *Message) (int, error) {
+	m = packEdits(&o.edits, m)
 	w := wireMessage{m: m}
 	if o.deflate != nil {
 		frame, err := o.deflate.frame(m.encode())
@@ -236,6 +240,7 @@ func (o *grpcOut) Close() error {
 type grpcIn struct {
 	s       grpc.ServerStream
 	inflate inflater
+	edits   crdt.EditHashes
 }
 
 func (i *grpcIn) Recv() (Message, int, error) {
@@ -249,12 +254,14 @@ func (i *grpcIn) Recv() (Message, int, error) {
 	}
 	if w.frame != nil {
 		b, err := i.inflate.message(w.frame)
-		if err == nil {
-			err = m.decode(b)
+		if err != nil {
+			return m, w.n, err
 		}
-		return m, w.n, err
+		if err := m.decode(b); err != nil {
+			return m, w.n, err
+		}
 	}
-	return m, w.n, nil
+	return m, w.n, unpackEdits(&i.edits, &m)
 }
 
 func (i *grpcIn) Context() context.Context { return i.s.Context() }

@@ -8,6 +8,7 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/store"
 )
 
@@ -53,7 +54,8 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return w.m.decode(data)
 }
 
-const wireVersion = 6
+// wireVersion 7: a gRPC stream's edits are packed (packEdits).
+const wireVersion = 7
 
 var errWire = errors.New("peer: malformed message")
 
@@ -292,4 +294,36 @@ func (d *decoder) bytes() []byte {
 	v := d.b[:n:n]
 	d.b = d.b[n:]
 	return v
+}
+
+// packEdits returns m with its edits packed for the stream whose sender's
+// table is t (crdt.EditHashes: an edit's dependency on the key's last edit
+// sent on the stream, and its checksum, left out). m itself is not changed.
+// Only an ordered stream, read whole in order, can carry packed edits: a gRPC
+// stream; the in-memory Fabric, which may reorder, sends changes whole.
+func packEdits(t *crdt.EditHashes, m *Message) *Message {
+	if len(m.Changes) == 0 {
+		return m
+	}
+	packed := *m
+	packed.Changes = make([]store.Change, len(m.Changes))
+	for i, c := range m.Changes {
+		c.Body = t.PackEdit(string(c.Key), c.Body)
+		packed.Changes[i] = c
+	}
+	return &packed
+}
+
+// unpackEdits unpacks m's edits, read from the stream whose receiver's table
+// is t, in place. An error breaks the stream: the tables no longer agree.
+func unpackEdits(t *crdt.EditHashes, m *Message) error {
+	for i := range m.Changes {
+		c := &m.Changes[i]
+		body, err := t.UnpackEdit(string(c.Key), c.Body)
+		if err != nil {
+			return fmt.Errorf("%w: %v", errWire, err)
+		}
+		c.Body = body
+	}
+	return nil
 }
