@@ -53,23 +53,21 @@ func (t *EditHashes) note(key string, hash automerge.ChangeHash) {
 // and notes it in t. A change that is not an edit (or whose edit is not one
 // plain change chunk) is returned as it is.
 func (t *EditHashes) PackEdit(key string, body []byte) []byte {
-	c, contents, ok := editContents(body)
+	packed := bytes.Clone(body)
+	data, contents, ok := editContents(packed) // within packed
 	if !ok {
 		t.note(key, noHash)
 		return body
 	}
 	hash := changeHash(contents)
 	prev, hasPrev := t.last[key]
-	data := bytes.Clone(c.Data)
-	contents = data[len(data)-len(contents):]
 	if err := swapDeps(contents, prev, hasPrev, true); err != nil {
 		t.note(key, noHash)
 		return body
 	}
 	clear(data[4:8]) // the checksum: UnpackEdit computes it
 	t.note(key, hash)
-	c.Data = data
-	return c.Encode()
+	return packed
 }
 
 // UnpackEdit returns the change PackEdit packed into packed (the change of
@@ -77,13 +75,12 @@ func (t *EditHashes) PackEdit(key string, body []byte) []byte {
 // It fails when packed names a last edit t does not hold, or carries a
 // checksum its contents do not match.
 func (t *EditHashes) UnpackEdit(key string, packed []byte) ([]byte, error) {
-	c, contents, ok := editContents(packed)
+	body := bytes.Clone(packed)
+	data, contents, ok := editContents(body) // within body
 	if !ok {
 		t.note(key, noHash)
 		return packed, nil
 	}
-	data := bytes.Clone(c.Data)
-	contents = data[len(data)-len(contents):]
 	prev, hasPrev := t.last[key]
 	if err := swapDeps(contents, prev, hasPrev, false); err != nil {
 		return nil, fmt.Errorf("crdt: packed edit of %q: %w", key, err)
@@ -97,22 +94,21 @@ func (t *EditHashes) UnpackEdit(key string, packed []byte) ([]byte, error) {
 		return nil, fmt.Errorf("crdt: packed edit of %q: checksum mismatch: %w", key, errCorrupt)
 	}
 	t.note(key, hash)
-	c.Data = data
-	return c.Encode(), nil
+	return body, nil
 }
 
-// editContents decodes body and returns it with the contents of its edit's
-// change chunk; ok is false for anything but an edit that is one
-// uncompressed change chunk.
-func editContents(body []byte) (c Change, contents []byte, ok bool) {
-	c, err := DecodeChange(body)
+// editContents returns, within body (a Change's Encode form), its edit's
+// change chunk and the chunk's contents; ok is false for anything but an
+// edit that is one uncompressed change chunk.
+func editContents(body []byte) (chunk, contents []byte, ok bool) {
+	c, err := DecodeChange(body) // c.Data is within body
 	if err != nil || c.Op != OpUpdate {
-		return c, nil, false
+		return nil, nil, false
 	}
 	n, batch, err := chunkAt(c.Data)
 	if err != nil || batch || n != len(c.Data) || c.Data[8] != chunkChange {
-		return c, nil, false
+		return nil, nil, false
 	}
 	_, w := binary.Uvarint(c.Data[9:])
-	return c, c.Data[9+w:], true
+	return c.Data, c.Data[9+w:], true
 }

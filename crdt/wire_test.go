@@ -9,7 +9,7 @@ import (
 
 // podEdits returns the changes of a pod created and then edited n times by
 // one site, each Encode'd as shipped, and the writer's value after them.
-func podEdits(t *testing.T, n int) ([][]byte, []byte) {
+func podEdits(t testing.TB, n int) ([][]byte, []byte) {
 	t.Helper()
 	d := &Doc{}
 	var out [][]byte
@@ -109,4 +109,26 @@ func TestEditHashesResetInStep(t *testing.T) {
 	if len(send.last) != len(recv.last) || len(send.last) > maxEditHashes {
 		t.Fatalf("tables hold %d and %d keys (bound %d)", len(send.last), len(recv.last), maxEditHashes)
 	}
+}
+
+// FuzzUnpackEdit: whatever a stream delivers, UnpackEdit returns an error or
+// a change, never panics, and a change it returns from a packed edit decodes.
+func FuzzUnpackEdit(f *testing.F) {
+	var send EditHashes
+	changes, _ := podEdits(f, 2)
+	for _, body := range changes {
+		f.Add(send.PackEdit("k", body))
+	}
+	f.Fuzz(func(t *testing.T, packed []byte) {
+		var recv EditHashes
+		body, err := recv.UnpackEdit("k", packed)
+		if err != nil {
+			return
+		}
+		if _, _, ok := editContents(body); ok {
+			if _, err := DecodeChange(body); err != nil {
+				t.Fatalf("an unpacked edit does not decode: %v", err)
+			}
+		}
+	})
 }
