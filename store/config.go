@@ -51,7 +51,7 @@ type Config struct {
 	// GCInterval is how often the change log is collected.
 	GCInterval time.Duration
 	// MemoryBudget bounds the memory badger uses, in bytes (see badger.go):
-	// two memtables of a 64th each (each also maps a write-ahead log of its
+	// two memtables of a sixteenth each (each also maps a write-ahead log of its
 	// size) and an index cache of a sixteenth; flushes and compactions build
 	// tables in buffers badger pools, about half the budget more. The
 	// default, 64 MiB, fits a 2 GB edge node beside kube-apiserver; on a server,
