@@ -124,9 +124,9 @@ func runServe(args []string) int {
 		cfg.Logger.Error("cannot start", "err", err)
 		return 1
 	}
-	releaseExecutable(cfg.Logger)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	go releaseExecutable(cfg.Logger)
 	if limit, ok := memoryLimitOf(*f.memoryLimit, cfg.MemoryBudget, os.LookupEnv); ok {
 		tick := time.NewTicker(memoryLimitPeriod)
 		defer tick.Stop()
@@ -149,6 +149,8 @@ func runServe(args []string) int {
 
 // releaseExecutable pages out the code and data the start-up touched (most of
 // the binary: see internal/resident); what serving uses comes back as it runs.
+// It runs beside serving: syncing a binary just built takes a while, and a
+// signal meanwhile must still shut the site down.
 func releaseExecutable(log *slog.Logger) {
 	released, err := resident.ReleaseExecutable()
 	if err != nil {
