@@ -217,10 +217,11 @@ type grpcOut struct {
 }
 
 func (o *grpcOut) Send(m *Message) (int, error) {
-	m = packEdits(&o.edits, m)
 	w := wireMessage{m: m}
 	if o.deflate != nil {
-		frame, err := o.deflate.frame(m.encode())
+		// Packed only in a deflated stream, whose frames carry a CRC-32C:
+		// a packed edit's own checksum is computed, not checked.
+		frame, err := o.deflate.frame(packEdits(&o.edits, m).encode())
 		if err != nil {
 			return 0, fmt.Errorf("peer: deflate: %w", err)
 		}
@@ -254,14 +255,15 @@ func (i *grpcIn) Recv() (Message, int, error) {
 	}
 	if w.frame != nil {
 		b, err := i.inflate.message(w.frame)
-		if err != nil {
-			return m, w.n, err
+		if err == nil {
+			err = m.decode(b)
 		}
-		if err := m.decode(b); err != nil {
-			return m, w.n, err
+		if err == nil {
+			err = unpackEdits(&i.edits, &m)
 		}
+		return m, w.n, err
 	}
-	return m, w.n, unpackEdits(&i.edits, &m)
+	return m, w.n, nil
 }
 
 func (i *grpcIn) Context() context.Context { return i.s.Context() }

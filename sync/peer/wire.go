@@ -54,7 +54,7 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return w.m.decode(data)
 }
 
-// wireVersion 7: a gRPC stream's edits are packed (packEdits).
+// wireVersion 7: a deflated gRPC stream's edits are packed (packEdits).
 const wireVersion = 7
 
 var errWire = errors.New("peer: malformed message")
@@ -300,7 +300,9 @@ func (d *decoder) bytes() []byte {
 // table is t (crdt.EditHashes: an edit's dependency on the key's last edit
 // sent on the stream, and its checksum, left out). m itself is not changed.
 // Only an ordered stream, read whole in order, can carry packed edits: a gRPC
-// stream; the in-memory Fabric, which may reorder, sends changes whole.
+// stream, when it is deflated (its frames' CRC-32C then checks what a packed
+// edit's checksum no longer does); the in-memory Fabric, which may reorder,
+// and a plain stream send changes whole.
 func packEdits(t *crdt.EditHashes, m *Message) *Message {
 	if len(m.Changes) == 0 {
 		return m
