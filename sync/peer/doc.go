@@ -155,7 +155,7 @@
 // dependency on the key's last edit sent on the same stream, a 32-byte hash,
 // and its checksum are left out and put back by the receiver
 // (crdt.EditHashes), which cut the bytes per 100-byte status edit to two
-// peers from 278 to 195 (TestBytesPerEditGRPC).
+// peers from 278 to 174-195 (TestBytesPerEditGRPC).
 // Its streams are opened only between sites that hold the same cluster token,
 // each end proving it to the other with an HMAC over fresh nonces before a
 // message passes (auth.go): a site of another cluster, or a client that knows
