@@ -10,7 +10,14 @@
 // watch hub and acknowledge it. Several concurrent requests share one fsync (group
 // commit). Readers never see a change before it is durable.
 //
-// The committer is one goroutine. What a write costs that can be paid before it
+// The committer is one goroutine. It applies the next batch while the previous
+// batch's transaction is being written and synced, reading that batch's writes
+// where badger does not hold them yet, and begins a transaction only once the
+// one before it has ended: commits land in order, and a batch applied on a
+// commit that fails fails with it (committer.go). Reads never wait for a
+// commit under way: they read through a view of the last one that landed.
+//
+// What a write costs that can be paid before it
 // runs there is paid in the writer's goroutine: Write runs the request dry against
 // a read view, cuts the values it puts into fields and readies the documents it
 // edits (decoded, automerge loaded); the committer takes them only while the

@@ -96,7 +96,7 @@ func (tx *WriteTxn) liveValue(key []byte) ([]byte, bool, error) {
 	if !live {
 		return nil, false, nil
 	}
-	kv, err := tx.s.kvOf(v)
+	kv, err := tx.reads.kv(v)
 	return kv.Value, true, err
 }
 
@@ -139,7 +139,7 @@ func (tx *WriteTxn) deletedHere(key []byte) (bool, error) {
 	d, ok := tx.dirty[string(key)]
 	if !ok {
 		if d, ok = tx.s.docs.get(string(key)); !ok {
-			raw, err := tx.s.getRaw(docKey(key))
+			raw, err := tx.reads.get(docKey(key))
 			if err != nil || raw == nil {
 				return false, err
 			}
@@ -191,7 +191,7 @@ func (tx *WriteTxn) liveIn(ns string) ([]*keyIndex, error) {
 			return true
 		}
 		var kv KeyValue
-		if kv, err = tx.s.kvOf(v); err != nil {
+		if kv, err = tx.reads.kv(v); err != nil {
 			return false
 		}
 		if tx.s.namespaceOf(ki.key, kv.Value) == ns {

@@ -134,9 +134,11 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 	return prep
 }
 
-// prepViews hands the writers preparing documents a badger read view of the
-// newest commit, shared, which the committer renews after each commit (renew).
-// A view a writer opened itself would wait for a commit in flight to be
+// prepViews hands out a badger read view of the last commit that landed,
+// shared, which the committer renews as each commit lands (renew), before it
+// makes the commit's revision the one readers see: writers preparing
+// documents, Range, and the committer's own reads (batchReads) read through
+// it. A view a reader opened itself would wait for a commit in flight to be
 // durable (badger's read timestamps wait for every commit begun before them),
 // and the write it prepares would then miss the batch that follows that
 // commit. A shared view may be a commit old: a document prepared from it that

@@ -362,7 +362,7 @@ func (tx *WriteTxn) ownChanges(after uint64) ([]Change, error) {
 	self := tx.s.origin
 	var out []Change
 	for seq := after + 1; seq <= tx.s.vv[self]; seq++ {
-		raw, err := tx.s.getRaw(changeKey(self, seq))
+		raw, err := tx.reads.get(changeKey(self, seq))
 		if err != nil {
 			return nil, err
 		}
@@ -396,7 +396,7 @@ func (tx *WriteTxn) takeDoc(key []byte, d *crdt.Doc, lease int64) error {
 		lease = 0
 	}
 	if v, live := ki.live(); live && ki.lease == lease {
-		cur, err := tx.s.kvOf(v)
+		cur, err := tx.reads.kv(v)
 		if err != nil {
 			return err
 		}

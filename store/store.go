@@ -7,13 +7,10 @@ import (
 	"hash/crc32"
 	"log/slog"
 	"maps"
-	"runtime"
-	"slices"
 	"sync"
 	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/rhizome-kv/rhizome/crdt"
 	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
@@ -305,9 +302,11 @@ func metaIn(txn *badger.Txn, k []byte, def int64) (int64, error) {
 }
 
 // Range reads keys at a revision (0: the newest durable one). The index is read
-// under mu and the values afterwards, from a badger view opened before mu is
-// released: a compaction that follows cannot take away what the range selected,
-// and a long range holds the committer up only while it walks the index.
+// under mu and the values afterwards, from the view of the last commit that
+// landed (prepViews), taken before mu is released: a compaction that follows
+// cannot take away what the range selected, a long range holds the committer up
+// only while it walks the index, and no range waits for a commit under way
+// (a view opened then would wait until it is durable).
 func (s *Store) Range(key []byte, opts RangeOptions) (RangeResult, error) {
 	s.metrics.ranges.Inc()
 	return s.rangeCommitted(key, opts)
@@ -321,22 +320,24 @@ func (s *Store) rangeCommitted(key []byte, opts RangeOptions) (RangeResult, erro
 		s.mu.RUnlock()
 		return res, err
 	}
-	txn := s.db.NewTransaction(false)
+	txn := s.prepViews.acquire() // a view with every revision up to committed
 	s.mu.RUnlock()
-	defer txn.Discard()
+	if txn == nil {
+		return RangeResult{}, ErrClosed
+	}
+	defer s.prepViews.release(txn)
 	res.KVs, err = readVersions(txn, vers)
 	return res, err
 }
 
-// rangeAt reads with mu held, seeing revisions up to cur.
-func (s *Store) rangeAt(key []byte, opts RangeOptions, cur int64) (RangeResult, error) {
+// rangeAt reads with mu held, seeing revisions up to cur, through the
+// committer's reads.
+func (s *Store) rangeAt(reads *batchReads, key []byte, opts RangeOptions, cur int64) (RangeResult, error) {
 	res, vers, err := s.selectRange(key, opts, cur)
 	if err != nil || len(vers) == 0 {
 		return res, err
 	}
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-	res.KVs, err = readVersions(txn, vers)
+	res.KVs, err = readVersions(reads.view(), vers)
 	return res, err
 }
 
@@ -564,165 +565,6 @@ func (s *Store) submitAll(ctx context.Context, rs []*request) error {
 		}
 	}
 	return err
-}
-
-func (s *Store) runCommitter() {
-	defer s.wg.Done()
-	defer close(s.stopped)
-	for {
-		var batch []*request
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case <-s.closing:
-			// Drain what was queued before the close.
-			for {
-				select {
-				case r := <-s.reqs:
-					s.commit([]*request{r})
-				default:
-					return
-				}
-			}
-		}
-	fill:
-		for len(batch) < s.cfg.MaxBatch {
-			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
-			}
-		}
-		for len(batch) > 0 {
-			batch = s.commit(batch)
-		}
-		if len(s.reqs) > 0 {
-			// The callers just acknowledged wait to run on this P, behind the
-			// next batch's apply and encode; let them reply first.
-			runtime.Gosched()
-		}
-	}
-}
-
-// commit applies requests of a batch and makes them durable with one fsync, in one
-// badger transaction: it stops taking requests once their writes near what a
-// transaction holds and returns those it left.
-func (s *Store) commit(batch []*request) (rest []*request) {
-	var (
-		events []Event
-		writes []write
-		size   int64 // bytes of writes so far
-		dirty  = make(map[string]*crdt.Doc)
-		cached []*keyIndex
-		logged bool
-		reads  = &batchReads{s: s}
-	)
-	for i, r := range batch {
-		if size > s.batchBytes() || i > 0 && (r.alone || batch[0].alone) {
-			batch, rest = batch[:i], batch[i:]
-			break
-		}
-		fns := slices.Clip(r.fns)
-		for i := 0; i < len(fns); i++ {
-			fn := fns[i]
-			if s.fail != nil {
-				r.err = s.fail
-				break
-			}
-			tx := &WriteTxn{s: s, rev: s.rev + 1, dirty: dirty, reads: reads, prep: r.prep}
-			s.mu.Lock()
-			err := fn(tx)
-			s.mu.Unlock()
-			if err != nil {
-				r.err = err
-				if tx.mutated {
-					s.fail = fmt.Errorf("store: stopped after a failed write: %w", err)
-					s.log.Error("write failed after applying part of it; refusing further writes", "err", err)
-				}
-				break
-			}
-			if len(tx.events) > 0 {
-				s.rev++
-			}
-			fns = slices.Insert(fns, i+1, tx.then...)
-			r.rev = s.rev
-			logged = logged || tx.logged
-			events = append(events, tx.events...)
-			writes = append(writes, tx.writes...)
-			cached = append(cached, tx.cached...)
-			for _, w := range tx.writes {
-				size += int64(len(w.key) + len(w.value))
-			}
-		}
-		for _, p := range r.prep {
-			if p.doc != nil {
-				s.docs.drop(p.doc) // prepared for a key the write did not change
-			}
-		}
-		r.prep = nil
-	}
-	reads.close()
-	for key, doc := range dirty {
-		enc := doc.Encode()
-		s.metrics.document(len(enc))
-		writes = append(writes, write{key: docKey([]byte(key)), value: enc})
-	}
-	if len(writes) > 0 && s.fail == nil {
-		writes = append(writes,
-			write{key: metaRev, value: int64Bytes(s.rev)},
-			write{key: metaClock, value: int64Bytes(int64(s.clock))})
-		s.mu.RLock()
-		for origin, seq := range s.vv {
-			writes = append(writes, write{key: vvKey(origin), value: int64Bytes(int64(seq))})
-			if !s.cfg.Replicated && logged {
-				// Alone, what is logged counts as collected at once.
-				writes = append(writes, write{key: collectedKey(origin), value: int64Bytes(int64(seq))})
-			}
-		}
-		s.mu.RUnlock()
-		timer := s.metrics.commitDuration()
-		s.unmeasured.Add(size)
-		if err := s.persist(writes); err != nil {
-			s.fail = fmt.Errorf("store: commit: %w", err)
-			s.log.Error("commit failed; refusing further writes", "err", err)
-			for _, r := range batch {
-				r.err = s.fail
-			}
-		}
-		timer()
-	}
-	s.metrics.batch(len(batch))
-	if s.fail == nil {
-		s.mu.Lock()
-		// Durable entries keep no state in memory: reads find it in badger.
-		for _, ki := range cached {
-			for i := range ki.versions {
-				ki.versions[i].kv = nil
-			}
-		}
-		s.committed.Store(s.rev)
-		maps.Copy(s.durable, s.vv)
-		s.mu.Unlock()
-		if len(writes) > 0 {
-			s.prepViews.renew(s.newView())
-		}
-		s.docs.settle()
-		s.observeCRDs(events)
-		_ = s.failpoint(FailpointBeforePublish) // durable already: only a crash matters here
-		if p := s.publisher.Load(); p != nil && len(events) > 0 {
-			(*p).Publish(s.rev, events)
-		}
-		if logged {
-			s.changes.notify()
-		}
-	} else {
-		s.docs.reset() // cached documents may hold changes that never committed
-	}
-	for _, r := range batch {
-		close(r.done)
-	}
-	return rest
 }
 
 type badgerTxn = badger.Txn

@@ -252,7 +252,7 @@ func (tx *WriteTxn) reattach(c Change, record bool) error {
 	if !live || ki.lease == c.Lease {
 		return nil
 	}
-	kv, err := tx.s.kvOf(v)
+	kv, err := tx.reads.kv(v)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
@@ -45,27 +46,38 @@ type recreation struct {
 	lease int64
 }
 
-// batchReads is the badger read view the writes of one batch read documents
-// and revision records through: opened at the batch's first such read and
-// discarded before the batch is persisted (Store.commit). Nothing is written to
-// badger while a batch is applied, so one view reads what a view per read
-// would, for the cost of one badger transaction instead of one a read (each
-// passes twice through badger's timestamp watermarks, a goroutine hand-off
-// each time). Owned by the committer.
+// batchReads is what the writes of one batch read documents and revision
+// records through: the writes of the flight under way (wrote), which are not
+// yet in badger, and beneath them the shared view of the last commit that
+// landed (prepViews), taken at the batch's first such read and let go before
+// the batch is started (Store.apply). A view opened while a commit is under
+// way would wait for it to be durable; this one does not, and one view reads
+// what a view per read would, for the cost of none. Writes made outside the
+// batches (compaction's deletions of revisions no longer indexed) are not
+// read here. Owned by the committer.
 type batchReads struct {
-	s   *Store
-	txn *badger.Txn
+	s     *Store
+	wrote map[string][]byte // the flight's writes by key (nil value: deleted)
+	txn   *badger.Txn
+	own   bool // txn was opened here, not taken from prepViews
 }
 
 func (b *batchReads) view() *badger.Txn {
 	if b.txn == nil {
-		b.txn = b.s.db.NewTransaction(false)
+		if b.txn = b.s.prepViews.acquire(); b.txn == nil {
+			// Closing: a view of its own, which waits for the flight.
+			b.txn, b.own = b.s.db.NewTransaction(false), true
+		}
 	}
 	return b.txn
 }
 
-// get reads one badger value; nil when absent.
+// get reads one badger value, as it will be once the flight lands; nil when
+// absent. The caller owns what it returns.
 func (b *batchReads) get(key []byte) ([]byte, error) {
+	if v, ok := b.wrote[string(key)]; ok {
+		return bytes.Clone(v), nil
+	}
 	raw, err := getIn(b.view(), key)
 	if err != nil {
 		return nil, fmt.Errorf("store: read %q: %w", key, err)
@@ -73,7 +85,8 @@ func (b *batchReads) get(key []byte) ([]byte, error) {
 	return raw, nil
 }
 
-// kv returns the state an index entry names (see kvIn).
+// kv returns the state an index entry names (see kvIn): an entry of the
+// flight still holds its state.
 func (b *batchReads) kv(v *version) (KeyValue, error) {
 	if v.kv != nil {
 		return *v.kv, nil
@@ -81,12 +94,16 @@ func (b *batchReads) kv(v *version) (KeyValue, error) {
 	return kvIn(b.view(), v)
 }
 
-// close discards the view; the next read opens a new one.
+// close lets the view go; the next read takes a new one.
 func (b *batchReads) close() {
-	if b.txn != nil {
+	switch {
+	case b.txn == nil:
+	case b.own:
 		b.txn.Discard()
-		b.txn = nil
+	default:
+		b.s.prepViews.release(b.txn)
 	}
+	b.txn, b.own = nil, false
 }
 
 // Rev returns the store's revision before this write.
@@ -105,7 +122,7 @@ func (tx *WriteTxn) Range(key []byte, opts RangeOptions) (RangeResult, error) {
 	if tx.Changed() {
 		cur = tx.rev
 	}
-	return tx.s.rangeAt(key, opts, cur)
+	return tx.s.rangeAt(tx.reads, key, opts, cur)
 }
 
 // LeaseExists reports whether a lease is granted.

@@ -1,0 +1,170 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rhizome-kv/rhizome/crdt"
+)
+
+// heldCommits makes the commits begun while hold is set wait at
+// FailpointBeforeCommit until release, then fail with fail (nil: go on).
+type heldCommits struct {
+	hold    atomic.Bool
+	held    chan struct{} // a commit is waiting
+	release chan struct{}
+	fail    error
+}
+
+func newHeldCommits(fail error) *heldCommits {
+	return &heldCommits{held: make(chan struct{}, 1), release: make(chan struct{}), fail: fail}
+}
+
+func (h *heldCommits) failpoint(name string) error {
+	if name != FailpointBeforeCommit || !h.hold.Load() {
+		return nil
+	}
+	h.held <- struct{}{}
+	<-h.release
+	return h.fail
+}
+
+// writeSignalled puts value at key through Write (so the value is prepared
+// first) and closes applied when the committer runs the write; the result
+// arrives on the returned channel.
+func writeSignalled(s *Store, key, value string, applied chan struct{}) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Write(context.Background(), func(tx TxnWrite) error {
+			if _, real := tx.(*WriteTxn); real {
+				close(applied)
+			}
+			return tx.Put([]byte(key), []byte(value), 0)
+		})
+		done <- err
+	}()
+	return done
+}
+
+func waitFor(t *testing.T, c <-chan struct{}, what string) {
+	t.Helper()
+	select {
+	case <-c:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+// TestNextBatchAppliedDuringFlight: while a batch's commit is under way, the
+// committer applies the next batch on top of it (a write prepared before the
+// first landed keeps the first's edit), Range answers at once from what has
+// landed, and both writes land in order.
+func TestNextBatchAppliedDuringFlight(t *testing.T) {
+	h := newHeldCommits(nil)
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Site, cfg.Failpoint = t.TempDir(), "a", h.failpoint
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	base := put(t, s, "k", `{"a":"0","b":"0"}`)
+
+	h.hold.Store(true)
+	first := writeSignalled(s, "k", `{"a":"1","b":"0"}`, make(chan struct{}))
+	waitFor(t, h.held, "the first commit")
+	h.hold.Store(false)
+	applied := make(chan struct{})
+	second := writeSignalled(s, "k", `{"a":"1","b":"2"}`, applied)
+	waitFor(t, applied, "the second write applied while the first commit is held")
+
+	read := make(chan KeyValue, 1)
+	go func() { kv, _ := get(t, s, "k", 0); read <- kv }()
+	select {
+	case kv := <-read:
+		if string(kv.Value) != `{"a":"0","b":"0"}` || kv.ModRevision != base {
+			t.Fatalf("Range during the flight: %s at %d, want the landed value at %d", kv.Value, kv.ModRevision, base)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Range waited for the commit under way")
+	}
+
+	close(h.release)
+	for i, done := range []<-chan error{first, second} {
+		if err := <-done; err != nil {
+			t.Fatalf("write %d: %v", i+1, err)
+		}
+	}
+	check := func(s *Store) {
+		t.Helper()
+		kv, _ := get(t, s, "k", 0)
+		if string(kv.Value) != `{"a":"1","b":"2"}` || kv.ModRevision != base+2 {
+			t.Fatalf("k = %s at %d, want the second write at %d", kv.Value, kv.ModRevision, base+2)
+		}
+		raw, err := s.getRaw(docKey([]byte("k")))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d, err := crdt.DecodeDoc(raw, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d.Edits() != 2 {
+			t.Fatalf("stored document holds %d edits, want 2 (the second applied on the first)", d.Edits())
+		}
+	}
+	check(s)
+	s.Close()
+	cfg.Failpoint = nil
+	if s, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	check(s)
+}
+
+// TestFailedFlightFailsNextBatch: a batch applied on top of a commit that
+// then fails is not committed either, its writer learns so, and the store
+// reopens with neither.
+func TestFailedFlightFailsNextBatch(t *testing.T) {
+	h := newHeldCommits(ErrFailpoint)
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Site, cfg.Failpoint = t.TempDir(), "a", h.failpoint
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := put(t, s, "k", "v0")
+
+	h.hold.Store(true)
+	first := writeSignalled(s, "k", "v1", make(chan struct{}))
+	waitFor(t, h.held, "the first commit")
+	h.hold.Store(false)
+	applied := make(chan struct{})
+	second := writeSignalled(s, "j", "v2", applied)
+	waitFor(t, applied, "the second write applied while the first commit is held")
+	close(h.release)
+	if err := <-first; !errors.Is(err, ErrFailpoint) {
+		t.Fatalf("first write: %v, want ErrFailpoint", err)
+	}
+	if err := <-second; err == nil {
+		t.Fatal("second write, applied on a commit that failed, succeeded")
+	}
+	if s.Rev() != base {
+		t.Fatalf("readers see revision %d, want %d", s.Rev(), base)
+	}
+	s.Close()
+	cfg.Failpoint = nil
+	if s, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if kv, _ := get(t, s, "k", 0); string(kv.Value) != "v0" || s.Rev() != base {
+		t.Fatalf("after reopening: k = %s at revision %d, want v0 at %d", kv.Value, s.Rev(), base)
+	}
+	if _, ok := get(t, s, "j", 0); ok {
+		t.Fatal("after reopening: j, written on the failed commit, exists")
+	}
+}
