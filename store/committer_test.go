@@ -3,6 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -166,5 +170,87 @@ func TestFailedFlightFailsNextBatch(t *testing.T) {
 	}
 	if _, ok := get(t, s, "j", 0); ok {
 		t.Fatal("after reopening: j, written on the failed commit, exists")
+	}
+}
+
+// eventLog is a Publisher that keeps every event.
+type eventLog struct {
+	mu     sync.Mutex
+	events []Event
+}
+
+func (l *eventLog) Publish(_ int64, evs []Event) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.events = append(l.events, evs...)
+}
+
+// TestPublishedPrevKV: every published event's prev_kv is the key's whole
+// state at the revision before, under concurrent writers (so batches apply
+// on commits under way) of documents, registers, leases, deletes and Txns
+// that write a key twice.
+func TestPublishedPrevKV(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	var log eventLog
+	s.SetPublisher(&log)
+	lease, _, err := s.GrantLease(t.Context(), 7, 3600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w), 1))
+			for i := range 150 {
+				key := []byte(fmt.Sprintf("k%d", rng.IntN(5)))
+				doc := []byte(fmt.Sprintf(`{"a":"%d","b":"%d"}`, rng.IntN(3), i))
+				var err error
+				switch rng.IntN(6) {
+				case 0:
+					_, err = s.Write(t.Context(), func(tx TxnWrite) error { return tx.Put(key, doc, 0) })
+				case 1:
+					_, err = s.Update(t.Context(), func(tx *WriteTxn) error { return tx.Put(key, []byte(fmt.Sprint("r", i)), lease) })
+				case 2:
+					_, err = s.Update(t.Context(), func(tx *WriteTxn) error { _, err := tx.DeleteRange(key, nil); return err })
+				case 3:
+					_, err = s.Update(t.Context(), func(tx *WriteTxn) error {
+						if err := tx.Put(key, doc, 0); err != nil {
+							return err
+						}
+						return tx.Put(key, []byte(fmt.Sprint("twice", i)), 0)
+					})
+				default:
+					_, err = s.Write(t.Context(), func(tx TxnWrite) error { return tx.Put(key, doc, lease) })
+				}
+				if err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	checked := 0
+	for _, ev := range log.events {
+		if ev.PrevKV == nil {
+			continue
+		}
+		rev := ev.KV.ModRevision
+		before, err := s.Range(ev.KV.Key, RangeOptions{Rev: rev - 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(before.KVs) != 1 || !reflect.DeepEqual(*ev.PrevKV, before.KVs[0]) {
+			t.Fatalf("revision %d: %q's prev_kv %+v, want the state at %d: %+v", rev, ev.KV.Key, *ev.PrevKV, rev-1, before.KVs)
+		}
+		checked++
+	}
+	if checked < 100 {
+		t.Fatalf("only %d events with a prev_kv checked", checked)
 	}
 }

@@ -138,6 +138,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if err != nil {
 		return err
 	}
+	old, _ := doc.Value() // the key's value before the write (Doc.Put replaces it)
 	var change crdt.Change
 	var changed bool
 	if cut := tx.preparedValue(key, value); cut != nil {
@@ -164,11 +165,17 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		tx.s.metrics.opaqueKubeValue()
 	}
 	v, _ := doc.Value()
-	return tx.indexPut(tx.s.idx.getOrCreate(key), v, lease)
+	return tx.indexPutFrom(tx.s.idx.getOrCreate(key), v, lease, old)
 }
 
 // indexPut records a key's new value as a version at this write's revision.
 func (tx *WriteTxn) indexPut(ki *keyIndex, value []byte, lease int64) error {
+	return tx.indexPutFrom(ki, value, lease, nil)
+}
+
+// indexPutFrom is indexPut told the value the key's document held before the
+// write (nil: not known), which its live version recorded.
+func (tx *WriteTxn) indexPutFrom(ki *keyIndex, value []byte, lease int64, old []byte) error {
 	kv := KeyValue{Key: ki.key, Value: value, CreateRevision: tx.rev, ModRevision: tx.rev, Version: 1, Lease: lease}
 	if v, ok := ki.live(); ok {
 		kv.CreateRevision, kv.Version = v.created, v.ver+1
@@ -177,7 +184,7 @@ func (tx *WriteTxn) indexPut(ki *keyIndex, value []byte, lease int64) error {
 	var prevRev revision
 	if kv.CreateRevision != tx.rev { // like etcd, a create event has no prev_kv
 		var err error
-		if prev, prevRev, err = tx.before(ki); err != nil {
+		if prev, prevRev, err = tx.beforeFrom(ki, old); err != nil {
 			return err
 		}
 	}
@@ -251,9 +258,21 @@ func (tx *WriteTxn) indexDelete(ki *keyIndex) (KeyValue, error) {
 // a Txn's put then delete, or a snapshot's install then this site's own change
 // merged again on top — has the same prev_kv in both events, as in etcd).
 func (tx *WriteTxn) before(ki *keyIndex) (*KeyValue, revision, error) {
+	return tx.beforeFrom(ki, nil)
+}
+
+// beforeFrom is before told the value the key's document held before this
+// write (nil: not known). When the key's live version is the one before this
+// revision, that value is its value, and the state is made from the index
+// rather than read back from its revision record.
+func (tx *WriteTxn) beforeFrom(ki *keyIndex, old []byte) (*KeyValue, revision, error) {
 	v, ok := ki.at(tx.rev - 1)
 	if !ok || v.tomb {
 		return nil, revision{}, nil
+	}
+	if live, _ := ki.live(); old != nil && v.kv == nil && live == v {
+		kv := KeyValue{Key: ki.key, Value: old, CreateRevision: v.created, ModRevision: v.rev.main, Version: v.ver, Lease: ki.lease}
+		return &kv, v.rev, nil
 	}
 	kv, err := tx.reads.kv(v)
 	return &kv, v.rev, err
