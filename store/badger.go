@@ -65,8 +65,8 @@ func badgerOptions(cfg Config) badger.Options {
 		WithMemTableSize(memTableSize(b)).
 		WithCompression(options.None).
 		// badger requires values kept in the LSM to fit a transaction (15% of a
-		// memtable); larger ones go to the value log.
-		WithValueThreshold(memTableSize(b) / 8).
+		// memtable) and to be at most 1 MiB; larger ones go to the value log.
+		WithValueThreshold(min(memTableSize(b)/8, maxValueThreshold)).
 		WithNumLevelZeroTables(20).
 		WithNumLevelZeroTablesStall(40).
 		WithBaseTableSize(tableSize(b)).
@@ -93,6 +93,9 @@ func badgerOptions(cfg Config) badger.Options {
 	}
 	return opts
 }
+
+// maxValueThreshold is the largest value badger keeps in its LSM tree.
+const maxValueThreshold = 1 << 20
 
 // memTableSize is the size of each of badger's two memtables for a memory
 // budget of b: 1/16 of it, at least 1 MiB. A memtable also bounds one

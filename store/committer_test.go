@@ -254,3 +254,4 @@ func TestPublishedPrevKV(t *testing.T) {
 		t.Fatalf("only %d events with a prev_kv checked", checked)
 	}
 }
+
