@@ -254,4 +254,3 @@ func TestPublishedPrevKV(t *testing.T) {
 		t.Fatalf("only %d events with a prev_kv checked", checked)
 	}
 }
-
