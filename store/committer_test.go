@@ -62,28 +62,55 @@ func waitFor(t *testing.T, c <-chan struct{}, what string) {
 	}
 }
 
-// TestNextBatchAppliedDuringFlight: while a batch's commit is under way, the
-// committer applies the next batch on top of it (a write prepared before the
-// first landed keeps the first's edit), Range answers at once from what has
-// landed, and both writes land in order.
-func TestNextBatchAppliedDuringFlight(t *testing.T) {
-	h := newHeldCommits(nil)
+// openHeld opens a store in a fresh directory whose commits h holds.
+func openHeld(t *testing.T, h *heldCommits) (*Store, Config) {
+	t.Helper()
 	cfg := DefaultConfig()
 	cfg.Dir, cfg.Site, cfg.Failpoint = t.TempDir(), "a", h.failpoint
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { s.Close() }()
-	base := put(t, s, "k", `{"a":"0","b":"0"}`)
+	return s, cfg
+}
 
+// reopenPlain closes s and opens its directory again, without failpoints.
+func reopenPlain(t *testing.T, s *Store, cfg Config) *Store {
+	t.Helper()
+	s.Close()
+	cfg.Failpoint = nil
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// overlap writes first, holds its commit, then writes second and waits until
+// the committer has applied it; it returns both writes' results, which
+// arrive once h is released.
+func (h *heldCommits) overlap(t *testing.T, s *Store, first, second [2]string) (<-chan error, <-chan error) {
+	t.Helper()
 	h.hold.Store(true)
-	first := writeSignalled(s, "k", `{"a":"1","b":"0"}`, make(chan struct{}))
+	a := writeSignalled(s, first[0], first[1], make(chan struct{}))
 	waitFor(t, h.held, "the first commit")
 	h.hold.Store(false)
 	applied := make(chan struct{})
-	second := writeSignalled(s, "k", `{"a":"1","b":"2"}`, applied)
+	b := writeSignalled(s, second[0], second[1], applied)
 	waitFor(t, applied, "the second write applied while the first commit is held")
+	return a, b
+}
+
+// TestNextBatchAppliedDuringFlight: while a batch's commit is under way, the
+// committer applies the next batch on top of it (a write prepared before the
+// first landed keeps the first's edit), Range answers at once from what has
+// landed, and both writes land in order.
+func TestNextBatchAppliedDuringFlight(t *testing.T) {
+	h := newHeldCommits(nil)
+	s, cfg := openHeld(t, h)
+	defer func() { s.Close() }()
+	base := put(t, s, "k", `{"a":"0","b":"0"}`)
+	first, second := h.overlap(t, s, [2]string{"k", `{"a":"1","b":"0"}`}, [2]string{"k", `{"a":"1","b":"2"}`})
 
 	read := make(chan KeyValue, 1)
 	go func() { kv, _ := get(t, s, "k", 0); read <- kv }()
@@ -121,11 +148,7 @@ func TestNextBatchAppliedDuringFlight(t *testing.T) {
 		}
 	}
 	check(s)
-	s.Close()
-	cfg.Failpoint = nil
-	if s, err = Open(cfg); err != nil {
-		t.Fatal(err)
-	}
+	s = reopenPlain(t, s, cfg)
 	check(s)
 }
 
@@ -134,21 +157,9 @@ func TestNextBatchAppliedDuringFlight(t *testing.T) {
 // reopens with neither.
 func TestFailedFlightFailsNextBatch(t *testing.T) {
 	h := newHeldCommits(ErrFailpoint)
-	cfg := DefaultConfig()
-	cfg.Dir, cfg.Site, cfg.Failpoint = t.TempDir(), "a", h.failpoint
-	s, err := Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	s, cfg := openHeld(t, h)
 	base := put(t, s, "k", "v0")
-
-	h.hold.Store(true)
-	first := writeSignalled(s, "k", "v1", make(chan struct{}))
-	waitFor(t, h.held, "the first commit")
-	h.hold.Store(false)
-	applied := make(chan struct{})
-	second := writeSignalled(s, "j", "v2", applied)
-	waitFor(t, applied, "the second write applied while the first commit is held")
+	first, second := h.overlap(t, s, [2]string{"k", "v1"}, [2]string{"j", "v2"})
 	close(h.release)
 	if err := <-first; !errors.Is(err, ErrFailpoint) {
 		t.Fatalf("first write: %v, want ErrFailpoint", err)
@@ -159,11 +170,7 @@ func TestFailedFlightFailsNextBatch(t *testing.T) {
 	if s.Rev() != base {
 		t.Fatalf("readers see revision %d, want %d", s.Rev(), base)
 	}
-	s.Close()
-	cfg.Failpoint = nil
-	if s, err = Open(cfg); err != nil {
-		t.Fatal(err)
-	}
+	s = reopenPlain(t, s, cfg)
 	defer s.Close()
 	if kv, _ := get(t, s, "k", 0); string(kv.Value) != "v0" || s.Rev() != base {
 		t.Fatalf("after reopening: k = %s at revision %d, want v0 at %d", kv.Value, s.Rev(), base)
