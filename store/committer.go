@@ -16,10 +16,12 @@ import (
 // N's writes from the flight and older state from a view of the last durable
 // commit (batchReads). N+1's transaction is begun only once N's has ended, so
 // commits land in order and one at a time, and N+1 fails if N did. Nothing of
-// a batch is shown before it is durable: its requests are answered, its
-// revision becomes the one readers see, its documents settle in the cache and
-// its events are published when its flight lands (land). A request that must
-// read what is durable (request.alone) waits for the flight to land first.
+// a batch is shown before it is durable; once it is, the goroutine that wrote
+// it shows it at once, while N+1 may still be applied: its revision becomes
+// the one readers see, its events are published and its requests are
+// answered (show). The committer then lands it, settling its documents in the
+// cache it owns (land). A request that must read what is durable
+// (request.alone) waits for the flight to land first.
 
 // flight is a batch applied in memory whose commit may be under way.
 type flight struct {
@@ -207,51 +209,47 @@ func (s *Store) applyRequest(f *flight, r *request, dirty map[string]*crdt.Doc, 
 
 // start begins f's commit, which sends its result on f.done: at once when
 // there is nothing to write or the store has failed, else once badger has
-// made the writes durable. The flight before f must have landed.
+// made the writes durable and they are shown (show). The flight before f must
+// have landed.
 func (s *Store) start(f *flight) *flight {
 	switch {
 	case s.fail != nil:
 		f.done <- s.fail
 	case f.wrote == nil:
+		s.show(f)
 		f.done <- nil
 	default:
 		s.unmeasured.Add(f.size)
 		go func() {
 			timer := s.metrics.commitDuration()
-			defer timer()
-			f.done <- s.persist(f.writes)
+			err := s.persist(f.writes)
+			timer()
+			if err == nil {
+				s.show(f)
+			}
+			f.done <- err
 		}()
 	}
 	return f
 }
 
-// land ends a flight whose commit returned err: once durable, its revision
-// becomes the one readers see, its documents settle and its events are
-// published; on failure, the store refuses further writes. Either way its
-// requests are answered.
-func (s *Store) land(f *flight, err error) {
-	s.metrics.batch(len(f.batch))
-	if err != nil && s.fail == nil {
-		s.fail = fmt.Errorf("store: commit: %w", err)
-		s.log.Error("commit failed; refusing further writes", "err", err)
-	}
-	if s.fail != nil {
-		s.docs.reset() // cached documents may hold changes that never committed
-		for _, r := range f.batch {
-			if r.err == nil {
-				r.err = s.fail // its writes were not made durable
-			}
-			close(r.done)
-		}
-		return
-	}
+// show makes a durable flight visible, as soon as it is durable, while the
+// committer may be applying the next batch: its revision becomes the one
+// readers see, the CRDs it wrote are observed (so a batch applied meanwhile
+// may have cut custom resources by the schemas before it, as a site that
+// learns the CRD later does), its events are published and its requests are
+// answered. What
+// it touches is the readers' (under mu, or safe for concurrent use), never
+// the committer's own state; land does the rest.
+func (s *Store) show(f *flight) {
 	if f.wrote != nil {
 		// A view of this commit first, then its revision: a reader of the
 		// revision finds what it selects in the view (Range).
 		s.prepViews.renew(s.newView())
 	}
 	s.mu.Lock()
-	// Durable entries keep no state in memory: reads find it in badger.
+	// Durable entries keep no state in memory: reads find it in badger, or,
+	// the committer's, in the flight's writes until it lands (batchReads).
 	for _, ki := range f.cached {
 		for i := range ki.versions {
 			if ki.versions[i].rev.main <= f.rev {
@@ -262,7 +260,6 @@ func (s *Store) land(f *flight, err error) {
 	s.committed.Store(f.rev)
 	maps.Copy(s.durable, f.vv)
 	s.mu.Unlock()
-	s.docs.settle()
 	s.observeCRDs(f.events)
 	_ = s.failpoint(FailpointBeforePublish) // durable already: only a crash matters here
 	if p := s.publisher.Load(); p != nil && len(f.events) > 0 {
@@ -274,4 +271,26 @@ func (s *Store) land(f *flight, err error) {
 	for _, r := range f.batch {
 		close(r.done)
 	}
+}
+
+// land ends a flight whose commit returned err, in the committer: a durable
+// one, already shown, has its documents settle in the cache; on failure the store refuses further writes
+// and the flight's requests are answered with the failure.
+func (s *Store) land(f *flight, err error) {
+	s.metrics.batch(len(f.batch))
+	if err != nil { // not shown
+		if s.fail == nil {
+			s.fail = fmt.Errorf("store: commit: %w", err)
+			s.log.Error("commit failed; refusing further writes", "err", err)
+		}
+		s.docs.reset() // cached documents may hold changes that never committed
+		for _, r := range f.batch {
+			if r.err == nil {
+				r.err = s.fail // its writes were not made durable
+			}
+			close(r.done)
+		}
+		return
+	}
+	s.docs.settle()
 }

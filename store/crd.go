@@ -46,7 +46,10 @@ func (s *Store) loadCRDs() error {
 }
 
 // observeCRDs feeds the registry the committed events that wrote a CRD's key.
-// Called by the committer once the events are durable.
+// Called once the events are durable, before their writers are answered
+// (show), beside the committer applying the next batch: the registry is safe
+// for concurrent use, and a value prepared by older schemas is cut again
+// (crdGen).
 func (s *Store) observeCRDs(events []Event) {
 	if s.cfg.KubePrefix == "" {
 		return

@@ -13,8 +13,9 @@
 // The committer is one goroutine. It applies the next batch while the previous
 // batch's transaction is being written and synced, reading that batch's writes
 // where badger does not hold them yet, and begins a transaction only once the
-// one before it has ended: commits land in order, and a batch applied on a
-// commit that fails fails with it (committer.go). Reads never wait for a
+// one before it has ended: commits land in order, each shown (answered,
+// published, its revision readable) as soon as it is durable, and a batch
+// applied on a commit that fails fails with it (committer.go). Reads never wait for a
 // commit under way: they read through a view of the last one that landed.
 //
 // What a write costs that can be paid before it

@@ -337,8 +337,13 @@ func (s *Store) rangeAt(reads *batchReads, key []byte, opts RangeOptions, cur in
 	if err != nil || len(vers) == 0 {
 		return res, err
 	}
-	res.KVs, err = readVersions(reads.view(), vers)
-	return res, err
+	res.KVs = make([]KeyValue, len(vers))
+	for i := range vers {
+		if res.KVs[i], err = reads.kv(&vers[i]); err != nil {
+			return RangeResult{}, err
+		}
+	}
+	return res, nil
 }
 
 // selectRange finds, with mu held, the index entries a range at cur returns:

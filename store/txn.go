@@ -86,10 +86,15 @@ func (b *batchReads) get(key []byte) ([]byte, error) {
 }
 
 // kv returns the state an index entry names (see kvIn): an entry of the
-// flight still holds its state.
+// flight holds its state until the flight is shown, and its revision record
+// is among the flight's writes.
 func (b *batchReads) kv(v *version) (KeyValue, error) {
 	if v.kv != nil {
 		return *v.kv, nil
+	}
+	if raw, ok := b.wrote[string(revKey(v.rev.main, v.rev.sub))]; ok {
+		rec, err := decodeRecord(revKey(v.rev.main, v.rev.sub), raw)
+		return rec.kv, err
 	}
 	return kvIn(b.view(), v)
 }
