@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -215,13 +216,21 @@ func TestPublishedPrevKV(t *testing.T) {
 				key := []byte(fmt.Sprintf("k%d", rng.IntN(5)))
 				doc := []byte(fmt.Sprintf(`{"a":"%d","b":"%d"}`, rng.IntN(3), i))
 				var err error
-				switch rng.IntN(6) {
+				switch rng.IntN(7) {
 				case 0:
 					_, err = s.Write(t.Context(), func(tx TxnWrite) error { return tx.Put(key, doc, 0) })
 				case 1:
 					_, err = s.Update(t.Context(), func(tx *WriteTxn) error { return tx.Put(key, []byte(fmt.Sprint("r", i)), lease) })
 				case 2:
 					_, err = s.Update(t.Context(), func(tx *WriteTxn) error { _, err := tx.DeleteRange(key, nil); return err })
+				case 5:
+					// A Txn reading what it overwrites (the committer's reads).
+					_, err = s.Update(t.Context(), func(tx *WriteTxn) error {
+						if _, err := tx.Range([]byte("k"), RangeOptions{End: []byte("l")}); err != nil {
+							return err
+						}
+						return tx.Put(key, doc, 0)
+					})
 				case 3:
 					_, err = s.Update(t.Context(), func(tx *WriteTxn) error {
 						if err := tx.Put(key, doc, 0); err != nil {
@@ -259,5 +268,45 @@ func TestPublishedPrevKV(t *testing.T) {
 	}
 	if checked < 100 {
 		t.Fatalf("only %d events with a prev_kv checked", checked)
+	}
+}
+
+// TestBatchReadsSeeFlight: the committer's reads, through a view taken before
+// a flight was synced, find the flight's documents and revision records among
+// its writes once the index has let their states go.
+func TestBatchReadsSeeFlight(t *testing.T) {
+	s := openTest(t, t.TempDir())
+	defer s.Close()
+	put(t, s, "k", `{"a":"1"}`)
+	reads := &batchReads{s: s}
+	reads.view() // a view before the next commit, as a batch applied meanwhile holds
+	defer reads.close()
+	rev := put(t, s, "k", `{"a":"2"}`)
+	landed(t, s)
+	recKey, dKey := revKey(rev, 0), docKey([]byte("k"))
+	wrote := map[string][]byte{}
+	for _, k := range [][]byte{recKey, dKey} {
+		raw, err := s.getRaw(k)
+		if err != nil || raw == nil {
+			t.Fatalf("%q: %v", k, err)
+		}
+		wrote[string(k)] = raw
+	}
+	s.mu.RLock()
+	v, _ := s.idx.get([]byte("k")).live()
+	s.mu.RUnlock()
+	if v.kv != nil || v.rev.main != rev {
+		t.Fatalf("the live version: revision %d, state kept %v; want %d, let go", v.rev.main, v.kv != nil, rev)
+	}
+	if _, err := reads.kv(v); err == nil {
+		t.Fatal("the old view found a revision committed after it: the test reads nothing")
+	}
+	reads.wrote = wrote
+	kv, err := reads.kv(v)
+	if err != nil || string(kv.Value) != `{"a":"2"}` || kv.ModRevision != rev {
+		t.Fatalf("through the flight's writes: %s at %d, %v; want the second value at %d", kv.Value, kv.ModRevision, err, rev)
+	}
+	if doc, err := reads.get(dKey); err != nil || !bytes.Equal(doc, wrote[string(dKey)]) {
+		t.Fatalf("the document through the flight's writes: %v", err)
 	}
 }
