@@ -76,7 +76,7 @@ func (s *Store) runCommitter() {
 				}
 				for len(batch) > 0 {
 					land()
-					f, batch = s.takeOff(batch, nil)
+					f, batch = s.takeOff(batch)
 				}
 			}
 		}
@@ -105,10 +105,10 @@ func (s *Store) runCommitter() {
 	}
 }
 
-// takeOff applies requests of a batch and starts their commit; it returns the
-// flight and the requests it left (see apply).
-func (s *Store) takeOff(batch []*request, prev *flight) (*flight, []*request) {
-	f, rest := s.apply(batch, prev)
+// takeOff applies requests of a batch, no commit being under way, and starts
+// their commit; it returns the flight and the requests it left (see apply).
+func (s *Store) takeOff(batch []*request) (*flight, []*request) {
+	f, rest := s.apply(batch, nil)
 	return s.start(f), rest
 }
 
