@@ -326,7 +326,7 @@ func (s *Store) rangeCommitted(key []byte, opts RangeOptions) (RangeResult, erro
 		return RangeResult{}, ErrClosed
 	}
 	defer s.prepViews.release(txn)
-	res.KVs, err = readVersions(txn, vers)
+	res.KVs, err = readVersions(vers, func(v *version) (KeyValue, error) { return kvIn(txn, v) })
 	return res, err
 }
 
@@ -337,13 +337,8 @@ func (s *Store) rangeAt(reads *batchReads, key []byte, opts RangeOptions, cur in
 	if err != nil || len(vers) == 0 {
 		return res, err
 	}
-	res.KVs = make([]KeyValue, len(vers))
-	for i := range vers {
-		if res.KVs[i], err = reads.kv(&vers[i]); err != nil {
-			return RangeResult{}, err
-		}
-	}
-	return res, nil
+	res.KVs, err = readVersions(vers, reads.kv)
+	return res, err
 }
 
 // selectRange finds, with mu held, the index entries a range at cur returns:
@@ -381,12 +376,12 @@ func (s *Store) selectRange(key []byte, opts RangeOptions, cur int64) (RangeResu
 	return res, vers, nil
 }
 
-// readVersions reads the states of index entries through txn.
-func readVersions(txn *badger.Txn, vers []version) ([]KeyValue, error) {
+// readVersions reads the states of index entries, each through kv.
+func readVersions(vers []version, kv func(*version) (KeyValue, error)) ([]KeyValue, error) {
 	kvs := make([]KeyValue, len(vers))
 	for i := range vers {
 		var err error
-		if kvs[i], err = kvIn(txn, &vers[i]); err != nil {
+		if kvs[i], err = kv(&vers[i]); err != nil {
 			return nil, err
 		}
 	}

@@ -92,9 +92,12 @@ func (b *batchReads) kv(v *version) (KeyValue, error) {
 	if v.kv != nil {
 		return *v.kv, nil
 	}
-	if raw, ok := b.wrote[string(revKey(v.rev.main, v.rev.sub))]; ok {
-		rec, err := decodeRecord(revKey(v.rev.main, v.rev.sub), raw)
-		return rec.kv, err
+	if b.wrote != nil {
+		k := revKey(v.rev.main, v.rev.sub)
+		if raw, ok := b.wrote[string(k)]; ok {
+			rec, err := decodeRecord(k, raw)
+			return rec.kv, err
+		}
 	}
 	return kvIn(b.view(), v)
 }
