@@ -134,6 +134,9 @@ type DB struct {
 	blockCache *ristretto.Cache[[]byte, *table.Block]
 	indexCache *ristretto.Cache[uint64, *fb.TableIndex]
 	allocPool  *z.AllocatorPool
+	// Rhizome: the builder memtable flushes take, kept between flushes
+	// (flushes run one at a time; see ../README.md).
+	flushPool *z.AllocatorPool
 }
 
 const (
@@ -259,6 +262,7 @@ func Open(opt Options) (*DB, error) {
 		orc:              newOracle(opt),
 		pub:              newPublisher(),
 		allocPool:        z.NewAllocatorPool(8),
+		flushPool:        z.NewAllocatorPool(1),
 		bannedNamespaces: &lockedKeys{keys: make(map[uint64]struct{})},
 		threshold:        initVlogThreshold(&opt),
 	}
@@ -550,6 +554,7 @@ func (db *DB) IsClosed() bool {
 
 func (db *DB) close() (err error) {
 	defer db.allocPool.Release()
+	defer db.flushPool.Release()
 
 	db.opt.Debugf("Closing database")
 	db.opt.Infof("Lifetime L0 stalled for: %s\n", time.Duration(db.lc.l0stallsMs.Load()))
@@ -1122,10 +1127,12 @@ func (db *DB) handleMemTableFlush(mt *memTable, dropPrefixes [][]byte) error {
 	// The flush builds one table of the whole memtable, which may be larger
 	// than the tables compactions build: its builder starts at 1.25 times the
 	// memtable's size (a builder starts at twice TableSize) rather than growing
-	// to it from twice a table, and is not pooled, so that the pooled builders
-	// compactions take stay the size of their tables.
+	// to it from twice a table, and comes from a pool of its own, so that the
+	// pooled builders compactions take stay the size of their tables, and the
+	// next flush reuses its buffers rather than allocating and clearing them
+	// (the pool lets them go after a few idle seconds).
 	bopts.TableSize = uint64(db.opt.MemTableSize) * 5 / 8
-	bopts.AllocPool = nil
+	bopts.AllocPool = db.flushPool
 	itr := mt.sl.NewUniIterator(false)
 	builder := buildL0Table(itr, nil, bopts)
 	defer builder.Close()
