@@ -5,6 +5,10 @@
 // Each watcher delivers at its own pace from a shared window of recent events, or
 // from the store's event log when it falls behind that window. A slow watcher holds
 // no buffer of its own, so it cannot grow memory; it only reads further back.
+// A publish wakes only the watchers whose keys its events touch (as etcd's
+// watchable store notifies the watchers of a key); a caught-up watcher it does
+// not concern is moved past it without waking, and still counts as caught up
+// for progress notifications.
 // Events reach a watcher in revision order, exactly once, with nothing skipped;
 // a watcher whose next revision has been compacted is cancelled with the compacted
 // revision, as etcd does.

@@ -58,7 +58,10 @@ type Hub struct {
 	rev    int64         // newest published revision
 	window []store.Event // recent events, oldest first, whole revisions only
 	bytes  int           // of the window's events (eventBytes)
-	wake   chan struct{} // closed (and replaced) at every publish
+	subs   map[*sub]struct{}
+
+	// woken counts the wake-ups Publish sent (for tests).
+	woken atomic.Int64
 
 	// Gauges: streams open, watchers delivering, and those of them reading
 	// from the store because they are behind the window.
@@ -70,7 +73,7 @@ func NewHub(cfg Config, src Source) (*Hub, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	h := &Hub{cfg: cfg, src: src, rev: src.Rev(), wake: make(chan struct{})}
+	h := &Hub{cfg: cfg, src: src, rev: src.Rev(), subs: make(map[*sub]struct{})}
 	if cfg.Registerer != nil {
 		if err := h.register(cfg.Registerer); err != nil {
 			return nil, err
@@ -113,9 +116,68 @@ func (h *Hub) Publish(rev int64, events []store.Event) {
 	if len(h.window) > 2*h.cfg.Window || h.bytes > 2*h.cfg.WindowBytes {
 		h.trim()
 	}
+	prev := h.rev
 	h.rev = rev
-	close(h.wake)
-	h.wake = make(chan struct{})
+	for w := range h.subs {
+		// A watcher that had delivered everything before and sees none of
+		// these events has delivered everything now; any other must read.
+		if w.selects(events) || !w.next.CompareAndSwap(prev+1, rev+1) {
+			w.signal()
+			h.woken.Add(1)
+		}
+	}
+}
+
+// sub is a watcher as the hub sees it: the keys it selects, how far it has
+// delivered, and how to wake it. Publish wakes only the watchers its events
+// concern, as etcd's watchable store notifies only the watchers of a key; it
+// moves the others past the events itself, so that a watcher no event
+// concerns still counts as caught up (progress notifications).
+type sub struct {
+	key, end []byte
+	// next is the next revision the watcher delivers: every event before it
+	// was delivered, or is not one it selects. Its goroutine moves it as it
+	// delivers; Publish moves it past events it does not select while it is
+	// caught up.
+	next atomic.Int64
+	wake chan struct{} // one wake-up pending at most
+}
+
+// selects reports whether any of events is under the watcher's keys.
+func (w *sub) selects(events []store.Event) bool {
+	for _, ev := range events {
+		if inRange(ev.KV.Key, w.key, w.end) {
+			return true
+		}
+	}
+	return false
+}
+
+// signal wakes the watcher's goroutine, or leaves a wake-up pending for it.
+func (w *sub) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// subscribe registers a watcher of keys [key, end) that delivers from next on.
+// Its goroutine must check the hub's revision against next before its first
+// wait: a publish before subscribe returns does not wake it.
+func (h *Hub) subscribe(key, end []byte, next int64) *sub {
+	w := &sub{key: key, end: end, wake: make(chan struct{}, 1)}
+	w.next.Store(next)
+	h.mu.Lock()
+	h.subs[w] = struct{}{}
+	h.mu.Unlock()
+	return w
+}
+
+// unsubscribe forgets a watcher subscribe registered.
+func (h *Hub) unsubscribe(w *sub) {
+	h.mu.Lock()
+	delete(h.subs, w)
+	h.mu.Unlock()
 }
 
 // trim drops the oldest events down to Window and WindowBytes, whole revisions
@@ -144,13 +206,6 @@ func (h *Hub) Rev() int64 {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.rev
-}
-
-// state returns the newest revision and the channel closed at the next publish.
-func (h *Hub) state() (int64, <-chan struct{}) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.rev, h.wake
 }
 
 // read returns the events with revisions in [from, to], whole revisions, from the

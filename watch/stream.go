@@ -56,8 +56,8 @@ type Stream struct {
 type watcher struct {
 	req    Request
 	cancel context.CancelFunc
-	next   int64 // next revision to deliver; guarded by Stream.mu
-	slow   bool  // its last read came from the store; owned by its goroutine
+	sub    *sub // its registration with the hub, which holds its next revision
+	slow   bool // its last read came from the store; owned by its goroutine
 }
 
 // NewStream starts a stream whose responses go to send. progressInterval is how
@@ -104,7 +104,7 @@ func (s *Stream) Watch(req Request) error {
 		next = rev + 1
 	}
 	ctx, cancel := context.WithCancel(s.ctx)
-	w := &watcher{req: req, cancel: cancel, next: next}
+	w := &watcher{req: req, cancel: cancel, sub: s.hub.subscribe(req.Key, req.End, next)}
 	s.watchers[req.ID] = w
 	s.wg.Add(1)
 	// Created goes out before any event: the goroutine starts after it is sent,
@@ -112,6 +112,7 @@ func (s *Stream) Watch(req Request) error {
 	err := s.emit(Response{WatchID: req.ID, Revision: rev, Created: true})
 	s.mu.Unlock()
 	if err != nil {
+		s.hub.unsubscribe(w.sub)
 		s.wg.Done()
 		return err
 	}
@@ -158,7 +159,7 @@ func (s *Stream) maybeProgress() {
 	}
 	rev := s.hub.Rev()
 	for _, w := range s.watchers {
-		if w.next <= rev {
+		if w.sub.next.Load() <= rev {
 			return
 		}
 	}
@@ -176,6 +177,7 @@ func (s *Stream) Close() {
 // run delivers a watcher's events until it is cancelled or the stream ends.
 func (s *Stream) run(ctx context.Context, w *watcher) {
 	defer s.wg.Done()
+	defer s.hub.unsubscribe(w.sub)
 	s.hub.watchers.Add(1)
 	defer s.hub.watchers.Add(-1)
 	defer s.setSlow(w, false)
@@ -186,11 +188,8 @@ func (s *Stream) run(ctx context.Context, w *watcher) {
 		tick = t.C
 	}
 	for {
-		rev, wake := s.hub.state()
-		s.mu.Lock()
-		next := w.next
-		s.mu.Unlock()
-		if next <= rev {
+		rev := s.hub.Rev()
+		if next := w.sub.next.Load(); next <= rev {
 			if !s.deliver(ctx, w, next, rev) {
 				return
 			}
@@ -201,10 +200,10 @@ func (s *Stream) run(ctx context.Context, w *watcher) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-w.sub.wake:
 		case <-tick:
 			// Only a caught-up watcher may claim progress.
-			if cur := s.hub.Rev(); next > cur {
+			if cur := s.hub.Rev(); w.sub.next.Load() > cur {
 				s.emitFor(ctx, Response{WatchID: w.req.ID, Revision: cur})
 			}
 		}
@@ -235,9 +234,7 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 	}
 	if len(evs) == 0 {
 		// Only the initial revision of a fresh store has no events.
-		s.mu.Lock()
-		w.next = rev + 1
-		s.mu.Unlock()
+		w.sub.next.Store(rev + 1)
 		return ctx.Err() == nil
 	}
 	var out []store.Event
@@ -260,9 +257,7 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 			return false
 		}
 	}
-	s.mu.Lock()
-	w.next = last + 1
-	s.mu.Unlock()
+	w.sub.next.Store(last + 1)
 	return ctx.Err() == nil
 }
 

@@ -192,3 +192,75 @@ func TestWindowBoundedByBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestPublishWakesOnlyItsWatchers: of many watchers of distinct keys, a write
+// wakes the one it concerns; the others are moved past it, so a progress
+// request is answered at once, at the newest revision, and each watcher still
+// receives its own key's events and nothing else.
+func TestPublishWakesOnlyItsWatchers(t *testing.T) {
+	st := newStore(t)
+	hub, err := NewHub(DefaultConfig(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetPublisher(hub)
+	const watchers, writes = 40, 50
+	var mu sync.Mutex
+	got := map[int64][]string{}
+	progress := make(chan int64, 100)
+	stream := hub.NewStream(context.Background(), 0, func(r Response) error {
+		switch {
+		case r.Created:
+		case r.WatchID == -1:
+			progress <- r.Revision
+		default:
+			mu.Lock()
+			for _, ev := range r.Events {
+				got[r.WatchID] = append(got[r.WatchID], string(ev.KV.Key))
+			}
+			mu.Unlock()
+		}
+		return nil
+	})
+	defer stream.Close()
+	for i := range int64(watchers) {
+		if err := stream.Watch(Request{ID: i + 1, Key: fmt.Appendf(nil, "k%02d", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := hub.woken.Load()
+	for range writes {
+		put(t, st, "k00")
+	}
+	if woken := hub.woken.Load() - before; woken > 2*writes {
+		t.Errorf("%d writes of one key woke watchers %d times (%d watchers)", writes, woken, watchers)
+	}
+	// Every watcher is caught up: the progress request is answered at the
+	// newest revision.
+	stream.RequestProgress()
+	select {
+	case rev := <-progress:
+		if rev != st.Rev() {
+			t.Errorf("progress at %d, want %d", rev, st.Rev())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no progress notification")
+	}
+	put(t, st, "k07")
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		mu.Lock()
+		n0, n7, all := len(got[1]), len(got[8]), len(got)
+		mu.Unlock()
+		if n0 == writes && n7 == 1 {
+			if all != 2 {
+				t.Errorf("events reached %d watchers, want 2", all)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("watcher of k00 got %d events (want %d), of k07 %d (want 1)", n0, writes, n7)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
