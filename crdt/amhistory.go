@@ -70,7 +70,7 @@ func (h *history) deps(actor string) []automerge.ChangeHash {
 func bodyHistory(fields map[string]string, site string) *history {
 	c := bodyChange(fields, site)
 	raw, hash := c.encode()
-	saved, err := compressChanges(raw)
+	saved, err := packChanges(raw)
 	if err != nil {
 		return nil // not a change this package can read: no history
 	}

@@ -180,8 +180,9 @@ func swapDeps(contents []byte, prev automerge.ChangeHash, hasPrev, pack bool) er
 	return nil
 }
 
-// unbatched returns saved with each batch replaced by the changes it holds:
-// what automerge loads. Without batches it is saved itself.
+// unbatched returns saved with each batch replaced by the changes it holds,
+// and each packed change unpacked: what automerge loads. Without either it
+// is saved itself.
 func unbatched(saved []byte) ([]byte, error) {
 	var out []byte
 	found, plain := false, 0 // saved[plain:at] is not in out yet
@@ -190,12 +191,19 @@ func unbatched(saved []byte) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		if batch {
+		switch {
+		case batch:
 			raw, err := batchContents(saved[at : at+n])
 			if err != nil {
 				return nil, err
 			}
 			out = append(append(out, saved[plain:at]...), raw...)
+			found, plain = true, at+n
+		case saved[at+8] == chunkPackedChange:
+			// automerge knows only its own chunk types.
+			if out, err = appendUncompressed(append(out, saved[plain:at]...), saved[at:at+n]); err != nil {
+				return nil, err
+			}
 			found, plain = true, at+n
 		}
 		at += n
@@ -267,21 +275,25 @@ func uncompressedChanges(raw []byte) ([]byte, error) {
 			out = append(out, held...)
 			continue
 		}
-		switch chunk[8] {
-		case chunkChange:
+		if chunk[8] == chunkChange {
 			out = append(out, chunk...)
 			continue
-		case chunkCompressedChange:
-		default:
-			return nil, fmt.Errorf("crdt: saved change: chunk type %d: %w", chunk[8], errCorrupt)
 		}
-		_, w := binary.Uvarint(chunk[9:])
-		contents, err := inflate(chunk[9+w:])
-		if err != nil {
-			return nil, fmt.Errorf("crdt: saved change: inflate: %w", err)
+		if out, err = appendUncompressed(out, chunk); err != nil {
+			return nil, err
 		}
-		out = append(append(out, chunk[:8]...), chunkChange)
-		out = append(binary.AppendUvarint(out, uint64(len(contents))), contents...)
 	}
 	return out, nil
+}
+
+// appendUncompressed appends chunk, a change's chunk of any type, to out as
+// an uncompressed one (the checksum, over the uncompressed contents, stays).
+func appendUncompressed(out, chunk []byte) ([]byte, error) {
+	_, w := binary.Uvarint(chunk[9:])
+	contents, err := chunkContents(chunk[8], chunk[9+w:])
+	if err != nil {
+		return nil, err
+	}
+	out = append(append(out, chunk[:8]...), chunkChange)
+	return append(binary.AppendUvarint(out, uint64(len(contents))), contents...), nil
 }

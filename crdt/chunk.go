@@ -10,6 +10,7 @@ import (
 
 	"github.com/automerge/automerge-go"
 	kflate "github.com/klauspost/compress/flate"
+	"github.com/klauspost/compress/s2"
 )
 
 // automerge-go can read a saved change only by loading it into a document, where
@@ -26,7 +27,16 @@ var chunkMagic = []byte{0x85, 0x6f, 0x4a, 0x83}
 const (
 	chunkChange           = 1
 	chunkCompressedChange = 2
+	// chunkPackedChange is this package's, never automerge's: a change whose
+	// contents are compressed with S2 (klauspost/compress/s2), framed and
+	// checksummed as automerge frames a change. Saved forms hold it
+	// (packChanges); unbatched hands automerge the change uncompressed.
+	chunkPackedChange = 'S'
 )
+
+// maxChunk bounds what one chunk's contents may claim to inflate to, so that a
+// damaged length fails the read instead of allocating it.
+const maxChunk = 64 << 20
 
 // changeRef is a saved change's identity and dependencies.
 type changeRef struct {
@@ -59,19 +69,12 @@ func readChunks(raw []byte, batches bool) ([]changeRef, error) {
 		if w <= 0 || uint64(len(raw)-9-w) < n {
 			return nil, fmt.Errorf("crdt: saved change: bad length: %w", errCorrupt)
 		}
-		contents := raw[9+w : 9+w+int(n)]
 		checksum := raw[4:8]
-		raw = raw[9+w+int(n):]
-		switch typ {
-		case chunkChange:
-		case chunkCompressedChange:
-			var err error
-			if contents, err = inflate(contents); err != nil {
-				return nil, fmt.Errorf("crdt: saved change: inflate: %w", err)
-			}
-		default:
-			return nil, fmt.Errorf("crdt: saved change: chunk type %d: %w", typ, errCorrupt)
+		contents, err := chunkContents(typ, raw[9+w:9+w+int(n)])
+		if err != nil {
+			return nil, err
 		}
+		raw = raw[9+w+int(n):]
 		ref := changeRef{hash: changeHash(contents), contents: contents}
 		if !bytes.Equal(ref.hash[:4], checksum) {
 			return nil, fmt.Errorf("crdt: saved change: checksum mismatch: %w", errCorrupt)
@@ -136,22 +139,59 @@ func inflate(b []byte) ([]byte, error) {
 	return out.Bytes(), err
 }
 
+// chunkContents returns the uncompressed contents of a chunk of type typ
+// (a change) whose contents as stored are data.
+func chunkContents(typ byte, data []byte) ([]byte, error) {
+	switch typ {
+	case chunkChange:
+		return data, nil
+	case chunkCompressedChange:
+		contents, err := inflate(data)
+		if err != nil {
+			return nil, fmt.Errorf("crdt: saved change: inflate: %w", err)
+		}
+		return contents, nil
+	case chunkPackedChange:
+		if n, err := s2.DecodedLen(data); err != nil || n > maxChunk {
+			return nil, fmt.Errorf("crdt: saved change: packed length: %w", errCorrupt)
+		}
+		contents, err := s2.Decode(nil, data)
+		if err != nil {
+			return nil, fmt.Errorf("crdt: saved change: unpack: %v: %w", err, errCorrupt)
+		}
+		return contents, nil
+	}
+	return nil, fmt.Errorf("crdt: saved change: chunk type %d: %w", typ, errCorrupt)
+}
+
 // deflateMin is the size of a change's contents from which compressChanges
-// deflates it, as automerge does its own changes.
+// deflates it, as automerge does its own changes, and packChanges packs it.
 const deflateMin = 256
 
 // compressChanges returns the saved changes concatenated in raw with each
 // uncompressed change of deflateMin bytes or more deflated (chunk type 2, same
 // checksum: a change's hash is over its uncompressed contents, so loading the
-// result yields the same changes). automerge saves its changes since the last
-// save uncompressed; a body's change deflates to about a third.
+// result yields the same changes): what automerge loads, for the wire.
+// automerge saves its changes since the last save uncompressed; a body's
+// change deflates to about a third.
 func compressChanges(raw []byte) ([]byte, error) {
-	return appendCompressed(make([]byte, 0, len(raw)/2), raw)
+	return appendCompressed(make([]byte, 0, len(raw)/2), raw, chunkCompressedChange)
 }
 
-// appendCompressed appends compressChanges(raw) to out.
-func appendCompressed(out, raw []byte) ([]byte, error) {
+// packChanges is compressChanges for a saved form (never shipped to a replica
+// whose automerge loads it unread): the changes are packed with S2
+// (chunkPackedChange), which a pod's body's change (3.8 KB) takes 6 us to
+// pack and 2 to unpack, against 47 and 46 us to deflate and inflate, for a
+// fifth more bytes.
+func packChanges(raw []byte) ([]byte, error) {
+	return appendCompressed(make([]byte, 0, len(raw)/2), raw, chunkPackedChange)
+}
+
+// appendCompressed appends raw's changes to out, each of deflateMin bytes or
+// more compressed as a chunk of type typ (compressChanges, packChanges).
+func appendCompressed(out, raw []byte, typ byte) ([]byte, error) {
 	var buf bytes.Buffer
+	var scratch []byte
 	for len(raw) > 0 {
 		if len(raw) < 9 || !bytes.Equal(raw[:4], chunkMagic) {
 			return nil, fmt.Errorf("crdt: saved change: bad header: %w", errCorrupt)
@@ -166,13 +206,19 @@ func appendCompressed(out, raw []byte) ([]byte, error) {
 			out = append(out, chunk...)
 			continue
 		}
+		out = append(out, chunk[:8]...) // magic and checksum
+		out = append(out, typ)
+		if typ == chunkPackedChange {
+			scratch = s2.Encode(scratch[:cap(scratch)], contents) // allocates when short
+			out = binary.AppendUvarint(out, uint64(len(scratch)))
+			out = append(out, scratch...)
+			continue
+		}
 		// Stateless: no compressor state to allocate or keep per call.
 		buf.Reset()
 		if err := kflate.StatelessDeflate(&buf, contents, true, nil); err != nil {
 			return nil, fmt.Errorf("crdt: deflate: %w", err)
 		}
-		out = append(out, chunk[:8]...) // magic and checksum
-		out = append(out, chunkCompressedChange)
 		out = binary.AppendUvarint(out, uint64(buf.Len()))
 		out = append(out, buf.Bytes()...)
 	}

@@ -274,7 +274,7 @@ func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHa
 		// each deflated (what appendSaved would make of them).
 		saved = h.body
 	}
-	saved, err := appendCompressed(saved, edit)
+	saved, err := appendCompressed(saved, edit, chunkPackedChange)
 	if err == nil && h.body == nil {
 		saved, err = d.bounded(saved)
 	}
@@ -507,7 +507,7 @@ func (d *Doc) appendSaved(am *automerge.Doc, chunks []byte) {
 			body = b.saved
 		}
 		d.built = nil
-		saved, err := compressChanges(am.SaveIncremental())
+		saved, err := packChanges(am.SaveIncremental())
 		if err == nil {
 			d.amBytes = append(body, saved...)
 			d.savedLen = len(d.amBytes)
@@ -607,7 +607,7 @@ func (d *Doc) loadBody() (*automerge.Doc, error) {
 		}
 		// Save the body's change now (see appendSaved); what SaveIncremental
 		// returns next is only what follows it.
-		saved, err := compressChanges(body)
+		saved, err := packChanges(body)
 		if err != nil {
 			return nil, err
 		}

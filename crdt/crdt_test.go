@@ -355,9 +355,9 @@ func TestUnsavedBodyBuiltAlike(t *testing.T) {
 }
 
 // TestFirstEditSavedAsChanges checks that a body's first edit saves the document
-// as its two changes, the body's deflated, rather than whole, and that a
-// document saved whole at its first edit, as stored before, decodes and takes
-// the next edit alike.
+// as its two changes, the body's packed, rather than whole, and that a
+// document saved whole at its first edit, or with its changes deflated, as
+// stored before, decodes and takes the next edit alike.
 func TestFirstEditSavedAsChanges(t *testing.T) {
 	long := strings.Repeat("q", 400)
 	val := func(x int) []byte { return fmt.Appendf(nil, `{"x":%d,"y":{"z":"%s"}}`, x, long) }
@@ -382,8 +382,8 @@ func TestFirstEditSavedAsChanges(t *testing.T) {
 	if err != nil || len(refs) != 2 {
 		t.Fatalf("saved form holds %d changes (%v), want the body's and the edit's", len(refs), err)
 	}
-	if d.amBytes[8] != chunkCompressedChange || len(d.amBytes) > len(long) {
-		t.Fatalf("body's change not deflated: type %d, saved form %d bytes", d.amBytes[8], len(d.amBytes))
+	if d.amBytes[8] != chunkPackedChange || len(d.amBytes) > len(long) {
+		t.Fatalf("body's change not packed: type %d, saved form %d bytes", d.amBytes[8], len(d.amBytes))
 	}
 	am, err := d.automerge("")
 	if err != nil {
@@ -391,8 +391,17 @@ func TestFirstEditSavedAsChanges(t *testing.T) {
 	}
 	whole := d
 	whole.amBytes = am.Save()
+	// As format 4 stored it: the changes deflated.
+	raw, err := uncompressedChanges(d.amBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deflated := d
+	if deflated.amBytes, err = compressChanges(raw); err != nil || deflated.amBytes[8] != chunkCompressedChange {
+		t.Fatalf("deflated saved form: %v", err)
+	}
 	var edits [][]byte
-	for _, enc := range [][]byte{d.Encode(), whole.Encode()} {
+	for _, enc := range [][]byte{d.Encode(), whole.Encode(), deflated.Encode()} {
 		r, err := DecodeDoc(enc, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -403,8 +412,16 @@ func TestFirstEditSavedAsChanges(t *testing.T) {
 		}
 		edits = append(edits, c.Data)
 	}
-	if !bytes.Equal(edits[0], edits[1]) {
-		t.Fatal("the next edit differs between the two saved forms")
+	if !bytes.Equal(edits[0], edits[1]) || !bytes.Equal(edits[0], edits[2]) {
+		t.Fatal("the next edit differs between the saved forms")
+	}
+	packed, err := readChanges(d.amBytes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if refs, err := readChanges(deflated.amBytes); err != nil || len(refs) != len(packed) ||
+		refs[0].hash != packed[0].hash || refs[1].hash != packed[1].hash {
+		t.Fatalf("deflated and packed saved forms read as different changes (%v)", err)
 	}
 }
 

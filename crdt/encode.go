@@ -14,8 +14,10 @@ const (
 	// 2: a prior epoch follows the conflicts; 3: conflicts are records (kind,
 	// winner, loser) followed by their count, and fields follow Kubernetes'
 	// merge units, so an older document's clean flag does not say its fields;
-	// 4: the one-branch history follows the prior (histstore.go; empty: none).
-	docFormat    = 4
+	// 4: the one-branch history follows the prior (histstore.go; empty: none);
+	// 5: the saved form may hold packed changes (chunkPackedChange), which
+	// an older reader would take for damage.
+	docFormat    = 5
 	changeFormat = 1
 )
 

@@ -54,8 +54,10 @@ func (codec) Unmarshal(data []byte, v any) error {
 	return w.m.decode(data)
 }
 
-// wireVersion 7: a deflated gRPC stream's edits are packed (packEdits).
-const wireVersion = 7
+// wireVersion 7: a deflated gRPC stream's edits are packed (packEdits);
+// 8: a snapshot's documents are crdt's format 5 (saved forms may hold packed
+// changes).
+const wireVersion = 8
 
 var errWire = errors.New("peer: malformed message")
 
