@@ -37,8 +37,8 @@ type history struct {
 	seqs  map[string]lastChange // each actor's last change
 	at    map[string]opRef      // each field's visible operation
 	// body is the saved form of a never-saved body's change (bodyHistory):
-	// the change deflated as compressChanges makes it, until an edit saves it.
-	// It is made with the history, so that Doc.Prepare pays for the deflate
+	// the change packed as packChanges makes it, until an edit saves it.
+	// It is made with the history, so that Doc.Prepare pays for the packing
 	// ahead of the edit.
 	body []byte
 	// What the history was read from: Doc.history reads it again when the Doc

@@ -11,9 +11,9 @@ import (
 
 // Batches of changes.
 //
-// A saved form edited in Go (amhistory.go) grows by one deflated change an
+// A saved form edited in Go (amhistory.go) grows by one packed change an
 // edit, and edits of the same fields (a status written again and again) each
-// repeat most of what the one before said: deflated one by one, the repeats
+// repeat most of what the one before said: packed one by one, the repeats
 // stay, and so does each change's dependency on the one before (a hash no
 // compressor shortens). automerge's whole save shares them, but saving whole
 // means loading the document into automerge. So once the changes appended

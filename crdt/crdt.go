@@ -262,7 +262,7 @@ func (d *Doc) linearEdit(h *history, value []byte, fields, set map[string]string
 }
 
 // took moves the saved form and the history past edit, the encoding of c
-// (whose hash is hash), an edit of history h. The edit is appended deflated,
+// (whose hash is hash), an edit of history h. The edit is appended packed,
 // and the edits appended are deflated together once they outgrow their bound
 // (bounded), so the saved form grows by a fraction of an edit's change (and
 // the history, carried forward and stored, is not read from it again). ok is
@@ -271,7 +271,7 @@ func (d *Doc) took(h *history, c *amChange, edit []byte, hash automerge.ChangeHa
 	saved := d.amBytes
 	if h.body != nil {
 		// The saved form of a body's change and its first edit is the two,
-		// each deflated (what appendSaved would make of them).
+		// each packed (what appendSaved would make of them).
 		saved = h.body
 	}
 	saved, err := appendCompressed(saved, edit, chunkPackedChange)
@@ -492,16 +492,16 @@ func (d *Doc) applyLinearEdit(h *history, raw []byte) (changed, ok bool) {
 // in) as they were made or received, and only when those outgrow half the last
 // full save (chunks carry headers a full save shares, and histories are bounded
 // by rebases, so a full save stays cheap) saves whole. A body never saved (see
-// newBody) is saved as its changes, the body's and the new ones, deflated
-// (compressChanges), which costs a fraction of a full save, is about as long,
+// newBody) is saved as its changes, the body's and the new ones, packed
+// (packChanges), which costs a fraction of a full save, is about as long,
 // and is what every replica holding them saves alike.
 // Chunks a replica already held may be appended again: loading the saved form
 // ignores them.
 func (d *Doc) appendSaved(am *automerge.Doc, chunks []byte) {
 	if len(d.amBytes) == 0 && d.edits == 0 {
-		// The body's change was saved (and deflated) when it was built, so
+		// The body's change was saved (and packed) when it was built, so
 		// that a Doc readied ahead of its edit (Prepare) paid for it then:
-		// deflated change by change, the two parts make the same bytes.
+		// packed change by change, the two parts make the same bytes.
 		var body []byte
 		if b := d.built; b != nil && b.am == am {
 			body = b.saved
