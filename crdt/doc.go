@@ -88,10 +88,9 @@
 // state with it (histstore.go), so an edit costs the same however many edits
 // the history holds, and the changes edits in Go append (each packed with S2)
 // are deflated together in batches (batch.go), never saved whole by automerge;
-// a rebase of such a
-// history (rebase.go) is made and taken without automerge too. A Doc reports
-// what it costs in Go's heap and on automerge's C side, and can let its loaded
-// automerge documents go (memory.go).
+// a rebase of such a history (rebase.go) is made and taken without automerge
+// too. A Doc reports what it costs in Go's heap and on automerge's C side, and
+// can let its loaded automerge documents go (memory.go).
 //
 // Everything here is pure and deterministic: no goroutines, clocks or globals
 // (but a pool of inflate buffers, chunk.go).
