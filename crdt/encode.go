@@ -25,7 +25,13 @@ var errCorrupt = errors.New("crdt: corrupt encoding")
 
 // Encode returns the Doc's durable form.
 func (d *Doc) Encode() []byte {
-	b := []byte{docFormat}
+	var am, hist []byte
+	if d.kind == Document && !d.deleted {
+		am, hist = d.amBytes, d.keptHistory()
+	}
+	// Sized for the long parts, so that appending them copies each once.
+	b := make([]byte, 0, 128+len(d.value)+len(am)+len(hist)+34*len(d.conflicts)+d.prior.size())
+	b = append(b, docFormat)
 	b = appendStamp(b, d.inc)
 	b = appendBool(b, d.deleted)
 	b = appendStamp(b, d.epoch)
@@ -33,10 +39,6 @@ func (d *Doc) Encode() []byte {
 	b = appendBool(b, d.clean)
 	b = binary.AppendUvarint(b, uint64(d.edits))
 	b = appendBytes(b, d.value)
-	var am []byte
-	if d.kind == Document && !d.deleted {
-		am = d.amBytes
-	}
 	b = appendBytes(b, am)
 	b = binary.AppendUvarint(b, uint64(len(d.conflicts)))
 	for _, c := range d.conflicts {
@@ -46,11 +48,15 @@ func (d *Doc) Encode() []byte {
 	}
 	b = binary.AppendUvarint(b, d.recorded)
 	b = d.appendPrior(b)
-	var hist []byte
-	if d.kind == Document && !d.deleted {
-		hist = d.keptHistory()
-	}
 	return appendBytes(b, hist)
+}
+
+// size is about how many bytes appendPrior writes of p (0 for none).
+func (p *prior) size() int {
+	if p == nil {
+		return 0
+	}
+	return 64 + len(p.amBytes) + 33*len(p.base) + 64*len(p.moved)
 }
 
 // appendPrior appends the Doc's prior epoch (a 0 when it has none).

@@ -77,7 +77,8 @@ type record struct {
 }
 
 func (r record) encode() []byte {
-	b := []byte{1, byte(r.typ)}
+	b := make([]byte, 0, 64+len(r.kv.Key)+len(r.kv.Value))
+	b = append(b, 1, byte(r.typ))
 	b = binary.AppendUvarint(b, uint64(len(r.kv.Key)))
 	b = append(b, r.kv.Key...)
 	b = binary.AppendUvarint(b, uint64(len(r.kv.Value)))
