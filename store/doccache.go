@@ -136,14 +136,38 @@ func (c *docCache) reset() {
 // gives the memory freed since the last writes back to the system.
 const reclaimIdle = 2 * time.Second
 
-// tablePagesPeriod is how often the reclaimer drops the pages of the tables
-// from the resident memory while writes go on: compactions read every table
-// they merge through its mapping, tens of MiB a second at 10,000 pods (when
-// badger also wrote new tables through their mappings, 45 MiB stayed resident
-// at the end of the updates with a period of 2 s). A release reads the
-// process's mappings and drops the tables' in one call (tablepages_linux.go):
-// 0.6 % of the CPU under pod updates at 50,000 pods.
+// tablePagesPeriod is how often the reclaimer may drop the pages of the
+// tables from the resident memory while writes go on: compactions read every
+// table they merge through its mapping, tens of MiB a second at 10,000 pods
+// (when badger also wrote new tables through their mappings, 45 MiB stayed
+// resident at the end of the updates with a period of 2 s). A release reads
+// the process's mappings and drops the tables' in one call
+// (tablepages_linux.go): 0.6 % of the CPU under pod updates at 50,000 pods.
+// It drops them only once a table was built since the last (tableReleases).
 const tablePagesPeriod = 500 * time.Millisecond
+
+// tableReleases decides, at each tablePagesPeriod tick, whether to drop the
+// tables' pages. Tables' pages pile up where tables are built: a flush or a
+// compaction (which also reads every table it merges) makes a table, and
+// badger numbers each new table above all before it. Reads map only the
+// blocks they touch; a release while no table was built would mostly drop
+// those, for the next reads to fault them back in, 4 % of the store's CPU
+// under kube-apiserver when every period released (Table.block).
+type tableReleases struct {
+	rev    int64  // the revision at the last release
+	newest uint64 // the newest table then
+}
+
+// due records a tick at which the store's revision is rev and its newest
+// table newest, and reports whether to release now: after writes, once a
+// table was built since the last release.
+func (r *tableReleases) due(rev int64, newest uint64) bool {
+	if rev == r.rev || newest == r.newest {
+		return false
+	}
+	r.rev, r.newest = rev, newest
+	return true
+}
 
 // reclaimIdleLast is the longest idle time after which the reclaimer returns
 // memory once more: badger lets its pooled table-builder buffers go one every
@@ -168,7 +192,7 @@ func (s *Store) runReclaimer() {
 	defer pages.Stop()
 	idle := newIdleSchedule(s.Rev())
 	tables := s.tablePagesDir()
-	released := s.Rev()
+	releases := tableReleases{rev: s.Rev(), newest: s.newestTable()}
 	for {
 		select {
 		case <-s.closing:
@@ -178,8 +202,7 @@ func (s *Store) runReclaimer() {
 			// the CPU of a run of first edits; the idle schedule trims.
 			runtime.GC()
 		case <-pages.C:
-			if rev := s.Rev(); rev != released {
-				released = rev
+			if releases.due(s.Rev(), s.newestTable()) {
 				s.releaseTablePages(tables)
 			}
 		case <-tick.C:
@@ -202,6 +225,15 @@ func (s *Store) releaseTablePages(dir string) {
 	if _, err := releaseTablePages(s.db, dir); err != nil {
 		s.log.Debug("keeping table pages resident", "err", err)
 	}
+}
+
+// newestTable returns the ID of the store's newest table (0: none).
+func (s *Store) newestTable() uint64 {
+	var newest uint64
+	for _, id := range s.db.TableIDs() {
+		newest = max(newest, id)
+	}
+	return newest
 }
 
 // tablePagesDir is the directory whose table pages the reclaimer releases, as

@@ -26,3 +26,26 @@ func TestIdleSchedule(t *testing.T) {
 		}
 	}
 }
+
+// TestTableReleases checks when the tables' pages are dropped while writes go
+// on: only after writes, and only once a table was built since the last drop.
+func TestTableReleases(t *testing.T) {
+	r := tableReleases{rev: 10, newest: 3}
+	for i, tick := range []struct {
+		rev    int64
+		newest uint64
+		want   bool
+	}{
+		{10, 3, false}, // nothing happened
+		{12, 3, false}, // writes, no table built: reads' pages stay
+		{12, 4, true},  // a flush
+		{12, 5, false}, // a compaction, no write since: the idle schedule's
+		{13, 5, true},
+		{14, 5, false},
+		{15, 7, true},
+	} {
+		if got := r.due(tick.rev, tick.newest); got != tick.want {
+			t.Fatalf("tick %d (rev %d, newest table %d): due = %v, want %v", i, tick.rev, tick.newest, got, tick.want)
+		}
+	}
+}
