@@ -248,12 +248,14 @@ func (s *Store) show(f *flight) {
 		s.prepViews.renew(s.newView())
 	}
 	s.mu.Lock()
-	// Durable entries keep no state in memory: reads find it in badger, or,
-	// the committer's, in the flight's writes until it lands (batchReads).
+	// Durable entries keep no state in the index: reads find it in the
+	// record cache, which is offered it now, or in badger, or, the
+	// committer's, in the flight's writes until it lands (batchReads).
 	for _, ki := range f.cached {
 		for i := range ki.versions {
-			if ki.versions[i].rev.main <= f.rev {
-				ki.versions[i].kv = nil
+			if v := &ki.versions[i]; v.rev.main <= f.rev && v.kv != nil {
+				s.records.put(v.rev, *v.kv)
+				v.kv = nil
 			}
 		}
 	}

@@ -273,9 +273,15 @@ func TestPublishedPrevKV(t *testing.T) {
 
 // TestBatchReadsSeeFlight: the committer's reads, through a view taken before
 // a flight was synced, find the flight's documents and revision records among
-// its writes once the index has let their states go.
+// its writes once the index has let their states go (and no record cache
+// holds them).
 func TestBatchReadsSeeFlight(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Site, cfg.RecordCacheBytes = t.TempDir(), "test", 0
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	defer s.Close()
 	put(t, s, "k", `{"a":"1"}`)
 	reads := &batchReads{s: s}

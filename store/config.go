@@ -40,6 +40,11 @@ type Config struct {
 	// cached decodes its document from badger. It also bounds the automerge
 	// memory let go before Go's garbage collector is asked to free it.
 	DocCacheBytes int64
+	// RecordCacheBytes bounds the states of recent revisions kept in memory,
+	// in bytes (recordcache.go): those just written and those reads found in
+	// badger, which the reads that follow then take from memory. 0 keeps
+	// none.
+	RecordCacheBytes int64
 	// RebaseEdits is how many field edits a document's history may hold before the
 	// store restarts it from the current value (crdt.Doc.Rebase), so steadily
 	// updated objects stay small. 0 never rebases.
@@ -57,8 +62,8 @@ type Config struct {
 	// default, 64 MiB, fits a 2 GB edge node beside kube-apiserver; on a server,
 	// 256 MiB buys fewer flushes (faster writes under many clients); on a 1 GB box,
 	// 32 MiB. It does not bound the key index (about 150 bytes a key and
-	// revision kept), the document cache (DocCacheBytes) or the watch window
-	// (watch.Config). A memtable also bounds one badger transaction (15% of
+	// revision kept), the document cache (DocCacheBytes), the record cache
+	// (RecordCacheBytes) or the watch window (watch.Config). A memtable also bounds one badger transaction (15% of
 	// it), so a smaller budget makes large commits take the slower
 	// crash-consistent path in parts (commit.go).
 	MemoryBudget int64
@@ -113,6 +118,11 @@ type Config struct {
 // live, so each MiB here costs about two of resident memory.
 const DefaultDocCacheBytes = 8 << 20
 
+// DefaultRecordCacheBytes is the record cache's default budget
+// (Config.RecordCacheBytes): about 7,000 states of a few hundred bytes, or
+// 700 pods.
+const DefaultRecordCacheBytes = 2 << 20
+
 // DefaultMaxConflicts is how many conflict records a store keeps by default.
 const DefaultMaxConflicts = 10000
 
@@ -134,6 +144,7 @@ func DefaultConfig() Config {
 		SizeCheckInterval:  time.Second,
 		LeaseTakeover:      time.Minute,
 		DocCacheBytes:      DefaultDocCacheBytes,
+		RecordCacheBytes:   DefaultRecordCacheBytes,
 		RebaseEdits:        64,
 		MaxBatch:           1000,
 		MaxConflicts:       DefaultMaxConflicts,
@@ -158,8 +169,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("store: config: MinLeaseTTL %d < 1", c.MinLeaseTTL)
 	case c.LeaseCheckInterval <= 0 || c.GCInterval <= 0 || c.SizeCheckInterval <= 0:
 		return errors.New("store: config: LeaseCheckInterval, GCInterval and SizeCheckInterval must be positive")
-	case c.DocCacheBytes < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
-		return errors.New("store: config: DocCacheBytes and RebaseEdits must be >= 0 and MaxBatch >= 1")
+	case c.DocCacheBytes < 0 || c.RecordCacheBytes < 0 || c.MaxBatch < 1 || c.RebaseEdits < 0:
+		return errors.New("store: config: DocCacheBytes, RecordCacheBytes and RebaseEdits must be >= 0 and MaxBatch >= 1")
 	case c.KubePrefix != "" && !strings.HasSuffix(c.KubePrefix, "/"):
 		return fmt.Errorf("store: config: KubePrefix %q must end in /", c.KubePrefix)
 	case c.MaxConflicts < 1:

@@ -38,6 +38,7 @@ type Store struct {
 	// by the committer.
 	conflictSeq uint64
 	docs        *docCache // decoded key documents
+	records     *recordCache
 	fail        error     // set when a commit failed: the store refuses further writes
 	reqs        chan *request
 	crs         *kube.CustomResources // merge units of custom resources (crd.go)
@@ -103,8 +104,13 @@ func Open(cfg Config) (*Store, error) {
 	if err := checkTables(opts); err != nil {
 		return nil, err
 	}
+	records, err := newRecordCache(cfg.RecordCacheBytes)
+	if err != nil {
+		return nil, err
+	}
 	db, err := badger.Open(opts)
 	if err != nil {
+		records.close()
 		return nil, fmt.Errorf("store: open %s: %w", cfg.Dir, err)
 	}
 	s := &Store{
@@ -114,6 +120,7 @@ func Open(cfg Config) (*Store, error) {
 		metrics:   newMetrics(cfg.Registerer),
 		idx:       newIndex(),
 		docs:      newDocCache(cfg.DocCacheBytes),
+		records:   records,
 		reqs:      make(chan *request, cfg.MaxBatch),
 		leases:    newLeases(),
 		vv:        make(map[string]uint64),
@@ -177,6 +184,7 @@ func (s *Store) Close() error {
 		close(s.closing)
 		s.wg.Wait()
 		s.prepViews.close()
+		s.records.close()
 		err = s.db.Close()
 	})
 	return err
@@ -326,7 +334,7 @@ func (s *Store) rangeCommitted(key []byte, opts RangeOptions) (RangeResult, erro
 		return RangeResult{}, ErrClosed
 	}
 	defer s.prepViews.release(txn)
-	res.KVs, err = readVersions(vers, func(v *version) (KeyValue, error) { return kvIn(txn, v) })
+	res.KVs, err = readVersions(vers, func(v *version) (KeyValue, error) { return s.kvIn(txn, v) })
 	return res, err
 }
 
@@ -389,15 +397,20 @@ func readVersions(vers []version, kv func(*version) (KeyValue, error)) ([]KeyVal
 }
 
 // kvIn returns the state an index entry names: its own while it is not yet
-// durable, else its revision record's, read through txn.
-func kvIn(txn *badger.Txn, v *version) (KeyValue, error) {
+// durable, else its revision record's, from the record cache or read through
+// txn.
+func (s *Store) kvIn(txn *badger.Txn, v *version) (KeyValue, error) {
 	if v.kv != nil {
 		return *v.kv, nil
+	}
+	if kv, ok := s.records.get(v.rev); ok {
+		return kv, nil
 	}
 	rec, err := readRecordIn(txn, v.rev)
 	if err != nil {
 		return KeyValue{}, fmt.Errorf("store: read revision %d.%d: %w", v.rev.main, v.rev.sub, err)
 	}
+	s.records.put(v.rev, rec.kv)
 	return rec.kv, nil
 }
 
@@ -409,7 +422,7 @@ func (s *Store) kvOf(v *version) (KeyValue, error) {
 	var kv KeyValue
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		kv, err = kvIn(txn, v)
+		kv, err = s.kvIn(txn, v)
 		return err
 	})
 	return kv, err

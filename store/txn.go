@@ -99,7 +99,7 @@ func (b *batchReads) kv(v *version) (KeyValue, error) {
 			return rec.kv, err
 		}
 	}
-	return kvIn(b.view(), v)
+	return b.s.kvIn(b.view(), v)
 }
 
 // close lets the view go; the next read takes a new one.
