@@ -39,7 +39,7 @@ type Store struct {
 	conflictSeq uint64
 	docs        *docCache // decoded key documents
 	records     *recordCache
-	fail        error     // set when a commit failed: the store refuses further writes
+	fail        error // set when a commit failed: the store refuses further writes
 	reqs        chan *request
 	crs         *kube.CustomResources // merge units of custom resources (crd.go)
 	crdGen      atomic.Uint64         // counts changes of crs, for prepared documents (prepare.go)
