@@ -37,9 +37,9 @@ type Store struct {
 	// conflictSeq numbers the last conflict record written (conflict.go); owned
 	// by the committer.
 	conflictSeq uint64
-	docs        *docCache // decoded key documents
-	records     *recordCache
-	fail        error // set when a commit failed: the store refuses further writes
+	docs        *docCache    // decoded key documents
+	records     *recordCache // states of recent revisions (recordcache.go)
+	fail        error        // set when a commit failed: the store refuses further writes
 	reqs        chan *request
 	crs         *kube.CustomResources // merge units of custom resources (crd.go)
 	crdGen      atomic.Uint64         // counts changes of crs, for prepared documents (prepare.go)
