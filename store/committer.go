@@ -238,9 +238,8 @@ func (s *Store) start(f *flight) *flight {
 // readers see, the CRDs it wrote are observed (so a batch applied meanwhile
 // may have cut custom resources by the schemas before it, as a site that
 // learns the CRD later does), its events are published and its requests are
-// answered. What
-// it touches is the readers' (under mu, or safe for concurrent use), never
-// the committer's own state; land does the rest.
+// answered. What it touches is the readers' (under mu, or safe for concurrent
+// use), never the committer's own state; land does the rest.
 func (s *Store) show(f *flight) {
 	if f.wrote != nil {
 		// A view of this commit first, then its revision: a reader of the
@@ -276,8 +275,9 @@ func (s *Store) show(f *flight) {
 }
 
 // land ends a flight whose commit returned err, in the committer: a durable
-// one, already shown, has its documents settle in the cache; on failure the store refuses further writes
-// and the flight's requests are answered with the failure.
+// one, already shown, has its documents settle in the cache; on failure the
+// store refuses further writes and the flight's requests are answered with
+// the failure.
 func (s *Store) land(f *flight, err error) {
 	s.metrics.batch(len(f.batch))
 	if err != nil { // not shown

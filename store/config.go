@@ -63,9 +63,10 @@ type Config struct {
 	// 256 MiB buys fewer flushes (faster writes under many clients); on a 1 GB box,
 	// 32 MiB. It does not bound the key index (about 150 bytes a key and
 	// revision kept), the document cache (DocCacheBytes), the record cache
-	// (RecordCacheBytes) or the watch window (watch.Config). A memtable also bounds one badger transaction (15% of
-	// it), so a smaller budget makes large commits take the slower
-	// crash-consistent path in parts (commit.go).
+	// (RecordCacheBytes) or the watch window (watch.Config). A memtable also
+	// bounds one badger transaction (15% of it), so a smaller budget makes
+	// large commits take the slower crash-consistent path in parts
+	// (commit.go).
 	MemoryBudget int64
 	// QuotaBackendBytes is the space quota (etcd's --quota-backend-bytes): 0 means
 	// DefaultQuotaBytes (2 GiB, as etcd), negative means none. See quota.go for

@@ -15,8 +15,9 @@
 // where badger does not hold them yet, and begins a transaction only once the
 // one before it has ended: commits land in order, each shown (answered,
 // published, its revision readable) as soon as it is durable, and a batch
-// applied on a commit that fails fails with it (committer.go). Reads never wait for a
-// commit under way: they read through a view of the last one that landed.
+// applied on a commit that fails fails with it (committer.go). Reads never
+// wait for a commit under way: they read through a view of the last one that
+// landed.
 //
 // What a write costs that can be paid before it
 // runs there is paid in the writer's goroutine: Write runs the request dry against
