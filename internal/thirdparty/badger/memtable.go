@@ -587,6 +587,9 @@ func (lf *logFile) open(path string, flags int, fsize int64) error {
 		return y.Wrapf(ferr, "while opening file: %s", path)
 	}
 	lf.size.Store(uint32(len(lf.Data)))
+	if ferr == z.NewFile {
+		return ferr // bootstrap set the data key and base IV it wrote
+	}
 
 	if lf.size.Load() < vlogHeaderSize {
 		// Every vlog file should have at least vlogHeaderSize. If it is less than vlogHeaderSize
@@ -644,10 +647,14 @@ func (lf *logFile) bootstrap() error {
 	lf.baseIV = buf[8:]
 	y.AssertTrue(len(lf.baseIV) == 12)
 
-	// Copy over to the logFile.
-	y.AssertTrue(vlogHeaderSize == copy(lf.Data[0:], buf))
-
-	// Zero out the next entry.
-	lf.zeroNextEntry()
+	// Write the header, and zeros where the first entry goes, with pwrite(2)
+	// rather than through the new file's mapping: the mapping's first fault
+	// reads ahead a window of the sparse file, zero-filling its pages, a few
+	// milliseconds in the write path of every memtable switch.
+	head := make([]byte, vlogHeaderSize+maxHeaderSize)
+	copy(head, buf)
+	if _, err := lf.Fd.WriteAt(head, 0); err != nil {
+		return y.Wrapf(err, "Error while writing the header of logfile %s", lf.path)
+	}
 	return nil
 }
