@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"unsafe"
 
 	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
@@ -190,12 +191,40 @@ func maybeCustom(fields map[string]string) bool {
 }
 
 // flattener cuts src into fields. Leaves and names are substrings of text,
-// one copy of src, so that a field costs the allocation of its key alone.
+// one copy of src, and keys are written in the flattener's keys, so that a
+// field costs no allocation of its own.
 type flattener struct {
 	src    []byte
 	text   string // src as a string
 	pos    int
 	fields map[string]string
+	keys   *keyArena
+}
+
+// keyArena holds the keys of one flatten's fields, written one after another
+// into a few large buffers: a field's key lives as long as the fields, and a
+// string of its own each was a tenth of flatten's time, with the collector's
+// share.
+type keyArena struct{ buf []byte }
+
+// key returns the concatenation of parts. Its bytes are never written again:
+// later keys go after it, or into a new buffer once this one is full.
+func (a *keyArena) key(parts ...string) string {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	if n == 0 {
+		return ""
+	}
+	if cap(a.buf)-len(a.buf) < n {
+		a.buf = make([]byte, 0, max(n, 2048))
+	}
+	start := len(a.buf)
+	for _, p := range parts {
+		a.buf = append(a.buf, p...)
+	}
+	return unsafe.String(&a.buf[start], n)
 }
 
 // newFlattener returns a flattener of body, from its start.
@@ -203,7 +232,8 @@ func newFlattener(body []byte) flattener {
 	// About one field per 25 bytes of a pod: sized so, the map seldom grows
 	// (growing it was a twelfth of flatten's time). Capped, as the map is kept
 	// with the Doc: an object of a few long fields would hold empty slots.
-	return flattener{src: body, text: string(body), fields: make(map[string]string, min(len(body)/24, 256))}
+	return flattener{src: body, text: string(body), fields: make(map[string]string, min(len(body)/24, 256)),
+		keys: &keyArena{buf: make([]byte, 0, min(2*len(body), 8192))}}
 }
 
 func (p *flattener) peek() byte {
@@ -228,11 +258,11 @@ func (p *flattener) object(path string, n kube.Node) bool {
 			break
 		}
 		names = append(names, name)
-		if !p.member(leafPrefix+path+"/"+kube.EscapeSegment(name), n.Member(name)) {
+		if !p.member(p.keys.key(leafPrefix, path, "/", kube.EscapeSegment(name)), n.Member(name)) {
 			return false
 		}
 	}
-	p.fields[orderPrefix+path] = strings.Join(names, orderSep)
+	p.fields[p.keys.key(orderPrefix, path)] = strings.Join(names, orderSep)
 	return true
 }
 
@@ -312,7 +342,7 @@ func (p *flattener) list(path string, n kube.Node, shape kube.Shape, keys []stri
 		names = append(names, name)
 	}
 	p.pos++ // ']'
-	p.fields[listPrefix+path] = strings.Join(names, orderSep)
+	p.fields[p.keys.key(listPrefix, path)] = strings.Join(names, orderSep)
 	return true
 }
 
@@ -360,7 +390,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 			return "", false
 		}
 		name := p.text[start:p.pos]
-		p.fields[leafPrefix+path+"/"+kube.EscapeSegment(name)] = name
+		p.fields[p.keys.key(leafPrefix, path, "/", kube.EscapeSegment(name))] = name
 		return name, true
 	}
 	if p.peek() != '{' {
@@ -368,9 +398,9 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 	}
 	if name, ok := p.keyName(el, keys); ok {
 		// Named before it is parsed: its fields go straight to their places.
-		return name, p.object(path+"/"+kube.EscapeSegment(name), el)
+		return name, p.object(p.keys.key(path, "/", kube.EscapeSegment(name)), el)
 	}
-	obj := flattener{src: p.src, text: p.text, pos: p.pos, fields: make(map[string]string)}
+	obj := flattener{src: p.src, text: p.text, pos: p.pos, fields: make(map[string]string), keys: p.keys}
 	if !obj.object("", el) {
 		return "", false
 	}
@@ -381,7 +411,7 @@ func (p *flattener) element(path string, el kube.Node, shape kube.Shape, keys []
 	}
 	prefix := path + "/" + kube.EscapeSegment(name)
 	for k, v := range obj.fields {
-		p.fields[k[:1]+prefix+k[1:]] = v
+		p.fields[p.keys.key(k[:1], prefix, k[1:])] = v
 	}
 	return name, true
 }
@@ -456,6 +486,11 @@ func elementName(fields map[string]string, path string, el kube.Node, keys []str
 // skipString moves past a string token; the input is already known to be valid JSON.
 func (p *flattener) skipString() {
 	p.pos++
+	// Most strings hold no escapes: find the closing quote at once.
+	if end := bytes.IndexByte(p.src[p.pos:], '"'); end >= 0 && bytes.IndexByte(p.src[p.pos:p.pos+end], '\\') < 0 {
+		p.pos += end + 1
+		return
+	}
 	for p.src[p.pos] != '"' {
 		if p.src[p.pos] == '\\' {
 			p.pos++
