@@ -36,6 +36,7 @@ type history struct {
 	maxOp uint64
 	seqs  map[string]lastChange // each actor's last change
 	at    map[string]opRef      // each field's visible operation
+	keys  []string              // at's keys, sorted
 	// body is the saved form of a never-saved body's change (bodyHistory):
 	// the change packed as packChanges makes it, until an edit saves it.
 	// It is made with the history, so that Doc.Prepare pays for the packing
@@ -74,7 +75,7 @@ func bodyHistory(fields map[string]string, site string) *history {
 	if err != nil {
 		return nil // not a change this package can read: no history
 	}
-	h := &history{seqs: map[string]lastChange{}, at: make(map[string]opRef, len(fields)), body: saved}
+	h := &history{seqs: map[string]lastChange{}, at: make(map[string]opRef, len(fields)), keys: make([]string, 0, len(fields)), body: saved}
 	h.take(c, hash)
 	return h
 }
@@ -137,9 +138,17 @@ func (h *history) continuedBy(c *amChange, first bool) bool {
 // take moves the history past c, whose hash is hash.
 func (h *history) take(c *amChange, hash automerge.ChangeHash) {
 	for i, op := range c.ops {
-		if op.del {
+		_, held := h.at[op.key]
+		switch {
+		case op.del && held:
 			delete(h.at, op.key)
-		} else {
+			j, _ := slices.BinarySearch(h.keys, op.key)
+			h.keys = slices.Delete(h.keys, j, j+1)
+		case !op.del:
+			if !held {
+				j, _ := slices.BinarySearch(h.keys, op.key)
+				h.keys = slices.Insert(h.keys, j, op.key)
+			}
 			h.at[op.key] = opRef{ctr: c.startOp + uint64(i), actor: c.actor}
 		}
 	}

@@ -32,10 +32,9 @@ import (
 // actor (length, first counter, actor index): a body's fields, which an edit
 // mostly leaves alone, are one run.
 
-// appendHistory appends h, a one-branch history whose fields are fields (the
-// keys of h.at), in the form above.
-func appendHistory(b []byte, h *history, fields map[string]string) []byte {
-	keys := sortedKeys(fields)
+// appendHistory appends h, a one-branch history, in the form above.
+func appendHistory(b []byte, h *history) []byte {
+	keys := h.keys
 	b = appendStamp(b, h.epoch)
 	b = binary.AppendUvarint(b, uint64(h.edits))
 	b = binary.AppendUvarint(b, uint64(h.saved))
@@ -122,6 +121,7 @@ func readStoredHistory(b []byte, fields map[string]string) (h *history, ok bool)
 	if h.at, ok = readRuns(&r, keys, actors, h.maxOp); !ok {
 		return nil, false
 	}
+	h.keys = keys
 	return h, r.err == nil && len(r.b) == 0
 }
 
@@ -181,7 +181,7 @@ func sortedActors(seqs map[string]lastChange) []string {
 // never-saved body's, which its fields give again).
 func (d *Doc) keptHistory() []byte {
 	if h := d.currentHistory(); h != nil && !h.none && h.body == nil {
-		return appendHistory(nil, h, d.fields)
+		return appendHistory(nil, h)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"maps"
+	"slices"
 	"testing"
 )
 
@@ -170,5 +171,43 @@ func TestLinearRebaseAlike(t *testing.T) {
 	ns, _, err2 := slow.Put(benchPod(t, 41), Stamp{31, "w"})
 	if err1 != nil || err2 != nil || !bytes.Equal(nf.Data, ns.Data) || fast.Digest() != slow.Digest() {
 		t.Fatalf("next edits differ (%v, %v)", err1, err2)
+	}
+}
+
+// TestHistoryKeysFollowFields checks that a history's sorted keys stay its
+// fields' names while edits add and remove fields, in a Doc carried forward
+// and in one decoded from each record.
+func TestHistoryKeysFollowFields(t *testing.T) {
+	values := []string{`{"m":1}`, `{"m":1,"c":2,"x":{"y":1}}`, `{"b":3,"c":2}`, `{"a":0,"b":3,"z":[1]}`, `{"z":[1],"q":{"r":{"s":2}}}`, `{"m":2}`}
+	carried, stored, checked := new(Doc), []byte(nil), 0
+	for i, v := range values {
+		st := Stamp{uint64(i + 1), "a"}
+		if _, _, err := carried.Put([]byte(v), st); err != nil {
+			t.Fatal(err)
+		}
+		decoded := new(Doc)
+		if stored != nil {
+			var err error
+			if decoded, err = DecodeDoc(stored, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, _, err := decoded.Put([]byte(v), st); err != nil {
+			t.Fatal(err)
+		}
+		stored = decoded.Encode()
+		for name, d := range map[string]*Doc{"carried": carried, "decoded": decoded} {
+			h, ok := d.history()
+			if !ok {
+				continue // a create: no edit yet
+			}
+			if want := slices.Sorted(maps.Keys(h.at)); !slices.Equal(h.keys, want) {
+				t.Fatalf("value %d, %s: keys %q, want %q", i, name, h.keys, want)
+			}
+			checked++
+		}
+	}
+	if checked < 2*(len(values)-1) {
+		t.Fatalf("%d histories checked, want %d", checked, 2*(len(values)-1))
 	}
 }

@@ -36,7 +36,7 @@ func (d *Doc) HeapBytes() int {
 		n += len(d.built.saved)
 	}
 	if h := d.hist; h != nil {
-		n += len(h.body) + len(h.at)*heapPerField
+		n += len(h.body) + len(h.at)*heapPerField + cap(h.keys)*int(unsafe.Sizeof(""))
 	}
 	return n
 }
