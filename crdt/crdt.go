@@ -122,7 +122,8 @@ func (d *Doc) Digest() [32]byte {
 // Put writes a whole value as site st.Site at Lamport time st and returns the change
 // to ship. A put of the value already held returns ok=false: nothing to ship.
 func (d *Doc) Put(value []byte, st Stamp) (c Change, ok bool, err error) {
-	return d.put(jsonForm(value), nil, st)
+	form, _ := jsonForm(value)
+	return d.put(form, nil, st)
 }
 
 // PutPrepared is Put of a value PrepareValue cut with the Doc's schemas. A

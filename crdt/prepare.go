@@ -7,6 +7,7 @@ import "github.com/rhizome-kv/rhizome/crdt/kube"
 // than the writer's. It is used once, by PutPrepared.
 type Prepared struct {
 	json   []byte            // the value's JSON form (jsonForm)
+	valid  bool              // json is known to be valid JSON (jsonForm)
 	fields map[string]string // json cut by the schemas given; nil once used
 	isDoc  bool
 	// lazy says json is a document whatever the schemas (strictDocument)
@@ -22,12 +23,18 @@ type Prepared struct {
 // its JSON form, and whether and how it is a document. It reads nothing but
 // its arguments.
 func PrepareValue(value []byte, schemas Schemas) *Prepared {
-	return (&Prepared{json: jsonForm(value)}).cutAhead(schemas)
+	p := &Prepared{}
+	p.json, p.valid = jsonForm(value)
+	return p.cutAhead(schemas)
 }
 
 // cutAhead cuts p.json by schemas (PrepareValue) and returns p.
 func (p *Prepared) cutAhead(schemas Schemas) *Prepared {
-	p.fields, p.isDoc = flatten(p.json, schemas)
+	if p.valid {
+		p.fields, p.isDoc = flattenValid(p.json, schemas)
+	} else {
+		p.fields, p.isDoc = flatten(p.json, schemas)
+	}
 	p.setBuiltin(schemas)
 	return p
 }
@@ -38,7 +45,8 @@ func (p *Prepared) cutAhead(schemas Schemas) *Prepared {
 // only when an edit or a merge first needs them. Put to a document all the
 // same, the value is cut then.
 func PrepareNew(value []byte, schemas Schemas) *Prepared {
-	p := &Prepared{json: jsonForm(value)}
+	p := &Prepared{}
+	p.json, p.valid = jsonForm(value)
 	if !strictDocument(p.json) {
 		return p.cutAhead(schemas) // its JSON form made once
 	}
@@ -58,12 +66,13 @@ func (p *Prepared) setBuiltin(schemas Schemas) {
 
 // jsonForm is the value a Put writes: kube-apiserver's protobuf encoding
 // becomes the document its JSON encoding would have written, so both
-// encodings merge alike.
-func jsonForm(value []byte) []byte {
+// encodings merge alike. valid says the form is JSON encoding/json wrote,
+// which flatten need not check again.
+func jsonForm(value []byte) (form []byte, valid bool) {
 	if j, isKube := kube.ToJSON(value); isKube {
-		return j
+		return j, true
 	}
-	return value
+	return value, false
 }
 
 // cut returns flatten(value, schemas), taking p's fields when p was cut
