@@ -193,17 +193,20 @@ func testCompaction(t *testing.T, c *kube.Cluster) {
 	if err != nil {
 		t.Fatalf("resourceVersion %q is not an etcd revision: %v", last.rv, err)
 	}
+	// A watch from resourceVersion R starts at revision R+1, which etcd serves
+	// while it is the compacted revision itself: so wait until R+1 is
+	// compacted too, not R alone.
 	db := c.DatastoreClient(t)
-	waitFor(t, 3*c.Config.CompactionInterval+30*time.Second, "the datastore compacted past "+last.rv, func(ctx context.Context) (bool, string, error) {
+	waitFor(t, 3*c.Config.CompactionInterval+30*time.Second, "the datastore compacted past "+last.rv+"+1", func(ctx context.Context) (bool, string, error) {
 		key, err := db.Get(ctx, "compact_rev_key")
 		if err != nil {
 			return false, err.Error(), nil
 		}
-		_, err = db.Get(ctx, "/registry/"+last.k.gvr.Resource+"/"+ns+"/c1", clientv3.WithRev(rev))
+		_, err = db.Get(ctx, "/registry/"+last.k.gvr.Resource+"/"+ns+"/c1", clientv3.WithRev(rev+1))
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			return true, "", nil
 		}
-		return false, fmt.Sprintf("compact_rev_key %v; get at %d: %v", key.Kvs, rev, err), nil
+		return false, fmt.Sprintf("compact_rev_key %v; get at %d: %v", key.Kvs, rev+1, err), nil
 	})
 
 	gone := func(err error) bool { return apierrors.IsResourceExpired(err) || apierrors.IsGone(err) }
