@@ -12,9 +12,11 @@ import (
 // The committer is one goroutine that applies batches of requests in memory,
 // one after another, and makes each durable in one badger transaction. It
 // does not wait for a batch's fsync before applying the next: while batch N's
-// transaction is written and synced (a flight), batch N+1 is applied, reading
-// N's writes from the flight and older state from a view of the last durable
-// commit (batchReads). N+1's transaction is begun only once N's has ended, so
+// transaction is written and synced (a flight), batch N+1 is applied, taking
+// requests as they arrive until N's commit ends (so one commit carries all
+// that came during the one before: group commit), reading N's writes from the
+// flight and older state from a view of the last durable commit
+// (batchReads). N+1's transaction is begun only once N's has ended, so
 // commits land in order and one at a time, and N+1 fails if N did. Nothing of
 // a batch is shown before it is durable; once it is, the goroutine that wrote
 // it shows it at once, while N+1 may still be applied: its revision becomes
@@ -34,69 +36,44 @@ type flight struct {
 	writes []write           // what the commit writes (none: nothing to make durable)
 	wrote  map[string][]byte // writes by key, for the next batch's reads (nil value: deleted)
 	size   int64             // bytes of the requests' own writes
-	done   chan error        // the commit's result, sent once
+	err    error             // the commit's result, once done is closed
+	done   chan struct{}     // closed when the commit has ended
 }
 
-// result is the channel the flight's result arrives on; nil for no flight.
-func (f *flight) result() <-chan error {
+// ended is closed when the flight's commit has ended; nil for no flight.
+func (f *flight) ended() <-chan struct{} {
 	if f == nil {
 		return nil
 	}
 	return f.done
 }
 
+// end records the commit's result.
+func (f *flight) end(err error) {
+	f.err = err
+	close(f.done)
+}
+
 func (s *Store) runCommitter() {
 	defer s.wg.Done()
 	defer close(s.stopped)
-	var f *flight // the batch whose commit is under way, if any
-	land := func() {
-		if f != nil {
-			s.land(f, <-f.done)
-			f = nil
-		}
-	}
-	defer land()
+	c := &committer{s: s}
+	defer c.land()
+	var carried *request // a request the last batch could not take
 	for {
-		var batch []*request
-		select {
-		case r := <-s.reqs:
-			batch = append(batch, r)
-		case err := <-f.result():
-			s.land(f, err)
-			f = nil
-			continue
-		case <-s.closing:
-			// Drain what was queued before the close.
-			for {
-				select {
-				case r := <-s.reqs:
-					batch = []*request{r}
-				default:
-					return
-				}
-				for len(batch) > 0 {
-					land()
-					f, batch = s.takeOff(batch)
-				}
-			}
-		}
-	fill:
-		for len(batch) < s.cfg.MaxBatch {
+		r := carried
+		if r == nil {
 			select {
-			case r := <-s.reqs:
-				batch = append(batch, r)
-			default:
-				break fill
+			case r = <-s.reqs:
+			case <-c.f.ended():
+				c.land()
+				continue
+			case <-s.closing:
+				c.drain()
+				return
 			}
 		}
-		for len(batch) > 0 {
-			if batch[0].alone {
-				land() // it reads what is durable
-			}
-			next, rest := s.apply(batch, f)
-			land()
-			f, batch = s.start(next), rest
-		}
+		carried = c.commit(r)
 		if len(s.reqs) > 0 {
 			// The callers just acknowledged wait to run on this P, behind the
 			// next batch's apply and encode; let them reply first.
@@ -105,42 +82,119 @@ func (s *Store) runCommitter() {
 	}
 }
 
-// takeOff applies requests of a batch, no commit being under way, and starts
-// their commit; it returns the flight and the requests it left (see apply).
-func (s *Store) takeOff(batch []*request) (*flight, []*request) {
-	f, rest := s.apply(batch, nil)
-	return s.start(f), rest
+// committer is the committer goroutine's own state.
+type committer struct {
+	s *Store
+	f *flight // the batch whose commit is under way, if any
 }
 
-// apply applies requests of a batch in memory, reading the writes of prev (the
-// flight under way, or nil) where they are not yet durable: it stops taking
-// requests once their writes near what a transaction holds (batchBytes) and
-// returns those it left. The flight it returns holds the batch's writes,
-// documents encoded, and is not yet started.
-func (s *Store) apply(batch []*request, prev *flight) (f *flight, rest []*request) {
-	f = &flight{done: make(chan error, 1)}
-	dirty := make(map[string]*crdt.Doc)
-	reads := &batchReads{s: s}
-	if prev != nil {
-		reads.wrote = prev.wrote
+// land waits for the flight under way, if any, to end, and lands it.
+func (c *committer) land() {
+	if c.f != nil {
+		<-c.f.done
+		c.s.land(c.f)
+		c.f = nil
 	}
-	defer reads.close()
-	for i, r := range batch {
-		if f.size > s.batchBytes() || i > 0 && (r.alone || batch[0].alone) {
-			batch, rest = batch[:i], batch[i:]
-			break
+}
+
+// commit applies r and the requests queued behind it as the next batch
+// (gather), lands the flight under way and starts the batch's commit. It
+// returns the request the batch could not take, if any.
+func (c *committer) commit(r *request) (carried *request) {
+	if r.alone {
+		c.land() // it reads what is durable
+	}
+	next, carried := c.s.gather(r, c.f)
+	c.land()
+	c.f = c.s.start(next)
+	return carried
+}
+
+// drain commits, on close, what was queued before it.
+func (c *committer) drain() {
+	for {
+		var r *request
+		select {
+		case r = <-c.s.reqs:
+		default:
+			return
 		}
-		s.applyRequest(f, r, dirty, reads)
+		for r != nil {
+			r = c.commit(r)
+		}
 	}
-	f.batch = batch
-	for key, doc := range dirty {
+}
+
+// gather applies first and the requests queued behind it as one batch,
+// reading the writes of prev (the flight under way, or nil) where they are not
+// yet durable, and returns the batch's flight, not yet started. While prev is
+// in the air the batch keeps taking requests as they come, so the next commit
+// carries all that arrived during this one's (group commit); it stops once
+// prev's result is in, or its writes near what a transaction holds
+// (batchBytes), or it holds MaxBatch requests. A request it cannot take (one
+// that must be alone, or any after such a one) is returned, to begin the
+// next batch.
+func (s *Store) gather(first *request, prev *flight) (*flight, *request) {
+	b := s.newBatch(prev)
+	defer b.reads.close()
+	b.add(first)
+	for !first.alone && len(b.f.batch) < s.cfg.MaxBatch && b.f.size <= s.batchBytes() {
+		var r *request
+		select {
+		case r = <-s.reqs:
+		default:
+			if prev == nil {
+				return b.finish(), nil
+			}
+			select {
+			case r = <-s.reqs:
+			case <-prev.done:
+				return b.finish(), nil
+			}
+		}
+		if r.alone {
+			return b.finish(), r
+		}
+		b.add(r)
+	}
+	return b.finish(), nil
+}
+
+// batch is a flight being applied in memory.
+type batch struct {
+	s     *Store
+	f     *flight
+	dirty map[string]*crdt.Doc // documents the batch changed, by key
+	reads *batchReads
+}
+
+func (s *Store) newBatch(prev *flight) *batch {
+	b := &batch{s: s, f: &flight{done: make(chan struct{})},
+		dirty: make(map[string]*crdt.Doc), reads: &batchReads{s: s}}
+	if prev != nil {
+		b.reads.wrote = prev.wrote
+	}
+	return b
+}
+
+// add applies one request to the batch.
+func (b *batch) add(r *request) {
+	b.f.batch = append(b.f.batch, r)
+	b.s.applyRequest(b.f, r, b.dirty, b.reads)
+}
+
+// finish encodes the batch's documents and adds the store's own records to
+// its writes: the flight is ready to start.
+func (b *batch) finish() *flight {
+	s, f := b.s, b.f
+	for key, doc := range b.dirty {
 		enc := doc.Encode()
 		s.metrics.document(len(enc))
 		f.writes = append(f.writes, write{key: docKey([]byte(key)), value: enc})
 	}
 	f.rev = s.rev
 	if len(f.writes) == 0 || s.fail != nil {
-		return f, rest
+		return f
 	}
 	f.writes = append(f.writes,
 		write{key: metaRev, value: int64Bytes(s.rev)},
@@ -162,7 +216,7 @@ func (s *Store) apply(batch []*request, prev *flight) (f *flight, rest []*reques
 			f.wrote[string(w.key)] = nil
 		}
 	}
-	return f, rest
+	return f
 }
 
 // applyRequest runs a request's functions, each its own revision, adding what
@@ -207,17 +261,17 @@ func (s *Store) applyRequest(f *flight, r *request, dirty map[string]*crdt.Doc, 
 	r.prep = nil
 }
 
-// start begins f's commit, which sends its result on f.done: at once when
+// start begins f's commit, which ends (flight.end) at once when
 // there is nothing to write or the store has failed, else once badger has
 // made the writes durable and they are shown (show). The flight before f must
 // have landed.
 func (s *Store) start(f *flight) *flight {
 	switch {
 	case s.fail != nil:
-		f.done <- s.fail
+		f.end(s.fail)
 	case f.wrote == nil:
 		s.show(f)
-		f.done <- nil
+		f.end(nil)
 	default:
 		s.unmeasured.Add(f.size)
 		go func() {
@@ -227,7 +281,7 @@ func (s *Store) start(f *flight) *flight {
 			if err == nil {
 				s.show(f)
 			}
-			f.done <- err
+			f.end(err)
 		}()
 	}
 	return f
@@ -274,13 +328,13 @@ func (s *Store) show(f *flight) {
 	}
 }
 
-// land ends a flight whose commit returned err, in the committer: a durable
+// land ends a flight whose commit has ended, in the committer: a durable
 // one, already shown, has its documents settle in the cache; on failure the
 // store refuses further writes and the flight's requests are answered with
 // the failure.
-func (s *Store) land(f *flight, err error) {
+func (s *Store) land(f *flight) {
 	s.metrics.batch(len(f.batch))
-	if err != nil { // not shown
+	if err := f.err; err != nil { // not shown
 		if s.fail == nil {
 			s.fail = fmt.Errorf("store: commit: %w", err)
 			s.log.Error("commit failed; refusing further writes", "err", err)

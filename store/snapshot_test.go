@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"sync"
 	"testing"
 	"time"
 )
@@ -175,17 +174,19 @@ func TestSnapshotInstallAlone(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The committer waits while applying x, so that k and the install queue
+	// behind it: x's batch takes k but must leave the install, which reads
+	// what is durable, to a batch of its own after x's and k's commit.
 	held, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	c.cfg.Failpoint = func(name string) error { // the committer waits in its first commit
-		if name == FailpointBeforeCommit {
-			once.Do(func() { close(held); <-release })
-		}
-		return nil
-	}
 	errs := make(chan error, 3)
-	write := func(k string) {
-		_, err := c.Update(ctx, func(tx *WriteTxn) error { return tx.Put([]byte(k), []byte(`{"n":1}`), 0) })
+	write := func(k string, hold bool) {
+		_, err := c.Update(ctx, func(tx *WriteTxn) error {
+			if hold {
+				close(held)
+				<-release
+			}
+			return tx.Put([]byte(k), []byte(`{"n":1}`), 0)
+		})
 		errs <- err
 	}
 	queued := func(n int) {
@@ -193,9 +194,9 @@ func TestSnapshotInstallAlone(t *testing.T) {
 			time.Sleep(time.Millisecond)
 		}
 	}
-	go write("x")
+	go write("x", true)
 	<-held
-	go write("k")
+	go write("k", false)
 	queued(1)
 	go func() { errs <- c.InstallSnapshot(ctx, snap) }()
 	queued(2)

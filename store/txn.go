@@ -372,7 +372,11 @@ func (tx *WriteTxn) stamp() crdt.Stamp {
 // lease its key is attached to.
 func (tx *WriteTxn) logChange(key []byte, lease int64, c crdt.Change) {
 	site := tx.s.origin
-	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, c.Encode())
+	var change []byte
+	if tx.s.cfg.Replicated { // alone, nothing is logged (recordWithLease)
+		change = c.Encode()
+	}
+	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, change)
 }
 
 // record adds a change to the change log and the version vector.

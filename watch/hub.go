@@ -189,7 +189,10 @@ func (h *Hub) trim() {
 		h.bytes -= eventBytes(h.window[cut])
 		cut++
 	}
-	h.window = append([]store.Event(nil), h.window[cut:]...)
+	// A new array (readers may hold parts of the old one), with room to
+	// double before the next trim, so publishes do not regrow it meanwhile.
+	kept := h.window[cut:]
+	h.window = append(make([]store.Event, 0, 2*len(kept)+1), kept...)
 }
 
 // eventBytes is what an event holds in memory, roughly: keys and values.
