@@ -21,6 +21,7 @@ import (
 	"gonum.org/v1/plot/vg/vgimg"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	crdtkube "github.com/rhizome-kv/rhizome/crdt/kube"
 	"github.com/rhizome-kv/rhizome/internal/kube"
 )
 
@@ -149,7 +150,7 @@ func sameRegistry(ctx context.Context, clis []*clientv3.Client) (bool, error) {
 			}
 			states[i] = make(map[string]string, len(res.Kvs))
 			for _, kv := range res.Kvs {
-				states[i][string(kv.Key)] = string(kv.Value)
+				states[i][string(kv.Key)] = string(crdtkube.Canonical(kv.Value))
 			}
 		})
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/jonboulle/clockwork"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 	"github.com/rhizome-kv/rhizome/internal/netdelay"
 	"github.com/rhizome-kv/rhizome/internal/testbin"
 )
@@ -660,7 +661,7 @@ func sameData(ctx context.Context, clis []*clientv3.Client, prefix string) (bool
 			}
 			held[i] = make(map[string]string, len(resp.Kvs))
 			for _, kv := range resp.Kvs {
-				held[i][string(kv.Key)] = string(kv.Value)
+				held[i][string(kv.Key)] = string(kube.Canonical(kv.Value))
 			}
 		})
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/dgraph-io/badger/v4"
 
 	"github.com/rhizome-kv/rhizome/crdt"
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // This file is the seam the sync layer sees: the version vector, the change log, and
@@ -289,8 +290,9 @@ func (s *Store) Digest() ([32]byte, error) {
 	for _, kv := range res.KVs {
 		binary.Write(h, binary.BigEndian, uint32(len(kv.Key)))
 		h.Write(kv.Key)
-		binary.Write(h, binary.BigEndian, uint32(len(kv.Value)))
-		h.Write(kv.Value)
+		value := kube.Canonical(kv.Value)
+		binary.Write(h, binary.BigEndian, uint32(len(value)))
+		h.Write(value)
 	}
 	var sum [32]byte
 	h.Sum(sum[:0])

@@ -173,6 +173,14 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		tx.s.metrics.opaqueKubeValue()
 	}
 	v, _ := doc.Value()
+	if doc.Kind() != crdt.Register && kube.IsProtobuf(value) {
+		// kube-apiserver's protobuf is served as it was written while the
+		// document holds just that object (until a merge changes it, when its
+		// JSON form is): the apiserver compares the object it would store with
+		// the bytes it read, so an update that changes nothing is no write, as
+		// on etcd. The record before may hold either form: prev_kv reads it.
+		v, old = value, nil
+	}
 	return tx.indexPutFrom(tx.s.idx.getOrCreate(key), v, lease, old)
 }
 

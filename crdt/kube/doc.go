@@ -2,8 +2,11 @@
 //
 // Encoding: objects that kube-apiserver stored in its binary protobuf encoding
 // become the JSON that its JSON encoding would have stored (ToJSON), so that both
-// encodings become the same mergeable document. kube-apiserver decodes JSON from
-// storage whatever media type it writes, so it reads these values back.
+// encodings become the same mergeable document. A site serves the protobuf as
+// written while the object is its own last write (so kube-apiserver's check that
+// an update changed nothing compares equal bytes), and the document's JSON once a
+// merge has changed it: kube-apiserver decodes either from storage whatever media
+// type it writes. Sites compare values in the JSON form (Canonical).
 //
 // Merge units: Object returns, for a built-in kind, the root of its
 // structured-merge-diff schema as server-side apply uses it (client-go's

@@ -46,6 +46,17 @@ func ToJSON(value []byte) (out []byte, ok bool) {
 	return buf.Bytes(), true
 }
 
+// Canonical is the form two sites compare a value in: a site serves a
+// built-in object kube-apiserver wrote in protobuf as written until a merge
+// changes it, and as its JSON storage form after, so a protobuf value is
+// compared as that JSON; any other value is itself.
+func Canonical(value []byte) []byte {
+	if j, ok := ToJSON(value); ok {
+		return j
+	}
+	return value
+}
+
 // Decode reads a built-in object from its JSON storage form (what ToJSON
 // returns, or what kube-apiserver's JSON encoding stored) into a typed object,
 // as kube-apiserver's JSON serializer unmarshals (case-sensitive field names),

@@ -103,6 +103,7 @@ func scenarios() []scenario {
 		{"crd", testCRD},
 		{"events", testEvents},
 		{"compaction", testCompaction},
+		{"noop-update", testNoOpUpdate},
 		{"health", testHealth},
 	}
 }

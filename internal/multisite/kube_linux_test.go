@@ -17,6 +17,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	crdtkube "github.com/rhizome-kv/rhizome/crdt/kube"
 	"github.com/rhizome-kv/rhizome/internal/kube"
 	"github.com/rhizome-kv/rhizome/internal/netdelay"
 )
@@ -519,7 +520,7 @@ func storeDiff(ctx context.Context, sites []*kubeSite) (string, error) {
 			}
 			states[i] = map[string]string{}
 			for _, kv := range res.Kvs {
-				states[i][string(kv.Key)] = string(kv.Value)
+				states[i][string(kv.Key)] = string(crdtkube.Canonical(kv.Value))
 			}
 		})
 	}
