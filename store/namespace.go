@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+
+	"github.com/rhizome-kv/rhizome/crdt/kube"
 )
 
 // Kubernetes' namespace rule across sites: a namespace's deletion beats objects
@@ -71,7 +73,7 @@ func (s *Store) namespaceOf(key, value []byte) string {
 			Namespace string `json:"namespace"`
 		} `json:"metadata"`
 	}
-	if json.Unmarshal(value, &obj) != nil || obj.Metadata.Namespace != ns {
+	if json.Unmarshal(kube.Canonical(value), &obj) != nil || obj.Metadata.Namespace != ns {
 		return ""
 	}
 	return ns

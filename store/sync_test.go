@@ -198,14 +198,19 @@ const (
 // while an object is created in it at another leaves neither, whichever way the
 // changes travel first; cluster-scoped keys and other namespaces stay.
 func TestNamespaceDeletionBeatsConcurrentCreates(t *testing.T) {
-	for _, first := range []string{"a", "b"} {
-		t.Run("first to "+first, func(t *testing.T) {
+	for _, tc := range []struct{ first, encoding string }{{"a", "json"}, {"b", "json"}, {"a", "protobuf"}, {"b", "protobuf"}} {
+		first := tc.first
+		t.Run("first to "+first+" "+tc.encoding, func(t *testing.T) {
+			cm := kubeObj("ConfigMap", "ns", "cm")
+			if tc.encoding == "protobuf" { // kube-apiserver's default: served as written
+				cm = string(protobufConfigMap(t, "ns", map[string]string{"k": "v"}))
+			}
 			a, b := openSite(t, "a", nil), openSite(t, "b", nil)
 			put(t, a, nsKey, kubeObj("Namespace", "", "ns"))
 			put(t, a, "/registry/namespaces/other", kubeObj("Namespace", "", "other"))
 			exchange(t, a, b)
 			del(t, a, nsKey)
-			put(t, b, cmKey, kubeObj("ConfigMap", "ns", "cm"))
+			put(t, b, cmKey, cm)
 			put(t, b, clusterKey, kubeObj("Thing", "", "thing"))
 			put(t, b, crKey, kubeObj("Widget", "ns", "w"))
 			put(t, b, otherKey, kubeObj("ConfigMap", "other", "cm"))

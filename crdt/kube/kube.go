@@ -57,11 +57,18 @@ func Canonical(value []byte) []byte {
 	return value
 }
 
-// Decode reads a built-in object from its JSON storage form (what ToJSON
-// returns, or what kube-apiserver's JSON encoding stored) into a typed object,
-// as kube-apiserver's JSON serializer unmarshals (case-sensitive field names),
+// Decode reads a built-in object as a site serves it, in protobuf as
+// kube-apiserver wrote it or in its JSON storage form (what ToJSON returns, or
+// what kube-apiserver's JSON encoding stored), into a typed object: JSON as
+// kube-apiserver's JSON serializer unmarshals it (case-sensitive field names),
 // without its separate pass over apiVersion and kind.
 func Decode(value []byte, into runtime.Object) error {
+	if IsProtobuf(value) {
+		if _, _, err := decoder.Decode(value, nil, into); err != nil {
+			return fmt.Errorf("kube: decode: %w", err)
+		}
+		return nil
+	}
 	if err := sigsjson.UnmarshalCaseSensitivePreserveInts(value, into); err != nil {
 		return fmt.Errorf("kube: decode: %w", err)
 	}

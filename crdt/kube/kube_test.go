@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -58,6 +59,22 @@ func TestProtobufBecomesTheJSONDocument(t *testing.T) {
 			}
 			if !bytes.Equal(got, js) {
 				t.Fatalf("converted:\n%s\nJSON encoding:\n%s", got, js)
+			}
+			if !bytes.Equal(Canonical(pb), js) || !bytes.Equal(Canonical(js), js) {
+				t.Fatal("Canonical is not the JSON form of both encodings")
+			}
+			// Decode reads both forms into the same object.
+			fromPB, fromJSON := tc.obj.DeepCopyObject(), tc.obj.DeepCopyObject()
+			if err := Decode(pb, fromPB); err != nil {
+				t.Fatal(err)
+			}
+			if err := Decode(js, fromJSON); err != nil {
+				t.Fatal(err)
+			}
+			fromPB.GetObjectKind().SetGroupVersionKind(tc.gvk)
+			fromJSON.GetObjectKind().SetGroupVersionKind(tc.gvk)
+			if !equality.Semantic.DeepEqual(fromPB, fromJSON) {
+				t.Fatalf("decoded from protobuf:\n%#v\nfrom JSON:\n%#v", fromPB, fromJSON)
 			}
 		})
 	}
