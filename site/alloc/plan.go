@@ -124,9 +124,9 @@ func (p *planner) writeServices() {
 
 // framed returns v, an object encoded with a trailing newline as
 // kube-apiserver's JSON encoding writes it, without that newline when the stored
-// value it replaces had none.
+// JSON it replaces had none.
 func framed(stored, v []byte) []byte {
-	if bytes.HasSuffix(stored, []byte("\n")) {
+	if bytes.HasSuffix(stored, []byte("\n")) || kube.IsProtobuf(stored) {
 		return v
 	}
 	return bytes.TrimSuffix(v, []byte("\n"))
