@@ -143,6 +143,7 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 		_, err = d.apply(c, cut)
 		return c, err == nil, err
 	}
+	d.promote()
 	if fields, isDoc := p.cut(value, d.schemas); isDoc && d.kind == Document {
 		return d.update(value, fields, st)
 	}
@@ -156,6 +157,44 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 	}
 	_, err = d.apply(c, cut)
 	return c, err == nil, err
+}
+
+// PutRegister writes value whole, as an opaque register whatever it holds,
+// and returns the change to ship; ok is false when the register already holds
+// those bytes. It is Put for a replica no other replica merges with: such a
+// replica has no concurrent write to merge field by field, so it neither cuts
+// values into fields nor keeps their history. A document it replaces ends
+// there: a later Put starts a new document body (OpReplace), as a replica
+// writing after a register does.
+func (d *Doc) PutRegister(value []byte, st Stamp) (c Change, ok bool, err error) {
+	_, exists := d.Value()
+	switch {
+	case !exists:
+		c = Change{Op: OpCreate, Inc: st, Epoch: st, Kind: Register, Data: value}
+	case d.kind == Register && bytes.Equal(d.value, value):
+		return Change{}, false, nil
+	default:
+		c = Change{Op: OpReplace, Inc: d.inc, Epoch: st, Kind: Register, Data: value}
+	}
+	_, err = d.apply(c, cutBody{})
+	return c, err == nil, err
+}
+
+// promote makes a register holding a document (a replica alone writes every
+// value as a register: PutRegister) the document body a create of that value
+// at the register's epoch makes (newBody), before the document is edited.
+// Every replica promotes such a register alike, so an edit of it made at one
+// applies at all, and concurrent edits merge field by field. Any other Doc is
+// left as it is.
+func (d *Doc) promote() {
+	if _, exists := d.Value(); !exists || d.kind != Register {
+		return
+	}
+	form, _ := jsonForm(d.value)
+	if fields, isDoc := flatten(form, nil); isDoc {
+		// A document's body with no automerge bytes cannot fail to set.
+		_ = d.setBody(Change{Epoch: d.epoch, Kind: Document, Value: form}, cutBody{fields: fields})
+	}
 }
 
 // Delete ends the current incarnation. ok is false when the key does not exist.
@@ -354,6 +393,9 @@ func (d *Doc) apply(c Change, cut cutBody) (changed bool, err error) {
 	case OpRebase:
 		return d.applyRebase(c)
 	case OpUpdate:
+		if c.Epoch == d.epoch {
+			d.promote()
+		}
 		if d.prior != nil && c.Epoch == d.prior.epoch {
 			return d.applyPriorEdit(c.Data)
 		}

@@ -130,6 +130,9 @@ func nextRebase(e Stamp) Stamp {
 }
 
 func (d *Doc) applyRebase(c Change) (bool, error) {
+	if c.From == d.epoch {
+		d.promote()
+	}
 	switch {
 	case c.Epoch.Compare(d.epoch) <= 0:
 		return false, nil // old news

@@ -67,7 +67,9 @@ func waitFor(t *testing.T, c <-chan struct{}, what string) {
 func openHeld(t *testing.T, h *heldCommits) (*Store, Config) {
 	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Dir, cfg.Site, cfg.Failpoint = t.TempDir(), "a", h.failpoint
+	// Replicated: its documents are edited field by field, which the
+	// tests follow through batches in flight.
+	cfg.Dir, cfg.Site, cfg.Failpoint, cfg.Replicated = t.TempDir(), "a", h.failpoint, true
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

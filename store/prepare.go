@@ -30,6 +30,9 @@ import (
 //     the stored one, as without preparation. A value cut ahead is taken
 //     when the write puts the same bytes and the schemas are the same.
 //
+// A store alone (not Config.Replicated) prepares nothing: it writes values
+// whole (WriteTxn.putInto), with no document to ready and no fields to cut.
+//
 // So preparation decides nothing: compares, revisions, the order of commits
 // and what watchers see are the committer's alone, and a prepared document is
 // only ever used where decoding the stored bytes again would yield the same
@@ -72,9 +75,12 @@ func (d *dryTxn) Changed() bool         { return d.changed }
 func (d *dryTxn) Reserve(_ int64) error { return nil }
 
 // prepare runs fn dry and readies the documents of the keys it puts, in the
-// caller's goroutine. A function that fails or panics when run dry is
+// caller's goroutine; alone, it does nothing. A function that fails or panics when run dry is
 // prepared for nothing: the committer's run decides what it does.
 func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
+	if !s.cfg.Replicated {
+		return nil
+	}
 	select {
 	case <-s.closing:
 		return nil

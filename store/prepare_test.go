@@ -15,7 +15,7 @@ import (
 // write made stale is not, and either way the key ends with the value last
 // written and the version count of every write.
 func TestPreparedDocuments(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	s := openReplicatedTest(t, t.TempDir())
 	defer func() { s.Close() }()
 	ctx := context.Background()
 	key := []byte("/registry/pods/ns-1/web-0000001")
@@ -57,7 +57,7 @@ func TestPreparedDocuments(t *testing.T) {
 	// The document as written survives a restart, edits included.
 	dir := s.cfg.Dir
 	s.Close()
-	s = openTest(t, dir)
+	s = openReplicatedTest(t, dir)
 	if kv2, _ := get(t, s, string(key), 0); string(kv2.Value) != string(kv.Value) || kv2.ModRevision != kv.ModRevision {
 		t.Fatalf("after reopening: %.80q at %d, want %.80q at %d", kv2.Value, kv2.ModRevision, kv.Value, kv.ModRevision)
 	}

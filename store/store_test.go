@@ -10,9 +10,20 @@ import (
 
 func openTest(t *testing.T, dir string) *Store {
 	t.Helper()
+	return openTestAs(t, dir, false)
+}
+
+// openReplicatedTest opens a store that other sites share (Config.Replicated):
+// one that writes documents field by field rather than whole.
+func openReplicatedTest(t *testing.T, dir string) *Store {
+	t.Helper()
+	return openTestAs(t, dir, true)
+}
+
+func openTestAs(t *testing.T, dir string, replicated bool) *Store {
+	t.Helper()
 	cfg := DefaultConfig()
-	cfg.Dir = dir
-	cfg.Site = "test"
+	cfg.Dir, cfg.Site, cfg.Replicated = dir, "test", replicated
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

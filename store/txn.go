@@ -147,13 +147,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		return err
 	}
 	old, _ := doc.Value() // the key's value before the write (Doc.Put replaces it)
-	var change crdt.Change
-	var changed bool
-	if cut := tx.preparedValue(key, value); cut != nil {
-		change, changed, err = doc.PutPrepared(cut, tx.stamp())
-	} else {
-		change, changed, err = doc.Put(value, tx.stamp())
-	}
+	change, changed, err := tx.putInto(doc, key, value)
 	if err != nil {
 		return fmt.Errorf("store: put %q: %w", key, err)
 	}
@@ -169,7 +163,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if err := tx.tidy(key, doc, lease); err != nil {
 		return err
 	}
-	if doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
+	if tx.s.cfg.Replicated && doc.Kind() == crdt.Register && kube.IsProtobuf(value) {
 		tx.s.metrics.opaqueKubeValue()
 	}
 	v, _ := doc.Value()
@@ -182,6 +176,21 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		v, old = value, nil
 	}
 	return tx.indexPutFrom(tx.s.idx.getOrCreate(key), v, lease, old)
+}
+
+// putInto writes value into key's document: as fields other sites' edits
+// merge with where there are other sites (Config.Replicated), else whole, as
+// a register: a site alone has nothing to merge, so it neither cuts values
+// into fields nor keeps their history (a replicated store promotes such a
+// register to a document when it first edits it: crdt.Doc.PutRegister).
+func (tx *WriteTxn) putInto(doc *crdt.Doc, key, value []byte) (crdt.Change, bool, error) {
+	if !tx.s.cfg.Replicated {
+		return doc.PutRegister(value, tx.stamp())
+	}
+	if cut := tx.preparedValue(key, value); cut != nil {
+		return doc.PutPrepared(cut, tx.stamp())
+	}
+	return doc.Put(value, tx.stamp())
 }
 
 // indexPut records a key's new value as a version at this write's revision.
