@@ -49,6 +49,10 @@ type FillConfig struct {
 	Idle time.Duration
 	// Restart times a restart on the same data after the idle period.
 	Restart bool
+	// Replicated runs Rhizome as one of several sites (startRhizomeSite),
+	// paying for field-by-field documents and a change log, instead of
+	// alone.
+	Replicated bool
 	// SampleEvery is how often the server's resident memory is sampled.
 	SampleEvery time.Duration
 	// RequestTimeout fails a write that takes longer.
@@ -129,6 +133,9 @@ func RunFill(ctx context.Context, cfg FillConfig) (*FillReport, error) {
 	}
 	for _, system := range []string{SystemRhizome, SystemEtcd} {
 		start, bin := startRhizome, bins.rhizome
+		if cfg.Replicated {
+			start = startRhizomeSite
+		}
 		if system == SystemEtcd {
 			start, bin = startEtcd, bins.etcd
 		}

@@ -38,6 +38,8 @@ type fillReportConfig struct {
 	Conns        int    `json:"conns"`
 	Idle         string `json:"idle"`
 	Restarted    bool   `json:"restarted"`
+	// Replicated: Rhizome ran as one of several sites (FillConfig.Replicated).
+	Replicated bool `json:"replicated,omitempty"`
 }
 
 func (c FillConfig) report() fillReportConfig {
@@ -46,7 +48,7 @@ func (c FillConfig) report() fillReportConfig {
 	if c.UpdateBudget > 0 {
 		budget = c.UpdateBudget.String()
 	}
-	return fillReportConfig{UpdatesAsked: c.Updates, UpdateBudget: budget, Objects: c.Objects, Updated: c.updated(), Compact: c.Compact, Updates: c.Updates, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart}
+	return fillReportConfig{UpdatesAsked: c.Updates, UpdateBudget: budget, Objects: c.Objects, Updated: c.updated(), Compact: c.Compact, Updates: c.Updates, PodBytes: len(pod), Clients: c.Clients, Conns: c.Conns, Idle: c.Idle.String(), Restarted: c.Restart, Replicated: c.Replicated}
 }
 
 // FillResult is one system's run.
@@ -153,8 +155,8 @@ func (r *FillReport) judge() {
 // systems side by side, then the targets.
 func (r *FillReport) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rhizome %s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then %d status update(s) each to %s, then %s idle; fsync on%s\n",
-		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Updates, r.updatedWhich(), r.Config.Idle,
+	fmt.Fprintf(&b, "Rhizome %s%s vs %s: %d pod-shaped JSON objects (%d bytes), written by %d clients over %d conns, then %d status update(s) each to %s, then %s idle; fsync on%s\n",
+		orDash(r.Host.RhizomeCommit), siteRole(r.Config.Replicated), orDash(r.Host.EtcdVersion), r.Config.Objects, r.Config.PodBytes, r.Config.Clients, r.Config.Conns, r.Config.Updates, r.updatedWhich(), r.Config.Idle,
 		map[bool]string{true: "; history compacted after every update pass to the previous pass's end", false: ""}[r.Config.Compact])
 	if r.Config.UpdatesAsked > r.Config.Updates {
 		fmt.Fprintf(&b, "%d updates per object were asked for; the update budget (%s) ran out during Rhizome's pass %d, so both systems made %d\n",
@@ -312,4 +314,13 @@ func (r *FillReport) ratePanel() (*plot.Plot, error) {
 	}
 	p.Y.Max *= 1.25 // room for the legend
 	return p, nil
+}
+
+// siteRole says, for a report's first line, how Rhizome ran: alone, or as
+// one of several sites (startRhizomeSite).
+func siteRole(replicated bool) string {
+	if replicated {
+		return " (as one of several sites: documents edited field by field, changes logged)"
+	}
+	return " (alone: values written whole)"
 }

@@ -154,6 +154,9 @@ type KubeConfig struct {
 	Seed uint64
 	// JSON also measures Rhizome with kube-apiserver's JSON storage encoding.
 	JSON bool
+	// Replicated runs Rhizome as one of several sites (peer listener and
+	// gossip, no peers: see startRhizomeSite) instead of alone.
+	Replicated bool
 	// ProgressEvery is how often a running cell reports its progress.
 	ProgressEvery time.Duration
 
@@ -278,6 +281,14 @@ func startKubeTarget(cfg KubeConfig, sys kubeSystem, bins binaries, kubeBins tes
 	kc.ControllerManager, kc.Scheduler = false, false
 	kc.UnsafeNoFsync = false // durability is part of what is measured
 	kc.StartTimeout = cfg.StartTimeout
+	if cfg.Replicated && sys.Datastore == kube.Rhizome {
+		peer, err1 := testbin.FreePort()
+		gossip, err2 := testbin.FreePort()
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		kc.DatastoreArgs = []string{"--listen-peer-urls=http://" + peer, "--gossip-addr=" + gossip}
+	}
 	if cfg.LogDir != "" {
 		kc.LogDir = filepath.Join(cfg.LogDir, sys.Name)
 	}

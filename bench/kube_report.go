@@ -39,6 +39,7 @@ type kubeReportConfig struct {
 	ConfigMapBytes int            `json:"configmap_json_bytes"` // as the client sends it
 	Fsync          bool           `json:"fsync"`
 	DatastoreTLS   bool           `json:"datastore_tls"`
+	Replicated     bool           `json:"replicated,omitempty"` // KubeConfig.Replicated
 }
 
 func (c KubeConfig) report() kubeReportConfig {
@@ -52,7 +53,8 @@ func (c KubeConfig) report() kubeReportConfig {
 		Duration: c.Duration.String(), Rounds: c.Rounds, Warmup: c.Warmup.String(), Clients: c.Clients, Conns: c.Conns,
 		Namespaces: c.Namespaces, PoolPerClient: c.PoolPerClient, PageSize: c.PageSize, Mix: mix, Seed: c.Seed,
 		PodBytes: len(pod), ConfigMapBytes: len(cm),
-		Fsync: true, // neither datastore gets --unsafe-no-fsync
+		Fsync:      true, // neither datastore gets --unsafe-no-fsync
+		Replicated: c.Replicated,
 	}
 }
 
@@ -210,8 +212,8 @@ func (r *KubeReport) compare() {
 // targets.
 func (r *KubeReport) Table() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "Rhizome %s vs %s through %s (storage only: no controller-manager, scheduler)\n",
-		orDash(r.Host.RhizomeCommit), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
+	fmt.Fprintf(&b, "Rhizome %s%s vs %s through %s (storage only: no controller-manager, scheduler)\n",
+		orDash(r.Host.RhizomeCommit), siteRole(r.Config.Replicated), orDash(r.Host.EtcdVersion), orDash(r.Config.APIServer))
 	fmt.Fprintf(&b, "%d rounds of %s per cell, each after %s warm-up, interleaved across systems; fsync on; protobuf storage unless the system says json; %d HTTP/2 connections\n",
 		r.Config.Rounds, r.Config.Duration, r.Config.Warmup, r.Config.Conns)
 	fmt.Fprintf(&b, "mix: %s; pods %d B, configmaps %d B (JSON as sent); %d of each per client; %d namespaces; list pages of %d\n",

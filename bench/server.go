@@ -42,6 +42,26 @@ func startRhizome(ctx context.Context, bin, dir string, timeout time.Duration) (
 	})
 }
 
+// startRhizomeSite is startRhizome as one of several sites: it listens for
+// peers and gossips (on loopback), though no other site joins, so it does
+// what a site that merges with others does on every write: it edits
+// documents field by field and logs its changes. Alone (startRhizome) it
+// writes values whole.
+func startRhizomeSite(ctx context.Context, bin, dir string, timeout time.Duration) (*server, error) {
+	gossip, err := testbin.FreePort()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return startServer(ctx, SystemRhizome, bin, dir, timeout, func(client, peer string) []string {
+		return []string{"serve", "--name", "bench",
+			"--data-dir", filepath.Join(dir, "data"),
+			"--listen-client-urls", "http://" + client,
+			"--listen-peer-urls", "http://" + peer,
+			"--gossip-addr", gossip,
+			"--log-level", "warn"}
+	})
+}
+
 // startEtcd starts a single-member etcd with its defaults (fsync on) in a
 // fresh data directory under dir and waits until it answers.
 func startEtcd(ctx context.Context, bin, dir string, timeout time.Duration) (*server, error) {

@@ -25,6 +25,10 @@
 //     tied to this package by a seeded differential test. Any other value is an opaque register. A write that cannot be
 //     expressed as a field diff of the current document (a register, or a switch
 //     between kinds) starts a new body epoch, which replaces older epochs whole.
+//     A replica no other replica merges with writes every value as a register
+//     (PutRegister); a register holding a document is promoted, at its epoch,
+//     to the body a create of its value makes before an edit of it is written or
+//     applied, alike at every replica (promote).
 //   - Kubernetes' merge units. What a field is follows the object's kind
 //     (apiVersion and kind members), by the structured-merge-diff schema
 //     server-side apply uses for the built-in types (see crdt/kube): a scalar; an

@@ -26,6 +26,14 @@
 // stored document is still the one they came from (prepare.go), so compares,
 // revisions and the order of events stay the committer's alone.
 //
+// A store alone (not Config.Replicated) has no other site's writes to merge
+// with: it writes every value whole, as a register (crdt.Doc.PutRegister),
+// so it neither prepares nor cuts values into fields nor keeps their history,
+// and serves each value as written, as etcd does. Opened later as one of
+// several sites, it promotes such a value to its document when it first edits
+// it, alike at every site that holds it, so edits made anywhere merge field
+// by field from then on.
+//
 // Open checks every table's checksums before badger opens them, and refuses a
 // damaged data file with ErrCorruptData (preflight.go).
 //
