@@ -279,7 +279,7 @@ func TestPublishedPrevKV(t *testing.T) {
 // holds them).
 func TestBatchReadsSeeFlight(t *testing.T) {
 	cfg := DefaultConfig()
-	cfg.Dir, cfg.Site, cfg.RecordCacheBytes = t.TempDir(), "test", 0
+	cfg.Dir, cfg.Site, cfg.RecordCacheBytes, cfg.Replicated = t.TempDir(), "test", 0, true
 	s, err := Open(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -60,6 +60,9 @@ func (tx *WriteTxn) writeConflict(rec Conflict) {
 // them) and is listed by Conflicts like a merge's. It is an event of this
 // site: a caller at every site resolving the same conflict records it at each.
 func (tx *WriteTxn) RecordConflict(kind crdt.ConflictKind, key, winnerKey []byte, detail string) error {
+	if tx.s.docless {
+		return ErrDocless
+	}
 	var inc [2]crdt.Stamp
 	for i, k := range [][]byte{winnerKey, key} {
 		d, err := tx.peekDoc(k)

@@ -113,7 +113,7 @@ func TestCRDsLoadedAtOpen(t *testing.T) {
 // cannot lose one.
 func TestRecordConflict(t *testing.T) {
 	dir := t.TempDir()
-	s := openTest(t, dir)
+	s := openReplicatedTest(t, dir)
 	put(t, s, "/registry/services/specs/default/a", `{"a":1}`)
 	put(t, s, "/registry/services/specs/default/b", `{"b":1}`)
 	record := func(loser string) error {
@@ -129,7 +129,7 @@ func TestRecordConflict(t *testing.T) {
 		t.Fatal("a conflict lost by a missing key was recorded")
 	}
 	s.Close()
-	s = openTest(t, dir)
+	s = openReplicatedTest(t, dir)
 	defer s.Close()
 	cs, err := s.Conflicts()
 	if err != nil {

@@ -70,7 +70,7 @@ func TestPreparedDocuments(t *testing.T) {
 // use stays readable after the committer renews the current view, is
 // discarded by its last user, and none is handed out once the store closes.
 func TestPrepViewsOutliveRenew(t *testing.T) {
-	s := openTest(t, t.TempDir())
+	s := openReplicatedTest(t, t.TempDir())
 	defer func() { s.Close() }()
 	put(t, s, "/a", "1")
 	old := s.prepViews.acquire()

@@ -170,9 +170,17 @@ func (s *Store) loadNoSpace() error {
 // DropPrefix, so a marker key is written and dropped), merges every LSM level into
 // one, dropping what is deleted or overwritten, and rewrites value-log files that
 // are mostly garbage. Writes wait while the memtables are written out.
+//
+// The marker is written by the committer, whose commit renews the shared read
+// view (prepViews): badger drops an overwritten or deleted version only below
+// the oldest open read, and the view held since the last commit would keep
+// what a Compact deleted after it (Compact deletes outside the committer).
 func (s *Store) Defragment(ctx context.Context) error {
 	defer timer(s.metrics.defragSeconds)()
-	if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(defragMarker, nil) }); err != nil {
+	if _, err := s.Update(ctx, func(tx *WriteTxn) error {
+		tx.writes = append(tx.writes, write{key: defragMarker})
+		return nil
+	}); err != nil {
 		return fmt.Errorf("store: defragment: %w", err)
 	}
 	if err := s.db.DropPrefix(defragMarker); err != nil {

@@ -35,6 +35,9 @@ type SnapshotDoc struct {
 // which documents, leases and version vector agree (a commit writes them
 // together), without holding up writers. Lease attachments come from the index.
 func (s *Store) Snapshot(ctx context.Context) (Snapshot, error) {
+	if s.docless {
+		return Snapshot{}, ErrDocless
+	}
 	snap := Snapshot{VV: map[string]uint64{}}
 	each := func(txn *badger.Txn, prefix byte, fn func(key, value []byte) error) error {
 		return eachUnder(txn, prefix, func(k, v []byte) error {
@@ -130,6 +133,9 @@ type installing struct {
 // InstallSnapshotWith installs a snapshot as InstallSnapshot does, but may give
 // up what opts say.
 func (s *Store) InstallSnapshotWith(ctx context.Context, snap Snapshot, opts InstallOptions) error {
+	if s.docless {
+		return ErrDocless
+	}
 	in, err := s.readyInstall(snap, opts)
 	if err != nil {
 		return err

@@ -31,6 +31,9 @@ type Store struct {
 
 	committed atomic.Int64 // newest durable revision: what readers see
 
+	// docless: the store keeps no documents (alone.go); set at Open.
+	docless bool
+
 	// Committer-owned state.
 	rev   int64  // newest applied revision (>= committed)
 	clock uint64 // Lamport clock for crdt stamps
@@ -143,6 +146,10 @@ func Open(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	if err := s.recover(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.settleDocuments(); err != nil {
 		db.Close()
 		return nil, err
 	}

@@ -104,6 +104,9 @@ func (s *Store) Changes(origin string, after uint64, limit int) ([]Change, error
 // one: a badger transaction is 15 % of a memtable), queued together so the
 // committer takes as many in a commit as fit.
 func (s *Store) ApplyRemote(ctx context.Context, changes []Change) (int, error) {
+	if s.docless {
+		return 0, ErrDocless
+	}
 	applied := 0
 	var rs []*request
 	size := int64(0)

@@ -142,6 +142,9 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 	if lease != 0 && !tx.s.leases.exists(lease) {
 		return ErrLeaseNotFound
 	}
+	if tx.s.docless {
+		return tx.putDocless(key, value, lease)
+	}
 	doc, err := tx.doc(key)
 	if err != nil {
 		return err
@@ -245,6 +248,9 @@ func (tx *WriteTxn) DeleteRange(key, end []byte) ([]KeyValue, error) {
 }
 
 func (tx *WriteTxn) deleteKey(ki *keyIndex) (KeyValue, error) {
+	if tx.s.docless {
+		return tx.deleteDocless(ki)
+	}
 	doc, err := tx.doc(ki.key)
 	if err != nil {
 		return KeyValue{}, err
