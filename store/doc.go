@@ -3,9 +3,10 @@
 // change, create/mod revisions and versions per key, reads at any revision not yet
 // compacted, leases, and an ordered event log for watches.
 //
-// Every change, local or merged from another site, takes the one commit path: apply
-// it to the key's crdt.Doc, materialise the value, take the next revision, write the
-// revision record, key document, change-log entry and version vector in one badger
+// Every change, local or merged from another site, takes the one commit path:
+// apply it to the key's crdt.Doc (a store alone from the start has none: see
+// below), materialise the value, take the next revision, write the revision
+// record, key document, change-log entry and version vector in one badger
 // transaction, fsync, and only then make it visible to readers, publish it to the
 // watch hub and acknowledge it. Several concurrent requests share one fsync (group
 // commit). Readers never see a change before it is durable.
@@ -27,12 +28,15 @@
 // revisions and the order of events stay the committer's alone.
 //
 // A store alone (not Config.Replicated) has no other site's writes to merge
-// with: it writes every value whole, as a register (crdt.Doc.PutRegister),
-// so it neither prepares nor cuts values into fields nor keeps their history,
-// and serves each value as written, as etcd does. Opened later as one of
-// several sites, it promotes such a value to its document when it first edits
-// it, alike at every site that holds it, so edits made anywhere merge field
-// by field from then on.
+// with, so it neither prepares nor cuts values into fields nor keeps their
+// history, and serves each value as written, as etcd does. One alone from its
+// first Open keeps no documents at all: its key index and revision records
+// are its whole state, and a write stores its value once (alone.go). One that
+// kept documents before writes values whole into them, as registers
+// (crdt.Doc.PutRegister). Opened as one of several sites, a store without
+// documents first writes each live key's register; a register holding a
+// document is promoted to it when first edited, alike at every site that
+// holds it, so edits made anywhere merge field by field from then on.
 //
 // Open checks every table's checksums before badger opens them, and refuses a
 // damaged data file with ErrCorruptData (preflight.go).
