@@ -35,11 +35,16 @@ const startAttempts = 3
 // data directory under dir and waits until it answers.
 func startRhizome(ctx context.Context, bin, dir string, timeout time.Duration) (*server, error) {
 	return startServer(ctx, SystemRhizome, bin, dir, timeout, func(client, _ string) []string {
-		return []string{"serve", "--name", "bench",
-			"--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", "http://" + client,
-			"--log-level", "warn"}
+		return rhizomeArgs(dir, client)
 	})
+}
+
+// rhizomeArgs are the arguments of a benchmarked `rhizome serve` alone.
+func rhizomeArgs(dir, client string) []string {
+	return []string{"serve", "--name", "bench",
+		"--data-dir", filepath.Join(dir, "data"),
+		"--listen-client-urls", "http://" + client,
+		"--log-level", "warn"}
 }
 
 // startRhizomeSite is startRhizome as one of several sites: it listens for
@@ -53,12 +58,7 @@ func startRhizomeSite(ctx context.Context, bin, dir string, timeout time.Duratio
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return startServer(ctx, SystemRhizome, bin, dir, timeout, func(client, peer string) []string {
-		return []string{"serve", "--name", "bench",
-			"--data-dir", filepath.Join(dir, "data"),
-			"--listen-client-urls", "http://" + client,
-			"--listen-peer-urls", "http://" + peer,
-			"--gossip-addr", gossip,
-			"--log-level", "warn"}
+		return append(rhizomeArgs(dir, client), "--listen-peer-urls", "http://"+peer, "--gossip-addr", gossip)
 	})
 }
 
