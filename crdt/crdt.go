@@ -164,8 +164,8 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 // those bytes. It is Put for a replica no other replica merges with: such a
 // replica has no concurrent write to merge field by field, so it neither cuts
 // values into fields nor keeps their history. A document it replaces ends
-// there: a later Put starts a new document body (OpReplace), as a replica
-// writing after a register does.
+// there; a later Put of a document promotes the register when it holds one
+// (promote), else replaces it.
 func (d *Doc) PutRegister(value []byte, st Stamp) (c Change, ok bool, err error) {
 	_, exists := d.Value()
 	switch {

@@ -148,7 +148,7 @@ func runBenchKube(args []string) int {
 	clients := fs.String("clients", joinInts(cfg.Clients), "comma-separated concurrency levels")
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "HTTP/2 connections to kube-apiserver the clients share round-robin")
 	fs.BoolVar(&cfg.JSON, "json", false, "also measure Rhizome under kube-apiserver's JSON storage encoding")
-	fs.BoolVar(&cfg.Replicated, "replicated", false, "run Rhizome as one of several sites (peer listener and gossip, no peers), as a site that merges pays, instead of alone")
+	fs.BoolVar(&cfg.Replicated, "replicated", false, replicatedUsage)
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed of the call sequence")
 	out, quiet := systemFlags(fs, "kube", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "control planes'")
 	fs.StringVar(&cfg.LogDir, "log-dir", "", "keep the components' logs here, one directory per system (default: removed)")
@@ -253,7 +253,7 @@ func runBenchFill(args []string) int {
 	fs.IntVar(&cfg.Conns, "conns", cfg.Conns, "gRPC connections the writers share")
 	fs.DurationVar(&cfg.Idle, "idle", cfg.Idle, "time without requests after the updates before memory is read again")
 	fs.BoolVar(&cfg.Restart, "restart", cfg.Restart, "after the idle period, restart each server on its data and time it until it serves the last pod")
-	fs.BoolVar(&cfg.Replicated, "replicated", false, "run Rhizome as one of several sites (peer listener and gossip, no peers), as a site that merges pays, instead of alone")
+	fs.BoolVar(&cfg.Replicated, "replicated", false, replicatedUsage)
 	out, quiet := systemFlags(fs, "fill", &cfg.RhizomeBin, &cfg.EtcdBin, &cfg.WorkDir, "servers'")
 	if status, ok := parseBench(fs, args); !ok {
 		return status
@@ -338,3 +338,6 @@ func joinDurations(ds []time.Duration) string {
 	}
 	return strings.Join(s, ",")
 }
+
+// replicatedUsage is the help of bench fill's and bench kube's --replicated.
+const replicatedUsage = "run Rhizome as one of several sites (peer listener and gossip, no peers), as a site that merges pays, instead of alone"
