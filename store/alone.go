@@ -20,9 +20,6 @@ import (
 // A store that kept documents once keeps them when opened alone again: it
 // writes values whole into them (WriteTxn.putInto), so they stay current.
 
-// metaDocless marks a store that keeps no documents.
-var metaDocless = []byte("mdocless")
-
 // ErrDocless is returned by what needs documents from a store that keeps none:
 // merging other sites' changes into it, or a snapshot of it for another site.
 var ErrDocless = errors.New("store: a store alone keeps no documents (open it as replicated first)")
@@ -52,16 +49,6 @@ func (s *Store) settleDocuments() error {
 		return s.buildDocuments()
 	}
 	return nil
-}
-
-// hasPrefix reports whether txn holds any key starting with prefix p.
-func hasPrefix(txn *badger.Txn, p byte) bool {
-	opts := badger.DefaultIteratorOptions
-	opts.PrefetchValues, opts.Prefix = false, []byte{p}
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	it.Rewind()
-	return it.Valid()
 }
 
 // buildBatch bounds the documents buildDocuments writes per transaction.
@@ -116,20 +103,13 @@ func (s *Store) buildDocument(txn *badger.Txn, ki *keyIndex) error {
 // the key's revision record alone.
 func (tx *WriteTxn) putDocless(key, value []byte, lease int64) error {
 	tx.mutated = true
-	tx.logDocless(key, lease)
+	tx.logBodiless(key, lease)
 	return tx.indexPutFrom(tx.s.idx.getOrCreate(key), value, lease, nil)
 }
 
 // deleteDocless is deleteKey in a store that keeps no documents.
 func (tx *WriteTxn) deleteDocless(ki *keyIndex) (KeyValue, error) {
 	tx.mutated = true
-	tx.logDocless(ki.key, 0)
+	tx.logBodiless(ki.key, 0)
 	return tx.indexDelete(ki)
-}
-
-// logDocless counts a write of this site in its version vector, as logChange
-// does for a store alone, which logs no change.
-func (tx *WriteTxn) logDocless(key []byte, lease int64) {
-	site := tx.s.origin
-	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, nil)
 }

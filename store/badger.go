@@ -143,6 +143,14 @@ func (l badgerLogger) Debugf(f string, a ...any) {
 	l.log.Debug(fmt.Sprintf(f, a...), "component", "badger")
 }
 
+// hasPrefix reports whether txn holds any key under prefix.
+func hasPrefix(txn *badger.Txn, prefix byte) bool {
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: []byte{prefix}})
+	defer it.Close()
+	it.Rewind()
+	return it.Valid()
+}
+
 // eachUnder calls fn with the key (its prefix byte included) and value of every
 // entry under prefix, in key order, until fn returns an error, which it
 // returns. fn may keep both: they are copies.

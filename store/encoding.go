@@ -30,6 +30,8 @@ var (
 	// metaIncarnation names this data directory among the site's (incarnation.go);
 	// empty: to be chosen at the next Open (a restored backup).
 	metaIncarnation = []byte("mincarnation")
+	// metaDocless marks a store that keeps no documents (alone.go).
+	metaDocless = []byte("mdocless")
 )
 
 var errCorrupt = errors.New("store: corrupt record")

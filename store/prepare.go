@@ -75,8 +75,9 @@ func (d *dryTxn) Changed() bool         { return d.changed }
 func (d *dryTxn) Reserve(_ int64) error { return nil }
 
 // prepare runs fn dry and readies the documents of the keys it puts, in the
-// caller's goroutine; alone, it does nothing. A function that fails or panics when run dry is
-// prepared for nothing: the committer's run decides what it does.
+// caller's goroutine; alone, it does nothing. A function that fails or panics
+// when run dry is prepared for nothing: the committer's run decides what it
+// does.
 func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 	if !s.cfg.Replicated {
 		return nil

@@ -160,8 +160,7 @@ func (tx *WriteTxn) Put(key, value []byte, lease int64) error {
 		tx.logChange(key, lease, change)
 	case ki != nil && ki.lease != lease:
 		// Same value, another lease: other sites must learn the attachment.
-		site := tx.s.origin
-		tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, nil)
+		tx.logBodiless(key, lease)
 	}
 	if err := tx.tidy(key, doc, lease); err != nil {
 		return err
@@ -400,6 +399,14 @@ func (tx *WriteTxn) logChange(key []byte, lease int64, c crdt.Change) {
 		change = c.Encode()
 	}
 	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, change)
+}
+
+// logBodiless records a change originated here that carries no document
+// change: a lease attached to a key whose value stayed, or a write of a store
+// without documents (alone.go), which only counts in the version vector.
+func (tx *WriteTxn) logBodiless(key []byte, lease int64) {
+	site := tx.s.origin
+	tx.recordWithLease(site, tx.s.vv[site]+1, key, lease, nil)
 }
 
 // record adds a change to the change log and the version vector.
