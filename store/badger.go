@@ -38,18 +38,25 @@ import (
 // reads of uncompressed tables). Disk space is the price (see the fill
 // benchmark's bytes per object).
 //
-// Memtables flush often, and every level-0 table overlaps all of level 1 (each
-// batch writes revision records, documents and meta keys, spread over the
-// whole key space), so compacting level 0 rewrites level 1 whole. Level 0 is
-// compacted once twenty tables wait (badger's default is five), so that each
-// such compaction brings much against what level 1 holds (5/8 of the budget)
-// and rewrites little per byte it brings; writes stall only at 40 waiting
-// tables. Measured at 5,000 pods and 15,000 updates with memtables of B/64,
-// against five waiting tables and a level 1 of five memtables (three levels
-// instead of two for the same data, each byte rewritten once more), this took
-// 1,643 instead of 2,491-2,708 us of CPU per update; with memtables of B/16
-// (50,000 pods, one update each), 653 against 752 us with five waiting tables
-// (the same bytes in level 0 as twenty of B/64).
+// Memtables flush often, and every level-0 table spans the whole key space
+// (each batch writes revision records and meta keys on both sides of them,
+// and a store with documents writes documents anywhere). The patched badger
+// (internal/thirdparty) leaves the base level's tables that hold none of a
+// level 0 compaction's keys as they are; a store without documents writes
+// only revision records, which land past all before them, so compacting
+// level 0 rewrites little but level 0 itself, and it is compacted at badger's
+// default of five waiting tables: smaller compactions, more often, so the
+// write rate does not dip for one large one. A store with documents (one of
+// several sites) rewrites most of its base level each time, so there level 0
+// is compacted once twenty tables wait, so that each such compaction brings
+// much against what level 1 holds (5/8 of the budget) and rewrites little
+// per byte it brings; writes stall only at 40 waiting tables. Measured at
+// 5,000 pods and 15,000 updates with memtables of B/64, against five waiting
+// tables and a level 1 of five memtables (three levels instead of two for the
+// same data, each byte rewritten once more), this took 1,643 instead of
+// 2,491-2,708 us of CPU per update; with memtables of B/16 (50,000 pods, one
+// update each), 653 against 752 us with five waiting tables (the same bytes
+// in level 0 as twenty of B/64).
 func badgerOptions(cfg Config) badger.Options {
 	b := cfg.MemoryBudget
 	opts := badger.DefaultOptions(cfg.Dir).
@@ -67,7 +74,7 @@ func badgerOptions(cfg Config) badger.Options {
 		// badger requires values kept in the LSM to fit a transaction (15% of a
 		// memtable) and to be at most 1 MiB; larger ones go to the value log.
 		WithValueThreshold(min(memTableSize(b)/8, maxValueThreshold)).
-		WithNumLevelZeroTables(20).
+		WithNumLevelZeroTables(levelZeroTables(cfg)).
 		WithNumLevelZeroTablesStall(40).
 		WithBaseTableSize(tableSize(b)).
 		WithBlockSize(blockSize).
@@ -167,4 +174,14 @@ func eachUnder(txn *badger.Txn, prefix byte, fn func(key, value []byte) error) e
 		}
 	}
 	return nil
+}
+
+// levelZeroTables is how many level 0 tables wait before badger compacts
+// them into its base level: five for a store alone, twenty for one of several
+// sites (see badgerOptions).
+func levelZeroTables(cfg Config) int {
+	if cfg.Replicated {
+		return 20
+	}
+	return 5
 }

@@ -1,9 +1,14 @@
 package store
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
 // TestOpenAnyBudget: a store opens, takes a large value and reopens with it
@@ -30,4 +35,182 @@ func TestOpenAnyBudget(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCompactionsKeepTablesNarrow: no table overlaps ten or more tables of
+// the level below it, and what a store wrote reads back whole, at its
+// latest and at an earlier revision, before and after a reopen. Every batch
+// writes revision records and the store's meta keys on both sides of them;
+// upstream badger checked a table's overlap only every 5,000 keys, so the
+// table holding the low meta keys and the newest records spanned the whole
+// level below it, and each of its compactions rewrote that level.
+func TestCompactionsKeepTablesNarrow(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Site, cfg.MemoryBudget, cfg.SyncWrites = t.TempDir(), "a", MinMemoryBudget, false
+	s, err := Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { s.Close() }()
+	const keys, passes = 3000, 3
+	value := func(k, pass int) string { return fmt.Sprintf("%05d/%d/%s", k, pass, strings.Repeat("v", 2000)) }
+	firstRevs := make([]int64, keys)
+	worst := 0 // the widest overlap seen, checked as the store fills
+	for pass := range passes {
+		for k := range keys {
+			rev := put(t, s, fmt.Sprintf("/registry/pods/k%05d", k), value(k, pass))
+			if pass == 0 {
+				firstRevs[k] = rev
+			}
+			if k%100 == 0 {
+				worst = max(worst, widestOverlap(s.db))
+			}
+		}
+	}
+	if worst >= 10 {
+		t.Errorf("a table overlapped %d tables of the level below it", worst)
+	}
+	check := func() {
+		t.Helper()
+		for k := range keys {
+			key := fmt.Sprintf("/registry/pods/k%05d", k)
+			if kv, ok := get(t, s, key, 0); !ok || string(kv.Value) != value(k, passes-1) {
+				t.Fatalf("%s: %.20q, want %.20q", key, kv.Value, value(k, passes-1))
+			}
+			if k%100 == 0 {
+				if kv, ok := get(t, s, key, firstRevs[k]); !ok || string(kv.Value) != value(k, 0) {
+					t.Fatalf("%s at %d: %.20q, want %.20q", key, firstRevs[k], kv.Value, value(k, 0))
+				}
+			}
+		}
+	}
+	check()
+	s.Close()
+	if s, err = Open(cfg); err != nil {
+		t.Fatal(err)
+	}
+	check()
+}
+
+// TestLevelZeroCompactionKeepsUntouchedTables: a level 0 compaction leaves
+// the tables of the level it compacts into that hold none of its keys as
+// they are (the patched badger's keepUntouched), and every key reads back.
+// Batches are written as a store's are (revision records in order, meta keys
+// on both sides), into badger configured as a store's but with a base level
+// so large that level 0 compacts straight into the last level, which no
+// compaction moves tables out of: upstream rewrote every table there each
+// time, since each level 0 table spans the whole key space.
+func TestLevelZeroCompactionKeepsUntouchedTables(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.MemoryBudget, cfg.SyncWrites = t.TempDir(), MinMemoryBudget, false
+	opts := badgerOptions(cfg)
+	opts.BaseLevelSize = 1 << 40
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	value := func(rev int) []byte { return fmt.Appendf(nil, "%08d/%s", rev, strings.Repeat("v", 2000)) }
+	rev := 0
+	write := func(n int) { // in batches of 20 records
+		t.Helper()
+		for range n / 20 {
+			err := db.Update(func(txn *badger.Txn) error {
+				for range 20 {
+					rev++
+					if err := txn.Set(revKey(int64(rev), 0), value(rev)); err != nil {
+						return err
+					}
+				}
+				return errors.Join(txn.Set(metaRev, int64Bytes(int64(rev))), txn.Set(vvKey("a"), int64Bytes(int64(rev))))
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	write(5000) // ~10 MB: ten memtables
+	before := settledTables(t, db, levelZeroTables(cfg))
+	write(3000) // enough for one more compaction of level 0
+	// What the last level holds once that compaction is done: tables from
+	// before it, kept, and tables it built.
+	lastLevel := opts.MaxLevels - 1
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		kept, built := 0, 0
+		for id, l := range settledTables(t, db, levelZeroTables(cfg)) {
+			switch {
+			case l != lastLevel:
+			case before[id] == l:
+				kept++
+			default:
+				built++
+			}
+		}
+		if built > 0 {
+			if kept == 0 {
+				t.Errorf("the last level after a level 0 compaction: %d tables built, none kept from before it", built)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("level 0 was not compacted again")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	err = db.View(func(txn *badger.Txn) error {
+		for r := 1; r <= rev; r++ {
+			item, err := txn.Get(revKey(int64(r), 0))
+			if err != nil {
+				return fmt.Errorf("revision %d: %w", r, err)
+			}
+			if v, err := item.ValueCopy(nil); err != nil || !bytes.Equal(v, value(r)) {
+				return fmt.Errorf("revision %d: %.20q, %v", r, v, err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// settledTables waits until badger has compacted level 0 below trigger
+// tables and returns the level of every table by id.
+func settledTables(t *testing.T, db *badger.DB, trigger int) map[uint64]int {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		levels, l0 := map[uint64]int{}, 0
+		for _, ti := range db.Tables() {
+			levels[ti.ID] = ti.Level
+			if ti.Level == 0 {
+				l0++
+			}
+		}
+		if l0 < trigger {
+			return levels
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("level 0 still holds %d tables", l0)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// widestOverlap is the most tables of the level below that one table above
+// level 0 overlaps.
+func widestOverlap(db *badger.DB) int {
+	tables := db.Tables()
+	worst := 0
+	for _, a := range tables {
+		n := 0
+		for _, b := range tables {
+			if a.Level > 0 && b.Level == a.Level+1 && bytes.Compare(a.Left, b.Right) <= 0 && bytes.Compare(b.Left, a.Right) <= 0 {
+				n++
+			}
+		}
+		worst = max(worst, n)
+	}
+	return worst
 }

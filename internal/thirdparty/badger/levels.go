@@ -715,20 +715,25 @@ func (s *levelsController) subcompact(it y.Iterator, kr keyRange, cd compactDef,
 		}
 	}
 
-	// exceedsAllowedOverlap returns true if the given key range would overlap with more than 10
-	// tables from level below nextLevel (nextLevel+1). This helps avoid generating tables at Li
-	// with huge overlaps with Li+1.
-	exceedsAllowedOverlap := func(kr keyRange) bool {
+	// overlapBound returns the smallest key that, added to a table whose
+	// first key is left, makes the table overlap 10 tables of the level
+	// after nextLevel (nextLevel+1), or nil if no key does. A table stops
+	// before that key, so that no table at nextLevel has a huge overlap with
+	// nextLevel+1 and its compaction rewrites only a little of that level.
+	overlapBound := func(left []byte) []byte {
 		n2n := cd.nextLevel.level + 1
 		if n2n <= 1 || n2n >= len(s.levels) {
-			return false
+			return nil
 		}
 		n2nl := s.levels[n2n]
 		n2nl.RLock()
 		defer n2nl.RUnlock()
 
-		l, r := n2nl.overlappingTables(levelHandlerRLocked{}, kr)
-		return r-l >= 10
+		l, _ := n2nl.overlappingTables(levelHandlerRLocked{}, keyRange{left: left, right: left})
+		if l+9 >= len(n2nl.tables) {
+			return nil
+		}
+		return y.SafeCopy(nil, n2nl.tables[l+9].Smallest())
 	}
 
 	var (
@@ -742,8 +747,8 @@ func (s *levelsController) subcompact(it y.Iterator, kr keyRange, cd compactDef,
 	addKeys := func(builder *table.Builder) {
 		timeStart := time.Now()
 		var numKeys, numSkips uint64
-		var rangeCheck int
-		var tableKr keyRange
+		var bound []byte // overlapBound of the table's first key
+		var started bool
 		for ; it.Valid(); it.Next() {
 			// See if we need to skip the prefix.
 			if len(cd.dropPrefixes) > 0 && hasAnyPrefixes(it.Key(), cd.dropPrefixes) {
@@ -774,27 +779,22 @@ func (s *levelsController) subcompact(it y.Iterator, kr keyRange, cd compactDef,
 					// not divided across multiple tables at the same level.
 					break
 				}
+				if !started {
+					started, bound = true, overlapBound(it.Key())
+				} else if bound != nil && y.CompareKeys(it.Key(), bound) >= 0 {
+					// This key would make the table's range overlap too many
+					// tables of the level after next: the next table starts
+					// with it. The check is one comparison, so it is made for
+					// every key: checked every N keys, as badger did, a table
+					// of a few hundred large records never stopped, and one
+					// holding a store's low meta keys and its newest records
+					// spanned, and so rewrote, the whole level below.
+					break
+				}
 				lastKey = y.SafeCopy(lastKey, it.Key())
 				numVersions = 0
 				firstKeyHasDiscardSet = it.Value().Meta&bitDiscardEarlierVersions > 0
 
-				if len(tableKr.left) == 0 {
-					tableKr.left = y.SafeCopy(tableKr.left, it.Key())
-				}
-				tableKr.right = lastKey
-
-				rangeCheck++
-				if rangeCheck%5000 == 0 {
-					// This table's range exceeds the allowed range overlap with the level after
-					// next. So, we stop writing to this table. If we don't do this, then we end up
-					// doing very expensive compactions involving too many tables. To amortize the
-					// cost of this check, we do it only every N keys.
-					if exceedsAllowedOverlap(tableKr) {
-						// s.kv.opt.Debugf("L%d -> L%d Breaking due to exceedsAllowedOverlap with
-						// kr: %s\n", cd.thisLevel.level, cd.nextLevel.level, tableKr)
-						break
-					}
-				}
 			}
 
 			vs := it.Value()
@@ -1096,6 +1096,10 @@ type compactDef struct {
 	nextRange keyRange
 	splits    []keyRange
 
+	// kept are tables of nextLevel within nextRange that hold no key of the
+	// top tables: a level 0 compaction leaves them as they are (keepUntouched).
+	kept []*table.Table
+
 	thisSize int64
 
 	dropPrefixes [][]byte
@@ -1126,10 +1130,27 @@ func (s *levelsController) addSplits(cd *compactDef) {
 
 		skr.left = skr.right
 	}
+	// skipKept ends the split under way before the kept tables that come
+	// before table t (all that are left when t is nil), and starts the next
+	// after them: no split holds a key of a kept table's range.
+	kept := cd.kept
+	skipKept := func(t *table.Table) {
+		before := func(k *table.Table) bool { return t == nil || y.CompareKeys(k.Smallest(), t.Smallest()) < 0 }
+		if len(kept) == 0 || !before(kept[0]) {
+			return
+		}
+		addRange(y.KeyWithTs(y.ParseKey(kept[0].Smallest()), math.MaxUint64))
+		for len(kept) > 0 && before(kept[0]) {
+			skr.left = y.KeyWithTs(y.ParseKey(kept[0].Biggest()), 0)
+			kept = kept[1:]
+		}
+	}
 
 	for i, t := range cd.bot {
+		skipKept(t)
 		// last entry in bottom table.
 		if i == len(cd.bot)-1 {
+			skipKept(nil)
 			addRange([]byte{})
 			return
 		}
@@ -1143,6 +1164,10 @@ func (s *levelsController) addSplits(cd *compactDef) {
 			right := y.KeyWithTs(y.ParseKey(t.Biggest()), 0)
 			addRange(right)
 		}
+	}
+	if len(kept) > 0 {
+		skipKept(nil)
+		addRange([]byte{})
 	}
 }
 
@@ -1292,7 +1317,81 @@ func (s *levelsController) fillTablesL0ToLbase(cd *compactDef) bool {
 	} else {
 		cd.nextRange = getKeyRange(cd.bot...)
 	}
+	if len(cd.dropPrefixes) == 0 {
+		keepUntouched(cd)
+	}
 	return s.cstatus.compareAndAdd(thisAndNextLevelRLocked{}, *cd)
+}
+
+// maxKeptRuns bounds the runs of untouched tables a level 0 compaction
+// keeps: each run ends a split, and every split is a subcompaction of its
+// own, all run at once.
+const maxKeptRuns = 4
+
+// keepUntouched moves from cd.bot to cd.kept the tables that hold no key of
+// any of cd.top's tables (compared as keys, whatever their versions), in at
+// most maxKeptRuns runs of consecutive tables, the longest.
+//
+// Every level 0 table spans nearly the whole key space when each write
+// touches keys at both ends of it (a store's revision records and its meta
+// keys), so badger rewrote the whole base level on every level 0 compaction,
+// though new keys land in a few of its tables: with sequential keys, only
+// in those at the ends. A kept table stays in the level as it is; the
+// compaction's splits stop before each run and start after it (addSplits),
+// so the tables it builds never overlap a kept one. nextRange still covers
+// the kept tables, so no other compaction takes them meanwhile.
+func keepUntouched(cd *compactDef) {
+	touched := make([]bool, len(cd.bot))
+	for i, t := range cd.bot {
+		touched[i] = anyKeyIn(cd.top, y.ParseKey(t.Smallest()), y.ParseKey(t.Biggest()))
+	}
+	type run struct{ from, to int } // cd.bot[from:to], untouched
+	var runs []run
+	for i := 0; i < len(touched); i++ {
+		if touched[i] {
+			continue
+		}
+		r := run{from: i}
+		for i < len(touched) && !touched[i] {
+			i++
+		}
+		r.to = i
+		runs = append(runs, r)
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].to-runs[i].from > runs[j].to-runs[j].from })
+	keep := make([]bool, len(cd.bot))
+	for _, r := range runs[:min(len(runs), maxKeptRuns)] {
+		for i := r.from; i < r.to; i++ {
+			keep[i] = true
+		}
+	}
+	var bot []*table.Table
+	for i, t := range cd.bot {
+		if keep[i] {
+			cd.kept = append(cd.kept, t)
+		} else {
+			bot = append(bot, t)
+		}
+	}
+	cd.bot = bot
+}
+
+// anyKeyIn reports whether any of tables holds a key (any version of it)
+// from lo to hi, both included.
+func anyKeyIn(tables []*table.Table, lo, hi []byte) bool {
+	for _, t := range tables {
+		if bytes.Compare(y.ParseKey(t.Biggest()), lo) < 0 || bytes.Compare(y.ParseKey(t.Smallest()), hi) > 0 {
+			continue
+		}
+		it := t.NewIterator(table.NOCACHE)
+		it.Seek(y.KeyWithTs(lo, math.MaxUint64))
+		in := it.Valid() && bytes.Compare(y.ParseKey(it.Key()), hi) <= 0
+		it.Close()
+		if in {
+			return true
+		}
+	}
+	return false
 }
 
 // fillTablesL0 would try to fill tables from L0 to be compacted with Lbase. If
