@@ -1209,6 +1209,7 @@ func (s *levelsController) fillTablesL0ToL0(cd *compactDef) bool {
 	cd.nextLevel = s.levels[0]
 	cd.nextRange = keyRange{}
 	cd.bot = nil
+	cd.kept = nil
 
 	// Because this level and next level are both level 0, we should NOT acquire
 	// the read lock twice, because it can result in a deadlock. So, we don't
@@ -1366,6 +1367,7 @@ func keepUntouched(cd *compactDef) {
 		}
 	}
 	var bot []*table.Table
+	cd.kept = nil
 	for i, t := range cd.bot {
 		if keep[i] {
 			cd.kept = append(cd.kept, t)
