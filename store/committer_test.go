@@ -195,13 +195,31 @@ func (l *eventLog) Publish(_ int64, evs []Event) {
 	l.events = append(l.events, evs...)
 }
 
-// TestPublishedPrevKV: every published event's prev_kv is the key's whole
-// state at the revision before, under concurrent writers (so batches apply
-// on commits under way) of documents, registers, leases, deletes and Txns
-// that write a key twice.
+// TestPublishedPrevKV: every published event's prev_kv (Store.PrevKV, which
+// reads it when the event was published without it) is the key's whole state
+// at the revision before, or none when the key did not exist then, under
+// concurrent writers (so batches apply on commits under way) of documents,
+// registers, leases, deletes and Txns that write a key twice; with the
+// record cache and without it (so most prev_kvs are read after the commit).
 func TestPublishedPrevKV(t *testing.T) {
-	s := openTest(t, t.TempDir())
-	defer s.Close()
+	for _, cache := range []int64{DefaultRecordCacheBytes, 0} {
+		t.Run(fmt.Sprint("cache=", cache), func(t *testing.T) {
+			for _, replicated := range []bool{false, true} {
+				cfg := DefaultConfig()
+				cfg.Dir, cfg.Site, cfg.Replicated, cfg.RecordCacheBytes = t.TempDir(), "test", replicated, cache
+				s, err := Open(cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				checkPublishedPrevKV(t, s)
+				s.Close()
+			}
+		})
+	}
+}
+
+func checkPublishedPrevKV(t *testing.T, s *Store) {
+	t.Helper()
 	var log eventLog
 	s.SetPublisher(&log)
 	lease, _, err := s.GrantLease(t.Context(), 7, 3600)
@@ -253,24 +271,38 @@ func TestPublishedPrevKV(t *testing.T) {
 	wg.Wait()
 	log.mu.Lock()
 	defer log.mu.Unlock()
-	checked := 0
+	checked, read := 0, 0
 	for _, ev := range log.events {
-		if ev.PrevKV == nil {
-			continue
+		prev, err := s.PrevKV(ev)
+		if err != nil {
+			t.Fatal(err)
 		}
 		rev := ev.KV.ModRevision
 		before, err := s.Range(ev.KV.Key, RangeOptions{Rev: rev - 1})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(before.KVs) != 1 || !reflect.DeepEqual(*ev.PrevKV, before.KVs[0]) {
-			t.Fatalf("revision %d: %q's prev_kv %+v, want the state at %d: %+v", rev, ev.KV.Key, *ev.PrevKV, rev-1, before.KVs)
+		switch {
+		case len(before.KVs) == 0 && prev != nil:
+			t.Fatalf("revision %d: %q's prev_kv %+v, but it did not exist at %d", rev, ev.KV.Key, *prev, rev-1)
+		case len(before.KVs) == 0:
+			continue
+		case prev == nil && ev.KV.CreateRevision != rev:
+			t.Fatalf("revision %d: %q has no prev_kv, want the state at %d: %+v", rev, ev.KV.Key, rev-1, before.KVs[0])
+		case prev != nil && !reflect.DeepEqual(*prev, before.KVs[0]):
+			t.Fatalf("revision %d: %q's prev_kv %+v, want the state at %d: %+v", rev, ev.KV.Key, *prev, rev-1, before.KVs)
 		}
-		checked++
+		if prev != nil {
+			checked++
+		}
+		if ev.PrevKV == nil && prev != nil {
+			read++
+		}
 	}
 	if checked < 100 {
 		t.Fatalf("only %d events with a prev_kv checked", checked)
 	}
+	t.Logf("%d events with a prev_kv, %d of them read after the commit", checked, read)
 }
 
 // TestBatchReadsSeeFlight: the committer's reads, through a view taken before

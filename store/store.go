@@ -487,6 +487,36 @@ func (s *Store) Events(from, to int64, limit int) ([]Event, error) {
 	return evs, nil
 }
 
+// PrevKV returns ev's prev_kv: ev.PrevKV, or, for an event published
+// without it (its state was not in memory at commit; see Event), that state
+// read now. It is nil if the key did not exist before ev, or if that state
+// has been compacted away since, as etcd, which reads a watcher's prev_kv
+// when it sends the event, leaves it out then.
+func (s *Store) PrevKV(ev Event) (*KeyValue, error) {
+	if ev.PrevKV != nil || ev.prev.main == 0 {
+		return ev.PrevKV, nil
+	}
+	if kv, ok := s.records.get(ev.prev); ok {
+		return &kv, nil
+	}
+	var prev *KeyValue
+	err := s.db.View(func(txn *badger.Txn) error {
+		rec, err := readRecordIn(txn, ev.prev)
+		switch {
+		case err == nil:
+			s.records.put(ev.prev, rec.kv)
+			prev = &rec.kv
+		case !isNotFound(err):
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("store: read prev_kv at %d.%d: %w", ev.prev.main, ev.prev.sub, err)
+	}
+	return prev, nil
+}
+
 func readRecordIn(txn *badger.Txn, r revision) (record, error) {
 	k := revKey(r.main, r.sub)
 	item, err := txn.Get(k)

@@ -85,6 +85,19 @@ func (b *batchReads) get(key []byte) ([]byte, error) {
 	return raw, nil
 }
 
+// held returns the state an index entry names if it is in memory: in the
+// entry, among the flight's writes or in the record cache.
+func (b *batchReads) held(v *version) (KeyValue, bool) {
+	if v.kv != nil {
+		return *v.kv, true
+	}
+	if raw, ok := b.wrote[string(revKey(v.rev.main, v.rev.sub))]; ok {
+		rec, err := decodeRecord(revKey(v.rev.main, v.rev.sub), raw)
+		return rec.kv, err == nil
+	}
+	return b.s.records.get(v.rev)
+}
+
 // kv returns the state an index entry names (see kvIn): an entry of the
 // flight holds its state until the flight is shown, and its revision record
 // is among the flight's writes.
@@ -294,7 +307,9 @@ func (tx *WriteTxn) before(ki *keyIndex) (*KeyValue, revision, error) {
 // beforeFrom is before told the value the key's document held before this
 // write (nil: not known). When the key's live version is the one before this
 // revision, that value is its value, and the state is made from the index
-// rather than read back from its revision record.
+// rather than read back from its revision record. A state not in memory is
+// not read here, in the committer: the state is nil and its revision is
+// returned all the same, for the event to name (Store.PrevKV).
 func (tx *WriteTxn) beforeFrom(ki *keyIndex, old []byte) (*KeyValue, revision, error) {
 	v, ok := ki.at(tx.rev - 1)
 	if !ok || v.tomb {
@@ -304,8 +319,10 @@ func (tx *WriteTxn) beforeFrom(ki *keyIndex, old []byte) (*KeyValue, revision, e
 		kv := KeyValue{Key: ki.key, Value: old, CreateRevision: v.created, ModRevision: v.rev.main, Version: v.ver, Lease: ki.lease}
 		return &kv, v.rev, nil
 	}
-	kv, err := tx.reads.kv(v)
-	return &kv, v.rev, err
+	if kv, ok := tx.reads.held(v); ok {
+		return &kv, v.rev, nil
+	}
+	return nil, v.rev, nil
 }
 
 func (tx *WriteTxn) appendVersion(ki *keyIndex, typ EventType, kv KeyValue, prev *KeyValue, prevRev revision) {
@@ -319,7 +336,11 @@ func (tx *WriteTxn) appendVersion(ki *keyIndex, typ EventType, kv KeyValue, prev
 	tx.cached = append(tx.cached, ki)
 	rec := record{typ: typ, kv: kv, prevRev: prevRev}
 	tx.writes = append(tx.writes, write{key: revKey(r.main, r.sub), value: rec.encode()})
-	tx.events = append(tx.events, Event{Type: typ, KV: kv, PrevKV: prev})
+	ev := Event{Type: typ, KV: kv, PrevKV: prev}
+	if prev == nil {
+		ev.prev = prevRev
+	}
+	tx.events = append(tx.events, ev)
 }
 
 // doc returns the key's document, loading it on first use in this batch.

@@ -36,11 +36,15 @@ const (
 )
 
 // Event is one committed change. For a delete, KV holds the key and the revision of
-// the delete. PrevKV is the key's state before the change, nil if it did not exist.
+// the delete. PrevKV is the key's state before the change, nil if it did not exist
+// or, in an event as published, if it was not in memory when the change was
+// committed: Store.PrevKV reads it then, as etcd reads a watcher's prev_kv when it
+// sends the event.
 type Event struct {
 	Type   EventType
 	KV     KeyValue
 	PrevKV *KeyValue
+	prev   revision // the revision PrevKV is the state of, when not read at commit
 }
 
 // RangeOptions selects what Range returns. It follows etcd's wire conventions:

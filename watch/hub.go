@@ -16,6 +16,9 @@ import (
 // Source is the event log behind the hub: the store.
 type Source interface {
 	Events(from, to int64, limit int) ([]store.Event, error)
+	// PrevKV returns an event's prev_kv, reading it if the event was
+	// published without it (store.Event); it may block on the disk.
+	PrevKV(ev store.Event) (*store.KeyValue, error)
 	Rev() int64
 	CompactRev() int64
 }

@@ -226,10 +226,7 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 		return false
 	}
 	if err != nil {
-		s.mu.Lock()
-		delete(s.watchers, w.req.ID)
-		s.mu.Unlock()
-		s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CancelReason: err.Error()})
+		s.fail(w, rev, err)
 		return false
 	}
 	if len(evs) == 0 {
@@ -245,9 +242,13 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 			continue
 		}
 		// Like etcd, prev_kv is the key at the previous revision, which is gone
-		// once that revision is compacted.
+		// once that revision is compacted, and is read when the event is sent
+		// if the store did not have it in memory at commit.
 		if !w.req.PrevKV || ev.KV.ModRevision-1 < compact {
 			ev.PrevKV = nil
+		} else if ev.PrevKV, err = s.hub.src.PrevKV(ev); err != nil {
+			s.fail(w, rev, err)
+			return false
 		}
 		out = append(out, ev)
 	}
@@ -259,6 +260,15 @@ func (s *Stream) deliver(ctx context.Context, w *watcher, next, rev int64) bool 
 	}
 	w.sub.next.Store(last + 1)
 	return ctx.Err() == nil
+}
+
+// fail cancels a watcher whose events could not be read, with err as the
+// reason.
+func (s *Stream) fail(w *watcher, rev int64, err error) {
+	s.mu.Lock()
+	delete(s.watchers, w.req.ID)
+	s.mu.Unlock()
+	s.emit(Response{WatchID: w.req.ID, Revision: rev, Canceled: true, CancelReason: err.Error()})
 }
 
 // setSlow records whether a watcher reads from the store (behind the window).

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -260,6 +261,72 @@ func TestPublishWakesOnlyItsWatchers(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("watcher of k00 got %d events (want %d), of k07 %d (want 1)", n0, writes, n7)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestPrevKVReadWhenSent: a watcher asking for prev_kv gets each event's
+// previous state, also when the store published the event without it (no
+// record cache, so a state committed earlier is not in memory; the stream
+// reads it as it sends the event, as etcd does); one not asking gets none.
+func TestPrevKVReadWhenSent(t *testing.T) {
+	cfg := store.DefaultConfig()
+	cfg.InMemory, cfg.Site, cfg.RecordCacheBytes = true, "t", 0
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	st, err := store.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	hub, err := NewHub(DefaultConfig(), st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.SetPublisher(hub)
+	write := func(fn func(tx *store.WriteTxn) error) {
+		t.Helper()
+		if _, err := st.Update(context.Background(), fn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(tx *store.WriteTxn) error { return tx.Put([]byte("k"), []byte("v1"), 0) })
+
+	var mu sync.Mutex
+	got := map[int64][]store.Event{} // by watch ID
+	stream := hub.NewStream(context.Background(), 0, func(r Response) error {
+		mu.Lock()
+		defer mu.Unlock()
+		got[r.WatchID] = append(got[r.WatchID], r.Events...)
+		return nil
+	})
+	defer stream.Close()
+	for id, prev := range []bool{true, false} {
+		if err := stream.Watch(Request{ID: int64(id), Key: []byte("k"), PrevKV: prev}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(func(tx *store.WriteTxn) error { return tx.Put([]byte("k"), []byte("v2"), 0) })
+	write(func(tx *store.WriteTxn) error { _, err := tx.DeleteRange([]byte("k"), nil); return err })
+
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		with, without := slices.Clone(got[0]), slices.Clone(got[1])
+		mu.Unlock()
+		if len(with) == 2 && len(without) == 2 {
+			for i, want := range []string{"v1", "v2"} {
+				if p := with[i].PrevKV; p == nil || string(p.Value) != want {
+					t.Errorf("event %d's prev_kv %+v, want %s", i, p, want)
+				}
+				if without[i].PrevKV != nil {
+					t.Errorf("event %d has a prev_kv it was not asked for", i)
+				}
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d and %d events, want 2 each", len(with), len(without))
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
