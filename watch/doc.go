@@ -11,7 +11,10 @@
 // for progress notifications.
 // Events reach a watcher in revision order, exactly once, with nothing skipped;
 // a watcher whose next revision has been compacted is cancelled with the compacted
-// revision, as etcd does.
+// revision, as etcd does. A watcher that asks for prev_kv gets the key's state at
+// the revision before each event; the stream reads it as it sends the event when
+// the store published the event without it (Source.PrevKV), as etcd's watch server
+// reads it, and leaves it out once that revision is compacted.
 //
 // With a Registerer in its Config the hub reports gauges under etcd's names where
 // the meaning is etcd's: etcd_debugging_mvcc_watcher_total (and its alias
