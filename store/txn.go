@@ -91,8 +91,9 @@ func (b *batchReads) held(v *version) (KeyValue, bool) {
 	if v.kv != nil {
 		return *v.kv, true
 	}
-	if raw, ok := b.wrote[string(revKey(v.rev.main, v.rev.sub))]; ok {
-		rec, err := decodeRecord(revKey(v.rev.main, v.rev.sub), raw)
+	k := revKey(v.rev.main, v.rev.sub)
+	if raw, ok := b.wrote[string(k)]; ok {
+		rec, err := decodeRecord(k, raw)
 		return rec.kv, err == nil
 	}
 	return b.s.records.get(v.rev)
@@ -102,15 +103,8 @@ func (b *batchReads) held(v *version) (KeyValue, bool) {
 // flight holds its state until the flight is shown, and its revision record
 // is among the flight's writes.
 func (b *batchReads) kv(v *version) (KeyValue, error) {
-	if v.kv != nil {
-		return *v.kv, nil
-	}
-	if b.wrote != nil {
-		k := revKey(v.rev.main, v.rev.sub)
-		if raw, ok := b.wrote[string(k)]; ok {
-			rec, err := decodeRecord(k, raw)
-			return rec.kv, err
-		}
+	if kv, ok := b.held(v); ok {
+		return kv, nil
 	}
 	return b.s.kvIn(b.view(), v)
 }
