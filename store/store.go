@@ -496,25 +496,14 @@ func (s *Store) PrevKV(ev Event) (*KeyValue, error) {
 	if ev.PrevKV != nil || ev.prev.main == 0 {
 		return ev.PrevKV, nil
 	}
-	if kv, ok := s.records.get(ev.prev); ok {
-		return &kv, nil
+	kv, err := s.kvOf(&version{rev: ev.prev})
+	switch {
+	case isNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
 	}
-	var prev *KeyValue
-	err := s.db.View(func(txn *badger.Txn) error {
-		rec, err := readRecordIn(txn, ev.prev)
-		switch {
-		case err == nil:
-			s.records.put(ev.prev, rec.kv)
-			prev = &rec.kv
-		case !isNotFound(err):
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("store: read prev_kv at %d.%d: %w", ev.prev.main, ev.prev.sub, err)
-	}
-	return prev, nil
+	return &kv, nil
 }
 
 func readRecordIn(txn *badger.Txn, r revision) (record, error) {
