@@ -580,7 +580,8 @@ func runCut(ctx context.Context, cfg SitesConfig, c *cluster, rep *SitesReport, 
 }
 
 // converge polls every site's key count and, once the counts agree, its whole
-// keyspace, until all are identical; it returns how long that took.
+// keyspace, until all are identical; it returns how long until the poll that
+// found them so began (poll).
 func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Duration, error) {
 	clis, closeAll, err := c.clients()
 	if err != nil {
@@ -600,13 +601,16 @@ func converge(ctx context.Context, c *cluster, timeout time.Duration) (time.Dura
 }
 
 // poll calls check every interval until it reports done, and returns how long
-// that took; after timeout, an error with check's last one.
+// after poll's call the check that reported done began (its reads found what
+// it waited for; a check of a whole keyspace takes a second or more to read,
+// which is not the systems' time); after timeout, an error with check's last one.
 func poll(ctx context.Context, every, timeout time.Duration, check func() (done bool, err error)) (time.Duration, error) {
 	start := time.Now()
 	for {
+		began := time.Since(start)
 		done, err := check()
 		if done {
-			return time.Since(start), nil
+			return began, nil
 		}
 		if time.Since(start) > timeout {
 			return 0, fmt.Errorf("not within %v (%v)", timeout, err)

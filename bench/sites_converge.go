@@ -128,7 +128,8 @@ func burstValue(cfg SitesConfig, i, j int) string {
 // convergePrefix polls every site's count of keys under prefix until all
 // count the same, at least want (the acknowledged writes; a write that failed
 // by timing out may have committed too), and then hold the same keys and
-// values; it returns how long after its call they did. Counting is cheap
+// values; it returns how long after its call the poll that found them so
+// began (poll). Counting is cheap
 // enough to poll every 20 ms without loading the sites it waits for; the
 // whole comparison runs only once the counts agree.
 func convergePrefix(ctx context.Context, c *cluster, prefix string, want int64, timeout time.Duration) (time.Duration, error) {
@@ -190,7 +191,7 @@ func (r *SitesReport) convergeTable(b *strings.Builder) {
 	if len(r.Convergence) == 0 {
 		return
 	}
-	fmt.Fprintf(b, "\n## Convergence against pending writes\n\nSite %d cut off at %g ms one way while every site that takes writes made the given number of Puts of new keys (%d clients per site, as fast as they could; etcd's cut-off member has no quorum and is given none), then the links healed: seconds until every site held all of them, against issue 12's bound of one round trip plus 0.5 s (%.2fs). Rhizome's merges and duplicates (changes received again though held) over the round, all sites, per pending change: %d merges each when every change arrives once.\n\n",
+	fmt.Fprintf(b, "\n## Convergence against pending writes\n\nSite %d cut off at %g ms one way while every site that takes writes made the given number of Puts of new keys (%d clients per site, as fast as they could; etcd's cut-off member has no quorum and is given none), then the links healed: seconds until every site held all of them (sites polled every 20 ms: a count at each, then once the counts agree every key and value read from each and compared; the time is when the poll that found them identical began, the reads of a whole round taking up to a second themselves), against issue 12's bound of one round trip plus 0.5 s (%.2fs). Rhizome's merges and duplicates (changes received again though held) over the round, all sites, per pending change: %d merges each when every change arrives once.\n\n",
 		r.Sites-1, r.ConvergeDelayMs, r.Clients, convergeBound(r.ConvergeDelayMs), r.Sites-1)
 	b.WriteString("| writes per site | rhizome pending | rhizome | etcd pending | etcd | rhizome merges / duplicates per change |\n|--:|--:|--:|--:|--:|--:|\n")
 	et := r.convergePoints(SystemEtcd)

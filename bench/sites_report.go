@@ -201,7 +201,7 @@ func (r *SitesReport) cutTable(b *strings.Builder) {
 			fmt.Fprintf(b, "| %s | %d | %.0f | %.1f%% | %s | %s |\n", sys, x.Site, x.Throughput, 100*x.SuccessRate, fmtMs(x.P50Ms), fmtMs(x.P99Ms))
 		}
 	}
-	fmt.Fprintf(b, "\nAfter the heal, identical data at every site in: rhizome %.2fs (%d writes made during the cut), etcd %.2fs.\n",
+	fmt.Fprintf(b, "\nAfter the heal, identical data at every site in (polled as below): rhizome %.2fs (%d writes made during the cut), etcd %.2fs.\n",
 		r.ConvergeSeconds[SystemRhizome], r.Pending[SystemRhizome], r.ConvergeSeconds[SystemEtcd])
 }
 
