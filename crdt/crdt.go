@@ -524,6 +524,10 @@ func (d *Doc) applyLinearEdit(h *history, raw []byte) (changed, ok bool) {
 		delete(fields, k)
 	}
 	before := d.value
+	if value, ok := d.spliceLeaves(set, del); ok {
+		d.fields, d.value = fields, value // still clean
+		return !bytes.Equal(before, d.value), true
+	}
 	d.fields, d.value = fields, materialize(fields, d.schemas)
 	flat, _ := flattenValid(d.value, d.schemas)
 	d.clean = maps.Equal(flat, d.fields)
