@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"errors"
+	"expvar"
 	"fmt"
 	"strings"
 	"testing"
@@ -213,4 +214,98 @@ func widestOverlap(db *badger.DB) int {
 		worst = max(worst, n)
 	}
 	return worst
+}
+
+// TestHotKeyReadsNoOlderTables: a key written again and again has versions
+// in the memtable and in many level 0 tables; reading its newest version
+// seeks it in no table (badger-get-max-version.patch; upstream sought it,
+// reading a block and checking its checksum, in every table holding an older
+// version), and
+// every read, of any version still kept, returns what was written then.
+func TestHotKeyReadsNoOlderTables(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.MemoryBudget, cfg.SyncWrites = t.TempDir(), MinMemoryBudget, false
+	opts := badgerOptions(cfg)
+	opts.NumLevelZeroTables, opts.NumLevelZeroTablesStall = 50, 60 // keep them in level 0
+	opts.MetricsEnabled = true                                     // for lsmSeeks
+	db, err := badger.Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	hot := []byte("hot")
+	value := func(i int) []byte { return fmt.Appendf(nil, "%08d", i) }
+	type snapshot struct {
+		txn *badger.Txn
+		i   int // the last hot write it sees
+	}
+	var snapshots []snapshot // read views opened along the way
+	defer func() {
+		for _, s := range snapshots {
+			s.txn.Discard()
+		}
+	}()
+	filler := []byte(strings.Repeat("f", 4000))
+	for i := range 3000 {
+		err := db.Update(func(txn *badger.Txn) error {
+			return errors.Join(txn.Set(hot, value(i)), txn.Set(fmt.Appendf(nil, "cold/%08d", i), filler))
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%97 == 0 {
+			snapshots = append(snapshots, snapshot{db.NewTransaction(false), i})
+		}
+	}
+	if n := len(db.Tables()); n < 5 {
+		t.Fatalf("%d tables: the hot key's versions must be spread over several", n)
+	}
+	// Later commits of other keys: a read's timestamp past the hot key's
+	// version, as a store's reads are (badger stops at a version equal to
+	// the read's timestamp).
+	if err := db.Update(func(txn *badger.Txn) error { return txn.Set([]byte("other"), filler) }); err != nil {
+		t.Fatal(err)
+	}
+	seeks := lsmSeeks(t)
+	for range 100 {
+		if err := db.View(func(txn *badger.Txn) error { return checkValue(txn, hot, value(2999)) }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := lsmSeeks(t) - seeks; n > 0 {
+		t.Errorf("100 reads of a key's newest version sought it in tables %d times, want none", n)
+	}
+	for _, s := range snapshots { // older versions, most in tables
+		if err := checkValue(s.txn, hot, value(s.i)); err != nil {
+			t.Fatalf("a view opened after write %d: %v", s.i, err)
+		}
+	}
+}
+
+// lsmSeeks returns how many times badger has sought a key in a table for a
+// read (each reads a block of it), from its metrics (process-wide, kept only
+// by databases opened with MetricsEnabled).
+func lsmSeeks(t *testing.T) (n int64) {
+	m, ok := expvar.Get("badger_get_num_lsm").(*expvar.Map)
+	if !ok {
+		t.Fatal("badger's metric of table seeks is gone")
+	}
+	m.Do(func(kv expvar.KeyValue) {
+		if v, ok := kv.Value.(*expvar.Int); ok {
+			n += v.Value()
+		}
+	})
+	return n
+}
+
+// checkValue reads key through txn and checks it holds want.
+func checkValue(txn *badger.Txn, key, want []byte) error {
+	item, err := txn.Get(key)
+	if err != nil {
+		return err
+	}
+	if v, err := item.ValueCopy(nil); err != nil || !bytes.Equal(v, want) {
+		return fmt.Errorf("%q holds %q (%v), want %q", key, v, err, want)
+	}
+	return nil
 }

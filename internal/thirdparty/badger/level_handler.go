@@ -305,13 +305,20 @@ func (s *levelHandler) getTableForKey(key []byte) ([]*table.Table, func() error)
 }
 
 // get returns value for a given key or the key after that. If not found, return nil.
-func (s *levelHandler) get(key []byte) (y.ValueStruct, error) {
+//
+// floor is the newest version of the key found above this level: a table
+// holding no version newer than floor (its MaxVersion) cannot change the
+// answer and is not read.
+func (s *levelHandler) get(key []byte, floor uint64) (y.ValueStruct, error) {
 	tables, decr := s.getTableForKey(key)
 	keyNoTs := y.ParseKey(key)
 
 	hash := y.Hash(keyNoTs)
 	var maxVs y.ValueStruct
 	for _, th := range tables {
+		if th.MaxVersion() <= max(floor, maxVs.Version) {
+			continue
+		}
 		if th.DoesNotHave(hash) {
 			y.NumLSMBloomHitsAdd(s.db.opt.MetricsEnabled, s.strLevel, 1)
 			continue

@@ -1827,7 +1827,11 @@ func (s *levelsController) get(key []byte, maxVs y.ValueStruct, startLevel int) 
 		if h.level < startLevel {
 			continue
 		}
-		vs, err := h.get(key) // Calls h.RLock() and h.RUnlock().
+		// Tables that hold no version newer than the newest found so far
+		// are not read: a key written often has versions in the memtables
+		// and in most level 0 tables, and each read a block and checked its
+		// checksum to find an older version than the one in hand.
+		vs, err := h.get(key, maxVs.Version) // Calls h.RLock() and h.RUnlock().
 		if err != nil {
 			return y.ValueStruct{}, y.Wrapf(err, "get key: %q", key)
 		}
