@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"compress/flate"
 	"errors"
 	"fmt"
 	"testing"
@@ -131,4 +132,52 @@ func FuzzUnpackEdit(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestRebaseShippedUncompressed: a rebase goes on a stream with its body's
+// change uncompressed, which the stream's deflate shortens against the value
+// the rebase also carries (by a fifth at least, alone), and is read back as the
+// very bytes sent.
+func TestRebaseShippedUncompressed(t *testing.T) {
+	d := &Doc{}
+	for gen := range 5 {
+		if _, _, err := d.Put(benchPod(t, gen), Stamp{uint64(gen + 1), "w"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, ok, err := d.Rebase("w", 5, nil)
+	if err != nil || !ok {
+		t.Fatalf("rebase: %v %v", ok, err)
+	}
+	body := c.Encode()
+	var send, recv EditHashes
+	packed := send.PackEdit("/pods/a", body)
+	if bytes.Equal(packed, body) {
+		t.Fatal("the rebase was sent as stored")
+	}
+	got, err := recv.UnpackEdit("/pods/a", packed)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("read back other bytes than the rebase sent (%v)", err)
+	}
+	if sent, stored := deflated(t, packed), deflated(t, body); 5*sent > 4*stored {
+		t.Fatalf("deflated, the rebase sent takes %d bytes, as stored %d", sent, stored)
+	} else {
+		t.Logf("deflated: %d bytes sent, %d as stored", sent, stored)
+	}
+}
+
+// deflated returns how many bytes b deflates to.
+func deflated(t *testing.T, b []byte) int {
+	var buf bytes.Buffer
+	w, err := flate.NewWriter(&buf, flate.DefaultCompression)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Len()
 }
