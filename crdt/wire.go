@@ -111,16 +111,7 @@ func (t *EditHashes) UnpackEdit(key string, packed []byte) ([]byte, error) {
 // change uncompressed, when restoreRebase gives body back from that; else
 // body as it is.
 func shipRebase(body []byte) []byte {
-	c, err := DecodeChange(body)
-	if err != nil || c.Op != OpRebase {
-		return body
-	}
-	raw, err := uncompressedChanges(c.Data)
-	if err != nil || bytes.Equal(raw, c.Data) {
-		return body
-	}
-	c.Data = raw
-	shipped := c.Encode()
+	shipped := rewriteRebase(body, uncompressedChanges)
 	if !bytes.Equal(restoreRebase(shipped), body) {
 		return body
 	}
@@ -129,12 +120,16 @@ func shipRebase(body []byte) []byte {
 
 // restoreRebase returns body with a rebase's body change compressed as it is
 // stored (compressChanges); anything else, or a rebase already so, as it is.
-func restoreRebase(body []byte) []byte {
+func restoreRebase(body []byte) []byte { return rewriteRebase(body, compressChanges) }
+
+// rewriteRebase returns body with a rebase's Data rewritten by rewrite; body
+// itself when it is not a rebase, or rewrite fails or changes nothing.
+func rewriteRebase(body []byte, rewrite func([]byte) ([]byte, error)) []byte {
 	c, err := DecodeChange(body)
 	if err != nil || c.Op != OpRebase {
 		return body
 	}
-	data, err := compressChanges(c.Data)
+	data, err := rewrite(c.Data)
 	if err != nil || bytes.Equal(data, c.Data) {
 		return body
 	}
