@@ -3,6 +3,7 @@ package crdt
 import (
 	"bytes"
 	"slices"
+	"strings"
 )
 
 // spliceLeaves returns the value a linear edit that sets only leaves makes of
@@ -58,11 +59,12 @@ func (d *Doc) spliceLeaves(set map[string]string, del []string) ([]byte, bool) {
 // spliceable reports whether field k, a leaf holding old, may be rewritten in
 // place to hold text (spliceLeaves).
 func (d *Doc) spliceable(k, old, text string) bool {
-	if len(k) < len(leafPrefix) || k[:len(leafPrefix)] != leafPrefix || k == leafPrefix+"/apiVersion" || k == leafPrefix+"/kind" {
+	path, isLeaf := strings.CutPrefix(k, leafPrefix)
+	if !isLeaf || path == "/apiVersion" || path == "/kind" {
 		return false
 	}
-	for path := k[len(leafPrefix):]; path != ""; {
-		path = path[:lastSlash(path)]
+	for path != "" { // every enclosing object up to the root
+		path = path[:max(strings.LastIndexByte(path, '/'), 0)]
 		if _, inList := d.fields[listPrefix+path]; inList {
 			return false
 		}
@@ -71,16 +73,6 @@ func (d *Doc) spliceable(k, old, text string) bool {
 		return false
 	}
 	return oneValue(text)
-}
-
-// lastSlash returns the index of path's last '/' (0 when it has none).
-func lastSlash(path string) int {
-	for i := len(path) - 1; i > 0; i-- {
-		if path[i] == '/' {
-			return i
-		}
-	}
-	return 0
 }
 
 // leafClass is what flatten makes of a value by its first byte: an object
