@@ -40,8 +40,9 @@ func (d *Doc) spliceLeaves(set map[string]string, del []string) ([]byte, bool) {
 		if !ok || !d.spliceable(k, old, text) {
 			return nil, false
 		}
-		at := bytes.Index(d.value, []byte(old))
-		if at < 0 || bytes.Contains(d.value[at+1:], []byte(old)) {
+		oldText := []byte(old)
+		at := bytes.Index(d.value, oldText)
+		if at < 0 || bytes.Contains(d.value[at+1:], oldText) {
 			return nil, false
 		}
 		spans = append(spans, span{at, at + len(old), text})

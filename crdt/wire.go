@@ -54,10 +54,13 @@ func (t *EditHashes) note(key string, hash automerge.ChangeHash) {
 // plain change chunk) is returned as it is.
 func (t *EditHashes) PackEdit(key string, body []byte) []byte {
 	packed := bytes.Clone(body)
-	data, contents, ok := editContents(packed) // within packed
+	op, data, contents, ok := editContents(packed) // within packed
 	if !ok {
 		t.note(key, noHash)
-		return shipRebase(body)
+		if op == OpRebase {
+			return shipRebase(body)
+		}
+		return body
 	}
 	hash := changeHash(contents)
 	prev, hasPrev := t.last[key]
@@ -76,10 +79,13 @@ func (t *EditHashes) PackEdit(key string, body []byte) []byte {
 // checksum its contents do not match.
 func (t *EditHashes) UnpackEdit(key string, packed []byte) ([]byte, error) {
 	body := bytes.Clone(packed)
-	data, contents, ok := editContents(body) // within body
+	op, data, contents, ok := editContents(body) // within body
 	if !ok {
 		t.note(key, noHash)
-		return restoreRebase(packed), nil
+		if op == OpRebase {
+			return restoreRebase(packed), nil
+		}
+		return packed, nil
 	}
 	prev, hasPrev := t.last[key]
 	if err := swapDeps(contents, prev, hasPrev, false); err != nil {
@@ -137,18 +143,22 @@ func rewriteRebase(body []byte, rewrite func([]byte) ([]byte, error)) []byte {
 	return c.Encode()
 }
 
-// editContents returns, within body (a Change's Encode form), its edit's
-// change chunk and the chunk's contents; ok is false for anything but an
-// edit that is one uncompressed change chunk.
-func editContents(body []byte) (chunk, contents []byte, ok bool) {
+// editContents returns the op of body (a Change's Encode form; 0 when it does
+// not decode) and, within body, its edit's change chunk and the chunk's
+// contents; ok is false for anything but an edit that is one uncompressed
+// change chunk.
+func editContents(body []byte) (op Op, chunk, contents []byte, ok bool) {
 	c, err := DecodeChange(body) // c.Data is within body
-	if err != nil || c.Op != OpUpdate {
-		return nil, nil, false
+	if err != nil {
+		return 0, nil, nil, false
+	}
+	if c.Op != OpUpdate {
+		return c.Op, nil, nil, false
 	}
 	n, batch, err := chunkAt(c.Data)
 	if err != nil || batch || n != len(c.Data) || c.Data[8] != chunkChange {
-		return nil, nil, false
+		return c.Op, nil, nil, false
 	}
 	_, w := binary.Uvarint(c.Data[9:])
-	return c.Data, c.Data[9+w:], true
+	return c.Op, c.Data, c.Data[9+w:], true
 }

@@ -126,7 +126,7 @@ func FuzzUnpackEdit(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if _, _, ok := editContents(body); ok {
+		if _, _, _, ok := editContents(body); ok {
 			if _, err := DecodeChange(body); err != nil {
 				t.Fatalf("an unpacked edit does not decode: %v", err)
 			}
