@@ -220,8 +220,8 @@ func widestOverlap(db *badger.DB) int {
 // in the memtable and in many level 0 tables; reading its newest version
 // seeks it in no table (badger-get-max-version.patch; upstream sought it,
 // reading a block and checking its checksum, in every table holding an older
-// version), and
-// every read, of any version still kept, returns what was written then.
+// version), and every read, of any version still kept, returns what was
+// written then.
 func TestHotKeyReadsNoOlderTables(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Dir, cfg.MemoryBudget, cfg.SyncWrites = t.TempDir(), MinMemoryBudget, false
