@@ -144,7 +144,7 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 		return c, err == nil, err
 	}
 	d.promote()
-	if fields, isDoc := p.cut(value, d.schemas); isDoc && d.kind == Document {
+	if fields, isDoc := d.cutPut(value, p); isDoc && d.kind == Document {
 		return d.update(value, fields, st)
 	}
 	if d.kind == Register && bytes.Equal(d.value, value) {
@@ -157,6 +157,17 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 	}
 	_, err = d.apply(c, cut)
 	return c, err == nil, err
+}
+
+// cutPut returns the fields of value, put to d in its JSON form: those cut
+// ahead (p), else those editedFields finds, else flatten's.
+func (d *Doc) cutPut(value []byte, p *Prepared) (map[string]string, bool) {
+	if p == nil || (p.fields == nil && p.isDoc) {
+		if fields, ok := d.editedFields(value, p != nil && p.valid); ok {
+			return fields, true
+		}
+	}
+	return p.cut(value, d.schemas)
 }
 
 // PutRegister writes value whole, as an opaque register whatever it holds,

@@ -28,6 +28,20 @@ func PrepareValue(value []byte, schemas Schemas) *Prepared {
 	return p.cutAhead(schemas)
 }
 
+// PrepareValue is the package's PrepareValue for a Put to d: when the value
+// rewrites one leaf of d's, its fields are d's with that leaf's new text
+// (editedFields), not cut from the whole value. d must not be in use
+// elsewhere: it may cut its own fields (see Prepare).
+func (d *Doc) PrepareValue(value []byte, schemas Schemas) *Prepared {
+	p := &Prepared{}
+	p.json, p.valid = jsonForm(value)
+	if fields, ok := d.editedFields(p.json, p.valid); ok {
+		p.fields, p.isDoc, p.builtin = fields, true, true
+		return p
+	}
+	return p.cutAhead(schemas)
+}
+
 // cutAhead cuts p.json by schemas (PrepareValue) and returns p.
 func (p *Prepared) cutAhead(schemas Schemas) *Prepared {
 	if p.valid {

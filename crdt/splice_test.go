@@ -1,6 +1,7 @@
 package crdt
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"math/rand/v2"
@@ -63,4 +64,72 @@ func TestSpliceLeaves(t *testing.T) {
 		t.Fatalf("%d of 3000 edits spliced (a status alone: %v): the fast path is not taken", spliced, status)
 	}
 	t.Logf("%d of 3000 edits spliced", spliced)
+}
+
+// TestEditedFields checks editedFields against what it stands for: whenever
+// it answers, its fields are flatten's of the new value, exactly; values
+// that change more than a leaf, or not into a document, are left to
+// flatten. New values are the pod with a leaf rewritten, and the pod with
+// bytes inserted, removed or replaced anywhere (most of them no document, or
+// changed across members); a status update, the write it exists for, must
+// take the fast path.
+func TestEditedFields(t *testing.T) {
+	for _, newline := range []bool{false, true} {
+		pod, _ := bytes.CutSuffix(benchPod(t, 0), []byte("\n"))
+		if newline {
+			pod = append(slices.Clip(pod), '\n')
+		}
+		fields, ok := flattenValid(pod, nil)
+		if !ok {
+			t.Fatal("pod is not a document")
+		}
+		var leaves []string
+		for k, v := range fields {
+			if strings.HasPrefix(k, leafPrefix) && strings.Count(string(pod), v) == 1 {
+				leaves = append(leaves, k)
+			}
+		}
+		slices.Sort(leaves)
+		texts := []string{`"x"`, `"y\"z"`, `12`, `-1.5e3`, `true`, `null`, `{"a":1}`, `{"a":"}"}`, `{}`, `[1,2]`, `[]`,
+			`1 `, `"open`, `{"a":1`, `{"a":1}}`, `1,2`, `"a"b`, ``, `,"x":1`, `"`, `}`, `{`, `\"`, `:`, ` `, `0`}
+		rng := rand.New(rand.NewPCG(3, 4))
+		taken, status := 0, 0
+		for i := range 6000 {
+			value := string(pod)
+			switch i % 4 {
+			case 0: // a status update
+				at := strings.Index(value, `"status":`) + len(`"status":`)
+				p := flattener{src: pod, pos: at}
+				p.skipValue()
+				value = value[:at] + fmt.Sprintf(`{"phase":"Running","message":"%d"}`, i) + value[p.pos:]
+			case 1: // a leaf rewritten
+				old := fields[leaves[rng.IntN(len(leaves))]]
+				value = strings.Replace(value, old, texts[rng.IntN(len(texts))], 1)
+			default: // bytes changed anywhere
+				from := rng.IntN(len(value))
+				to := min(len(value), from+rng.IntN(4))
+				value = value[:from] + texts[rng.IntN(len(texts))] + value[to:]
+			}
+			d := &Doc{kind: Document, value: pod, fields: maps.Clone(fields), clean: true}
+			got, ok := d.editedFields([]byte(value), false)
+			if !ok {
+				continue
+			}
+			taken++
+			if i%4 == 0 {
+				status++
+			}
+			want, isDoc := flatten([]byte(value), nil)
+			if !isDoc || !maps.Equal(got, want) {
+				t.Fatalf("new value %q: editedFields' fields differ from flatten's (a document: %v)", value, isDoc)
+			}
+			if !maps.Equal(d.fields, fields) {
+				t.Fatal("editedFields changed the Doc's own fields")
+			}
+		}
+		if status != 1500 || taken < 2000 {
+			t.Fatalf("fast path taken for %d of 6000 new values, %d of 1500 status updates", taken, status)
+		}
+		t.Logf("newline %v: fast path taken for %d of 6000 new values", newline, taken)
+	}
 }

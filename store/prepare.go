@@ -124,11 +124,12 @@ func (s *Store) prepare(fn func(TxnWrite) error) (prep map[string]*prepared) {
 			p.cut = crdt.PrepareNew(value, s.crs.Object)
 			continue
 		}
-		p.cut = crdt.PrepareValue(value, s.crs.Object)
 		doc, err := s.openDoc(raw)
 		if err != nil {
+			p.cut = crdt.PrepareValue(value, s.crs.Object)
 			continue // the committer reports it
 		}
+		p.cut = doc.PrepareValue(value, s.crs.Object)
 		if v, _ := doc.Value(); bytes.Equal(v, value) {
 			continue // nothing to edit
 		}
