@@ -103,21 +103,24 @@ func oneValue(text string) (ok bool) {
 
 // editedFields returns the fields flatten cuts from value, a Put's JSON form
 // (valid: known to be valid JSON, see jsonForm), when value is d's value with
-// one leaf rewritten: d's fields with that leaf's new text, and true; or
-// false, and the caller cuts value whole. It is what spliceLeaves does the
-// other way round, for a local write: a status update of a pod rewrites one
-// leaf (the status, a unit of its own), and cutting the whole new value and
-// diffing it with the old was a fifth of a replica's CPU under such writes.
+// some leaves rewritten: d's fields with those leaves' new texts, and true;
+// or false, and the caller cuts value whole. It is what spliceLeaves does the
+// other way round, for a local write: a pod's status update rewrites one
+// leaf (the status, a unit of its own), an object's update through
+// kube-apiserver a few (an annotation, the managed fields' times), and
+// cutting the whole new value and diffing it with the old was a fifth of a
+// replica's CPU under such writes.
 //
-// The leaf is found from the bytes value and d's value share at their start
-// and at their end: the changed bytes between must lie within one member's
-// value in d's value, reached through objects flatten cuts member by member
-// and no list. The member's new text is then the bytes of value in its
-// place, and value is d's value with that text for the old; it is a leaf
-// flatten cuts alike when spliceLeaves could have made it (spliceable): of
-// the same class as the old text, one value, outside any list, neither the
-// apiVersion nor the kind. Only built-in kinds take this path, so that the
-// schemas d's fields were cut by and those value would be cut by agree.
+// The two values are read side by side (changedLeaves): every object on the
+// way must have the same members in the same order, each either the same
+// text in both, or an object flatten cuts member by member in both (read in
+// turn), or a leaf of the same class in both (scalar, object kept whole, or
+// list kept whole by its schema), never in a list flatten cuts; then value
+// is d's value with those leaves' texts for the old, and flatten cuts it
+// into d's fields with those texts, as the walk reads the values as flatten
+// does. The apiVersion and kind, which choose the schema, must not change;
+// only built-in kinds take this path, so that the schemas d's fields were
+// cut by and those value would be cut by agree.
 func (d *Doc) editedFields(value []byte, valid bool) (map[string]string, bool) {
 	if d.kind != Document || d.deleted || !d.clean {
 		return nil, false
@@ -126,107 +129,124 @@ func (d *Doc) editedFields(value []byte, valid bool) (map[string]string, bool) {
 	if d.fields == nil {
 		return nil, false
 	}
-	key, text, ok := changedLeaf(d.value, value)
-	if !ok {
+	set, ok := changedLeaves(d.value, value)
+	if !ok || len(set) == 0 {
 		return nil, false
 	}
-	old, held := d.fields[key]
-	if !held || !d.spliceable(key, old, text) || (!valid && !json.Valid([]byte(text))) {
-		return nil, false
+	for k, text := range set {
+		if _, held := d.fields[k]; !held || k == leafPrefix+"/apiVersion" || k == leafPrefix+"/kind" ||
+			(!valid && !json.Valid([]byte(text))) {
+			return nil, false
+		}
 	}
 	fields := maps.Clone(d.fields)
-	fields[key] = text
+	maps.Copy(fields, set)
 	return fields, true
 }
 
-// changedLeaf returns the field key of the one member value of old (a
-// document's value, a built-in kind's) that holds every byte new changes,
-// and the text new holds in its place; ok is false when no member's value
-// holds them all, when they are in a list, or when old is not a built-in
-// kind. The text is not checked: see editedFields.
-func changedLeaf(old, new []byte) (key, text string, ok bool) {
+// changedLeaves returns the leaves new rewrites in old (a document's value,
+// of a built-in kind), by field key, with their new texts; ok is false when
+// new differs from old otherwise, or is not read as flatten reads old (see
+// editedFields). The texts are not checked to be valid JSON.
+func changedLeaves(old, new []byte) (set map[string]string, ok bool) {
 	defer func() {
 		if recover() != nil {
-			key, text, ok = "", "", false // old is a document's value: not reached
+			set, ok = nil, false // new ended inside a string or an object
 		}
 	}()
 	oldBody, oldNewline := bytes.CutSuffix(old, []byte("\n"))
 	newBody, newNewline := bytes.CutSuffix(new, []byte("\n"))
-	if oldNewline != newNewline || len(oldBody) < 2 || oldBody[0] != '{' {
-		return "", "", false
+	if oldNewline != newNewline || len(oldBody) < 2 || oldBody[0] != '{' || len(newBody) < 2 || newBody[0] != '{' {
+		return nil, false
 	}
 	n := rootNode(oldBody, nil)
 	if !n.Known() {
-		return "", "", false
+		return nil, false
 	}
-	from := commonPrefix(oldBody, newBody)
-	to := len(oldBody) - commonSuffix(oldBody[from:], newBody[from:]) // oldBody[from:to] changed
-	grow := len(newBody) - len(oldBody)
-	p := flattener{src: oldBody}
-	path := ""
-	for { // p.pos is at the '{' of an object flatten cuts member by member
-		p.pos++
-		var name string
-		var at, end int
-		for {
-			if p.peek() == ',' {
-				p.pos++
-			}
-			if p.peek() != '"' {
-				return "", "", false // the object ended before the change
-			}
-			start := p.pos
-			p.skipString()
-			name = string(oldBody[start+1 : p.pos-1])
-			p.pos++ // ':'
-			at = p.pos
-			if !p.skipValue() {
-				return "", "", false
-			}
-			end = p.pos
-			if at <= from && to <= end {
-				break
-			}
-			if end >= from {
-				return "", "", false // the change starts in this member and ends past it
-			}
+	w := leafWalk{old: flattener{src: oldBody}, new: flattener{src: newBody}, set: map[string]string{}}
+	if !w.object("", n) || w.old.pos != len(oldBody) || w.new.pos != len(newBody) {
+		return nil, false
+	}
+	return w.set, true
+}
+
+// leafWalk reads two values side by side (changedLeaves).
+type leafWalk struct {
+	old, new flattener
+	set      map[string]string
+}
+
+// object reads the objects at old.pos and new.pos, which live at path and
+// merge as n says, past their ends.
+func (w *leafWalk) object(path string, n kube.Node) bool {
+	w.old.pos++
+	w.new.pos++
+	for first := true; ; first = false {
+		if w.old.peek() == '}' || w.new.peek() == '}' {
+			return w.both('}')
 		}
-		member := n.Member(name)
-		segment := path + "/" + kube.EscapeSegment(name)
-		switch oldBody[at] {
-		case '[':
-			return "", "", false
-		case '{':
-			if member.Object() == kube.Granular {
-				p.pos, path, n = at, segment, member
-				continue
-			}
+		if !first && !w.both(',') {
+			return false
 		}
-		if end+grow < at {
-			return "", "", false
+		name, ok := w.name()
+		if !ok || !w.both(':') {
+			return false
 		}
-		return leafPrefix + segment, string(newBody[at : end+grow]), true
+		if !w.member(path+"/"+kube.EscapeSegment(name), n.Member(name)) {
+			return false
+		}
 	}
 }
 
-// commonPrefix returns how many bytes a and b start with alike.
-func commonPrefix(a, b []byte) int {
-	n := min(len(a), len(b))
-	for i := range n {
-		if a[i] != b[i] {
-			return i
+// member reads the member values at old.pos and new.pos, which live at path
+// and merge as n says, past their ends.
+func (w *leafWalk) member(path string, n kube.Node) bool {
+	oldAt, newAt := w.old.pos, w.new.pos
+	oldClass, newClass := w.old.peek(), w.new.peek()
+	if !w.old.skipValue() || !w.new.skipValue() {
+		return false
+	}
+	oldText, newText := w.old.src[oldAt:w.old.pos], w.new.src[newAt:w.new.pos]
+	if bytes.Equal(oldText, newText) {
+		return true
+	}
+	switch {
+	case leafClass(string(oldClass)) != leafClass(string(newClass)):
+		return false
+	case oldClass == '{' && n.Object() == kube.Granular:
+		w.old.pos, w.new.pos = oldAt, newAt
+		return w.object(path, n)
+	case oldClass == '[':
+		if shape, _ := n.Array(); shape != kube.Atomic {
+			return false // a list flatten cuts: its elements are named by their keys
 		}
 	}
-	return n
+	if c := w.new.peek(); c != ',' && c != '}' {
+		return false // a scalar flatten would not read as one
+	}
+	w.set[leafPrefix+path] = string(newText)
+	return true
 }
 
-// commonSuffix returns how many bytes a and b end with alike.
-func commonSuffix(a, b []byte) int {
-	n := min(len(a), len(b))
-	for i := range n {
-		if a[len(a)-1-i] != b[len(b)-1-i] {
-			return i
-		}
+// name reads the member names at old.pos and new.pos, which must be the
+// same text.
+func (w *leafWalk) name() (string, bool) {
+	if w.old.peek() != '"' || w.new.peek() != '"' {
+		return "", false
 	}
-	return n
+	oldAt, newAt := w.old.pos, w.new.pos
+	w.old.skipString()
+	w.new.skipString()
+	name := w.old.src[oldAt+1 : w.old.pos-1]
+	return string(name), bytes.Equal(name, w.new.src[newAt+1:w.new.pos-1])
+}
+
+// both moves past c at old.pos and new.pos, reporting whether both are c.
+func (w *leafWalk) both(c byte) bool {
+	if w.old.peek() != c || w.new.peek() != c {
+		return false
+	}
+	w.old.pos++
+	w.new.pos++
+	return true
 }

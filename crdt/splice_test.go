@@ -68,11 +68,12 @@ func TestSpliceLeaves(t *testing.T) {
 
 // TestEditedFields checks editedFields against what it stands for: whenever
 // it answers, its fields are flatten's of the new value, exactly; values
-// that change more than a leaf, or not into a document, are left to
-// flatten. New values are the pod with a leaf rewritten, and the pod with
-// bytes inserted, removed or replaced anywhere (most of them no document, or
-// changed across members); a status update, the write it exists for, must
-// take the fast path.
+// that change more than leaves, or not into a document, are left to
+// flatten. New values are the pod with one or two leaves rewritten (a
+// scalar, an object or a list kept whole, or text that is no value), and
+// the pod with bytes inserted, removed or replaced anywhere (most of them no
+// document, or changed across members); a status update, the write it
+// exists for, and a list kept whole rewritten must take the fast path.
 func TestEditedFields(t *testing.T) {
 	for _, newline := range []bool{false, true} {
 		pod, _ := bytes.CutSuffix(benchPod(t, 0), []byte("\n"))
@@ -93,18 +94,21 @@ func TestEditedFields(t *testing.T) {
 		texts := []string{`"x"`, `"y\"z"`, `12`, `-1.5e3`, `true`, `null`, `{"a":1}`, `{"a":"}"}`, `{}`, `[1,2]`, `[]`,
 			`1 `, `"open`, `{"a":1`, `{"a":1}}`, `1,2`, `"a"b`, ``, `,"x":1`, `"`, `}`, `{`, `\"`, `:`, ` `, `0`}
 		rng := rand.New(rand.NewPCG(3, 4))
-		taken, status := 0, 0
-		for i := range 6000 {
+		taken, status, two, list := 0, 0, 0, 0
+		for i := range 8000 {
 			value := string(pod)
-			switch i % 4 {
+			rewrite := func(leaf, text string) { value = strings.Replace(value, fields[leaf], text, 1) }
+			switch i % 5 {
 			case 0: // a status update
-				at := strings.Index(value, `"status":`) + len(`"status":`)
-				p := flattener{src: pod, pos: at}
-				p.skipValue()
-				value = value[:at] + fmt.Sprintf(`{"phase":"Running","message":"%d"}`, i) + value[p.pos:]
-			case 1: // a leaf rewritten
-				old := fields[leaves[rng.IntN(len(leaves))]]
-				value = strings.Replace(value, old, texts[rng.IntN(len(texts))], 1)
+				rewrite(leafPrefix+"/status", fmt.Sprintf(`{"phase":"Running","message":"%d"}`, i))
+			case 1:
+				rewrite(leaves[rng.IntN(len(leaves))], texts[rng.IntN(len(texts))])
+			case 2:
+				a, b := rng.IntN(len(leaves)), rng.IntN(len(leaves))
+				rewrite(leaves[a], texts[rng.IntN(len(texts))])
+				if b != a {
+					rewrite(leaves[b], texts[rng.IntN(len(texts))])
+				}
 			default: // bytes changed anywhere
 				from := rng.IntN(len(value))
 				to := min(len(value), from+rng.IntN(4))
@@ -116,8 +120,13 @@ func TestEditedFields(t *testing.T) {
 				continue
 			}
 			taken++
-			if i%4 == 0 {
+			switch set, _ := diffFields(fields, got); {
+			case i%5 == 0:
 				status++
+			case len(set) == 2:
+				two++
+			case set[leafPrefix+"/spec/tolerations"] != "":
+				list++
 			}
 			want, isDoc := flatten([]byte(value), nil)
 			if !isDoc || !maps.Equal(got, want) {
@@ -127,9 +136,20 @@ func TestEditedFields(t *testing.T) {
 				t.Fatal("editedFields changed the Doc's own fields")
 			}
 		}
-		if status != 1500 || taken < 2000 {
-			t.Fatalf("fast path taken for %d of 6000 new values, %d of 1500 status updates", taken, status)
+		if status != 1600 || two == 0 || list == 0 || taken < 2000 {
+			t.Fatalf("fast path taken for %d of 8000 new values: %d of 1600 status updates, %d with two leaves, %d a list kept whole", taken, status, two, list)
 		}
-		t.Logf("newline %v: fast path taken for %d of 6000 new values", newline, taken)
+		t.Logf("newline %v: fast path taken for %d of 8000 new values (%d with two leaves, %d a list kept whole)", newline, taken, two, list)
+	}
+	// A list flatten cuts by its elements' keys is kept whole while they
+	// are not distinct, and cut once they are: never a leaf rewritten.
+	old := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"image":"x"},{"image":"x"}]}}`)
+	fields, _ := flattenValid(old, nil)
+	if _, whole := fields[leafPrefix+"/spec/containers"]; !whole {
+		t.Fatal("a list of containers of one name is cut")
+	}
+	d := &Doc{kind: Document, value: old, fields: fields, clean: true}
+	if got, ok := d.editedFields(bytes.Replace(old, []byte(`{"image"`), []byte(`{"name":"c","image"`), 1), true); ok {
+		t.Fatalf("containers named: editedFields answers %v", got)
 	}
 }
