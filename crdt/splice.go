@@ -102,25 +102,25 @@ func oneValue(text string) (ok bool) {
 }
 
 // editedFields returns the fields flatten cuts from value, a Put's JSON form
-// (valid: known to be valid JSON, see jsonForm), when value is d's value with
-// some leaves rewritten: d's fields with those leaves' new texts, and true;
-// or false, and the caller cuts value whole. It is what spliceLeaves does the
-// other way round, for a local write: a pod's status update rewrites one
-// leaf (the status, a unit of its own), an object's update through
-// kube-apiserver a few (an annotation, the managed fields' times), and
-// cutting the whole new value and diffing it with the old was a fifth of a
-// replica's CPU under such writes.
+// (valid: known to be valid JSON, see jsonForm), found from d's fields and
+// the parts of value that differ from d's value, and true; or false, and the
+// caller cuts value whole. It is what spliceLeaves does the other way round,
+// for a local write: a pod's status update rewrites one leaf (the status, a
+// unit of its own), an object's update through kube-apiserver a few members
+// (an annotation, the managed fields' times, a container), and cutting the
+// whole new value and diffing it with the old was a fifth of a replica's CPU
+// under such writes.
 //
-// The two values are read side by side (changedLeaves): every object on the
-// way must have the same members in the same order, each either the same
-// text in both, or an object flatten cuts member by member in both (read in
-// turn), or a leaf of the same class in both (scalar, object kept whole, or
-// list kept whole by its schema), never in a list flatten cuts; then value
-// is d's value with those leaves' texts for the old, and flatten cuts it
-// into d's fields with those texts, as the walk reads the values as flatten
-// does. The apiVersion and kind, which choose the schema, must not change;
-// only built-in kinds take this path, so that the schemas d's fields were
-// cut by and those value would be cut by agree.
+// The two values are read side by side (changedParts), from the root object
+// down through every object flatten cuts member by member whose members
+// have the same names in the same order in both. Flatten cuts a member's
+// value by its path, its schema and its text alone, so a member whose text
+// is the same in both has the same fields, and one whose text differs has
+// the fields flatten cuts from its new text alone: the old member's fields
+// (its path's and those below it) make way for those. The apiVersion and
+// kind, which choose the schema, must not change; only built-in kinds take
+// this path, so that the schemas d's fields were cut by and those value
+// would be cut by agree.
 func (d *Doc) editedFields(value []byte, valid bool) (map[string]string, bool) {
 	if d.kind != Document || d.deleted || !d.clean {
 		return nil, false
@@ -129,56 +129,86 @@ func (d *Doc) editedFields(value []byte, valid bool) (map[string]string, bool) {
 	if d.fields == nil {
 		return nil, false
 	}
-	set, ok := changedLeaves(d.value, value)
-	if !ok || len(set) == 0 {
+	parts, ok := changedParts(d.value, value, valid)
+	if !ok || len(parts.paths) == 0 {
 		return nil, false
 	}
-	for k, text := range set {
-		if _, held := d.fields[k]; !held || k == leafPrefix+"/apiVersion" || k == leafPrefix+"/kind" ||
-			(!valid && !json.Valid([]byte(text))) {
-			return nil, false
+	fields := make(map[string]string, len(d.fields)+len(parts.fields))
+	for k, v := range d.fields {
+		if !parts.holds(k) {
+			fields[k] = v
 		}
 	}
-	fields := maps.Clone(d.fields)
-	maps.Copy(fields, set)
+	maps.Copy(fields, parts.fields)
 	return fields, true
 }
 
-// changedLeaves returns the leaves new rewrites in old (a document's value,
-// of a built-in kind), by field key, with their new texts; ok is false when
-// new differs from old otherwise, or is not read as flatten reads old (see
-// editedFields). The texts are not checked to be valid JSON.
-func changedLeaves(old, new []byte) (set map[string]string, ok bool) {
+// parts are the members of a value that changedParts found rewritten.
+type parts struct {
+	paths  []string          // the members' paths
+	fields map[string]string // flatten's fields of their new texts
+}
+
+// holds reports whether field key k belongs to one of the members: it is a
+// member's own field (a leaf, a list's names, an object's member order) or
+// one below it.
+func (p parts) holds(k string) bool {
+	if k == "" {
+		return false
+	}
+	at := k[1:] // past the field kind (leafPrefix, orderPrefix, listPrefix)
+	for _, path := range p.paths {
+		if rest, ok := strings.CutPrefix(at, path); ok && (rest == "" || rest[0] == '/') {
+			return true
+		}
+	}
+	return false
+}
+
+// changedParts reads old (a document's value, of a built-in kind) and new
+// side by side, and returns the members new rewrites (see editedFields),
+// each cut by flatten; ok is false when new is not read as flatten would
+// read it, rewrites the apiVersion or the kind, or changes the root
+// object's member names. When !valid, every rewritten member's text must be
+// valid JSON.
+func changedParts(old, new []byte, valid bool) (found parts, ok bool) {
 	defer func() {
 		if recover() != nil {
-			set, ok = nil, false // new ended inside a string or an object
+			found, ok = parts{}, false // new ended inside a string or an object
 		}
 	}()
 	oldBody, oldNewline := bytes.CutSuffix(old, []byte("\n"))
 	newBody, newNewline := bytes.CutSuffix(new, []byte("\n"))
 	if oldNewline != newNewline || len(oldBody) < 2 || oldBody[0] != '{' || len(newBody) < 2 || newBody[0] != '{' {
-		return nil, false
+		return parts{}, false
 	}
 	n := rootNode(oldBody, nil)
 	if !n.Known() {
-		return nil, false
+		return parts{}, false
 	}
-	w := leafWalk{old: flattener{src: oldBody}, new: flattener{src: newBody}, set: map[string]string{}}
+	w := partsWalk{old: flattener{src: oldBody}, new: flattener{src: newBody}, valid: valid, found: parts{fields: map[string]string{}}}
 	if !w.object("", n) || w.old.pos != len(oldBody) || w.new.pos != len(newBody) {
-		return nil, false
+		return parts{}, false
 	}
-	return w.set, true
+	for _, path := range w.found.paths {
+		if path == "/apiVersion" || path == "/kind" {
+			return parts{}, false
+		}
+	}
+	return w.found, true
 }
 
-// leafWalk reads two values side by side (changedLeaves).
-type leafWalk struct {
+// partsWalk reads two values side by side (changedParts).
+type partsWalk struct {
 	old, new flattener
-	set      map[string]string
+	valid    bool
+	found    parts
+	newText  string // new.src as a string, once a member is cut
 }
 
 // object reads the objects at old.pos and new.pos, which live at path and
-// merge as n says, past their ends.
-func (w *leafWalk) object(path string, n kube.Node) bool {
+// merge as n says, past their ends; false when their member names differ.
+func (w *partsWalk) object(path string, n kube.Node) bool {
 	w.old.pos++
 	w.new.pos++
 	for first := true; ; first = false {
@@ -199,38 +229,50 @@ func (w *leafWalk) object(path string, n kube.Node) bool {
 }
 
 // member reads the member values at old.pos and new.pos, which live at path
-// and merge as n says, past their ends.
-func (w *leafWalk) member(path string, n kube.Node) bool {
+// and merge as n says, past their ends: the same text, an object read
+// member by member, or else the new text cut.
+func (w *partsWalk) member(path string, n kube.Node) bool {
 	oldAt, newAt := w.old.pos, w.new.pos
-	oldClass, newClass := w.old.peek(), w.new.peek()
 	if !w.old.skipValue() || !w.new.skipValue() {
 		return false
 	}
-	oldText, newText := w.old.src[oldAt:w.old.pos], w.new.src[newAt:w.new.pos]
-	if bytes.Equal(oldText, newText) {
+	oldEnd, newEnd := w.old.pos, w.new.pos
+	if bytes.Equal(w.old.src[oldAt:oldEnd], w.new.src[newAt:newEnd]) {
 		return true
 	}
-	switch {
-	case leafClass(string(oldClass)) != leafClass(string(newClass)):
-		return false
-	case oldClass == '{' && n.Object() == kube.Granular:
-		w.old.pos, w.new.pos = oldAt, newAt
-		return w.object(path, n)
-	case oldClass == '[':
-		if shape, _ := n.Array(); shape != kube.Atomic {
-			return false // a list flatten cuts: its elements are named by their keys
+	if w.old.src[oldAt] == '{' && w.new.src[newAt] == '{' && n.Object() == kube.Granular {
+		inner := partsWalk{old: w.old, new: w.new, valid: w.valid, found: parts{fields: map[string]string{}}, newText: w.newText}
+		inner.old.pos, inner.new.pos = oldAt, newAt
+		if inner.object(path, n) {
+			w.found.paths = append(w.found.paths, inner.found.paths...)
+			maps.Copy(w.found.fields, inner.found.fields)
+			w.newText = inner.newText
+			return true
 		}
 	}
-	if c := w.new.peek(); c != ',' && c != '}' {
-		return false // a scalar flatten would not read as one
+	return w.cut(path, n, newAt, newEnd)
+}
+
+// cut adds flatten's fields of the member value new holds at [at, end),
+// which lives at path and merges as n says.
+func (w *partsWalk) cut(path string, n kube.Node, at, end int) bool {
+	if !w.valid && !json.Valid(w.new.src[at:end]) {
+		return false
 	}
-	w.set[leafPrefix+path] = string(newText)
+	if w.newText == "" {
+		w.newText = string(w.new.src)
+	}
+	p := flattener{src: w.new.src, text: w.newText, pos: at, fields: w.found.fields, keys: &keyArena{}}
+	if !p.member(leafPrefix+path, n) || p.pos != end {
+		return false
+	}
+	w.found.paths = append(w.found.paths, path)
 	return true
 }
 
 // name reads the member names at old.pos and new.pos, which must be the
 // same text.
-func (w *leafWalk) name() (string, bool) {
+func (w *partsWalk) name() (string, bool) {
 	if w.old.peek() != '"' || w.new.peek() != '"' {
 		return "", false
 	}
@@ -242,7 +284,7 @@ func (w *leafWalk) name() (string, bool) {
 }
 
 // both moves past c at old.pos and new.pos, reporting whether both are c.
-func (w *leafWalk) both(c byte) bool {
+func (w *partsWalk) both(c byte) bool {
 	if w.old.peek() != c || w.new.peek() != c {
 		return false
 	}

@@ -68,12 +68,13 @@ func TestSpliceLeaves(t *testing.T) {
 
 // TestEditedFields checks editedFields against what it stands for: whenever
 // it answers, its fields are flatten's of the new value, exactly; values
-// that change more than leaves, or not into a document, are left to
+// that are not a document, or change the root's members, are left to
 // flatten. New values are the pod with one or two leaves rewritten (a
-// scalar, an object or a list kept whole, or text that is no value), and
-// the pod with bytes inserted, removed or replaced anywhere (most of them no
-// document, or changed across members); a status update, the write it
-// exists for, and a list kept whole rewritten must take the fast path.
+// scalar, an object or a list kept whole, or text that is no value), with an
+// annotation added or a container's image changed (members added, a list
+// cut by keys), and with bytes inserted, removed or replaced anywhere (most
+// of them no document); a status update, the write it exists for, and the
+// others above must take the fast path.
 func TestEditedFields(t *testing.T) {
 	for _, newline := range []bool{false, true} {
 		pod, _ := bytes.CutSuffix(benchPod(t, 0), []byte("\n"))
@@ -94,21 +95,29 @@ func TestEditedFields(t *testing.T) {
 		texts := []string{`"x"`, `"y\"z"`, `12`, `-1.5e3`, `true`, `null`, `{"a":1}`, `{"a":"}"}`, `{}`, `[1,2]`, `[]`,
 			`1 `, `"open`, `{"a":1`, `{"a":1}}`, `1,2`, `"a"b`, ``, `,"x":1`, `"`, `}`, `{`, `\"`, `:`, ` `, `0`}
 		rng := rand.New(rand.NewPCG(3, 4))
-		taken, status, two, list := 0, 0, 0, 0
-		for i := range 8000 {
+		taken, kinds := 0, map[string]int{}
+		for i := range 9000 {
 			value := string(pod)
 			rewrite := func(leaf, text string) { value = strings.Replace(value, fields[leaf], text, 1) }
-			switch i % 5 {
-			case 0: // a status update
+			kind := ""
+			switch i % 6 {
+			case 0:
+				kind = "status"
 				rewrite(leafPrefix+"/status", fmt.Sprintf(`{"phase":"Running","message":"%d"}`, i))
 			case 1:
+				kind = "leaf"
 				rewrite(leaves[rng.IntN(len(leaves))], texts[rng.IntN(len(texts))])
 			case 2:
+				kind = "two leaves"
 				a, b := rng.IntN(len(leaves)), rng.IntN(len(leaves))
 				rewrite(leaves[a], texts[rng.IntN(len(texts))])
 				if b != a {
 					rewrite(leaves[b], texts[rng.IntN(len(texts))])
 				}
+			case 3:
+				kind = "members"
+				value = strings.Replace(value, `"annotations":{`, fmt.Sprintf(`"annotations":{"a%d":%s,`, i, texts[rng.IntN(len(texts))]), 1)
+				value = strings.Replace(value, `"image":"`, fmt.Sprintf(`"image":"%d`, i), 1+rng.IntN(2))
 			default: // bytes changed anywhere
 				from := rng.IntN(len(value))
 				to := min(len(value), from+rng.IntN(4))
@@ -120,14 +129,7 @@ func TestEditedFields(t *testing.T) {
 				continue
 			}
 			taken++
-			switch set, _ := diffFields(fields, got); {
-			case i%5 == 0:
-				status++
-			case len(set) == 2:
-				two++
-			case set[leafPrefix+"/spec/tolerations"] != "":
-				list++
-			}
+			kinds[kind]++
 			want, isDoc := flatten([]byte(value), nil)
 			if !isDoc || !maps.Equal(got, want) {
 				t.Fatalf("new value %q: editedFields' fields differ from flatten's (a document: %v)", value, isDoc)
@@ -136,20 +138,23 @@ func TestEditedFields(t *testing.T) {
 				t.Fatal("editedFields changed the Doc's own fields")
 			}
 		}
-		if status != 1600 || two == 0 || list == 0 || taken < 2000 {
-			t.Fatalf("fast path taken for %d of 8000 new values: %d of 1600 status updates, %d with two leaves, %d a list kept whole", taken, status, two, list)
+		if kinds["status"] != 1500 || kinds["two leaves"] == 0 || kinds["members"] < 500 || taken < 3000 {
+			t.Fatalf("fast path taken for %d of 9000 new values: %v", taken, kinds)
 		}
-		t.Logf("newline %v: fast path taken for %d of 8000 new values (%d with two leaves, %d a list kept whole)", newline, taken, two, list)
+		t.Logf("newline %v: fast path taken for %d of 9000 new values: %v", newline, taken, kinds)
 	}
-	// A list flatten cuts by its elements' keys is kept whole while they
-	// are not distinct, and cut once they are: never a leaf rewritten.
+	// A list flatten cuts by its elements' keys is kept whole while they are
+	// not distinct, and cut once they are: its new text is cut, not taken as
+	// a leaf.
 	old := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"image":"x"},{"image":"x"}]}}`)
 	fields, _ := flattenValid(old, nil)
 	if _, whole := fields[leafPrefix+"/spec/containers"]; !whole {
 		t.Fatal("a list of containers of one name is cut")
 	}
 	d := &Doc{kind: Document, value: old, fields: fields, clean: true}
-	if got, ok := d.editedFields(bytes.Replace(old, []byte(`{"image"`), []byte(`{"name":"c","image"`), 1), true); ok {
-		t.Fatalf("containers named: editedFields answers %v", got)
+	value := bytes.Replace(old, []byte(`{"image"`), []byte(`{"name":"c","image"`), 1)
+	got, ok := d.editedFields(value, true)
+	if want, _ := flattenValid(value, nil); !ok || !maps.Equal(got, want) {
+		t.Fatalf("containers named: editedFields answers %v (%v), flatten %v", got, ok, want)
 	}
 }
