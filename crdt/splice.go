@@ -133,10 +133,10 @@ func (d *Doc) editedFields(value []byte, valid bool) (map[string]string, bool) {
 	if !ok || len(parts.paths) == 0 {
 		return nil, false
 	}
-	fields := make(map[string]string, len(d.fields)+len(parts.fields))
-	for k, v := range d.fields {
-		if !parts.holds(k) {
-			fields[k] = v
+	fields := maps.Clone(d.fields) // copied whole: quicker than key by key
+	for k := range d.fields {
+		if parts.holds(k) {
+			delete(fields, k)
 		}
 	}
 	maps.Copy(fields, parts.fields)
