@@ -28,10 +28,10 @@ func PrepareValue(value []byte, schemas Schemas) *Prepared {
 	return p.cutAhead(schemas)
 }
 
-// PrepareValue is the package's PrepareValue for a Put to d: when the value
-// rewrites one leaf of d's, its fields are d's with that leaf's new text
-// (editedFields), not cut from the whole value. d must not be in use
-// elsewhere: it may cut its own fields (see Prepare).
+// PrepareValue is the package's PrepareValue for a Put to d: the fields of
+// the members the value leaves as d's are d's, and only the others are cut
+// (editedFields). d must not be in use elsewhere: it may cut its own fields
+// (see Prepare).
 func (d *Doc) PrepareValue(value []byte, schemas Schemas) *Prepared {
 	p := &Prepared{}
 	p.json, p.valid = jsonForm(value)

@@ -222,24 +222,25 @@ func (w *partsWalk) object(path string, n kube.Node) bool {
 		if !ok || !w.both(':') {
 			return false
 		}
-		if !w.member(path+"/"+kube.EscapeSegment(name), n.Member(name)) {
+		if !w.member(path, n, name) {
 			return false
 		}
 	}
 }
 
-// member reads the member values at old.pos and new.pos, which live at path
-// and merge as n says, past their ends: the same text, an object read
-// member by member, or else the new text cut.
-func (w *partsWalk) member(path string, n kube.Node) bool {
+// member reads the values at old.pos and new.pos of member name of the
+// object at path parent, which merges as parentNode says, past their ends:
+// the same text, an object read member by member, or else the new text cut.
+func (w *partsWalk) member(parent string, parentNode kube.Node, name string) bool {
 	oldAt, newAt := w.old.pos, w.new.pos
 	if !w.old.skipValue() || !w.new.skipValue() {
 		return false
 	}
 	oldEnd, newEnd := w.old.pos, w.new.pos
 	if bytes.Equal(w.old.src[oldAt:oldEnd], w.new.src[newAt:newEnd]) {
-		return true
+		return true // most members: their path and schema are not needed
 	}
+	path, n := parent+"/"+kube.EscapeSegment(name), parentNode.Member(name)
 	if w.old.src[oldAt] == '{' && w.new.src[newAt] == '{' && n.Object() == kube.Granular {
 		inner := partsWalk{old: w.old, new: w.new, valid: w.valid, found: parts{fields: map[string]string{}}, newText: w.newText}
 		inner.old.pos, inner.new.pos = oldAt, newAt
