@@ -129,14 +129,14 @@ func (d *Doc) editedFields(value []byte, valid bool) (map[string]string, bool) {
 	if d.fields == nil {
 		return nil, false
 	}
-	parts, ok := changedParts(d.value, value, valid)
+	parts, ok := changedParts(d.value, value, fieldsNode(nil, d.fields), valid)
 	if !ok || len(parts.paths) == 0 {
 		return nil, false
 	}
-	fields := maps.Clone(d.fields) // copied whole: quicker than key by key
-	for k := range d.fields {
-		if parts.holds(k) {
-			delete(fields, k)
+	fields := make(map[string]string, len(d.fields)+len(parts.fields)) // sized: never grown
+	for k, v := range d.fields {
+		if !parts.holds(k) {
+			fields[k] = v
 		}
 	}
 	maps.Copy(fields, parts.fields)
@@ -165,13 +165,13 @@ func (p parts) holds(k string) bool {
 	return false
 }
 
-// changedParts reads old (a document's value, of a built-in kind) and new
-// side by side, and returns the members new rewrites (see editedFields),
-// each cut by flatten; ok is false when new is not read as flatten would
-// read it, rewrites the apiVersion or the kind, or changes the root
-// object's member names. When !valid, every rewritten member's text must be
-// valid JSON.
-func changedParts(old, new []byte, valid bool) (found parts, ok bool) {
+// changedParts reads old (a document's value, of a built-in kind whose
+// schema is n) and new side by side, and returns the members new rewrites
+// (see editedFields), each cut by flatten; ok is false when new is not read
+// as flatten would read it, rewrites the apiVersion or the kind, or changes
+// the root object's member names. When !valid, every rewritten member's text
+// must be valid JSON.
+func changedParts(old, new []byte, n kube.Node, valid bool) (found parts, ok bool) {
 	defer func() {
 		if recover() != nil {
 			found, ok = parts{}, false // new ended inside a string or an object
@@ -182,11 +182,10 @@ func changedParts(old, new []byte, valid bool) (found parts, ok bool) {
 	if oldNewline != newNewline || len(oldBody) < 2 || oldBody[0] != '{' || len(newBody) < 2 || newBody[0] != '{' {
 		return parts{}, false
 	}
-	n := rootNode(oldBody, nil)
 	if !n.Known() {
 		return parts{}, false
 	}
-	w := partsWalk{old: flattener{src: oldBody}, new: flattener{src: newBody}, valid: valid, found: parts{fields: map[string]string{}}}
+	w := partsWalk{old: flattener{src: oldBody}, new: flattener{src: newBody}, valid: valid, found: parts{fields: make(map[string]string, 16)}}
 	if !w.object("", n) || w.old.pos != len(oldBody) || w.new.pos != len(newBody) {
 		return parts{}, false
 	}
@@ -229,35 +228,134 @@ func (w *partsWalk) object(path string, n kube.Node) bool {
 }
 
 // member reads the values at old.pos and new.pos of member name of the
-// object at path parent, which merges as parentNode says, past their ends:
-// the same text, an object read member by member, or else the new text cut.
+// object at path parent, which merges as parentNode says, past their ends
+// (value).
 func (w *partsWalk) member(parent string, parentNode kube.Node, name string) bool {
+	return w.value(func() (string, kube.Node) {
+		return parent + "/" + kube.EscapeSegment(name), parentNode.Member(name)
+	})
+}
+
+// value reads the member values at old.pos and new.pos past their ends: the
+// same text, or an object read member by member, or a list read element by
+// element, or else the new text cut. place returns where they live and how
+// they merge, asked only when the texts differ.
+func (w *partsWalk) value(place func() (string, kube.Node)) bool {
 	oldAt, newAt := w.old.pos, w.new.pos
-	if !w.old.skipValue() || !w.new.skipValue() {
+	if !w.old.skipValue() {
 		return false
 	}
-	oldEnd, newEnd := w.old.pos, w.new.pos
-	if bytes.Equal(w.old.src[oldAt:oldEnd], w.new.src[newAt:newEnd]) {
-		return true // most members: their path and schema are not needed
+	oldEnd := w.old.pos
+	if text := w.old.src[oldAt:oldEnd]; bytes.HasPrefix(w.new.src[newAt:], text) {
+		if end := newAt + len(text); end < len(w.new.src) && (w.new.src[end] == ',' || w.new.src[end] == '}') {
+			w.new.pos = end
+			return true // most values: the same text, read once
+		}
 	}
-	path, n := parent+"/"+kube.EscapeSegment(name), parentNode.Member(name)
-	if w.old.src[oldAt] == '{' && w.new.src[newAt] == '{' && n.Object() == kube.Granular {
-		inner := partsWalk{old: w.old, new: w.new, valid: w.valid, found: parts{fields: map[string]string{}}, newText: w.newText}
-		inner.old.pos, inner.new.pos = oldAt, newAt
-		if inner.object(path, n) {
-			w.found.paths = append(w.found.paths, inner.found.paths...)
-			maps.Copy(w.found.fields, inner.found.fields)
-			w.newText = inner.newText
+	if !w.new.skipValue() {
+		return false
+	}
+	newEnd := w.new.pos
+	path, n := place()
+	var within func() bool // reads them part by part from their starts
+	switch c := w.old.src[oldAt]; {
+	case c != w.new.src[newAt]:
+	case c == '{' && n.Object() == kube.Granular:
+		within = func() bool { return w.object(path, n) }
+	case c == '[':
+		if shape, keys := n.Array(); shape == kube.ListMap {
+			within = func() bool { return w.listMap(path, n.Element(), keys) }
+		}
+	}
+	if within != nil {
+		mark := len(w.found.paths)
+		w.old.pos, w.new.pos = oldAt, newAt
+		if within() {
+			return true
+		}
+		w.forget(mark) // their members or elements differ: cut whole
+		w.old.pos, w.new.pos = oldEnd, newEnd
+	}
+	return w.cut(path, n, newAt, newEnd)
+}
+
+// listMap reads the lists at old.pos and new.pos, which live at path and
+// whose elements merge as el says, keyed by keys, past their ends; false
+// unless both name the same elements in the same order, simply (keyName),
+// and distinctly (else flatten keeps the list whole).
+func (w *partsWalk) listMap(path string, el kube.Node, keys []string) bool {
+	if w.old.text == "" {
+		w.old.text = string(w.old.src)
+	}
+	if w.newText == "" {
+		w.newText = string(w.new.src)
+	}
+	w.new.text = w.newText
+	w.old.pos++
+	w.new.pos++
+	var names []string
+	var seen distinct
+	for {
+		if w.old.peek() == ']' || w.new.peek() == ']' {
+			return w.both(']')
+		}
+		if len(names) > 0 && !w.both(',') {
+			return false
+		}
+		if w.old.peek() != '{' || w.new.peek() != '{' {
+			return false
+		}
+		name, ok := w.old.keyName(el, keys)
+		if newName, newOK := w.new.keyName(el, keys); !ok || !newOK || name != newName || !seen.add(name, names) {
+			return false
+		}
+		names = append(names, name)
+		if !w.element(path+"/"+kube.EscapeSegment(name), el) {
+			return false
+		}
+	}
+}
+
+// element reads the list-map elements at old.pos and new.pos, which live at
+// path and merge as el says, past their ends: the same text, or objects
+// read member by member (flatten cuts an element so, whatever el says of
+// objects); false otherwise, and the list is cut whole.
+func (w *partsWalk) element(path string, el kube.Node) bool {
+	oldAt, newAt := w.old.pos, w.new.pos
+	if !w.old.skipValue() {
+		return false
+	}
+	if text := w.old.src[oldAt:w.old.pos]; bytes.HasPrefix(w.new.src[newAt:], text) {
+		if end := newAt + len(text); end < len(w.new.src) && (w.new.src[end] == ',' || w.new.src[end] == ']') {
+			w.new.pos = end
 			return true
 		}
 	}
-	return w.cut(path, n, newAt, newEnd)
+	w.old.pos = oldAt
+	return w.object(path, el)
+}
+
+// forget drops the members found from the mark-th on, and their fields.
+func (w *partsWalk) forget(mark int) {
+	dropped := parts{paths: w.found.paths[mark:]}
+	for k := range w.found.fields {
+		if dropped.holds(k) {
+			delete(w.found.fields, k)
+		}
+	}
+	w.found.paths = w.found.paths[:mark]
 }
 
 // cut adds flatten's fields of the member value new holds at [at, end),
 // which lives at path and merges as n says.
 func (w *partsWalk) cut(path string, n kube.Node, at, end int) bool {
 	if !w.valid && !json.Valid(w.new.src[at:end]) {
+		return false
+	}
+	if end-at > len(w.new.src)/4 && cutApart(n, w.new.src[at]) {
+		// Most of the value's fields are in it (a pod's containers): the
+		// caller cuts the whole value, which costs less than the walk and
+		// this member's cut together.
 		return false
 	}
 	if w.newText == "" {
@@ -269,6 +367,20 @@ func (w *partsWalk) cut(path string, n kube.Node, at, end int) bool {
 	}
 	w.found.paths = append(w.found.paths, path)
 	return true
+}
+
+// cutApart reports whether flatten cuts a value starting with c, which
+// merges as n says, into fields of its own: an object it cuts member by
+// member or a list it cuts by its elements.
+func cutApart(n kube.Node, c byte) bool {
+	switch c {
+	case '{':
+		return n.Object() == kube.Granular
+	case '[':
+		shape, _ := n.Array()
+		return shape != kube.Atomic
+	}
+	return false
 }
 
 // name reads the member names at old.pos and new.pos, which must be the

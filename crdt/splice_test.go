@@ -146,7 +146,8 @@ func TestEditedFields(t *testing.T) {
 	// A list flatten cuts by its elements' keys is kept whole while they are
 	// not distinct, and cut once they are: its new text is cut, not taken as
 	// a leaf.
-	old := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a"},"spec":{"containers":[{"image":"x"},{"image":"x"}]}}`)
+	old := []byte(`{"apiVersion":"v1","kind":"Pod","metadata":{"name":"a","annotations":{"a":"` + strings.Repeat("x", 400) +
+		`"}},"spec":{"containers":[{"image":"x"},{"image":"x"}]}}`)
 	fields, _ := flattenValid(old, nil)
 	if _, whole := fields[leafPrefix+"/spec/containers"]; !whole {
 		t.Fatal("a list of containers of one name is cut")
