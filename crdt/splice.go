@@ -113,7 +113,8 @@ func oneValue(text string) (ok bool) {
 //
 // The two values are read side by side (changedParts), from the root object
 // down through every object flatten cuts member by member whose members
-// have the same names in the same order in both. Flatten cuts a member's
+// have the same names in the same order in both, and every list-map whose
+// elements have the same keys in the same order. Flatten cuts a member's
 // value by its path, its schema and its text alone, so a member whose text
 // is the same in both has the same fields, and one whose text differs has
 // the fields flatten cuts from its new text alone: the old member's fields
