@@ -243,16 +243,10 @@ func (w *partsWalk) member(parent string, parentNode kube.Node, name string) boo
 // they merge, asked only when the texts differ.
 func (w *partsWalk) value(place func() (string, kube.Node)) bool {
 	oldAt, newAt := w.old.pos, w.new.pos
-	if !w.old.skipValue() {
-		return false
+	if same, ok := w.skipSame('}'); same || !ok {
+		return ok // most values: the same text, read once
 	}
 	oldEnd := w.old.pos
-	if text := w.old.src[oldAt:oldEnd]; bytes.HasPrefix(w.new.src[newAt:], text) {
-		if end := newAt + len(text); end < len(w.new.src) && (w.new.src[end] == ',' || w.new.src[end] == '}') {
-			w.new.pos = end
-			return true // most values: the same text, read once
-		}
-	}
 	if !w.new.skipValue() {
 		return false
 	}
@@ -322,18 +316,30 @@ func (w *partsWalk) listMap(path string, el kube.Node, keys []string) bool {
 // read member by member (flatten cuts an element so, whatever el says of
 // objects); false otherwise, and the list is cut whole.
 func (w *partsWalk) element(path string, el kube.Node) bool {
-	oldAt, newAt := w.old.pos, w.new.pos
-	if !w.old.skipValue() {
-		return false
-	}
-	if text := w.old.src[oldAt:w.old.pos]; bytes.HasPrefix(w.new.src[newAt:], text) {
-		if end := newAt + len(text); end < len(w.new.src) && (w.new.src[end] == ',' || w.new.src[end] == ']') {
-			w.new.pos = end
-			return true
-		}
+	oldAt := w.old.pos
+	if same, ok := w.skipSame(']'); same || !ok {
+		return ok
 	}
 	w.old.pos = oldAt
 	return w.object(path, el)
+}
+
+// skipSame moves past the value at old.pos and reports whether the value at
+// new.pos is the same text (followed by ',' or closer, which ends the object
+// or list it is in), and if so moves past it too; ok is false when old.pos
+// holds no value.
+func (w *partsWalk) skipSame(closer byte) (same, ok bool) {
+	oldAt := w.old.pos
+	if !w.old.skipValue() {
+		return false, false
+	}
+	text := w.old.src[oldAt:w.old.pos]
+	if end := w.new.pos + len(text); end < len(w.new.src) && (w.new.src[end] == ',' || w.new.src[end] == closer) &&
+		bytes.Equal(w.new.src[w.new.pos:end], text) {
+		w.new.pos = end
+		return true, true
+	}
+	return false, true
 }
 
 // forget drops the members found from the mark-th on, and their fields.
