@@ -162,7 +162,7 @@ func (d *Doc) put(value []byte, p *Prepared, st Stamp) (c Change, ok bool, err e
 // cutPut returns the fields of value, put to d in its JSON form: those cut
 // ahead (p), else those editedFields finds, else flatten's.
 func (d *Doc) cutPut(value []byte, p *Prepared) (map[string]string, bool) {
-	if p == nil || (p.fields == nil && p.isDoc) {
+	if !p.holdsCut() {
 		if fields, ok := d.editedFields(value, p != nil && p.valid); ok {
 			return fields, true
 		}

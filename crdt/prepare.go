@@ -92,13 +92,18 @@ func jsonForm(value []byte) (form []byte, valid bool) {
 // cut returns flatten(value, schemas), taking p's fields when p was cut
 // ahead (with those schemas: see PutPrepared).
 func (p *Prepared) cut(value []byte, schemas Schemas) (map[string]string, bool) {
-	if p == nil || (p.fields == nil && p.isDoc) {
+	if !p.holdsCut() {
 		return flatten(value, schemas)
 	}
 	fields := p.fields
 	p.fields = nil
 	return fields, p.isDoc
 }
+
+// holdsCut reports whether p holds what cut answers for its value: its
+// fields, or that it is no document. When not (p nil, a create's value not
+// cut ahead, or its fields taken already), cut flattens the value.
+func (p *Prepared) holdsCut() bool { return p != nil && (p.fields != nil || !p.isDoc) }
 
 // cutBuiltin returns flatten(value, nil), taking p's fields when p was cut
 // ahead alike.

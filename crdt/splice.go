@@ -203,7 +203,15 @@ type partsWalk struct {
 	old, new flattener
 	valid    bool
 	found    parts
-	newText  string // new.src as a string, once a member is cut
+}
+
+// withText gives f, one of the walk's values, its text (flattener.text), which
+// cutting and naming list elements read: made once, when first needed.
+func (f *flattener) withText() *flattener {
+	if f.text == "" {
+		f.text = string(f.src)
+	}
+	return f
 }
 
 // object reads the objects at old.pos and new.pos, which live at path and
@@ -279,13 +287,8 @@ func (w *partsWalk) value(place func() (string, kube.Node)) bool {
 // unless both name the same elements in the same order, simply (keyName),
 // and distinctly (else flatten keeps the list whole).
 func (w *partsWalk) listMap(path string, el kube.Node, keys []string) bool {
-	if w.old.text == "" {
-		w.old.text = string(w.old.src)
-	}
-	if w.newText == "" {
-		w.newText = string(w.new.src)
-	}
-	w.new.text = w.newText
+	w.old.withText()
+	w.new.withText()
 	w.old.pos++
 	w.new.pos++
 	var names []string
@@ -365,10 +368,7 @@ func (w *partsWalk) cut(path string, n kube.Node, at, end int) bool {
 		// this member's cut together.
 		return false
 	}
-	if w.newText == "" {
-		w.newText = string(w.new.src)
-	}
-	p := flattener{src: w.new.src, text: w.newText, pos: at, fields: w.found.fields, keys: &keyArena{}}
+	p := flattener{src: w.new.src, text: w.new.withText().text, pos: at, fields: w.found.fields, keys: &keyArena{}}
 	if !p.member(leafPrefix+path, n) || p.pos != end {
 		return false
 	}
