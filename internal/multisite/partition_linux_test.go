@@ -268,23 +268,41 @@ func mustPut(ctx context.Context, t *testing.T, cli *clientv3.Client, key, value
 	}
 }
 
-// mustUpdate reads a JSON object, changes it and writes it back.
+// mustUpdate reads a JSON object, changes it and writes it back if nothing
+// changed it meanwhile, retrying otherwise: optimistic concurrency, as
+// kube-apiserver does. A plain Put would be a blind overwrite: a remote edit
+// merged between the read and the write would be undone by it, at Rhizome as a
+// concurrent write would be lost at etcd.
 func mustUpdate(ctx context.Context, t *testing.T, cli *clientv3.Client, key string, change func(map[string]any)) {
 	t.Helper()
-	res, err := cli.Get(ctx, key)
-	if err != nil || len(res.Kvs) != 1 {
-		t.Fatalf("get %s: %v (%d kvs)", key, err, len(res.Kvs))
+	for attempt := 0; ; attempt++ {
+		res, err := cli.Get(ctx, key)
+		if err != nil || len(res.Kvs) != 1 {
+			t.Fatalf("get %s: %v (%d kvs)", key, err, len(res.Kvs))
+		}
+		var v map[string]any
+		if err := json.Unmarshal(res.Kvs[0].Value, &v); err != nil {
+			t.Fatalf("%s: %v", key, err)
+		}
+		change(v)
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		txn, err := cli.Txn(ctx).
+			If(clientv3.Compare(clientv3.ModRevision(key), "=", res.Kvs[0].ModRevision)).
+			Then(clientv3.OpPut(key, string(b))).Commit()
+		if err != nil {
+			t.Fatalf("update %s: %v", key, err)
+		}
+		if txn.Succeeded {
+			return
+		}
+		if attempt == 10 {
+			t.Fatalf("update %s: changed under every one of %d attempts", key, attempt+1)
+		}
+		t.Logf("update %s: changed since read (a merged remote edit); reading again", key)
 	}
-	var v map[string]any
-	if err := json.Unmarshal(res.Kvs[0].Value, &v); err != nil {
-		t.Fatalf("%s: %v", key, err)
-	}
-	change(v)
-	b, err := json.Marshal(v)
-	if err != nil {
-		t.Fatal(err)
-	}
-	mustPut(ctx, t, cli, key, string(b))
 }
 
 // getState is `get --prefix`: every key under prefix with its value.
