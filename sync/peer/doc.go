@@ -150,8 +150,8 @@
 // talks to peers through a Transport: one-way streams of Messages, dialled to a
 // peer and accepted from peers. GRPC is the transport between real sites (one
 // gRPC client stream per peer, TLS, keepalives, and by default each stream's
-// messages deflated as one stream, so what they repeat of each other is sent
-// once: deflate.go). A deflated stream also packs edits (packEdits): an edit's
+// messages compressed as one zstd stream, so what they repeat of each other
+// is sent once: compress.go). A compressed stream also packs edits (packEdits): an edit's
 // dependency on the key's last edit sent on the same stream, a 32-byte hash,
 // and its checksum are left out and put back by the receiver
 // (crdt.EditHashes), which cut the bytes per 100-byte status edit to two

@@ -100,8 +100,8 @@ type GRPCConfig struct {
 	// Logger receives the streams refused (nowhere if nil; a Runner sets its
 	// own).
 	Logger *slog.Logger
-	// Compress deflates the messages a stream sends as one deflate stream,
-	// each message flushed whole (deflate.go; a receiver takes compressed and
+	// Compress compresses the messages a stream sends as one zstd stream,
+	// each message flushed whole (compress.go; a receiver takes compressed and
 	// plain streams alike): fewer bytes on slow links for some CPU.
 	Compress bool
 }
@@ -193,7 +193,7 @@ func (t *GRPC) Dial(ctx context.Context, addr string) (Outbound, error) {
 	}
 	out := &grpcOut{conn: conn, s: s}
 	if t.cfg.Compress {
-		out.deflate = newDeflater()
+		out.compress = newCompressor()
 	}
 	return out, nil
 }
@@ -210,20 +210,20 @@ func (t *GRPC) deliver(s grpc.ServerStream) error {
 }
 
 type grpcOut struct {
-	conn    *grpc.ClientConn
-	s       grpc.ClientStream
-	deflate *deflater // nil: messages go plain
-	edits   crdt.EditHashes
+	conn     *grpc.ClientConn
+	s        grpc.ClientStream
+	compress *compressor // nil: messages go plain
+	edits    crdt.EditHashes
 }
 
 func (o *grpcOut) Send(m *Message) (int, error) {
 	w := wireMessage{m: m}
-	if o.deflate != nil {
-		// Packed only in a deflated stream, whose frames carry a CRC-32C:
+	if o.compress != nil {
+		// Packed only in a compressed stream, whose frames carry a CRC-32C:
 		// a packed edit's own checksum is computed, not checked.
-		frame, err := o.deflate.frame(packEdits(&o.edits, m).encode())
+		frame, err := o.compress.frame(packEdits(&o.edits, m).encode())
 		if err != nil {
-			return 0, fmt.Errorf("peer: deflate: %w", err)
+			return 0, fmt.Errorf("peer: compress: %w", err)
 		}
 		w.frame = frame
 	}
@@ -239,9 +239,9 @@ func (o *grpcOut) Close() error {
 }
 
 type grpcIn struct {
-	s       grpc.ServerStream
-	inflate inflater
-	edits   crdt.EditHashes
+	s          grpc.ServerStream
+	decompress decompressor
+	edits      crdt.EditHashes
 }
 
 func (i *grpcIn) Recv() (Message, int, error) {
@@ -254,7 +254,7 @@ func (i *grpcIn) Recv() (Message, int, error) {
 		return m, w.n, fmt.Errorf("peer: a proof frame amid messages: %w", errWire)
 	}
 	if w.frame != nil {
-		b, err := i.inflate.message(w.frame)
+		b, err := i.decompress.message(w.frame)
 		if err == nil {
 			err = m.decode(b)
 		}
@@ -274,7 +274,7 @@ type wireMessage struct {
 	m     *Message
 	n     int
 	auth  []byte
-	frame []byte // the message deflated (deflate.go), deflateFrame first when sent
+	frame []byte // the message compressed (compress.go), zstdFrame first when sent
 }
 
 var serviceDesc = grpc.ServiceDesc{

@@ -47,17 +47,17 @@ func (codec) Unmarshal(data []byte, v any) error {
 		w.auth = bytes.Clone(data[1:])
 		return nil
 	}
-	if len(data) > 0 && data[0] == deflateFrame {
+	if len(data) > 0 && data[0] == zstdFrame {
 		w.frame = bytes.Clone(data[1:])
 		return nil
 	}
 	return w.m.decode(data)
 }
 
-// wireVersion 7: a deflated gRPC stream's edits are packed (packEdits);
+// wireVersion 7: a compressed gRPC stream's edits are packed (packEdits);
 // 8: a snapshot's documents are crdt's format 5 (saved forms may hold packed
-// changes).
-const wireVersion = 8
+// changes); 9: a compressed stream is one zstd stream, not deflate's.
+const wireVersion = 9
 
 var errWire = errors.New("peer: malformed message")
 
@@ -302,7 +302,7 @@ func (d *decoder) bytes() []byte {
 // table is t (crdt.EditHashes: an edit's dependency on the key's last edit
 // sent on the stream, and its checksum, left out). m itself is not changed.
 // Only an ordered stream, read whole in order, can carry packed edits: a gRPC
-// stream, when it is deflated (its frames' CRC-32C then checks what a packed
+// stream, when it is compressed (its frames' CRC-32C then checks what a packed
 // edit's checksum no longer does); the in-memory Fabric, which may reorder,
 // and a plain stream send changes whole.
 func packEdits(t *crdt.EditHashes, m *Message) *Message {

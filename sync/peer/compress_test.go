@@ -8,21 +8,21 @@ import (
 	"testing"
 )
 
-// TestDeflateStream: every frame decodes to its message alone, as it arrives
-// (no frame waits for the next), messages repeating earlier ones cost less
-// than their first copy, messages of bulkBytes or more (deflated afresh) are
-// compressed too and the stream goes on after them, and a damaged frame
-// breaks the stream with errWire.
-func TestDeflateStream(t *testing.T) {
+// TestCompressedStream: every frame decodes to its message alone, as it
+// arrives (no frame waits for the next), messages repeating earlier ones cost
+// less than their first copy, a large message (several zstd blocks, past the
+// window) is compressed too and the stream goes on after it, and a damaged
+// frame breaks the stream with errWire.
+func TestCompressedStream(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	d, f := newDeflater(), &inflater{}
+	d, f := newCompressor(), &decompressor{}
 	var first, again, n int
 	for i := range 300 {
 		msg := []byte(fmt.Sprintf(`{"key":"/registry/pods/default/p%d","status":{"phase":"Running","n":%d}}`, i%20, rng.IntN(1000)))
 		if i%7 == 0 {
 			size := rng.IntN(3000)
 			if i == 140 {
-				size = 70000 // larger than the window
+				size = compressWindow + 70000 // larger than the window
 			}
 			msg = make([]byte, size) // random
 			for j := range msg {
@@ -30,7 +30,7 @@ func TestDeflateStream(t *testing.T) {
 			}
 		}
 		if i == 200 {
-			msg = bytes.Repeat(msg, bulkBytes/len(msg)+1)
+			msg = bytes.Repeat(msg, 300<<10/len(msg)+1) // several blocks
 		}
 		frame, err := d.frame(msg)
 		if err != nil {
@@ -39,7 +39,7 @@ func TestDeflateStream(t *testing.T) {
 		if i == 200 && len(frame) > len(msg)/20 {
 			t.Errorf("a bulk message of %d bytes repeating itself took %d", len(msg), len(frame))
 		}
-		if frame[0] != deflateFrame {
+		if frame[0] != zstdFrame {
 			t.Fatalf("frame starts with %#x", frame[0])
 		}
 		got, err := f.message(frame[1:])
@@ -69,11 +69,11 @@ func TestDeflateStream(t *testing.T) {
 	}
 }
 
-// FuzzInflate hands an inflater arbitrary frames, as a peer might send them,
+// FuzzDecompress hands a decompressor arbitrary frames, as a peer might send them,
 // after real ones: nothing may panic, a frame is a whole message or an error,
 // and after an error the stream stays broken.
-func FuzzInflate(f *testing.F) {
-	d := newDeflater()
+func FuzzDecompress(f *testing.F) {
+	d := newCompressor()
 	for _, msg := range []string{"", "a message", `{"status":{"phase":"Running"}}`} {
 		frame, err := d.frame([]byte(msg))
 		if err != nil {
@@ -82,7 +82,7 @@ func FuzzInflate(f *testing.F) {
 		f.Add(frame[1:], frame[1:])
 	}
 	f.Fuzz(func(t *testing.T, a, b []byte) {
-		in := &inflater{}
+		in := &decompressor{}
 		msgA, errA := in.message(a)
 		if errA == nil && len(msgA) > len(a)*1032+64 {
 			t.Fatalf("%d bytes of frame made a message of %d", len(a), len(msgA))
