@@ -41,7 +41,7 @@ test:
 FUZZTIME ?= 30s
 # Each target's seed corpus, from real messages and values, is in its
 # package's testdata/fuzz/<target>/.
-FUZZ_TARGETS := ./sync/peer:FuzzDecode ./sync/peer:FuzzHandle ./sync/peer:FuzzInflate ./crdt:FuzzDecodeChange \
+FUZZ_TARGETS := ./sync/peer:FuzzDecode ./sync/peer:FuzzHandle ./sync/peer:FuzzDecompress ./crdt:FuzzDecodeChange \
 	./crdt:FuzzDecodeDoc ./crdt:FuzzValue ./crdt/kube:FuzzToJSON ./store:FuzzRecords \
 	./etcdshim:FuzzRequest ./crdt/kube/validate:FuzzObject
 fuzz:
