@@ -145,7 +145,11 @@ func (h *history) take(c *amChange, hash automerge.ChangeHash) {
 			j, _ := slices.BinarySearch(h.keys, op.key)
 			h.keys = slices.Delete(h.keys, j, j+1)
 		case !op.del:
-			if !held {
+			switch {
+			case held:
+			case len(h.keys) == 0 || h.keys[len(h.keys)-1] < op.key:
+				h.keys = append(h.keys, op.key) // a body's ops come sorted
+			default:
 				j, _ := slices.BinarySearch(h.keys, op.key)
 				h.keys = slices.Insert(h.keys, j, op.key)
 			}
