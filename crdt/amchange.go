@@ -119,12 +119,14 @@ func (c *amChange) appendColumns(b []byte) []byte {
 	var actions, valLens, groups, predActors rle[uint64]
 	var predCtrs delta
 	var inserts boolRun
-	size := 0
+	size, keySize := 0, 0
 	for _, op := range c.ops {
 		size += len(op.value)
+		keySize += len(op.key) + 2
 	}
 	raw := make([]byte, 0, size)
-	keys.put = appendString
+	// Keys are distinct: one literal run of them all, sized once.
+	keys.put, keys.out, keys.lit = appendString, make([]byte, 0, keySize+binary.MaxVarintLen64), make([]string, 0, len(c.ops))
 	for _, r := range []*rle[uint64]{&actions, &valLens, &groups, &predActors} {
 		r.put = binary.AppendUvarint
 	}
