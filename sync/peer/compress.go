@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
-	"slices"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -88,7 +87,7 @@ func (f *decompressor) message(frame []byte) ([]byte, error) {
 	if f.in.err != nil {
 		return nil, f.in.err
 	}
-	f.in.b = append(slices.Clip(f.in.b), frame...)
+	f.in.b = frame // the last frame was read to its end
 	if f.r == nil {
 		// Synchronous (one goroutine, reading a block only when asked for
 		// bytes), and refusing a window larger than ours.
