@@ -139,14 +139,6 @@ func (r *frameReader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
-func (r *frameReader) ReadByte() (byte, error) {
-	if len(r.b) == 0 {
-		return 0, errFrameShort
-	}
-	c := r.b[0]
-	r.b = r.b[1:]
-	return c, nil
-}
 
 // byteReader reads one byte at a time from r, so a length prefix takes no
 // more than its own bytes.
